@@ -1,0 +1,97 @@
+"""ONNX Runtime sessions: provider choice with CPU fallback, and threads set explicitly.
+
+ONNX Runtime sizes its thread pool to the host's physical cores and ignores cgroup quotas, so
+a sidecar would grab every core of the node; we always set the intra-op thread count (default 1)
+and turn spinning off. The CUDA provider is preferred when present; whether it is actually in
+use is read back from the session (onnxruntime-gpu lists CUDA as available even without a GPU).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import structlog
+
+from agent.errors import DependencyError, ModelError
+
+log = structlog.get_logger(__name__)
+
+CPU = "CPUExecutionProvider"
+CUDA = "CUDAExecutionProvider"
+_warned_no_cuda = False
+
+
+def import_onnxruntime() -> Any:
+    try:
+        import onnxruntime
+    except ImportError:
+        raise DependencyError(
+            "onnxruntime is not installed: pip install 'logdetect[cpu]' (or 'logdetect[gpu]' on a CUDA host)"
+        ) from None
+    return onnxruntime
+
+
+@dataclass(frozen=True)
+class RuntimeOptions:
+    """How to run models. `device`: auto (CUDA when usable, else CPU), cpu, or cuda."""
+
+    intra_op_threads: int = 1
+    device: str = "auto"
+
+    @staticmethod
+    def from_env(device: str = "auto") -> RuntimeOptions:
+        threads = os.environ.get("LOGDETECT_ORT_THREADS") or os.environ.get("ORT_INTRA_OP_NUM_THREADS")
+        return RuntimeOptions(intra_op_threads=max(1, int(threads)) if threads else 1, device=device)
+
+
+class OnnxModel:
+    """One ONNX Runtime session with the provider actually in use."""
+
+    def __init__(self, path: Path, options: RuntimeOptions | None = None) -> None:
+        global _warned_no_cuda
+        ort = import_onnxruntime()
+        opts = options or RuntimeOptions()
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = opts.intra_op_threads
+        so.inter_op_num_threads = 1
+        so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        so.log_severity_level = 3  # ORT's own stderr logging: errors only
+        wanted = [CPU]
+        if opts.device in ("auto", "cuda") and CUDA in ort.get_available_providers():
+            wanted = [CUDA, CPU]
+        try:
+            self.session = ort.InferenceSession(str(path), sess_options=so, providers=wanted)
+        except Exception as exc:  # ORT raises its own exception types
+            raise ModelError(f"cannot load ONNX model {path}: {exc}") from None
+        self.provider: str = self.session.get_providers()[0]
+        if opts.device == "cuda" and self.provider != CUDA and not _warned_no_cuda:
+            _warned_no_cuda = True
+            log.warning("cuda_unavailable", fallback=self.provider, model=str(path))
+        self.path = path
+        self.input_names = [i.name for i in self.session.get_inputs()]
+        self.output_names = [o.name for o in self.session.get_outputs()]
+
+    def input_shape(self, name: str) -> list[Any]:
+        for i in self.session.get_inputs():
+            if i.name == name:
+                return list(i.shape)
+        raise ModelError(f"{self.path}: no input named {name!r} (has {self.input_names})")
+
+    def check_inputs(self, expected: dict[str, int]) -> None:
+        """Refuse a model whose inputs disagree with the manifest: `expected` maps name -> rank,
+        or name -> -1 for 'present, any rank'."""
+        for name, rank in expected.items():
+            shape = self.input_shape(name)
+            if rank >= 0 and len(shape) != rank:
+                raise ModelError(
+                    f"{self.path}: input {name!r} has rank {len(shape)}, the manifest expects {rank}"
+                )
+
+    def run(self, feeds: dict[str, np.ndarray], outputs: list[str] | None = None) -> list[np.ndarray]:
+        result: list[np.ndarray] = self.session.run(outputs, feeds)
+        return result

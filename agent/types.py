@@ -1,0 +1,186 @@
+"""The values handed from one pipeline stage to the next.
+
+Every hand-off is a frozen dataclass defined here, once:
+
+    Record ─► ParsedLine ─► TemplatedLine ─► (detectors) DetectorScore ─► Anomaly ─► Incident
+
+No dicts-of-anything cross a stage boundary; categorical values are enums.
+Times are float seconds since the Unix epoch, UTC.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+
+class Level(enum.IntEnum):
+    """Severity of a log line, ordered; UNKNOWN for formats that carry none.
+
+    The integer values are also the severity tokens of LogBERT-severity, so never renumber.
+    """
+
+    UNKNOWN = 0
+    TRACE = 1
+    DEBUG = 2
+    INFO = 3
+    NOTICE = 4
+    WARN = 5
+    ERROR = 6
+    FATAL = 7
+
+    @property
+    def otel_number(self) -> int:
+        """OpenTelemetry SeverityNumber (1-24) of this level; 0 when unknown."""
+        return _OTEL_NUMBER[self]
+
+
+_OTEL_NUMBER = {
+    Level.UNKNOWN: 0,
+    Level.TRACE: 1,
+    Level.DEBUG: 5,
+    Level.INFO: 9,
+    Level.NOTICE: 10,
+    Level.WARN: 13,
+    Level.ERROR: 17,
+    Level.FATAL: 21,
+}
+
+
+class Verdict(enum.Enum):
+    """Seed 000's ensemble vote: both kinds of model agree, one fires, or none."""
+
+    NORMAL = "normal"
+    WATCH = "watch"
+    DANGER = "danger"
+
+
+class IncidentSeverity(enum.IntEnum):
+    LOW = 1
+    MEDIUM = 2
+    HIGH = 3
+    CRITICAL = 4
+
+
+class IncidentState(enum.Enum):
+    OPEN = "open"
+    UPDATE = "update"
+    RESOLVED = "resolved"
+
+
+class ExplanationKind(enum.Enum):
+    NEW_TEMPLATE = "NEW_TEMPLATE"
+    RARE_TEMPLATE = "RARE_TEMPLATE"
+    UNUSUAL_TIME = "UNUSUAL_TIME"
+    BURST = "BURST"
+    SEQUENCE = "SEQUENCE"
+    SEVERITY = "SEVERITY"
+    UNUSUAL_PARAMETER = "UNUSUAL_PARAMETER"
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One raw log line as a source received it, before any parsing.
+
+    `fields` carries the other fields of a structured record (a JSON line, a Forward
+    record) as strings, so that `level`/`entity`/`time` can be taken from them.
+    `time` is the transport's timestamp when it has one (Forward EventTime, say).
+    """
+
+    line: str
+    source: str = "stdin"
+    received_at: float = 0.0
+    time: float | None = None
+    fields: tuple[tuple[str, str], ...] = ()
+
+    def field(self, name: str) -> str | None:
+        for key, value in self.fields:
+            if key == name:
+                return value
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedLine:
+    """A log line split into header and message body.
+
+    `timestamp` is None when the line carries no time the parser understood; the pipeline
+    then uses the arrival time and says so (`time_from_arrival`).
+    `entity` is the session/window key (a block id, a pod, a host, or the source stream).
+    """
+
+    raw: str
+    message: str
+    timestamp: float | None
+    level: Level
+    entity: str
+    source: str = "stdin"
+    line_no: int = 0
+    component: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class TemplatedLine:
+    """A parsed line with its Drain3 template.
+
+    `template_id` is the miner's cluster id (stable across restarts); `token` is the model
+    vocabulary index (0 = UNK, a template born after training); `is_new` is True when the
+    template was not in the training vocabulary.
+    """
+
+    line: ParsedLine
+    template_id: int
+    template: str
+    params: tuple[str, ...]
+    token: int
+    is_new: bool
+    time: float
+    time_from_arrival: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class DetectorScore:
+    """One detector's opinion on one line or window: higher score = more anomalous."""
+
+    detector: str
+    score: float
+    threshold: float
+    fired: bool
+    # Facts the explainer can quote (e.g. DeepLog's expected next templates); JSON-safe values.
+    details: tuple[tuple[str, object], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Explanation:
+    """A computed reason why a line is anomalous, with the numbers behind it."""
+
+    kind: ExplanationKind
+    text: str
+    facts: tuple[tuple[str, object], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Anomaly:
+    line: TemplatedLine
+    score: float
+    verdict: Verdict
+    scores: tuple[DetectorScore, ...]
+    explanations: tuple[Explanation, ...]
+    incident_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Incident:
+    incident_id: str
+    state: IncidentState
+    severity: IncidentSeverity
+    title: str
+    first_seen: float
+    last_seen: float
+    anomaly_count: int
+    line_count: int
+    entities: tuple[str, ...]
+    leading_templates: tuple[tuple[int, str, int], ...]  # (template id, text, count)
+    first_line: str
+    samples: tuple[str, ...] = field(default_factory=tuple)
+    explanation_kinds: tuple[ExplanationKind, ...] = ()

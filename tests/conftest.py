@@ -1,0 +1,38 @@
+"""Shared fixtures: where the labelled data lives, and the rules for skipping.
+
+Tests that need ../shared/data or torch skip with a clear reason when it is absent, except
+under CI=true, where a missing dependency is a failure (CI must run everything).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = Path(os.environ.get("LOGDETECT_DATA", REPO.parent / "shared" / "data"))
+IN_CI = os.environ.get("CI", "").lower() == "true"
+
+
+def need(condition: bool, reason: str) -> None:
+    """Skip the calling test when `condition` is false; fail instead under CI=true."""
+    if condition:
+        return
+    if IN_CI:
+        pytest.fail(f"required in CI: {reason}")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    need(DATA.is_dir(), f"labelled data not found at {DATA} (set LOGDETECT_DATA)")
+    return DATA
+
+
+@pytest.fixture(scope="session")
+def torch_available() -> bool:
+    need(importlib.util.find_spec("torch") is not None, "torch is not installed (pip install '.[train]')")
+    return True
