@@ -1,0 +1,1 @@
+"""Serving side of every model: ONNX Runtime only, batched and memoised."""
