@@ -1,0 +1,36 @@
+"""Measure detection quality on labelled data: precision, recall and F1 per detector and for
+the ensemble. Thresholds are chosen on training/validation data only, never on the test split.
+
+datasets:
+  bgl            BGL-format files (first column is the label, `-` = normal); line and 100-line windows
+  hdfs-sessions  DeepLog-format HDFS sessions (one session of event numbers per line) and the
+                 labelled `Sequence,label` CSV; precision also adjusted to HDFS's real anomaly rate
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+
+DATASETS = {
+    "bgl": "trainer.eval_bgl",
+    "hdfs-sessions": "trainer.eval_hdfs",
+}
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="dataset", metavar="DATASET", required=True)
+    for name, module_name in DATASETS.items():
+        module = importlib.import_module(module_name)
+        p = sub.add_parser(
+            name,
+            help=(module.__doc__ or name).strip().splitlines()[0],
+            description=(module.__doc__ or name).strip(),
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        module.configure(p)
+        p.set_defaults(_eval=module.run)
+
+
+def run(args: argparse.Namespace) -> int:
+    return int(args._eval(args))
