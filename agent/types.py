@@ -117,6 +117,15 @@ class ParsedLine:
     source: str = "stdin"
     line_no: int = 0
     component: str = ""
+    # Header fields the format carries besides the above (syslog host/pid, BGL node, a JSON
+    # line's other keys flattened to dotted paths), in `Record.fields` style.
+    fields: tuple[tuple[str, str], ...] = ()
+
+    def field(self, name: str) -> str | None:
+        for key, value in self.fields:
+            if key == name:
+                return value
+        return None
 
 
 @dataclass(frozen=True, slots=True)
