@@ -135,13 +135,13 @@ class BundleWriter:
     def add_model(self, name: str, section: dict[str, Any]) -> None:
         self.manifest["models"][name] = section
 
-    def finish(self, **manifest_fields: Any) -> Path:
+    def _manifest(self, manifest_fields: dict[str, Any]) -> dict[str, Any]:
         files = {
             p.name: sha256_file(p)
             for p in sorted(self.tmp.iterdir())
             if p.is_file() and p.name not in (MANIFEST, MANIFEST_HASH)
         }
-        manifest = {
+        return {
             "schema_version": SCHEMA_VERSION,
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "logdetect_version": __version__,
@@ -149,6 +149,14 @@ class BundleWriter:
             **self.manifest,
             "files": files,
         }
+
+    def draft(self, **manifest_fields: Any) -> Bundle:
+        """The bundle as written so far, unverified, so the trainer can run the real pipeline
+        on held-back data (to calibrate the ensemble) before the manifest is final."""
+        return Bundle(self.tmp, self._manifest(manifest_fields))
+
+    def finish(self, **manifest_fields: Any) -> Path:
+        manifest = self._manifest(manifest_fields)
         raw = json.dumps(manifest, indent=2, sort_keys=True).encode("utf-8")
         (self.tmp / MANIFEST).write_bytes(raw)
         (self.tmp / MANIFEST_HASH).write_text(hashlib.sha256(raw).hexdigest() + "\n", encoding="ascii")

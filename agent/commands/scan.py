@@ -1,0 +1,131 @@
+"""Score a log file in batch and report anomalies, grouped into incidents, with explanations.
+
+The text output is a summary for people (colour on a terminal, none when piped); --format json
+writes one event per line (see `logdetect schema`); --report writes a self-contained HTML page.
+
+examples:
+  logdetect scan --model model/ --input today.log
+  logdetect scan --model model/ --input today.log --sensitivity high
+  logdetect scan --model model/ --input today.log --format json > anomalies.jsonl
+  logdetect scan --model model/ --input today.log --report report.html
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from agent.detectors.base import Sensitivity
+from agent.onnx_session import RuntimeOptions
+from agent.parsing import ParserConfig
+from agent.pipeline import LineResult, Pipeline, PipelineConfig, SessionVerdict
+from agent.reader import check_inputs, iter_records
+from agent.types import Anomaly, Incident
+
+
+def add_model_options(p: argparse.ArgumentParser) -> None:
+    """Options shared by the commands that serve a bundle (scan, watch)."""
+    p.add_argument("--model", "-m", required=True, metavar="BUNDLE", help="model bundle written by `logdetect train`")
+    p.add_argument("--sensitivity", choices=[s.value for s in Sensitivity], default="medium",
+                   help="low = fewest alerts, high = most (points on the calibrated curve; default: medium)")
+    p.add_argument("--log-format", default=None, help="override the bundle's log format")
+    p.add_argument("--entity", default=None, help="override the bundle's entity key (stream, component, "
+                   "'regex:PATTERN', 'field:NAME')")
+    p.add_argument("--models", default=None, help="comma list: only these bundle models vote")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
+                   help="ONNX Runtime provider: auto prefers CUDA when usable (default: auto)")
+    p.add_argument("--threads", type=int, default=1, help="ONNX Runtime intra-op threads (default: 1)")
+
+
+def pipeline_config(args: argparse.Namespace, **extra: object) -> PipelineConfig:
+    parser = None
+    if args.log_format is not None or args.entity is not None:
+        from agent.bundle import load_bundle
+
+        trained = ParserConfig(**load_bundle(args.model).manifest.get("parser", {}))
+        import dataclasses
+
+        parser = dataclasses.replace(
+            trained,
+            log_format=args.log_format or trained.log_format,
+            entity=args.entity or trained.entity,
+        )
+    models = tuple(m.strip() for m in args.models.split(",")) if args.models else None
+    return PipelineConfig(
+        parser=parser,
+        sensitivity=Sensitivity(args.sensitivity),
+        runtime=RuntimeOptions(intra_op_threads=max(1, args.threads), device=args.device),
+        models=models,
+        **extra,  # type: ignore[arg-type]
+    )
+
+
+def configure(p: argparse.ArgumentParser) -> None:
+    add_model_options(p)
+    p.add_argument("--input", "-i", nargs="+", required=True, metavar="FILE", help="log files to scan")
+    p.add_argument("--format", choices=["text", "json"], default="text", help="output format (default: text)")
+    p.add_argument("--report", metavar="HTML", help="also write a self-contained HTML report here")
+    p.add_argument("--color", choices=["auto", "always", "never"], default="auto")
+
+
+def run(args: argparse.Namespace) -> int:
+    paths = check_inputs(args.input, allow_empty=True)
+    pipe = Pipeline.from_bundle(args.model, pipeline_config(args))
+    collector = None
+    if args.report:
+        from agent.report import ReportCollector
+
+        sample = pipe.bundle.read_json("score_sample.json")["scores"] if "score_sample.json" in \
+            pipe.bundle.manifest["files"] else []
+        collector = ReportCollector(sample)
+        report = collector
+
+        def observe(r: LineResult) -> None:
+            report.observe(r.line, r.score)
+
+        pipe.observers.append(observe)
+    anomalies: list[Anomaly] = []
+    incidents: dict[str, Incident] = {}
+    sessions: list[SessionVerdict] = []
+    json_out = args.format == "json"
+    out = sys.stdout.buffer
+    now = time.time()
+
+    def handle(outputs: list) -> None:  # type: ignore[type-arg]
+        for o in outputs:
+            if json_out:
+                out.write(pipe.encode([o], now)[0] + b"\n")
+            if isinstance(o, Anomaly):
+                anomalies.append(o)
+                if collector is not None:
+                    collector.add_anomaly(o)
+            elif isinstance(o, Incident):
+                incidents[o.incident_id] = o
+            elif isinstance(o, SessionVerdict):
+                sessions.append(o)
+
+    batch = []
+    for path in paths:
+        for record in iter_records(path):
+            batch.append(record)
+            if len(batch) >= 4096:
+                handle(pipe.process_outputs(batch, now))
+                batch = []
+    handle(pipe.process_outputs(batch, now))
+    handle(pipe.close_outputs(now))
+    if collector is not None:
+        for inc in incidents.values():
+            collector.add_incident(inc)
+        collector.write_html(Path(args.report), title=f"logdetect scan of {', '.join(p.name for p in paths)}")
+    if not json_out:
+        from agent.render import render_summary
+
+        color = args.color == "always" or (args.color == "auto" and sys.stdout.isatty())
+        text = render_summary(pipe.lines, anomalies, list(incidents.values()), color)
+        if sessions:
+            text += f"\n{len(sessions)} sessions judged anomalous as a whole (see --format json).\n"
+        sys.stdout.write(text)
+    sys.stdout.flush()
+    return 0

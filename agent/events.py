@@ -1,0 +1,347 @@
+"""The output contract: one JSON object per line, field names defined once, and its JSON Schema.
+
+The envelope follows the OpenTelemetry log data model (timestamp, observed_timestamp,
+severity_text/number, body, resource, attributes, event_name); attributes use ECS-style dotted
+names (`event.kind`, `template.id`, `incident.state`, ...). `schema_version` comes first.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+
+from agent.types import (
+    Anomaly,
+    DetectorScore,
+    Explanation,
+    Incident,
+    IncidentSeverity,
+    Level,
+    Verdict,
+)
+
+SCHEMA_VERSION = 1
+
+# event names
+ANOMALY = "logdetect.anomaly"
+INCIDENT = "logdetect.incident"
+SESSION = "logdetect.session"
+LINE = "logdetect.line"
+DATA_GAP = "logdetect.data_gap"
+EVENT_NAMES = (ANOMALY, INCIDENT, SESSION, LINE, DATA_GAP)
+
+_VERDICT_LEVEL = {Verdict.NORMAL: Level.INFO, Verdict.WATCH: Level.WARN, Verdict.DANGER: Level.ERROR}
+_INCIDENT_LEVEL = {
+    IncidentSeverity.LOW: Level.INFO,
+    IncidentSeverity.MEDIUM: Level.WARN,
+    IncidentSeverity.HIGH: Level.ERROR,
+    IncidentSeverity.CRITICAL: Level.FATAL,
+}
+
+
+def rfc3339(t: float) -> str:
+    """UTC, millisecond precision, `Z` suffix."""
+    if not (-62135596800.0 <= t < 253402300800.0):  # outside years 1..9999: clamp, never crash
+        t = 0.0
+    secs = int(t // 1)
+    ms = int((t - secs) * 1000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs)) + f".{ms:03d}Z"
+
+
+def _facts(pairs: tuple[tuple[str, object], ...]) -> dict[str, object]:
+    return dict(pairs)
+
+
+def explanation_dict(e: Explanation) -> dict[str, Any]:
+    return {"kind": e.kind.value, "text": e.text, "facts": _facts(e.facts)}
+
+
+def _envelope(name: str, t: float, observed: float, level: Level, body: str, attrs: dict[str, Any],
+              resource: dict[str, str]) -> dict[str, Any]:
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "event_name": name,
+        "timestamp": rfc3339(t),
+        "observed_timestamp": rfc3339(observed),
+        "severity_text": level.name,
+        "severity_number": level.otel_number,
+        "body": body,
+        "resource": resource,
+        "attributes": attrs,
+    }
+
+
+def anomaly_event(a: Anomaly, observed: float, provider: str, scope: str = "line") -> dict[str, Any]:
+    tl = a.line
+    pl = tl.line
+    level = _VERDICT_LEVEL[a.verdict]
+    kinds = ", ".join(e.kind.value for e in a.explanations) or "model score"
+    body = f"{a.verdict.value.upper()} {pl.entity}: {kinds} (score {a.score:.2f}): {pl.message[:200]}"
+    attrs: dict[str, Any] = {
+        "event.kind": "alert",
+        "event.category": "anomaly",
+        "event.type": scope,
+        "anomaly.score": round(a.score, 6),
+        "anomaly.verdict": a.verdict.value,
+        "anomaly.scores": [
+            {"detector": s.detector, "score": round(s.score, 6), "threshold": round(s.threshold, 6),
+             "fired": s.fired}
+            for s in a.scores
+        ],
+        "anomaly.explanations": [explanation_dict(e) for e in a.explanations],
+        "log.raw": pl.raw,
+        "log.level": pl.level.name,
+        "log.line_no": pl.line_no,
+        "log.time_from_arrival": tl.time_from_arrival,
+        "entity": pl.entity,
+        "template.id": tl.template_id,
+        "template.text": tl.template,
+        "template.is_new": tl.is_new,
+        "template.params": list(tl.params),
+        "incident.id": a.incident_id,
+        "model.provider": provider,
+    }
+    return _envelope(ANOMALY, tl.time, observed, level, body, attrs, {"log.source": pl.source})
+
+
+def incident_event(i: Incident, observed: float) -> dict[str, Any]:
+    level = _INCIDENT_LEVEL[i.severity]
+    body = (
+        f"Incident {i.incident_id} {i.state.value}: {i.title} [{i.severity.name}] — "
+        f"{i.anomaly_count} anomalous lines"
+    )
+    attrs: dict[str, Any] = {
+        "event.kind": "alert",
+        "event.category": "incident",
+        "event.type": i.state.value,
+        "incident.id": i.incident_id,
+        "incident.state": i.state.value,
+        "incident.severity": i.severity.name.lower(),
+        "incident.title": i.title,
+        "incident.first_seen": rfc3339(i.first_seen),
+        "incident.last_seen": rfc3339(i.last_seen),
+        "incident.anomaly_count": i.anomaly_count,
+        "incident.line_count": i.line_count,
+        "incident.entities": list(i.entities),
+        "incident.leading_templates": [
+            {"id": tid, "text": text, "count": count} for tid, text, count in i.leading_templates
+        ],
+        "incident.first_line": i.first_line,
+        "incident.samples": list(i.samples),
+        "incident.explanation_kinds": [k.value for k in i.explanation_kinds],
+        "aggregation_key": i.incident_id,
+    }
+    return _envelope(INCIDENT, i.last_seen, observed, level, body, attrs, {})
+
+
+def session_event(entity: str, tokens: Sequence[int], scores: Sequence[DetectorScore], score: float,
+                  verdict: Verdict, t: float, observed: float, provider: str) -> dict[str, Any]:
+    """A whole session (an entity gone idle, or the end of input) judged by the sequence models."""
+    fired = [s.detector for s in scores if s.fired]
+    body = (f"{verdict.value.upper()} session {entity}: {len(tokens)} lines, "
+            f"flagged by {', '.join(fired) or 'no single detector'} (score {score:.2f})")
+    attrs: dict[str, Any] = {
+        "event.kind": "alert",
+        "event.category": "anomaly",
+        "event.type": "session",
+        "anomaly.score": round(score, 6),
+        "anomaly.verdict": verdict.value,
+        "anomaly.scores": [
+            {"detector": s.detector, "score": round(s.score, 6), "threshold": round(s.threshold, 6),
+             "fired": s.fired}
+            for s in scores
+        ],
+        "entity": entity,
+        "session.length": len(tokens),
+        "session.unknown_templates": sum(1 for t in tokens if t == 0),
+        "model.provider": provider,
+    }
+    return _envelope(SESSION, t, observed, _VERDICT_LEVEL[verdict], body, attrs, {})
+
+
+def line_event(tl_raw: str, entity: str, t: float, observed: float, level: Level, template_id: int,
+               score: float, verdict: Verdict, source: str) -> dict[str, Any]:
+    attrs = {
+        "event.kind": "event",
+        "event.category": "line",
+        "event.type": "scored",
+        "log.raw": tl_raw,
+        "entity": entity,
+        "template.id": template_id,
+        "anomaly.score": round(score, 6),
+        "anomaly.verdict": verdict.value,
+    }
+    return _envelope(LINE, t, observed, level, tl_raw[:200], attrs, {"log.source": source})
+
+
+def data_gap_event(source: str, producer: str, lost: int, t: float) -> dict[str, Any]:
+    attrs = {
+        "event.kind": "event",
+        "event.category": "pipeline",
+        "event.type": "data_gap",
+        "gap.producer": producer,
+        "gap.lost_messages": lost,
+    }
+    body = f"{lost} messages from producer {producer} on {source} never arrived"
+    return _envelope(DATA_GAP, t, t, Level.WARN, body, attrs, {"log.source": source})
+
+
+def encode(event: dict[str, Any]) -> bytes:
+    return orjson.dumps(event)
+
+
+# --- JSON Schema ---------------------------------------------------------------------------
+
+_TS = {"type": "string", "pattern": r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$"}
+_EXPLANATION = {
+    "type": "object",
+    "required": ["kind", "text", "facts"],
+    "properties": {
+        "kind": {"enum": [
+            "NEW_TEMPLATE", "RARE_TEMPLATE", "UNUSUAL_TIME", "BURST", "SEQUENCE", "SEVERITY",
+            "UNUSUAL_PARAMETER",
+        ]},
+        "text": {"type": "string"},
+        "facts": {"type": "object"},
+    },
+    "additionalProperties": False,
+}
+_SCORE = {
+    "type": "object",
+    "required": ["detector", "score", "threshold", "fired"],
+    "properties": {
+        "detector": {"type": "string"},
+        "score": {"type": "number"},
+        "threshold": {"type": "number"},
+        "fired": {"type": "boolean"},
+    },
+    "additionalProperties": False,
+}
+_ANOMALY_ATTRS = {
+    "type": "object",
+    "required": [
+        "event.kind", "event.category", "event.type", "anomaly.score", "anomaly.verdict",
+        "anomaly.scores", "anomaly.explanations", "log.raw", "entity", "template.id",
+        "template.text", "template.is_new", "incident.id", "model.provider",
+    ],
+    "properties": {
+        "event.kind": {"const": "alert"},
+        "event.category": {"const": "anomaly"},
+        "event.type": {"const": "line"},
+        "anomaly.score": {"type": "number"},
+        "anomaly.verdict": {"enum": ["watch", "danger"]},
+        "anomaly.scores": {"type": "array", "items": _SCORE},
+        "anomaly.explanations": {"type": "array", "items": _EXPLANATION},
+        "log.raw": {"type": "string"},
+        "log.level": {"type": "string"},
+        "log.line_no": {"type": "integer", "minimum": 0},
+        "log.time_from_arrival": {"type": "boolean"},
+        "entity": {"type": "string"},
+        "template.id": {"type": "integer"},
+        "template.text": {"type": "string"},
+        "template.is_new": {"type": "boolean"},
+        "template.params": {"type": "array", "items": {"type": "string"}},
+        "incident.id": {"type": ["string", "null"]},
+        "model.provider": {"type": "string"},
+    },
+}
+_SESSION_ATTRS = {
+    "type": "object",
+    "required": ["event.kind", "event.type", "anomaly.score", "anomaly.verdict", "anomaly.scores", "entity",
+                 "session.length", "model.provider"],
+    "properties": {
+        "event.kind": {"const": "alert"},
+        "event.type": {"const": "session"},
+        "anomaly.score": {"type": "number"},
+        "anomaly.verdict": {"enum": ["watch", "danger"]},
+        "anomaly.scores": {"type": "array", "items": _SCORE},
+        "entity": {"type": "string"},
+        "session.length": {"type": "integer", "minimum": 0},
+        "session.unknown_templates": {"type": "integer", "minimum": 0},
+        "model.provider": {"type": "string"},
+    },
+}
+_LINE_ATTRS = {
+    "type": "object",
+    "required": ["log.raw", "entity", "template.id", "anomaly.score", "anomaly.verdict"],
+    "properties": {
+        "log.raw": {"type": "string"},
+        "entity": {"type": "string"},
+        "template.id": {"type": "integer"},
+        "anomaly.score": {"type": "number"},
+        "anomaly.verdict": {"enum": ["normal", "watch", "danger"]},
+    },
+}
+_INCIDENT_ATTRS = {
+    "type": "object",
+    "required": [
+        "event.kind", "incident.id", "incident.state", "incident.severity", "incident.title",
+        "incident.first_seen", "incident.last_seen", "incident.anomaly_count",
+        "incident.leading_templates", "incident.first_line", "incident.samples", "aggregation_key",
+    ],
+    "properties": {
+        "event.kind": {"const": "alert"},
+        "event.category": {"const": "incident"},
+        "incident.id": {"type": "string"},
+        "incident.state": {"enum": ["open", "update", "resolved"]},
+        "incident.severity": {"enum": ["low", "medium", "high", "critical"]},
+        "incident.title": {"type": "string"},
+        "incident.first_seen": _TS,
+        "incident.last_seen": _TS,
+        "incident.anomaly_count": {"type": "integer", "minimum": 0},
+        "incident.line_count": {"type": "integer", "minimum": 0},
+        "incident.entities": {"type": "array", "items": {"type": "string"}},
+        "incident.leading_templates": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["id", "text", "count"],
+                "properties": {"id": {"type": "integer"}, "text": {"type": "string"},
+                               "count": {"type": "integer"}},
+            },
+        },
+        "incident.first_line": {"type": "string"},
+        "incident.samples": {"type": "array", "items": {"type": "string"}},
+        "incident.explanation_kinds": {"type": "array", "items": _EXPLANATION["properties"]["kind"]},  # type: ignore[index]
+        "aggregation_key": {"type": "string"},
+    },
+}
+
+
+def json_schema() -> dict[str, Any]:
+    """JSON Schema (2020-12) of every event logdetect emits."""
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": "https://logdetect.invalid/schemas/event-v1.json",
+        "title": "logdetect event",
+        "type": "object",
+        "required": [
+            "schema_version", "event_name", "timestamp", "observed_timestamp", "severity_text",
+            "severity_number", "body", "resource", "attributes",
+        ],
+        "properties": {
+            "schema_version": {"const": SCHEMA_VERSION},
+            "event_name": {"enum": list(EVENT_NAMES)},
+            "timestamp": _TS,
+            "observed_timestamp": _TS,
+            "severity_text": {"enum": [lv.name for lv in Level]},
+            "severity_number": {"type": "integer", "minimum": 0, "maximum": 24},
+            "body": {"type": "string"},
+            "resource": {"type": "object", "additionalProperties": {"type": "string"}},
+            "attributes": {"type": "object"},
+        },
+        "additionalProperties": False,
+        "allOf": [
+            {"if": {"properties": {"event_name": {"const": ANOMALY}}},
+             "then": {"properties": {"attributes": _ANOMALY_ATTRS}}},
+            {"if": {"properties": {"event_name": {"const": SESSION}}},
+             "then": {"properties": {"attributes": _SESSION_ATTRS}}},
+            {"if": {"properties": {"event_name": {"const": LINE}}},
+             "then": {"properties": {"attributes": _LINE_ATTRS}}},
+            {"if": {"properties": {"event_name": {"const": INCIDENT}}},
+             "then": {"properties": {"attributes": _INCIDENT_ATTRS}}},
+        ],
+    }

@@ -1,0 +1,258 @@
+"""Per-line and time-window features (seed 002's tables), and the per-entity state behind them.
+
+One implementation serves training and the agent, so train/serve skew cannot happen: the
+trainer runs every training line through the same `FeatureExtractor` the agent runs live.
+
+State is bounded: entities are kept in an LRU of at most `max_entities`, idle entities are
+evicted after `idle_secs`, and each entity's window holds at most `max_window_lines` lines.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import OrderedDict, deque
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from agent.types import Level, TemplatedLine
+
+FEATURE_NAMES: tuple[str, ...] = (
+    "template_token",  # which template (model token; 0 = never seen in training)
+    "template_log_freq",  # log10 of the template's training frequency (rarity)
+    "level",  # Level value
+    "hour_of_day",
+    "day_of_week",
+    "msg_length",
+    "param_count",
+    "template_freq_window",  # this template's count in the entity's window
+    "burst_ratio",  # that count over its mean in training windows
+    "level_ratio",  # share of WARN-or-worse lines in the window
+    "distinct_templates_window",
+    "new_template",  # 1 when the template was not in the training vocabulary
+    "transition_prob",  # P(this template | the entity's previous template), from training
+)
+N_FEATURES = len(FEATURE_NAMES)
+_IDX = {name: i for i, name in enumerate(FEATURE_NAMES)}
+
+
+@dataclass(frozen=True)
+class FeatureConfig:
+    window_secs: float = 60.0
+    max_window_lines: int = 512
+    history_len: int = 64  # tokens of recent history kept per entity for the sequence models
+    max_entities: int = 100_000
+    idle_secs: float = 600.0
+    max_session_tokens: int = 1024  # tokens kept per entity for session verdicts (the last ones)
+
+
+@dataclass
+class FeatureStats:
+    """What the extractor learns from training lines (saved as features.json in the bundle)."""
+
+    token_counts: dict[int, int] = field(default_factory=dict)
+    transitions: dict[int, dict[int, int]] = field(default_factory=dict)
+    mean_window_freq: dict[int, float] = field(default_factory=dict)
+    total: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "token_counts": {str(k): v for k, v in self.token_counts.items()},
+            "transitions": {str(a): {str(b): c for b, c in row.items()} for a, row in self.transitions.items()},
+            "mean_window_freq": {str(k): v for k, v in self.mean_window_freq.items()},
+            "total": self.total,
+        }
+
+    @classmethod
+    def from_json(cls, obj: dict[str, Any]) -> FeatureStats:
+        return cls(
+            token_counts={int(k): int(v) for k, v in obj["token_counts"].items()},
+            transitions={
+                int(a): {int(b): int(c) for b, c in row.items()} for a, row in obj["transitions"].items()
+            },
+            mean_window_freq={int(k): float(v) for k, v in obj["mean_window_freq"].items()},
+            total=int(obj["total"]),
+        )
+
+
+class EntityState:
+    """The recent past of one entity: its time window, history and session tokens."""
+
+    __slots__ = ("counts", "history", "last_seen", "last_token", "levels", "session", "session_levels",
+                 "severe", "window")
+
+    def __init__(self, cfg: FeatureConfig) -> None:
+        self.window: deque[tuple[float, int, int]] = deque()
+        self.counts: dict[int, int] = {}
+        self.severe = 0
+        self.history: deque[int] = deque(maxlen=cfg.history_len)
+        self.levels: deque[int] = deque(maxlen=cfg.history_len)
+        self.session: deque[int] = deque(maxlen=cfg.max_session_tokens)
+        self.session_levels: deque[int] = deque(maxlen=cfg.max_session_tokens)
+        self.last_token: int | None = None
+        self.last_seen = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class EndedSession:
+    entity: str
+    tokens: tuple[int, ...]
+    levels: tuple[int, ...]
+    last_seen: float
+
+
+class FeatureExtractor:
+    def __init__(self, config: FeatureConfig | None = None, stats: FeatureStats | None = None) -> None:
+        self.config = config or FeatureConfig()
+        self.stats = stats or FeatureStats()
+        self.entities: OrderedDict[str, EntityState] = OrderedDict()
+        self.evicted_over_cap = 0
+        self._refresh_cache()
+
+    def _refresh_cache(self) -> None:
+        total = max(self.stats.total, 1)
+        self._log_freq = {t: math.log10(c / total) for t, c in self.stats.token_counts.items()}
+        self._floor_log_freq = math.log10(0.5 / total)
+        self._trans_total = {a: sum(row.values()) for a, row in self.stats.transitions.items()}
+
+    def update(self, line: TemplatedLine) -> tuple[list[float], EntityState]:
+        """Advance the line's entity by this line; return its feature row and the entity state."""
+        cfg = self.config
+        ent = line.line.entity
+        state = self.entities.get(ent)
+        if state is None:
+            state = EntityState(cfg)
+            self.entities[ent] = state
+            if len(self.entities) > cfg.max_entities:
+                self.entities.popitem(last=False)
+                self.evicted_over_cap += 1
+        else:
+            self.entities.move_to_end(ent)
+        now = line.time
+        token = line.token
+        level = int(line.line.level)
+        window, counts = state.window, state.counts
+        # Expire lines older than the window (times may go backwards: keep those, never crash).
+        horizon = now - cfg.window_secs
+        while window and (window[0][0] < horizon or len(window) >= cfg.max_window_lines):
+            _, old_token, old_level = window.popleft()
+            c = counts[old_token] - 1
+            if c:
+                counts[old_token] = c
+            else:
+                del counts[old_token]
+            if old_level >= Level.WARN:
+                state.severe -= 1
+        window.append((now, token, level))
+        counts[token] = counts.get(token, 0) + 1
+        if level >= Level.WARN:
+            state.severe += 1
+        freq = counts[token]
+        prev = state.last_token
+        trans = 0.0
+        if prev is not None:
+            row = self.stats.transitions.get(prev)
+            if row:
+                trans = row.get(token, 0) / self._trans_total[prev]
+        else:
+            trans = 1.0  # the first line of an entity has no predecessor to disagree with
+        mean = self.stats.mean_window_freq.get(token, 1.0)
+        hour, dow = _hour_dow(now)
+        row_values = [
+            float(token),
+            self._log_freq.get(token, self._floor_log_freq),
+            float(level),
+            hour,
+            dow,
+            float(len(line.line.message)),
+            float(len(line.params)),
+            float(freq),
+            freq / max(mean, 1.0),
+            state.severe / len(window),
+            float(len(counts)),
+            1.0 if line.is_new else 0.0,
+            trans,
+        ]
+        state.history.append(token)
+        state.levels.append(level)
+        state.session.append(token)
+        state.session_levels.append(level)
+        state.last_token = token
+        state.last_seen = now
+        return row_values, state
+
+    def end_idle(self, now: float) -> list[EndedSession]:
+        """Remove entities idle for `idle_secs` and hand back their sessions for verdicts."""
+        ended: list[EndedSession] = []
+        horizon = now - self.config.idle_secs
+        while self.entities:
+            ent, state = next(iter(self.entities.items()))
+            if state.last_seen >= horizon:
+                break
+            del self.entities[ent]
+            ended.append(_ended(ent, state))
+        return ended
+
+    def end_all(self) -> list[EndedSession]:
+        ended = [_ended(ent, state) for ent, state in self.entities.items()]
+        self.entities.clear()
+        return ended
+
+    # -- training -------------------------------------------------------------------------
+
+    @classmethod
+    def fit(
+        cls, lines: Iterable[TemplatedLine], config: FeatureConfig | None = None
+    ) -> tuple[FeatureExtractor, np.ndarray]:
+        """Learn the statistics from training lines and return the extractor with their features.
+
+        Two passes over the same code path: the first counts templates and transitions; the
+        second computes every line's features exactly as the agent will.
+        """
+        cfg = config or FeatureConfig()
+        lines = list(lines)
+        stats = FeatureStats()
+        last: dict[str, int] = {}
+        for tl in lines:
+            stats.token_counts[tl.token] = stats.token_counts.get(tl.token, 0) + 1
+            prev = last.get(tl.line.entity)
+            if prev is not None:
+                row = stats.transitions.setdefault(prev, {})
+                row[tl.token] = row.get(tl.token, 0) + 1
+            last[tl.line.entity] = tl.token
+        stats.total = len(lines)
+        extractor = cls(cfg, stats)
+        rows = np.array([extractor.update(tl)[0] for tl in lines], dtype=np.float32).reshape(-1, N_FEATURES)
+        # Mean in-window frequency per template, then the burst ratio column it normalises.
+        tokens = rows[:, _IDX["template_token"]].astype(np.int64)
+        freq = rows[:, _IDX["template_freq_window"]]
+        for token in np.unique(tokens):
+            stats.mean_window_freq[int(token)] = float(freq[tokens == token].mean())
+        means = np.array([stats.mean_window_freq[int(t)] for t in tokens], dtype=np.float32)
+        rows[:, _IDX["burst_ratio"]] = freq / np.maximum(means, 1.0)
+        fresh = cls(cfg, stats)
+        return fresh, rows
+
+
+def _ended(entity: str, state: EntityState) -> EndedSession:
+    return EndedSession(entity, tuple(state.session), tuple(state.session_levels), state.last_seen)
+
+
+_SECONDS_PER_DAY = 86400.0
+
+
+def _hour_dow(t: float) -> tuple[float, float]:
+    days = math.floor(t / _SECONDS_PER_DAY)
+    hour = float(int((t - days * _SECONDS_PER_DAY) // 3600))
+    dow = float((days + 3) % 7)  # 1970-01-01 was a Thursday; Monday = 0
+    return hour, dow
+
+
+def feature_index(name: str) -> int:
+    return _IDX[name]
+
+
+def config_dict(cfg: FeatureConfig) -> dict[str, Any]:
+    return asdict(cfg)

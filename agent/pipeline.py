@@ -1,0 +1,324 @@
+"""The agent's pipeline: records in, scored, explained and grouped events out.
+
+    Record ─► multiline stitch ─► header parse ─► templates ─► features/windows per entity
+           ─► detectors (ONNX, micro-batched, memoised) ─► ensemble ─► explainer ─► incidents
+
+Synchronous, deterministic and single-owner: every method must be called from one thread; the
+clock is passed in (`now`), so tests drive it. Sources and sinks (I/O) live in `plugins/`.
+
+Templates: the training miner from the bundle is frozen (inference-only `match`), so the
+training vocabulary never drifts; lines it does not know are clustered by a separate online
+miner whose template ids start at ONLINE_ID_BASE and whose state is snapshotted to `state_dir`
+(atomically, on a timer and at close), so ids survive restarts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import structlog
+
+from agent import events, metrics
+from agent.bundle import Bundle, load_bundle
+from agent.detectors.base import Detector, DetectorKind, LineContext, Sensitivity, load_detectors
+from agent.errors import BundleError
+from agent.features import FeatureConfig, FeatureExtractor, FeatureStats
+from agent.multiline import Stitcher
+from agent.onnx_session import RuntimeOptions
+from agent.parsing import LineParser, ParserConfig
+from agent.templates import MinerConfig, Snapshotter, TemplateMiner
+from agent.types import (
+    Anomaly,
+    DetectorScore,
+    Incident,
+    Record,
+    TemplatedLine,
+    Verdict,
+)
+
+log = structlog.get_logger(__name__)
+
+ONLINE_ID_BASE = 1_000_000
+NOVELTY = "novelty"  # the built-in rule "template never seen in training"
+ONLINE_STATE = "templates_online.json"
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    parser: ParserConfig | None = None  # None: the bundle's parser settings (as trained)
+    sensitivity: Sensitivity = Sensitivity.MEDIUM
+    runtime: RuntimeOptions = field(default_factory=RuntimeOptions)
+    state_dir: Path | None = None
+    snapshot_interval_secs: float = 60.0
+    idle_entity_secs: float = 600.0
+    max_entities: int = 100_000
+    micro_batch: int = 256
+    emit_all: bool = False  # also emit a `logdetect.line` event for every processed line
+    models: tuple[str, ...] | None = None  # restrict to these bundle models (None = all)
+    incident_gap_secs: float = 300.0
+
+
+@dataclass(frozen=True, slots=True)
+class LineResult:
+    """Every processed line's outcome (what `scan`, `eval` and reports observe)."""
+
+    line: TemplatedLine
+    scores: tuple[DetectorScore, ...]
+    score: float
+    verdict: Verdict
+
+
+@dataclass(frozen=True, slots=True)
+class SessionVerdict:
+    entity: str
+    tokens: tuple[int, ...]
+    scores: tuple[DetectorScore, ...]
+    score: float
+    verdict: Verdict
+    last_seen: float
+
+
+Output = Anomaly | Incident | SessionVerdict | LineResult
+
+
+class Pipeline:
+    def __init__(self, bundle: Bundle, config: PipelineConfig) -> None:
+        self.bundle = bundle
+        self.config = config
+        manifest = bundle.manifest
+        check_bundle_compatible(bundle)
+        self.bundle_id = hashlib.sha256(json.dumps(manifest["files"], sort_keys=True).encode()).hexdigest()[:16]
+        self.miner = TemplateMiner.from_state(bundle.read_json("drain_state.json"))
+        self.online_miner = self._load_online_miner(MinerConfig(**manifest.get("miner", {})))
+        self.snapshotter: Snapshotter | None = None
+        if config.state_dir is not None:
+            config.state_dir.mkdir(parents=True, exist_ok=True)
+            self.snapshotter = Snapshotter(
+                self.online_miner, config.state_dir / ONLINE_STATE, config.snapshot_interval_secs
+            )
+        vocab = bundle.read_json("vocab.json")
+        self.vocab: dict[int, int] = {int(k): int(v) for k, v in vocab["template_to_token"].items()}
+        parser_cfg = config.parser or ParserConfig(**manifest.get("parser", {}))
+        if parser_cfg.log_format == "auto" and manifest.get("parser", {}).get("log_format"):
+            # The format resolved at training is the best guess for the same system's live logs.
+            parser_cfg = _replace(parser_cfg, log_format=manifest["parser"]["log_format"])
+        self.parser = LineParser(parser_cfg)
+        self.stitcher = Stitcher() if parser_cfg.multiline else None
+        feat_cfg = FeatureConfig(**{**manifest.get("features", {}), "max_entities": config.max_entities,
+                                    "idle_secs": config.idle_entity_secs})
+        self.features = FeatureExtractor(feat_cfg, FeatureStats.from_json(bundle.read_json("features.json")))
+        self.detectors: list[Detector] = load_detectors(
+            bundle, config.runtime, config.sensitivity, config.models
+        )
+        self.kinds: dict[str, DetectorKind] = {d.name: d.kind for d in self.detectors}
+        self.kinds[NOVELTY] = DetectorKind.FEATURE
+        from agent.ensemble import Ensemble
+
+        self.ensemble = Ensemble.from_manifest(manifest.get("ensemble", {}))
+        from agent.explain import Explainer
+        from agent.incidents import IncidentConfig, IncidentGrouper
+
+        self.explainer = Explainer(bundle.read_json("profile.json"), self.miner.templates())
+        self.grouper = IncidentGrouper(IncidentConfig(gap_secs=config.incident_gap_secs))
+        self.provider = _provider_of(self.detectors)
+        self.line_no = 0
+        self.lines = 0
+        self.anomalies = 0
+        self.observers: list[Callable[[LineResult], None]] = []
+        metrics.model_info.info({"bundle": str(bundle.path), "bundle_id": self.bundle_id,
+                                 "provider": self.provider})
+
+    @classmethod
+    def from_bundle(cls, bundle: str | Path | Bundle, config: PipelineConfig | None = None) -> Pipeline:
+        b = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
+        return cls(b, config or PipelineConfig())
+
+    # -- state --------------------------------------------------------------------------------
+
+    def _load_online_miner(self, cfg: MinerConfig) -> TemplateMiner:
+        state_dir = self.config.state_dir
+        path = state_dir / ONLINE_STATE if state_dir else None
+        if path is not None and path.is_file():
+            try:
+                miner = TemplateMiner.load(path)
+            except Exception as exc:  # a snapshot we cannot read must not stop the agent
+                log.warning("online_template_state_unreadable", path=str(path), error=str(exc))
+            else:
+                return miner
+        return TemplateMiner(cfg)
+
+    def save_state(self) -> None:
+        if self.snapshotter is not None:
+            started = time.perf_counter()
+            size = self.snapshotter.save_now()
+            metrics.snapshot_seconds.set(time.perf_counter() - started)
+            metrics.snapshot_bytes.set(size)
+
+    # -- the hot path -------------------------------------------------------------------------
+
+    def process(self, records: Sequence[Record], now: float) -> list[bytes]:
+        return self.encode(self.process_outputs(records, now), now)
+
+    def process_outputs(self, records: Sequence[Record], now: float) -> list[Output]:
+        if self.stitcher is not None:
+            logical: list[Record] = []
+            for r in records:
+                logical.extend(self.stitcher.feed(r))
+        else:
+            logical = list(records)
+        out: list[Output] = []
+        step = max(1, self.config.micro_batch)
+        for start in range(0, len(logical), step):
+            self._process_batch(logical[start : start + step], now, out)
+        return out
+
+    def _templated(self, record: Record, now: float) -> TemplatedLine:
+        self.line_no += 1
+        parsed = self.parser.parse(record, self.line_no)
+        m = self.miner.match(parsed.message)
+        if m is not None:
+            tid, template, params = m.template_id, m.template, m.params
+            token = self.vocab.get(tid, 0)
+        else:
+            om = self.online_miner.add(parsed.message)
+            tid, template, params, token = ONLINE_ID_BASE + om.template_id, om.template, om.params, 0
+            if om.change.value == "cluster_created":
+                metrics.templates_created.inc()
+        t = parsed.timestamp
+        from_arrival = t is None
+        if t is None:
+            t = record.time if record.time is not None else (record.received_at or now)
+        return TemplatedLine(parsed, tid, template, params, token, token == 0, t, from_arrival)
+
+    def _process_batch(self, records: Sequence[Record], now: float, out: list[Output]) -> None:
+        contexts: list[LineContext] = []
+        for record in records:
+            tl = self._templated(record, now)
+            row, state = self.features.update(tl)
+            self.explainer.observe(tl)
+            contexts.append(
+                LineContext(tl, np.asarray(row, dtype=np.float32), tuple(state.history), tuple(state.levels))
+            )
+        self.lines += len(contexts)
+        per_detector = [d.score_lines(contexts) for d in self.detectors]
+        for i, ctx in enumerate(contexts):
+            scores = [s[i] for s in per_detector if s[i] is not None]
+            if ctx.line.is_new:
+                scores.append(DetectorScore(NOVELTY, 1.0, 0.5, True))
+            score, verdict = self.ensemble.combine(scores, self.kinds)  # type: ignore[arg-type]
+            if verdict is Verdict.NORMAL and self.explainer.is_notable(ctx):
+                verdict = Verdict.WATCH
+            result = LineResult(ctx.line, tuple(scores), score, verdict)  # type: ignore[arg-type]
+            for observe in self.observers:
+                observe(result)
+            if self.config.emit_all:
+                out.append(result)
+            if verdict is Verdict.NORMAL:
+                continue
+            explanations = self.explainer.explain(ctx, result.scores)
+            anomaly = Anomaly(ctx.line, score, verdict, result.scores, explanations)
+            incident_id, incident_events = self.grouper.add(anomaly)
+            anomaly = Anomaly(ctx.line, score, verdict, result.scores, explanations, incident_id)
+            self.anomalies += 1
+            metrics.anomalies.labels(verdict=verdict.value).inc()
+            out.append(anomaly)
+            out.extend(incident_events)
+        metrics.entities.set(len(self.features.entities))
+        metrics.templates.set(len(self.miner) + len(self.online_miner))
+
+    # -- time-driven work ---------------------------------------------------------------------
+
+    def tick(self, now: float) -> list[bytes]:
+        return self.encode(self.tick_outputs(now), now)
+
+    def tick_outputs(self, now: float) -> list[Output]:
+        out: list[Output] = []
+        out.extend(self._session_verdicts(self.features.end_idle(now)))
+        out.extend(self.grouper.tick(now))
+        if self.snapshotter is not None and self.snapshotter.maybe_save(now):
+            metrics.snapshot_bytes.set((self.snapshotter.path).stat().st_size)
+        return out
+
+    def close(self, now: float) -> list[bytes]:
+        return self.encode(self.close_outputs(now), now)
+
+    def close_outputs(self, now: float) -> list[Output]:
+        out: list[Output] = []
+        if self.stitcher is not None:
+            pending = self.stitcher.flush()
+            if pending:
+                self._process_batch(pending, now, out)
+        out.extend(self._session_verdicts(self.features.end_all()))
+        out.extend(self.grouper.close())
+        self.save_state()
+        return out
+
+    def _session_verdicts(self, sessions: Iterable[Any]) -> list[Output]:
+        out: list[Output] = []
+        judges = [d for d in self.detectors if d.kind is not DetectorKind.FEATURE]
+        for s in sessions:
+            if len(s.tokens) < 2:
+                continue
+            scores: list[DetectorScore] = []
+            for d in judges:
+                verdict = d.score_session(s.tokens, s.levels)
+                if verdict is not None:
+                    scores.append(verdict)
+            if 0 in s.tokens:
+                scores.append(DetectorScore(NOVELTY, 1.0, 0.5, True))
+            if not scores:
+                continue
+            score, verdict = self.ensemble.combine(scores, self.kinds)
+            if verdict is not Verdict.NORMAL:
+                out.append(SessionVerdict(s.entity, s.tokens, tuple(scores), score, verdict, s.last_seen))
+        return out
+
+    # -- output ---------------------------------------------------------------------------------
+
+    def encode(self, outputs: Sequence[Output], now: float) -> list[bytes]:
+        return [events.encode(self.to_event(o, now)) for o in outputs]
+
+    def to_event(self, o: Output, now: float) -> dict[str, Any]:
+        if isinstance(o, Anomaly):
+            return events.anomaly_event(o, now, self.provider)
+        if isinstance(o, Incident):
+            return events.incident_event(o, now)
+        if isinstance(o, SessionVerdict):
+            return events.session_event(o.entity, o.tokens, o.scores, o.score, o.verdict, o.last_seen, now,
+                                        self.provider)
+        pl = o.line.line
+        return events.line_event(pl.raw, pl.entity, o.line.time, now, pl.level, o.line.template_id, o.score,
+                                 o.verdict, pl.source)
+
+    def detector_stats(self) -> dict[str, dict[str, float]]:
+        return {d.name: d.stats() for d in self.detectors}
+
+
+def _provider_of(detectors: Sequence[Detector]) -> str:
+    for d in detectors:
+        model = getattr(d, "model", None)
+        provider = getattr(model, "provider", None)
+        if isinstance(provider, str):
+            return provider
+    return "CPUExecutionProvider"
+
+
+def _replace(cfg: ParserConfig, **changes: Any) -> ParserConfig:
+    import dataclasses
+
+    return dataclasses.replace(cfg, **changes)
+
+
+def check_bundle_compatible(bundle: Bundle) -> None:
+    """Fail fast on a bundle missing what the pipeline needs (clear message, not a KeyError)."""
+    for name in ("drain_state.json", "vocab.json", "features.json", "profile.json"):
+        if name not in bundle.manifest.get("files", {}):
+            raise BundleError(f"bundle {bundle.path} has no {name}: retrain it with this logdetect")
+

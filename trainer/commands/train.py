@@ -1,0 +1,82 @@
+"""Learn what normal looks like from log files and write a model bundle.
+
+Train on logs from a period you consider normal (a few days is typical). The last
+--val-fraction of the lines (in time order) is held back to set the thresholds, so that
+about --target-fpr of normal lines would be flagged.
+
+examples:
+  logdetect train --input /var/log/app/*.log --output model/
+  logdetect train --input hdfs.log --log-format hdfs --entity 'regex:(blk_-?\\d+)' --output hdfs-model/
+  logdetect train --input app.log --models isolation_forest --output quick-model/   # no torch needed
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from agent.parsing import ParserConfig
+from agent.reader import check_inputs, iter_records
+from trainer.train import ALL_MODELS, TrainOptions, train
+
+
+def add_parser_options(p: argparse.ArgumentParser) -> None:
+    """Options shared by every command that reads raw logs."""
+    p.add_argument("--log-format", default="auto",
+                   help="auto (detect from the first lines), syslog, rfc5424, iso, hdfs, bgl, json, raw, ... "
+                        "(default: auto)")
+    p.add_argument("--entity", default="stream",
+                   help="what a session/window is keyed by: stream, component, 'regex:PATTERN' "
+                        "(first group), or 'field:NAME' for JSON lines (default: stream)")
+    p.add_argument("--no-multiline", action="store_true", help="do not join stack-trace lines to their first line")
+
+
+def parser_config(args: argparse.Namespace) -> ParserConfig:
+    return ParserConfig(log_format=args.log_format, entity=args.entity, multiline=not args.no_multiline)
+
+
+def configure(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--input", "-i", nargs="+", required=True, metavar="FILE", help="log files of normal operation")
+    p.add_argument("--output", "-o", required=True, metavar="BUNDLE", help="directory to write the model bundle to")
+    add_parser_options(p)
+    p.add_argument("--target-fpr", type=float, default=0.01,
+                   help="share of normal lines the medium sensitivity may flag (default: 0.01)")
+    p.add_argument("--val-fraction", type=float, default=0.2,
+                   help="last share of lines held back for thresholds (default: 0.2)")
+    p.add_argument("--models", default=",".join(ALL_MODELS),
+                   help=f"comma list of models to train (default: {','.join(ALL_MODELS)})")
+    p.add_argument("--epochs", type=int, default=10, help="max epochs for the torch models (default: 10)")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="where torch trains")
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress output")
+
+
+def run(args: argparse.Namespace) -> int:
+    from agent.errors import UserError
+
+    if not 0 < args.target_fpr < 0.5:
+        raise UserError("--target-fpr must be between 0 and 0.5")
+    if not 0 <= args.val_fraction < 0.9:
+        raise UserError("--val-fraction must be between 0 and 0.9")
+    paths = check_inputs(args.input)
+    records = [r for path in paths for r in iter_records(path)]
+    options = TrainOptions(
+        output=Path(args.output),
+        parser=parser_config(args),
+        models=tuple(m.strip() for m in args.models.split(",") if m.strip()),
+        target_fpr=args.target_fpr,
+        val_fraction=args.val_fraction,
+        epochs=args.epochs,
+        device=args.device,
+        seed=args.seed,
+        progress=not args.quiet,
+    )
+    result = train(records, options)
+    sys.stdout.write(
+        f"Trained on {result.train_lines:,} lines ({result.log_format} format, {result.templates} templates), "
+        f"thresholds set on {result.held_back_lines:,} held-back lines "
+        f"(alert rate there {result.held_back_alert_rate:.2%}).\n"
+        f"Models: {', '.join(result.models)}. Bundle: {result.bundle} ({result.seconds:.0f}s)\n"
+    )
+    return 0

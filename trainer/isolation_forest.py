@@ -1,0 +1,86 @@
+"""Isolation Forest on the per-line features: fit (scikit-learn), export (skl2onnx), parity check,
+threshold calibration on held-back normal lines.
+
+The agent's score is −decision_function, so higher = more anomalous like every other detector.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from agent.bundle import BundleWriter
+from agent.errors import ModelError
+from agent.features import FEATURE_NAMES
+from trainer.calibrate import calibrate
+
+OPSET = {"": 17, "ai.onnx.ml": 3}
+
+
+@dataclass(frozen=True)
+class IsolationForestOptions:
+    n_estimators: int = 100
+    max_samples: int = 256
+    max_train_rows: int = 200_000  # a random subset beyond this: IF needs few samples per tree
+    seed: int = 42
+
+
+def fit_and_export(
+    train_x: np.ndarray,
+    val_x: np.ndarray,
+    writer: BundleWriter,
+    name: str = "isolation_forest",
+    options: IsolationForestOptions | None = None,
+    target_fpr: float | None = None,
+) -> dict[str, Any]:
+    from skl2onnx import convert_sklearn
+    from skl2onnx.common.data_types import FloatTensorType
+    from sklearn.ensemble import IsolationForest
+
+    opts = options or IsolationForestOptions()
+    rng = np.random.default_rng(opts.seed)
+    x = np.asarray(train_x, dtype=np.float32)
+    if len(x) > opts.max_train_rows:
+        x = x[rng.choice(len(x), opts.max_train_rows, replace=False)]
+    model = IsolationForest(
+        n_estimators=opts.n_estimators,
+        max_samples=min(opts.max_samples, len(x)),
+        random_state=opts.seed,
+        n_jobs=1,
+    )
+    model.fit(x)
+    onx = convert_sklearn(
+        model, initial_types=[("X", FloatTensorType([None, x.shape[1]]))], target_opset=OPSET
+    )
+    path = writer.path_for(f"{name}.onnx")
+    path.write_bytes(onx.SerializeToString())
+    check_parity(model, path, np.concatenate([x[:500], np.asarray(val_x[:500], dtype=np.float32)]))
+    held_back = np.asarray(val_x if len(val_x) else x, dtype=np.float32)
+    normal_scores = -model.decision_function(held_back)
+    section: dict[str, Any] = {
+        "type": "isolation_forest",
+        "file": path.name,
+        "features": list(FEATURE_NAMES),
+        "input": "X",
+        "output": "scores",
+        "opset": OPSET,
+        "n_estimators": opts.n_estimators,
+        "train_rows": len(x),
+        **calibrate(normal_scores, target_fpr),
+    }
+    return section
+
+
+def check_parity(model: Any, path: Any, x: np.ndarray, tol: float = 1e-4) -> float:
+    """Max |sklearn − ONNX Runtime| of decision_function on real rows; ModelError beyond `tol`."""
+    from agent.onnx_session import OnnxModel
+
+    onnx_model = OnnxModel(path)
+    got = onnx_model.run({"X": x.astype(np.float32)}, ["scores"])[0].reshape(-1)
+    want = model.decision_function(x)
+    diff = float(np.max(np.abs(got - want))) if len(x) else 0.0
+    if diff > tol:
+        raise ModelError(f"Isolation Forest ONNX export differs from scikit-learn by {diff:.2e} (> {tol})")
+    return diff

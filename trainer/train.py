@@ -1,0 +1,299 @@
+"""Training: log lines in, a verified model bundle out.
+
+    lines ─► stitch + parse (agent's parser) ─► chronological split: train | held back
+          ─► Drain3 templates mined on the train part, frozen; every line matched the way
+             the agent will match it ─► vocabulary (token 0 = UNK)
+          ─► features (agent's extractor) ─► Isolation Forest
+          ─► per-entity sequences ─► DeepLog, LSTM autoencoder, LogBERT-severity (torch)
+          ─► profile for explanations ─► thresholds on the held-back part
+          ─► the real agent pipeline run on the held-back part to calibrate the ensemble
+          ─► manifest with hashes
+
+The held-back part is the LAST `val_fraction` of the lines in time order: thresholds are set on
+data the models did not see, the way they will meet tomorrow's logs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import importlib.util
+import platform
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import structlog
+
+from agent.bundle import BundleWriter
+from agent.errors import InputError, UserError
+from agent.features import FeatureConfig, FeatureExtractor
+from agent.multiline import Stitcher
+from agent.parsing import LineParser, ParserConfig
+from agent.templates import MinerConfig, TemplateMiner
+from agent.types import ParsedLine, Record, TemplatedLine
+
+log = structlog.get_logger(__name__)
+
+ALL_MODELS = ("isolation_forest", "deeplog", "lstm_ae", "logbert")
+TORCH_MODELS = ("deeplog", "lstm_ae", "logbert")
+LIBRARIES = ("drain3", "numpy", "onnxruntime", "onnx", "torch", "scikit-learn", "skl2onnx")
+
+
+@dataclass
+class TrainOptions:
+    output: Path
+    parser: ParserConfig = field(default_factory=ParserConfig)
+    miner: MinerConfig = field(default_factory=MinerConfig)
+    features: FeatureConfig = field(default_factory=FeatureConfig)
+    models: tuple[str, ...] = ALL_MODELS
+    target_fpr: float = 0.01
+    val_fraction: float = 0.2
+    epochs: int = 10
+    device: str = "auto"
+    seed: int = 42
+    max_train_seconds: float | None = None  # per torch model
+    progress: bool = True
+    model_options: dict[str, Any] = field(default_factory=dict)  # name -> options object
+
+
+@dataclass
+class TrainResult:
+    bundle: Path
+    lines: int
+    train_lines: int
+    held_back_lines: int
+    templates: int
+    unmatched_train_lines: int
+    models: list[str]
+    seconds: float
+    log_format: str
+    held_back_alert_rate: float = 0.0
+
+
+def _say(progress: bool, msg: str) -> None:
+    if progress:
+        import sys
+
+        sys.stderr.write(msg + "\n")
+        sys.stderr.flush()
+
+
+def parse_records(records: Iterable[Record], config: ParserConfig) -> tuple[list[ParsedLine], str]:
+    """Stitch multi-line records and parse them with the agent's parser."""
+    recs = list(records)
+    if config.multiline:
+        stitcher = Stitcher()
+        stitched: list[Record] = []
+        for r in recs:
+            stitched.extend(stitcher.feed(r))
+        stitched.extend(stitcher.flush())
+        recs = stitched
+    parser = LineParser(config, [r.line for r in recs[:200]])
+    return [parser.parse(r, i + 1) for i, r in enumerate(recs)], parser.format
+
+
+def template_lines(
+    lines: Sequence[ParsedLine], miner: TemplateMiner, vocab: dict[int, int]
+) -> tuple[list[TemplatedLine], int]:
+    """Match lines the way the agent does (frozen miner); unknown → UNK token 0."""
+    out: list[TemplatedLine] = []
+    unmatched = 0
+    for p in lines:
+        m = miner.match(p.message)
+        if m is None:
+            unmatched += 1
+            tid, template, params, token = -1, p.message, (), 0
+        else:
+            tid, template, params = m.template_id, m.template, m.params
+            token = vocab.get(tid, 0)
+        t = p.timestamp if p.timestamp is not None else 0.0
+        out.append(TemplatedLine(p, tid, template, params, token, token == 0, t, p.timestamp is None))
+    return out, unmatched
+
+
+def sequences_by_entity(lines: Sequence[TemplatedLine]) -> tuple[list[list[int]], list[list[int]]]:
+    seqs: dict[str, list[int]] = {}
+    levels: dict[str, list[int]] = {}
+    for tl in lines:
+        e = tl.line.entity
+        seqs.setdefault(e, []).append(tl.token)
+        levels.setdefault(e, []).append(int(tl.line.level))
+    keys = list(seqs)
+    return [seqs[k] for k in keys], [levels[k] for k in keys]
+
+
+def data_hash(records: Sequence[Record]) -> str:
+    h = hashlib.sha256()
+    for r in records:
+        h.update(r.line.encode("utf-8", "surrogatepass"))
+        h.update(b"\n")
+    return h.hexdigest()
+
+
+def library_versions() -> dict[str, str]:
+    versions = {"python": platform.python_version()}
+    for lib in LIBRARIES:
+        try:
+            versions[lib] = importlib.metadata.version(lib)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def train(
+    records: Sequence[Record],
+    options: TrainOptions,
+    keep_line: Callable[[int], bool] | None = None,
+) -> TrainResult:
+    """Train every requested model on `records` and write the bundle to `options.output`.
+
+    `keep_line(i)` (optional) says whether record i may be learned from — `eval` uses it to
+    train on normal lines only; dropped lines are simply not seen.
+    """
+    started = time.monotonic()
+    if keep_line is not None:
+        records = [r for i, r in enumerate(records) if keep_line(i)]
+    if not records:
+        raise InputError("no log lines to train on")
+    unknown = [m for m in options.models if m not in ALL_MODELS]
+    if unknown:
+        raise UserError(f"unknown model(s) {unknown}: choose from {', '.join(ALL_MODELS)}")
+    _say(options.progress, f"reading {len(records):,} lines")
+    parsed, fmt = parse_records(records, options.parser)
+    n_val = int(len(parsed) * options.val_fraction)
+    if len(parsed) - n_val < 20:
+        raise InputError(f"only {len(parsed)} log lines: need at least a few hundred normal lines to learn from")
+    train_part, val_part = parsed[: len(parsed) - n_val], parsed[len(parsed) - n_val :]
+
+    _say(options.progress, f"mining templates ({fmt} format) on {len(train_part):,} lines")
+    miner = TemplateMiner(options.miner)
+    for p in train_part:
+        miner.add(p.message)
+    vocab = {tid: i + 1 for i, tid in enumerate(sorted(miner.templates()))}
+    train_tl, unmatched = template_lines(train_part, miner, vocab)
+    val_tl, _ = template_lines(val_part, miner, vocab)
+    _say(options.progress, f"{len(vocab)} templates; {unmatched} training lines did not match back")
+
+    extractor, x_train = FeatureExtractor.fit(train_tl, options.features)
+    x_val = np.array([extractor.update(tl)[0] for tl in val_tl], dtype=np.float32).reshape(len(val_tl), -1)
+
+    writer = BundleWriter(options.output)
+    try:
+        writer.add_json("drain_state.json", miner.to_state())
+        writer.add_json("vocab.json", {
+            "template_to_token": {str(t): k for t, k in vocab.items()},
+            "templates": {str(k): miner.template(t) for t, k in vocab.items()},
+            "unk": 0,
+        })
+        writer.add_json("features.json", extractor.stats.to_json())
+        from trainer.profile import build_profile
+
+        writer.add_json("profile.json", build_profile(train_tl))
+        trained: list[str] = []
+        kinds: dict[str, str] = {}
+        if "isolation_forest" in options.models:
+            from trainer.isolation_forest import fit_and_export
+
+            _say(options.progress, "fitting Isolation Forest")
+            section = fit_and_export(x_train, x_val, writer, target_fpr=options.target_fpr,
+                                     options=options.model_options.get("isolation_forest"))
+            writer.add_model("isolation_forest", section)
+            trained.append("isolation_forest")
+            kinds["isolation_forest"] = "feature"
+        torch_wanted = [m for m in options.models if m in TORCH_MODELS]
+        if torch_wanted and importlib.util.find_spec("torch") is None:
+            log.warning("torch_missing_skipping_models", models=torch_wanted)
+            _say(options.progress, f"torch is not installed: skipping {', '.join(torch_wanted)}")
+            torch_wanted = []
+        if torch_wanted:
+            trained += _train_torch_models(torch_wanted, train_tl, val_tl, len(vocab) + 1, writer, options, kinds)
+        from agent.ensemble import default_section
+
+        manifest_fields = {
+            "parser": {**asdict(options.parser), "log_format": fmt},
+            "miner": asdict(options.miner),
+            "features": asdict(options.features),
+            "training": {
+                "lines": len(parsed),
+                "train_lines": len(train_part),
+                "held_back_lines": len(val_part),
+                "unmatched_train_lines": unmatched,
+                "templates": len(vocab),
+                "data_sha256": data_hash(records),
+                "seed": options.seed,
+                "target_fpr": options.target_fpr,
+            },
+            "libraries": library_versions(),
+            "vocab_size": len(vocab) + 1,
+        }
+        writer.manifest["ensemble"] = default_section(kinds)
+        alert_rate = _calibrate_ensemble(writer, manifest_fields, val_part, options)
+        out = writer.finish(**manifest_fields)
+    except BaseException:
+        writer.abort()
+        raise
+    return TrainResult(out, len(parsed), len(train_part), len(val_part), len(vocab), unmatched, trained,
+                       time.monotonic() - started, fmt, alert_rate)
+
+
+def _train_torch_models(
+    names: Sequence[str], train_tl: Sequence[TemplatedLine], val_tl: Sequence[TemplatedLine], vocab_size: int,
+    writer: BundleWriter, options: TrainOptions, kinds: dict[str, str],
+) -> list[str]:
+    from trainer.torch_base import FitConfig
+
+    train_seqs, train_levels = sequences_by_entity(train_tl)
+    val_seqs, val_levels = sequences_by_entity(val_tl)
+    fit = FitConfig(epochs=options.epochs, seed=options.seed, device=options.device, progress=options.progress,
+                    max_seconds=options.max_train_seconds)
+    modules = {"deeplog": ("trainer.deeplog", "sequence"), "lstm_ae": ("trainer.lstm_ae", "sequence"),
+               "logbert": ("trainer.logbert", "semantic")}
+    trained = []
+    for name in names:
+        module_name, kind = modules[name]
+        module = importlib.import_module(module_name)
+        _say(options.progress, f"training {name}")
+        opts = options.model_options.get(name) or module.default_options()
+        section = module.fit_and_export(train_seqs, train_levels, val_seqs, val_levels, vocab_size, writer, name,
+                                        opts, fit, options.target_fpr)
+        writer.add_model(name, section)
+        trained.append(name)
+        kinds[name] = kind
+    return trained
+
+
+def _calibrate_ensemble(
+    writer: BundleWriter, manifest_fields: dict[str, Any], val_part: Sequence[ParsedLine], options: TrainOptions
+) -> float:
+    """Run the real agent pipeline over the held-back lines: store the score distribution the
+    report compares against, and the end-to-end alert rate on normal data."""
+    from agent.pipeline import LineResult, Pipeline, PipelineConfig
+
+    if not val_part:
+        writer.add_json("score_sample.json", {"scores": []})
+        return 0.0
+    pipe = Pipeline(writer.draft(**manifest_fields), PipelineConfig(parser=options.parser))
+    scores: list[float] = []
+    alerts = 0
+
+    def observe(r: LineResult) -> None:
+        nonlocal alerts
+        scores.append(r.score)
+        alerts += r.verdict.value != "normal"
+
+    pipe.observers.append(observe)
+    records = [Record(p.raw, p.source) for p in val_part]
+    for start in range(0, len(records), 1024):
+        pipe.process_outputs(records[start : start + 1024], 0.0)
+    rng = np.random.default_rng(options.seed)
+    sample = np.asarray(scores)
+    if len(sample) > 5000:
+        sample = rng.choice(sample, 5000, replace=False)
+    writer.add_json("score_sample.json", {"scores": [round(float(s), 5) for s in sample]})
+    rate = alerts / max(len(records), 1)
+    manifest_fields["training"]["held_back_alert_rate"] = rate
+    return rate
