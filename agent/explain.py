@@ -1,0 +1,557 @@
+"""Why a line is anomalous: facts computed from the training profile, each with its numbers.
+
+The `Explainer` holds the profile that `trainer.profile.build_profile` wrote at training and a
+small amount of live state (per-template counts in a sliding window, fed by `observe` for every
+line). `explain` turns a flagged line into typed `Explanation`s whose `facts` carry the numbers
+and whose `text` renders to seed 002's "Anomaly Factors" lines; `is_notable` says when the facts
+alone are strong enough to call a line anomalous even though no model fired.
+
+Explanations that depend on time (UNUSUAL_TIME, BURST) are not computed for a line whose time is
+its arrival time (`time_from_arrival`): a batch scan of an untimed file "arrives" in a second, so
+every template would look like a burst. Every explanation of such a line says so in its facts.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+from collections import OrderedDict, deque
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from agent.detectors.base import LineContext
+from agent.types import DetectorScore, Explanation, ExplanationKind, Level, TemplatedLine
+
+
+@dataclass(frozen=True)
+class ExplainConfig:
+    window_secs: float = 120.0
+    # A template below this share of the training lines is "rare".
+    rare_frequency: float = 1e-4
+    # BURST: the window count must reach min_burst, exceed burst_factor x the normal p99 (of
+    # the windows where the template occurs, so bursty-by-nature templates stay quiet) and lie
+    # burst_sigmas standard deviations above the normal mean.
+    min_burst: int = 5
+    burst_factor: float = 3.0
+    burst_sigmas: float = 4.0
+    # UNUSUAL_TIME: this hour holds less than rare_hour_share of the template's (or level's)
+    # timed training lines, judged only with at least min_hour_samples of them.
+    rare_hour_share: float = 0.005
+    min_hour_samples: int = 200
+    # SEQUENCE from the profile: P(actual | previous) below this, with enough transitions seen.
+    sequence_min_prob: float = 0.01
+    min_transitions: int = 50
+    # SEVERITY: a WARN+ level that makes up less than this share of the template's lines.
+    rare_level_share: float = 0.01
+    min_level_samples: int = 50
+    # UNUSUAL_PARAMETER: slot judged only when its stored values cover this share of it.
+    param_coverage: float = 0.99
+    min_param_seen: int = 50
+    numeric_stretch: float = 2.0  # a number beyond max + stretch x (max - min) is unusual
+    # Bounds on live state.
+    max_tracked_templates: int = 10_000
+    max_window_events: int = 10_000
+    max_tokens: int = 100_000
+
+
+# ---------------------------------------------------------------- value helpers (shared with trainer)
+
+
+def ip_prefix(value: str) -> str | None:
+    """The /24 (IPv4) or /48 (IPv6) network of `value`, or None when it is not an address."""
+    text = value.strip("[]")
+    if text.count(":") == 1:  # host:port
+        text = text.split(":", 1)[0]
+    if not text or not (text[0].isdigit() or ":" in text):
+        return None
+    try:
+        addr = ipaddress.ip_address(text)
+    except ValueError:
+        return None
+    prefix = 24 if addr.version == 4 else 48
+    return str(ipaddress.ip_network(f"{addr}/{prefix}", strict=False))
+
+
+def as_number(value: str) -> float | None:
+    """`value` as a finite float when it is a plain decimal number (not hex, ids or versions)."""
+    text = value.strip()
+    if not text or len(text) > 24 or text.count(".") > 1:
+        return None
+    body = text[1:] if text[0] in "+-" else text
+    if not body or not body.replace(".", "", 1).isdigit():
+        return None
+    number = float(text)
+    return number if math.isfinite(number) else None
+
+
+def hour_label(hour: int) -> str:
+    hour %= 24
+    if hour == 0:
+        return "midnight"
+    if hour == 12:
+        return "noon"
+    return f"{hour} AM" if hour < 12 else f"{hour - 12} PM"
+
+
+def busy_hours(hours: Sequence[int]) -> str:
+    """The hours holding most lines as ranges ("9 AM - 6 PM"); the end is exclusive."""
+    total = sum(hours)
+    if total <= 0 or len(hours) != 24:
+        return "unknown"
+    busy = [h / total >= 1 / 48 for h in hours]
+    if all(busy):
+        return "all day"
+    if not any(busy):
+        return "spread thin"
+    # Rotate so that the scan starts at a quiet hour; ranges that wrap midnight stay whole.
+    start = busy.index(False)
+    ranges: list[tuple[int, int]] = []
+    run_start: int | None = None
+    for step in range(25):
+        h = (start + step) % 24
+        if step < 24 and busy[h]:
+            if run_start is None:
+                run_start = h
+        elif run_start is not None:
+            ranges.append((run_start, h))
+            run_start = None
+    # Name at most the three busiest ranges, in clock order.
+    mass = {r: sum(hours[h % 24] for h in range(r[0], r[1] if r[1] > r[0] else r[1] + 24)) for r in ranges}
+    top = sorted(sorted(ranges, key=lambda r: -mass[r])[:3])
+    text = ", ".join(f"{hour_label(a)} - {hour_label(b)}" for a, b in top)
+    return text + (", …" if len(ranges) > 3 else "")
+
+
+def short_template(text: str, limit: int = 48) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _hour_of(t: float) -> int:
+    return int((t // 3600) % 24)
+
+
+def _pct(share: float) -> str:
+    if share == 0:
+        return "0%"
+    if share < 0.001:
+        return f"{share * 100:.3f}%"
+    return f"{share * 100:.1f}%"
+
+
+# ---------------------------------------------------------------- the explainer
+
+
+class Explainer:
+    """Explanations of flagged lines from the training profile and live window counts."""
+
+    def __init__(
+        self, profile: dict[str, Any], templates: Mapping[int, str], config: ExplainConfig = ExplainConfig()
+    ) -> None:
+        self.config = config
+        self.templates = templates
+        raw_templates = profile.get("templates") or {}
+        self._profile: dict[int, dict[str, Any]] = {int(k): v for k, v in raw_templates.items()}
+        totals = profile.get("totals") or {}
+        self._training_lines = int(totals.get("lines") or 0)
+        self._levels: dict[str, dict[str, Any]] = dict(profile.get("levels") or {})
+        self._entities: dict[str, dict[str, int]] = dict(profile.get("entities") or {})
+        self._tokens: dict[int, int] = {int(k): int(v) for k, v in (profile.get("tokens") or {}).items()}
+        self._token_cap = max(config.max_tokens, len(self._tokens))
+        # template id -> recent times of its lines, newest right; LRU over templates.
+        self._windows: OrderedDict[int, deque[float]] = OrderedDict()
+
+    # ---- live state
+
+    def observe(self, line: TemplatedLine) -> None:
+        """Count `line` in its template's sliding window (call for every line, in order)."""
+        if line.token and line.token not in self._tokens and len(self._tokens) < self._token_cap:
+            self._tokens[line.token] = line.template_id
+        if line.time_from_arrival or not math.isfinite(line.time):
+            return
+        t = line.time
+        window = self._windows.get(line.template_id)
+        if window is None:
+            window = deque(maxlen=self.config.max_window_events)
+            self._windows[line.template_id] = window
+            if len(self._windows) > self.config.max_tracked_templates:
+                self._windows.popitem(last=False)
+        else:
+            self._windows.move_to_end(line.template_id)
+            if window and t < window[-1] - self.config.window_secs:
+                window.clear()  # the clock went back by more than a window: start over
+        window.append(t)
+        horizon = t - self.config.window_secs
+        while window and window[0] <= horizon:
+            window.popleft()
+
+    def window_count(self, template_id: int) -> int:
+        """Lines of the template in the window ending at its latest observed line."""
+        window = self._windows.get(template_id)
+        return len(window) if window is not None else 0
+
+    # ---- lookups
+
+    def template_text(self, template_id: int | None) -> str:
+        if template_id is None:
+            return "unknown"
+        text = self.templates.get(template_id)
+        if text is None:
+            text = (self._profile.get(template_id) or {}).get("template")
+        return str(text) if text is not None else f"template {template_id}"
+
+    def _token_template(self, token: int) -> int | None:
+        return self._tokens.get(int(token)) if token else None
+
+    def _label(self, template_id: int | None) -> str:
+        return f"[{short_template(self.template_text(template_id), 40)}]"
+
+    # ---- the individual facts (None when the fact does not hold)
+
+    def _new_template(self, line: TemplatedLine) -> Explanation | None:
+        if not line.is_new and line.template_id in self._profile:
+            return None
+        if not line.is_new and not self._profile:
+            return None  # no profile at all: nothing to compare with
+        return Explanation(
+            ExplanationKind.NEW_TEMPLATE,
+            "NEW TEMPLATE: Never seen before in training data",
+            (("template_id", line.template_id), ("template", line.template[:300])),
+        )
+
+    def _rare_template(self, line: TemplatedLine) -> Explanation | None:
+        entry = self._profile.get(line.template_id)
+        if entry is None or line.is_new:
+            return None
+        frequency = float(entry.get("frequency", 0.0))
+        if frequency >= self.config.rare_frequency:
+            return None
+        count = int(entry.get("count", 0))
+        return Explanation(
+            ExplanationKind.RARE_TEMPLATE,
+            f"RARE TEMPLATE: seen {count:,} time{'s' if count != 1 else ''} in "
+            f"{self._training_lines:,} training lines (frequency {_pct(frequency)})",
+            (("count", count), ("frequency", frequency), ("training_lines", self._training_lines)),
+        )
+
+    def _unusual_time(self, line: TemplatedLine) -> Explanation | None:
+        if line.time_from_arrival or not math.isfinite(line.time):
+            return None
+        hour = _hour_of(line.time)
+        cfg = self.config
+        candidates: list[tuple[str, str, Sequence[int]]] = []
+        entry = self._profile.get(line.template_id)
+        if entry is not None and not line.is_new:
+            candidates.append(("template", "This template", entry.get("hours") or []))
+        level = line.line.level
+        if level >= Level.WARN:
+            level_entry = self._levels.get(level.name)
+            if level_entry is not None:
+                candidates.append(("level", f"This log level ({level.name})", level_entry.get("hours") or []))
+        for scope, subject, hours in candidates:
+            total = sum(hours)
+            if len(hours) != 24 or total < cfg.min_hour_samples:
+                continue
+            share = hours[hour] / total
+            # The neighbouring hours must be quiet too: a template seen at 9 PM and 11 PM is
+            # not unusual at 10 PM, the sample was just thin there.
+            around = (hours[(hour - 1) % 24] + hours[hour] + hours[(hour + 1) % 24]) / total
+            if share >= cfg.rare_hour_share or around >= 3 * cfg.rare_hour_share:
+                continue
+            normal = busy_hours(hours)
+            return Explanation(
+                ExplanationKind.UNUSUAL_TIME,
+                f"UNUSUAL TIME: {subject} rare at {hour_label(hour)} "
+                f"({_pct(share)} of {total:,} training lines; normal: {normal})",
+                (
+                    ("scope", scope),
+                    ("hour_utc", hour),
+                    ("share", share),
+                    ("samples", total),
+                    ("normal_hours", normal),
+                ),
+            )
+        return None
+
+    def _burst_numbers(self, line: TemplatedLine) -> tuple[int, float, float, float] | None:
+        """(count, mean, std, p99) when this template's window count is a burst."""
+        if line.time_from_arrival:
+            return None
+        count = self.window_count(line.template_id)
+        cfg = self.config
+        if count < cfg.min_burst:
+            return None
+        entry = self._profile.get(line.template_id)
+        burst = (entry or {}).get("burst") or {}
+        mean = float(burst.get("mean", 0.0))
+        std = float(burst.get("std", 0.0))
+        p99 = max(float(burst.get("p99", 0.0)), float(burst.get("p99_present", 0.0)))
+        if count <= cfg.burst_factor * p99 or count <= mean + cfg.burst_sigmas * std:
+            return None
+        return count, mean, std, p99
+
+    def _burst(self, line: TemplatedLine) -> Explanation | None:
+        numbers = self._burst_numbers(line)
+        if numbers is None:
+            return None
+        count, mean, std, p99 = numbers
+        minutes = self.config.window_secs / 60
+        span = f"{minutes:g} minute{'s' if minutes != 1 else ''}"
+        normal = (
+            "never seen"
+            if line.template_id not in self._profile
+            else f"≤{p99:g} when it occurs, mean {mean:.2f}"
+        )
+        ratio = count / max(mean, 1e-9) if mean > 0 else None
+        return Explanation(
+            ExplanationKind.BURST,
+            f"BURST DETECTED: {count:,} similar lines in last {span} (normal: {normal})",
+            (
+                ("count", count),
+                ("window_secs", self.config.window_secs),
+                ("normal_mean", mean),
+                ("normal_std", std),
+                ("normal_p99", p99),
+                ("ratio_to_mean", ratio),
+            ),
+        )
+
+    def _sequence(self, ctx: LineContext, scores: Sequence[DetectorScore]) -> Explanation | None:
+        line = ctx.line
+        history = [self._token_template(t) for t in ctx.history[-4:-1]]
+        actual_path = [self._label(t) for t in history] + [self._label(line.template_id)]
+        previous = history[-1] if history else None
+        for score in scores:
+            details = dict(score.details)
+            expected = _expected_pairs(details)
+            if not score.fired or not expected:
+                continue
+            pairs = [(self._token_template(tok), prob) for tok, prob in expected[:5]]
+            listing = ", ".join(f"{self._label(t)} {prob:.0%}" for t, prob in pairs)
+            normal_path = [self._label(previous)] if previous is not None else []
+            normal_path.append(self._label(pairs[0][0]))
+            return Explanation(
+                ExplanationKind.SEQUENCE,
+                f"SEQUENCE ANOMALY: {score.detector} did not expect this template here\n"
+                f"Expected: {listing}\n"
+                f"Normal: {' → '.join(normal_path)}\n"
+                f"Actual: {' → '.join(actual_path)}",
+                (
+                    ("detector", score.detector),
+                    ("score", score.score),
+                    ("threshold", score.threshold),
+                    ("expected", [[t, p] for t, p in pairs]),
+                    ("actual", line.template_id),
+                    ("previous", previous),
+                ),
+            )
+        if previous is None:
+            return None
+        entry = self._profile.get(previous)
+        if entry is None or int(entry.get("next_total", 0)) < self.config.min_transitions:
+            return None
+        nexts: dict[str, float] = entry.get("next") or {}
+        prob = float(nexts.get(str(line.template_id), 0.0))
+        if prob >= self.config.sequence_min_prob:
+            return None
+        ranked = sorted(((int(k), float(v)) for k, v in nexts.items()), key=lambda kv: -kv[1])[:3]
+        listing = ", ".join(f"{self._label(t)} {p:.0%}" for t, p in ranked)
+        path = [int(t) for t in entry.get("path") or [previous]]
+        return Explanation(
+            ExplanationKind.SEQUENCE,
+            f"SEQUENCE ANOMALY: P(this | previous) = {prob:.3g} in training\n"
+            f"Expected: {listing}\n"
+            f"Normal: {' → '.join(self._label(t) for t in path)}\n"
+            f"Actual: {' → '.join(actual_path)}",
+            (
+                ("probability", prob),
+                ("expected", [[t, p] for t, p in ranked]),
+                ("actual", line.template_id),
+                ("previous", previous),
+                ("normal_path", path),
+            ),
+        )
+
+    def _severity_numbers(self, line: TemplatedLine) -> tuple[str, str, int, int] | None:
+        """(scope, subject, lines with this level, lines) when the level is unusual."""
+        level = line.line.level
+        if level < Level.WARN:
+            return None
+        cfg = self.config
+        entry = self._profile.get(line.template_id)
+        if entry is not None and not line.is_new:
+            levels: dict[str, int] = entry.get("levels") or {}
+            total = sum(levels.values())
+            same = int(levels.get(level.name, 0))
+            if total >= cfg.min_level_samples and same / total < cfg.rare_level_share:
+                return "template", "this template", same, total
+            return None
+        entity = line.line.entity
+        entity_levels = self._entities.get(entity)
+        if entity_levels is not None:
+            total = sum(entity_levels.values())
+            same = int(entity_levels.get(level.name, 0))
+            if total >= cfg.min_level_samples and same / total < cfg.rare_level_share:
+                return "entity", entity, same, total
+            return None
+        overall = self._levels.get(level.name)
+        same = int((overall or {}).get("count", 0))
+        if (
+            self._training_lines >= cfg.min_level_samples
+            and same / self._training_lines < cfg.rare_level_share
+        ):
+            return "all", "the training logs", same, self._training_lines
+        return None
+
+    def _severity(self, line: TemplatedLine) -> Explanation | None:
+        numbers = self._severity_numbers(line)
+        if numbers is None:
+            return None
+        scope, subject, same, total = numbers
+        level = line.line.level.name
+        return Explanation(
+            ExplanationKind.SEVERITY,
+            f"SEVERITY: {level} is unusual for {subject} ({same:,} of {total:,} training lines were {level})",
+            (
+                ("scope", scope),
+                ("subject", subject),
+                ("level", level),
+                ("level_count", same),
+                ("lines", total),
+            ),
+        )
+
+    def _unusual_parameter(self, line: TemplatedLine) -> Explanation | None:
+        entry = self._profile.get(line.template_id)
+        if entry is None or line.is_new:
+            return None
+        cfg = self.config
+        slots: list[dict[str, Any]] = entry.get("params") or []
+        for index, value in enumerate(line.params[: len(slots)]):
+            slot = slots[index]
+            seen = int(slot.get("seen", 0))
+            if seen < cfg.min_param_seen:
+                continue
+            value = value[:80]
+            values: dict[str, int] = slot.get("values") or {}
+            if value in values:
+                continue
+            prefix = ip_prefix(value)
+            prefixes: dict[str, int] | None = slot.get("ip_prefixes")
+            if (
+                prefix is not None
+                and prefixes
+                and prefix not in prefixes
+                and float(slot.get("ip_prefix_coverage", 0.0)) >= cfg.param_coverage
+            ):
+                known = ", ".join(list(prefixes)[:3])
+                return Explanation(
+                    ExplanationKind.UNUSUAL_PARAMETER,
+                    f"UNUSUAL PARAMETER: {value} is from a network never seen in this field "
+                    f"(training: {known}{', …' if len(prefixes) > 3 else ''})",
+                    (
+                        ("slot", index),
+                        ("value", value),
+                        ("network", prefix),
+                        ("known_networks", list(prefixes)[:10]),
+                    ),
+                )
+            numeric = slot.get("numeric")
+            number = as_number(value)
+            if numeric and number is not None and int(numeric.get("count", 0)) >= cfg.min_param_seen:
+                low, high = float(numeric["min"]), float(numeric["max"])
+                stretch = cfg.numeric_stretch * max(high - low, abs(high), 1.0)
+                if number > high + stretch or number < low - stretch:
+                    return Explanation(
+                        ExplanationKind.UNUSUAL_PARAMETER,
+                        f"UNUSUAL PARAMETER: {value} is far outside the training range {low:g} - {high:g}",
+                        (("slot", index), ("value", value), ("min", low), ("max", high)),
+                    )
+                continue
+            if float(slot.get("coverage", 0.0)) >= cfg.param_coverage:
+                known = ", ".join(list(values)[:3])
+                distinct = int(slot.get("distinct", len(values)))
+                return Explanation(
+                    ExplanationKind.UNUSUAL_PARAMETER,
+                    f"UNUSUAL PARAMETER: '{value}' never seen in this field "
+                    f"(training: {distinct:,} distinct values, e.g. {known})",
+                    (
+                        ("slot", index),
+                        ("value", value),
+                        ("distinct", distinct),
+                        ("examples", list(values)[:10]),
+                    ),
+                )
+        return None
+
+    # ---- the public surface
+
+    def explain(self, ctx: LineContext, scores: Sequence[DetectorScore]) -> tuple[Explanation, ...]:
+        """Every fact that holds for this line, most decisive first."""
+        line = ctx.line
+        found = [
+            self._new_template(line),
+            self._rare_template(line),
+            self._burst(line),
+            self._sequence(ctx, scores),
+            self._severity(line),
+            self._unusual_time(line),
+            self._unusual_parameter(line),
+        ]
+        out = tuple(e for e in found if e is not None)
+        if line.time_from_arrival:
+            out = tuple(Explanation(e.kind, e.text, (*e.facts, ("time_from_arrival", True))) for e in out)
+        return out
+
+    def is_notable(self, ctx: LineContext) -> bool:
+        """True when the facts alone make the line anomalous (no model needs to fire).
+
+        Deliberately conservative: a template never seen in training; a rare template at ERROR
+        or worse; a burst well beyond the normal p99; a WARN+ level that this template never or
+        almost never had.
+        """
+        line = ctx.line
+        if self._profile and (line.is_new or line.template_id not in self._profile):
+            return True
+        entry = self._profile.get(line.template_id)
+        if entry is None:
+            return False
+        level = line.line.level
+        if level >= Level.ERROR and float(entry.get("frequency", 0.0)) < self.config.rare_frequency:
+            return True
+        if self._burst_numbers(line) is not None:
+            return True
+        severity = self._severity_numbers(line)
+        return severity is not None and severity[0] == "template" and level >= Level.ERROR
+
+
+def _expected_pairs(details: dict[str, object]) -> list[tuple[int, float]]:
+    """A detector's expected next tokens with probabilities, from the usual `details` shapes.
+
+    Accepts `expected`/`top_expected`/`top` as a list of [token, prob] pairs or of
+    {"token": t, "prob"|"probability": p} objects, or parallel `expected_tokens`/`expected_probs`.
+    """
+    raw: object = None
+    for key in ("expected", "top_expected", "top", "topk", "top_k"):
+        if key in details:
+            raw = details[key]
+            break
+    pairs: list[tuple[int, float]] = []
+    if isinstance(raw, (list, tuple)):
+        for item in raw:
+            if isinstance(item, dict):
+                token = item.get("token", item.get("id"))
+                prob = item.get("prob", item.get("probability", item.get("p")))
+            elif isinstance(item, (list, tuple)) and len(item) >= 2:
+                token, prob = item[0], item[1]
+            else:
+                continue
+            if isinstance(token, (int, float)) and isinstance(prob, (int, float)):
+                pairs.append((int(token), float(prob)))
+    if not pairs:
+        tokens = details.get("expected_tokens")
+        probs = details.get("expected_probs")
+        if isinstance(tokens, (list, tuple)) and isinstance(probs, (list, tuple)):
+            pairs = [(int(t), float(p)) for t, p in zip(tokens, probs, strict=False)]
+    return pairs

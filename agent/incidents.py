@@ -1,0 +1,362 @@
+"""Anomalies grouped into incidents: one alert per problem, not one per line.
+
+An anomaly joins an open incident when it is close in time (within `gap_secs` of the incident's
+span) AND related to it: the same entity, the same template, the same service (the entity's
+first name part, `db` for `db-replica-2`), or templates that share enough content words. So two
+simultaneous unrelated failures become two incidents, while a database failover that touches
+the primary and two replicas is one.
+
+Lifecycle: the first anomaly emits the incident `open`; later anomalies emit an `update` at most
+every `update_every_secs` (alert-storm control); `tick(now)` resolves incidents quiet for
+`quiet_secs`, `close()` resolves everything. All times are the anomalies' own times (log time),
+so a batch scan of a week behaves like the week did; times that run backwards never make a
+negative span, and a jump of years simply starts a new incident.
+
+Repeated identical anomalies (same template, entity and explanation kinds within one incident)
+are counted in the incident but not re-emitted: `should_emit(anomaly)` says whether the pipeline
+should still emit this anomaly's own event. Call it right after `add(anomaly)` with the same
+object (it then reports the decision `add` took); called before `add` it predicts that decision.
+
+Memory is bounded: at most `max_open` incidents are open (the stalest is resolved to make room),
+and each keeps at most `max_samples` sample lines, `max_templates` template counters,
+`max_entities` entity names and `max_repeat_keys` repeat counters.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from agent.types import (
+    Anomaly,
+    ExplanationKind,
+    Incident,
+    IncidentSeverity,
+    IncidentState,
+    Level,
+    Verdict,
+)
+
+
+@dataclass(frozen=True)
+class IncidentConfig:
+    gap_secs: float = 300.0
+    quiet_secs: float = 300.0
+    update_every_secs: float = 60.0
+    max_samples: int = 10
+    max_open: int = 1000
+    max_templates: int = 50
+    max_entities: int = 50
+    max_repeat_keys: int = 1000
+    # Identical anomalies (template, entity, explanation kinds) emitted per incident before the
+    # rest are only counted.
+    repeat_emit_limit: int = 3
+    # Templates whose content words overlap at least this much (Jaccard) are related.
+    related_word_overlap: float = 0.3
+
+
+_WORD = re.compile(r"[A-Za-z][A-Za-z_]{2,}")
+_STOP = frozenset(
+    {
+        "the", "and", "for", "from", "with", "not", "was", "has", "have", "had", "are", "been", "this",
+        "that", "into", "after", "before", "than", "then", "via", "per", "all", "any", "its", "our",
+    }
+)  # fmt: skip
+_MAX_LINE_CHARS = 500
+
+
+def template_words(template: str) -> frozenset[str]:
+    """Lower-case content words of a template (placeholders and stop words left out)."""
+    return frozenset(w.lower() for w in _WORD.findall(template.replace("<*>", " ")) if w.lower() not in _STOP)
+
+
+def service_of(entity: str) -> str:
+    """The service part of an entity name: `db` for `db-replica-2`, `web` for `web-1`."""
+    head = re.split(r"[-_.:/\s]", entity.strip(), maxsplit=1)[0]
+    return head.lower()
+
+
+def title_from(templates: Sequence[tuple[int, str, int]], new_only: bool) -> str:
+    """A short title from the leading templates: the first one's words, `+N related`."""
+    if not templates:
+        return "Anomalous lines"
+    text = " ".join(templates[0][1].replace("<*>", " ").split())
+    text = text.strip(" ,;:-=") or f"template {templates[0][0]}"
+    if len(text) > 60:
+        text = text[:59].rstrip() + "…"
+    if new_only:
+        text = f"Unknown template: {text}"
+    if len(templates) > 1:
+        text += f" (+{len(templates) - 1} related)"
+    return text
+
+
+def _clock(t: float) -> str:
+    return datetime.fromtimestamp(t, UTC).strftime("%Y%m%dT%H%M%SZ") if math.isfinite(t) else "unknown"
+
+
+class _Open:
+    """The mutable state of one incident while it is open."""
+
+    __slots__ = (
+        "anomalies",
+        "arrival",
+        "danger",
+        "emitted_at",
+        "entities",
+        "extra_entities",
+        "first_line",
+        "first_seen",
+        "incident_id",
+        "kinds",
+        "last_seen",
+        "max_level",
+        "new_templates",
+        "repeats",
+        "samples",
+        "services",
+        "state",
+        "template_text",
+        "templates",
+        "words",
+    )
+
+    def __init__(self, incident_id: str, anomaly: Anomaly) -> None:
+        t = anomaly.line.time
+        self.incident_id = incident_id
+        self.first_seen = t
+        self.last_seen = t
+        self.anomalies = 0
+        self.danger = 0
+        self.max_level = Level.UNKNOWN
+        self.templates: Counter[int] = Counter()
+        self.template_text: dict[int, str] = {}
+        self.new_templates: set[int] = set()
+        self.entities: list[str] = []
+        self.extra_entities = 0
+        self.services: set[str] = set()
+        self.words: set[str] = set()
+        self.kinds: dict[ExplanationKind, None] = {}
+        self.samples: list[str] = []
+        self.repeats: Counter[tuple[int, str, tuple[str, ...]]] = Counter()
+        self.first_line = anomaly.line.line.raw[:_MAX_LINE_CHARS]
+        self.emitted_at = -math.inf
+        self.state = IncidentState.OPEN
+        self.arrival = False
+
+
+def _key(anomaly: Anomaly) -> tuple[int, str, tuple[str, ...]]:
+    return (
+        anomaly.line.template_id,
+        anomaly.line.line.entity,
+        tuple(sorted(e.kind.value for e in anomaly.explanations)),
+    )
+
+
+class IncidentGrouper:
+    """Groups anomalies into incidents and decides which events to emit."""
+
+    def __init__(self, config: IncidentConfig = IncidentConfig()) -> None:
+        self.config = config
+        self._open: dict[str, _Open] = {}
+        self._seq = 0
+        self._last_decision: tuple[int, bool] | None = None
+        self.suppressed = 0  # identical anomalies counted but not emitted
+
+    # ---- matching
+
+    def _distance(self, inc: _Open, t: float) -> float:
+        """Seconds between `t` and the incident's span (0 inside it; never negative)."""
+        if t > inc.last_seen:
+            return t - inc.last_seen
+        if t < inc.first_seen:
+            return inc.first_seen - t
+        return 0.0
+
+    def _related(self, inc: _Open, anomaly: Anomaly, words: frozenset[str]) -> bool:
+        line = anomaly.line
+        entity = line.line.entity
+        if line.template_id in inc.templates or entity in inc.entities:
+            return True
+        if service_of(entity) in inc.services:
+            return True
+        if words and inc.words:
+            overlap = len(words & inc.words) / len(words | inc.words)
+            # A new template's words against the union of the incident's words: "Replica-3 not
+            # responding" relates to "Failover initiated to replica-3" through "replica".
+            if overlap >= self.config.related_word_overlap or len(words & inc.words) >= 2:
+                return True
+        return False
+
+    def _match(self, anomaly: Anomaly) -> _Open | None:
+        t = anomaly.line.time
+        words = template_words(anomaly.line.template)
+        best: _Open | None = None
+        best_distance = math.inf
+        for inc in self._open.values():
+            distance = self._distance(inc, t)
+            if distance > self.config.gap_secs or distance >= best_distance:
+                continue
+            if self._related(inc, anomaly, words):
+                best, best_distance = inc, distance
+        return best
+
+    def _would_emit(self, inc: _Open | None, anomaly: Anomaly) -> bool:
+        if inc is None:
+            return True
+        return inc.repeats.get(_key(anomaly), 0) < self.config.repeat_emit_limit
+
+    # ---- the public surface
+
+    def should_emit(self, anomaly: Anomaly) -> bool:
+        """Whether this anomaly's own event should be emitted (False for a repeat)."""
+        if self._last_decision is not None and self._last_decision[0] == id(anomaly):
+            return self._last_decision[1]
+        return self._would_emit(self._match(anomaly), anomaly)
+
+    def add(self, anomaly: Anomaly) -> tuple[str, list[Incident]]:
+        """Put `anomaly` in an incident; returns its id and the incident events due now."""
+        cfg = self.config
+        events: list[Incident] = []
+        inc = self._match(anomaly)
+        if inc is None:
+            if len(self._open) >= cfg.max_open:
+                stalest = min(self._open.values(), key=lambda i: i.last_seen)
+                events.append(self._resolve(stalest))
+            self._seq += 1
+            inc = _Open(f"inc-{_clock(anomaly.line.time)}-{self._seq}", anomaly)
+            self._open[inc.incident_id] = inc
+        emit = self._would_emit(inc, anomaly)
+        self._last_decision = (id(anomaly), emit)
+        if not emit:
+            self.suppressed += 1
+        self._absorb(inc, anomaly)
+        t = anomaly.line.time
+        if inc.state is IncidentState.OPEN and inc.anomalies == 1:
+            inc.emitted_at = t
+            events.append(self._snapshot(inc, IncidentState.OPEN))
+            inc.state = IncidentState.UPDATE
+        elif t - inc.emitted_at >= cfg.update_every_secs:
+            inc.emitted_at = t
+            events.append(self._snapshot(inc, IncidentState.UPDATE))
+        return inc.incident_id, events
+
+    def tick(self, now: float) -> list[Incident]:
+        """Resolve the incidents whose last anomaly is `quiet_secs` or more before `now`."""
+        quiet = [i for i in self._open.values() if now - i.last_seen >= self.config.quiet_secs]
+        return [self._resolve(i) for i in sorted(quiet, key=lambda i: i.first_seen)]
+
+    def close(self) -> list[Incident]:
+        """Resolve every open incident (end of a scan)."""
+        return [self._resolve(i) for i in sorted(list(self._open.values()), key=lambda i: i.first_seen)]
+
+    @property
+    def open_count(self) -> int:
+        return len(self._open)
+
+    # ---- internals
+
+    def _absorb(self, inc: _Open, anomaly: Anomaly) -> None:
+        cfg = self.config
+        line = anomaly.line
+        t = line.time
+        if math.isfinite(t):
+            inc.first_seen = min(inc.first_seen, t) if math.isfinite(inc.first_seen) else t
+            inc.last_seen = max(inc.last_seen, t) if math.isfinite(inc.last_seen) else t
+        inc.anomalies += 1
+        inc.arrival = inc.arrival or line.time_from_arrival
+        if anomaly.verdict is Verdict.DANGER:
+            inc.danger += 1
+        inc.max_level = max(inc.max_level, line.line.level)
+        tid = line.template_id
+        if tid in inc.templates or len(inc.templates) < cfg.max_templates:
+            if tid not in inc.templates:
+                inc.template_text[tid] = line.template[:_MAX_LINE_CHARS]
+                inc.words |= template_words(line.template)
+            inc.templates[tid] += 1
+        if line.is_new:
+            inc.new_templates.add(tid)
+        entity = line.line.entity
+        if entity not in inc.entities:
+            if len(inc.entities) < cfg.max_entities:
+                inc.entities.append(entity)
+                inc.services.add(service_of(entity))
+            else:
+                inc.extra_entities += 1
+        for e in anomaly.explanations:
+            inc.kinds.setdefault(e.kind, None)
+        key = _key(anomaly)
+        if key in inc.repeats or len(inc.repeats) < cfg.max_repeat_keys:
+            inc.repeats[key] += 1
+        sample = f"{_stamp(t)} {line.line.raw[:_MAX_LINE_CHARS]}"
+        if len(inc.samples) < cfg.max_samples:
+            inc.samples.append(sample)
+        else:
+            # Keep the first half (how it started) and roll the second half (how it goes now).
+            head = max(1, cfg.max_samples // 2)
+            if cfg.max_samples > head:
+                del inc.samples[head]
+                inc.samples.append(sample)
+
+    def _severity(self, inc: _Open) -> IncidentSeverity:
+        points = 0
+        if inc.max_level >= Level.FATAL:
+            points += 3
+        elif inc.max_level >= Level.ERROR:
+            points += 2
+        elif inc.max_level >= Level.WARN:
+            points += 1
+        if inc.danger:
+            points += 2
+        if inc.anomalies >= 50:
+            points += 2
+        elif inc.anomalies >= 10:
+            points += 1
+        if len(inc.new_templates) >= 2:
+            points += 1
+        if points >= 6:
+            return IncidentSeverity.CRITICAL
+        if points >= 4:
+            return IncidentSeverity.HIGH
+        if points >= 2:
+            return IncidentSeverity.MEDIUM
+        return IncidentSeverity.LOW
+
+    def _snapshot(self, inc: _Open, state: IncidentState) -> Incident:
+        leading = tuple(
+            (tid, inc.template_text.get(tid, ""), count) for tid, count in inc.templates.most_common(5)
+        )
+        new_only = bool(inc.templates) and all(tid in inc.new_templates for tid in inc.templates)
+        title = title_from(leading, new_only)
+        if inc.arrival:
+            title += " (times from arrival: lines carry no timestamp)"
+        entities = tuple(inc.entities) + ((f"+{inc.extra_entities} more",) if inc.extra_entities else ())
+        return Incident(
+            incident_id=inc.incident_id,
+            state=state,
+            severity=self._severity(inc),
+            title=title,
+            first_seen=inc.first_seen,
+            last_seen=max(inc.last_seen, inc.first_seen),
+            anomaly_count=inc.anomalies,
+            line_count=inc.anomalies,
+            entities=entities,
+            leading_templates=leading,
+            first_line=inc.first_line,
+            samples=tuple(inc.samples),
+            explanation_kinds=tuple(inc.kinds),
+        )
+
+    def _resolve(self, inc: _Open) -> Incident:
+        self._open.pop(inc.incident_id, None)
+        return self._snapshot(inc, IncidentState.RESOLVED)
+
+
+def _stamp(t: float) -> str:
+    if not math.isfinite(t):
+        return "?"
+    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%d %H:%M:%S")

@@ -1,0 +1,168 @@
+"""The operator's text view: seed 002's scan summary and its ANOMALY DETECTED blocks.
+
+`render_summary` prints what `logdetect scan` shows a human:
+
+    Scanned 145,892 log lines
+    Found 23 anomalies in 3 incident groups
+
+    Incident 1 (03:42:15 - 03:47:22): Database connection pool exhausted [CRITICAL]
+      └─ 15 anomalous lines, started with "Connection timeout..."
+
+followed, for each incident, by the block of its leading anomaly (the highest scored one) with
+its explanations and the related anomalies of the same incident. `render_anomaly` is that block
+alone (watch mode). With `color` the output carries ANSI colours (the caller decides: a terminal
+yes, a pipe no); without, it is plain text.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+from agent.types import Anomaly, Incident, IncidentSeverity
+
+MAX_INCIDENTS_SHOWN = 20
+MAX_BLOCKS = 5  # incidents (the most severe) shown with their full ANOMALY DETECTED block
+MAX_RELATED = 3
+_RULE = "━" * 30
+
+_RESET = "\x1b[0m"
+_BOLD = "\x1b[1m"
+_DIM = "\x1b[2m"
+_SEVERITY_COLOR = {
+    IncidentSeverity.CRITICAL: "\x1b[1;97;41m",  # bold white on red
+    IncidentSeverity.HIGH: "\x1b[1;31m",
+    IncidentSeverity.MEDIUM: "\x1b[1;33m",
+    IncidentSeverity.LOW: "\x1b[36m",
+}
+_RED = "\x1b[1;31m"
+_YELLOW = "\x1b[33m"
+
+
+class _Paint:
+    def __init__(self, color: bool) -> None:
+        self.color = color
+
+    def __call__(self, text: str, code: str) -> str:
+        return f"{code}{text}{_RESET}" if self.color else text
+
+
+def _time(t: float, with_date: bool) -> str:
+    if not math.isfinite(t):
+        return "??:??:??"
+    try:
+        dt = datetime.fromtimestamp(t, UTC)
+    except (OverflowError, OSError, ValueError):
+        return "??:??:??"
+    return dt.strftime("%Y-%m-%d %H:%M:%S" if with_date else "%H:%M:%S")
+
+
+def _quote(text: str, limit: int = 60) -> str:
+    text = " ".join(text.split())
+    return f'"{text}"' if len(text) <= limit else f'"{text[: limit - 3]}..."'
+
+
+def _day(t: float) -> str:
+    return _time(t, True)[:10]
+
+
+def render_anomaly(anomaly: Anomaly, color: bool, related: Sequence[Anomaly] = ()) -> str:
+    """Seed 002's ANOMALY DETECTED block for one anomaly (and up to 3 related ones)."""
+    paint = _Paint(color)
+    line = anomaly.line
+    stamp = _time(line.time, True)
+    if line.time_from_arrival:
+        stamp += " (arrival time: the line carries no timestamp)"
+    out = [
+        paint(f"ANOMALY DETECTED [Score: {anomaly.score:.2f}]", _RED) + f"  {anomaly.verdict.value.upper()}",
+        _RULE,
+        f"Timestamp: {stamp}",
+        f"Entity:    {line.line.entity}",
+        f"Log Line:  {_quote(line.line.message, 120)}",
+    ]
+    if anomaly.explanations:
+        out += ["", "Anomaly Factors:"]
+        for e in anomaly.explanations:
+            first, *rest = e.text.splitlines() or [e.kind.value]
+            head, sep, tail = first.partition(":")
+            shown = paint(head + sep, _BOLD) + tail if sep else first
+            out.append(f"  • {shown}")
+            out.extend(f"      {r}" for r in rest)
+    else:
+        fired = [s.detector for s in anomaly.scores if s.fired]
+        out += ["", "Anomaly Factors:", f"  • MODEL SCORE: flagged by {', '.join(fired) or 'the ensemble'}"]
+    if related:
+        out += ["", "Related Anomalies (same incident):"]
+        for r in related[:MAX_RELATED]:
+            out.append(f"  • {_time(r.line.time, False)} - {_quote(r.line.line.message)}")
+    return "\n".join(out)
+
+
+def render_summary(
+    lines_scanned: int, anomalies: Sequence[Anomaly], incidents: Sequence[Incident], color: bool
+) -> str:
+    """The scan summary of seed 002, then each incident's leading anomaly explained."""
+    paint = _Paint(color)
+    # The latest state of each incident (callers may pass every open/update/resolved event).
+    latest: dict[str, Incident] = {}
+    for inc in incidents:
+        latest[inc.incident_id] = inc
+    ordered = sorted(latest.values(), key=lambda i: i.first_seen if math.isfinite(i.first_seen) else 0.0)
+    groups = len(ordered)
+    out = [
+        paint(f"Scanned {lines_scanned:,} log line{'s' if lines_scanned != 1 else ''}", _BOLD),
+        f"Found {len(anomalies):,} anomal{'ies' if len(anomalies) != 1 else 'y'} "
+        f"in {groups:,} incident group{'s' if groups != 1 else ''}",
+    ]
+    if not ordered:
+        if anomalies:
+            out += ["", *(render_anomaly(a, color) for a in anomalies[:MAX_INCIDENTS_SHOWN])]
+        return "\n".join(out) + "\n"
+
+    times = [t for i in ordered for t in (i.first_seen, i.last_seen) if math.isfinite(t)]
+    multi_day = bool(times) and _day(min(times)) != _day(max(times))
+    by_incident: dict[str, list[Anomaly]] = {}
+    for a in anomalies:
+        if a.incident_id is not None:
+            by_incident.setdefault(a.incident_id, []).append(a)
+
+    # Most severe first, then in time order; the rest are summarised in one line.
+    shown = sorted(ordered, key=lambda i: -int(i.severity))[:MAX_INCIDENTS_SHOWN]
+    shown_ids = {i.incident_id for i in shown}
+    biggest = sorted(shown, key=lambda i: (-int(i.severity), -i.anomaly_count))[:MAX_BLOCKS]
+    block_ids = {i.incident_id for i in biggest}
+    numbered = [(n, i) for n, i in enumerate(ordered, 1) if i.incident_id in shown_ids]
+    for n, inc in numbered:
+        start = _time(inc.first_seen, multi_day)
+        span = start if inc.last_seen - inc.first_seen < 1 else f"{start} - {_time(inc.last_seen, False)}"
+        if multi_day and inc.last_seen - inc.first_seen >= 1 and _day(inc.first_seen) != _day(inc.last_seen):
+            span = f"{start} - {_time(inc.last_seen, True)}"
+        severity = paint(f"[{inc.severity.name}]", _SEVERITY_COLOR[inc.severity])
+        out += ["", f"{paint(f'Incident {n}', _BOLD)} ({span}): {inc.title} {severity}"]
+        first = inc.first_line
+        members = by_incident.get(inc.incident_id, [])
+        if members:
+            first = members[0].line.line.message
+        count = inc.anomaly_count
+        if count == 1:
+            out.append(f"  └─ 1 anomalous line: {_quote(first)}")
+        else:
+            entities = len(inc.entities)
+            where = f" across {entities} entities" if entities > 1 else ""
+            out.append(f"  └─ {count:,} anomalous lines{where}, started with {_quote(first, 40)}")
+        if inc.explanation_kinds:
+            kinds = ", ".join(k.value for k in inc.explanation_kinds)
+            out.append(paint(f"     why: {kinds}", _DIM))
+        if members and inc.incident_id in block_ids:
+            leading = max(members, key=lambda a: (a.score, -a.line.time))
+            related = [a for a in members if a is not leading][:MAX_RELATED]
+            block = render_anomaly(leading, color, related)
+            out += ["", *("    " + row if row else "" for row in block.splitlines())]
+    hidden = len(ordered) - len(numbered)
+    if hidden > 0:
+        out += [
+            "",
+            paint(f"... and {hidden:,} more incident{'s' if hidden != 1 else ''} (lower severity)", _YELLOW),
+        ]
+    return "\n".join(out) + "\n"

@@ -1,0 +1,245 @@
+"""Training statistics the explainer quotes: how often, when, how bursty, with which values.
+
+`build_profile` runs once at training over the templated training lines and returns a plain
+JSON-safe dict (stored in the bundle as `profile.json`). The agent's `Explainer` compares a live
+line with it, so every number an explanation prints ("normal: 9 AM - 6 PM", "normal p99: 4 per
+2 minutes", "P(next) = 0.82") comes from here.
+
+The size is bounded whatever the input: at most `MAX_TEMPLATES` templates (the most frequent),
+`MAX_SLOTS` parameter slots per template, `MAX_VALUES` values per slot, `MAX_NEXT` successors per
+template and `MAX_ENTITIES` entities; what falls outside a cap is still counted.
+
+Hours are UTC hours of the line's timestamp. Lines whose time came from their arrival
+(`time_from_arrival`) say nothing about when things happen, so they are left out of the hour
+histograms and the burst statistics (and counted as `untimed`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from agent.explain import as_number, ip_prefix
+from agent.types import TemplatedLine
+
+PROFILE_VERSION = 1
+MAX_TEMPLATES = 5000
+MAX_SLOTS = 16
+MAX_VALUES = 50
+MAX_NEXT = 10
+MAX_ENTITIES = 500
+MAX_TEMPLATE_CHARS = 300
+MAX_VALUE_CHARS = 80
+PATH_LENGTH = 3
+# Per-slot value counters stop growing (new values are then only counted) past this many
+# distinct values, so a slot full of request ids cannot take memory proportional to the input.
+_VALUE_TRACK_CAP = 5000
+_ENTITY_TRACK_CAP = 50_000
+
+
+class _SlotStats:
+    """Values seen in one parameter slot, bounded."""
+
+    __slots__ = ("maximum", "minimum", "numbers", "prefixes", "seen", "untracked", "values")
+
+    def __init__(self) -> None:
+        self.values: Counter[str] = Counter()
+        self.seen = 0
+        self.untracked = 0
+        self.prefixes: Counter[str] = Counter()
+        self.minimum = math.inf
+        self.maximum = -math.inf
+        self.numbers = 0
+
+    def add(self, value: str) -> None:
+        self.seen += 1
+        value = value[:MAX_VALUE_CHARS]
+        if value in self.values or len(self.values) < _VALUE_TRACK_CAP:
+            self.values[value] += 1
+        else:
+            self.untracked += 1
+        prefix = ip_prefix(value)
+        if prefix is not None and (prefix in self.prefixes or len(self.prefixes) < _VALUE_TRACK_CAP):
+            self.prefixes[prefix] += 1
+        number = as_number(value)
+        if number is not None:
+            self.numbers += 1
+            self.minimum = min(self.minimum, number)
+            self.maximum = max(self.maximum, number)
+
+    def to_json(self) -> dict[str, Any]:
+        top = self.values.most_common(MAX_VALUES)
+        out: dict[str, Any] = {
+            "seen": self.seen,
+            "distinct": len(self.values) + (1 if self.untracked else 0),
+            "distinct_capped": bool(self.untracked),
+            "values": dict(top),
+            # Share of occurrences the stored top values cover: near 1.0 means the slot is
+            # categorical (a handful of hosts, codes), so an unseen value is news.
+            "coverage": (sum(c for _, c in top) / self.seen) if self.seen else 0.0,
+        }
+        if self.prefixes:
+            top_prefixes = self.prefixes.most_common(MAX_VALUES)
+            out["ip_prefixes"] = dict(top_prefixes)
+            out["ip_seen"] = sum(self.prefixes.values())
+            out["ip_prefix_coverage"] = sum(c for _, c in top_prefixes) / max(1, sum(self.prefixes.values()))
+        if self.numbers:
+            out["numeric"] = {"count": self.numbers, "min": self.minimum, "max": self.maximum}
+        return out
+
+
+class _TemplateStats:
+    __slots__ = ("count", "entities", "hours", "levels", "next", "slots", "template", "windows")
+
+    def __init__(self, template: str) -> None:
+        self.template = template[:MAX_TEMPLATE_CHARS]
+        self.count = 0
+        self.levels: Counter[str] = Counter()
+        self.hours = [0] * 24
+        self.windows: Counter[int] = Counter()  # window index -> lines of this template
+        self.slots: list[_SlotStats] = []
+        self.next: Counter[int] = Counter()
+        self.entities: Counter[str] = Counter()
+
+
+def _hour(t: float) -> int:
+    return int((t // 3600) % 24)
+
+
+def _burst_stats(windows: Counter[int], active_windows: int) -> dict[str, float]:
+    """Lines per window over the ACTIVE windows of the training span (windows with any line).
+
+    Counting only active windows keeps gaps (a weekend with logging off, concatenated
+    samples months apart) from diluting the normal rate to nothing.
+    """
+    n = max(active_windows, len(windows), 1)
+    nonzero = sorted(float(c) for c in windows.values())
+    total = sum(nonzero)
+    mean = total / n
+    var = max(0.0, sum(c * c for c in nonzero) / n - mean * mean)
+    zeros = n - len(nonzero)
+
+    def q(p: float) -> float:
+        rank = max(0, math.ceil(p * n) - 1)
+        return 0.0 if rank < zeros else nonzero[rank - zeros]
+
+    # The spread of counts in windows where the template occurs at all: a template that comes
+    # in bursts (BGL's assertion storms) has a high p99 here even when it is absent 99% of the time.
+    present = nonzero[max(0, math.ceil(0.99 * len(nonzero)) - 1)] if nonzero else 0.0
+    return {
+        "mean": mean,
+        "p99_present": present,
+        "std": math.sqrt(var),
+        "p50": q(0.5),
+        "p99": q(0.99),
+        "max": nonzero[-1] if nonzero else 0.0,
+        "windows": float(n),
+    }
+
+
+def _most_common_path(start: int, nexts: dict[int, Counter[int]]) -> list[int]:
+    path = [start]
+    current = start
+    for _ in range(PATH_LENGTH - 1):
+        successors = nexts.get(current)
+        if not successors:
+            break
+        current = successors.most_common(1)[0][0]
+        path.append(current)
+    return path
+
+
+def build_profile(
+    lines: Sequence[TemplatedLine] | Iterable[TemplatedLine], window_secs: float = 120.0
+) -> dict[str, Any]:
+    """Per-template and per-level statistics of the training lines (JSON-safe, bounded)."""
+    if not window_secs > 0:
+        window_secs = 120.0
+    stats: dict[int, _TemplateStats] = {}
+    level_hours: dict[str, list[int]] = defaultdict(lambda: [0] * 24)
+    level_counts: Counter[str] = Counter()
+    entity_levels: dict[str, Counter[str]] = {}
+    tokens: dict[int, int] = {}
+    active: set[int] = set()
+    last_by_entity: dict[str, int] = {}
+    total = 0
+    untimed = 0
+    first_time = math.inf
+    last_time = -math.inf
+
+    for tl in lines:
+        total += 1
+        tid = tl.template_id
+        st = stats.get(tid)
+        if st is None:
+            st = stats[tid] = _TemplateStats(tl.template)
+        st.count += 1
+        level = tl.line.level.name
+        st.levels[level] += 1
+        level_counts[level] += 1
+        entity = tl.line.entity
+        if entity in entity_levels or len(entity_levels) < _ENTITY_TRACK_CAP:
+            entity_levels.setdefault(entity, Counter())[level] += 1
+        if tl.token and tl.token not in tokens:
+            tokens[tl.token] = tid
+        if tl.time_from_arrival or not math.isfinite(tl.time):
+            untimed += 1
+        else:
+            hour = _hour(tl.time)
+            st.hours[hour] += 1
+            level_hours[level][hour] += 1
+            window = int(tl.time // window_secs)
+            st.windows[window] += 1
+            active.add(window)
+            first_time = min(first_time, tl.time)
+            last_time = max(last_time, tl.time)
+        for i, value in enumerate(tl.params[:MAX_SLOTS]):
+            if i >= len(st.slots):
+                st.slots.append(_SlotStats())
+            st.slots[i].add(value)
+        previous = last_by_entity.get(entity)
+        if previous is not None and previous in stats:
+            stats[previous].next[tid] += 1
+        if entity in last_by_entity or len(last_by_entity) < _ENTITY_TRACK_CAP:
+            last_by_entity[entity] = tid
+
+    kept = sorted(stats.items(), key=lambda item: (-item[1].count, item[0]))[:MAX_TEMPLATES]
+    nexts = {tid: st.next for tid, st in stats.items()}
+    templates: dict[str, Any] = {}
+    for tid, st in kept:
+        next_total = sum(st.next.values())
+        templates[str(tid)] = {
+            "template": st.template,
+            "count": st.count,
+            "frequency": st.count / total if total else 0.0,
+            "levels": dict(st.levels),
+            "hours": st.hours,
+            "burst": _burst_stats(st.windows, len(active)),
+            "params": [slot.to_json() for slot in st.slots],
+            "next_total": next_total,
+            "next": {str(n): c / next_total for n, c in st.next.most_common(MAX_NEXT)} if next_total else {},
+            "path": _most_common_path(tid, nexts),
+        }
+    top_entities = sorted(entity_levels.items(), key=lambda item: -sum(item[1].values()))[:MAX_ENTITIES]
+    return {
+        "version": PROFILE_VERSION,
+        "window_secs": float(window_secs),
+        "totals": {
+            "lines": total,
+            "templates": len(stats),
+            "templates_kept": len(templates),
+            "untimed": untimed,
+            "first_time": first_time if math.isfinite(first_time) else None,
+            "last_time": last_time if math.isfinite(last_time) else None,
+            "active_windows": len(active),
+        },
+        "levels": {
+            name: {"count": count, "hours": level_hours.get(name, [0] * 24)}
+            for name, count in level_counts.items()
+        },
+        "entities": {name: dict(levels) for name, levels in top_entities},
+        "tokens": {str(token): tid for token, tid in sorted(tokens.items())},
+        "templates": templates,
+    }
