@@ -1,0 +1,89 @@
+"""`listen`/`address` strings of stream sockets: `tcp:HOST:PORT` or `unix:PATH`."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import stat
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from agent.errors import ConfigError
+
+
+@dataclass(frozen=True, slots=True)
+class TcpAddress:
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"tcp:{self.host}:{self.port}"
+
+
+@dataclass(frozen=True, slots=True)
+class UnixAddress:
+    path: Path
+
+    def __str__(self) -> str:
+        return f"unix:{self.path}"
+
+
+StreamAddress = TcpAddress | UnixAddress
+
+
+def parse_stream_address(value: str, what: str = "listen") -> StreamAddress:
+    """Parse `tcp:127.0.0.1:24224`, `tcp:[::1]:24224` or `unix:/run/logdetect/forward.sock`."""
+    kind, sep, rest = value.partition(":")
+    if not sep or not rest:
+        raise ConfigError(f"{what} = {value!r}: expected 'tcp:HOST:PORT' or 'unix:PATH'")
+    if kind == "unix":
+        return UnixAddress(Path(rest))
+    if kind != "tcp":
+        raise ConfigError(f"{what} = {value!r}: unknown scheme {kind!r} (use 'tcp:' or 'unix:')")
+    host, sep, port_text = rest.rpartition(":")
+    if not sep or not host:
+        raise ConfigError(f"{what} = {value!r}: expected 'tcp:HOST:PORT'")
+    host = host.removeprefix("[").removesuffix("]")
+    try:
+        port = int(port_text)
+    except ValueError:
+        raise ConfigError(f"{what} = {value!r}: port {port_text!r} is not a number") from None
+    if not 0 <= port <= 65535:
+        raise ConfigError(f"{what} = {value!r}: port {port} is outside 0-65535")
+    return TcpAddress(host, port)
+
+
+Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
+async def start_stream_server(
+    address: StreamAddress, handler: Handler, limit: int = 64 * 1024
+) -> tuple[asyncio.Server, StreamAddress]:
+    """Listen on `address`; return the server and the address actually bound (port 0 → real port)."""
+    if isinstance(address, UnixAddress):
+        _remove_stale_socket(address.path)
+        address.path.parent.mkdir(parents=True, exist_ok=True)
+        server = await asyncio.start_unix_server(handler, path=str(address.path), limit=limit)
+        return server, address
+    server = await asyncio.start_server(handler, host=address.host, port=address.port, limit=limit)
+    port = server.sockets[0].getsockname()[1] if server.sockets else address.port
+    return server, TcpAddress(address.host, int(port))
+
+
+def _remove_stale_socket(path: Path) -> None:
+    """A socket file left by a killed agent would make bind fail; anything else is not ours."""
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return
+    if not stat.S_ISSOCK(mode):
+        raise ConfigError(f"listen path {path} exists and is not a socket; remove it or pick another path")
+    path.unlink()
+
+
+def cleanup_unix(address: StreamAddress) -> None:
+    if isinstance(address, UnixAddress):
+        with contextlib.suppress(OSError):
+            address.path.unlink()

@@ -1,0 +1,307 @@
+"""`forward` source: a Fluentd Forward protocol v1 server on TCP or a Unix socket.
+
+Per connection: optional HELO/PING/PONG, then a bounded streaming msgpack decoder. Each
+request becomes one `Batch`; when the request carries a `chunk` option the ack is written only
+after the batch's `done` future says its records were processed and the events written to the
+sinks. While the queue is full `put` waits, so this connection is not read any further and no
+acks go out: the client's own buffer (Fluent Bit's retry/backlog) holds the data.
+
+A bad connection (malformed msgpack, a frame over `max_frame_bytes`, failed handshake, idle
+past `idle_timeout_secs`) is counted by reason and closed; other connections are unaffected.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass, field
+
+import msgpack
+import structlog
+
+from agent import metrics
+from plugins.addresses import StreamAddress, cleanup_unix, parse_stream_address, start_stream_server
+from plugins.base import Batch, BatchQueue, Source, count_drop, now
+from plugins.forward_codec import (
+    DEFAULT_MAX_FRAME_BYTES,
+    DecodedRequest,
+    ForwardProtocolError,
+    Handshake,
+    RequestDecoder,
+    encode_ack,
+    new_unpacker,
+)
+from plugins.records import FieldMap
+
+log = structlog.get_logger(__name__)
+
+READ_BYTES = 256 * 1024
+
+
+@dataclass(frozen=True)
+class ForwardSourceOptions:
+    """Options of `[sources.<id>] type = "forward"`."""
+
+    listen: str = "tcp:127.0.0.1:24224"
+    message_field: list[str] = field(default_factory=lambda: ["log"])
+    level_field: str = ""
+    entity_field: str = ""
+    time_field: str = ""
+    shared_key: str = ""
+    self_hostname: str = "logdetect"
+    idle_timeout_secs: float = 300.0
+    handshake_timeout_secs: float = 10.0
+    max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES
+    dedupe_chunks: int = 4096
+    max_connections: int = 256
+
+    def problems(self) -> list[str]:
+        out: list[str] = []
+        try:
+            parse_stream_address(self.listen)
+        except Exception as exc:
+            out.append(str(exc))
+        if not self.message_field:
+            out.append("message_field must name at least one field")
+        if self.max_frame_bytes < 1024:
+            out.append("max_frame_bytes must be at least 1024")
+        if self.idle_timeout_secs <= 0 or self.handshake_timeout_secs <= 0:
+            out.append("idle_timeout_secs and handshake_timeout_secs must be > 0")
+        if self.max_connections < 1 or self.dedupe_chunks < 0:
+            out.append("max_connections must be >= 1 and dedupe_chunks >= 0")
+        return out
+
+    def field_map(self) -> FieldMap:
+        return FieldMap(
+            message=tuple(self.message_field),
+            level=self.level_field or None,
+            entity=self.entity_field or None,
+            time=self.time_field or None,
+        )
+
+
+class _Closing(Exception):
+    """Close this connection; the reason has been counted."""
+
+
+class ForwardSource(Source):
+    type_name = "forward"
+
+    def __init__(self, source_id: str, options: ForwardSourceOptions) -> None:
+        super().__init__(source_id)
+        self.options = options
+        self.address: StreamAddress = parse_stream_address(options.listen)
+        self._server: asyncio.Server | None = None
+        self._queue: BatchQueue | None = None
+        self._connections: set[asyncio.Task[None]] = set()
+        self._ack_tasks: set[asyncio.Task[None]] = set()
+        self._acks_by_writer: dict[int, set[asyncio.Task[None]]] = {}
+        # chunk id -> future of the batch that carried it (None once processed).
+        self._chunks: dict[bytes, asyncio.Future[bool] | None] = {}
+        self._chunk_order: list[bytes] = []
+
+    async def start(self, queue: BatchQueue) -> None:
+        self._queue = queue
+        self._server, self.address = await start_stream_server(
+            self.address, self._on_connect, limit=READ_BYTES
+        )
+        log.info("source listening", source=self.id, type=self.type_name, address=str(self.address))
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._server.wait_closed(), 1.0)
+            self._server = None
+            cleanup_unix(self.address)
+        for task in list(self._connections):
+            task.cancel()
+        if self._connections:
+            await asyncio.wait(self._connections, timeout=1.0)
+
+    async def wait_acks(self, timeout: float) -> None:
+        """Let acks of processed batches go out before the sockets close (shutdown)."""
+        if self._ack_tasks:
+            await asyncio.wait(self._ack_tasks, timeout=timeout)
+
+    async def _on_connect(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self._connections.add(task)
+        try:
+            if len(self._connections) > self.options.max_connections:
+                count_drop(self.id, "too_many_connections")
+                return
+            await self._serve(reader, writer)
+        except _Closing:
+            pass
+        except (ConnectionError, asyncio.IncompleteReadError):
+            count_drop(self.id, "connection_reset")
+        except asyncio.CancelledError:
+            pass
+        finally:
+            if task is not None:
+                self._connections.discard(task)
+            self._acks_by_writer.pop(id(writer), None)
+            writer.close()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(writer.wait_closed(), 1.0)
+
+    async def _read(self, reader: asyncio.StreamReader, timeout: float) -> bytes:
+        try:
+            return await asyncio.wait_for(reader.read(READ_BYTES), timeout)
+        except TimeoutError:
+            count_drop(self.id, "idle_timeout")
+            raise _Closing from None
+
+    async def _handshake(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        shake = Handshake(
+            shared_key=self.options.shared_key.encode(), hostname=self.options.self_hostname.encode()
+        )
+        writer.write(shake.helo())
+        await writer.drain()
+        unpacker = new_unpacker(64 * 1024)
+        while True:
+            data = await self._read(reader, self.options.handshake_timeout_secs)
+            if not data:
+                count_drop(self.id, "handshake_failed")
+                raise _Closing
+            try:
+                unpacker.feed(data)
+                ping = next(iter(unpacker), _NOTHING)
+            except (ValueError, msgpack.UnpackException, msgpack.BufferFull):
+                ping = None
+            if ping is _NOTHING:
+                continue
+            accepted, pong = shake.check_ping(ping)
+            writer.write(pong)
+            await writer.drain()
+            if not accepted:
+                count_drop(self.id, "handshake_failed")
+                log.warning("forward handshake failed", source=self.id)
+                raise _Closing
+            return
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self.options.shared_key:
+            await self._handshake(reader, writer)
+        decoder = RequestDecoder(self.id, self.options.field_map(), self.options.max_frame_bytes)
+        unpacker = new_unpacker(self.options.max_frame_bytes)
+        fed = 0
+        while True:
+            data = await self._read(reader, self.options.idle_timeout_secs)
+            if not data:
+                if fed > unpacker.tell():
+                    count_drop(self.id, "disconnect_mid_frame")
+                # The client may have only shut down its sending side: let its acks go out.
+                pending = self._pending_for(writer)
+                if pending:
+                    await asyncio.wait(pending, timeout=self.options.idle_timeout_secs)
+                return
+            try:
+                unpacker.feed(data)
+            except msgpack.BufferFull:
+                count_drop(self.id, "frame_too_large")
+                log.warning(
+                    "forward frame too large; closing",
+                    source=self.id,
+                    max_frame_bytes=self.options.max_frame_bytes,
+                )
+                raise _Closing from None
+            fed += len(data)
+            while True:
+                try:
+                    obj = unpacker.unpack()
+                except msgpack.OutOfData:
+                    break
+                except (ValueError, msgpack.UnpackException, msgpack.ExtraData) as exc:
+                    # Covers malformed bytes and str/bin/array headers over the frame limit.
+                    reason = "frame_too_large" if "exceeds max" in str(exc) else "malformed_msgpack"
+                    count_drop(self.id, reason)
+                    metrics.decode_errors.labels(component=self.id).inc()
+                    raise _Closing from None
+                await self._handle(obj, decoder, writer)
+
+    async def _handle(self, obj: object, decoder: RequestDecoder, writer: asyncio.StreamWriter) -> None:
+        try:
+            request = decoder.decode(obj, now())
+        except ForwardProtocolError:
+            # The spec says to ignore non-request values; count them and keep the connection.
+            count_drop(self.id, "bad_request")
+            metrics.decode_errors.labels(component=self.id).inc()
+            return
+        if request.heartbeat:
+            return
+        for reason, n in request.skipped.items():
+            count_drop(self.id, reason, n)
+        await self._submit(request, writer)
+
+    async def _submit(self, request: DecodedRequest, writer: asyncio.StreamWriter) -> None:
+        if self._queue is None:
+            raise RuntimeError("forward source used before start()")
+        chunk = request.chunk
+        if chunk is not None and chunk in self._chunks:
+            # A retry of a chunk we already have: do not process twice, ack once the first is done.
+            count_drop(self.id, "duplicate_chunk", len(request.records))
+            self._ack_after(self._chunks[chunk], chunk, writer)
+            return
+        if not request.records:
+            if chunk is not None:
+                self._ack_after(None, chunk, writer)
+            return
+        metrics.records_in.labels(component=self.id).inc(len(request.records))
+        done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        batch = Batch(source=self.id, records=request.records, done=done)
+        if chunk is not None:
+            self._remember(chunk, done)
+        await self._queue.put(batch)  # waits while full: we stop reading this connection
+        if chunk is not None:
+            self._ack_after(done, chunk, writer)
+
+    def _remember(self, chunk: bytes, done: asyncio.Future[bool]) -> None:
+        if self.options.dedupe_chunks == 0:
+            return
+        self._chunks[chunk] = done
+        self._chunk_order.append(chunk)
+
+        def forget_if_dropped(fut: asyncio.Future[bool]) -> None:
+            # A batch dropped at shutdown was never processed: a retry must be processed.
+            if fut.cancelled() or not fut.result():
+                self._chunks.pop(chunk, None)
+
+        done.add_done_callback(forget_if_dropped)
+        if len(self._chunk_order) > self.options.dedupe_chunks * 2:
+            keep = self._chunk_order[-self.options.dedupe_chunks :]
+            for old in self._chunk_order[: -self.options.dedupe_chunks]:
+                self._chunks.pop(old, None)
+            self._chunk_order = keep
+
+    def _ack_after(
+        self, done: asyncio.Future[bool] | None, chunk: bytes, writer: asyncio.StreamWriter
+    ) -> None:
+        async def ack() -> None:
+            if done is not None:
+                try:
+                    processed = await asyncio.shield(done)
+                except asyncio.CancelledError:
+                    return
+                if not processed:
+                    return
+            if writer.is_closing():
+                return
+            writer.write(encode_ack(chunk))
+            with contextlib.suppress(ConnectionError):
+                await writer.drain()
+
+        task = asyncio.get_running_loop().create_task(ack())
+        self._ack_tasks.add(task)
+        task.add_done_callback(self._ack_tasks.discard)
+        per_connection = self._acks_by_writer.setdefault(id(writer), set())
+        per_connection.add(task)
+        task.add_done_callback(per_connection.discard)
+
+    def _pending_for(self, writer: asyncio.StreamWriter) -> set[asyncio.Task[None]]:
+        return set(self._acks_by_writer.get(id(writer), ()))
+
+
+_NOTHING = object()

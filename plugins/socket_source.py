@@ -1,0 +1,129 @@
+"""`socket` source: newline-delimited JSON or plain lines over TCP or a Unix socket.
+
+This is what Vector's `socket` sink (`encoding.codec = "json"`, newline framing, the default)
+and Fluent Bit's `tcp` output with `format json_lines` send. There is no ack in this protocol;
+while the queue is full the connection is not read and TCP flow control stalls the sender.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass, field
+
+import structlog
+
+from agent import metrics
+from plugins.addresses import StreamAddress, cleanup_unix, parse_stream_address, start_stream_server
+from plugins.base import Batch, BatchQueue, Source, count_drop, now
+from plugins.records import FieldMap, LineDecoder, LineSplitter
+from plugins.stdin_source import LINE_FORMATS, decode_lines
+
+log = structlog.get_logger(__name__)
+
+READ_BYTES = 64 * 1024
+
+
+@dataclass(frozen=True)
+class SocketSourceOptions:
+    """Options of `[sources.<id>] type = "socket"`."""
+
+    listen: str = "tcp:127.0.0.1:9000"
+    format: str = "auto"
+    message_field: list[str] = field(default_factory=lambda: ["message", "log", "msg"])
+    level_field: str = ""
+    entity_field: str = ""
+    time_field: str = ""
+    max_line_bytes: int = 64 * 1024
+    idle_timeout_secs: float = 300.0
+    max_connections: int = 256
+
+    def problems(self) -> list[str]:
+        out: list[str] = []
+        try:
+            parse_stream_address(self.listen)
+        except Exception as exc:
+            out.append(str(exc))
+        if self.format not in LINE_FORMATS:
+            out.append(f"format = {self.format!r}: use one of {', '.join(LINE_FORMATS)}")
+        if self.max_line_bytes < 16 or self.idle_timeout_secs <= 0 or self.max_connections < 1:
+            out.append("max_line_bytes must be >= 16, idle_timeout_secs > 0, max_connections >= 1")
+        return out
+
+    def line_decoder(self, source: str) -> LineDecoder:
+        fields = FieldMap(
+            message=tuple(self.message_field),
+            level=self.level_field or None,
+            entity=self.entity_field or None,
+            time=self.time_field or None,
+        )
+        return LineDecoder(
+            source=source, format=self.format, fields=fields, max_line_bytes=self.max_line_bytes
+        )
+
+
+class SocketSource(Source):
+    type_name = "socket"
+
+    def __init__(self, source_id: str, options: SocketSourceOptions) -> None:
+        super().__init__(source_id)
+        self.options = options
+        self.address: StreamAddress = parse_stream_address(options.listen)
+        self._server: asyncio.Server | None = None
+        self._queue: BatchQueue | None = None
+        self._connections: set[asyncio.Task[None]] = set()
+
+    async def start(self, queue: BatchQueue) -> None:
+        self._queue = queue
+        self._server, self.address = await start_stream_server(self.address, self._on_connect)
+        log.info("source listening", source=self.id, type=self.type_name, address=str(self.address))
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            self._server = None
+            cleanup_unix(self.address)
+        for task in list(self._connections):
+            task.cancel()
+        if self._connections:
+            await asyncio.wait(self._connections, timeout=1.0)
+
+    async def _on_connect(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self._connections.add(task)
+        try:
+            if len(self._connections) > self.options.max_connections:
+                count_drop(self.id, "too_many_connections")
+                return
+            await self._serve(reader)
+        except (ConnectionError, asyncio.CancelledError):
+            pass
+        finally:
+            if task is not None:
+                self._connections.discard(task)
+            writer.close()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(writer.wait_closed(), 1.0)
+
+    async def _serve(self, reader: asyncio.StreamReader) -> None:
+        if self._queue is None:
+            raise RuntimeError("socket source used before start()")
+        decoder = self.options.line_decoder(self.id)
+        splitter = LineSplitter(self.options.max_line_bytes)
+        while True:
+            try:
+                data = await asyncio.wait_for(reader.read(READ_BYTES), self.options.idle_timeout_secs)
+            except TimeoutError:
+                count_drop(self.id, "idle_timeout")
+                return
+            lines = splitter.feed(data) if data else splitter.finish()
+            if splitter.truncated:
+                count_drop(self.id, "line_truncated", splitter.truncated)
+                splitter.truncated = 0
+            records = decode_lines(decoder, self.id, lines, now())
+            if records:
+                metrics.records_in.labels(component=self.id).inc(len(records))
+                await self._queue.put(Batch(source=self.id, records=records))
+            if not data:
+                return

@@ -1,0 +1,155 @@
+"""`stdin` source: plain lines or JSON lines on standard input (`tail -F f | logdetect …`).
+
+JSON lines are what Fluent Bit's `stdout` output writes with `format json_lines` (message in
+`log`) and Vector's `console` sink with `encoding.codec = "json"` (message in `message`).
+A reader thread does blocking reads and hands batches to the asyncio queue; while the queue is
+full the thread waits, so stdin is not read and the writer of the pipe blocks. At EOF the source
+is `finished` (the daemon then drains and exits 0). There is no replay in a pipe: best effort.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import sys
+import threading
+from dataclasses import dataclass, field
+from typing import BinaryIO
+
+import structlog
+
+from agent import metrics
+from agent.types import Record
+from plugins.base import Batch, BatchQueue, Source, count_drop, now
+from plugins.records import FieldMap, LineDecoder, LineSplitter
+
+log = structlog.get_logger(__name__)
+
+LINE_FORMATS = ("auto", "plain", "json")
+READ_BYTES = 64 * 1024
+
+
+@dataclass(frozen=True)
+class StdinSourceOptions:
+    """Options of `[sources.<id>] type = "stdin"`."""
+
+    format: str = "auto"
+    message_field: list[str] = field(default_factory=lambda: ["log", "message", "msg"])
+    level_field: str = ""
+    entity_field: str = ""
+    time_field: str = ""
+    max_line_bytes: int = 64 * 1024
+
+    def problems(self) -> list[str]:
+        out: list[str] = []
+        if self.format not in LINE_FORMATS:
+            out.append(f"format = {self.format!r}: use one of {', '.join(LINE_FORMATS)}")
+        if self.max_line_bytes < 16:
+            out.append("max_line_bytes must be at least 16")
+        if not self.message_field:
+            out.append("message_field must name at least one field")
+        return out
+
+    def field_map(self) -> FieldMap:
+        return FieldMap(
+            message=tuple(self.message_field),
+            level=self.level_field or None,
+            entity=self.entity_field or None,
+            time=self.time_field or None,
+        )
+
+    def line_decoder(self, source: str) -> LineDecoder:
+        return LineDecoder(
+            source=source, format=self.format, fields=self.field_map(), max_line_bytes=self.max_line_bytes
+        )
+
+
+def decode_lines(
+    decoder: LineDecoder, component: str, lines: list[bytes], received_at: float
+) -> list[Record]:
+    """Lines → records; each line that cannot become a record is counted by reason."""
+    records: list[Record] = []
+    for raw in lines:
+        result = decoder.decode(raw, received_at)
+        if isinstance(result, str):
+            if result != "empty_line":
+                count_drop(component, result)
+            if result in ("invalid_json", "non_object_json"):
+                metrics.decode_errors.labels(component=component).inc()
+        else:
+            records.append(result)
+    return records
+
+
+class StdinSource(Source):
+    type_name = "stdin"
+
+    def __init__(self, source_id: str, options: StdinSourceOptions, stream: BinaryIO | None = None) -> None:
+        super().__init__(source_id)
+        self.endless = False
+        self.options = options
+        self._stream = stream
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    async def start(self, queue: BatchQueue) -> None:
+        loop = asyncio.get_running_loop()
+        self._thread = threading.Thread(
+            target=self._read_loop, args=(loop, queue), name=f"source-{self.id}", daemon=True
+        )
+        self._thread.start()
+        log.info("source reading", source=self.id, type=self.type_name)
+
+    async def stop(self) -> None:
+        # The thread may sit in a blocking read of an open pipe; it is a daemon thread and
+        # stops handing batches over once `_stopping` is set.
+        self._stopping.set()
+
+    def _read_loop(self, loop: asyncio.AbstractEventLoop, queue: BatchQueue) -> None:
+        stream = self._stream if self._stream is not None else sys.stdin.buffer
+        fd = stream.fileno() if self._stream is None else None
+        decoder = self.options.line_decoder(self.id)
+        splitter = LineSplitter(self.options.max_line_bytes)
+        try:
+            while not self._stopping.is_set():
+                # os.read returns what the pipe holds now: natural batching without waiting.
+                data = os.read(fd, READ_BYTES) if fd is not None else stream.read1(READ_BYTES)  # type: ignore[union-attr]
+                lines = splitter.feed(data) if data else splitter.finish()
+                if not self._hand_over(loop, queue, decoder, lines, splitter):
+                    return
+                if not data:
+                    return
+        except (OSError, ValueError) as exc:
+            log.error("stdin read failed", source=self.id, error=str(exc))
+        finally:
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(self.finished.set)
+
+    def _hand_over(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        queue: BatchQueue,
+        decoder: LineDecoder,
+        lines: list[bytes],
+        splitter: LineSplitter,
+    ) -> bool:
+        if splitter.truncated:
+            count_drop(self.id, "line_truncated", splitter.truncated)
+            splitter.truncated = 0
+        records = decode_lines(decoder, self.id, lines, now())
+        if not records:
+            return True
+        metrics.records_in.labels(component=self.id).inc(len(records))
+        future = asyncio.run_coroutine_threadsafe(queue.put(Batch(source=self.id, records=records)), loop)
+        while not self._stopping.is_set():
+            try:
+                future.result(timeout=0.5)  # blocks while the queue is full: backpressure
+                return True
+            except TimeoutError:
+                continue
+            except Exception:
+                return False
+        future.cancel()
+        count_drop(self.id, "shutdown", len(records))
+        return False

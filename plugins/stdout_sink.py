@@ -1,0 +1,64 @@
+"""`stdout` sink: one event JSON object per line on standard output.
+
+This is the sink for Fluent Bit's `exec` input and Vector's `exec` source reading our events;
+logs go to stderr, so stdout stays a clean NDJSON stream. A reader that went away (EPIPE) is
+counted and further events are dropped by reason, never raised.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import BinaryIO
+
+from agent import metrics
+from plugins.base import Sink, count_drop
+
+
+@dataclass(frozen=True)
+class StdoutSinkOptions:
+    """Options of `[sinks.<id>] type = "stdout"`."""
+
+    flush_every_batch: bool = True
+
+    def problems(self) -> list[str]:
+        return []
+
+
+class StdoutSink(Sink):
+    type_name = "stdout"
+
+    def __init__(self, sink_id: str, options: StdoutSinkOptions, stream: BinaryIO | None = None) -> None:
+        super().__init__(sink_id)
+        self.options = options
+        self._stream = stream
+        self._broken = False
+
+    def _out(self) -> BinaryIO:
+        return self._stream if self._stream is not None else sys.stdout.buffer
+
+    def write(self, events: Sequence[bytes]) -> None:
+        if not events:
+            return
+        if self._broken:
+            count_drop(self.id, "stdout_closed", len(events))
+            return
+        try:
+            self._out().write(b"".join(e + b"\n" for e in events))
+        except (BrokenPipeError, ValueError, OSError):
+            self._broken = True
+            count_drop(self.id, "stdout_closed", len(events))
+            return
+        metrics.records_out.labels(component=self.id).inc(len(events))
+
+    def flush(self) -> None:
+        if self._broken or not self.options.flush_every_batch:
+            return
+        try:
+            self._out().flush()
+        except (BrokenPipeError, ValueError, OSError):
+            self._broken = True
+
+    def close(self) -> None:
+        self.flush()
