@@ -1,0 +1,133 @@
+"""End to end through the CLI: simulate → train → scan, on the project's simulator and on
+real Loghub logs; events validate against `logdetect schema`; bad input gives one-line errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+from agent.events import json_schema
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def cli(*args: str, stdin: bytes | None = None, timeout: float = 300) -> subprocess.CompletedProcess[bytes]:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    return subprocess.run([sys.executable, "-m", "agent.cli", *args], input=stdin, capture_output=True,
+                          timeout=timeout, env=env, cwd=REPO)
+
+
+@pytest.fixture(scope="module")
+def sim(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Two small normal days and one incident day, and an Isolation-Forest-only bundle."""
+    from trainer.simulator import simulate
+
+    d = tmp_path_factory.mktemp("sim")
+    start = datetime(2026, 11, 2, tzinfo=timezone.utc)
+    simulate(d / "normal.log", days=2, seed=3, incidents=(), start=start, lines_per_day=12_000)
+    simulate(d / "incident.log", days=1, seed=4, incidents=("db_failover", "new_error"),
+             start=datetime(2026, 11, 4, tzinfo=timezone.utc), lines_per_day=12_000)
+    r = cli("train", "--input", str(d / "normal.log"), "--output", str(d / "model"), "--entity", "component",
+            "--models", "isolation_forest", "--quiet")
+    assert r.returncode == 0, r.stderr.decode()
+    return {"dir": d, "model": d / "model", "incident": d / "incident.log", "normal": d / "normal.log"}
+
+
+def test_scan_json_events_validate(sim: dict[str, Path]) -> None:
+    """Every event of `scan --format json` validates against the published schema, and the
+    injected incident lines are among the anomalies."""
+    r = cli("scan", "--model", str(sim["model"]), "--input", str(sim["incident"]), "--format", "json")
+    assert r.returncode == 0, r.stderr.decode()
+    events = [json.loads(line) for line in r.stdout.splitlines()]
+    assert events, "the incident day produced no events"
+    validator = jsonschema.Draft202012Validator(json_schema())
+    for e in events:
+        validator.validate(e)
+    names = {e["event_name"] for e in events}
+    assert "logdetect.anomaly" in names and "logdetect.incident" in names
+    truth = json.loads((sim["dir"] / "incident.log.truth.json").read_text())
+    lines = {e["attributes"]["log.line_no"] for e in events if e["event_name"] == "logdetect.anomaly"}
+    for inc in truth["incidents"]:
+        found = lines & set(inc["line_numbers"])
+        assert len(found) >= len(inc["line_numbers"]) // 2, f"{inc['kind']}: {len(found)} of {len(inc['line_numbers'])}"
+
+
+def test_scan_text_summary(sim: dict[str, Path]) -> None:
+    r = cli("scan", "--model", str(sim["model"]), "--input", str(sim["incident"]))
+    assert r.returncode == 0, r.stderr.decode()
+    out = r.stdout.decode()
+    assert "Scanned" in out and "Incident 1" in out
+    assert "\x1b[" not in out, "no colour codes when piped"
+
+
+def test_watch_stdin(sim: dict[str, Path]) -> None:
+    """`watch --input -` reads a pipe to EOF and emits the same anomalies as a JSON stream."""
+    data = sim["incident"].read_bytes()
+    r = cli("watch", "--model", str(sim["model"]), "--input", "-", stdin=data)
+    assert r.returncode == 0, r.stderr.decode()
+    events = [json.loads(line) for line in r.stdout.splitlines()]
+    assert any(e["event_name"] == "logdetect.anomaly" for e in events)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["scan", "--model", "{model}", "--input", "{dir}/missing.log"], "does not exist"),
+        (["scan", "--model", "{model}", "--input", "{dir}"], "is a directory"),
+        (["scan", "--model", "{dir}/no-model", "--input", "{incident}"], "does not exist"),
+        (["train", "--input", "{dir}/empty.log", "--output", "{dir}/m2"], "is empty"),
+    ],
+)
+def test_bad_input_one_line_error(sim: dict[str, Path], args: list[str], message: str) -> None:
+    """User errors: exit code 2 and one line naming the problem, never a traceback."""
+    (sim["dir"] / "empty.log").write_bytes(b"")
+    fmt = {k: str(v) for k, v in sim.items()}
+    r = cli(*[a.format(**fmt) for a in args])
+    err = r.stderr.decode()
+    assert r.returncode == 2, err
+    assert message in err
+    assert "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_bad_bytes_never_lose_the_next_line(sim: dict[str, Path], tmp_path: Path) -> None:
+    """Invalid UTF-8, NUL bytes and a 10 MB line inside a file: scanned, counted, and the normal
+    line after them is still processed."""
+    good = sim["incident"].read_bytes().splitlines()[:50]
+    bad = [b"\xff\xfe\xfa broken utf8", b"nul \x00 inside", b"x" * (10 << 20)]
+    path = tmp_path / "bad.log"
+    path.write_bytes(b"\n".join(good[:25] + bad + good[25:]) + b"\n")
+    r = cli("scan", "--model", str(sim["model"]), "--input", str(path), "--format", "json")
+    assert r.returncode == 0, r.stderr.decode()[-2000:]
+    r2 = cli("scan", "--model", str(sim["model"]), "--input", str(path))
+    assert f"Scanned {len(good) + len(bad)}" in r2.stdout.decode().replace(",", "")
+
+
+def test_edited_bundle_refused(sim: dict[str, Path], tmp_path: Path) -> None:
+    import shutil
+
+    copy = tmp_path / "model"
+    shutil.copytree(sim["model"], copy)
+    (copy / "features.json").write_text("{}")
+    r = cli("scan", "--model", str(copy), "--input", str(sim["incident"]))
+    assert r.returncode == 2 and "sha256" in r.stderr.decode()
+
+
+def test_train_and_scan_real_logs(data_dir: Path, tmp_path: Path) -> None:
+    """A real Loghub system (OpenSSH, syslog format) trains and scans through the same commands."""
+    log = data_dir / "loghub_2k/OpenSSH/OpenSSH_2k.log"
+    r = cli("train", "--input", str(log), "--output", str(tmp_path / "m"), "--models", "isolation_forest",
+            "--quiet")
+    assert r.returncode == 0, r.stderr.decode()
+    r = cli("scan", "--model", str(tmp_path / "m"), "--input", str(log), "--format", "json")
+    assert r.returncode == 0, r.stderr.decode()
+    manifest = json.loads((tmp_path / "m/manifest.json").read_text())
+    assert manifest["parser"]["log_format"] != "raw"
+    assert manifest["training"]["templates"] > 5
