@@ -42,6 +42,8 @@ def test_transition_probability_and_novelty(data_dir: Path) -> None:
     fitted, rows = FeatureExtractor.fit(lines)
     trans = rows[:, feature_index("transition_prob")]
     assert ((trans >= 0) & (trans <= 1)).all()
+    for tl in lines[:6]:
+        fitted.update(tl)
     unseen = TemplatedLine(lines[5].line, 999, "x", (), 0, True, lines[5].time)
     row, _ = fitted.update(unseen)
     assert row[feature_index("new_template")] == 1.0
