@@ -99,16 +99,17 @@ class Template:
 
 
 _TEMPLATE_LIST: tuple[Template, ...] = (
-    # web-1, web-2: one line per request, then the response.
+    # web-1, web-2: one line per request, then the response. Rejections and failures are worded
+    # differently from successes (as many frameworks do), so Drain keeps them apart from "200 OK".
     Template("web_get_order", "INFO", "GET /api/orders/{order} from {ip}"),
     Template("web_get_product", "INFO", "GET /api/products/{product} from {ip}"),
     Template("web_post_order", "INFO", "POST /api/orders from {ip}"),
     Template("web_post_login", "INFO", "POST /api/login from {ip}"),
     Template("web_200", "INFO", "200 OK in {ms} ms"),
     Template("web_201", "INFO", "201 Created in {ms} ms"),
-    Template("web_401", "WARN", "401 Unauthorized in {ms} ms"),
-    Template("web_404", "INFO", "404 Not Found in {ms} ms"),
-    Template("web_504", "ERROR", "504 Gateway Timeout in {ms} ms"),
+    Template("web_401", "WARN", "Request rejected: 401 Unauthorized (bad credentials) in {ms} ms"),
+    Template("web_404", "INFO", "Request rejected: 404 Not Found (no such resource) in {ms} ms"),
+    Template("web_504", "ERROR", "Request failed: 504 Gateway Timeout after {ms} ms"),
     Template("web_upstream_timeout", "ERROR", "Upstream {upstream} timed out after 5000 ms"),
     Template("web_retry_ok", "WARN", "Retry {attempt}/3 succeeded for upstream {upstream} after {ms} ms"),
     Template("web_cache_hit", "DEBUG", "Cache hit for product {product}"),
@@ -631,7 +632,7 @@ _SPECS: dict[str, _IncidentSpec] = {
             (3 * 60 + 42) * MINUTE_MS,
             40_000,
             6 * MINUTE_MS,
-            ("db-replica-2",),
+            ("db-replica-2", "db-replica-3"),
             "database failover: replica-2 timed out, failover to replica-3 failed, connection pool exhausted",
         ),
         _IncidentSpec(

@@ -241,7 +241,7 @@ def test_injecting_incidents_leaves_the_other_lines_alone(
             i for i in result.incidents if i.start <= t <= i.end and i.kind in ("db_failover", "crash_loop")
         ]
         assert down, ln
-        assert any(f" {c}: " in ln for c in ("db-replica-2", "worker-1")), ln
+        assert any(f" {c}: " in ln for c in ("db-replica-2", "db-replica-3", "worker-1")), ln
 
 
 @pytest.mark.parametrize("kind", INCIDENT_KINDS)
