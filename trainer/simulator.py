@@ -32,7 +32,6 @@ import os
 import random
 import re
 import string
-import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -944,9 +943,12 @@ class _AtomicWriter:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        self.tmp = Path(tmp)
-        self.fh = os.fdopen(fd, "w", encoding="utf-8", newline="\n", buffering=1 << 20)
+        # A plain open() (not mkstemp, which makes 0600 files) so the result gets the umask's mode.
+        self.tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        try:
+            self.fh = open(self.tmp, "w", encoding="utf-8", newline="\n", buffering=1 << 20)  # noqa: SIM115
+        except OSError as exc:
+            raise UserError(f"cannot write {path}: {exc.strerror}") from exc
 
     def __enter__(self) -> Any:
         return self.fh
