@@ -178,7 +178,7 @@ class ForwardSource(Source):
             await writer.drain()
             if not accepted:
                 count_drop(self.id, "handshake_failed")
-                log.warning("forward handshake failed", source=self.id)
+                log.warning("forward handshake failed", source=self.id, throttle=True)
                 raise _Closing
             return
 
@@ -206,6 +206,7 @@ class ForwardSource(Source):
                     "forward frame too large; closing",
                     source=self.id,
                     max_frame_bytes=self.options.max_frame_bytes,
+                    throttle=True,
                 )
                 raise _Closing from None
             fed += len(data)

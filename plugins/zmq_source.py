@@ -179,7 +179,7 @@ class ZmqSource(Source):
         if seq == expected:
             return None
         metrics.lost_messages.labels(component=self.id).inc(seq - expected)
-        log.warning("zmq data gap", source=self.id, producer=producer, lost=seq - expected)
+        log.warning("zmq data gap", source=self.id, producer=producer, lost=seq - expected, throttle=True)
         return data_gap_event(
             source=self.id, producer=producer, epoch=epoch, expected_seq=expected, received_seq=seq, at=at
         )

@@ -1,0 +1,366 @@
+"""The agent's TOML config: model, state dir, pipeline settings, sources and sinks.
+
+    model = "/var/lib/logdetect/model"        # required: the bundle `logdetect train` wrote
+    state_dir = "/var/lib/logdetect/state"    # optional: Drain3 snapshots, file offsets
+
+    [pipeline]   sensitivity, emit_all, snapshot_interval_secs, idle_entity_secs, max_entities,
+                 device, intra_op_threads
+    [parser]     the fields of agent.parsing.ParserConfig
+    [agent]      queue_records, batch_records, tick_interval_secs, shutdown_budget_secs
+    [sources.<id>]  type = "forward" | "zmq" | "stdin" | "file" | "socket", then its options
+    [sinks.<id>]    type = "stdout" | "file" | "zmq" | "forward", then its options
+
+Every problem is collected, not just the first: unknown keys name the key and the valid ones,
+wrong types name the expected type. Relative paths (`model`, `state_dir`, `path` options) are
+relative to the config file's directory.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import tomllib
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from agent.errors import ConfigError
+
+SENSITIVITIES = ("low", "medium", "high")
+DEVICES = ("auto", "cpu", "cuda")
+ID_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.")
+
+
+@dataclass(frozen=True)
+class PipelineSettings:
+    """`[pipeline]`: how lines are scored (maps onto agent.pipeline.PipelineConfig)."""
+
+    sensitivity: str = "medium"
+    emit_all: bool = False
+    snapshot_interval_secs: float = 60.0
+    idle_entity_secs: float = 600.0
+    max_entities: int = 100_000
+    device: str = "auto"
+    intra_op_threads: int = 1
+
+    def problems(self) -> list[str]:
+        out: list[str] = []
+        if self.sensitivity not in SENSITIVITIES:
+            out.append(f"sensitivity = {self.sensitivity!r}: use one of {', '.join(SENSITIVITIES)}")
+        if self.device not in DEVICES:
+            out.append(f"device = {self.device!r}: use one of {', '.join(DEVICES)}")
+        if self.intra_op_threads < 1 or self.max_entities < 1:
+            out.append("intra_op_threads and max_entities must be >= 1")
+        if self.snapshot_interval_secs <= 0 or self.idle_entity_secs <= 0:
+            out.append("snapshot_interval_secs and idle_entity_secs must be > 0")
+        return out
+
+
+@dataclass(frozen=True)
+class AgentSettings:
+    """`[agent]`: the runtime around the pipeline."""
+
+    queue_records: int = 10_000
+    batch_records: int = 1024
+    tick_interval_secs: float = 1.0
+    shutdown_budget_secs: float = 5.0
+    metrics_listen: str = "127.0.0.1:9847"  # /metrics, /livez, /readyz; "" turns it off
+    log_level: str = "info"
+    log_format: str = "json"
+
+    def problems(self) -> list[str]:
+        out: list[str] = []
+        if self.metrics_listen:
+            from agent.http_status import is_loopback, parse_listen
+
+            try:
+                host, _ = parse_listen(self.metrics_listen)
+            except ConfigError as exc:
+                out.append(str(exc))
+            else:
+                if not is_loopback(host):
+                    out.append(f"metrics_listen {self.metrics_listen!r} is not a loopback address")
+        if self.log_level not in ("debug", "info", "warning", "error"):
+            out.append(f"log_level = {self.log_level!r}: use debug, info, warning or error")
+        if self.log_format not in ("json", "console", "auto"):
+            out.append(f"log_format = {self.log_format!r}: use json, console or auto")
+        if self.queue_records < 1 or self.batch_records < 1:
+            out.append("queue_records and batch_records must be >= 1")
+        if self.tick_interval_secs <= 0 or self.shutdown_budget_secs <= 0:
+            out.append("tick_interval_secs and shutdown_budget_secs must be > 0")
+        return out
+
+
+@dataclass(frozen=True)
+class ComponentConfig:
+    """One `[sources.<id>]` or `[sinks.<id>]` table, with its options dataclass built."""
+
+    id: str
+    type: str
+    options: Any
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    path: Path
+    model: Path
+    state_dir: Path | None
+    pipeline: PipelineSettings
+    parser: dict[str, Any]
+    agent: AgentSettings
+    sources: tuple[ComponentConfig, ...]
+    sinks: tuple[ComponentConfig, ...]
+    warnings: tuple[str, ...] = field(default_factory=tuple)
+
+    def pipeline_config(self) -> Any:
+        """The lead's `agent.pipeline.PipelineConfig` for these settings."""
+        from agent.detectors.base import Sensitivity
+        from agent.onnx_session import RuntimeOptions
+        from agent.pipeline import PipelineConfig
+
+        return PipelineConfig(
+            parser=parser_config(self.parser),
+            sensitivity=Sensitivity(self.pipeline.sensitivity),
+            runtime=RuntimeOptions(
+                intra_op_threads=self.pipeline.intra_op_threads, device=self.pipeline.device
+            ),
+            state_dir=self.state_dir,
+            snapshot_interval_secs=self.pipeline.snapshot_interval_secs,
+            idle_entity_secs=self.pipeline.idle_entity_secs,
+            max_entities=self.pipeline.max_entities,
+            emit_all=self.pipeline.emit_all,
+        )
+
+
+def _parser_config_class() -> Any:
+    """agent.parsing.ParserConfig, looked up at run time (the agent's parser owns its fields)."""
+    return importlib.import_module("agent.parsing").ParserConfig
+
+
+def parser_config(table: dict[str, Any]) -> Any:
+    """The [parser] table as a ParserConfig; None (= the bundle's settings) when empty."""
+    if not table:
+        return None
+    ParserConfig = _parser_config_class()
+    values = dict(table)
+    for f in dataclasses.fields(ParserConfig):
+        # TOML has arrays, dataclasses at boundaries want tuples.
+        if isinstance(values.get(f.name), list):
+            values[f.name] = tuple(values[f.name])
+    return ParserConfig(**values)
+
+
+# --- building dataclasses from TOML tables, collecting problems ---
+
+
+def _type_ok(expected: Any, value: Any) -> tuple[bool, Any]:
+    """(ok, converted value) for the simple types options use."""
+    if expected is bool:
+        return isinstance(value, bool), value
+    if expected is int:
+        return isinstance(value, int) and not isinstance(value, bool), value
+    if expected is float:
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+        return ok, float(value) if ok else value
+    if expected is str:
+        return isinstance(value, str), value
+    if typing.get_origin(expected) is list:
+        if isinstance(value, str):  # `message_field = "log"` for a one-element list
+            return True, [value]
+        ok = isinstance(value, list) and all(isinstance(v, str) for v in value)
+        return ok, value
+    if typing.get_origin(expected) in (typing.Union, type(int | None)):
+        args = [a for a in typing.get_args(expected) if a is not type(None)]
+        if value is None:
+            return True, None
+        return _type_ok(args[0], value) if args else (True, value)
+    return True, value
+
+
+def _type_name(expected: Any) -> str:
+    if typing.get_origin(expected) is list:
+        return "a list of strings"
+    return {bool: "true/false", int: "an integer", float: "a number", str: "a string"}.get(
+        expected, str(expected)
+    )
+
+
+def build_dataclass(cls: type[Any], table: dict[str, Any], where: str, problems: list[str]) -> Any:
+    """`cls(**table)` with unknown keys and wrong types reported; None if any problem."""
+    hints = typing.get_type_hints(cls)
+    valid = [f.name for f in dataclasses.fields(cls)]
+    values: dict[str, Any] = {}
+    ok = True
+    for key, value in table.items():
+        if key not in valid:
+            problems.append(f"{where}: unknown key {key!r} (valid keys: {', '.join(valid)})")
+            ok = False
+            continue
+        good, converted = _type_ok(hints[key], value)
+        if not good:
+            problems.append(f"{where}.{key}: expected {_type_name(hints[key])}, got {value!r}")
+            ok = False
+            continue
+        values[key] = converted
+    if not ok:
+        return None
+    try:
+        obj = cls(**values)
+    except (TypeError, ValueError) as exc:
+        problems.append(f"{where}: {exc}")
+        return None
+    check = getattr(obj, "problems", None)
+    if check is not None:
+        problems.extend(f"{where}: {p}" for p in check())
+    return obj
+
+
+def _resolve(base: Path, value: str) -> Path:
+    path = Path(value).expanduser()
+    return path if path.is_absolute() else base / path
+
+
+TOP_KEYS = ("model", "state_dir", "pipeline", "parser", "agent", "sources", "sinks")
+
+
+def parse_config(text: str, path: Path) -> tuple[AgentConfig | None, list[str]]:
+    """Parse config text; (config or None, every problem found)."""
+    from plugins.registry import SINKS, SOURCES
+
+    problems: list[str] = []
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        return None, [f"{path}: not valid TOML: {exc}"]
+    base = path.parent
+    for key in raw:
+        if key not in TOP_KEYS:
+            problems.append(f"unknown top-level key {key!r} (valid keys: {', '.join(TOP_KEYS)})")
+    model_value = raw.get("model")
+    model = None
+    if not isinstance(model_value, str) or not model_value:
+        problems.append('model: required, the model bundle directory (model = "/path/to/bundle")')
+    else:
+        model = _resolve(base, model_value)
+    state_value = raw.get("state_dir")
+    state_dir = None
+    if state_value is not None:
+        if not isinstance(state_value, str) or not state_value:
+            problems.append("state_dir: expected a directory path string")
+        else:
+            state_dir = _resolve(base, state_value)
+
+    def table(name: str) -> dict[str, Any]:
+        value = raw.get(name, {})
+        if not isinstance(value, dict):
+            problems.append(f"[{name}] must be a table")
+            return {}
+        return value
+
+    pipeline = build_dataclass(PipelineSettings, table("pipeline"), "pipeline", problems)
+    agent = build_dataclass(AgentSettings, table("agent"), "agent", problems)
+    parser = table("parser")
+    _check_parser(parser, problems)
+
+    sources = _components(table("sources"), "sources", SOURCES, base, problems)
+    sinks = _components(table("sinks"), "sinks", SINKS, base, problems)
+    if not table("sources"):
+        problems.append("no [sources.<id>] table: the agent needs at least one source")
+    if not table("sinks"):
+        problems.append("no [sinks.<id>] table: the agent needs at least one sink")
+    _check_conflicts(sources, sinks, problems)
+    if problems or model is None or pipeline is None or agent is None:
+        return None, problems
+    return (
+        AgentConfig(
+            path=path,
+            model=model,
+            state_dir=state_dir,
+            pipeline=pipeline,
+            parser=parser,
+            agent=agent,
+            sources=tuple(sources),
+            sinks=tuple(sinks),
+        ),
+        problems,
+    )
+
+
+def _check_parser(parser: dict[str, Any], problems: list[str]) -> None:
+    try:
+        ParserConfig = _parser_config_class()
+    except (ImportError, AttributeError):
+        if parser:
+            problems.append("[parser]: this build has no agent.parsing.ParserConfig to apply it to")
+        return
+    valid = [f.name for f in dataclasses.fields(ParserConfig)]
+    for key in parser:
+        if key not in valid:
+            problems.append(f"parser: unknown key {key!r} (valid keys: {', '.join(valid)})")
+    if all(k in valid for k in parser):
+        try:
+            parser_config(parser)
+        except (TypeError, ValueError) as exc:
+            problems.append(f"parser: {exc}")
+
+
+def _components(
+    tables: dict[str, Any], kind: str, registry: dict[str, Any], base: Path, problems: list[str]
+) -> list[ComponentConfig]:
+    out: list[ComponentConfig] = []
+    for comp_id, body in tables.items():
+        where = f"{kind}.{comp_id}"
+        if not set(comp_id) <= ID_CHARS:
+            problems.append(f"{where}: ids may use letters, digits, '_', '-' and '.' only")
+        if not isinstance(body, dict):
+            problems.append(f"{where}: must be a table")
+            continue
+        body = dict(body)
+        type_name = body.pop("type", None)
+        if type_name not in registry:
+            problems.append(f"{where}.type: {type_name!r} is not one of {', '.join(registry)}")
+            continue
+        if isinstance(body.get("path"), str) and body["path"]:
+            body["path"] = str(_resolve(base, body["path"]))
+        options = build_dataclass(registry[type_name].options, body, where, problems)
+        if options is not None:
+            out.append(ComponentConfig(comp_id, type_name, options))
+    return out
+
+
+def _check_conflicts(
+    sources: list[ComponentConfig], sinks: list[ComponentConfig], problems: list[str]
+) -> None:
+    """Two components on one address, or two stdin sources, cannot both work."""
+    seen: dict[str, str] = {}
+    for comp in [*sources, *sinks]:
+        for attr in ("listen", "path"):
+            value = str(getattr(comp.options, attr, None) or "")
+            if comp.type == "zmq" and attr == "listen" and getattr(comp.options, "connect", None):
+                continue
+            if not value or value.endswith(":0"):
+                continue
+            key = f"{attr}={value}"
+            if key in seen:
+                problems.append(f"{comp.id}: {attr} {value!r} is also used by {seen[key]}")
+            seen[key] = comp.id
+    if sum(1 for s in sources if s.type == "stdin") > 1:
+        problems.append("only one stdin source can exist")
+
+
+def load_config(path: str | Path) -> AgentConfig:
+    """Load and check a config file; ConfigError listing every problem."""
+    config_path = Path(path)
+    try:
+        text = config_path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(
+            f"config file {config_path} does not exist (`logdetect print-config` writes an example)"
+        ) from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {config_path}: {exc}") from None
+    config, problems = parse_config(text, config_path.resolve())
+    if problems or config is None:
+        raise ConfigError(f"{config_path}: {len(problems)} problem(s):\n  - " + "\n  - ".join(problems))
+    return config
