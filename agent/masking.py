@@ -60,8 +60,8 @@ BUILTIN_MASKS: tuple[Mask, ...] = (
         "hex",
         "<HEX>",
         # 0x…; 8+ hex chars mixing digits and letters; 8+ with a leading zero (fixed-width hex
-        # such as Windows' 000000c4 next to 00000001: both must be <HEX>, not one of them <NUM>).
-        r"(?:0[xX][0-9a-fA-F]+|(?=[0-9]*[a-fA-F])(?=[a-fA-F]*\d)[0-9a-fA-F]{8,}|0[0-9a-fA-F]{7,})",
+        # such as Windows' 000000c4 next to 00000001: both <HEX>; not after "." as in 0.0239…).
+        r"(?:0[xX][0-9a-fA-F]+|(?=[0-9]*[a-fA-F])(?=[a-fA-F]*\d)[0-9a-fA-F]{8,}|(?<!\.)0[0-9a-fA-F]{7,})",
     ),
     Mask("num", "<NUM>", r"[-+]?\d+(?:\.\d+)*"),
 )
