@@ -196,7 +196,7 @@ class RequestDecoder:
         items: list[Any] = []
         try:
             items.extend(unpacker)
-        except (ValueError, msgpack.UnpackException, msgpack.ExtraData):
+        except (ValueError, TypeError, msgpack.UnpackException, msgpack.ExtraData):
             out.skipped["malformed_entries"] += 1
         return items
 

@@ -169,7 +169,7 @@ class ForwardSource(Source):
             try:
                 unpacker.feed(data)
                 ping = next(iter(unpacker), _NOTHING)
-            except (ValueError, msgpack.UnpackException, msgpack.BufferFull):
+            except (ValueError, TypeError, msgpack.UnpackException, msgpack.BufferFull):
                 ping = None
             if ping is _NOTHING:
                 continue
@@ -215,7 +215,7 @@ class ForwardSource(Source):
                     obj = unpacker.unpack()
                 except msgpack.OutOfData:
                     break
-                except (ValueError, msgpack.UnpackException, msgpack.ExtraData) as exc:
+                except (ValueError, TypeError, msgpack.UnpackException, msgpack.ExtraData) as exc:
                     # Covers malformed bytes and str/bin/array headers over the frame limit.
                     reason = "frame_too_large" if "exceeds max" in str(exc) else "malformed_msgpack"
                     count_drop(self.id, reason)

@@ -204,7 +204,7 @@ class ZmqSource(Source):
     def _decode_msgpack(self, payload: bytes, received_at: float) -> list[Record]:
         try:
             obj = msgpack.unpackb(payload, raw=True, strict_map_key=False)
-        except (ValueError, msgpack.UnpackException, msgpack.ExtraData):
+        except (ValueError, TypeError, msgpack.UnpackException, msgpack.ExtraData):
             count_drop(self.id, "bad_frame")
             metrics.decode_errors.labels(component=self.id).inc()
             return []
@@ -231,7 +231,7 @@ def _header(frame: bytes) -> dict[str, Any] | None:
         return None
     try:
         obj = msgpack.unpackb(frame, raw=False, strict_map_key=False)
-    except (ValueError, msgpack.UnpackException, msgpack.ExtraData):
+    except (ValueError, TypeError, msgpack.UnpackException, msgpack.ExtraData):
         return None
     if not isinstance(obj, dict):
         return None

@@ -277,7 +277,7 @@ def test_random_bytes_never_escape(data: bytes) -> None:
         for obj in unpacker:
             with contextlib.suppress(ForwardProtocolError):
                 decoder.decode(obj, 0.0)
-    except (ValueError, msgpack.UnpackException, msgpack.ExtraData):
+    except (ValueError, TypeError, msgpack.UnpackException, msgpack.ExtraData):
         pass
 
 
