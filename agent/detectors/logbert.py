@@ -1,0 +1,471 @@
+"""LogBERT-severity served through ONNX Runtime: the SEMANTIC voter of the ensemble.
+
+The model (trained by `trainer/logbert.py`) reads a window of template tokens and their
+severities, with a DIST token in front, and answers for every position the rank of the true
+template among its predictions (masked log-key prediction, MLKP), plus two window embeddings:
+the DIST token's output (LogBERT's hypersphere, VHM) and the mean of the position outputs
+(seed 000's rare path).
+
+Scoring rule, per window (never per line):
+
+* Deterministic masking: with `mask_variants = m`, variant v masks the positions i with
+  i % m == v, so every position is masked exactly once and each variant hides 1/m of the window.
+  All m masked variants plus one unmasked row (for the embeddings) of every window of a call go
+  to ONNX Runtime in ONE batch.
+* A masked position is a miss when its true template is not among the top-k predictions; a
+  template never seen in training (UNK, token 0) is always a miss.
+* Frequent path: the window fires when its miss ratio or its squared hypersphere distance to
+  the training centre exceeds the calibrated thresholds.
+* Rare path (seed 000): when at least `rare_fraction` of the window's templates are rare in
+  training, MLKP predictions are unreliable; the window fires when the cosine distance of its
+  mean embedding to the training mean exceeds its threshold (or it holds an unknown template).
+
+Scores are normalised per sensitivity: each component is divided by its threshold, so the
+reported score is > 1.0 exactly when the window fires (threshold 1.0 in every `DetectorScore`).
+
+Bad input: tokens outside the model's vocabulary become UNK; levels outside `Level` become the
+neutral severity (`Level.UNKNOWN`); windows longer than `max_len` are split into consecutive
+chunks of at most `max_len` by `score_session` (the session's score is its worst chunk), and
+`score_lines` looks at the last `max_len` lines of an entity's history only.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from agent import metrics
+from agent.bundle import Bundle
+from agent.detectors.base import DetectorKind, LineContext, Sensitivity
+from agent.detectors.memo import BoundedCache, score_unique
+from agent.errors import BundleError, ModelError
+from agent.onnx_session import OnnxModel, RuntimeOptions
+from agent.types import DetectorScore, Level
+
+Window = tuple[tuple[int, ...], tuple[int, ...]]  # (tokens, levels), already sanitised
+
+N_SEVERITY = len(Level)
+NEUTRAL_SEVERITY = int(Level.UNKNOWN)
+UNK = 0
+OUTPUTS = ("rank", "logprob", "dist_emb", "mean_emb")
+# Metadata the trainer writes into the ONNX file; the detector compares it with the manifest.
+META_KEYS = ("logdetect.vocab_size", "logdetect.max_len", "logdetect.use_severity", "logdetect.hidden")
+
+
+@dataclass(frozen=True, slots=True)
+class LogBertLayout:
+    """Token layout and scoring constants shared by trainer and agent (from the manifest)."""
+
+    vocab_size: int  # model tokens 0..vocab_size-1; 0 = UNK
+    max_len: int  # window positions, the DIST token not counted
+    mask_variants: int
+    top_k: int
+    use_severity: bool
+    hidden: int
+
+    @property
+    def pad(self) -> int:
+        return self.vocab_size
+
+    @property
+    def mask(self) -> int:
+        return self.vocab_size + 1
+
+    @property
+    def dist(self) -> int:
+        return self.vocab_size + 2
+
+    @property
+    def n_tokens(self) -> int:
+        return self.vocab_size + 3
+
+    @property
+    def input_names(self) -> tuple[str, ...]:
+        return ("tokens", "levels", "targets") if self.use_severity else ("tokens", "targets")
+
+    @staticmethod
+    def from_section(section: dict[str, Any], where: str = "logbert") -> LogBertLayout:
+        try:
+            layout = LogBertLayout(
+                vocab_size=int(section["vocab_size"]),
+                max_len=int(section["max_len"]),
+                mask_variants=int(section["mask_variants"]),
+                top_k=int(section["top_k"]),
+                use_severity=bool(section["use_severity"]),
+                hidden=int(section["hidden"]),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise BundleError(f"model {where!r}: manifest section lacks or mangles {exc}: retrain") from None
+        if layout.vocab_size < 2 or layout.max_len < 1 or layout.mask_variants < 1 or layout.top_k < 1:
+            raise BundleError(f"model {where!r}: impossible sizes in the manifest: {layout}")
+        return layout
+
+
+@dataclass(frozen=True, slots=True)
+class WindowScore:
+    """Raw, threshold-free measurements of one window (what the memo cache stores)."""
+
+    miss_ratio: float
+    misses: int
+    positions: int
+    distance: float  # squared L2 distance of the DIST output to the hypersphere centre
+    cosine: float  # cosine distance of the mean embedding to the training mean embedding
+    rare_fraction: float
+    unknown: int  # positions holding a template never seen in training
+
+
+@dataclass(frozen=True, slots=True)
+class LogBertThresholds:
+    miss: float
+    distance: float
+    cosine: float
+    rare_fraction: float
+
+    @staticmethod
+    def from_section(section: dict[str, Any], sensitivity: Sensitivity) -> LogBertThresholds:
+        try:
+            return LogBertThresholds(
+                miss=float(section["miss_thresholds"][sensitivity.value]),
+                distance=float(section["distance_thresholds"][sensitivity.value]),
+                cosine=float(section["cosine_thresholds"][sensitivity.value]),
+                rare_fraction=float(section["rare_fraction"]),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise BundleError(
+                f"logbert section has no {sensitivity.value!r} threshold ({exc}): retrain"
+            ) from None
+
+
+def _over(value: float, threshold: float) -> float:
+    """value / threshold, built so that the result is > 1 exactly when value > threshold."""
+    if threshold > 0:
+        return value / threshold
+    return 1.0 + value if value > 0 else 0.0
+
+
+def judge(ws: WindowScore, thr: LogBertThresholds) -> tuple[float, bool, str]:
+    """(normalised score, fired, path) of one window under one set of thresholds."""
+    if ws.rare_fraction >= thr.rare_fraction:
+        unknown_ratio = ws.unknown / max(ws.positions, 1)
+        score = max(_over(ws.cosine, thr.cosine), _over(unknown_ratio, 0.0))
+        return score, score > 1.0, "rare"
+    score = max(_over(ws.miss_ratio, thr.miss), _over(ws.distance, thr.distance))
+    return score, score > 1.0, "frequent"
+
+
+def sanitise(tokens: Sequence[int], levels: Sequence[int] | None, layout: LogBertLayout) -> Window:
+    """Out-of-vocabulary tokens -> UNK; unknown or missing severities -> the neutral severity."""
+    toks = tuple(int(t) if 0 <= int(t) < layout.vocab_size else UNK for t in tokens)
+    if not layout.use_severity or levels is None:
+        return toks, (NEUTRAL_SEVERITY,) * len(toks)
+    levs = [int(v) if 0 <= int(v) < N_SEVERITY else NEUTRAL_SEVERITY for v in levels]
+    if len(levs) < len(toks):  # a short level list: the missing ones are unknown
+        levs += [NEUTRAL_SEVERITY] * (len(toks) - len(levs))
+    return toks, tuple(levs[: len(toks)])
+
+
+def split_window(tokens: Sequence[int], levels: Sequence[int], max_len: int) -> list[Window]:
+    """Consecutive chunks of at most `max_len` positions (an empty input gives no chunk)."""
+    return [
+        (tuple(tokens[i : i + max_len]), tuple(levels[i : i + max_len]))
+        for i in range(0, len(tokens), max_len)
+    ]
+
+
+@dataclass(frozen=True)
+class Batch:
+    tokens: np.ndarray  # (rows, 1 + length) int64: DIST, then masked tokens, then PAD
+    levels: np.ndarray  # (rows, 1 + length) int64
+    targets: np.ndarray  # (rows, 1 + length) int64: the true tokens (UNK under DIST/PAD)
+    masked: np.ndarray  # (rows, 1 + length) bool: positions whose prediction counts
+
+    def feeds(self, layout: LogBertLayout) -> dict[str, np.ndarray]:
+        feeds = {"tokens": self.tokens, "targets": self.targets}
+        if layout.use_severity:
+            feeds["levels"] = self.levels
+        return feeds
+
+
+def build_batch(windows: Sequence[Window], layout: LogBertLayout) -> Batch:
+    """`mask_variants` masked rows then one unmasked row per window, padded to the longest."""
+    m = layout.mask_variants
+    per = m + 1
+    length = 1 + max((len(t) for t, _ in windows), default=0)
+    rows = len(windows) * per
+    tokens = np.full((rows, length), layout.pad, dtype=np.int64)
+    levels = np.full((rows, length), NEUTRAL_SEVERITY, dtype=np.int64)
+    targets = np.zeros((rows, length), dtype=np.int64)
+    masked = np.zeros((rows, length), dtype=bool)
+    tokens[:, 0] = layout.dist
+    for w, (toks, levs) in enumerate(windows):
+        n = len(toks)
+        base = w * per
+        t = np.asarray(toks, dtype=np.int64)
+        tokens[base : base + per, 1 : n + 1] = t
+        levels[base : base + per, 1 : n + 1] = np.asarray(levs, dtype=np.int64)
+        targets[base : base + per, 1 : n + 1] = t
+        positions = np.arange(n)
+        for v in range(m):
+            sel = positions[positions % m == v] + 1
+            tokens[base + v, sel] = layout.mask
+            masked[base + v, sel] = True
+    return Batch(tokens, levels, targets, masked)
+
+
+def reduce_batch(
+    windows: Sequence[Window],
+    outputs: Sequence[np.ndarray],
+    batch: Batch,
+    layout: LogBertLayout,
+    centre: np.ndarray,
+    window_centre: np.ndarray,
+    rare: np.ndarray,
+) -> list[WindowScore]:
+    """Turn the model's per-row outputs into one `WindowScore` per window."""
+    rank, _logprob, dist_emb, mean_emb = outputs
+    per = layout.mask_variants + 1
+    miss = (rank >= layout.top_k) | (batch.targets == UNK)
+    wc_norm = float(np.linalg.norm(window_centre)) or 1.0
+    scores: list[WindowScore] = []
+    for w, (toks, _levs) in enumerate(windows):
+        base = w * per
+        sel = batch.masked[base : base + per - 1]
+        misses = int((miss[base : base + per - 1] & sel).sum())
+        n = len(toks)
+        plain = base + per - 1  # the unmasked row
+        d = dist_emb[plain] - centre
+        e = mean_emb[plain]
+        cos = 1.0 - float(e @ window_centre) / ((float(np.linalg.norm(e)) or 1.0) * wc_norm)
+        t = np.asarray(toks, dtype=np.int64)
+        scores.append(
+            WindowScore(
+                miss_ratio=misses / n if n else 0.0,
+                misses=misses,
+                positions=n,
+                distance=float(d @ d),
+                cosine=cos,
+                rare_fraction=float(rare[t].mean()) if n else 0.0,
+                unknown=int((t == UNK).sum()),
+            )
+        )
+    return scores
+
+
+class LogBertScorer:
+    """Runs windows through the ONNX model: shared by the detector and the trainer's calibration."""
+
+    def __init__(
+        self,
+        model: OnnxModel,
+        layout: LogBertLayout,
+        centre: np.ndarray,
+        window_centre: np.ndarray,
+        rare_tokens: Sequence[int],
+        max_rows: int = 2048,
+        name: str = "logbert",
+    ) -> None:
+        self.model = model
+        self.layout = layout
+        self.centre = np.asarray(centre, dtype=np.float32)
+        self.window_centre = np.asarray(window_centre, dtype=np.float32)
+        if self.centre.shape != (layout.hidden,) or self.window_centre.shape != (layout.hidden,):
+            raise BundleError(f"model {name!r}: centre sizes disagree with hidden={layout.hidden}: retrain")
+        self.rare = np.zeros(layout.vocab_size, dtype=bool)
+        for t in rare_tokens:
+            if 0 < int(t) < layout.vocab_size:
+                self.rare[int(t)] = True
+        self.max_rows = max(max_rows, layout.mask_variants + 1)
+        self.name = name
+        self.calls = 0
+        self.rows = 0
+
+    def score_windows(self, windows: Sequence[Window]) -> list[WindowScore]:
+        """Score sanitised windows (each ≤ max_len): few ONNX calls, windows of similar length together."""
+        out: list[WindowScore | None] = [None] * len(windows)
+        nonempty = [i for i, (t, _) in enumerate(windows) if t]
+        for i, (t, _) in enumerate(windows):
+            if not t:
+                out[i] = WindowScore(0.0, 0, 0, 0.0, 0.0, 0.0, 0)
+        # sorting by length keeps padding small when a call mixes short and long windows
+        nonempty.sort(key=lambda i: len(windows[i][0]))
+        per_call = max(1, self.max_rows // (self.layout.mask_variants + 1))
+        for start in range(0, len(nonempty), per_call):
+            idx = nonempty[start : start + per_call]
+            chunk = [windows[i] for i in idx]
+            for i, ws in zip(idx, self._run(chunk), strict=True):
+                out[i] = ws
+        return [ws for ws in out if ws is not None]
+
+    def _run(self, windows: list[Window]) -> list[WindowScore]:
+        batch = build_batch(windows, self.layout)
+        started = time.perf_counter()
+        try:
+            outputs = self.model.run(batch.feeds(self.layout), list(OUTPUTS))
+        except Exception as exc:  # ORT raises its own types; name the model and the shapes
+            raise ModelError(f"{self.name}: ONNX run failed on a batch {batch.tokens.shape}: {exc}") from None
+        metrics.inference_seconds.labels(model=self.name).observe(time.perf_counter() - started)
+        metrics.inference_batch.labels(model=self.name).observe(len(batch.tokens))
+        self.calls += 1
+        self.rows += len(batch.tokens)
+        return reduce_batch(windows, outputs, batch, self.layout, self.centre, self.window_centre, self.rare)
+
+
+def verify_model(model: OnnxModel, layout: LogBertLayout, name: str) -> None:
+    """Refuse an ONNX file whose inputs, outputs or recorded sizes disagree with the manifest."""
+    if sorted(model.input_names) != sorted(layout.input_names):
+        raise ModelError(
+            f"{name}: ONNX inputs {model.input_names} do not match the manifest "
+            f"{list(layout.input_names)} (use_severity={layout.use_severity}): retrain the bundle"
+        )
+    model.check_inputs(dict.fromkeys(layout.input_names, 2))
+    missing = [o for o in OUTPUTS if o not in model.output_names]
+    if missing:
+        raise ModelError(f"{name}: ONNX model lacks outputs {missing}: retrain the bundle")
+    meta = model.session.get_modelmeta().custom_metadata_map
+    expected = {
+        "logdetect.vocab_size": str(layout.vocab_size),
+        "logdetect.max_len": str(layout.max_len),
+        "logdetect.use_severity": str(int(layout.use_severity)),
+        "logdetect.hidden": str(layout.hidden),
+    }
+    wrong = {k: (meta.get(k), v) for k, v in expected.items() if meta.get(k) != v}
+    if wrong:
+        detail = ", ".join(f"{k}: file {a!r} vs manifest {b!r}" for k, (a, b) in wrong.items())
+        raise ModelError(f"{name}: ONNX file does not match the manifest ({detail}): retrain the bundle")
+
+
+class LogBertDetector:
+    """The `Detector` for manifest sections of type "logbert"."""
+
+    kind = DetectorKind.SEMANTIC
+
+    def __init__(
+        self,
+        name: str,
+        scorer: LogBertScorer,
+        thresholds: LogBertThresholds,
+        score_every: int = 16,
+        cache_size: int = 65536,
+        max_entities: int = 65536,
+    ) -> None:
+        self.name = name
+        self.scorer = scorer
+        self.layout = scorer.layout
+        self.thresholds = thresholds
+        self.score_every = max(0, score_every)  # 0: only when asked (`request`) or per session
+        self.cache: BoundedCache[Window, WindowScore] = BoundedCache(cache_size)
+        self._seen: OrderedDict[str, int] = OrderedDict()  # entity -> lines since its last score
+        self._asked: set[str] = set()
+        self._max_entities = max_entities
+        self.windows = 0
+
+    @classmethod
+    def from_bundle(
+        cls,
+        bundle: Bundle,
+        name: str,
+        section: dict[str, Any],
+        options: RuntimeOptions,
+        sensitivity: Sensitivity,
+    ) -> LogBertDetector:
+        layout = LogBertLayout.from_section(section, name)
+        model = OnnxModel(bundle.file(str(section.get("file", f"{name}.onnx"))), options)
+        verify_model(model, layout, name)
+        try:
+            scorer = LogBertScorer(
+                model,
+                layout,
+                np.asarray(section["centre"], dtype=np.float32),
+                np.asarray(section["window_centre"], dtype=np.float32),
+                [int(t) for t in section.get("rare_tokens", [])],
+                name=name,
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise BundleError(f"model {name!r}: manifest lacks or mangles {exc}: retrain") from None
+        return cls(
+            name,
+            scorer,
+            LogBertThresholds.from_section(section, sensitivity),
+            score_every=int(section.get("score_every_lines", 16)),
+        )
+
+    # -- scoring ---------------------------------------------------------------------------
+
+    def score_windows(self, windows: Sequence[Window]) -> list[WindowScore]:
+        """Raw scores of sanitised windows (≤ max_len each), memoised: each distinct window runs once."""
+        self.windows += len(windows)
+        result = score_unique(windows, self.cache, self.scorer.score_windows)
+        metrics.memo_hit_ratio.labels(model=self.name).set(self.cache.hit_ratio)
+        return result
+
+    def _score(self, ws: WindowScore, chunks: int = 1) -> DetectorScore:
+        score, fired, path = judge(ws, self.thresholds)
+        details: tuple[tuple[str, object], ...] = (
+            ("path", path),
+            ("miss_ratio", round(ws.miss_ratio, 4)),
+            ("misses", ws.misses),
+            ("positions", ws.positions),
+            ("distance", round(ws.distance, 6)),
+            ("cosine", round(ws.cosine, 6)),
+            ("unknown_templates", ws.unknown),
+            ("top_k", self.layout.top_k),
+        )
+        if chunks > 1:
+            details += (("chunks", chunks),)
+        return DetectorScore(self.name, float(score), 1.0, fired, details)
+
+    def request(self, entity: str) -> None:
+        """Ask for a score at this entity's next line, whatever `score_every` says."""
+        self._asked.add(entity)
+
+    def score_lines(self, contexts: Sequence[LineContext]) -> list[DetectorScore | None]:
+        """A score for a line only every `score_every` lines of its entity (or when asked)."""
+        due: list[int] = []
+        for i, ctx in enumerate(contexts):
+            entity = ctx.line.line.entity
+            count = self._seen.pop(entity, 0) + 1
+            if entity in self._asked or (self.score_every and count >= self.score_every):
+                self._asked.discard(entity)
+                count = 0
+                due.append(i)
+            self._seen[entity] = count
+            if len(self._seen) > self._max_entities:
+                self._seen.popitem(last=False)
+        result: list[DetectorScore | None] = [None] * len(contexts)
+        if not due:
+            return result
+        windows = []
+        for i in due:
+            ctx = contexts[i]
+            tail = -self.layout.max_len
+            windows.append(sanitise(ctx.history[tail:], ctx.levels[tail:], self.layout))
+        for i, ws in zip(due, self.score_windows(windows), strict=True):
+            result[i] = self._score(ws)
+        return result
+
+    def score_session(self, tokens: Sequence[int], levels: Sequence[int]) -> DetectorScore | None:
+        """One verdict for a whole session: its worst chunk of at most `max_len` lines."""
+        if not tokens:
+            return None
+        chunks = self.session_windows(tokens, levels)
+        scored = [self._score(ws, len(chunks)) for ws in self.score_windows(chunks)]
+        return max(scored, key=lambda s: s.score)
+
+    def session_windows(self, tokens: Sequence[int], levels: Sequence[int] | None) -> list[Window]:
+        toks, levs = sanitise(tokens, levels, self.layout)
+        return split_window(toks, levs, self.layout.max_len)
+
+    def stats(self) -> dict[str, float]:
+        return {
+            "calls": float(self.scorer.calls),
+            "rows": float(self.scorer.rows),
+            "windows": float(self.windows),
+            "cache_hits": float(self.cache.hits),
+            "cache_misses": float(self.cache.misses),
+            "cache_hit_ratio": self.cache.hit_ratio,
+        }
