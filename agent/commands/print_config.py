@@ -35,7 +35,7 @@ intra_op_threads = 1              # ONNX Runtime threads: keep a sidecar off the
 
 # [parser] overrides the bundle's parser settings (as trained); leave it out to use them.
 # [parser]
-# log_format = "auto"
+#   log_format = "auto"
 
 [agent]
 queue_records = 10000             # records queued between sources and the pipeline (backpressure)
