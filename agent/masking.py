@@ -102,8 +102,12 @@ def drain3_instructions(masks: Iterable[Mask]) -> list[tuple[str, str]]:
 class Masker:
     """Masks the tokens of a message; see the module docstring for what is masked."""
 
-    def __init__(self, masks: Iterable[Mask]) -> None:
+    def __init__(self, masks: Iterable[Mask], clean_cache_size: int = 8192) -> None:
         self.masks = tuple(masks)
+        # Tokens already seen to hold no mask (the words of the log): a set lookup is cheaper
+        # than the regex scan. Filled until full, never evicted: bounded, and a pure cache.
+        self._clean: set[str] = set()
+        self._clean_cap = clean_cache_size
         self._placeholder = {m.name: m.placeholder for m in self.masks}
         if self.masks:
             alternation = "|".join(f"(?P<{m.name}>{m.body})" for m in self.masks)
@@ -120,10 +124,15 @@ class Masker:
         may_hold = _MAY_HOLD_MASK
         placeholder = self._placeholder
         match = pattern.match
+        clean = self._clean
         out = tokens
         values: dict[int, tuple[str, ...]] = {}
         for i, tok in enumerate(tokens):
+            if tok in clean:
+                continue
             if may_hold(tok) is None:
+                if len(clean) < self._clean_cap:
+                    clean.add(tok)
                 continue
             m = match(tok)
             if m is not None and m.end() == len(tok):

@@ -39,6 +39,7 @@ import os
 import tempfile
 from collections import OrderedDict
 from dataclasses import asdict, dataclass, fields
+from itertools import chain
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -191,6 +192,7 @@ class TemplateMiner:
         if self.config.max_clusters is not None:
             self._drain.id_to_cluster = _ClusterLRU(self.config.max_clusters)
         self._bounded = self.config.max_clusters is not None
+        self._delimiters = self.config.extra_delimiters
         self._memo: OrderedDict[str, _Entry] = OrderedDict()
         self._generation: dict[int, int] = {}
         self.revision = 0  # number of `add` calls; the snapshotter saves only when it moved
@@ -199,7 +201,9 @@ class TemplateMiner:
     # -- the hot path -------------------------------------------------------------------------
 
     def _tokens(self, message: str) -> list[str]:
-        for delimiter in self.config.extra_delimiters:
+        if not self._delimiters:
+            return message.split()
+        for delimiter in self._delimiters:
             message = message.replace(delimiter, " ")
         return message.split()
 
@@ -227,7 +231,7 @@ class TemplateMiner:
                 return ()
             if len(values) == 1:
                 return next(iter(values.values()))
-            return tuple(v for vs in values.values() for v in vs)
+            return tuple(chain.from_iterable(values.values()))
         wild_set = set(wild)
         out: list[str] = []
         for i in sorted(wild_set.union(values)):
@@ -251,14 +255,16 @@ class TemplateMiner:
         ntokens = len(masked)
         entry = self._memo.get(key)
         drain = self._drain
-        cluster = entry[0] if entry is not None else None
-        if entry is not None and cluster is not None and entry[4] and self._valid(entry, ntokens):
-            self.stats.hits += 1
-            self._memo.move_to_end(key)
-            cluster.size += 1
-            drain.id_to_cluster[cluster.cluster_id]  # touch the cluster LRU as Drain does
-            params = self._params(tokens, values, entry[3])
-            return TemplateMatch(cluster.cluster_id, entry[2], params, ChangeType.NONE)
+        if entry is not None and entry[4] and self._valid(entry, ntokens):
+            cluster = entry[0]
+            if cluster is not None:  # always so for `add` entries (entry[4])
+                self.stats.hits += 1
+                self._memo.move_to_end(key)
+                cluster.size += 1
+                if self._bounded:  # touch the cluster LRU as Drain does (`id_to_cluster[id]`)
+                    drain.id_to_cluster.move_to_end(cluster.cluster_id)
+                params = self._params(tokens, values, entry[3])
+                return TemplateMatch(cluster.cluster_id, entry[2], params, ChangeType.NONE)
 
         self.stats.misses += 1
         cluster = drain.tree_search(drain.root_node, masked, drain.sim_th, False)
