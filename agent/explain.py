@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ipaddress
 import math
+import re
 from collections import OrderedDict, deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -58,12 +59,17 @@ class ExplainConfig:
 # ---------------------------------------------------------------- value helpers (shared with trainer)
 
 
+_IPV4 = re.compile(r"^\[?(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.\d{1,3}\]?(?::\d+)?$")
+
+
 def ip_prefix(value: str) -> str | None:
     """The /24 (IPv4) or /48 (IPv6) network of `value`, or None when it is not an address."""
+    m = _IPV4.match(value)
+    if m is not None:  # the common case, without the cost of ipaddress
+        octets = m.groups()
+        return f"{'.'.join(str(int(o)) for o in octets)}.0/24" if all(int(o) < 256 for o in octets) else None
     text = value.strip("[]")
-    if text.count(":") == 1:  # host:port
-        text = text.split(":", 1)[0]
-    if not text or not (text[0].isdigit() or ":" in text):
+    if text.count(":") < 2 or len(text) > 45:
         return None
     try:
         addr = ipaddress.ip_address(text)

@@ -84,8 +84,10 @@ def title_from(templates: Sequence[tuple[int, str, int]], new_only: bool) -> str
     """A short title from the leading templates: the first one's words, `+N related`."""
     if not templates:
         return "Anomalous lines"
-    text = " ".join(templates[0][1].replace("<*>", " ").split())
-    text = text.strip(" ,;:-=") or f"template {templates[0][0]}"
+    text = " ".join(templates[0][1].replace("<*>", "…").split())
+    text = re.sub(r"…(?:[\s…]*…)?", "…", text).strip(" ,;:-=") or f"template {templates[0][0]}"
+    if text == "…":
+        text = f"template {templates[0][0]}"
     if len(text) > 60:
         text = text[:59].rstrip() + "…"
     if new_only:

@@ -1,0 +1,176 @@
+"""The HTML report: bounded collection, bad times, and a real headless Chromium rendering it."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import need
+
+from agent.detectors.base import LineContext
+from agent.explain import Explainer
+from agent.incidents import IncidentGrouper
+from agent.report import MAX_BUCKETS, ReportCollector
+from agent.types import Anomaly, Level, ParsedLine, TemplatedLine, Verdict
+from trainer.profile import build_profile
+
+_VAR = re.compile(r"^(?=.*\d)\S+$")
+_LEVELS = {"INFO": Level.INFO, "WARNING": Level.WARN, "ERROR": Level.ERROR, "FATAL": Level.FATAL}
+T0 = 1_762_054_935.0
+CHROMIUM_TIMEOUT = 60
+
+
+def bgl(path: Path, vocab: dict[str, int], known: set[int] | None) -> list[tuple[str, TemplatedLine]]:
+    out = []
+    for n, raw in enumerate(path.read_text(errors="replace").splitlines(), 1):
+        parts = raw.split(" ", 9)
+        if len(parts) < 10:
+            continue
+        words = parts[9].split()
+        template = " ".join("<*>" if _VAR.match(w) else w for w in words)
+        tid = vocab.setdefault(template, len(vocab) + 1)
+        new = known is not None and tid not in known
+        pl = ParsedLine(
+            raw, parts[9], float(parts[1]), _LEVELS.get(parts[8], Level.UNKNOWN), parts[3], "bgl", n
+        )
+        params = tuple(w for w in words if _VAR.match(w))
+        out.append(
+            (parts[0], TemplatedLine(pl, tid, template, params, 0 if new else tid, new, float(parts[1])))
+        )
+    return out
+
+
+def line_at(t: float, template_id: int = 1, **kw: object) -> TemplatedLine:
+    parsed = ParsedLine("web-1: GET /api/orders/1", "GET /api/orders/1", t, Level.INFO, "web-1")
+    return TemplatedLine(parsed, template_id, "GET /api/orders/<*>", ("1",), 1, False, t, **kw)  # type: ignore[arg-type]
+
+
+def bgl_report(data_dir: Path) -> ReportCollector:
+    """Train a profile on BGL_4k's normal lines; scan BGL_8k flagging what the facts call notable."""
+    vocab: dict[str, int] = {}
+    train = [tl for lab, tl in bgl(data_dir / "bgl" / "BGL_4k.log", vocab, None) if lab == "-"]
+    profile = build_profile(train)
+    known = {int(k) for k in profile["templates"]}
+    explainer = Explainer(profile, {v: k for k, v in vocab.items()})
+    grouper = IncidentGrouper()
+    # Stand-in training scores: the fraction of each normal line's template among training lines.
+    freq = {int(k): v["frequency"] for k, v in profile["templates"].items()}
+    collector = ReportCollector([1.0 - freq.get(tl.template_id, 0.0) for tl in train])
+    for _, tl in bgl(data_dir / "bgl" / "BGL_8k.log", vocab, known):
+        explainer.observe(tl)
+        ctx = LineContext(tl, np.zeros(1, dtype=np.float32), (tl.token,), (int(tl.line.level),))
+        notable = explainer.is_notable(ctx)
+        score = 1.0 - freq.get(tl.template_id, 0.0)
+        collector.observe(tl, score)
+        if notable:
+            a = Anomaly(tl, score, Verdict.WATCH, (), explainer.explain(ctx, []))
+            iid, events = grouper.add(a)
+            collector.add_anomaly(replace(a, incident_id=iid))
+            for e in events:
+                collector.add_incident(e)
+    for e in grouper.close():
+        collector.add_incident(e)
+    return collector
+
+
+def chromium(report: Path, tmp: Path) -> tuple[str, str, Path]:
+    """Load the page in headless Chromium: (DOM after scripts ran, console log, screenshot)."""
+    exe = shutil.which("chromium")
+    need(exe is not None, "chromium is not installed (tests/setup/chromium.sh installs it)")
+    assert exe is not None
+    flags = [
+        exe, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync",
+        f"--user-data-dir={tmp / 'profile'}", "--window-size=1400,2000", "--enable-logging=stderr", "--v=0",
+    ]  # fmt: skip
+    dom = subprocess.run(
+        [*flags, "--dump-dom", report.as_uri()], capture_output=True, text=True, timeout=CHROMIUM_TIMEOUT
+    )
+    png = tmp / f"{report.stem}.png"
+    shot = subprocess.run(
+        [*flags, f"--screenshot={png}", report.as_uri()],
+        capture_output=True,
+        text=True,
+        timeout=CHROMIUM_TIMEOUT,
+    )
+    assert dom.returncode == 0 and shot.returncode == 0, dom.stderr[-2000:] + shot.stderr[-2000:]
+    return dom.stdout, dom.stderr + shot.stderr, png
+
+
+def console_errors(log: str) -> list[str]:
+    return [
+        row for row in log.splitlines() if "CONSOLE" in row and ("Uncaught" in row or ":ERROR:" in row)
+    ] + [row for row in log.splitlines() if "Uncaught" in row]
+
+
+def test_bgl_report_renders_in_chromium(data_dir: Path, tmp_path: Path):
+    """The report for a BGL file draws its three charts with no console errors and no network."""
+    collector = bgl_report(data_dir)
+    report = tmp_path / "bgl_report.html"
+    collector.write_html(report, title="logdetect scan BGL_8k.log")
+    page = report.read_text()
+    assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", page), "the page must not load anything"
+    dom, log, png = chromium(report, tmp_path)
+    assert 'id="charts-ready"' in dom
+    assert dom.count('class="incident-span"') >= 1
+    assert dom.count('class="bar-new"') >= 1  # BGL_8k has templates BGL_4k never had
+    assert dom.count("<svg") == 3
+    assert not console_errors(log), console_errors(log)
+    assert png.stat().st_size > 20_000
+    data = collector.data()
+    assert data["timeline"]["incidents"] and data["histogram"]["train"] and data["histogram"]["scan"]
+
+
+def test_empty_scan_report_renders(tmp_path: Path):
+    report = tmp_path / "empty.html"
+    ReportCollector().write_html(report)
+    assert "No incidents" in report.read_text()
+    dom, log, png = chromium(report, tmp_path)
+    assert 'id="charts-ready"' in dom and "No timed lines in this scan." in dom
+    assert not console_errors(log)
+    assert png.stat().st_size > 5_000
+
+
+def test_jumping_and_backwards_times_keep_small_buckets():
+    """A day of lines, then one line 30 years later, then lines going backwards: the buckets stay
+    one minute wide, the jump is a break, and nothing is lost."""
+    collector = ReportCollector()
+    for k in range(1440 * 4):  # one line every 15 s for a day
+        collector.observe(line_at(T0 + k * 15), 0.1)
+    collector.observe(line_at(T0 + 30 * 365 * 86400), 0.9)
+    for k in range(100):
+        collector.observe(line_at(T0 - k * 30), 0.2)
+    timeline = collector.data()["timeline"]
+    assert timeline["bucket_secs"] == 60.0
+    assert len(timeline["breaks"]) == 1
+    assert sum(p["lines"] for p in timeline["points"]) == 1440 * 4 + 1 + 100
+    xs = [p["x"] for p in timeline["points"]]
+    assert xs == sorted(xs)
+
+
+def test_collection_is_bounded():
+    """A month of lines at one per 10 s and 20k templates: buckets, templates and samples capped."""
+    collector = ReportCollector(training_scores=[float(i) for i in range(100_000)])
+    for k in range(260_000):
+        collector.observe(line_at(T0 + k * 10, template_id=k % 20_000), float(k % 97))
+    data = collector.data()
+    assert len(data["timeline"]["points"]) <= MAX_BUCKETS
+    assert sum(p["lines"] for p in data["timeline"]["points"]) == 260_000
+    assert len(data["templates"]) <= 80
+    assert len(collector._scores.values) <= 20_000 and len(collector._training) <= 20_000
+    assert json.loads(json.dumps(data))["histogram"]["scan_n"] == 260_000
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_non_finite_scores_and_times_are_skipped(bad: float, tmp_path: Path):
+    collector = ReportCollector(training_scores=[bad, 0.5])
+    collector.observe(line_at(T0), bad)
+    collector.observe(replace(line_at(T0), time=bad), 0.3)
+    collector.write_html(tmp_path / "r.html")
+    assert collector.untimed == 1 and collector.lines == 2

@@ -1,0 +1,219 @@
+"""Incident grouping: time proximity plus relatedness, lifecycle, storm control, bounds."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import replace
+from pathlib import Path
+
+from agent.incidents import IncidentConfig, IncidentGrouper, service_of
+from agent.types import (
+    Anomaly,
+    Explanation,
+    ExplanationKind,
+    Incident,
+    IncidentSeverity,
+    IncidentState,
+    Level,
+    ParsedLine,
+    TemplatedLine,
+    Verdict,
+)
+
+T0 = 1_762_054_935.0  # 2025-11-02 03:42:15 UTC
+_VAR = re.compile(r"^(?=.*\d)\S+$")
+_NEW = (Explanation(ExplanationKind.NEW_TEMPLATE, "NEW TEMPLATE: Never seen before in training data"),)
+
+
+def anomaly(
+    message: str,
+    t: float,
+    entity: str,
+    template_id: int | None = None,
+    level: Level = Level.ERROR,
+    verdict: Verdict = Verdict.WATCH,
+    **line_kw: object,
+) -> Anomaly:
+    words = message.split()
+    template = " ".join("<*>" if _VAR.match(w) else w for w in words)
+    tid = template_id if template_id is not None else abs(hash(template)) % 1_000_000
+    parsed = ParsedLine(f"{entity}: {message}", message, t, level, entity, "test", 0)
+    line = TemplatedLine(parsed, tid, template, (), 0, True, t, **line_kw)  # type: ignore[arg-type]
+    return Anomaly(line, 2.0, verdict, (), _NEW)
+
+
+def letters(k: int) -> str:
+    out = ""
+    while True:
+        k, r = divmod(k, 26)
+        out += "abcdefghijklmnopqrstuvwxyz"[r]
+        if k == 0:
+            return "zz" + out
+
+
+def run(grouper: IncidentGrouper, anomalies: list[Anomaly]) -> tuple[list[str], list[Incident]]:
+    ids: list[str] = []
+    events: list[Incident] = []
+    for a in anomalies:
+        iid, ev = grouper.add(a)
+        ids.append(iid)
+        events.extend(ev)
+    events.extend(grouper.close())
+    return ids, events
+
+
+def resolved(events: list[Incident]) -> dict[str, Incident]:
+    return {e.incident_id: e for e in events if e.state is IncidentState.RESOLVED}
+
+
+def test_seed_002_failover_is_one_incident_and_an_unrelated_failure_another():
+    """The db failover lines (primary and two replicas, different templates) form one incident;
+    an auth failure storm at the same minutes forms a second one."""
+    db = [
+        ("Connection timeout to replica-2", "db-primary"),
+        ("Failover initiated to replica-3", "db-primary"),
+        ("Replica-3 not responding", "db-replica-3"),
+        ("Database connection pool exhausted, 0 available", "db-primary"),
+        ("Connection timeout to replica-2", "db-replica-2"),
+    ]
+    auth = [("Authentication failed for user u1234 from 185.220.101.4", "auth-1")]
+    stream = []
+    for k in range(20):
+        message, entity = db[k % len(db)]
+        stream.append(anomaly(message, T0 + k * 15, entity))
+        message, entity = auth[0]
+        stream.append(anomaly(message, T0 + k * 15 + 3, entity, level=Level.WARN))
+    ids, events = run(IncidentGrouper(), stream)
+    incidents = resolved(events)
+    assert len(incidents) == 2
+    assert len(set(ids[0::2])) == 1 and len(set(ids[1::2])) == 1 and ids[0] != ids[1]
+    db_incident = incidents[ids[0]]
+    assert db_incident.anomaly_count == 20
+    assert set(db_incident.entities) == {"db-primary", "db-replica-3", "db-replica-2"}
+    assert db_incident.first_seen == T0 and db_incident.last_seen == T0 + 19 * 15
+    assert db_incident.first_line == "db-primary: Connection timeout to replica-2"
+    assert db_incident.title.startswith("Unknown template: Connection timeout to … (+")
+    assert db_incident.explanation_kinds == (ExplanationKind.NEW_TEMPLATE,)
+
+
+def test_time_gap_splits_incidents_and_lifecycle_is_open_update_resolved():
+    """Anomalies 10 minutes apart (gap 300 s) are two incidents; each opens, updates at most once
+    a minute, and resolves after the quiet period via tick()."""
+    grouper = IncidentGrouper(IncidentConfig(gap_secs=300, quiet_secs=300, update_every_secs=60))
+    events: list[Incident] = []
+    for k in range(30):  # one every 10 s for 5 minutes
+        events += grouper.add(anomaly("Replica-3 not responding", T0 + k * 10, "db-replica-3"))[1]
+    assert [e.state for e in events][:1] == [IncidentState.OPEN]
+    updates = [e for e in events if e.state is IncidentState.UPDATE]
+    assert 1 <= len(updates) <= 290 / 60 + 1
+    assert grouper.tick(T0 + 290 + 299) == []
+    done = grouper.tick(T0 + 290 + 300)
+    assert [e.state for e in done] == [IncidentState.RESOLVED] and done[0].anomaly_count == 30
+    iid, ev = grouper.add(anomaly("Replica-3 not responding", T0 + 1200, "db-replica-3"))
+    assert iid != done[0].incident_id and ev[0].state is IncidentState.OPEN
+
+
+def test_storm_of_identical_anomalies_is_bounded():
+    """100k identical anomalies from one entity over ~3 hours: one incident, capped samples and
+    counters, updates at most once a minute, repeats counted but not re-emitted."""
+    cfg = IncidentConfig(max_samples=10)
+    grouper = IncidentGrouper(cfg)
+    events: list[Incident] = []
+    emitted = 0
+    base = anomaly("Database connection pool exhausted, 0 available", T0, "db-primary", template_id=42)
+    for k in range(100_000):
+        a = replace(base, line=replace(base.line, time=T0 + k * 0.1))
+        _, ev = grouper.add(a)
+        emitted += grouper.should_emit(a)
+        events += ev
+    assert grouper.open_count == 1
+    assert emitted == cfg.repeat_emit_limit and grouper.suppressed == 100_000 - cfg.repeat_emit_limit
+    assert len(events) <= 10_000 / 60 + 2
+    (final,) = grouper.close()
+    assert final.anomaly_count == 100_000
+    assert len(final.samples) == cfg.max_samples
+    assert final.samples[0].startswith("2025-11-02 03:42:15")
+    assert len(final.leading_templates) == 1
+
+
+def test_many_distinct_templates_and_entities_stay_capped():
+    """One incident fed 20k distinct templates from 20k entities of one service keeps its
+    template and entity lists bounded; 2,000 unrelated simultaneous failures respect max_open."""
+    cfg = IncidentConfig(max_open=100)
+    grouper = IncidentGrouper(cfg)
+    for k in range(20_000):
+        grouper.add(anomaly(f"worker crashed code{k} zone", T0 + k * 0.01, f"db-{k}", template_id=k))
+    (one,) = grouper.close()
+    assert len(one.entities) == cfg.max_entities + 1 and one.entities[-1].endswith("more")
+    assert len(one.leading_templates) <= 5 and one.anomaly_count == 20_000
+
+    events: list[Incident] = []
+    for k in range(2000):
+        message = f"{letters(k)}a {letters(k)}b {letters(k)}c"  # no word shared with another k
+        events += grouper.add(anomaly(message, T0, f"svc{letters(k)}", template_id=10_000_000 + k))[1]
+        assert grouper.open_count <= cfg.max_open
+    assert sum(e.state is IncidentState.RESOLVED for e in events) == 2000 - cfg.max_open
+
+
+def test_backwards_and_jumping_timestamps_never_make_negative_spans():
+    grouper = IncidentGrouper()
+    times = [T0, T0 - 100, T0 + 50, T0 - 250, T0 + 40 * 365 * 86400, T0 + 10]
+    ids, events = run(grouper, [anomaly("Replica-3 not responding", t, "db-replica-3") for t in times])
+    for e in events:
+        assert e.last_seen >= e.first_seen
+    incidents = resolved(events)
+    assert len(incidents) == 2  # the far-future line starts its own incident
+    first = incidents[ids[0]]
+    assert first.first_seen == T0 - 250 and first.last_seen == T0 + 50 and first.anomaly_count == 5
+
+
+def test_severity_rank_from_verdicts_levels_and_size():
+    critical = [
+        anomaly(
+            f"Database connection pool exhausted, {k} available",
+            T0 + k,
+            "db-primary",
+            1,
+            Level.FATAL,
+            Verdict.DANGER,
+        )
+        for k in range(60)
+    ]
+    _, events = run(IncidentGrouper(), critical)
+    assert {e.severity for e in resolved(events).values()} == {IncidentSeverity.CRITICAL}
+    _, events = run(
+        IncidentGrouper(), [anomaly("New feature X enabled for user Y", T0, "web-1", 2, Level.INFO)]
+    )
+    (low,) = resolved(events).values()
+    assert low.severity is IncidentSeverity.LOW and low.title.startswith("Unknown template: New feature X")
+
+
+def test_missing_timestamps_are_said_in_the_incident():
+    _, events = run(
+        IncidentGrouper(), [anomaly("Replica-3 not responding", T0, "db", time_from_arrival=True)]
+    )
+    (inc,) = resolved(events).values()
+    assert "arrival" in inc.title
+
+
+def test_bgl_alerts_group_into_incidents(data_dir: Path):
+    """Real BGL alert lines, one anomaly each: every alert gets an incident, every incident is
+    resolved exactly once, and the groups are far fewer than the alerts."""
+    stream = []
+    for raw in (data_dir / "bgl" / "BGL_8k.log").read_text(errors="replace").splitlines():
+        parts = raw.split(" ", 9)
+        if len(parts) < 10 or parts[0] == "-":
+            continue
+        stream.append(anomaly(parts[9], float(parts[1]), parts[3], level=Level.FATAL))
+    ids, events = run(IncidentGrouper(), stream)
+    incidents = resolved(events)
+    assert set(ids) == set(incidents)
+    assert sum(i.anomaly_count for i in incidents.values()) == len(stream) == 613
+    assert len(incidents) < len(stream) / 3
+    opens = [e for e in events if e.state is IncidentState.OPEN]
+    assert len(opens) == len(incidents)
+
+
+def test_service_of():
+    assert service_of("db-replica-2") == "db"
+    assert service_of("R02-M1-N0-C:J12-U11") == "r02"
