@@ -75,10 +75,11 @@ def measure(system: str, data: Path = DEFAULT_DATA, min_seconds: float = 0.2) ->
     n = len(parsed)
     with_ts = sum(1 for p in parsed if p.timestamp is not None)
     with_level = sum(1 for p in parsed if p.level is not Level.UNKNOWN)
-    matches = sum(1 for p, row in zip(parsed, truth, strict=False) if p.message.strip() == row["Content"].strip())
+    pairs = list(zip(parsed, truth, strict=True))
+    matches = sum(1 for p, row in pairs if p.message.strip() == row["Content"].strip())
     agreement = None
     if "Level" in truth[0] and system not in _NOT_A_LEVEL_COLUMN:
-        agree = sum(1 for p, row in zip(parsed, truth, strict=False) if p.level is parse_level(row["Level"]))
+        agree = sum(1 for p, row in pairs if p.level is parse_level(row["Level"]))
         agreement = agree / n
 
     # Best round of many (each round parses all lines): other processes on the machine only

@@ -46,7 +46,7 @@ _MONTH_NAMES = "Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec"
 # macOS's optional " (addr)" after the pid. Without a tag the message starts after the host.
 _SYSLOG = re.compile(
     rf"(?:<(\d{{1,3}})>)?({_MONTH_NAMES}) +(\d{{1,2}}) (\d\d):(\d\d):(\d\d)(?:\.(\d{{1,6}}))?(?: (\d{{4}}))?"
-    r" +(\S+) +(?:([^:\[\s][^:\[]{0,63}?)(?:\[(\d+)\])?(?: \(([^)]{0,64})\))?: ?)?"
+    r" +(\S+) +(?:([^:\[\s][^:\[]{0,63}?)(?:\[(\d+)\])?(?: \(([^)]{0,256})\))?: ?)?"
 )
 
 
