@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import json
 import os
 import tempfile
 from collections import OrderedDict
@@ -418,7 +419,13 @@ class TemplateMiner:
 
     def save(self, path: Path) -> int:
         """Write the state atomically (temp file in the same dir, fsync, rename); returns bytes."""
-        data = orjson.dumps(self.to_state())
+        state = self.to_state()
+        try:
+            data = orjson.dumps(state)
+        except orjson.JSONEncodeError:
+            # Lone surrogates (a source that decoded with surrogateescape) are not UTF-8;
+            # the stdlib writes them as \udcXX escapes, and `load` reads those back.
+            data = json.dumps(state, ensure_ascii=True, separators=(",", ":")).encode("ascii")
         write_atomic(Path(path), data)
         return len(data)
 
@@ -431,7 +438,10 @@ class TemplateMiner:
         try:
             state = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
-            raise BundleError(f"template-miner state {path} is not valid JSON: {exc}") from exc
+            try:  # written by the stdlib fallback of `save` (escaped lone surrogates)?
+                state = json.loads(raw)
+            except ValueError:
+                raise BundleError(f"template-miner state {path} is not valid JSON: {exc}") from exc
         return cls.from_state(state, expected_config)
 
 

@@ -320,6 +320,20 @@ def test_state_is_plain_versioned_json(data_dir: Path, tmp_path: Path) -> None:
     assert [p.name for p in tmp_path.iterdir()] == ["state.json"]  # no temp file left behind
 
 
+def test_odd_messages_and_surrogates(tmp_path: Path) -> None:
+    """Empty, blank and NUL-bearing messages mine; lone surrogates survive save and load."""
+    miner = TemplateMiner()
+    assert miner.add("").template == ""
+    assert miner.add("   ").template_id == miner.add("").template_id
+    assert miner.add("nul\x00byte 7").params == ("7",)
+    odd = miner.add("bad \udc80 byte 42")
+    path = tmp_path / "state.json"
+    miner.save(path)
+    restored = TemplateMiner.load(path)
+    assert restored.template(odd.template_id) == "bad \udc80 byte <NUM>"
+    assert restored.match("bad \udc80 byte 43") is not None
+
+
 def test_state_refusals(data_dir: Path, tmp_path: Path) -> None:
     """Other versions, other masks, another config, garbage and missing files: BundleError."""
     miner = TemplateMiner()
