@@ -28,6 +28,12 @@ async function main() {
   const errors = [];
   let acked = 0;
   const pending = [];
+  // Emits that can never resolve (a refused handshake, reconnect disabled) leave node with
+  // nothing to wait for: report what happened instead of exiting silently.
+  process.on("beforeExit", () => {
+    process.stdout.write(JSON.stringify({ sent: count, acked, incomplete: true, errors: errors.slice(0, 5) }) + "\n");
+    process.exit(0);
+  });
   for (let i = 0; i < count; i++) {
     const record = { [field]: `${opts.prefix || "line"} ${i}`, seq: i };
     const ts = opts.eventTime ? EventTime.now() : undefined;
