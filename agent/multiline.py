@@ -8,6 +8,9 @@ frames and code, chained-exception banners, the final `ValueError: …` line) ar
 A line that starts with blank space continues the pending record too (pretty-printed payloads,
 wrapped messages), which is how every shipper's multiline mode treats it.
 
+As in Fluent Bit's `python` multiline parser, the exception line ends a traceback: the second
+line of a multi-line exception message starts a record of its own unless it is indented.
+
 A record is held until the next header line shows it is complete, so the caller must call
 `flush()` when the input goes idle and at EOF. State is per `Record.source`, so interleaved
 streams do not stitch into each other (at most `max_streams` are held; beyond that the least
