@@ -108,19 +108,18 @@ class StdinSource(Source):
 
     def _read_loop(self, loop: asyncio.AbstractEventLoop, queue: BatchQueue) -> None:
         stream = self._stream if self._stream is not None else sys.stdin.buffer
-        fd = stream.fileno() if self._stream is None else None
         decoder = self.options.line_decoder(self.id)
         splitter = LineSplitter(self.options.max_line_bytes)
         try:
             while not self._stopping.is_set():
                 # os.read returns what the pipe holds now: natural batching without waiting.
-                data = os.read(fd, READ_BYTES) if fd is not None else stream.read1(READ_BYTES)  # type: ignore[union-attr]
+                data = os.read(stream.fileno(), READ_BYTES)
                 lines = splitter.feed(data) if data else splitter.finish()
                 if not self._hand_over(loop, queue, decoder, lines, splitter):
                     return
                 if not data:
                     return
-        except (OSError, ValueError) as exc:
+        except Exception as exc:  # a reader thread must never die silently
             log.error("stdin read failed", source=self.id, error=str(exc))
         finally:
             with contextlib.suppress(RuntimeError):
