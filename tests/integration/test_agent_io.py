@@ -4,7 +4,6 @@ file and forward sinks — each on real files, pipes and sockets."""
 from __future__ import annotations
 
 import asyncio
-import io
 import json
 import os
 import socket
@@ -160,7 +159,7 @@ def test_stdin_json_lines_from_fluent_bit_and_vector_then_eof() -> None:
     async def scenario() -> tuple[list[Any], bool]:
         sid = f"stdin-{uuid.uuid4().hex[:6]}"
         options = StdinSourceOptions(format="auto", max_line_bytes=100, time_field="timestamp")
-        with io.open(read_fd, "rb", buffering=0) as stream:
+        with open(read_fd, "rb", buffering=0) as stream:
             source = StdinSource(sid, options, stream=stream)  # type: ignore[arg-type]
             queue = BatchQueue(100)
             await source.start(queue)
