@@ -22,7 +22,8 @@ class ParserConfig:
     json_message_field: str = "message"
     json_level_field: str = "level"
     json_time_field: str = "time"
-    # "stream" (Record.source) | "component" | "regex:<pattern>" | "field:<name>"
+    # "stream" (Record.source, or the `entity` field a structured source offers) |
+    # "component" | "regex:<pattern>" | "field:<name>"
     entity: str = "stream"
     multiline: bool = True
     max_message_chars: int = 65536  # longer messages are truncated (counted), never rejected

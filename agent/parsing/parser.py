@@ -35,21 +35,32 @@ class ParserStats:
 
 
 class _Chain:
-    """Try header parsers in order, starting with the one that matched last time."""
+    """Try header parsers in order, starting with the one that matched last time.
 
-    def __init__(self, parsers: Sequence[HeaderParser]) -> None:
+    With `pinned_first` the first parser (the configured or detected format) is always tried
+    first, so one odd line cannot make a looser format win the lines after it (an oslo.log
+    line also reads as an ISO line without a level).
+    """
+
+    def __init__(self, parsers: Sequence[HeaderParser], pinned_first: bool = False) -> None:
         self._parsers = list(parsers)
-        self._last = 0
+        self._first = 1 if pinned_first else 0  # index of the first parser free to move
+        self._last = self._first
 
     def __call__(self, line: str) -> Header | None:
         parsers = self._parsers
+        if self._first:
+            header = parsers[0](line)
+            if header is not None:
+                return header
         last = self._last
-        header = parsers[last](line)
-        if header is not None:
-            return header
-        for index, parser in enumerate(parsers):
+        if last < len(parsers):
+            header = parsers[last](line)
+            if header is not None:
+                return header
+        for index in range(self._first, len(parsers)):
             if index != last:
-                header = parser(line)
+                header = parsers[index](line)
                 if header is not None:
                     self._last = index
                     return header
@@ -136,12 +147,21 @@ class LineParser:
         others.extend(factory(self._year) for other, factory in TEXT_FORMATS.items() if other != name)
         if name == "raw":
             return _Chain(others)
-        return _Chain([primary, *others])
+        return _Chain([primary, *others], pinned_first=True)
 
     def _entity_fn(self, config: ParserConfig) -> EntityFn:
         spec = config.entity
         if spec == "stream":
-            return lambda record, component, fields, line: record.source
+            # A structured source with a configured entity field offers it as `entity`
+            # (plugins/records.py); otherwise the stream is the source name.
+            def by_stream(record: Record, component: str, fields: Fields, line: str) -> str:
+                if record.fields:
+                    found = record.field("entity")
+                    if found:
+                        return found
+                return record.source
+
+            return by_stream
         if spec == "component":
             return lambda record, component, fields, line: component or record.source
         pattern = entity_regex(spec)

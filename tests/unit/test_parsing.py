@@ -330,6 +330,9 @@ def test_entity_kinds() -> None:
     )
     p = LineParser(ParserConfig(log_format="raw", entity="field:pod")).parse(forward)
     assert (p.entity, p.level, p.timestamp) == ("pay-1", Level.WARN, 1.5e9)
+    # a source configured with an entity field offers it as `entity`: the default follows it
+    aliased = Record("payment failed", source="fwd", fields=(("entity", "pay-2"),))
+    assert LineParser(ParserConfig(log_format="raw")).parse(aliased).entity == "pay-2"
 
 
 def test_auto_mode_falls_back_per_line_explicit_mode_does_not() -> None:
