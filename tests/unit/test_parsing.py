@@ -454,3 +454,28 @@ def test_iso8601_helper() -> None:
     assert parse_iso8601("2026-11-02") == _ts("2026-11-02T00:00:00+00:00")
     assert parse_iso8601("2026-02-30T00:00:00Z") is None
     assert parse_iso8601("yesterday") is None
+
+
+def test_every_simulator_line_parses_exactly() -> None:
+    """The project's log simulator (the README's default job) writes ISO lines with a level
+    and `instance:`; every one must come back with its own time, level and instance."""
+    from trainer.simulator import TEMPLATES, events
+
+    simulated = list(
+        events(
+            days=1,
+            seed=11,
+            incidents=("db_failover", "auth_storm", "new_error", "crash_loop"),
+            lines_per_day=4000,
+        )
+    )
+    lines = [event.line for event in simulated]
+    parser = LineParser(ParserConfig(entity="component"), sample=lines[:200])
+    assert parser.format == "iso"
+    for number, event in enumerate(simulated, 1):
+        p = parser.parse(Record(event.line, source="sim.log"), number)
+        assert p.timestamp == pytest.approx(event.time_ms / 1000, abs=1e-6)
+        assert p.level is parse_level(TEMPLATES[event.template].level) and p.level is not Level.UNKNOWN
+        assert p.component == p.entity == event.instance
+        assert event.line.endswith(f" {event.instance}: {p.message}")
+    assert parser.stats.unparsed == 0
