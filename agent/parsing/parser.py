@@ -16,7 +16,8 @@ import orjson
 
 from agent.parsing.clock import YearGuess
 from agent.parsing.config import ParserConfig, entity_regex
-from agent.parsing.jsonline import JsonLineReader
+from agent.parsing.jsonline import LEVEL_FALLBACKS, JsonLineReader
+from agent.parsing.levels import parse_level
 from agent.parsing.text_formats import TEXT_FORMATS, Fields, Header, HeaderParser, make_raw
 from agent.types import Level, ParsedLine, Record
 
@@ -126,8 +127,8 @@ class LineParser:
         self._entity = self._entity_fn(config)
 
     # -- construction ----------------------------------------------------------------------
-    def _text_chain(self, exclude: str = "") -> _Chain:
-        return _Chain([factory(self._year) for name, factory in TEXT_FORMATS.items() if name != exclude])
+    def _text_chain(self) -> _Chain:
+        return _Chain([factory(self._year) for factory in TEXT_FORMATS.values()])
 
     def _json_reader(self) -> JsonLineReader:
         c = self.config
@@ -242,9 +243,6 @@ class LineParser:
 
     def _record_level(self, record: Record) -> Level:
         """Level from a structured record's fields (a Forward record's `level`, say)."""
-        from agent.parsing.jsonline import LEVEL_FALLBACKS
-        from agent.parsing.levels import parse_level
-
         for key in (self.config.json_level_field, *LEVEL_FALLBACKS):
             value = record.field(key)
             if value is not None:

@@ -282,9 +282,11 @@ def make_hdfs(year: YearGuess) -> HeaderParser:
 # R02-M1-N0-C:J12-U11 RAS KERNEL INFO msg`. The epoch column is authoritative (the
 # second timestamp is local time); its microseconds are added. A leading label column
 # ("-" or an alert category) is tolerated and dropped: labels must never reach features.
+# Some lines have "-" for the node and no repeated node (`… - 2005-08-26-12.29.21.712532 RAS
+# KERNEL FATAL Kill job …`), hence the optional column and a level from the known words.
 _BGL = re.compile(
-    r"(?:\S+ )?(\d{9,10}) \d{4}\.\d\d\.\d\d (\S+) \d{4}-\d\d-\d\d-\d\d\.\d\d\.\d\d\.(\d{1,6}) \S+"
-    r" (\S+) (\S+) ([A-Za-z]+)(?: |$)"
+    r"(?:\S+ )?(\d{9,10}) \d{4}\.\d\d\.\d\d (\S+) \d{4}-\d\d-\d\d-\d\d\.\d\d\.\d\d\.(\d{1,6})"
+    rf"(?: \S+)? (\S+) (\S+) ({_LEVELS})(?: |$)"
 )
 
 

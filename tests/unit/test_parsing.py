@@ -168,6 +168,16 @@ def test_bgl_labelled_and_unlabelled_lines_parse_alike(data_dir: Path) -> None:
     assert detect_format([strip_bgl_label(line)[1] for line in lines[:20]]) == "bgl"
 
 
+def test_bgl_line_without_node_columns() -> None:
+    # BGL_14k.log: the node is "-" and the repeated node column is missing
+    p = _parse(
+        "- 1125084561 2005.08.26 - 2005-08-26-12.29.21.712532 RAS KERNEL FATAL Kill job 34269 timed out."
+    )
+    assert (p.level, p.component, p.message) == (Level.FATAL, "-", "Kill job 34269 timed out.")
+    assert p.timestamp == pytest.approx(1125084561.712532)
+    assert p.field("facility") == "KERNEL"
+
+
 def test_strip_bgl_label_shapes() -> None:
     assert strip_bgl_label("- 1117838570 2005.06.03 R02 x") == ("-", "1117838570 2005.06.03 R02 x")
     assert strip_bgl_label("KERNDTLB 1118536327 2005.06.11 R30") == ("KERNDTLB", "1118536327 2005.06.11 R30")
