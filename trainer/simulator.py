@@ -106,7 +106,7 @@ _TEMPLATE_LIST: tuple[Template, ...] = (
     Template("web_post_login", "INFO", "POST /api/login from {ip}"),
     Template("web_200", "INFO", "200 OK in {ms} ms"),
     Template("web_201", "INFO", "201 Created in {ms} ms"),
-    Template("web_401", "WARN", "Request rejected: 401 Unauthorized (bad credentials) in {ms} ms"),
+    Template("web_401", "WARN", "Request rejected: 401 Unauthorized for {ip} in {ms} ms"),
     Template("web_404", "INFO", "Request rejected: 404 Not Found (no such resource) in {ms} ms"),
     Template("web_504", "ERROR", "Request failed: 504 Gateway Timeout after {ms} ms"),
     Template("web_upstream_timeout", "ERROR", "Upstream {upstream} timed out after 5000 ms"),
@@ -518,7 +518,8 @@ class _DayTraffic:
         t += rng.randint(20, 90)  # password hashing
         if rng.random() < 0.08:
             emit(t, "auth-1", "auth_login_failed", user=user, ip=ip)
-            self._respond(t0, t, web, "web_401")
+            t += self.rng.randint(2, 15)
+            emit(t, web, "web_401", ip=ip, ms=t - t0)
             return
         emit(t, "auth-1", "auth_login_ok", user=user, ip=ip)
         t += rng.randint(1, 3)
@@ -726,7 +727,9 @@ def _inject_auth_storm(sink: _Sink, rng: random.Random, t0: int, lines_per_day: 
         sink.emit(t, "web-1", "web_post_login", kind, ip=attacker)
         took = rng.randint(25, 95)
         sink.emit(t + took, "auth-1", "auth_login_failed", kind, user=user, ip=attacker)
-        sink.emit(t + took + rng.randint(2, 9), "web-1", "web_401", kind, ms=took + rng.randint(4, 12))
+        sink.emit(
+            t + took + rng.randint(2, 9), "web-1", "web_401", kind, ip=attacker, ms=took + rng.randint(4, 12)
+        )
         t += int(rng.expovariate(per_min / MINUTE_MS)) + 100
 
 

@@ -339,3 +339,38 @@ def test_cli_rejects_unknown_kinds_and_bad_values(tmp_path: Path, capsys: pytest
     assert cli_main(["simulate", "--output", str(tmp_path)]) == 2
     assert cli_main(["simulate", "--output", str(tmp_path / "no" / "such.log")]) == 2
     assert not out.exists()
+
+
+def test_the_template_miner_sees_a_stable_normal_and_new_incident_templates() -> None:
+    """Mined with the project's TemplateMiner (header split by the project's parser): every
+    simulated day yields the same template set, and the incident-only lines of a later day,
+    and only they, fall outside it."""
+    from agent.parsing import LineParser, ParserConfig
+    from agent.templates import TemplateMiner
+    from agent.types import Record
+
+    start = datetime(2026, 11, 2, tzinfo=UTC)
+    train = list(events(2, seed=21, start=start, lines_per_day=10_000))
+    parser = LineParser(ParserConfig(entity="component"), [e.line for e in train[:200]])
+    miner = TemplateMiner()
+    per_day: list[set[int]] = [set(), set()]
+    for e in train:
+        parsed = parser.parse(Record(e.line))
+        assert parsed.component == e.instance and parsed.timestamp == e.time_ms / 1000
+        per_day[(e.time_ms - round(start.timestamp() * 1000)) // 86_400_000].add(
+            miner.add(parsed.message).template_id
+        )
+    assert per_day[0] == per_day[1]
+    assert 30 <= len(per_day[0]) <= len(NORMAL_TEMPLATES)
+    normal_texts = {TEMPLATES[name].text for name in NORMAL_TEMPLATES}
+    unseen: Counter[str | None] = Counter()
+    for e in events(
+        1, seed=22, incidents=("all",), start=datetime(2026, 11, 4, tzinfo=UTC), lines_per_day=10_000
+    ):
+        match = miner.match(parser.parse(Record(e.line)).message)
+        if match is None or match.template_id not in per_day[0]:
+            unseen[e.incident] += 1
+            assert TEMPLATES[e.template].incident is not None, e.line
+        else:  # a normal template, or an incident's use of a normal text ("exited with code 2")
+            assert TEMPLATES[e.template].text in normal_texts, e.line
+    assert set(unseen) == {"db_failover", "new_error", "crash_loop"}
