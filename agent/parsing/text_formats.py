@@ -145,6 +145,9 @@ _ISO_TAIL = re.compile(
     rf"(?:\[(?P<t2>{_BRACKET})\](?:\s+|$))?"
     r"(?:-\s+|(?P<comp>[\w.$/@#-]{1,200}+)(?::\s+|:$|\s+-\s+))?"
 )
+# No level word: perhaps syslog with an RFC 3339 time, `2024-04-25T10:00:00.123456+00:00 host
+# sshd[812]: msg`. Host and app are single tokens here, so "Connected to db: ok" is not taken.
+_ISO_SYSLOG_TAG = re.compile(r" +([\w.-]{1,255}) ([\w./()@-]{1,64}?)(?:\[(\d+)\])?: ")
 _ISO_PYTHON = re.compile(rf"[\s,|-]*(?P<comp>[\w.$/@#-]{{1,200}}+) - (?P<level>{_LEVEL_WORD}) - ")
 
 
@@ -152,6 +155,7 @@ def make_iso(year: YearGuess) -> HeaderParser:
     head = _ISO_HEAD.match
     tail = _ISO_TAIL.match
     python = _ISO_PYTHON.match
+    syslog_tag = _ISO_SYSLOG_TAG.match
     cache: dict[str, float | None] = {}
 
     def parse(line: str) -> Header | None:
@@ -176,6 +180,15 @@ def make_iso(year: YearGuess) -> HeaderParser:
         if t is None:
             t = python(line, start)
             if t is None:
+                t = syslog_tag(line, start)
+                if t is not None:  # rsyslog's RFC 3339 file format (Ubuntu 23.10+ /var/log/syslog)
+                    host, app, pid = t.groups()
+                    tag_fields: Fields = (
+                        (("host", host), ("app", app), ("pid", pid))
+                        if pid
+                        else (("host", host), ("app", app))
+                    )
+                    return ts, Level.UNKNOWN, app, line[t.end() :], tag_fields
                 rest = line[start:].lstrip()
                 if rest[:1] in (",", "|"):
                     rest = rest[1:].lstrip()

@@ -252,6 +252,15 @@ def test_iso_variants(line: str, level: Level, component: str, message: str, whe
     assert p.timestamp == pytest.approx(_ts(when + "+00:00"), abs=1e-6)
 
 
+def test_rsyslog_rfc3339_file_format() -> None:
+    p = _parse("2024-04-25T10:00:00.123456+02:00 web-1 sshd[812]: Accepted publickey for ops")
+    assert (p.component, p.field("host"), p.field("pid")) == ("sshd", "web-1", "812")
+    assert (p.level, p.message) == (Level.UNKNOWN, "Accepted publickey for ops")
+    assert p.timestamp == pytest.approx(_ts("2024-04-25T08:00:00.123456+00:00"))
+    assert _parse("2024-04-25T10:00:00Z web-1 kernel: eth0 up").component == "kernel"
+    assert _parse("2024-04-25T10:00:00Z Connected to db: ok").message == "Connected to db: ok"
+
+
 def test_rfc5424_examples_from_the_rfc() -> None:
     p = _parse(
         "<34>1 2003-10-11T22:14:15.003Z mymachine.example.com su - ID47 - "
