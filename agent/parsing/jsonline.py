@@ -124,9 +124,10 @@ class JsonLineReader:
         self._inner = inner
 
     def __call__(self, line: str) -> Header | None:
+        first = line[:1]
+        if first != "{" and (first not in (" ", "\t") or not line.lstrip().startswith("{")):
+            return None  # decided on the first character: no copy of a long non-JSON line
         text = line.strip()
-        if not text.startswith("{"):
-            return None
         try:
             obj = orjson.loads(text)
         except orjson.JSONDecodeError:
