@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from agent.detectors.base import LineContext
-from agent.types import DetectorScore, Explanation, ExplanationKind, Level, TemplatedLine
+from agent.types import DetectorScore, Explanation, ExplanationKind, Level, ParsedLine, TemplatedLine
 
 
 @dataclass(frozen=True)
@@ -39,10 +39,12 @@ class ExplainConfig:
     # UNUSUAL_TIME: this hour holds less than rare_hour_share of the template's (or level's)
     # timed training lines, judged only with at least min_hour_samples of them.
     rare_hour_share: float = 0.005
-    min_hour_samples: int = 200
-    # SEQUENCE from the profile: P(actual | previous) below this, with enough transitions seen.
+    min_hour_samples: int = 100
+    # SEQUENCE from the profile: P(actual | previous) below this, with enough transitions seen
+    # and the stored successors covering nearly all of them (so "not listed" means "never").
     sequence_min_prob: float = 0.01
     min_transitions: int = 50
+    min_next_coverage: float = 0.99
     # SEVERITY: a WARN+ level that makes up less than this share of the template's lines.
     rare_level_share: float = 0.01
     min_level_samples: int = 50
@@ -54,9 +56,19 @@ class ExplainConfig:
     max_tracked_templates: int = 10_000
     max_window_events: int = 10_000
     max_tokens: int = 100_000
+    max_actors: int = 100_000
+    max_pending: int = 20_000  # lines observed but not yet explained (a micro-batch or so)
 
 
 # ---------------------------------------------------------------- value helpers (shared with trainer)
+
+
+def actor_of(line: ParsedLine) -> str:
+    """Who logged the line: the configured entity, or the component when the entity is only the
+    stream (a file or socket name says nothing about which service spoke)."""
+    if line.entity and line.entity != line.source:
+        return line.entity
+    return line.component or line.entity
 
 
 _IPV4 = re.compile(r"^\[?(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.\d{1,3}\]?(?::\d+)?$")
@@ -163,6 +175,10 @@ class Explainer:
         self._training_lines = int(totals.get("lines") or 0)
         self._levels: dict[str, dict[str, Any]] = dict(profile.get("levels") or {})
         self._entities: dict[str, dict[str, int]] = dict(profile.get("entities") or {})
+        self._entity_hours: dict[str, dict[str, list[int]]] = dict(profile.get("entity_hours") or {})
+        # actor -> its latest template; observed line -> the template its actor logged before it.
+        self._last_by_actor: OrderedDict[str, int] = OrderedDict()
+        self._previous: OrderedDict[int, tuple[TemplatedLine, int | None]] = OrderedDict()
         self._tokens: dict[int, int] = {int(k): int(v) for k, v in (profile.get("tokens") or {}).items()}
         self._token_cap = max(config.max_tokens, len(self._tokens))
         # template id -> recent times of its lines, newest right; LRU over templates.
@@ -174,6 +190,14 @@ class Explainer:
         """Count `line` in its template's sliding window (call for every line, in order)."""
         if line.token and line.token not in self._tokens and len(self._tokens) < self._token_cap:
             self._tokens[line.token] = line.template_id
+        actor = actor_of(line.line)
+        self._previous[id(line)] = (line, self._last_by_actor.get(actor))
+        if len(self._previous) > self.config.max_pending:
+            self._previous.popitem(last=False)
+        self._last_by_actor[actor] = line.template_id
+        self._last_by_actor.move_to_end(actor)
+        if len(self._last_by_actor) > self.config.max_actors:
+            self._last_by_actor.popitem(last=False)
         if line.time_from_arrival or not math.isfinite(line.time):
             return
         t = line.time
@@ -209,6 +233,14 @@ class Explainer:
 
     def _token_template(self, token: int) -> int | None:
         return self._tokens.get(int(token)) if token else None
+
+    def previous_template(self, ctx: LineContext) -> int | None:
+        """The template the line's actor logged just before it (from `observe`), else the one
+        before it in the entity history the pipeline keeps."""
+        seen = self._previous.get(id(ctx.line))
+        if seen is not None and seen[0] is ctx.line:
+            return seen[1]
+        return self._token_template(ctx.history[-2]) if len(ctx.history) >= 2 else None
 
     def _label(self, template_id: int | None) -> str:
         return f"[{short_template(self.template_text(template_id), 40)}]"
@@ -252,6 +284,10 @@ class Explainer:
             candidates.append(("template", "This template", entry.get("hours") or []))
         level = line.line.level
         if level >= Level.WARN:
+            actor = actor_of(line.line)
+            actor_hours = (self._entity_hours.get(actor) or {}).get(level.name)
+            if actor_hours is not None:
+                candidates.append(("entity", f"{level.name} from {actor}", actor_hours))
             level_entry = self._levels.get(level.name)
             if level_entry is not None:
                 candidates.append(("level", f"This log level ({level.name})", level_entry.get("hours") or []))
@@ -325,9 +361,8 @@ class Explainer:
 
     def _sequence(self, ctx: LineContext, scores: Sequence[DetectorScore]) -> Explanation | None:
         line = ctx.line
-        history = [self._token_template(t) for t in ctx.history[-4:-1]]
-        actual_path = [self._label(t) for t in history] + [self._label(line.template_id)]
-        previous = history[-1] if history else None
+        previous = self.previous_template(ctx)
+        actual_path = [self._label(previous), self._label(line.template_id)] if previous is not None else []
         for score in scores:
             details = dict(score.details)
             expected = _expected_pairs(details)
@@ -342,7 +377,7 @@ class Explainer:
                 f"SEQUENCE ANOMALY: {score.detector} did not expect this template here\n"
                 f"Expected: {listing}\n"
                 f"Normal: {' → '.join(normal_path)}\n"
-                f"Actual: {' → '.join(actual_path)}",
+                f"Actual: {' → '.join(actual_path) or self._label(line.template_id)}",
                 (
                     ("detector", score.detector),
                     ("score", score.score),
@@ -361,6 +396,8 @@ class Explainer:
         prob = float(nexts.get(str(line.template_id), 0.0))
         if prob >= self.config.sequence_min_prob:
             return None
+        if prob == 0.0 and float(entry.get("next_coverage", 0.0)) < self.config.min_next_coverage:
+            return None  # an unlisted successor may just be one of many rare ones
         ranked = sorted(((int(k), float(v)) for k, v in nexts.items()), key=lambda kv: -kv[1])[:3]
         listing = ", ".join(f"{self._label(t)} {p:.0%}" for t, p in ranked)
         path = [int(t) for t in entry.get("path") or [previous]]
@@ -393,7 +430,7 @@ class Explainer:
             if total >= cfg.min_level_samples and same / total < cfg.rare_level_share:
                 return "template", "this template", same, total
             return None
-        entity = line.line.entity
+        entity = actor_of(line.line)
         entity_levels = self._entities.get(entity)
         if entity_levels is not None:
             total = sum(entity_levels.values())

@@ -1,10 +1,12 @@
 """Anomalies grouped into incidents: one alert per problem, not one per line.
 
 An anomaly joins an open incident when it is close in time (within `gap_secs` of the incident's
-span) AND related to it: the same entity, the same template, the same service (the entity's
-first name part, `db` for `db-replica-2`), or templates that share enough content words. So two
-simultaneous unrelated failures become two incidents, while a database failover that touches
-the primary and two replicas is one.
+span) AND related to it: the same template, the same actor (entity, or component when the entity
+is only the stream) or service (the actor's first name part, `db` for `db-replica-2`), a shared
+distinctive parameter value (an address, an id), templates that share content words, or
+templates that follow each other in training (when the profile is given). So two simultaneous
+unrelated failures become two incidents, while a database failover that touches the primary
+and two replicas is one.
 
 Lifecycle: the first anomaly emits the incident `open`; later anomalies emit an `update` at most
 every `update_every_secs` (alert-storm control); `tick(now)` resolves incidents quiet for
@@ -27,10 +29,12 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
+from agent.explain import actor_of, as_number
 from agent.types import (
     Anomaly,
     ExplanationKind,
@@ -57,6 +61,9 @@ class IncidentConfig:
     repeat_emit_limit: int = 3
     # Templates whose content words overlap at least this much (Jaccard) are related.
     related_word_overlap: float = 0.3
+    # Templates that follow each other in training with at least this probability are related.
+    related_transition: float = 0.2
+    max_values: int = 200  # distinctive parameter values (addresses, ids) kept per incident
 
 
 _WORD = re.compile(r"[A-Za-z][A-Za-z_]{2,}")
@@ -69,9 +76,40 @@ _STOP = frozenset(
 _MAX_LINE_CHARS = 500
 
 
+_MASK = re.compile(r"<[A-Z_*]*>")
+# Explanation kinds that alone make an incident worth more than LOW: weak ones (an unusual
+# order, hour or value) accompany real problems but also decorate the model's false alarms.
+STRONG_KINDS = frozenset(
+    {
+        ExplanationKind.NEW_TEMPLATE,
+        ExplanationKind.BURST,
+        ExplanationKind.SEVERITY,
+        ExplanationKind.RARE_TEMPLATE,
+    }
+)
+
+
 def template_words(template: str) -> frozenset[str]:
     """Lower-case content words of a template (placeholders and stop words left out)."""
-    return frozenset(w.lower() for w in _WORD.findall(template.replace("<*>", " ")) if w.lower() not in _STOP)
+    return frozenset(w.lower() for w in _WORD.findall(_MASK.sub(" ", template)) if w.lower() not in _STOP)
+
+
+def distinctive(value: str) -> bool:
+    """A parameter value specific enough to link two lines (an address, an id), not a count."""
+    return len(value) >= 5 and as_number(value) is None
+
+
+def related_templates(profile: Mapping[str, Any], min_probability: float) -> dict[int, set[int]]:
+    """Template pairs that follow each other in training often enough (both directions): the
+    same actor's next template, or another actor's line within seconds (`follows`)."""
+    related: dict[int, set[int]] = {}
+    for tid, entry in (profile.get("templates") or {}).items():
+        pairs = [*(entry.get("next") or {}).items(), *(entry.get("follows") or {}).items()]
+        for nxt, prob in pairs:
+            if float(prob) >= min_probability and int(nxt) != int(tid):
+                related.setdefault(int(tid), set()).add(int(nxt))
+                related.setdefault(int(nxt), set()).add(int(tid))
+    return related
 
 
 def service_of(entity: str) -> str:
@@ -84,7 +122,7 @@ def title_from(templates: Sequence[tuple[int, str, int]], new_only: bool) -> str
     """A short title from the leading templates: the first one's words, `+N related`."""
     if not templates:
         return "Anomalous lines"
-    text = " ".join(templates[0][1].replace("<*>", "…").split())
+    text = " ".join(_MASK.sub("…", templates[0][1]).split())
     text = re.sub(r"…(?:[\s…]*…)?", "…", text).strip(" ,;:-=") or f"template {templates[0][0]}"
     if text == "…":
         text = f"template {templates[0][0]}"
@@ -124,6 +162,7 @@ class _Open:
         "state",
         "template_text",
         "templates",
+        "values",
         "words",
     )
 
@@ -142,6 +181,7 @@ class _Open:
         self.extra_entities = 0
         self.services: set[str] = set()
         self.words: set[str] = set()
+        self.values: set[str] = set()
         self.kinds: dict[ExplanationKind, None] = {}
         self.samples: list[str] = []
         self.repeats: Counter[tuple[int, str, tuple[str, ...]]] = Counter()
@@ -162,8 +202,13 @@ def _key(anomaly: Anomaly) -> tuple[int, str, tuple[str, ...]]:
 class IncidentGrouper:
     """Groups anomalies into incidents and decides which events to emit."""
 
-    def __init__(self, config: IncidentConfig = IncidentConfig()) -> None:
+    def __init__(
+        self, config: IncidentConfig = IncidentConfig(), profile: Mapping[str, Any] | None = None
+    ) -> None:
+        """`profile` (the bundle's profile.json, optional) relates templates that follow each
+        other in training, so an auth failure and the web's 401 that it causes group together."""
         self.config = config
+        self._linked = related_templates(profile, config.related_transition) if profile else {}
         self._open: dict[str, _Open] = {}
         self._seq = 0
         self._last_decision: tuple[int, bool] | None = None
@@ -181,10 +226,16 @@ class IncidentGrouper:
 
     def _related(self, inc: _Open, anomaly: Anomaly, words: frozenset[str]) -> bool:
         line = anomaly.line
-        entity = line.line.entity
-        if line.template_id in inc.templates or entity in inc.entities:
+        if line.template_id in inc.templates:
             return True
-        if service_of(entity) in inc.services:
+        entity = actor_of(line.line)
+        informative = bool(entity) and entity != line.line.source  # the stream's name relates nothing
+        if informative and (entity in inc.entities or service_of(entity) in inc.services):
+            return True
+        if any(value in inc.values for value in line.params):
+            return True
+        linked = self._linked.get(line.template_id)
+        if linked and not linked.isdisjoint(inc.templates):
             return True
         if words and inc.words:
             overlap = len(words & inc.words) / len(words | inc.words)
@@ -282,7 +333,10 @@ class IncidentGrouper:
             inc.templates[tid] += 1
         if line.is_new:
             inc.new_templates.add(tid)
-        entity = line.line.entity
+        for value in line.params:
+            if len(inc.values) < cfg.max_values and distinctive(value):
+                inc.values.add(value)
+        entity = actor_of(line.line)
         if entity not in inc.entities:
             if len(inc.entities) < cfg.max_entities:
                 inc.entities.append(entity)
@@ -320,6 +374,8 @@ class IncidentGrouper:
             points += 1
         if len(inc.new_templates) >= 2:
             points += 1
+        if inc.danger == 0 and STRONG_KINDS.isdisjoint(inc.kinds):
+            return IncidentSeverity.LOW  # one model's opinion with weak facts at most
         if points >= 6:
             return IncidentSeverity.CRITICAL
         if points >= 4:

@@ -7,7 +7,8 @@ line with it, so every number an explanation prints ("normal: 9 AM - 6 PM", "nor
 
 The size is bounded whatever the input: at most `MAX_TEMPLATES` templates (the most frequent),
 `MAX_SLOTS` parameter slots per template, `MAX_VALUES` values per slot, `MAX_NEXT` successors per
-template and `MAX_ENTITIES` entities; what falls outside a cap is still counted.
+template and `MAX_ENTITIES` entities; what falls outside a cap is still counted. "Entity" here
+is the actor of `agent.explain.actor_of`: the configured entity, else the component.
 
 Hours are UTC hours of the line's timestamp. Lines whose time came from their arrival
 (`time_from_arrival`) say nothing about when things happen, so they are left out of the hour
@@ -21,8 +22,8 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from agent.explain import as_number, ip_prefix
-from agent.types import TemplatedLine
+from agent.explain import actor_of, as_number, ip_prefix
+from agent.types import Level, TemplatedLine
 
 PROFILE_VERSION = 1
 MAX_TEMPLATES = 5000
@@ -33,6 +34,11 @@ MAX_ENTITIES = 500
 MAX_TEMPLATE_CHARS = 300
 MAX_VALUE_CHARS = 80
 PATH_LENGTH = 3
+MAX_FOLLOWS = 5
+# Lines of two templates logged within this many seconds of each other, one right after the
+# other in the stream, are "companions" (an auth failure and the web's 401 a few ms later):
+# incidents use it to relate different actors' anomalies.
+FOLLOW_SECS = 2.0
 # Per-slot value counters stop growing (new values are then only counted) past this many
 # distinct values, so a slot full of request ids cannot take memory proportional to the input.
 _VALUE_TRACK_CAP = 5000
@@ -91,7 +97,7 @@ class _SlotStats:
 
 
 class _TemplateStats:
-    __slots__ = ("count", "entities", "hours", "levels", "next", "slots", "template", "windows")
+    __slots__ = ("count", "entities", "follows", "hours", "levels", "next", "slots", "template", "windows")
 
     def __init__(self, template: str) -> None:
         self.template = template[:MAX_TEMPLATE_CHARS]
@@ -101,6 +107,7 @@ class _TemplateStats:
         self.windows: Counter[int] = Counter()  # window index -> lines of this template
         self.slots: list[_SlotStats] = []
         self.next: Counter[int] = Counter()
+        self.follows: Counter[int] = Counter()
         self.entities: Counter[str] = Counter()
 
 
@@ -161,9 +168,12 @@ def build_profile(
     level_hours: dict[str, list[int]] = defaultdict(lambda: [0] * 24)
     level_counts: Counter[str] = Counter()
     entity_levels: dict[str, Counter[str]] = {}
+    # actor -> level -> hour histogram, for WARN and worse only (what UNUSUAL_TIME quotes).
+    actor_hours: dict[str, dict[str, list[int]]] = {}
     tokens: dict[int, int] = {}
     active: set[int] = set()
     last_by_entity: dict[str, int] = {}
+    last_line: tuple[int, float] | None = None  # (template, time) of the previous line in the stream
     total = 0
     untimed = 0
     first_time = math.inf
@@ -179,7 +189,9 @@ def build_profile(
         level = tl.line.level.name
         st.levels[level] += 1
         level_counts[level] += 1
-        entity = tl.line.entity
+        # Per actor (the entity, or the component when the entity is only the stream): a stream
+        # interleaves every service, so its "previous line" says nothing about order.
+        entity = actor_of(tl.line)
         if entity in entity_levels or len(entity_levels) < _ENTITY_TRACK_CAP:
             entity_levels.setdefault(entity, Counter())[level] += 1
         if tl.token and tl.token not in tokens:
@@ -190,11 +202,20 @@ def build_profile(
             hour = _hour(tl.time)
             st.hours[hour] += 1
             level_hours[level][hour] += 1
+            if tl.line.level >= Level.WARN and (
+                entity in actor_hours or len(actor_hours) < _ENTITY_TRACK_CAP
+            ):
+                actor_hours.setdefault(entity, {}).setdefault(level, [0] * 24)[hour] += 1
             window = int(tl.time // window_secs)
             st.windows[window] += 1
             active.add(window)
             first_time = min(first_time, tl.time)
             last_time = max(last_time, tl.time)
+            if last_line is not None and last_line[0] != tid and 0 <= tl.time - last_line[1] <= FOLLOW_SECS:
+                before = stats.get(last_line[0])
+                if before is not None and (tid in before.follows or len(before.follows) < _VALUE_TRACK_CAP):
+                    before.follows[tid] += 1
+            last_line = (tid, tl.time)
         for i, value in enumerate(tl.params[:MAX_SLOTS]):
             if i >= len(st.slots):
                 st.slots.append(_SlotStats())
@@ -210,6 +231,7 @@ def build_profile(
     templates: dict[str, Any] = {}
     for tid, st in kept:
         next_total = sum(st.next.values())
+        top_next = st.next.most_common(MAX_NEXT)
         templates[str(tid)] = {
             "template": st.template,
             "count": st.count,
@@ -219,8 +241,11 @@ def build_profile(
             "burst": _burst_stats(st.windows, len(active)),
             "params": [slot.to_json() for slot in st.slots],
             "next_total": next_total,
-            "next": {str(n): c / next_total for n, c in st.next.most_common(MAX_NEXT)} if next_total else {},
+            "next": {str(n): c / next_total for n, c in top_next} if next_total else {},
+            # Share of successors the stored ones cover: only near 1.0 is an unlisted one "never".
+            "next_coverage": sum(c for _, c in top_next) / next_total if next_total else 0.0,
             "path": _most_common_path(tid, nexts),
+            "follows": {str(n): c / st.count for n, c in st.follows.most_common(MAX_FOLLOWS)},
         }
     top_entities = sorted(entity_levels.items(), key=lambda item: -sum(item[1].values()))[:MAX_ENTITIES]
     return {
@@ -240,6 +265,7 @@ def build_profile(
             for name, count in level_counts.items()
         },
         "entities": {name: dict(levels) for name, levels in top_entities},
+        "entity_hours": {name: actor_hours[name] for name, _ in top_entities if name in actor_hours},
         "tokens": {str(token): tid for token, tid in sorted(tokens.items())},
         "templates": templates,
     }
