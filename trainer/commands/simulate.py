@@ -19,10 +19,11 @@ components and the explanation kinds a good detector should give. The same --see
 writes the same file.
 
 examples:
-  # three normal days to train on, then a day with every incident to scan
+  # three normal days to train on, then a day with every incident to scan; each
+  # component (web-1, db-primary, ...) is its own entity for windows and sequences
   logdetect simulate --days 3 --seed 1 --output train.log
   logdetect simulate --days 1 --seed 2 --start 2026-11-05 --incidents all --output day.log
-  logdetect train --input train.log --output model/
+  logdetect train --input train.log --entity component --output model/
   logdetect scan --model model/ --input day.log
 """
 
