@@ -39,11 +39,11 @@ class ExplainConfig:
     # UNUSUAL_TIME: this hour holds less than rare_hour_share of the template's (or level's)
     # timed training lines, judged only with at least min_hour_samples of them.
     rare_hour_share: float = 0.005
-    min_hour_samples: int = 100
+    min_hour_samples: int = 50
     # SEQUENCE from the profile: P(actual | previous) below this, with enough transitions seen
     # and the stored successors covering nearly all of them (so "not listed" means "never").
     sequence_min_prob: float = 0.01
-    min_transitions: int = 50
+    min_transitions: int = 30
     min_next_coverage: float = 0.99
     # SEVERITY: a WARN+ level that makes up less than this share of the template's lines.
     rare_level_share: float = 0.01

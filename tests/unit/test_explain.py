@@ -295,3 +295,33 @@ def test_busy_hours_wraps_midnight():
         night[h] = 100
     assert busy_hours(night) == "10 PM - 3 AM"
     assert busy_hours([5] * 24) == "all day"
+
+
+def test_new_error_from_a_component_quotes_that_component():
+    """When the entity is only the stream, the component is the actor: a never-seen ERROR from
+    worker-1 (which only ever logged INFO) is SEVERITY for worker-1; its ERROR at 3 AM is quoted
+    against the hours ERROR lines usually come at."""
+    lines = []
+    for k in range(1500):
+        t = T0 + k * 300.0
+        comp, level = (
+            ("worker-1", Level.INFO)
+            if k % 3
+            else ("web-1", Level.ERROR if 9 <= (k // 12) % 24 < 18 else Level.INFO)
+        )
+        parsed = ParsedLine(f"m{k}", f"m{k}", t, level, "app.log", "app.log", k, comp)
+        lines.append(TemplatedLine(parsed, 1 + k % 3, f"m {k % 3}", (), 1 + k % 3, False, t))
+    profile = build_profile(lines)
+    assert "worker-1" in profile["entities"] and "app.log" not in profile["entities"]
+    explainer = Explainer(profile, {})
+    night = T0 + 30 * DAY + 3 * 3600
+    parsed = ParsedLine(
+        "x", "Unhandled exception in payment handler", night, Level.ERROR, "app.log", "app.log", 0, "worker-1"
+    )
+    new = TemplatedLine(parsed, 99, "Unhandled exception in payment handler", (), 0, True, night)
+    found = {e.kind: dict(e.facts) for e in explainer.explain(ctx(new), [])}
+    assert found[ExplanationKind.SEVERITY]["subject"] == "worker-1"
+    assert (
+        found[ExplanationKind.UNUSUAL_TIME]["scope"] == "level"
+        and found[ExplanationKind.UNUSUAL_TIME]["hour_utc"] == 3
+    )

@@ -217,3 +217,63 @@ def test_bgl_alerts_group_into_incidents(data_dir: Path):
 def test_service_of():
     assert service_of("db-replica-2") == "db"
     assert service_of("R02-M1-N0-C:J12-U11") == "r02"
+
+
+def test_training_companions_relate_different_actors():
+    """An auth failure and the web's 401 that follows it within milliseconds in training: with the
+    profile they group into one incident, without it they are two (nothing else links them)."""
+    from trainer.profile import build_profile
+
+    auth_t = "Authentication failed for user <*> from <IP>"
+    web_t = "Request rejected: <NUM> Unauthorized (bad credentials) in <NUM> ms"
+    training = []
+    for k in range(300):
+        t = T0 - 86400 + k * 60.0
+        for message, template, tid, comp, dt in (
+            (f"Authentication failed for user u{k} from 10.0.0.{k % 9}", auth_t, 1, "auth-1", 0.0),
+            (
+                f"Request rejected: 401 Unauthorized (bad credentials) in {k % 50} ms",
+                web_t,
+                2,
+                "web-1",
+                0.004,
+            ),
+            (f"GET /api/orders/{k} from 10.0.3.{k % 7}", "GET /api/orders/<NUM> from <IP>", 3, "web-2", 20.0),
+        ):
+            parsed = ParsedLine(message, message, t + dt, Level.WARN, "app.log", "app.log", 0, comp)
+            training.append(TemplatedLine(parsed, tid, template, (), tid, False, t + dt))
+    profile = build_profile(training)
+    assert profile["templates"]["1"]["follows"]["2"] > 0.9
+
+    def storm() -> list[Anomaly]:
+        out = []
+        for k in range(20):
+            for message, tid, comp in (
+                (f"Authentication failed for user u{k} from 203.0.113.9", 1, "auth-1"),
+                ("Request rejected: 401 Unauthorized (bad credentials) in 40 ms", 2, "web-1"),
+            ):
+                a = anomaly(message, T0 + k * 5, "app.log", template_id=tid, level=Level.WARN)
+                parsed = replace(a.line.line, source="app.log", component=comp)
+                out.append(replace(a, line=replace(a.line, line=parsed)))
+        return out
+
+    _, events = run(IncidentGrouper(IncidentConfig(), profile=profile), storm())
+    (one,) = resolved(events).values()
+    assert set(one.entities) == {"auth-1", "web-1"} and one.anomaly_count == 40
+    _, events = run(IncidentGrouper(), storm())
+    assert len(resolved(events)) == 2
+
+
+def test_incidents_with_only_weak_facts_rank_low():
+    """Sixty WARN lines that only a model flagged, with a SEQUENCE note at most, stay LOW."""
+    weak = (Explanation(ExplanationKind.SEQUENCE, "SEQUENCE ANOMALY: P(this | previous) = 0 in training"),)
+    stream = [
+        replace(
+            anomaly(f"Slow query on users took {k} ms", T0 + k, "db-primary", 9, Level.WARN),
+            explanations=weak,
+        )
+        for k in range(60)
+    ]
+    _, events = run(IncidentGrouper(), stream)
+    (inc,) = resolved(events).values()
+    assert inc.severity is IncidentSeverity.LOW
