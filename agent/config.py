@@ -65,6 +65,7 @@ class AgentSettings:
     batch_records: int = 1024
     tick_interval_secs: float = 1.0
     shutdown_budget_secs: float = 5.0
+    multiline_flush_secs: float = 0.5  # input idle this long: release held multi-line records
     metrics_listen: str = "127.0.0.1:9847"  # /metrics, /livez, /readyz; "" turns it off
     log_level: str = "info"
     log_format: str = "json"
@@ -87,8 +88,8 @@ class AgentSettings:
             out.append(f"log_format = {self.log_format!r}: use json, console or auto")
         if self.queue_records < 1 or self.batch_records < 1:
             out.append("queue_records and batch_records must be >= 1")
-        if self.tick_interval_secs <= 0 or self.shutdown_budget_secs <= 0:
-            out.append("tick_interval_secs and shutdown_budget_secs must be > 0")
+        if self.tick_interval_secs <= 0 or self.shutdown_budget_secs <= 0 or self.multiline_flush_secs <= 0:
+            out.append("tick_interval_secs, shutdown_budget_secs and multiline_flush_secs must be > 0")
         return out
 
 

@@ -127,6 +127,10 @@ class Daemon:
         self._stop = asyncio.Event()
         self._reload = False
         self._service = _Service(config.agent.metrics_listen)
+        # Batches processed but possibly still held inside the pipeline (a multi-line record
+        # waits for the next line to know it is complete): acked only once released.
+        self._unreleased: list[Batch] = []
+        self._last_input = time.monotonic()
 
     # --- worker-thread helpers ---
 
@@ -156,6 +160,25 @@ class Daemon:
             log.exception("pipeline failed on a batch", error=str(exc), records=len(records), throttle=True)
         self._write(events)
         return len(events)
+
+    def _pending(self, pipeline: PipelineLike) -> int:
+        """Records the pipeline holds without an event yet (multi-line stitching)."""
+        pending = getattr(pipeline, "pending_records", None)
+        if callable(pending):
+            return int(pending())
+        stitcher = getattr(pipeline, "stitcher", None)
+        return int(getattr(stitcher, "pending", 0) or 0)
+
+    def _flush(self, pipeline: PipelineLike) -> None:
+        """Input went idle: make the pipeline release held records, write their events."""
+        now = time.time()
+        try:
+            flush = getattr(pipeline, "flush_pending", None)
+            events = list(flush(now)) if callable(flush) else _flush_stitcher(pipeline, now)
+        except Exception as exc:
+            log.exception("pipeline flush failed", error=str(exc), throttle=True)
+            return
+        self._write(events)
 
     def _tick(self, pipeline: PipelineLike) -> None:
         try:
@@ -238,7 +261,10 @@ class Daemon:
             batches = await self.queue.get_many(cfg.batch_records, wait)
             pipeline = self.pipeline
             if batches and pipeline is not None:
+                self._last_input = time.monotonic()
                 await self._run_batches(pipeline, batches)
+            if self._unreleased and pipeline is not None:
+                await self._release(pipeline)
             if time.monotonic() >= next_tick and pipeline is not None:
                 await self._in_worker(self._tick, pipeline)
                 next_tick = time.monotonic() + cfg.tick_interval_secs
@@ -258,6 +284,34 @@ class Daemon:
         self.counts.batches += len(batches)
         self.counts.records += sum(len(b.records) for b in batches)
         self.counts.events += n_events
+        self._unreleased.extend(batches)
+
+    async def _release(self, pipeline: PipelineLike, force: bool = False) -> None:
+        """Finish (ack) processed batches once the pipeline holds none of their records.
+
+        A record still held by the pipeline has no event yet; acking it would break "every
+        acked record was processed" on a crash. The stitcher holds at most the last logical
+        record of each source, so every batch but the latest of its source is released at
+        once; the latest ones when nothing is held any more, or when input has been idle for
+        `multiline_flush_secs` and the pipeline was asked to release what it holds.
+        """
+        pending = await self._in_worker(self._pending, pipeline)
+        idle = time.monotonic() - self._last_input >= self.config.agent.multiline_flush_secs
+        if pending and (force or idle):
+            await self._in_worker(self._flush, pipeline)
+            pending = 0  # released (or the flush failed and was logged: do not wedge acks)
+        if pending:
+            latest = {b.source: b for b in self._unreleased}
+            keep = [b for b in self._unreleased if latest[b.source] is b]
+            done = [b for b in self._unreleased if latest[b.source] is not b]
+        else:
+            keep, done = [], self._unreleased
+        self._unreleased = keep
+        for batch in done:
+            batch.finish(True)
+
+    def _finish_unreleased(self) -> None:
+        batches, self._unreleased = self._unreleased, []
         for batch in batches:
             batch.finish(True)
 
@@ -281,7 +335,8 @@ class Daemon:
             log.warning("sources/sinks changed in the config: restart the agent to apply those changes")
         old = self.pipeline
         if old is not None:
-            await self._in_worker(self._close_pipeline, old)
+            await self._in_worker(self._close_pipeline, old)  # close() releases held records
+            self._finish_unreleased()
         self.pipeline = new_pipeline
         self.config = _with_components(new_config, self.config)
         log.info("reloaded", model=str(new_config.model))
@@ -308,6 +363,7 @@ class Daemon:
         if pipeline is not None:
             await self._in_worker(self._close_pipeline, pipeline)
         await self._in_worker(self._close_sinks)
+        self._finish_unreleased()
         # Acks of batches processed during the drain: give them a moment to reach the clients.
         for source in self.sources:
             wait_acks = getattr(source, "wait_acks", None)
@@ -316,6 +372,21 @@ class Daemon:
         self._worker.shutdown(wait=False)
         self._service.close()
         log.info("stopped", records=self.counts.records, events=self.counts.events)
+
+
+def _flush_stitcher(pipeline: Any, now: float) -> list[bytes]:
+    """Fallback while the pipeline has no public `flush_pending`: what `close()` does with the
+    stitcher's pending records, without closing anything else."""
+    stitcher = getattr(pipeline, "stitcher", None)
+    if stitcher is None:
+        return []
+    records = stitcher.flush()
+    if not records:
+        return []
+    out: list[Any] = []
+    pipeline._process_batch(records, now, out)
+    events: list[bytes] = pipeline.encode(out, now)
+    return events
 
 
 def _components(items: Sequence[ComponentConfig]) -> list[tuple[str, str, Any]]:

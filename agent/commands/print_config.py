@@ -42,6 +42,7 @@ queue_records = 10000             # records queued between sources and the pipel
 batch_records = 1024              # records handed to the pipeline at once
 tick_interval_secs = 1.0          # timers: idle sessions, incident resolution, snapshots
 shutdown_budget_secs = 5.0        # SIGTERM: drain, close and flush within this time
+multiline_flush_secs = 0.5        # input idle this long: release a held multi-line record (and ack it)
 metrics_listen = "127.0.0.1:9847" # /metrics /livez /readyz on loopback; "" turns it off
 log_level = "info"                # debug | info | warning | error (logs go to stderr)
 log_format = "json"               # json | console | auto
