@@ -234,7 +234,7 @@ class Daemon:
             (signal.SIGINT, self.request_stop),
             (signal.SIGHUP, self.request_reload),
         ):
-            with contextlib.suppress(NotImplementedError, RuntimeError):
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
                 loop.add_signal_handler(sig, handler)
         self._service.ready(f"serving {len(self.sources)} source(s)")
         log.info("agent ready", sources=[s.id for s in self.sources], sinks=[s.id for s in self.sinks])
@@ -243,7 +243,7 @@ class Daemon:
         finally:
             await self._shutdown()
             for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-                with contextlib.suppress(NotImplementedError, RuntimeError):
+                with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
                     loop.remove_signal_handler(sig)
         return 0
 

@@ -73,18 +73,28 @@ def flatten_fields(record: dict[Any, Any], prefix: str = "", depth: int = 0) -> 
     """A record's fields as (dotted name, text) pairs.
 
     Nested maps are flattened: `{"kubernetes": {"pod_name": …}}` → `kubernetes.pod_name`.
+    This runs once per received record, hence the exact-type fast paths.
     """
     out: list[tuple[str, str]] = []
     for key, value in record.items():
-        if not isinstance(key, bytes | str):
+        key_type = type(key)
+        if key_type is bytes:
+            name = prefix + key.decode("utf-8", "replace")
+        elif key_type is str:
+            name = prefix + key
+        else:
             continue
-        name = prefix + _text(key)
-        if isinstance(value, dict) and depth < MAX_DEPTH:
+        value_type = type(value)
+        if value_type is bytes:
+            out.append((name, value.decode("utf-8", "replace")))
+        elif value_type is str:
+            out.append((name, value))
+        elif value_type is dict and depth < MAX_DEPTH:
             out.extend(flatten_fields(value, name + ".", depth + 1))
-            continue
-        as_text = scalar_text(value)
-        if as_text is not None:
-            out.append((name, as_text))
+        else:
+            as_text = scalar_text(value)
+            if as_text is not None:
+                out.append((name, as_text))
     return out
 
 
@@ -116,14 +126,12 @@ def record_from_map(
 ) -> Record | str:
     """A `Record` from a decoded map, or the reason word it is dropped for."""
     pairs = flatten_fields(record)
-    by_name: dict[str, str] = {}
-    for name, value in pairs:
-        by_name.setdefault(name, value)
+    by_name = dict(reversed(pairs))  # the first occurrence of a name wins
     message_name = next((name for name in fields.message if name in by_name), None)
     if message_name is None:
         return "missing_message_field"
     message = by_name[message_name]
-    rest = [(name, value) for name, value in pairs if name != message_name]
+    rest = [pair for pair in pairs if pair[0] != message_name]
     time = event_time
     if fields.time is not None and fields.time in by_name:
         time = parse_time_text(by_name[fields.time]) or time

@@ -283,6 +283,25 @@ format = "json"
     assert processed_lines(tmp_path / "events.jsonl") == lines
 
 
+def test_print_config_output_passes_validate(bundle: Path, tmp_path: Path) -> None:
+    """`logdetect print-config` writes a config `logdetect validate` accepts as it is."""
+    printed = subprocess.run(
+        [*CLI, "print-config", "--model", str(bundle), "--state-dir", str(tmp_path / "state")],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert printed.returncode == 0
+    config = tmp_path / "agent.toml"
+    config.write_text(printed.stdout)
+    check = subprocess.run(
+        [*CLI, "validate", "--config", str(config)], cwd=REPO, capture_output=True, text=True, timeout=60
+    )
+    assert check.returncode == 0, check.stderr
+    assert "OK" in check.stdout
+
+
 def test_sighup_refuses_a_corrupt_bundle_and_keeps_serving(bundle: Path, tmp_path: Path) -> None:
     """Reload with an edited bundle: refused with a log line, the old model keeps serving;
     `logdetect validate` reports the same bundle as broken."""
