@@ -8,7 +8,7 @@
     Incident 1 (03:42:15 - 03:47:22): Database connection pool exhausted [CRITICAL]
       └─ 15 anomalous lines, started with "Connection timeout..."
 
-followed, for each incident, by the block of its leading anomaly (the highest scored one) with
+followed, for each serious incident, by the block of its leading anomaly (the most explained) with
 its explanations and the related anomalies of the same incident. `render_anomaly` is that block
 alone (watch mode). With `color` the output carries ANSI colours (the caller decides: a terminal
 yes, a pipe no); without, it is plain text.
@@ -20,6 +20,7 @@ import math
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
+from agent.explain import actor_of
 from agent.types import Anomaly, Incident, IncidentSeverity
 
 MAX_INCIDENTS_SHOWN = 20
@@ -78,7 +79,7 @@ def render_anomaly(anomaly: Anomaly, color: bool, related: Sequence[Anomaly] = (
         paint(f"ANOMALY DETECTED [Score: {anomaly.score:.2f}]", _RED) + f"  {anomaly.verdict.value.upper()}",
         _RULE,
         f"Timestamp: {stamp}",
-        f"Entity:    {line.line.entity}",
+        f"Entity:    {actor_of(line.line)}",
         f"Log Line:  {_quote(line.line.message, 120)}",
     ]
     if anomaly.explanations:
@@ -130,7 +131,11 @@ def render_summary(
     # Most severe first, then in time order; the rest are summarised in one line.
     shown = sorted(ordered, key=lambda i: -int(i.severity))[:MAX_INCIDENTS_SHOWN]
     shown_ids = {i.incident_id for i in shown}
-    biggest = sorted(shown, key=lambda i: (-int(i.severity), -i.anomaly_count))[:MAX_BLOCKS]
+    # Full blocks for the most severe incidents; LOW ones (a model's lone opinion, weak facts)
+    # get one only when nothing is worse.
+    biggest = sorted(shown, key=lambda i: (-int(i.severity), -i.anomaly_count))
+    serious = [i for i in biggest if i.severity > IncidentSeverity.LOW]
+    biggest = serious[:MAX_BLOCKS] if serious else biggest[:3]
     block_ids = {i.incident_id for i in biggest}
     numbered = [(n, i) for n, i in enumerate(ordered, 1) if i.incident_id in shown_ids]
     for n, inc in numbered:
@@ -155,7 +160,8 @@ def render_summary(
             kinds = ", ".join(k.value for k in inc.explanation_kinds)
             out.append(paint(f"     why: {kinds}", _DIM))
         if members and inc.incident_id in block_ids:
-            leading = max(members, key=lambda a: (a.score, -a.line.time))
+            # The most explained member leads (seed 002's block shows why), then the top score.
+            leading = max(members, key=lambda a: (len(a.explanations), a.score, -a.line.time))
             related = [a for a in members if a is not leading][:MAX_RELATED]
             block = render_anomaly(leading, color, related)
             out += ["", *("    " + row if row else "" for row in block.splitlines())]
