@@ -192,6 +192,7 @@ class Explainer:
             self._tokens[line.token] = line.template_id
         actor = actor_of(line.line)
         self._previous[id(line)] = (line, self._last_by_actor.get(actor))
+        self._previous.move_to_end(id(line))  # an id reused by a new object is fresh, not old
         if len(self._previous) > self.config.max_pending:
             self._previous.popitem(last=False)
         self._last_by_actor[actor] = line.template_id
