@@ -23,7 +23,7 @@ import secrets
 import struct
 import zlib
 from collections import Counter, OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import msgpack
@@ -32,6 +32,7 @@ from agent.types import Record
 from plugins.records import FieldMap, record_from_map
 
 EVENT_TIME_EXT = 0
+TAG_FIELD = "fluent.tag"
 DEFAULT_MAX_FRAME_BYTES = 16 * 1024 * 1024
 
 
@@ -217,7 +218,8 @@ class RequestDecoder:
         if isinstance(result, str):
             out.skipped[result] += 1
         else:
-            out.records.append(result)
+            # The Fluentd tag names the stream (Fluent Bit's tail: one tag per file).
+            out.records.append(replace(result, fields=(*result.fields, (TAG_FIELD, out.tag))))
 
 
 def _is_marker(raw_time: Any) -> bool:

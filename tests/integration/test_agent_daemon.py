@@ -24,6 +24,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -133,7 +134,7 @@ class Agent:
                 self.proc.wait(5)
 
 
-def write_config(path: Path, bundle: Path, sources: str, extra: str = "") -> Path:
+def write_config(path: Path, bundle: Path, sources: str, extra: str = "", metrics_listen: str = "") -> Path:
     path.write_text(
         f"""
 model = "{bundle}"
@@ -141,7 +142,7 @@ state_dir = "{path.parent / "state"}"
 [pipeline]
 emit_all = true
 [agent]
-metrics_listen = ""
+metrics_listen = "{metrics_listen}"
 tick_interval_secs = 0.2
 shutdown_budget_secs = 5.0
 {extra}
@@ -229,6 +230,7 @@ def test_zmq_source_end_to_end_with_gap_event(bundle: Path, tmp_path: Path) -> N
 type = "zmq"
 listen = "tcp://127.0.0.1:*"
 """,
+        metrics_listen="127.0.0.1:0",
     )
     agent = Agent(config)
     ctx: zmq.Context[Any] = zmq.Context()
@@ -249,6 +251,14 @@ listen = "tcp://127.0.0.1:*"
         deadline = time.monotonic() + 20
         while len(processed_lines(tmp_path / "events.jsonl")) < len(sent) and time.monotonic() < deadline:
             time.sleep(0.1)
+        # The loss is visible to Prometheus too, and the agent reports itself ready.
+        url = agent.wait_log("status endpoint listening")["url"]
+        with urllib.request.urlopen(f"{url}/readyz", timeout=5) as resp:
+            assert resp.status == 200
+        with urllib.request.urlopen(f"{url}/metrics", timeout=5) as resp:
+            exposition = resp.read().decode()
+        assert 'logdetect_input_lost_messages_total{component="bus"} 1.0' in exposition
+        assert f'logdetect_records_in_total{{component="bus"}} {float(len(sent))}' in exposition
         assert agent.stop() == 0
     finally:
         ctx.term()
@@ -303,8 +313,9 @@ def test_print_config_output_passes_validate(bundle: Path, tmp_path: Path) -> No
 
 
 def test_sighup_refuses_a_corrupt_bundle_and_keeps_serving(bundle: Path, tmp_path: Path) -> None:
-    """Reload with an edited bundle: refused with a log line, the old model keeps serving;
-    `logdetect validate` reports the same bundle as broken."""
+    """Reload with an edited bundle: refused with a log line, the old model keeps serving; a
+    reload with a good bundle then swaps it in while serving; `logdetect validate` reports the
+    edited bundle as broken."""
     need(node_available(), "node and tests/node/node_modules (run tests/setup/node.sh)")
     broken = tmp_path / "broken-model"
     shutil.copytree(bundle, broken)
@@ -327,11 +338,20 @@ listen = "tcp:127.0.0.1:0"
             {"port": port, "mode": "PackedForward", "ack": True, "count": 50, "prefix": LINE.format(minute=1)}
         )
         assert result.get("acked") == 50
+        # A good bundle again: reloaded, and serving continues with it.
+        write_config(tmp_path / "agent.toml", bundle, forward)
+        agent.proc.send_signal(signal.SIGHUP)
+        agent.wait_log("reloaded", 30)
+        result = node_send(
+            {"port": port, "mode": "Forward", "ack": True, "count": 50, "prefix": LINE.format(minute=2)}
+        )
+        assert result.get("acked") == 50
         assert agent.stop() == 0
     finally:
         if agent.proc.poll() is None:
             agent.proc.kill()
-    assert len(processed_lines(tmp_path / "events.jsonl")) == 50
+    assert len(processed_lines(tmp_path / "events.jsonl")) == 100
+    write_config(tmp_path / "agent.toml", broken, forward)
     check = subprocess.run(
         [*CLI, "validate", "--config", str(config)], cwd=REPO, capture_output=True, text=True, timeout=60
     )

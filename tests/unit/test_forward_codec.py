@@ -68,6 +68,7 @@ def test_message_mode_with_int_time_and_option_chunk() -> None:
     assert [r.line for r in req.records] == ["GET / 200"]
     assert req.records[0].time == float(T0)
     assert req.records[0].field("level") == "INFO"
+    assert req.records[0].field("fluent.tag") == "app.web"
     assert req.chunk == b"abc="
 
 
