@@ -135,6 +135,10 @@ def title_from(templates: Sequence[tuple[int, str, int]], new_only: bool) -> str
     return text
 
 
+_SWEEP_EVERY_SECS = 60.0  # how often (in log time) add() looks for incidents gone quiet
+_MAX_CLOCK_STEP_SECS = 86400.0  # a bigger step of the log clock needs two lines to be believed
+
+
 def _clock(t: float) -> str:
     return datetime.fromtimestamp(t, UTC).strftime("%Y%m%dT%H%M%SZ") if math.isfinite(t) else "unknown"
 
@@ -212,6 +216,9 @@ class IncidentGrouper:
         self._open: dict[str, _Open] = {}
         self._seq = 0
         self._last_decision: tuple[int, bool] | None = None
+        self._latest = -math.inf  # the latest anomaly time seen (the log's clock)
+        self._swept_at = -math.inf
+        self._far_ahead = False
         self.suppressed = 0  # identical anomalies counted but not emitted
 
     # ---- matching
@@ -272,9 +279,21 @@ class IncidentGrouper:
         return self._would_emit(self._match(anomaly), anomaly)
 
     def add(self, anomaly: Anomaly) -> tuple[str, list[Incident]]:
-        """Put `anomaly` in an incident; returns its id and the incident events due now."""
+        """Put `anomaly` in an incident; returns its id and the incident events due now.
+
+        The events are this incident's `open` or `update`, preceded by the `resolved` events
+        of incidents that the log's own clock shows quiet: a batch scan never calls `tick`,
+        and without this a month of logs would keep every incident open (and every anomaly
+        compared with all of them) until the end.
+        """
         cfg = self.config
         events: list[Incident] = []
+        t = anomaly.line.time
+        if self._advance_clock(t) and t - self._swept_at >= _SWEEP_EVERY_SECS:
+            self._swept_at = t
+            stale = max(cfg.quiet_secs, cfg.gap_secs)
+            quiet = [i for i in self._open.values() if t - i.last_seen > stale]
+            events += [self._resolve(i) for i in sorted(quiet, key=lambda i: i.first_seen)]
         inc = self._match(anomaly)
         if inc is None:
             if len(self._open) >= cfg.max_open:
@@ -288,7 +307,6 @@ class IncidentGrouper:
         if not emit:
             self.suppressed += 1
         self._absorb(inc, anomaly)
-        t = anomaly.line.time
         if inc.state is IncidentState.OPEN and inc.anomalies == 1:
             inc.emitted_at = t
             events.append(self._snapshot(inc, IncidentState.OPEN))
@@ -297,6 +315,20 @@ class IncidentGrouper:
             inc.emitted_at = t
             events.append(self._snapshot(inc, IncidentState.UPDATE))
         return inc.incident_id, events
+
+    def _advance_clock(self, t: float) -> bool:
+        """Move the log clock to `t`; True when it moved. A single line far ahead of the rest
+        (a timestamp jumping years) is not believed until a second one agrees, so that one bad
+        clock cannot resolve every open incident."""
+        if not math.isfinite(t) or t <= self._latest:
+            self._far_ahead = False if math.isfinite(t) else self._far_ahead
+            return False
+        if t - self._latest > _MAX_CLOCK_STEP_SECS and math.isfinite(self._latest) and not self._far_ahead:
+            self._far_ahead = True
+            return False
+        self._far_ahead = False
+        self._latest = t
+        return True
 
     def tick(self, now: float) -> list[Incident]:
         """Resolve the incidents whose last anomaly is `quiet_secs` or more before `now`."""

@@ -277,3 +277,23 @@ def test_incidents_with_only_weak_facts_rank_low():
     _, events = run(IncidentGrouper(), stream)
     (inc,) = resolved(events).values()
     assert inc.severity is IncidentSeverity.LOW
+
+
+def test_a_long_scan_resolves_incidents_by_the_logs_own_clock():
+    """A week of hourly bursts without any tick(): add() resolves the quiet incidents as the
+    log's time moves on, so few stay open and each is resolved exactly once."""
+    grouper = IncidentGrouper()
+    stream = [
+        anomaly(f"Replica-3 not responding attempt {k}", T0 + hour * 3600 + k, "db-replica-3", template_id=7)
+        for hour in range(7 * 24)
+        for k in range(5)
+    ]
+    peak = 0
+    events: list[Incident] = []
+    for a in stream:
+        events += grouper.add(a)[1]
+        peak = max(peak, grouper.open_count)
+    events += grouper.close()
+    assert peak <= 2
+    done = [e.incident_id for e in events if e.state is IncidentState.RESOLVED]
+    assert len(done) == len(set(done)) == 7 * 24
