@@ -63,10 +63,9 @@ class Units:
 
     def fired(self, thr: LogBertThresholds) -> np.ndarray:
         """The rule of `agent.detectors.logbert.judge`, vectorised over chunks, any chunk per unit."""
-        chunk = np.where(
-            self.rare,
-            (self.cosine > thr.cosine) | self.unknown,
-            (self.miss > thr.miss) | (self.distance > thr.distance),
+        unknown = self.unknown if thr.unknown_fires else np.zeros_like(self.unknown)
+        chunk = unknown | np.where(
+            self.rare, self.cosine > thr.cosine, (self.miss > thr.miss) | (self.distance > thr.distance)
         )
         out = np.zeros(self.n_units, dtype=bool)
         np.logical_or.at(out, self.owner, chunk)
@@ -160,9 +159,13 @@ def _rows_for(
     details[name]["thresholds_medium"] = asdict(det.thresholds)
     details[name]["thresholds_tuned"] = asdict(tuned)
     details[name]["test_rare_path_share"] = float(test.rare.mean()) if len(test.rare) else 0.0
+    # the plain LogBERT rule (no UNK rule), tuned the same way, to show what that rule adds
+    plain = tune(val, val_y, replace(det.thresholds, unknown_fires=False), prevalence)
+    details[name]["thresholds_tuned_without_unknown_rule"] = asdict(plain)
     return [
         row(level, name, test_y, test.fired(tuned), prevalence),
         row(level, f"{name}@medium", test_y, test.fired(det.thresholds), prevalence),
+        row(level, f"{name}-no-unk-rule", test_y, test.fired(plain), prevalence),
     ]
 
 
@@ -178,7 +181,8 @@ def hdfs_rows(
     options: Any = None,
 ) -> list[Row]:
     """Session-level rows (prevalence-adjusted) for both variants: `<name>` uses thresholds tuned
-    on the validation half, `<name>@medium` the bundle's calibrated medium thresholds."""
+    on the validation half, `<name>@medium` the bundle's calibrated medium thresholds,
+    `<name>-no-unk-rule` LogBERT's plain rule (unknown templates only count as misses), tuned."""
     from trainer.sequences import build_vocab, encode, read_labelled, read_sessions, stratified_split
 
     details = {} if details is None else details

@@ -73,6 +73,7 @@ class LogBertOptions:
     rare_min_count: int = 10  # templates seen fewer times in training are "rare" (seed 000)
     rare_fraction: float = 0.5  # windows with at least this share of rare templates take the rare path
     score_every_lines: int = 16
+    unknown_fires: bool = True  # a window with a template never seen in training fires
     parity_windows: int = 64
 
 
@@ -393,6 +394,7 @@ def fit_and_export(
             "window_centre": [float(x) for x in window_centre],
             "rare_tokens": rare_tokens,
             "rare_fraction": options.rare_fraction,
+            "unknown_fires": options.unknown_fires,
             "score_every_lines": options.score_every_lines,
             "curve": curve,
             "parity": parity,

@@ -18,7 +18,10 @@ Scoring rule, per window (never per line):
   the training centre exceeds the calibrated thresholds.
 * Rare path (seed 000): when at least `rare_fraction` of the window's templates are rare in
   training, MLKP predictions are unreliable; the window fires when the cosine distance of its
-  mean embedding to the training mean exceeds its threshold (or it holds an unknown template).
+  mean embedding to the training mean exceeds its threshold.
+* With `unknown_fires` (manifest, default true) a window holding a template never seen in
+  training fires on either path: MLKP cannot predict it by construction, and one such line
+  would otherwise be diluted in the miss ratio of a long window.
 
 Scores are normalised per sensitivity: each component is divided by its threshold, so the
 reported score is > 1.0 exactly when the window fires (threshold 1.0 in every `DetectorScore`).
@@ -125,6 +128,7 @@ class LogBertThresholds:
     distance: float
     cosine: float
     rare_fraction: float
+    unknown_fires: bool = True  # a template never seen in training fires the window by itself
 
     @staticmethod
     def from_section(section: dict[str, Any], sensitivity: Sensitivity) -> LogBertThresholds:
@@ -134,6 +138,7 @@ class LogBertThresholds:
                 distance=float(section["distance_thresholds"][sensitivity.value]),
                 cosine=float(section["cosine_thresholds"][sensitivity.value]),
                 rare_fraction=float(section["rare_fraction"]),
+                unknown_fires=bool(section.get("unknown_fires", True)),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise BundleError(
@@ -150,11 +155,11 @@ def _over(value: float, threshold: float) -> float:
 
 def judge(ws: WindowScore, thr: LogBertThresholds) -> tuple[float, bool, str]:
     """(normalised score, fired, path) of one window under one set of thresholds."""
+    unknown = _over(ws.unknown / max(ws.positions, 1), 0.0) if thr.unknown_fires else 0.0
     if ws.rare_fraction >= thr.rare_fraction:
-        unknown_ratio = ws.unknown / max(ws.positions, 1)
-        score = max(_over(ws.cosine, thr.cosine), _over(unknown_ratio, 0.0))
+        score = max(_over(ws.cosine, thr.cosine), unknown)
         return score, score > 1.0, "rare"
-    score = max(_over(ws.miss_ratio, thr.miss), _over(ws.distance, thr.distance))
+    score = max(_over(ws.miss_ratio, thr.miss), _over(ws.distance, thr.distance), unknown)
     return score, score > 1.0, "frequent"
 
 

@@ -1,0 +1,161 @@
+"""LogBERT-severity: scoring latency and throughput on CPU, and training time on `hdfs_train`.
+
+    .venv/bin/python bench/logbert_latency.py [--epochs 20] [--windows 512] [--bundle DIR] [--json]
+
+1. Training: the default-size model (`LogBertOptions()`) on the 4,855 sessions of
+   `hdfs/deeplog/hdfs_train`, torch limited to 2 threads (the 2-core target: ≤ 10 min).
+   `--bundle DIR` reuses a bundle written by an earlier run instead of training.
+2. Scoring through ONNX Runtime with ONE intra-op thread, at window lengths 20 and 64, in the
+   same run: unbatched (one ONNX call per window: its mask variants + the unmasked row) versus
+   batched (`--batch` windows per call). Windows are distinct (cut from the concatenated HDFS
+   sessions at varying offsets) and the memo cache is bypassed, so every window is computed.
+   Reported: per-window latency (ms) and windows/s; best of `--repeats`.
+3. The served path on real sessions: every session of `robust_log_train.csv` through
+   `LogBertDetector.score_session` (memoised, one call per session) — sessions/s and hit rate.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:  # run as a script from anywhere
+    sys.path.insert(0, str(REPO))
+
+from agent.bundle import Bundle, BundleWriter, load_bundle  # noqa: E402
+from agent.detectors.base import Sensitivity  # noqa: E402
+from agent.detectors.logbert import LogBertDetector, Window, sanitise  # noqa: E402
+from agent.onnx_session import RuntimeOptions  # noqa: E402
+
+DEFAULT_DATA = Path(os.environ.get("LOGDETECT_DATA", REPO.parent / "shared" / "data"))
+
+
+def train_bundle(data: Path, out: Path, epochs: int) -> tuple[Bundle, dict[str, Any]]:
+    import torch
+
+    from trainer.logbert import LogBertOptions, fit_and_export
+    from trainer.sequences import build_vocab, encode, read_sessions
+    from trainer.torch_base import FitConfig
+
+    torch.set_num_threads(2)
+    raw = read_sessions(data / "hdfs" / "deeplog" / "hdfs_train")
+    vocab = build_vocab(raw)
+    writer = BundleWriter(out)
+    started = time.monotonic()
+    section = fit_and_export(encode(raw, vocab), None, [], None, len(vocab) + 1, writer, "logbert",
+                             LogBertOptions(), FitConfig(epochs=epochs, device="cpu", progress=False), None)
+    seconds = time.monotonic() - started
+    writer.finish()
+    return load_bundle(out), {"train_seconds": round(seconds, 1), "torch_threads": 2, **section["training"]}
+
+
+def distinct_windows(data: Path, length: int, count: int, det: LogBertDetector) -> list[Window]:
+    from trainer.sequences import read_sessions
+
+    stream = [t for s in read_sessions(data / "hdfs" / "deeplog" / "hdfs_train") for t in s]
+    seen: set[Window] = set()
+    out: list[Window] = []
+    start = 0
+    while len(out) < count and start + length <= len(stream):
+        w = sanitise(stream[start : start + length], None, det.layout)
+        if w not in seen:
+            seen.add(w)
+            out.append(w)
+        start += 7
+    return out
+
+
+def time_scoring(det: LogBertDetector, windows: list[Window], batch: int, repeats: int) -> dict[str, float]:
+    scorer = det.scorer
+    best_unbatched = best_batched = float("inf")
+    for _ in range(repeats):
+        t = time.perf_counter()
+        for w in windows:
+            scorer.score_windows([w])
+        best_unbatched = min(best_unbatched, time.perf_counter() - t)
+        t = time.perf_counter()
+        for s in range(0, len(windows), batch):
+            scorer.score_windows(windows[s : s + batch])
+        best_batched = min(best_batched, time.perf_counter() - t)
+    n = len(windows)
+    return {
+        "windows": n,
+        "unbatched_ms_per_window": round(1000 * best_unbatched / n, 3),
+        "unbatched_windows_per_s": round(n / best_unbatched, 1),
+        "batched_ms_per_window": round(1000 * best_batched / n, 3),
+        "batched_windows_per_s": round(n / best_batched, 1),
+        "speedup": round(best_unbatched / best_batched, 2),
+    }
+
+
+def served_sessions(data: Path, det: LogBertDetector) -> dict[str, float]:
+    from trainer.sequences import build_vocab, encode, read_labelled, read_sessions
+
+    vocab = build_vocab(read_sessions(data / "hdfs" / "deeplog" / "hdfs_train"))
+    seqs, _ = read_labelled(data / "hdfs" / "deeplog" / "robust_log_train.csv")
+    sessions = encode(seqs, vocab)
+    t = time.perf_counter()
+    for s in sessions:
+        det.score_session(s, [])
+    seconds = time.perf_counter() - t
+    stats = det.stats()
+    return {"sessions": len(sessions), "sessions_per_s": round(len(sessions) / seconds, 1),
+            "cache_hit_ratio": round(stats["cache_hit_ratio"], 3), "onnx_calls": stats["calls"]}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    p.add_argument("--epochs", type=int, default=20)
+    p.add_argument("--bundle", type=Path, help="reuse this bundle (skips training)")
+    p.add_argument("--windows", type=int, default=512)
+    p.add_argument("--batch", type=int, default=64, help="windows per ONNX call when batched")
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--json", action="store_true")
+    args = p.parse_args(argv)
+    result: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        if args.bundle:
+            bundle = load_bundle(args.bundle)
+        else:
+            bundle, result["training"] = train_bundle(args.data, Path(tmp) / "logbert", args.epochs)
+        section = bundle.models["logbert"]
+        det = LogBertDetector.from_bundle(bundle, "logbert", section, RuntimeOptions(intra_op_threads=1),
+                                          Sensitivity.MEDIUM)
+        result["model"] = {k: section["options"][k] for k in ("hidden", "layers", "heads", "max_len")}
+        result["model"]["mask_variants"] = section["mask_variants"]
+        for length in (20, 64):
+            windows = distinct_windows(args.data, length, args.windows, det)
+            result[f"length_{length}"] = time_scoring(det, windows, args.batch, args.repeats)
+        result["served_hdfs_sessions"] = served_sessions(args.data, det)
+    if args.json:
+        sys.stdout.write(json.dumps(result) + "\n")
+        return 0
+    if "training" in result:
+        tr = result["training"]
+        sys.stdout.write(f"training on hdfs_train ({tr['windows']} windows, {tr['epochs']} epochs, "
+                         "2 threads): "
+                         f"{tr['train_seconds']} s\n")
+    sys.stdout.write(f"model: {result['model']}; ONNX Runtime, 1 intra-op thread\n\n")
+    sys.stdout.write(f"{'length':>6} {'mode':>9} {'ms/window':>10} {'windows/s':>10}\n")
+    for length in (20, 64):
+        r = result[f"length_{length}"]
+        sys.stdout.write(f"{length:>6} {'unbatched':>9} {r['unbatched_ms_per_window']:>10} "
+                         f"{r['unbatched_windows_per_s']:>10}\n")
+        sys.stdout.write(f"{length:>6} {'batched':>9} {r['batched_ms_per_window']:>10} "
+                         f"{r['batched_windows_per_s']:>10}   (x{r['speedup']}, {args.batch} windows/call)\n")
+    s = result["served_hdfs_sessions"]
+    sys.stdout.write(f"\nserved: {s['sessions']} HDFS sessions, {s['sessions_per_s']} sessions/s, "
+                     f"memo hit ratio {s['cache_hit_ratio']}, {int(s['onnx_calls'])} ONNX calls\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
