@@ -366,9 +366,8 @@ class Daemon:
         self._finish_unreleased()
         # Acks of batches processed during the drain: give them a moment to reach the clients.
         for source in self.sources:
-            wait_acks = getattr(source, "wait_acks", None)
-            if wait_acks is not None:
-                await wait_acks(max(0.05, min(1.0, deadline - time.monotonic())))
+            with contextlib.suppress(Exception):
+                await source.finish(max(0.05, min(1.0, deadline - time.monotonic())))
         self._worker.shutdown(wait=False)
         self._service.close()
         log.info("stopped", records=self.counts.records, events=self.counts.events)

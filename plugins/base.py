@@ -148,6 +148,9 @@ class Source(abc.ABC):
     async def stop(self) -> None:
         """Stop accepting input and release sockets/files. In-flight batches stay queued."""
 
+    async def finish(self, timeout: float) -> None:  # noqa: B027 - optional hook
+        """After the daemon drained the queue: deliver what is owed (acks), release the rest."""
+
     def describe(self) -> str:
         return f"{self.type_name} source {self.id!r}"
 

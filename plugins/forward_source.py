@@ -96,6 +96,8 @@ class ForwardSource(Source):
         self._connections: set[asyncio.Task[None]] = set()
         self._ack_tasks: set[asyncio.Task[None]] = set()
         self._acks_by_writer: dict[int, set[asyncio.Task[None]]] = {}
+        self._stopping = False
+        self._parked: list[asyncio.StreamWriter] = []
         # chunk id -> future of the batch that carried it (None once processed).
         self._chunks: dict[bytes, asyncio.Future[bool] | None] = {}
         self._chunk_order: list[bytes] = []
@@ -114,15 +116,21 @@ class ForwardSource(Source):
                 await asyncio.wait_for(self._server.wait_closed(), 1.0)
             self._server = None
             cleanup_unix(self.address)
+        # Stop reading, but keep the sockets open: batches already queued are drained by the
+        # daemon after this, and their acks must still reach the clients (`finish`).
+        self._stopping = True
         for task in list(self._connections):
             task.cancel()
         if self._connections:
             await asyncio.wait(self._connections, timeout=1.0)
 
-    async def wait_acks(self, timeout: float) -> None:
-        """Let acks of processed batches go out before the sockets close (shutdown)."""
+    async def finish(self, timeout: float) -> None:
+        """After the drain: let acks of processed batches go out, then close every socket."""
         if self._ack_tasks:
             await asyncio.wait(self._ack_tasks, timeout=timeout)
+        parked, self._parked = self._parked, []
+        for writer in parked:
+            writer.close()
 
     async def _on_connect(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
@@ -143,9 +151,12 @@ class ForwardSource(Source):
             if task is not None:
                 self._connections.discard(task)
             self._acks_by_writer.pop(id(writer), None)
-            writer.close()
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(writer.wait_closed(), 1.0)
+            if self._stopping and not writer.is_closing():
+                self._parked.append(writer)
+            else:
+                writer.close()
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(writer.wait_closed(), 1.0)
 
     async def _read(self, reader: asyncio.StreamReader, timeout: float) -> bytes:
         try:

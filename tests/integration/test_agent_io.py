@@ -78,6 +78,7 @@ def test_file_follow_rotation_truncation_and_resume(tmp_path: Path) -> None:
         append(log, "after truncate\n")
         got += await drain(queue, 1)
         await source.stop()
+        await source.finish(0.5)
         return got
 
     got = asyncio.run(asyncio.wait_for(first_run(), 30))
@@ -104,6 +105,7 @@ def test_file_follow_rotation_truncation_and_resume(tmp_path: Path) -> None:
         await asyncio.sleep(0.2)
         extra = await queue.get_many(1000, 0.1)
         await source.stop()
+        await source.finish(0.5)
         return got + [r.line for b in extra for r in b.records]
 
     assert asyncio.run(asyncio.wait_for(second_run(), 30)) == ["while down 1", "while down 2"]
@@ -122,6 +124,7 @@ def test_file_offset_only_covers_processed_batches(tmp_path: Path) -> None:
         await source.start(queue)
         got = await drain(queue, 2, finish=finish)
         await source.stop()
+        await source.finish(0.5)
         return got
 
     assert asyncio.run(run(finish=False)) == ["a", "b"]
@@ -134,6 +137,7 @@ def test_file_offset_only_covers_processed_batches(tmp_path: Path) -> None:
         await source.start(queue)
         got = await drain(queue, 1)
         await source.stop()
+        await source.finish(0.5)
         return got
 
     assert asyncio.run(third()) == ["c"]
@@ -166,6 +170,7 @@ def test_stdin_json_lines_from_fluent_bit_and_vector_then_eof() -> None:
             await asyncio.wait_for(source.finished.wait(), 10)
             records = [r for b in queue.drain_nowait() for r in b.records]
             await source.stop()
+        await source.finish(0.5)
         return [(r.line, r.fields, r.time) for r in records] + [sid], source.finished.is_set()
 
     result, finished = asyncio.run(scenario())
@@ -202,6 +207,7 @@ def test_socket_source_vector_ndjson() -> None:
         await asyncio.to_thread(send)
         got = await drain(queue, 100)
         await source.stop()
+        await source.finish(0.5)
         return got
 
     assert asyncio.run(asyncio.wait_for(scenario(), 30)) == [f"vector {i}" for i in range(100)]
@@ -256,6 +262,7 @@ def test_forward_sink_acks_and_retries_into_a_forward_source() -> None:
         await asyncio.wait_for(writer, 10)
         await asyncio.to_thread(sink.close)
         await source.stop()
+        await source.finish(0.5)
         return [dict(r.fields)["n"] for b in got for r in b.records]
 
     assert asyncio.run(asyncio.wait_for(scenario(), 30)) == [str(i) for i in range(10)]

@@ -71,6 +71,7 @@ class Harness:
         if self._task is not None:
             self._task.cancel()
         await self.source.stop()
+        await self.source.finish(0.5)
 
     async def _consume(self) -> None:
         while True:
