@@ -44,12 +44,13 @@ def follow_batches(
                 yield lines[start : start + max_batch]
             continue
         # At EOF: has the file been truncated, or replaced by a new one (rotation)?
+        now_st: os.stat_result | None
         try:
-            st = os.stat(path)
+            now_st = os.stat(path)
         except FileNotFoundError:
-            st = None
+            now_st = None
         position = fh.tell()
-        if st is not None and (st.st_dev, st.st_ino) != ident:
+        if now_st is not None and (now_st.st_dev, now_st.st_ino) != ident:
             # Rotated: the old file is finished (its tail was read above); start the new one at 0.
             if pending:
                 yield [pending]
@@ -58,7 +59,7 @@ def follow_batches(
             fh = None
             from_start = True
             continue
-        if st is not None and st.st_size < position:
+        if now_st is not None and now_st.st_size < position:
             fh.seek(0)  # truncated (copytruncate): start again from the top
             pending = b""
             continue

@@ -48,6 +48,7 @@ log = structlog.get_logger(__name__)
 ONLINE_ID_BASE = 1_000_000
 NOVELTY = "novelty"  # the built-in rule "template never seen in training"
 ONLINE_STATE = "templates_online.json"
+STITCH_IDLE_SECS = 0.5
 
 
 @dataclass(frozen=True)
@@ -129,6 +130,7 @@ class Pipeline:
         self.grouper = IncidentGrouper(IncidentConfig(gap_secs=config.incident_gap_secs))
         self.provider = _provider_of(self.detectors)
         self.line_no = 0
+        self._last_input = 0.0
         self.lines = 0
         self.anomalies = 0
         self.observers: list[Callable[[LineResult], None]] = []
@@ -167,6 +169,8 @@ class Pipeline:
         return self.encode(self.process_outputs(records, now), now)
 
     def process_outputs(self, records: Sequence[Record], now: float) -> list[Output]:
+        if records:
+            self._last_input = now
         if self.stitcher is not None:
             logical: list[Record] = []
             for r in records:
@@ -240,6 +244,10 @@ class Pipeline:
 
     def tick_outputs(self, now: float) -> list[Output]:
         out: list[Output] = []
+        if self.stitcher is not None and self.stitcher.pending and now - self._last_input >= STITCH_IDLE_SECS:
+            # A stitched record is complete only when the next line starts; on a quiet stream the
+            # next line may never come, so hand on what is pending once input pauses.
+            self._process_batch(self.stitcher.flush(), now, out)
         out.extend(self._session_verdicts(self.features.end_idle(now)))
         out.extend(self.grouper.tick(now))
         if self.snapshotter is not None and self.snapshotter.maybe_save(now):
@@ -268,9 +276,9 @@ class Pipeline:
                 continue
             scores: list[DetectorScore] = []
             for d in judges:
-                verdict = d.score_session(s.tokens, s.levels)
-                if verdict is not None:
-                    scores.append(verdict)
+                judged = d.score_session(s.tokens, s.levels)
+                if judged is not None:
+                    scores.append(judged)
             if 0 in s.tokens:
                 scores.append(DetectorScore(NOVELTY, 1.0, 0.5, True))
             if not scores:

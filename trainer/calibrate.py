@@ -11,8 +11,9 @@ from typing import Any
 
 import numpy as np
 
-# sensitivity -> target false-positive rate on normal data
-DEFAULT_TARGETS = {"low": 0.001, "medium": 0.01, "high": 0.05}
+# sensitivity -> target false-positive rate on normal data. Per-line rates: at 50k lines a day,
+# 0.001 is ~50 flagged normal lines before grouping, which is what an operator will tolerate.
+DEFAULT_TARGETS = {"low": 0.0001, "medium": 0.001, "high": 0.01}
 CURVE_FPRS = (0.0001, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2)
 
 
@@ -30,9 +31,7 @@ def calibrate(normal_scores: np.ndarray, medium_fpr: float | None = None) -> dic
     """`thresholds` per sensitivity and the `calibration` curve, for a manifest model section."""
     targets = dict(DEFAULT_TARGETS)
     if medium_fpr is not None:
-        targets["medium"] = medium_fpr
-        targets["low"] = min(targets["low"], medium_fpr / 10)
-        targets["high"] = max(targets["high"], medium_fpr * 5)
+        targets = {"low": medium_fpr / 10, "medium": medium_fpr, "high": min(medium_fpr * 10, 0.5)}
     scores = np.asarray(normal_scores, dtype=np.float64)
     return {
         "thresholds": {name: threshold_at(scores, fpr) for name, fpr in targets.items()},

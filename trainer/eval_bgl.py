@@ -78,7 +78,7 @@ def window_labels(flags: np.ndarray, size: int) -> np.ndarray:
     n = len(flags) // size * size
     if n == 0:
         return np.array([bool(flags.any())]) if len(flags) else np.zeros(0, dtype=bool)
-    return flags[:n].reshape(-1, size).any(axis=1)
+    return np.asarray(flags[:n].reshape(-1, size).any(axis=1), dtype=bool)
 
 
 def run(args: argparse.Namespace) -> int:

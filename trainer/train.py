@@ -29,6 +29,7 @@ import numpy as np
 import structlog
 
 from agent.bundle import BundleWriter
+from agent.detectors.base import DetectorKind
 from agent.errors import InputError, UserError
 from agent.features import FeatureConfig, FeatureExtractor
 from agent.multiline import Stitcher
@@ -50,7 +51,7 @@ class TrainOptions:
     miner: MinerConfig = field(default_factory=MinerConfig)
     features: FeatureConfig = field(default_factory=FeatureConfig)
     models: tuple[str, ...] = ALL_MODELS
-    target_fpr: float = 0.01
+    target_fpr: float = 0.001
     val_fraction: float = 0.2
     epochs: int = 10
     device: str = "auto"
@@ -104,6 +105,7 @@ def template_lines(
     unmatched = 0
     for p in lines:
         m = miner.match(p.message)
+        params: tuple[str, ...]
         if m is None:
             unmatched += 1
             tid, template, params, token = -1, p.message, (), 0
@@ -194,7 +196,7 @@ def train(
 
         writer.add_json("profile.json", build_profile(train_tl))
         trained: list[str] = []
-        kinds: dict[str, str] = {}
+        kinds: dict[str, DetectorKind] = {}
         if "isolation_forest" in options.models:
             from trainer.isolation_forest import fit_and_export
 
@@ -203,7 +205,7 @@ def train(
                                      options=options.model_options.get("isolation_forest"))
             writer.add_model("isolation_forest", section)
             trained.append("isolation_forest")
-            kinds["isolation_forest"] = "feature"
+            kinds["isolation_forest"] = DetectorKind.FEATURE
         torch_wanted = [m for m in options.models if m in TORCH_MODELS]
         if torch_wanted and importlib.util.find_spec("torch") is None:
             log.warning("torch_missing_skipping_models", models=torch_wanted)
@@ -212,6 +214,9 @@ def train(
         if torch_wanted:
             trained += _train_torch_models(torch_wanted, train_tl, val_tl, len(vocab) + 1, writer, options, kinds)
         from agent.ensemble import default_section
+        from agent.pipeline import NOVELTY
+
+        kinds[NOVELTY] = DetectorKind.FEATURE  # the built-in "template never seen in training" rule votes too
 
         manifest_fields = {
             "parser": {**asdict(options.parser), "log_format": fmt},
@@ -230,7 +235,7 @@ def train(
             "libraries": library_versions(),
             "vocab_size": len(vocab) + 1,
         }
-        writer.manifest["ensemble"] = default_section(kinds)
+        writer.manifest["ensemble"] = default_section(kinds, target_fpr=options.target_fpr)
         alert_rate = _calibrate_ensemble(writer, manifest_fields, val_part, options)
         out = writer.finish(**manifest_fields)
     except BaseException:
@@ -242,7 +247,7 @@ def train(
 
 def _train_torch_models(
     names: Sequence[str], train_tl: Sequence[TemplatedLine], val_tl: Sequence[TemplatedLine], vocab_size: int,
-    writer: BundleWriter, options: TrainOptions, kinds: dict[str, str],
+    writer: BundleWriter, options: TrainOptions, kinds: dict[str, DetectorKind],
 ) -> list[str]:
     from trainer.torch_base import FitConfig
 
@@ -250,14 +255,15 @@ def _train_torch_models(
     val_seqs, val_levels = sequences_by_entity(val_tl)
     fit = FitConfig(epochs=options.epochs, seed=options.seed, device=options.device, progress=options.progress,
                     max_seconds=options.max_train_seconds)
-    modules = {"deeplog": ("trainer.deeplog", "sequence"), "lstm_ae": ("trainer.lstm_ae", "sequence"),
-               "logbert": ("trainer.logbert", "semantic")}
+    modules = {"deeplog": ("trainer.deeplog", "DeepLogOptions", DetectorKind.SEQUENCE),
+               "lstm_ae": ("trainer.lstm_ae", "LstmAeOptions", DetectorKind.SEQUENCE),
+               "logbert": ("trainer.logbert", "LogBertOptions", DetectorKind.SEMANTIC)}
     trained = []
     for name in names:
-        module_name, kind = modules[name]
+        module_name, options_class, kind = modules[name]
         module = importlib.import_module(module_name)
         _say(options.progress, f"training {name}")
-        opts = options.model_options.get(name) or module.default_options()
+        opts = options.model_options.get(name) or getattr(module, options_class)()
         section = module.fit_and_export(train_seqs, train_levels, val_seqs, val_levels, vocab_size, writer, name,
                                         opts, fit, options.target_fpr)
         writer.add_model(name, section)

@@ -20,7 +20,7 @@ from pathlib import Path
 from agent.detectors.base import Sensitivity
 from agent.onnx_session import RuntimeOptions
 from agent.parsing import ParserConfig
-from agent.pipeline import LineResult, Pipeline, PipelineConfig, SessionVerdict
+from agent.pipeline import LineResult, Output, Pipeline, PipelineConfig, SessionVerdict
 from agent.reader import check_inputs, iter_records
 from agent.types import Anomaly, Incident
 
@@ -93,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
     out = sys.stdout.buffer
     now = time.time()
 
-    def handle(outputs: list) -> None:  # type: ignore[type-arg]
+    def handle(outputs: list[Output]) -> None:
         for o in outputs:
             if json_out:
                 out.write(pipe.encode([o], now)[0] + b"\n")

@@ -17,7 +17,7 @@ import time
 from collections.abc import Iterator
 
 from agent.commands.scan import add_model_options, pipeline_config
-from agent.pipeline import Pipeline
+from agent.pipeline import Output, Pipeline
 from agent.reader import decode_line
 from agent.types import Anomaly, Record
 
@@ -64,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
 
         batches = follow_batches(args.input, from_start=args.from_start)
 
-    def emit(outputs: list) -> None:  # type: ignore[type-arg]
+    def emit(outputs: list[Output]) -> None:
         now = time.time()
         for o in outputs:
             if text:

@@ -40,8 +40,9 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--input", "-i", nargs="+", required=True, metavar="FILE", help="log files of normal operation")
     p.add_argument("--output", "-o", required=True, metavar="BUNDLE", help="directory to write the model bundle to")
     add_parser_options(p)
-    p.add_argument("--target-fpr", type=float, default=0.01,
-                   help="share of normal lines the medium sensitivity may flag (default: 0.01)")
+    p.add_argument("--target-fpr", type=float, default=0.001,
+                   help="share of normal lines each model may flag at medium sensitivity; low is 10x "
+                        "stricter, high 10x looser (default: 0.001)")
     p.add_argument("--val-fraction", type=float, default=0.2,
                    help="last share of lines held back for thresholds (default: 0.2)")
     p.add_argument("--models", default=",".join(ALL_MODELS),
