@@ -341,11 +341,7 @@ class Explainer:
         count, mean, std, p99 = numbers
         minutes = self.config.window_secs / 60
         span = f"{minutes:g} minute{'s' if minutes != 1 else ''}"
-        normal = (
-            "never seen"
-            if line.template_id not in self._profile
-            else f"≤{p99:g} when it occurs, mean {mean:.2f}"
-        )
+        normal = "never seen" if line.template_id not in self._profile else f"≤{p99:g} when it occurs, mean {mean:.2f}"
         ratio = count / max(mean, 1e-9) if mean > 0 else None
         return Explanation(
             ExplanationKind.BURST,
@@ -363,7 +359,8 @@ class Explainer:
     def _sequence(self, ctx: LineContext, scores: Sequence[DetectorScore]) -> Explanation | None:
         line = ctx.line
         previous = self.previous_template(ctx)
-        actual_path = [self._label(previous), self._label(line.template_id)] if previous is not None else []
+        this = f"[{short_template(line.template, 40)}]"  # a new template is in no mapping yet
+        actual_path = [self._label(previous), this] if previous is not None else []
         for score in scores:
             details = dict(score.details)
             expected = _expected_pairs(details)
@@ -378,7 +375,7 @@ class Explainer:
                 f"SEQUENCE ANOMALY: {score.detector} did not expect this template here\n"
                 f"Expected: {listing}\n"
                 f"Normal: {' → '.join(normal_path)}\n"
-                f"Actual: {' → '.join(actual_path) or self._label(line.template_id)}",
+                f"Actual: {' → '.join(actual_path) or this}",
                 (
                     ("detector", score.detector),
                     ("score", score.score),
@@ -441,10 +438,7 @@ class Explainer:
             return None
         overall = self._levels.get(level.name)
         same = int((overall or {}).get("count", 0))
-        if (
-            self._training_lines >= cfg.min_level_samples
-            and same / self._training_lines < cfg.rare_level_share
-        ):
+        if self._training_lines >= cfg.min_level_samples and same / self._training_lines < cfg.rare_level_share:
             return "all", "the training logs", same, self._training_lines
         return None
 

@@ -206,9 +206,7 @@ def _key(anomaly: Anomaly) -> tuple[int, str, tuple[str, ...]]:
 class IncidentGrouper:
     """Groups anomalies into incidents and decides which events to emit."""
 
-    def __init__(
-        self, config: IncidentConfig = IncidentConfig(), profile: Mapping[str, Any] | None = None
-    ) -> None:
+    def __init__(self, config: IncidentConfig = IncidentConfig(), profile: Mapping[str, Any] | None = None) -> None:
         """`profile` (the bundle's profile.json, optional) relates templates that follow each
         other in training, so an auth failure and the web's 401 that it causes group together."""
         self.config = config
@@ -380,7 +378,9 @@ class IncidentGrouper:
         key = _key(anomaly)
         if key in inc.repeats or len(inc.repeats) < cfg.max_repeat_keys:
             inc.repeats[key] += 1
-        sample = f"{_stamp(t)} {line.line.raw[:_MAX_LINE_CHARS]}"
+        # The raw line carries its own timestamp; only an arrival time needs saying.
+        raw = line.line.raw[:_MAX_LINE_CHARS]
+        sample = f"[arrived {_stamp(t)}] {raw}" if line.time_from_arrival else raw
         if len(inc.samples) < cfg.max_samples:
             inc.samples.append(sample)
         else:
@@ -417,9 +417,7 @@ class IncidentGrouper:
         return IncidentSeverity.LOW
 
     def _snapshot(self, inc: _Open, state: IncidentState) -> Incident:
-        leading = tuple(
-            (tid, inc.template_text.get(tid, ""), count) for tid, count in inc.templates.most_common(5)
-        )
+        leading = tuple((tid, inc.template_text.get(tid, ""), count) for tid, count in inc.templates.most_common(5))
         new_only = bool(inc.templates) and all(tid in inc.new_templates for tid in inc.templates)
         title = title_from(leading, new_only)
         if inc.arrival:
