@@ -202,9 +202,7 @@ def build_profile(
             hour = _hour(tl.time)
             st.hours[hour] += 1
             level_hours[level][hour] += 1
-            if tl.line.level >= Level.WARN and (
-                entity in actor_hours or len(actor_hours) < _ENTITY_TRACK_CAP
-            ):
+            if tl.line.level >= Level.WARN and (entity in actor_hours or len(actor_hours) < _ENTITY_TRACK_CAP):
                 actor_hours.setdefault(entity, {}).setdefault(level, [0] * 24)[hour] += 1
             window = int(tl.time // window_secs)
             st.windows[window] += 1
@@ -261,11 +259,48 @@ def build_profile(
             "active_windows": len(active),
         },
         "levels": {
-            name: {"count": count, "hours": level_hours.get(name, [0] * 24)}
-            for name, count in level_counts.items()
+            name: {"count": count, "hours": level_hours.get(name, [0] * 24)} for name, count in level_counts.items()
         },
         "entities": {name: dict(levels) for name, levels in top_entities},
         "entity_hours": {name: actor_hours[name] for name, _ in top_entities if name in actor_hours},
         "tokens": {str(token): tid for token, tid in sorted(tokens.items())},
         "templates": templates,
     }
+
+
+def hour_multipliers(
+    times: Sequence[float],
+    scores: Sequence[float],
+    quantile: float = 0.99,
+    min_samples: int = 200,
+    clip: tuple[float, float] = (0.5, 2.0),
+) -> list[float]:
+    """Seed 002's dynamic thresholds: per UTC hour, how much higher (or lower) normal scores run.
+
+    From held-back NORMAL lines' times and ensemble scores (higher = more anomalous, positive):
+    multiplier[h] = quantile of the scores at hour h / that quantile at the typical hour, averaged
+    with the neighbouring hours (an hour's sample is noisy), clipped to `clip`. An hour with fewer
+    than `min_samples` scores, or scores that are not all positive, gets 1.0. The agent multiplies
+    its threshold by multiplier[hour of the line] when dynamic thresholds are turned on, so a
+    nightly batch job that always scores high does not page anyone at 02:00.
+    """
+    pairs = [(t, s) for t, s in zip(times, scores, strict=False) if math.isfinite(t) and math.isfinite(s)]
+    if not pairs or min(s for _, s in pairs) <= 0:
+        return [1.0] * 24
+
+    def q(values: list[float]) -> float:
+        values.sort()
+        return values[min(len(values) - 1, max(0, math.ceil(quantile * len(values)) - 1))]
+
+    by_hour: list[list[float]] = [[] for _ in range(24)]
+    for t, s in pairs:
+        by_hour[_hour(t)].append(s)
+    per_hour = {h: q(v) for h, v in enumerate(by_hour) if len(v) >= min_samples}
+    if not per_hour:
+        return [1.0] * 24
+    # The typical hour is the reference (the median of the hourly quantiles): against the
+    # overall quantile, a few loud hours would set the bar and every other hour look quiet.
+    typical = sorted(per_hour.values())[(len(per_hour) - 1) // 2]
+    raw = [per_hour[h] / typical if h in per_hour else 1.0 for h in range(24)]
+    low, high = clip
+    return [round(min(high, max(low, (raw[(h - 1) % 24] + raw[h] + raw[(h + 1) % 24]) / 3)), 4) for h in range(24)]

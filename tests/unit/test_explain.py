@@ -13,7 +13,7 @@ import pytest
 from agent.detectors.base import LineContext
 from agent.explain import ExplainConfig, Explainer, busy_hours, ip_prefix
 from agent.types import DetectorScore, ExplanationKind, Level, ParsedLine, TemplatedLine
-from trainer.profile import MAX_TEMPLATES, MAX_VALUES, build_profile
+from trainer.profile import MAX_TEMPLATES, MAX_VALUES, build_profile, hour_multipliers
 
 _VAR = re.compile(r"^(?=.*\d)\S+$")
 _BGL_LEVELS = {"INFO": Level.INFO, "WARNING": Level.WARN, "ERROR": Level.ERROR, "FATAL": Level.FATAL}
@@ -62,10 +62,7 @@ def crafted(
 def bgl(data_dir: Path) -> tuple[dict[str, object], dict[int, str], list[tuple[str, TemplatedLine]]]:
     vocab: dict[str, int] = {}
     train = [
-        tl
-        for f in ("BGL_4k.log", "BGL_6k.log")
-        for lab, tl in bgl_lines(data_dir / "bgl" / f, vocab)
-        if lab == "-"
+        tl for f in ("BGL_4k.log", "BGL_6k.log") for lab, tl in bgl_lines(data_dir / "bgl" / f, vocab) if lab == "-"
     ]
     profile = build_profile(train)
     test = bgl_lines(data_dir / "loghub_2k" / "BGL" / "BGL_2k.log", vocab)
@@ -91,9 +88,7 @@ def test_profile_is_json_and_counts_the_training_lines(bgl):
 def test_profile_size_is_bounded_whatever_the_input():
     """60k lines of 12k templates with unique values: templates and values stay capped."""
     lines = [
-        crafted(
-            f"job {i} took {i}", T0 + i, i % 12_000, f"job <*> took <*> kind {i % 12_000}", (f"j{i}", str(i))
-        )
+        crafted(f"job {i} took {i}", T0 + i, i % 12_000, f"job <*> took <*> kind {i % 12_000}", (f"j{i}", str(i)))
         for i in range(60_000)
     ]
     profile = build_profile(lines)
@@ -147,9 +142,7 @@ def _steady_training(template_id: int = 7, template: str = "Authentication faile
     for k in range(3 * 144):
         t = T0 + k * 600.0
         ip = f"10.0.3.{k % 5 + 1}"
-        lines.append(
-            crafted(f"Authentication failed for user u{k} from {ip}", t, template_id, template, (f"u{k}", ip))
-        )
+        lines.append(crafted(f"Authentication failed for user u{k} from {ip}", t, template_id, template, (f"u{k}", ip)))
     return lines
 
 
@@ -209,14 +202,10 @@ def test_sequence_from_the_profile_and_from_deeplog_details():
         t = T0 + k * 10.0
         lines.append(crafted(f"User u{k} logged in", t, 1, a, (f"u{k}",), entity="web-1"))
         lines.append(crafted(f"Query orders took {k % 40} ms", t + 1, 2, b, (str(k % 40),), entity="web-1"))
-    lines.append(
-        crafted("Database connection pool exhausted, 3 available", T0 + 5000, 3, c, ("3",), entity="x")
-    )
+    lines.append(crafted("Database connection pool exhausted, 3 available", T0 + 5000, 3, c, ("3",), entity="x"))
     profile = build_profile(lines)
     explainer = Explainer(profile, {1: a, 2: b, 3: c})
-    actual = crafted(
-        "Database connection pool exhausted, 0 available", T0 + DAY, 3, c, ("0",), entity="web-1"
-    )
+    actual = crafted("Database connection pool exhausted, 0 available", T0 + DAY, 3, c, ("0",), entity="web-1")
     seq = [e for e in explainer.explain(ctx(actual, history=(1,)), []) if e.kind is ExplanationKind.SEQUENCE]
     assert len(seq) == 1
     facts = dict(seq[0].facts)
@@ -226,11 +215,7 @@ def test_sequence_from_the_profile_and_from_deeplog_details():
     assert "Actual: [User <*> logged in] → [Database connection pool exhausted, <*>…]" in seq[0].text
 
     deeplog = DetectorScore("deeplog", 4.0, 1.0, True, (("expected", [[2, 0.82], [1, 0.1]]), ("actual", 3)))
-    seq = [
-        e
-        for e in explainer.explain(ctx(actual, history=(1,)), [deeplog])
-        if e.kind is ExplanationKind.SEQUENCE
-    ]
+    seq = [e for e in explainer.explain(ctx(actual, history=(1,)), [deeplog]) if e.kind is ExplanationKind.SEQUENCE]
     assert dict(seq[0].facts)["detector"] == "deeplog"
     assert "[Query orders took <*> ms] 82%" in seq[0].text
 
@@ -305,9 +290,7 @@ def test_new_error_from_a_component_quotes_that_component():
     for k in range(1500):
         t = T0 + k * 300.0
         comp, level = (
-            ("worker-1", Level.INFO)
-            if k % 3
-            else ("web-1", Level.ERROR if 9 <= (k // 12) % 24 < 18 else Level.INFO)
+            ("worker-1", Level.INFO) if k % 3 else ("web-1", Level.ERROR if 9 <= (k // 12) % 24 < 18 else Level.INFO)
         )
         parsed = ParsedLine(f"m{k}", f"m{k}", t, level, "app.log", "app.log", k, comp)
         lines.append(TemplatedLine(parsed, 1 + k % 3, f"m {k % 3}", (), 1 + k % 3, False, t))
@@ -322,6 +305,23 @@ def test_new_error_from_a_component_quotes_that_component():
     found = {e.kind: dict(e.facts) for e in explainer.explain(ctx(new), [])}
     assert found[ExplanationKind.SEVERITY]["subject"] == "worker-1"
     assert (
-        found[ExplanationKind.UNUSUAL_TIME]["scope"] == "level"
-        and found[ExplanationKind.UNUSUAL_TIME]["hour_utc"] == 3
+        found[ExplanationKind.UNUSUAL_TIME]["scope"] == "level" and found[ExplanationKind.UNUSUAL_TIME]["hour_utc"] == 3
     )
+
+
+def test_hour_multipliers_follow_the_hours_that_score_high():
+    """Normal scores twice as high around 02:00 (a nightly job) give that hour a multiplier near
+    2; ordinary hours stay near 1; too few samples or non-positive scores give 1.0."""
+    times, scores = [], []
+    for d in range(10):
+        for k in range(24 * 60):
+            t = T0 + d * DAY + k * 60
+            hour = k // 60
+            times.append(t)
+            scores.append((2.0 if 1 <= hour <= 3 else 1.0) * (0.5 + (k % 10) / 20))
+    mult = hour_multipliers(times, scores)
+    assert mult[2] == pytest.approx(2.0, rel=0.05)
+    assert mult[12] == pytest.approx(1.0, rel=0.05)
+    assert mult[0] > 1.2 and mult[4] > 1.2  # neighbours of the busy hours are smoothed up
+    assert hour_multipliers(times[:100], scores[:100]) == [1.0] * 24
+    assert hour_multipliers(times, [s - 1.0 for s in scores]) == [1.0] * 24
