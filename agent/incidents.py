@@ -217,6 +217,7 @@ class IncidentGrouper:
         self._latest = -math.inf  # the latest anomaly time seen (the log's clock)
         self._swept_at = -math.inf
         self._far_ahead = False
+        self._disorder = 0.0  # the largest lateness seen (seconds behind the log clock)
         self.suppressed = 0  # identical anomalies counted but not emitted
 
     # ---- matching
@@ -289,7 +290,7 @@ class IncidentGrouper:
         t = anomaly.line.time
         if self._advance_clock(t) and t - self._swept_at >= _SWEEP_EVERY_SECS:
             self._swept_at = t
-            stale = max(cfg.quiet_secs, cfg.gap_secs)
+            stale = max(cfg.quiet_secs, cfg.gap_secs) + self._disorder
             quiet = [i for i in self._open.values() if t - i.last_seen > stale]
             events += [self._resolve(i) for i in sorted(quiet, key=lambda i: i.first_seen)]
         inc = self._match(anomaly)
@@ -319,7 +320,11 @@ class IncidentGrouper:
         (a timestamp jumping years) is not believed until a second one agrees, so that one bad
         clock cannot resolve every open incident."""
         if not math.isfinite(t) or t <= self._latest:
-            self._far_ahead = False if math.isfinite(t) else self._far_ahead
+            if math.isfinite(t):
+                self._far_ahead = False
+                # How far lines arrive behind the clock: incidents stay open that much longer
+                # before the sweep resolves them, so late lines still find their incident.
+                self._disorder = max(self._disorder, min(self._latest - t, _MAX_CLOCK_STEP_SECS))
             return False
         if t - self._latest > _MAX_CLOCK_STEP_SECS and math.isfinite(self._latest) and not self._far_ahead:
             self._far_ahead = True
