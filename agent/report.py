@@ -532,7 +532,7 @@ _SCRIPT = r"""
     var bw = pw / n;
     function draw(series, color, offset) {
       series.forEach(function (v, i) {
-        var hh = (v / peak) * ph;
+        var hh = Math.sqrt(v / peak) * ph;  // square-root scale: the tail stays visible
         el("rect", {x: L + i * bw + offset, y: T + ph - hh, width: bw / 2 - 1, height: hh,
                     fill: color}, root);
       });
@@ -544,7 +544,7 @@ _SCRIPT = r"""
       el("text", {x: L + i * bw, y: H - 18, "font-size": 11, "text-anchor": "middle"}, root, fmt(h.edges[i]));
     });
     el("text", {x: L, y: H - 4, "font-size": 11, fill: "#5b6575"}, root,
-       "share of lines per score bin (highest 0.1% clipped into the last bin)");
+       "share of lines per score bin, square-root scale (highest 0.1% clipped into the last bin)");
   }
 
   [timeline, templates, histogram].forEach(function (f) { f(); });
