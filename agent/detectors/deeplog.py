@@ -1,0 +1,253 @@
+"""DeepLog served from ONNX: is each template among the top-g the model expected next?
+
+Vocabulary (shared with `trainer.deeplog`): model tokens 0..V-1 (0 = UNK, a template born
+after training; 1..V-1 the training templates), END = V (the session closes here: predicted
+only by `score_session`), PAD = V+1 (left padding of windows that start before the session).
+
+A line is a *miss* when
+- its token is UNK (DeepLog's rule: never seen means unexpected), or
+- it or the line before it is *rare* (seed 000's frequent/rare split: a template below a
+  frequency cut in training) and that pair of consecutive tokens never occurred in training
+  (the rare path: a bigram table shipped in the manifest, since a softmax fitted on a handful
+  of examples ranks rare templates, and what follows them, badly), or
+- otherwise, it is not among the model's top-g predictions from the previous `window` tokens
+  (END, judged by `score_session` only, against its own `end_top_g`).
+
+Short histories are left-padded with PAD rather than skipped: the model was trained on padded
+prefixes, so the first lines of a session are scored too (the pipeline must therefore keep at
+least `window + 1` tokens of history per entity).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from agent import metrics
+from agent.bundle import Bundle
+from agent.detectors.base import DetectorKind, LineContext, Sensitivity, threshold_for
+from agent.detectors.memo import BoundedCache, score_unique
+from agent.errors import BundleError, ModelError
+from agent.onnx_session import OnnxModel, RuntimeOptions
+from agent.types import DetectorScore
+
+INPUT = "window"
+OUTPUT = "probs"
+MAX_BATCH = 1024
+TOP_EXPLAINED = 3  # expected next tokens quoted in a DetectorScore's details
+
+
+def window_before(tokens: Sequence[int], end: int, size: int, pad: int) -> tuple[int, ...]:
+    """The `size` tokens before position `end`, left-padded with `pad` (one implementation for
+    training and serving, so windows cannot drift apart)."""
+    start = max(0, end - size)
+    window = tuple(tokens[start:end])
+    return (pad,) * (size - len(window)) + window
+
+
+@dataclass(frozen=True)
+class Judgement:
+    """DeepLog's verdict on one position: the actual token, its rank, and whether it missed."""
+
+    actual: int
+    rank: int  # 0 = the most expected; vocab_size + 1 for UNK or a rare template out of place
+    prob: float
+    miss: bool
+    path: str  # "frequent" | "rare" | "unknown" | "end"
+
+
+class DeepLogScorer:
+    """The model and the rules, without the Detector plumbing (the trainer calibrates with it)."""
+
+    def __init__(
+        self,
+        model: OnnxModel,
+        section: dict[str, Any],
+        name: str = "deeplog",
+        cache_size: int = 65536,
+    ) -> None:
+        try:
+            self.window = int(section["window"])
+            self.top_g = int(section["top_g"])
+            self.vocab_size = int(section["vocab_size"])
+            self.predict_end = bool(section.get("predict_end", True))
+            # the end of a session is one decision among few plausible ones: it may be judged
+            # more strictly than the next template (None: the same top_g)
+            end_top_g = section.get("end_top_g")
+            self.end_top_g = int(end_top_g) if end_top_g is not None else self.top_g
+            rare = section.get("rare", {})
+            self.rare: frozenset[int] = frozenset(int(t) for t in rare.get("tokens", []))
+            self.rare_bigrams: frozenset[tuple[int, int]] = frozenset(
+                (int(a), int(b)) for a, b in rare.get("bigrams", [])
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise BundleError(f"model {name!r}: malformed deeplog section ({exc!r}): retrain") from None
+        self.end = self.vocab_size
+        self.pad = self.vocab_size + 1
+        self.classes = self.vocab_size + 1
+        self.name = name
+        self.model = model
+        input_name = section.get("input", INPUT)
+        if input_name not in model.input_names:
+            raise ModelError(f"{model.path}: no input {input_name!r} (has {model.input_names}): retrain")
+        model.check_inputs({input_name: 2})
+        shape = model.input_shape(input_name)
+        if isinstance(shape[1], int) and shape[1] != self.window:
+            raise ModelError(
+                f"{model.path}: input {input_name!r} takes windows of {shape[1]} tokens, "
+                f"the manifest says {self.window}: the bundle is inconsistent, retrain it"
+            )
+        self.input_name = input_name
+        self.output_name = section.get("output", OUTPUT)
+        self.cache: BoundedCache[tuple[int, ...], np.ndarray] = BoundedCache(cache_size)
+        self.calls = 0
+        self.rows = 0
+        self.seconds = 0.0
+
+    # -- model calls -------------------------------------------------------------------------
+    def _run(self, windows: list[tuple[int, ...]]) -> list[np.ndarray]:
+        out: list[np.ndarray] = []
+        for start in range(0, len(windows), MAX_BATCH):
+            chunk = np.asarray(windows[start : start + MAX_BATCH], dtype=np.int64)
+            began = time.perf_counter()
+            (probs,) = self.model.run({self.input_name: chunk}, [self.output_name])
+            elapsed = time.perf_counter() - began
+            self.calls += 1
+            self.rows += len(chunk)
+            self.seconds += elapsed
+            metrics.inference_seconds.labels(model=self.name).observe(elapsed)
+            metrics.inference_batch.labels(model=self.name).observe(len(chunk))
+            if probs.shape != (len(chunk), self.classes):
+                raise ModelError(
+                    f"{self.model.path}: output shape {probs.shape}, expected ({len(chunk)}, {self.classes})"
+                )
+            out.extend(probs)
+        return out
+
+    def probabilities(self, windows: Sequence[tuple[int, ...]]) -> list[np.ndarray]:
+        """Next-token distributions, one ONNX call per chunk of distinct uncached windows."""
+        result = score_unique(list(windows), self.cache, self._run)
+        metrics.memo_hit_ratio.labels(model=self.name).set(self.cache.hit_ratio)
+        return result
+
+    # -- rules -------------------------------------------------------------------------------
+    def judge(self, window: tuple[int, ...], actual: int, probs: np.ndarray) -> Judgement:
+        if actual <= 0 or actual > self.end:  # UNK (or garbage) is always unexpected
+            return Judgement(actual, self.classes, 0.0, True, "unknown")
+        prob = float(probs[actual])
+        if actual in self.rare or window[-1] in self.rare:
+            seen = (window[-1], actual) in self.rare_bigrams
+            return Judgement(actual, 0 if seen else self.classes, prob, not seen, "rare")
+        rank = int((probs > prob).sum())
+        if actual == self.end:
+            return Judgement(actual, rank, prob, rank >= self.end_top_g, "end")
+        return Judgement(actual, rank, prob, rank >= self.top_g, "frequent")
+
+    def expected(self, probs: np.ndarray, k: int = TOP_EXPLAINED) -> list[list[float]]:
+        top = np.argsort(-probs, kind="stable")[:k]
+        return [[int(t), round(float(probs[t]), 4)] for t in top]
+
+    def judge_session(self, tokens: Sequence[int]) -> list[Judgement]:
+        """Every position of a session (and END after the last, when the model predicts it)."""
+        seq = [int(t) for t in tokens]
+        if self.predict_end:
+            seq.append(self.end)
+        windows = [window_before(seq, i, self.window, self.pad) for i in range(len(seq))]
+        probs = self.probabilities(windows)
+        return [self.judge(w, a, p) for w, a, p in zip(windows, seq, probs, strict=True)]
+
+    def session_score(self, tokens: Sequence[int], mode: str = "misses") -> float:
+        judged = self.judge_session(tokens)
+        misses = sum(j.miss for j in judged)
+        if mode == "fraction":
+            return misses / max(len(judged), 1)
+        return float(misses)
+
+
+class DeepLogDetector:
+    kind = DetectorKind.SEQUENCE
+
+    def __init__(self, name: str, scorer: DeepLogScorer, session_threshold: float, session_mode: str) -> None:
+        self.name = name
+        self.scorer = scorer
+        self.session_threshold = session_threshold
+        self.session_mode = session_mode
+        # a line fires when its rank is top_g or worse: rank > top_g - 0.5
+        self.line_threshold = scorer.top_g - 0.5
+        self.lines = 0
+
+    @classmethod
+    def from_bundle(
+        cls,
+        bundle: Bundle,
+        name: str,
+        section: dict[str, Any],
+        options: RuntimeOptions,
+        sensitivity: Sensitivity,
+    ) -> DeepLogDetector:
+        model = OnnxModel(bundle.file(str(section.get("file"))), options)
+        scorer = DeepLogScorer(model, section, name, int(section.get("cache_size", 65536)))
+        # `thresholds` (per line) are top_g - 0.5 at every sensitivity: DeepLog's rule is the rank;
+        # `session_thresholds` bound the number of misses per session, calibrated on normal data.
+        sessions = section.get("session_thresholds")
+        session_threshold = threshold_for({"thresholds": sessions} if isinstance(sessions, dict) else section,
+                                          sensitivity)
+        return cls(name, scorer, session_threshold, str(section.get("session_score", "misses")))
+
+    def score_lines(self, contexts: Sequence[LineContext]) -> list[DetectorScore | None]:
+        s = self.scorer
+        todo = [(i, window_before(c.history, len(c.history) - 1, s.window, s.pad)) for i, c in
+                enumerate(contexts) if c.history]
+        probs = s.probabilities([w for _, w in todo])
+        out: list[DetectorScore | None] = [None] * len(contexts)
+        for (i, window), p in zip(todo, probs, strict=True):
+            j = s.judge(window, contexts[i].history[-1], p)
+            out[i] = DetectorScore(
+                detector=self.name,
+                score=float(j.rank),
+                threshold=self.line_threshold,
+                fired=j.miss,
+                details=(
+                    ("actual", j.actual),
+                    ("actual_prob", round(j.prob, 4)),
+                    ("rank", j.rank),
+                    ("top_g", s.top_g),
+                    ("path", j.path),
+                    ("expected", s.expected(p)),
+                ),
+            )
+        self.lines += len(contexts)
+        return out
+
+    def score_session(self, tokens: Sequence[int], levels: Sequence[int]) -> DetectorScore | None:
+        judged = self.scorer.judge_session(tokens)
+        misses = [k for k, j in enumerate(judged) if j.miss]
+        score = len(misses) / max(len(judged), 1) if self.session_mode == "fraction" else float(len(misses))
+        return DetectorScore(
+            detector=self.name,
+            score=score,
+            threshold=self.session_threshold,
+            fired=score > self.session_threshold,
+            details=(
+                ("misses", len(misses)),
+                ("positions", len(judged)),
+                ("first_miss", misses[0] if misses else None),
+                ("unknown", sum(j.path == "unknown" for j in judged)),
+            ),
+        )
+
+    def stats(self) -> dict[str, float]:
+        c = self.scorer.cache
+        return {
+            "calls": float(self.scorer.calls),
+            "rows": float(self.scorer.rows),
+            "lines": float(self.lines),
+            "cache_hits": float(c.hits),
+            "cache_misses": float(c.misses),
+            "hit_ratio": c.hit_ratio,
+            "inference_seconds": self.scorer.seconds,
+        }

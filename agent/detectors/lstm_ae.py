@@ -1,0 +1,192 @@
+"""The LSTM autoencoder (seed 002) served from ONNX: how badly does it rebuild the last window?
+
+The model reads a window of `window` model tokens with their `Level`s (left-padded with
+PAD = vocab_size + 1 and level 0), squeezes it through LSTM(64) → LSTM(32) → latent →
+LSTM(32) → LSTM(64), and rebuilds every position's token and level. Its ONNX graph outputs
+the reconstruction error per window directly (the negative log-likelihood of the actual
+token and level at the worst-rebuilt non-pad position, or their mean: the trainer's `score`
+option), so serving is one call and no post-processing.
+
+A line's score is the error of the window ending at that line; a session's score is the
+largest error over its windows. Short histories are padded (the model was trained on padded
+prefixes), so every line with any history is scored.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from agent import metrics
+from agent.bundle import Bundle
+from agent.detectors.base import DetectorKind, LineContext, Sensitivity, threshold_for
+from agent.detectors.memo import BoundedCache, score_unique
+from agent.errors import BundleError, ModelError
+from agent.onnx_session import OnnxModel, RuntimeOptions
+from agent.types import DetectorScore
+
+TOKENS = "tokens"
+LEVELS = "levels"
+OUTPUT = "error"
+MAX_BATCH = 1024
+LEVEL_COUNT = 8  # agent.types.Level values 0..7
+
+Window = tuple[tuple[int, ...], tuple[int, ...]]
+
+
+def window_ending(
+    tokens: Sequence[int], levels: Sequence[int], end: int, size: int, pad: int
+) -> Window:
+    """Tokens and levels of the `size` positions before `end`, left-padded (PAD, level 0).
+    Shared by training and serving. Levels outside 0..7 are clipped."""
+    start = max(0, end - size)
+    toks = tuple(int(t) for t in tokens[start:end])
+    lv = tuple(min(max(int(v), 0), LEVEL_COUNT - 1) for v in levels[start:end])
+    if len(lv) != len(toks):  # levels missing or short: unknown level
+        lv = (0,) * len(toks)
+    n = size - len(toks)
+    return (pad,) * n + toks, (0,) * n + lv
+
+
+class LstmAeScorer:
+    """The ONNX model and its memo (the trainer calibrates through this same class)."""
+
+    def __init__(self, model: OnnxModel, section: dict[str, Any], name: str = "lstm_ae",
+                 cache_size: int = 65536) -> None:
+        try:
+            self.window = int(section["window"])
+            self.vocab_size = int(section["vocab_size"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise BundleError(f"model {name!r}: malformed lstm_ae section ({exc!r}): retrain") from None
+        self.pad = self.vocab_size + 1
+        self.name = name
+        self.model = model
+        inputs = section.get("inputs", [TOKENS, LEVELS])
+        self.tokens_name, self.levels_name = str(inputs[0]), str(inputs[1])
+        for input_name in (self.tokens_name, self.levels_name):
+            if input_name not in model.input_names:
+                raise ModelError(f"{model.path}: no input {input_name!r} (has {model.input_names}): retrain")
+        model.check_inputs({self.tokens_name: 2, self.levels_name: 2})
+        for input_name in (self.tokens_name, self.levels_name):
+            shape = model.input_shape(input_name)
+            if isinstance(shape[1], int) and shape[1] != self.window:
+                raise ModelError(
+                    f"{model.path}: input {input_name!r} takes windows of {shape[1]} positions, "
+                    f"the manifest says {self.window}: the bundle is inconsistent, retrain it"
+                )
+        self.output_name = str(section.get("output", OUTPUT))
+        self.cache: BoundedCache[Window, float] = BoundedCache(cache_size)
+        self.calls = 0
+        self.rows = 0
+        self.seconds = 0.0
+
+    def _run(self, windows: list[Window]) -> list[float]:
+        out: list[float] = []
+        for start in range(0, len(windows), MAX_BATCH):
+            chunk = windows[start : start + MAX_BATCH]
+            toks = np.asarray([w[0] for w in chunk], dtype=np.int64).reshape(len(chunk), self.window)
+            lv = np.asarray([w[1] for w in chunk], dtype=np.int64).reshape(len(chunk), self.window)
+            began = time.perf_counter()
+            (err,) = self.model.run({self.tokens_name: toks, self.levels_name: lv}, [self.output_name])
+            elapsed = time.perf_counter() - began
+            self.calls += 1
+            self.rows += len(chunk)
+            self.seconds += elapsed
+            metrics.inference_seconds.labels(model=self.name).observe(elapsed)
+            metrics.inference_batch.labels(model=self.name).observe(len(chunk))
+            if err.shape != (len(chunk),):
+                raise ModelError(f"{self.model.path}: output shape {err.shape}, expected ({len(chunk)},)")
+            out.extend(float(e) for e in err)
+        return out
+
+    def errors(self, windows: Sequence[Window]) -> list[float]:
+        result = score_unique(list(windows), self.cache, self._run)
+        metrics.memo_hit_ratio.labels(model=self.name).set(self.cache.hit_ratio)
+        return result
+
+    def session_windows(self, tokens: Sequence[int], levels: Sequence[int] | None) -> list[Window]:
+        lv = list(levels) if levels is not None else []
+        if not tokens:  # an empty session: judge the all-padding window (nothing happened)
+            return [window_ending([], [], 0, self.window, self.pad)]
+        return [window_ending(tokens, lv, i + 1, self.window, self.pad) for i in range(len(tokens))]
+
+    def session_score(self, tokens: Sequence[int], levels: Sequence[int] | None = None) -> float:
+        return max(self.errors(self.session_windows(tokens, levels)))
+
+
+class LstmAutoencoderDetector:
+    kind = DetectorKind.SEQUENCE
+
+    def __init__(self, name: str, scorer: LstmAeScorer, threshold: float, session_threshold: float) -> None:
+        self.name = name
+        self.scorer = scorer
+        self.threshold = threshold
+        self.session_threshold = session_threshold
+        self.lines = 0
+
+    @classmethod
+    def from_bundle(
+        cls,
+        bundle: Bundle,
+        name: str,
+        section: dict[str, Any],
+        options: RuntimeOptions,
+        sensitivity: Sensitivity,
+    ) -> LstmAutoencoderDetector:
+        model = OnnxModel(bundle.file(str(section.get("file"))), options)
+        scorer = LstmAeScorer(model, section, name, int(section.get("cache_size", 65536)))
+        line_threshold = threshold_for(section, sensitivity)
+        sessions = section.get("session_thresholds")
+        session_threshold = (
+            threshold_for({"thresholds": sessions}, sensitivity) if isinstance(sessions, dict) else line_threshold
+        )
+        return cls(name, scorer, line_threshold, session_threshold)
+
+    def score_lines(self, contexts: Sequence[LineContext]) -> list[DetectorScore | None]:
+        s = self.scorer
+        todo = [
+            (i, window_ending(c.history, c.levels, len(c.history), s.window, s.pad))
+            for i, c in enumerate(contexts)
+            if c.history
+        ]
+        errors = s.errors([w for _, w in todo])
+        out: list[DetectorScore | None] = [None] * len(contexts)
+        for (i, _), err in zip(todo, errors, strict=True):
+            out[i] = DetectorScore(
+                detector=self.name,
+                score=err,
+                threshold=self.threshold,
+                fired=err > self.threshold,
+                details=(("reconstruction_error", round(err, 4)), ("window", s.window)),
+            )
+        self.lines += len(contexts)
+        return out
+
+    def score_session(self, tokens: Sequence[int], levels: Sequence[int]) -> DetectorScore | None:
+        windows = self.scorer.session_windows(tokens, levels)
+        errors = self.scorer.errors(windows)
+        worst = int(np.argmax(errors))
+        score = errors[worst]
+        return DetectorScore(
+            detector=self.name,
+            score=score,
+            threshold=self.session_threshold,
+            fired=score > self.session_threshold,
+            details=(("reconstruction_error", round(score, 4)), ("worst_position", worst),
+                     ("windows", len(windows))),
+        )
+
+    def stats(self) -> dict[str, float]:
+        c = self.scorer.cache
+        return {
+            "calls": float(self.scorer.calls),
+            "rows": float(self.scorer.rows),
+            "lines": float(self.lines),
+            "cache_hits": float(c.hits),
+            "cache_misses": float(c.misses),
+            "hit_ratio": c.hit_ratio,
+            "inference_seconds": self.scorer.seconds,
+        }

@@ -1,0 +1,202 @@
+"""DeepLog (Du et al., CCS'17): an LSTM that predicts the next template from the previous h.
+
+Embedding → 2-layer LSTM → linear → softmax over the model tokens plus END (the session closes
+here), trained on every position of every normal session (left-padded, see
+`agent.detectors.deeplog`). Seed 000's frequent/rare split: a line whose template, or whose
+predecessor's template, has a share of the training events below `rare_fraction` is judged by
+a lookup of the consecutive pairs seen in training instead of the softmax, which ranks what it
+saw a handful of times badly.
+
+`fit_and_export` trains, exports ONNX (dynamic batch axis), checks torch/ONNX Runtime parity,
+draws the training curve and calibrates the session thresholds on held-back normal sessions
+through the serving code itself.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from agent.bundle import BundleWriter
+from agent.detectors.deeplog import INPUT, OUTPUT, DeepLogScorer
+from agent.errors import InputError, ModelError
+from agent.onnx_session import OnnxModel, RuntimeOptions
+from trainer.calibrate import calibrate
+from trainer.sequences import next_token_rows, rare_bigrams, spread_rows, token_counts
+from trainer.torch_base import FitConfig, TorchDetector, import_torch
+
+OPSET = 17
+PARITY_TOLERANCE = 1e-4
+
+
+@dataclass
+class DeepLogOptions:
+    window: int = 10  # h: previous templates the model sees
+    top_g: int = 9  # a template outside the g most likely next ones is a miss
+    embed_dim: int = 16
+    hidden: int = 64
+    layers: int = 2
+    rare_fraction: float = 0.001  # below this share of training events a template is "rare"
+    predict_end: bool = True  # also predict the end of a session (judged by score_session)
+    end_top_g: int | None = None  # END is a miss outside the top end_top_g (None: top_g)
+    session_score: str = "misses"  # "misses" (count) or "fraction" (per position)
+    min_session_threshold: float = 0.5  # never below "at least one miss"
+
+
+def build_net(vocab_size: int, opts: DeepLogOptions) -> Any:
+    torch = import_torch()
+    nn = torch.nn
+
+    class DeepLogNet(nn.Module):  # type: ignore[name-defined]
+        def __init__(self) -> None:
+            super().__init__()
+            self.embed = nn.Embedding(vocab_size + 2, opts.embed_dim)  # + END, PAD
+            self.lstm = nn.LSTM(opts.embed_dim, opts.hidden, num_layers=opts.layers, batch_first=True)
+            self.head = nn.Linear(opts.hidden, vocab_size + 1)  # tokens + END
+
+        def logits(self, window: Any) -> Any:
+            out, _ = self.lstm(self.embed(window))
+            return self.head(out[:, -1, :])
+
+        def forward(self, window: Any) -> Any:
+            return torch.softmax(self.logits(window), dim=-1)
+
+    return DeepLogNet()
+
+
+class DeepLogTrainer(TorchDetector):
+    name = "deeplog"
+
+    def __init__(self, vocab_size: int, options: DeepLogOptions, config: FitConfig | None = None) -> None:
+        super().__init__(config)
+        self.vocab_size = vocab_size
+        self.options = options
+
+    def build(self) -> Any:
+        return build_net(self.vocab_size, self.options)
+
+    def loss(self, model: Any, batch: Sequence[Any]) -> Any:
+        torch = import_torch()
+        x, y, weight = batch
+        nll = torch.nn.functional.cross_entropy(model.logits(x), y, reduction="none")
+        return (nll * weight).sum() / weight.sum()
+
+
+def export_onnx(
+    module: Any, example: tuple[Any, ...], path: Path, inputs: list[str], outputs: list[str]
+) -> None:
+    """Legacy exporter, opset 17, one self-contained file, batch axis dynamic."""
+    torch = import_torch()
+    axes = {n: {0: "batch"} for n in [*inputs, *outputs]}
+    module.eval()
+    with torch.no_grad():
+        torch.onnx.export(
+            module, example, str(path), input_names=inputs, output_names=outputs,
+            dynamic_axes=axes, opset_version=OPSET, dynamo=False,
+        )
+
+
+def check_parity(module: Any, path: Path, feeds: dict[str, np.ndarray], output: str) -> float:
+    """Max |torch − ONNX Runtime| on real inputs; ModelError above PARITY_TOLERANCE."""
+    torch = import_torch()
+    with torch.no_grad():
+        expected = module(*[torch.as_tensor(v) for v in feeds.values()]).numpy()
+    (got,) = OnnxModel(path, RuntimeOptions(intra_op_threads=1, device="cpu")).run(feeds, [output])
+    diff = float(np.max(np.abs(expected - got))) if expected.size else 0.0
+    if not diff <= PARITY_TOLERANCE:
+        raise ModelError(f"{path.name}: ONNX Runtime differs from torch by {diff:.2e} (> {PARITY_TOLERANCE})")
+    return diff
+
+
+def sample_rows(n: int, k: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return np.sort(rng.choice(n, size=min(n, k), replace=False))
+
+
+def fit_and_export(
+    train_seqs: list[Sequence[int]],
+    train_levels: list[Sequence[int]] | None,
+    val_seqs: list[Sequence[int]],
+    val_levels: list[Sequence[int]] | None,
+    vocab_size: int,
+    writer: BundleWriter,
+    name: str,
+    options: DeepLogOptions,
+    fit: FitConfig,
+    target_fpr: float | None,
+) -> dict[str, Any]:
+    """Train DeepLog on normal sessions of model tokens and return its manifest section."""
+    if vocab_size < 2:
+        raise InputError(f"{name}: a vocabulary of {vocab_size} tokens is too small to learn sequences")
+    counts = token_counts(train_seqs)
+    total = sum(counts.values())
+    if total == 0:
+        raise InputError(f"{name}: every training session is empty")
+    rare = {t for t in range(1, vocab_size) if counts.get(t, 0) < options.rare_fraction * total}
+    x, y, c = next_token_rows(train_seqs, options.window, vocab_size, options.predict_end)
+    trainer = DeepLogTrainer(vocab_size, options, fit)
+    trainer.name = name
+    index, weight = spread_rows(c)
+    hist = trainer.fit(x[index], y[index], weight)
+
+    onnx_path = writer.path_for(f"{name}.onnx")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # the LSTM batch-size note: parity below checks it
+        export_onnx(trainer.model, (import_torch().as_tensor(x[:2]),), onnx_path, [INPUT], [OUTPUT])
+    rows = sample_rows(len(x), 512, fit.seed)
+    parity = max(
+        check_parity(trainer.model, onnx_path, {INPUT: x[rows]}, OUTPUT),
+        check_parity(trainer.model, onnx_path, {INPUT: x[rows[:1]]}, OUTPUT),
+    )
+    trainer.save_curve(writer.path_for(f"{name}_curve.png"))
+
+    line_threshold = options.top_g - 0.5
+    section: dict[str, Any] = {
+        "type": "deeplog",
+        "file": f"{name}.onnx",
+        "curve": f"{name}_curve.png",
+        "input": INPUT,
+        "output": OUTPUT,
+        "inputs": [INPUT],
+        "outputs": [OUTPUT],
+        "opset": OPSET,
+        "window": options.window,
+        "top_g": options.top_g,
+        "vocab_size": vocab_size,
+        "end_token": vocab_size,
+        "pad_token": vocab_size + 1,
+        "predict_end": options.predict_end,
+        "end_top_g": options.end_top_g if options.end_top_g is not None else options.top_g,
+        "session_score": options.session_score,
+        "rare": {
+            "fraction": options.rare_fraction,
+            "tokens": sorted(rare),
+            "bigrams": rare_bigrams(train_seqs, vocab_size, rare, options.predict_end),
+        },
+        "thresholds": {"low": line_threshold, "medium": line_threshold, "high": line_threshold},
+        "options": asdict(options),
+        "training": {
+            "rows": len(x),
+            "windows": float(c.sum()),
+            "epochs": len(hist.train_loss),
+            "best_epoch": hist.best_epoch + 1,
+            "seconds": round(hist.seconds, 2),
+            "device": hist.device,
+            "final_val_loss": hist.val_loss[-1] if hist.val_loss else None,
+        },
+        "parity_max_abs_diff": parity,
+    }
+    scorer = DeepLogScorer(OnnxModel(onnx_path, RuntimeOptions(device="cpu")), section, name)
+    calib_seqs = val_seqs if val_seqs else train_seqs
+    scores = np.asarray([scorer.session_score(s, options.session_score) for s in calib_seqs])
+    cal = calibrate(scores, target_fpr)
+    floor = options.min_session_threshold
+    section["session_thresholds"] = {k: max(float(v), floor) for k, v in cal["thresholds"].items()}
+    section["calibration"] = {**cal["calibration"], "target_fpr": cal["target_fpr"],
+                              "level": "session", "on": "validation" if val_seqs else "training"}
+    return section

@@ -1,0 +1,165 @@
+"""The LSTM autoencoder of seed 002: LSTM(64) → LSTM(32) → latent → LSTM(32) → LSTM(64).
+
+Each position's input is a learned template embedding concatenated with a level embedding.
+The decoder rebuilds every position's token and level as classes (a cross-entropy
+reconstruction): rebuilding the learned embeddings themselves with MSE would let the
+embeddings collapse to a point and make every error zero. Training minimises the mean token +
+level NLL over the non-pad positions; the exported graph outputs one error per window, by
+default the worst position's NLL (a mean over 20 positions dilutes a single odd line); see
+`agent.detectors.lstm_ae`.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from agent.bundle import BundleWriter
+from agent.detectors.lstm_ae import LEVEL_COUNT, LEVELS, OUTPUT, TOKENS, LstmAeScorer
+from agent.errors import InputError
+from agent.onnx_session import OnnxModel, RuntimeOptions
+from trainer.calibrate import calibrate
+from trainer.deeplog import OPSET, check_parity, export_onnx, sample_rows
+from trainer.sequences import reconstruction_rows, spread_rows
+from trainer.torch_base import FitConfig, TorchDetector, import_torch
+
+
+@dataclass
+class LstmAeOptions:
+    window: int = 20
+    embed_dim: int = 16
+    level_dim: int = 4
+    hidden: int = 64  # outer LSTMs
+    latent: int = 32  # inner LSTMs and the latent code
+    score: str = "max"  # window error served: "max" (worst position) or "mean" NLL over positions
+
+
+def build_net(vocab_size: int, opts: LstmAeOptions) -> Any:
+    torch = import_torch()
+    nn = torch.nn
+    pad = vocab_size + 1
+
+    class LstmAutoencoder(nn.Module):  # type: ignore[name-defined]
+        def __init__(self) -> None:
+            super().__init__()
+            self.embed = nn.Embedding(vocab_size + 2, opts.embed_dim)
+            self.level_embed = nn.Embedding(LEVEL_COUNT, opts.level_dim)
+            self.enc1 = nn.LSTM(opts.embed_dim + opts.level_dim, opts.hidden, batch_first=True)
+            self.enc2 = nn.LSTM(opts.hidden, opts.latent, batch_first=True)
+            self.dec1 = nn.LSTM(opts.latent, opts.latent, batch_first=True)
+            self.dec2 = nn.LSTM(opts.latent, opts.hidden, batch_first=True)
+            self.token_head = nn.Linear(opts.hidden, vocab_size + 2)
+            self.level_head = nn.Linear(opts.hidden, LEVEL_COUNT)
+
+        def forward(self, tokens: Any, levels: Any) -> Any:
+            x = torch.cat([self.embed(tokens), self.level_embed(levels)], dim=-1)
+            h, _ = self.enc1(x)
+            h, _ = self.enc2(h)
+            latent = h[:, -1:, :]  # the code: last state of the inner encoder
+            d, _ = self.dec1(latent.expand(-1, opts.window, -1))
+            d, _ = self.dec2(d)
+            tok_nll = -torch.log_softmax(self.token_head(d), dim=-1).gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
+            lvl_nll = -torch.log_softmax(self.level_head(d), dim=-1).gather(-1, levels.unsqueeze(-1)).squeeze(-1)
+            mask = (tokens != pad).to(tok_nll.dtype)
+            per_position = (tok_nll + lvl_nll) * mask
+            if self.training or opts.score == "mean":
+                return per_position.sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
+            # serving: the worst-rebuilt position, so one odd line is not averaged away
+            return per_position.max(dim=1).values
+
+    return LstmAutoencoder()
+
+
+class LstmAeTrainer(TorchDetector):
+    name = "lstm_ae"
+
+    def __init__(self, vocab_size: int, options: LstmAeOptions, config: FitConfig | None = None) -> None:
+        super().__init__(config)
+        self.vocab_size = vocab_size
+        self.options = options
+
+    def build(self) -> Any:
+        return build_net(self.vocab_size, self.options)
+
+    def loss(self, model: Any, batch: Sequence[Any]) -> Any:
+        tokens, levels, weight = batch
+        return (model(tokens, levels) * weight).sum() / weight.sum()
+
+
+def fit_and_export(
+    train_seqs: list[Sequence[int]],
+    train_levels: list[Sequence[int]] | None,
+    val_seqs: list[Sequence[int]],
+    val_levels: list[Sequence[int]] | None,
+    vocab_size: int,
+    writer: BundleWriter,
+    name: str,
+    options: LstmAeOptions,
+    fit: FitConfig,
+    target_fpr: float | None,
+) -> dict[str, Any]:
+    """Train the autoencoder on normal sessions of model tokens and return its manifest section."""
+    if vocab_size < 2:
+        raise InputError(f"{name}: a vocabulary of {vocab_size} tokens is too small to learn sequences")
+    toks, lvls, counts = reconstruction_rows(train_seqs, train_levels, options.window, vocab_size)
+    trainer = LstmAeTrainer(vocab_size, options, fit)
+    trainer.name = name
+    index, weight = spread_rows(counts)
+    hist = trainer.fit(toks[index], lvls[index], weight)
+
+    torch = import_torch()
+    onnx_path = writer.path_for(f"{name}.onnx")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # the LSTM batch-size note: parity below checks it
+        export_onnx(trainer.model, (torch.as_tensor(toks[:2]), torch.as_tensor(lvls[:2])), onnx_path,
+                    [TOKENS, LEVELS], [OUTPUT])
+    rows = sample_rows(len(toks), 512, fit.seed)
+    parity = max(
+        check_parity(trainer.model, onnx_path, {TOKENS: toks[rows], LEVELS: lvls[rows]}, OUTPUT),
+        check_parity(trainer.model, onnx_path, {TOKENS: toks[rows[:1]], LEVELS: lvls[rows[:1]]}, OUTPUT),
+    )
+    trainer.save_curve(writer.path_for(f"{name}_curve.png"))
+
+    section: dict[str, Any] = {
+        "type": "lstm_ae",
+        "file": f"{name}.onnx",
+        "curve": f"{name}_curve.png",
+        "inputs": [TOKENS, LEVELS],
+        "output": OUTPUT,
+        "outputs": [OUTPUT],
+        "opset": OPSET,
+        "window": options.window,
+        "vocab_size": vocab_size,
+        "pad_token": vocab_size + 1,
+        "options": asdict(options),
+        "training": {
+            "rows": len(toks),
+            "windows": float(counts.sum()),
+            "epochs": len(hist.train_loss),
+            "best_epoch": hist.best_epoch + 1,
+            "seconds": round(hist.seconds, 2),
+            "device": hist.device,
+            "final_val_loss": hist.val_loss[-1] if hist.val_loss else None,
+        },
+        "parity_max_abs_diff": parity,
+    }
+    scorer = LstmAeScorer(OnnxModel(onnx_path, RuntimeOptions(device="cpu")), section, name)
+    calib_seqs, calib_levels = (val_seqs, val_levels) if val_seqs else (train_seqs, train_levels)
+    line_scores: list[float] = []
+    session_scores: list[float] = []
+    for k, s in enumerate(calib_seqs):
+        errors = scorer.errors(scorer.session_windows(s, calib_levels[k] if calib_levels else None))
+        line_scores.extend(errors)
+        session_scores.append(max(errors))
+    line_cal = calibrate(np.asarray(line_scores), target_fpr)
+    session_cal = calibrate(np.asarray(session_scores), target_fpr)
+    section["thresholds"] = line_cal["thresholds"]
+    section["session_thresholds"] = session_cal["thresholds"]
+    section["calibration"] = {**line_cal["calibration"], "target_fpr": line_cal["target_fpr"], "level": "line",
+                              "on": "validation" if val_seqs else "training"}
+    section["session_calibration"] = {**session_cal["calibration"], "level": "session"}
+    return section
