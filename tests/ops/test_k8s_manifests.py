@@ -202,3 +202,20 @@ def test_shipped_agent_configs_validate_with_the_agents_config_loader(workload: 
     if remote and len(remote) == len(problems):
         pytest.skip(f"agent.config has no opt-in for off-host metrics yet: {remote}")
     assert problems == []
+
+
+# Measured by bench/resource_bounds.py (BENCHMARKS.md): RSS ≈ BASE + PER_ENTITY × max_entities
+# once the entity cap is reached, plus what ever-new templates add until their caps fill.
+BASE_MIB = 162
+PER_ENTITY_KIB = 4.3
+TEMPLATES_MIB = 150
+DEFAULT_MAX_ENTITIES = 100_000
+
+
+def test_memory_limit_covers_the_configured_caps(workload: Workload) -> None:
+    """The container's memory limit holds the agent at its configured entity cap."""
+    agent, config = agent_config(workload)
+    max_entities = config["pipeline"].get("max_entities", DEFAULT_MAX_ENTITIES)
+    estimate = BASE_MIB + max_entities * PER_ENTITY_KIB / 1024 + TEMPLATES_MIB
+    limit = memory_bytes(agent["resources"]["limits"]["memory"]) / 2**20
+    assert estimate <= limit, f"max_entities={max_entities} needs ~{estimate:.0f} MiB, limit is {limit:.0f} MiB"
