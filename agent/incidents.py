@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -64,6 +64,12 @@ class IncidentConfig:
     # Templates that follow each other in training with at least this probability are related.
     related_transition: float = 0.2
     max_values: int = 200  # distinctive parameter values (addresses, ids) kept per incident
+    # A weak anomaly (no DANGER verdict, no strong explanation) alone does not open an incident:
+    # it waits up to gap_secs for a strong related anomaly to join. Most model false alarms are
+    # such isolated weak lines; an operator is paged for incidents, not for them.
+    hold_weak: bool = True
+    max_held: int = 256
+    weak_cluster: int = 5  # ... unless this many related weak anomalies come within gap_secs
 
 
 _WORD = re.compile(r"[A-Za-z][A-Za-z_]{2,}")
@@ -87,6 +93,11 @@ STRONG_KINDS = frozenset(
         ExplanationKind.RARE_TEMPLATE,
     }
 )
+
+
+def is_strong(anomaly: Anomaly) -> bool:
+    """DANGER, or a strong fact: enough to open an incident on its own."""
+    return anomaly.verdict is Verdict.DANGER or any(e.kind in STRONG_KINDS for e in anomaly.explanations)
 
 
 def template_words(template: str) -> frozenset[str]:
@@ -219,6 +230,8 @@ class IncidentGrouper:
         self._far_ahead = False
         self._disorder = 0.0  # the largest lateness seen (seconds behind the log clock)
         self.suppressed = 0  # identical anomalies counted but not emitted
+        self._held: deque[Anomaly] = deque()  # recent weak anomalies not (yet) in an incident
+        self.isolated = 0  # weak anomalies that joined no incident when they arrived
 
     # ---- matching
 
@@ -277,7 +290,7 @@ class IncidentGrouper:
             return self._last_decision[1]
         return self._would_emit(self._match(anomaly), anomaly)
 
-    def add(self, anomaly: Anomaly) -> tuple[str, list[Incident]]:
+    def add(self, anomaly: Anomaly) -> tuple[str | None, list[Incident]]:
         """Put `anomaly` in an incident; returns its id and the incident events due now.
 
         The events are this incident's `open` or `update`, preceded by the `resolved` events
@@ -294,13 +307,24 @@ class IncidentGrouper:
             quiet = [i for i in self._open.values() if t - i.last_seen > stale]
             events += [self._resolve(i) for i in sorted(quiet, key=lambda i: i.first_seen)]
         inc = self._match(anomaly)
+        held: list[Anomaly] = []
+        if (inc is None and cfg.hold_weak and not is_strong(anomaly)
+                and len(self._related_held(anomaly)) + 1 < cfg.weak_cluster):
+            self._hold(anomaly)
+            self._last_decision = (id(anomaly), True)
+            return None, events
         if inc is None:
+            held = self._take_held(anomaly)
             if len(self._open) >= cfg.max_open:
                 stalest = min(self._open.values(), key=lambda i: i.last_seen)
                 events.append(self._resolve(stalest))
             self._seq += 1
-            inc = _Open(f"inc-{_clock(anomaly.line.time)}-{self._seq}", anomaly)
+            first = held[0] if held else anomaly
+            inc = _Open(f"inc-{_clock(first.line.time)}-{self._seq}", first)
             self._open[inc.incident_id] = inc
+            for h in held:
+                self._absorb(inc, h)
+                self.isolated -= 1
         emit = self._would_emit(inc, anomaly)
         self._last_decision = (id(anomaly), emit)
         if not emit:
@@ -314,6 +338,32 @@ class IncidentGrouper:
             inc.emitted_at = t
             events.append(self._snapshot(inc, IncidentState.UPDATE))
         return inc.incident_id, events
+
+    def _hold(self, anomaly: Anomaly) -> None:
+        self.isolated += 1
+        self._held.append(anomaly)
+        horizon = anomaly.line.time - self.config.gap_secs
+        while self._held and (len(self._held) > self.config.max_held or self._held[0].line.time < horizon):
+            self._held.popleft()
+
+    def _related_held(self, anomaly: Anomaly) -> list[Anomaly]:
+        """The held weak anomalies related to `anomaly` and within gap_secs of it, in order."""
+        if not self._held:
+            return []
+        probe = _Open("probe", anomaly)
+        self._absorb(probe, anomaly)
+        t = anomaly.line.time
+        return [h for h in self._held
+                if abs(t - h.line.time) <= self.config.gap_secs
+                and self._related(probe, h, template_words(h.line.template))]
+
+    def _take_held(self, anomaly: Anomaly) -> list[Anomaly]:
+        """Remove and return the held anomalies that join the incident `anomaly` is opening."""
+        taken = self._related_held(anomaly)
+        if taken:
+            ids = {id(h) for h in taken}
+            self._held = deque(h for h in self._held if id(h) not in ids)
+        return taken
 
     def _advance_clock(self, t: float) -> bool:
         """Move the log clock to `t`; True when it moved. A single line far ahead of the rest
@@ -412,7 +462,9 @@ class IncidentGrouper:
         if len(inc.new_templates) >= 2:
             points += 1
         if inc.danger == 0 and STRONG_KINDS.isdisjoint(inc.kinds):
-            return IncidentSeverity.LOW  # one model's opinion with weak facts at most
+            # Weak facts only: LOW, unless so many related lines agree that it is a pattern
+            # (an attacker's new address failing dozens of logins) rather than a fluke.
+            return IncidentSeverity.MEDIUM if inc.anomalies >= 4 * self.config.weak_cluster else IncidentSeverity.LOW
         if points >= 6:
             return IncidentSeverity.CRITICAL
         if points >= 4:

@@ -126,8 +126,11 @@ class Pipeline:
         from agent.explain import Explainer
         from agent.incidents import IncidentConfig, IncidentGrouper
 
-        self.explainer = Explainer(bundle.read_json("profile.json"), self.miner.templates())
-        self.grouper = IncidentGrouper(IncidentConfig(gap_secs=config.incident_gap_secs))
+        profile = bundle.read_json("profile.json")
+        self.explainer = Explainer(profile, self.miner.templates())
+        # The profile relates templates that follow each other in training (an auth failure and
+        # the web's 401 it causes), so they group into one incident.
+        self.grouper = IncidentGrouper(IncidentConfig(gap_secs=config.incident_gap_secs), profile=profile)
         self.provider = _provider_of(self.detectors)
         self.line_no = 0
         self._last_input = 0.0
@@ -229,10 +232,15 @@ class Pipeline:
             explanations = self.explainer.explain(ctx, result.scores)
             anomaly = Anomaly(ctx.line, score, verdict, result.scores, explanations)
             incident_id, incident_events = self.grouper.add(anomaly)
+            emit = self.grouper.should_emit(anomaly)  # identical repeats are counted, not re-emitted
             anomaly = Anomaly(ctx.line, score, verdict, result.scores, explanations, incident_id)
             self.anomalies += 1
             metrics.anomalies.labels(verdict=verdict.value).inc()
-            out.append(anomaly)
+            if emit:
+                out.append(anomaly)
+            for inc in incident_events:
+                if inc.state.value == "open":
+                    metrics.incidents.labels(severity=inc.severity.name.lower()).inc()
             out.extend(incident_events)
         metrics.entities.set(len(self.features.entities))
         metrics.templates.set(len(self.miner) + len(self.online_miner))

@@ -260,19 +260,45 @@ def test_training_companions_relate_different_actors():
     assert len(resolved(events)) == 2
 
 
-def test_incidents_with_only_weak_facts_rank_low():
-    """Sixty WARN lines that only a model flagged, with a SEQUENCE note at most, stay LOW."""
+def _weak_stream(n: int, start: float = T0) -> list[Anomaly]:
     weak = (Explanation(ExplanationKind.SEQUENCE, "SEQUENCE ANOMALY: P(this | previous) = 0 in training"),)
-    stream = [
+    return [
         replace(
-            anomaly(f"Slow query on users took {k} ms", T0 + k, "db-primary", 9, Level.WARN),
+            anomaly(f"Slow query on users took {k} ms", start + k, "db-primary", 9, Level.WARN),
             explanations=weak,
         )
-        for k in range(60)
+        for k in range(n)
     ]
-    _, events = run(IncidentGrouper(), stream)
+
+
+def test_incidents_with_only_weak_facts_rank_low():
+    """Fifteen WARN lines that only a model flagged, with a SEQUENCE note at most, stay LOW;
+    sixty within a minute are a pattern and rank MEDIUM, never higher."""
+    _, events = run(IncidentGrouper(), _weak_stream(15))
     (inc,) = resolved(events).values()
     assert inc.severity is IncidentSeverity.LOW
+    _, events = run(IncidentGrouper(), _weak_stream(60))
+    (inc,) = resolved(events).values()
+    assert inc.severity is IncidentSeverity.MEDIUM
+
+
+def test_isolated_weak_anomalies_open_no_incident():
+    """A lone weak anomaly (a model's outlier with weak facts) joins no incident; a strong one
+    that follows within the gap opens an incident that takes the related held lines along."""
+    grouper = IncidentGrouper()
+    lone = _weak_stream(1)[0]
+    incident_id, events = grouper.add(lone)
+    assert incident_id is None and events == []
+    assert grouper.isolated == 1
+    # Four related weak lines are still below the cluster size of five.
+    for a in _weak_stream(3, T0 + 10):
+        assert grouper.add(a)[0] is None
+    strong = anomaly("Slow query on users took 99999 ms", T0 + 30, "db-primary", 9, Level.ERROR)
+    incident_id, events = grouper.add(strong)
+    assert incident_id is not None
+    (opened,) = events
+    assert opened.anomaly_count == 5 and opened.first_seen == T0
+    assert grouper.isolated == 0
 
 
 def test_a_long_scan_resolves_incidents_by_the_logs_own_clock():
