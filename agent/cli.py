@@ -70,6 +70,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Import only the module of the command actually asked for.
     wanted = next((a for a in args_list if not a.startswith("-")), None)
     only = wanted if wanted in COMMANDS else None
+    if only != "agent":  # the daemon configures logging from its config file
+        import os
+
+        from agent.logging_setup import configure_logging
+
+        configure_logging("auto", os.environ.get("LOGDETECT_LOG_LEVEL", "warning"))
     try:
         parser = build_parser(only)
         args = parser.parse_args(args_list)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 
@@ -34,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
 
     work = Path(args.workdir)
     work.mkdir(parents=True, exist_ok=True)
-    start = datetime(2026, 11, 2, tzinfo=timezone.utc)
+    start = datetime(2026, 11, 2, tzinfo=UTC)
     out = sys.stdout
     t0 = time.monotonic()
     normal = work / "normal-days.log"
@@ -69,8 +69,8 @@ def run(args: argparse.Namespace) -> int:
     scan.run(scan_args)
     out.write("\nInjected (ground truth):\n")
     for inc in truth.incidents:
-        span = (f"{datetime.fromtimestamp(inc.start, timezone.utc):%H:%M:%S} - "
-                f"{datetime.fromtimestamp(inc.end, timezone.utc):%H:%M:%S}")
+        span = (f"{datetime.fromtimestamp(inc.start, UTC):%H:%M:%S} - "
+                f"{datetime.fromtimestamp(inc.end, UTC):%H:%M:%S}")
         out.write(f"  {inc.kind:12} {span}  {len(inc.line_numbers)} lines  {inc.description}\n")
     out.write(f"\nDone in {time.monotonic() - t0:.0f}s. Open {report} in a browser for the timeline.\n")
     return 0
