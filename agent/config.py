@@ -65,7 +65,7 @@ class AgentSettings:
     batch_records: int = 1024
     tick_interval_secs: float = 1.0
     shutdown_budget_secs: float = 5.0
-    multiline_flush_secs: float = 0.5  # input idle this long: release held multi-line records
+    multiline_flush_secs: float = 0.2  # input idle this long: release held multi-line records
     metrics_listen: str = "127.0.0.1:9847"  # /metrics, /livez, /readyz; "" turns it off
     log_level: str = "info"
     log_format: str = "json"

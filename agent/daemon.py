@@ -257,7 +257,10 @@ class Daemon:
         cfg = self.config.agent
         next_tick = time.monotonic() + cfg.tick_interval_secs
         while not self._stop.is_set():
-            wait = max(0.0, min(next_tick - time.monotonic(), 0.25))
+            wait = min(next_tick - time.monotonic(), 0.25)
+            if self._unreleased:  # wake up when held records are due to be released
+                wait = min(wait, self._last_input + cfg.multiline_flush_secs - time.monotonic())
+            wait = max(0.0, wait)
             batches = await self.queue.get_many(cfg.batch_records, wait)
             pipeline = self.pipeline
             if batches and pipeline is not None:
