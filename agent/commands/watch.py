@@ -1,89 +1,71 @@
 """Follow a log file like `tail -F` (rotation and truncation handled) or read stdin (`-`), and
-emit events as lines arrive: JSON lines by default, readable blocks with --format text.
+emit events as JSON lines on stdout as lines arrive. At the end of stdin it drains and exits 0.
+
+`watch` is the agent daemon with one source and a stdout sink: the same runtime, flow control
+and signal handling as `logdetect agent`, without writing a config file.
 
 examples:
   logdetect watch --model model/ --input /var/log/app/current.log
   tail -F /var/log/app/current.log | logdetect watch --model model/ --input -
-  logdetect watch --model model/ --input - --format text < today.log
+  fluent-bit -c fb.yaml | logdetect watch --model model/ --input - --line-format json
 """
 
 from __future__ import annotations
 
 import argparse
-import os
-import select
-import sys
-import time
-from collections.abc import Iterator
+import json
+from pathlib import Path
 
-from agent.commands.scan import add_model_options, pipeline_config
-from agent.pipeline import Output, Pipeline
-from agent.reader import decode_line
-from agent.types import Anomaly, Record
-
-IDLE_FLUSH_SECS = 0.2
+from agent.commands.scan import add_model_options
 
 
 def configure(p: argparse.ArgumentParser) -> None:
     add_model_options(p)
     p.add_argument("--input", "-i", required=True, metavar="FILE|-", help="file to follow, or - for stdin")
-    p.add_argument("--format", choices=["json", "text"], default="json", help="output format (default: json)")
+    p.add_argument("--line-format", default="auto", choices=["auto", "plain", "json"],
+                   help="plain lines, JSON lines (Fluent Bit json_lines, Vector console), or auto (default)")
     p.add_argument("--from-start", action="store_true", help="read a followed file from its start, not its end")
+    p.add_argument("--state-dir", help="keep online templates and the file offset here across restarts")
 
 
-def stdin_batches(max_batch: int = 1024) -> Iterator[list[bytes]]:
-    """Lines from stdin in batches, yielding (possibly empty) batches at least every IDLE_FLUSH_SECS
-    so that timers run and a half-full batch is not held back. Ends at EOF."""
-    fd = sys.stdin.fileno()
-    pending = b""
-    while True:
-        ready, _, _ = select.select([fd], [], [], IDLE_FLUSH_SECS)
-        if not ready:
-            yield []
-            continue
-        chunk = os.read(fd, 1 << 16)
-        if not chunk:
-            if pending:
-                yield [pending]
-            return
-        pending += chunk
-        lines = pending.split(b"\n")
-        pending = lines.pop()
-        for start in range(0, len(lines), max_batch):
-            yield lines[start : start + max_batch]
+def config_text(args: argparse.Namespace) -> str:
+    """The agent config equivalent to these options (TOML; strings JSON-quoted, valid TOML)."""
+    q = json.dumps
+    lines = [f"model = {q(str(Path(args.model).resolve()))}"]
+    if args.state_dir:
+        lines.append(f"state_dir = {q(str(Path(args.state_dir).resolve()))}")
+    lines += [
+        "[pipeline]",
+        f"sensitivity = {q(args.sensitivity)}",
+        f"device = {q(args.device)}",
+        f"intra_op_threads = {max(1, args.threads)}",
+        "[agent]",
+        'metrics_listen = ""',
+        'log_format = "auto"',
+        'log_level = "warning"',
+    ]
+    if args.log_format or args.entity:
+        from agent.bundle import load_bundle
+
+        trained = load_bundle(args.model).manifest.get("parser", {})
+        lines += ["[parser]", f"log_format = {q(args.log_format or trained.get('log_format', 'auto'))}",
+                  f"entity = {q(args.entity or trained.get('entity', 'stream'))}"]
+    if args.input == "-":
+        lines += ["[sources.stdin]", 'type = "stdin"', f"format = {q(args.line_format)}"]
+    else:
+        lines += ["[sources.file]", 'type = "file"', f"path = {q(str(Path(args.input).resolve()))}",
+                  f"format = {q(args.line_format)}",
+                  f"read_from = {q('beginning' if args.from_start else 'end')}"]
+    lines += ["[sinks.stdout]", 'type = "stdout"']
+    return "\n".join(lines) + "\n"
 
 
 def run(args: argparse.Namespace) -> int:
-    pipe = Pipeline.from_bundle(args.model, pipeline_config(args))
-    out = sys.stdout.buffer
-    text = args.format == "text"
-    if args.input == "-":
-        batches = stdin_batches()
-    else:
-        from agent.follow import follow_batches
+    from agent.config import parse_config
+    from agent.daemon import run_daemon
+    from agent.errors import ConfigError
 
-        batches = follow_batches(args.input, from_start=args.from_start)
-
-    def emit(outputs: list[Output]) -> None:
-        now = time.time()
-        for o in outputs:
-            if text:
-                if isinstance(o, Anomaly):
-                    from agent.render import render_anomaly
-
-                    out.write(render_anomaly(o, color=sys.stdout.isatty()).encode() + b"\n")
-            else:
-                out.write(pipe.encode([o], now)[0] + b"\n")
-        out.flush()
-
-    try:
-        for raw_lines in batches:
-            now = time.time()
-            records = [Record(decode_line(b), args.input if args.input != "-" else "stdin", now) for b in raw_lines]
-            if records:
-                emit(pipe.process_outputs(records, now))
-            emit(pipe.tick_outputs(now))
-    except KeyboardInterrupt:
-        pass
-    emit(pipe.close_outputs(time.time()))
-    return 0
+    config, problems = parse_config(config_text(args), Path("<watch options>"))
+    if config is None or problems:
+        raise ConfigError("; ".join(problems) or "invalid watch options")
+    return run_daemon(config)

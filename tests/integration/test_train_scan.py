@@ -138,3 +138,34 @@ def test_train_and_scan_real_logs(data_dir: Path, tmp_path: Path) -> None:
     manifest = json.loads((tmp_path / "m/manifest.json").read_text())
     assert manifest["parser"]["log_format"] != "raw"
     assert manifest["training"]["templates"] > 5
+
+
+def test_tail_pipe_into_watch(sim: dict[str, Path], tmp_path: Path) -> None:
+    """A real `tail -F FILE | logdetect watch --input -` pipe: lines appended to the file come out
+    as events while the pipe stays open; when tail goes away, watch drains and exits 0."""
+    import shutil
+    import time
+
+    if shutil.which("tail") is None:
+        pytest.skip("no tail on this machine")
+    log = tmp_path / "live.log"
+    log.write_bytes(b"")
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    tail = subprocess.Popen(["tail", "-n", "+1", "-F", str(log)], stdout=subprocess.PIPE)
+    watch = subprocess.Popen([sys.executable, "-m", "agent.cli", "watch", "--model", str(sim["model"]),
+                              "--input", "-"], stdin=tail.stdout, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             env=env, cwd=REPO)
+    assert tail.stdout is not None
+    tail.stdout.close()  # watch owns the read end now
+    try:
+        with log.open("ab") as fh:
+            fh.write(sim["incident"].read_bytes())
+        time.sleep(3.0)
+    finally:
+        tail.terminate()
+        tail.wait(timeout=10)
+    out, err = watch.communicate(timeout=120)
+    assert watch.returncode == 0, err.decode()[-2000:]
+    events = [json.loads(line) for line in out.splitlines()]
+    assert any(e["event_name"] == "logdetect.anomaly" for e in events)
+    assert any(e["event_name"] == "logdetect.incident" for e in events)
