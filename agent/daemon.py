@@ -42,6 +42,8 @@ class PipelineLike(Protocol):
     def process(self, records: Sequence[Any], now: float) -> list[bytes]: ...
     def tick(self, now: float) -> list[bytes]: ...
     def close(self, now: float) -> list[bytes]: ...
+    def pending_records(self) -> int: ...
+    def flush_pending(self, now: float) -> list[bytes]: ...
 
 
 def build_pipeline(config: AgentConfig) -> PipelineLike:
@@ -163,18 +165,13 @@ class Daemon:
 
     def _pending(self, pipeline: PipelineLike) -> int:
         """Records the pipeline holds without an event yet (multi-line stitching)."""
-        pending = getattr(pipeline, "pending_records", None)
-        if callable(pending):
-            return int(pending())
-        stitcher = getattr(pipeline, "stitcher", None)
-        return int(getattr(stitcher, "pending", 0) or 0)
+        return pipeline.pending_records()
 
     def _flush(self, pipeline: PipelineLike) -> None:
         """Input went idle: make the pipeline release held records, write their events."""
         now = time.time()
         try:
-            flush = getattr(pipeline, "flush_pending", None)
-            events = list(flush(now)) if callable(flush) else _flush_stitcher(pipeline, now)
+            events = pipeline.flush_pending(now)
         except Exception as exc:
             log.exception("pipeline flush failed", error=str(exc), throttle=True)
             return
@@ -374,21 +371,6 @@ class Daemon:
         self._worker.shutdown(wait=False)
         self._service.close()
         log.info("stopped", records=self.counts.records, events=self.counts.events)
-
-
-def _flush_stitcher(pipeline: Any, now: float) -> list[bytes]:
-    """Fallback while the pipeline has no public `flush_pending`: what `close()` does with the
-    stitcher's pending records, without closing anything else."""
-    stitcher = getattr(pipeline, "stitcher", None)
-    if stitcher is None:
-        return []
-    records = stitcher.flush()
-    if not records:
-        return []
-    out: list[Any] = []
-    pipeline._process_batch(records, now, out)
-    events: list[bytes] = pipeline.encode(out, now)
-    return events
 
 
 def _components(items: Sequence[ComponentConfig]) -> list[tuple[str, str, Any]]:

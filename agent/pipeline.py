@@ -245,6 +245,23 @@ class Pipeline:
         metrics.entities.set(len(self.features.entities))
         metrics.templates.set(len(self.miner) + len(self.online_miner))
 
+    # -- records held back (multi-line stitching) ------------------------------------------------
+
+    def pending_records(self) -> int:
+        """Records received but not yet turned into lines (a stitched record waits for the next
+        line to know it is complete). The daemon acks a batch only when none of it is held."""
+        return self.stitcher.pending if self.stitcher is not None else 0
+
+    def flush_pending(self, now: float) -> list[bytes]:
+        return self.encode(self.flush_pending_outputs(now), now)
+
+    def flush_pending_outputs(self, now: float) -> list[Output]:
+        """Process whatever the stitcher holds (input paused, or end of input)."""
+        out: list[Output] = []
+        if self.stitcher is not None and self.stitcher.pending:
+            self._process_batch(self.stitcher.flush(), now, out)
+        return out
+
     # -- time-driven work ---------------------------------------------------------------------
 
     def tick(self, now: float) -> list[bytes]:
@@ -252,10 +269,10 @@ class Pipeline:
 
     def tick_outputs(self, now: float) -> list[Output]:
         out: list[Output] = []
-        if self.stitcher is not None and self.stitcher.pending and now - self._last_input >= STITCH_IDLE_SECS:
+        if now - self._last_input >= STITCH_IDLE_SECS:
             # A stitched record is complete only when the next line starts; on a quiet stream the
             # next line may never come, so hand on what is pending once input pauses.
-            self._process_batch(self.stitcher.flush(), now, out)
+            out.extend(self.flush_pending_outputs(now))
         out.extend(self._session_verdicts(self.features.end_idle(now)))
         out.extend(self.grouper.tick(now))
         if self.snapshotter is not None and self.snapshotter.maybe_save(now):
@@ -266,11 +283,7 @@ class Pipeline:
         return self.encode(self.close_outputs(now), now)
 
     def close_outputs(self, now: float) -> list[Output]:
-        out: list[Output] = []
-        if self.stitcher is not None:
-            pending = self.stitcher.flush()
-            if pending:
-                self._process_batch(pending, now, out)
+        out = self.flush_pending_outputs(now)
         out.extend(self._session_verdicts(self.features.end_all()))
         out.extend(self.grouper.close())
         self.save_state()

@@ -183,6 +183,12 @@ class PassThrough:
     def close(self, now: float) -> list[bytes]:
         return []
 
+    def pending_records(self) -> int:
+        return 0
+
+    def flush_pending(self, now: float) -> list[bytes]:
+        return []
+
 
 async def bench_latency(model: str | None, rate: float, seconds: float) -> dict[str, float]:
     work = Path(tempfile.mkdtemp(prefix="logdetect-bench-"))

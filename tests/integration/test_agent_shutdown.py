@@ -38,6 +38,12 @@ class SlowEcho:
         self.closed = True
         return [orjson.dumps({"event_name": "closed"})]
 
+    def pending_records(self) -> int:
+        return 0
+
+    def flush_pending(self, now: float) -> list[bytes]:
+        return []
+
 
 def make_daemon(tmp_path: Path, pipeline: SlowEcho, queue_records: int = 10_000) -> Daemon:
     text = f"""
