@@ -123,6 +123,7 @@ class TorchDetector(ABC):
         bad_epochs = 0
         started = time.monotonic()
         hist = FitHistory(device=device)
+        out_of_time = False
         for epoch in range(cfg.epochs):
             self.model.train()
             perm = torch.as_tensor(rng.permutation(train_idx))
@@ -140,6 +141,9 @@ class TorchDetector(ABC):
                 count += len(idx)
                 if cfg.progress:
                     _progress(self.name, epoch + 1, cfg.epochs, bi + 1, len(batches), total / max(count, 1))
+                if cfg.max_seconds is not None and time.monotonic() - started > cfg.max_seconds:
+                    out_of_time = True  # checked per batch: one epoch on a big input can outlast the budget
+                    break
             train_loss = total / max(count, 1)
             val_loss = self._evaluate(tensors, val_idx, device) if n_val else train_loss
             hist.train_loss.append(train_loss)
@@ -153,8 +157,10 @@ class TorchDetector(ABC):
                 sys.stderr.write(f"  val {val_loss:.4f}\n")
             if bad_epochs >= cfg.patience:
                 break
-            if cfg.max_seconds is not None and time.monotonic() - started > cfg.max_seconds:
+            if out_of_time:
                 log.info("training_time_budget_spent", model=self.name, epochs=epoch + 1)
+                if cfg.progress:
+                    sys.stderr.write(f"  (time budget of {cfg.max_seconds:.0f}s spent)\n")
                 break
         if best_state is not None:
             self.model.load_state_dict(best_state)

@@ -18,7 +18,7 @@ from pathlib import Path
 def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workdir", default="demo-out", help="where logs, bundle and report go (default: demo-out)")
     p.add_argument("--days", type=float, default=3.0, help="normal days to train on (default: 3)")
-    p.add_argument("--lines-per-day", type=int, default=40_000, help="simulated volume (default: 40000)")
+    p.add_argument("--lines-per-day", type=int, default=20_000, help="simulated volume (default: 20000)")
     p.add_argument("--models", default="isolation_forest,deeplog,lstm_ae,logbert",
                    help="models to train (default: all four)")
     p.add_argument("--seconds-per-model", type=float, default=60.0,
