@@ -94,7 +94,13 @@ class NotifyListener:
 class AgentProcess:
     """`python -m agent.cli agent --config FILE` with stderr (JSON logs) collected."""
 
-    def __init__(self, config: Path, notify: NotifyListener | None, watchdog_usec: int = 0) -> None:
+    def __init__(
+        self,
+        config: Path,
+        notify: NotifyListener | None,
+        watchdog_usec: int = 0,
+        prefix: list[str] | None = None,
+    ) -> None:
         env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}
         env.pop("NOTIFY_SOCKET", None)
         if notify is not None:
@@ -102,7 +108,17 @@ class AgentProcess:
         if watchdog_usec:
             env["WATCHDOG_USEC"] = str(watchdog_usec)
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "agent.cli", "agent", "--config", str(config), "--log-format", "json"],
+            [
+                *(prefix or []),
+                sys.executable,
+                "-m",
+                "agent.cli",
+                "agent",
+                "--config",
+                str(config),
+                "--log-format",
+                "json",
+            ],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
@@ -195,8 +211,9 @@ def line_events(path: Path) -> list[dict[str, Any]]:
     return out
 
 
-def streaming_sender(sock: Path, chunks: list[list[str]], acked: list[list[str]],
-                     started: threading.Event, pause: float = 0.0) -> threading.Thread:
+def streaming_sender(
+    sock: Path, chunks: list[list[str]], acked: list[list[str]], started: threading.Event, pause: float = 0.0
+) -> threading.Thread:
     """Send chunks one after another from a thread; record the lines of each acked chunk."""
     errors: queue.Queue[BaseException] = queue.Queue()
 

@@ -5,10 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import itertools
-import os
-import shutil
 import signal
-import subprocess
 import sys
 import threading
 import time
@@ -21,7 +18,6 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from ops.agent_harness import (
-    REPO,
     AgentProcess,
     ForwardClient,
     NotifyListener,
@@ -30,46 +26,13 @@ from ops.agent_harness import (
     wait_until,
     write_config,
 )
+from ops.conftest import SYSTEMS, lines_of
 
 _HAVE_DAEMON = all(importlib.util.find_spec(m) is not None for m in ("agent.daemon", "agent.commands.daemon"))
 pytestmark = pytest.mark.skipif(
     not _HAVE_DAEMON,
     reason="needs agent/daemon.py and the `logdetect agent` command (issue 5)",
 )
-
-SYSTEMS = ("OpenSSH", "Linux")  # bundle A / bundle B (both syslog)
-
-
-def _lines(data_dir: Path, system: str) -> list[str]:
-    path = data_dir / "loghub_2k" / system / f"{system}_2k.log"
-    return [line for line in path.read_text(errors="replace").splitlines() if line.strip()]
-
-
-def _train(data_dir: Path, system: str, out: Path) -> Path:
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    result = subprocess.run(
-        [sys.executable, "-m", "agent.cli", "train", "--input",
-         str(data_dir / "loghub_2k" / system / f"{system}_2k.log"), "--output", str(out),
-         "--models", "isolation_forest", "--quiet"],
-        capture_output=True, text=True, timeout=120, env=env, cwd=REPO,
-    )
-    assert result.returncode == 0, result.stderr
-    return out
-
-
-@pytest.fixture(scope="module")
-def bundles(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """Two real bundles (OpenSSH, Linux) and a corrupt copy of the second (one ONNX byte flipped)."""
-    d = tmp_path_factory.mktemp("bundles")
-    a = _train(data_dir, SYSTEMS[0], d / "a")
-    b = _train(data_dir, SYSTEMS[1], d / "b")
-    bad = d / "corrupt"
-    shutil.copytree(b, bad)
-    onnx = next(bad.glob("*.onnx"))
-    data = bytearray(onnx.read_bytes())
-    data[len(data) // 2] ^= 0xFF
-    onnx.write_bytes(bytes(data))
-    return {"a": a, "b": b, "corrupt": bad}
 
 
 @pytest.fixture()
@@ -99,19 +62,32 @@ def _missing(acked: list[list[str]], processed: list[dict[str, object]]) -> Coun
     return want - got
 
 
+def _sandbox_prefix(tmp_path: Path) -> list[str]:
+    """hardened_exec.py with the unit's SystemCallFilter (see test_systemd_unit.py)."""
+    from ops.test_systemd_unit import HARDENED_EXEC, UNIT, _systemd_analyze, expand_syscall_groups, parse_unit
+
+    allowed = expand_syscall_groups(_systemd_analyze(), parse_unit(UNIT.read_text())["Service"]["SystemCallFilter"])
+    allowed_file = tmp_path / "allowed.txt"
+    allowed_file.write_text("\n".join(sorted(allowed)) + "\n")
+    return [sys.executable, str(HARDENED_EXEC), str(allowed_file), "--"]
+
+
+@pytest.mark.parametrize("sandboxed", [False, True], ids=["plain", "unit-sandbox"])
 def test_notify_lifecycle_and_status_endpoint(
-    bundles: dict[str, Path], notify: NotifyListener, tmp_path: Path, data_dir: Path
+    bundles: dict[str, Path], notify: NotifyListener, tmp_path: Path, data_dir: Path, sandboxed: bool
 ) -> None:
-    """READY after load, WATCHDOG from the loop, /readyz 200, metrics parse, SIGTERM → STOPPING, exit 0."""
+    """READY after load, WATCHDOG from the loop, /readyz 200, metrics parse, SIGTERM → STOPPING,
+    exit 0 - also under the unit's sandbox pieces (NoNewPrivileges, W^X, SystemCallFilter)."""
     config = tmp_path / "agent.toml"
     sock, events = tmp_path / "fwd.sock", tmp_path / "events.jsonl"
     write_config(config, bundles["a"], tmp_path / "state", sock, events)
-    agent = AgentProcess(config, notify, watchdog_usec=400_000)
+    prefix = _sandbox_prefix(tmp_path) if sandboxed else None
+    agent = AgentProcess(config, notify, watchdog_usec=400_000, prefix=prefix)
     try:
         wait_until(lambda: notify.count("READY=1"), 60, "READY=1")
         assert agent.get("/livez")[0] == 200 and agent.get("/readyz")[0] == 200
         client = ForwardClient(sock)
-        lines = _lines(data_dir, SYSTEMS[0])[:50]
+        lines = lines_of(data_dir, SYSTEMS[0])[:50]
         client.send(lines)
         client.close()
         wait_until(lambda: notify.count("WATCHDOG=1") >= 3, 10, "three WATCHDOG=1")
@@ -143,7 +119,7 @@ def test_sighup_reload_new_and_corrupt_bundle(
     sock, events, state = tmp_path / "fwd.sock", tmp_path / "events.jsonl", tmp_path / "state"
     write_config(config, bundles["a"], state, sock, events)
     agent = AgentProcess(config, notify)
-    traffic = _chunks(_lines(data_dir, SYSTEMS[0])[:600] + _lines(data_dir, SYSTEMS[1])[:600], 20)
+    traffic = _chunks(lines_of(data_dir, SYSTEMS[0])[:600] + lines_of(data_dir, SYSTEMS[1])[:600], 20)
     acked: list[list[str]] = []
     try:
         wait_until(lambda: notify.count("READY=1"), 60, "READY=1")
@@ -201,8 +177,8 @@ def kill_run(bundles: dict[str, Path], data_dir: Path, tmp_path_factory: pytest.
     sock, state = tmp_path / "fwd.sock", tmp_path / "state"
     run1, run2 = tmp_path / "events1.jsonl", tmp_path / "events2.jsonl"
     # Linux lines are unknown to the OpenSSH bundle: they create online templates.
-    phase_a = _chunks(_lines(data_dir, SYSTEMS[0])[:200] + _lines(data_dir, SYSTEMS[1])[:400], 50)
-    phase_b = _chunks(_lines(data_dir, SYSTEMS[1])[400:800] + _lines(data_dir, SYSTEMS[0])[200:600], 20)
+    phase_a = _chunks(lines_of(data_dir, SYSTEMS[0])[:200] + lines_of(data_dir, SYSTEMS[1])[:400], 50)
+    phase_b = _chunks(lines_of(data_dir, SYSTEMS[1])[400:800] + lines_of(data_dir, SYSTEMS[0])[200:600], 20)
     write_config(config, bundles["a"], state, sock, run1)
     agent = AgentProcess(config, notify)
     acked: list[list[str]] = []

@@ -124,9 +124,7 @@ def test_unit_settings_hang_together() -> None:
     assert service["SystemCallFilter"][0] == "@system-service"
     assert service["PrivateDevices"] == ["yes"] and service["MemoryDenyWriteExecute"] == ["yes"]
     # ORT threads in the env file match the CPU quota (ORT cannot see cgroup limits).
-    env = dict(
-        line.split("=", 1) for line in ENV_FILE.read_text().splitlines() if line and not line.startswith("#")
-    )
+    env = dict(line.split("=", 1) for line in ENV_FILE.read_text().splitlines() if line and not line.startswith("#"))
     quota = int(service["CPUQuota"][0].rstrip("%"))
     assert int(env["ORT_INTRA_OP_NUM_THREADS"]) == max(1, quota // 100)
     assert service["EnvironmentFile"] == ["-/etc/default/logdetect"]
@@ -143,9 +141,7 @@ def test_unit_settings_hang_together() -> None:
 
 def expand_syscall_groups(analyze: str, spec: list[str]) -> set[str]:
     """`SystemCallFilter=` values (allow list, then `~` deny lists) -> the system call names."""
-    listing = subprocess.run(
-        [analyze, "syscall-filter"], capture_output=True, text=True, timeout=60, check=True
-    ).stdout
+    listing = subprocess.run([analyze, "syscall-filter"], capture_output=True, text=True, timeout=60, check=True).stdout
     groups: dict[str, list[str]] = {}
     current: list[str] | None = None
     for line in listing.splitlines():
@@ -281,5 +277,54 @@ def test_the_sandbox_does_refuse_things(tmp_path: Path) -> None:
     assert boxed.returncode == 0, boxed.stderr
     assert boxed.stdout.strip() == "refused"
     with pytest.raises(subprocess.CalledProcessError):
-        subprocess.run([sys.executable, str(HARDENED_EXEC), "/nonexistent", "--", "true"], check=True,
-                       capture_output=True, timeout=60)
+        subprocess.run(
+            [sys.executable, str(HARDENED_EXEC), "/nonexistent", "--", "true"],
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
+
+
+def _without_wall_clock(stdout: str) -> list[dict[str, object]]:
+    events = [json.loads(line) for line in stdout.splitlines()]
+    for event in events:
+        event.pop("observed_timestamp", None)
+    return events
+
+
+def test_logdetect_scan_under_the_units_sandbox(bundles: dict[str, Path], data_dir: Path, tmp_path: Path) -> None:
+    """The agent's whole scoring path (parsing, Drain3, features, ONNX Runtime, incidents, JSON
+    out) under NoNewPrivileges + W^X + the unit's SystemCallFilter gives the same events."""
+    analyze = _systemd_analyze()
+    allowed = expand_syscall_groups(analyze, parse_unit(UNIT.read_text())["Service"]["SystemCallFilter"])
+    allowed_file = tmp_path / "allowed.txt"
+    allowed_file.write_text("\n".join(sorted(allowed)) + "\n")
+    log = data_dir / "loghub_2k" / "Linux" / "Linux_2k.log"  # unknown to the OpenSSH bundle: anomalies
+    scan = [
+        sys.executable,
+        "-m",
+        "agent.cli",
+        "scan",
+        "--model",
+        str(bundles["a"]),
+        "--input",
+        str(log),
+        "--format",
+        "json",
+    ]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    free = subprocess.run(scan, capture_output=True, text=True, timeout=120, env=env, cwd=tmp_path)
+    assert free.returncode == 0, free.stderr
+    boxed = subprocess.run(
+        [sys.executable, str(HARDENED_EXEC), str(allowed_file), "--", *scan],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        cwd=tmp_path,
+    )
+    if boxed.returncode == 4:
+        need(False, f"this kernel/libc cannot apply the sandbox: {boxed.stderr.strip()}")
+    assert boxed.returncode == 0, boxed.stderr[-2000:]
+    expected, got = _without_wall_clock(free.stdout), _without_wall_clock(boxed.stdout)
+    assert len(got) > 10 and got == expected
