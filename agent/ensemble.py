@@ -69,12 +69,23 @@ def tail_of(normal_scores: Sequence[float], points: int = 256) -> dict[str, list
 
 
 class Ensemble:
-    def __init__(self, members: Mapping[str, Member], threshold: float = 1.0) -> None:
+    def __init__(self, members: Mapping[str, Member], threshold: float = 1.0, everyone: bool = False) -> None:
         self.members = dict(members)
         self.threshold = threshold
+        self.everyone = everyone  # unlisted detectors join with weight 1 (no ensemble section)
+
+    def member(self, name: str, kinds: Mapping[str, DetectorKind]) -> Member | None:
+        found = self.members.get(name)
+        if found is None and self.everyone:
+            found = Member(name, kinds.get(name, DetectorKind.SEQUENCE), 1.0, True)
+        return found
 
     @classmethod
     def from_manifest(cls, section: dict[str, Any]) -> Ensemble:
+        """From `manifest["ensemble"]`; an absent/empty section means every detector votes with
+        weight 1 (bundles written before the ensemble existed)."""
+        if not section:
+            return cls({}, 1.0, everyone=True)
         if not isinstance(section, dict) or not isinstance(section.get("members"), dict):
             raise BundleError("the bundle's ensemble section has no members: retrain the bundle")
         members: dict[str, Member] = {}
@@ -104,7 +115,7 @@ class Ensemble:
         total = weight = 0.0
         fired: set[DetectorKind] = set()
         for s in scores:
-            member = self.members.get(s.detector)
+            member = self.member(s.detector, kinds)
             if member is None:
                 continue
             total += member.weight * member.scale(s)

@@ -44,6 +44,9 @@ class DeepLogOptions:
     rare_fraction: float = 0.001  # below this share of training events a template is "rare"
     predict_end: bool = True  # also predict the end of a session (judged by score_session)
     end_top_g: int | None = None  # END is a miss outside the top end_top_g (None: top_g)
+    # besides rare lines, the rare path judges: "previous" (lines after a rare one), "window"
+    # (lines with a rare one in their window) or "none"
+    rare_context: str = "previous"
     session_score: str = "misses"  # "misses" (count) or "fraction" (per position)
     min_session_threshold: float = 0.5  # never below "at least one miss"
 
@@ -119,10 +122,10 @@ def sample_rows(n: int, k: int, seed: int) -> np.ndarray:
 
 
 def fit_and_export(
-    train_seqs: list[Sequence[int]],
-    train_levels: list[Sequence[int]] | None,
-    val_seqs: list[Sequence[int]],
-    val_levels: list[Sequence[int]] | None,
+    train_seqs: Sequence[Sequence[int]],
+    train_levels: Sequence[Sequence[int]] | None,
+    val_seqs: Sequence[Sequence[int]],
+    val_levels: Sequence[Sequence[int]] | None,
     vocab_size: int,
     writer: BundleWriter,
     name: str,
@@ -175,6 +178,7 @@ def fit_and_export(
         "session_score": options.session_score,
         "rare": {
             "fraction": options.rare_fraction,
+            "context": options.rare_context,
             "tokens": sorted(rare),
             "bigrams": rare_bigrams(train_seqs, vocab_size, rare, options.predict_end),
         },

@@ -91,10 +91,10 @@ class LstmAeTrainer(TorchDetector):
 
 
 def fit_and_export(
-    train_seqs: list[Sequence[int]],
-    train_levels: list[Sequence[int]] | None,
-    val_seqs: list[Sequence[int]],
-    val_levels: list[Sequence[int]] | None,
+    train_seqs: Sequence[Sequence[int]],
+    train_levels: Sequence[Sequence[int]] | None,
+    val_seqs: Sequence[Sequence[int]],
+    val_levels: Sequence[Sequence[int]] | None,
     vocab_size: int,
     writer: BundleWriter,
     name: str,

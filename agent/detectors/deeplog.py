@@ -6,8 +6,9 @@ only by `score_session`), PAD = V+1 (left padding of windows that start before t
 
 A line is a *miss* when
 - its token is UNK (DeepLog's rule: never seen means unexpected), or
-- it or the line before it is *rare* (seed 000's frequent/rare split: a template below a
-  frequency cut in training) and that pair of consecutive tokens never occurred in training
+- it, or the line before it (or, with `rare.context = "window"`, any line of its window), is
+  *rare* (seed 000's frequent/rare split: a template below a frequency cut in training) and
+  the pair (previous token, its token) never occurred in training
   (the rare path: a bigram table shipped in the manifest, since a softmax fitted on a handful
   of examples ranks rare templates, and what follows them, badly), or
 - otherwise, it is not among the model's top-g predictions from the previous `window` tokens
@@ -39,6 +40,7 @@ INPUT = "window"
 OUTPUT = "probs"
 MAX_BATCH = 1024
 TOP_EXPLAINED = 3  # expected next tokens quoted in a DetectorScore's details
+RARE_CONTEXTS = ("none", "previous", "window")
 
 
 def window_before(tokens: Sequence[int], end: int, size: int, pad: int) -> tuple[int, ...]:
@@ -81,6 +83,11 @@ class DeepLogScorer:
             self.end_top_g = int(end_top_g) if end_top_g is not None else self.top_g
             rare = section.get("rare", {})
             self.rare: frozenset[int] = frozenset(int(t) for t in rare.get("tokens", []))
+            # which lines besides rare ones take the rare path: "previous" (the line before is
+            # rare), "window" (a rare line anywhere in the window) or "none"
+            self.rare_context = str(rare.get("context", "previous"))
+            if self.rare_context not in RARE_CONTEXTS:
+                raise ValueError(f"rare context {self.rare_context!r}")
             self.rare_bigrams: frozenset[tuple[int, int]] = frozenset(
                 (int(a), int(b)) for a, b in rare.get("bigrams", [])
             )
@@ -139,13 +146,20 @@ class DeepLogScorer:
         if actual <= 0 or actual > self.end:  # UNK (or garbage) is always unexpected
             return Judgement(actual, self.classes, 0.0, True, "unknown")
         prob = float(probs[actual])
-        if actual in self.rare or window[-1] in self.rare:
+        if actual in self.rare or self._rare_context(window):
             seen = (window[-1], actual) in self.rare_bigrams
             return Judgement(actual, 0 if seen else self.classes, prob, not seen, "rare")
         rank = int((probs > prob).sum())
         if actual == self.end:
             return Judgement(actual, rank, prob, rank >= self.end_top_g, "end")
         return Judgement(actual, rank, prob, rank >= self.top_g, "frequent")
+
+    def _rare_context(self, window: tuple[int, ...]) -> bool:
+        if self.rare_context == "previous":
+            return window[-1] in self.rare
+        if self.rare_context == "window":
+            return not self.rare.isdisjoint(window)
+        return False
 
     def expected(self, probs: np.ndarray, k: int = TOP_EXPLAINED) -> list[list[float]]:
         top = np.argsort(-probs, kind="stable")[:k]
@@ -179,6 +193,9 @@ class DeepLogDetector:
         # a line fires when its rank is top_g or worse: rank > top_g - 0.5
         self.line_threshold = scorer.top_g - 0.5
         self.lines = 0
+        # (window, actual) -> the finished DetectorScore: a repeated line costs one dict lookup
+        self.memo: BoundedCache[tuple[tuple[int, ...], int], DetectorScore] = BoundedCache(
+            scorer.cache.capacity)
 
     @classmethod
     def from_bundle(
@@ -200,13 +217,27 @@ class DeepLogDetector:
 
     def score_lines(self, contexts: Sequence[LineContext]) -> list[DetectorScore | None]:
         s = self.scorer
-        todo = [(i, window_before(c.history, len(c.history) - 1, s.window, s.pad)) for i, c in
-                enumerate(contexts) if c.history]
-        probs = s.probabilities([w for _, w in todo])
+        window, pad = s.window, s.pad
+        todo: list[int] = []
+        keys: list[tuple[tuple[int, ...], int]] = []
+        for i, c in enumerate(contexts):
+            h = c.history
+            if h:
+                todo.append(i)
+                keys.append((window_before(h, len(h) - 1, window, pad), h[-1]))
         out: list[DetectorScore | None] = [None] * len(contexts)
-        for (i, window), p in zip(todo, probs, strict=True):
-            j = s.judge(window, contexts[i].history[-1], p)
-            out[i] = DetectorScore(
+        for i, score in zip(todo, score_unique(keys, self.memo, self._score_keys), strict=True):
+            out[i] = score
+        self.lines += len(contexts)
+        return out
+
+    def _score_keys(self, keys: list[tuple[tuple[int, ...], int]]) -> list[DetectorScore]:
+        """The lines not in the memo: one model call for their distinct windows."""
+        s = self.scorer
+        out: list[DetectorScore] = []
+        for (window, actual), p in zip(keys, s.probabilities([w for w, _ in keys]), strict=True):
+            j = s.judge(window, actual, p)
+            out.append(DetectorScore(
                 detector=self.name,
                 score=float(j.rank),
                 threshold=self.line_threshold,
@@ -219,8 +250,7 @@ class DeepLogDetector:
                     ("path", j.path),
                     ("expected", s.expected(p)),
                 ),
-            )
-        self.lines += len(contexts)
+            ))
         return out
 
     def score_session(self, tokens: Sequence[int], levels: Sequence[int]) -> DetectorScore | None:
@@ -241,7 +271,8 @@ class DeepLogDetector:
         )
 
     def stats(self) -> dict[str, float]:
-        c = self.scorer.cache
+        """`cache_*`/`hit_ratio`: lines answered from the line memo; `rows`: windows the model ran."""
+        c = self.memo
         return {
             "calls": float(self.scorer.calls),
             "rows": float(self.scorer.rows),
@@ -249,5 +280,6 @@ class DeepLogDetector:
             "cache_hits": float(c.hits),
             "cache_misses": float(c.misses),
             "hit_ratio": c.hit_ratio,
+            "window_cache_hit_ratio": self.scorer.cache.hit_ratio,
             "inference_seconds": self.scorer.seconds,
         }

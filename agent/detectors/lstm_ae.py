@@ -43,11 +43,15 @@ def window_ending(
     """Tokens and levels of the `size` positions before `end`, left-padded (PAD, level 0).
     Shared by training and serving. Levels outside 0..7 are clipped."""
     start = max(0, end - size)
-    toks = tuple(int(t) for t in tokens[start:end])
-    lv = tuple(min(max(int(v), 0), LEVEL_COUNT - 1) for v in levels[start:end])
+    toks = tuple(tokens[start:end])
+    lv = tuple(levels[start:end])
     if len(lv) != len(toks):  # levels missing or short: unknown level
         lv = (0,) * len(toks)
+    elif lv and (min(lv) < 0 or max(lv) >= LEVEL_COUNT):
+        lv = tuple(min(max(int(v), 0), LEVEL_COUNT - 1) for v in lv)
     n = size - len(toks)
+    if n <= 0:  # the hot path of a long-lived entity: no padding to add
+        return toks, lv
     return (pad,) * n + toks, (0,) * n + lv
 
 
@@ -126,6 +130,7 @@ class LstmAutoencoderDetector:
         self.threshold = threshold
         self.session_threshold = session_threshold
         self.lines = 0
+        self.memo: BoundedCache[Window, DetectorScore] = BoundedCache(scorer.cache.capacity)
 
     @classmethod
     def from_bundle(
@@ -147,23 +152,29 @@ class LstmAutoencoderDetector:
 
     def score_lines(self, contexts: Sequence[LineContext]) -> list[DetectorScore | None]:
         s = self.scorer
-        todo = [
-            (i, window_ending(c.history, c.levels, len(c.history), s.window, s.pad))
-            for i, c in enumerate(contexts)
-            if c.history
-        ]
-        errors = s.errors([w for _, w in todo])
+        todo: list[int] = []
+        keys: list[Window] = []
+        for i, c in enumerate(contexts):
+            if c.history:
+                todo.append(i)
+                keys.append(window_ending(c.history, c.levels, len(c.history), s.window, s.pad))
         out: list[DetectorScore | None] = [None] * len(contexts)
-        for (i, _), err in zip(todo, errors, strict=True):
-            out[i] = DetectorScore(
+        for i, score in zip(todo, score_unique(keys, self.memo, self._score_keys), strict=True):
+            out[i] = score
+        self.lines += len(contexts)
+        return out
+
+    def _score_keys(self, keys: list[Window]) -> list[DetectorScore]:
+        return [
+            DetectorScore(
                 detector=self.name,
                 score=err,
                 threshold=self.threshold,
                 fired=err > self.threshold,
-                details=(("reconstruction_error", round(err, 4)), ("window", s.window)),
+                details=(("reconstruction_error", round(err, 4)), ("window", self.scorer.window)),
             )
-        self.lines += len(contexts)
-        return out
+            for err in self.scorer.errors(keys)
+        ]
 
     def score_session(self, tokens: Sequence[int], levels: Sequence[int]) -> DetectorScore | None:
         windows = self.scorer.session_windows(tokens, levels)
@@ -180,7 +191,8 @@ class LstmAutoencoderDetector:
         )
 
     def stats(self) -> dict[str, float]:
-        c = self.scorer.cache
+        """`cache_*`/`hit_ratio`: lines answered from the line memo; `rows`: windows the model ran."""
+        c = self.memo
         return {
             "calls": float(self.scorer.calls),
             "rows": float(self.scorer.rows),
