@@ -39,7 +39,7 @@ from agent.types import DetectorScore
 INPUT = "window"
 OUTPUT = "probs"
 MAX_BATCH = 1024
-TOP_EXPLAINED = 3  # expected next tokens quoted in a DetectorScore's details
+TOP_EXPLAINED = 5  # expected next tokens quoted in a DetectorScore's details
 RARE_CONTEXTS = ("none", "previous", "window")
 
 
@@ -137,9 +137,7 @@ class DeepLogScorer:
 
     def probabilities(self, windows: Sequence[tuple[int, ...]]) -> list[np.ndarray]:
         """Next-token distributions, one ONNX call per chunk of distinct uncached windows."""
-        result = score_unique(list(windows), self.cache, self._run)
-        metrics.memo_hit_ratio.labels(model=self.name).set(self.cache.hit_ratio)
-        return result
+        return score_unique(list(windows), self.cache, self._run)
 
     # -- rules -------------------------------------------------------------------------------
     def judge(self, window: tuple[int, ...], actual: int, probs: np.ndarray) -> Judgement:
@@ -161,9 +159,10 @@ class DeepLogScorer:
             return not self.rare.isdisjoint(window)
         return False
 
-    def expected(self, probs: np.ndarray, k: int = TOP_EXPLAINED) -> list[list[float]]:
+    def expected(self, probs: np.ndarray, k: int = TOP_EXPLAINED) -> tuple[tuple[int, float], ...]:
+        """The k most expected next tokens with their probabilities (immutable: scores are memoised)."""
         top = np.argsort(-probs, kind="stable")[:k]
-        return [[int(t), round(float(probs[t]), 4)] for t in top]
+        return tuple((int(t), round(float(probs[t]), 4)) for t in top)
 
     def judge_session(self, tokens: Sequence[int]) -> list[Judgement]:
         """Every position of a session (and END after the last, when the model predicts it)."""
@@ -185,7 +184,8 @@ class DeepLogScorer:
 class DeepLogDetector:
     kind = DetectorKind.SEQUENCE
 
-    def __init__(self, name: str, scorer: DeepLogScorer, session_threshold: float, session_mode: str) -> None:
+    def __init__(self, name: str, scorer: DeepLogScorer, session_threshold: float, session_mode: str,
+                 line_cache_size: int = 16384) -> None:
         self.name = name
         self.scorer = scorer
         self.session_threshold = session_threshold
@@ -194,8 +194,7 @@ class DeepLogDetector:
         self.line_threshold = scorer.top_g - 0.5
         self.lines = 0
         # (window, actual) -> the finished DetectorScore: a repeated line costs one dict lookup
-        self.memo: BoundedCache[tuple[tuple[int, ...], int], DetectorScore] = BoundedCache(
-            scorer.cache.capacity)
+        self.memo: BoundedCache[tuple[tuple[int, ...], int], DetectorScore] = BoundedCache(line_cache_size)
 
     @classmethod
     def from_bundle(
@@ -213,7 +212,8 @@ class DeepLogDetector:
         sessions = section.get("session_thresholds")
         session_threshold = threshold_for({"thresholds": sessions} if isinstance(sessions, dict) else section,
                                           sensitivity)
-        return cls(name, scorer, session_threshold, str(section.get("session_score", "misses")))
+        return cls(name, scorer, session_threshold, str(section.get("session_score", "misses")),
+                   int(section.get("line_cache_size", 16384)))
 
     def score_lines(self, contexts: Sequence[LineContext]) -> list[DetectorScore | None]:
         s = self.scorer
@@ -229,6 +229,7 @@ class DeepLogDetector:
         for i, score in zip(todo, score_unique(keys, self.memo, self._score_keys), strict=True):
             out[i] = score
         self.lines += len(contexts)
+        metrics.memo_hit_ratio.labels(model=self.name).set(self.memo.hit_ratio)
         return out
 
     def _score_keys(self, keys: list[tuple[tuple[int, ...], int]]) -> list[DetectorScore]:

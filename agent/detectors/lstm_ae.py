@@ -107,9 +107,7 @@ class LstmAeScorer:
         return out
 
     def errors(self, windows: Sequence[Window]) -> list[float]:
-        result = score_unique(list(windows), self.cache, self._run)
-        metrics.memo_hit_ratio.labels(model=self.name).set(self.cache.hit_ratio)
-        return result
+        return score_unique(list(windows), self.cache, self._run)
 
     def session_windows(self, tokens: Sequence[int], levels: Sequence[int] | None) -> list[Window]:
         lv = list(levels) if levels is not None else []
@@ -124,13 +122,14 @@ class LstmAeScorer:
 class LstmAutoencoderDetector:
     kind = DetectorKind.SEQUENCE
 
-    def __init__(self, name: str, scorer: LstmAeScorer, threshold: float, session_threshold: float) -> None:
+    def __init__(self, name: str, scorer: LstmAeScorer, threshold: float, session_threshold: float,
+                 line_cache_size: int = 16384) -> None:
         self.name = name
         self.scorer = scorer
         self.threshold = threshold
         self.session_threshold = session_threshold
         self.lines = 0
-        self.memo: BoundedCache[Window, DetectorScore] = BoundedCache(scorer.cache.capacity)
+        self.memo: BoundedCache[Window, DetectorScore] = BoundedCache(line_cache_size)
 
     @classmethod
     def from_bundle(
@@ -148,7 +147,7 @@ class LstmAutoencoderDetector:
         session_threshold = (
             threshold_for({"thresholds": sessions}, sensitivity) if isinstance(sessions, dict) else line_threshold
         )
-        return cls(name, scorer, line_threshold, session_threshold)
+        return cls(name, scorer, line_threshold, session_threshold, int(section.get("line_cache_size", 16384)))
 
     def score_lines(self, contexts: Sequence[LineContext]) -> list[DetectorScore | None]:
         s = self.scorer
@@ -162,6 +161,7 @@ class LstmAutoencoderDetector:
         for i, score in zip(todo, score_unique(keys, self.memo, self._score_keys), strict=True):
             out[i] = score
         self.lines += len(contexts)
+        metrics.memo_hit_ratio.labels(model=self.name).set(self.memo.hit_ratio)
         return out
 
     def _score_keys(self, keys: list[Window]) -> list[DetectorScore]:

@@ -141,7 +141,7 @@ def test_score_lines_one_call_per_micro_batch_memoised(
     assert stats["cache_hits"] > 0 and 0 < stats["hit_ratio"] < 1
     first = dict(out[0].details)  # type: ignore[union-attr]
     assert first["actual"] == contexts[0].history[-1]
-    assert len(first["expected"]) == 3 and all(0.0 <= p <= 1.0 for _, p in first["expected"])
+    assert len(first["expected"]) == 5 and all(0.0 <= p <= 1.0 for _, p in first["expected"])
     assert sum(o.fired for o in out if o is not None) < 0.05 * len(out)
 
 
