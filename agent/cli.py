@@ -67,6 +67,9 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
+    if args_list[:1] == ["--version"]:  # answered without importing any command module
+        sys.stdout.write(f"logdetect {__version__}\n")
+        return 0
     # Import only the module of the command actually asked for.
     wanted = next((a for a in args_list if not a.startswith("-")), None)
     only = wanted if wanted in COMMANDS else None

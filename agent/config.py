@@ -67,6 +67,7 @@ class AgentSettings:
     shutdown_budget_secs: float = 5.0
     multiline_flush_secs: float = 0.2  # input idle this long: release held multi-line records
     metrics_listen: str = "127.0.0.1:9847"  # /metrics, /livez, /readyz; "" turns it off
+    metrics_allow_remote: bool = False  # binding off-host (kubelet probes, Prometheus) must be asked for
     log_level: str = "info"
     log_format: str = "json"
 
@@ -80,8 +81,9 @@ class AgentSettings:
             except ConfigError as exc:
                 out.append(str(exc))
             else:
-                if not is_loopback(host):
-                    out.append(f"metrics_listen {self.metrics_listen!r} is not a loopback address")
+                if not is_loopback(host) and not self.metrics_allow_remote:
+                    out.append(f"metrics_listen {self.metrics_listen!r} is not a loopback address: "
+                               "set metrics_allow_remote = true to serve it off-host")
         if self.log_level not in ("debug", "info", "warning", "error"):
             out.append(f"log_level = {self.log_level!r}: use debug, info, warning or error")
         if self.log_format not in ("json", "console", "auto"):

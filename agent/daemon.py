@@ -65,7 +65,7 @@ def build_sinks(config: AgentConfig) -> list[Sink]:
 class _Service:
     """The one place the daemon talks to its supervisor (systemd notify, /readyz)."""
 
-    def __init__(self, metrics_listen: str) -> None:
+    def __init__(self, metrics_listen: str, allow_remote: bool = False) -> None:
         from agent.service import ServiceNotifier
 
         self.notifier = ServiceNotifier.from_env()
@@ -74,7 +74,7 @@ class _Service:
         if metrics_listen:
             from agent.http_status import StatusServer
 
-            self.status_server = StatusServer(metrics_listen, ready=lambda: self.is_ready)
+            self.status_server = StatusServer(metrics_listen, ready=lambda: self.is_ready, allow_remote=allow_remote)
 
     def starting(self) -> None:
         if self.status_server is not None:
@@ -128,7 +128,7 @@ class Daemon:
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pipeline")
         self._stop = asyncio.Event()
         self._reload = False
-        self._service = _Service(config.agent.metrics_listen)
+        self._service = _Service(config.agent.metrics_listen, config.agent.metrics_allow_remote)
         # Batches processed but possibly still held inside the pipeline (a multi-line record
         # waits for the next line to know it is complete): acked only once released.
         self._unreleased: list[Batch] = []

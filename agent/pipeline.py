@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import structlog
 
-from agent import events, metrics
+from agent import __version__, events, metrics
 from agent.bundle import Bundle, load_bundle
 from agent.detectors.base import Detector, DetectorKind, LineContext, Sensitivity, load_detectors
 from agent.errors import BundleError
@@ -138,7 +138,8 @@ class Pipeline:
         self.anomalies = 0
         self.observers: list[Callable[[LineResult], None]] = []
         metrics.model_info.info({"bundle": str(bundle.path), "bundle_id": self.bundle_id,
-                                 "provider": self.provider})
+                                 "provider": self.provider, "models": ",".join(d.name for d in self.detectors)})
+        metrics.build_info.info({"version": __version__, "onnxruntime": _ort_version(), "provider": self.provider})
 
     @classmethod
     def from_bundle(cls, bundle: str | Path | Bundle, config: PipelineConfig | None = None) -> Pipeline:
@@ -328,6 +329,14 @@ class Pipeline:
 
     def detector_stats(self) -> dict[str, dict[str, float]]:
         return {d.name: d.stats() for d in self.detectors}
+
+
+def _ort_version() -> str:
+    try:
+        import onnxruntime
+    except ImportError:
+        return "none"
+    return str(onnxruntime.__version__)
 
 
 def _provider_of(detectors: Sequence[Detector]) -> str:

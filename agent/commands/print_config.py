@@ -44,6 +44,7 @@ tick_interval_secs = 1.0          # timers: idle sessions, incident resolution, 
 shutdown_budget_secs = 5.0        # SIGTERM: drain, close and flush within this time
 multiline_flush_secs = 0.2        # input idle this long: release a held multi-line record (and ack it)
 metrics_listen = "127.0.0.1:9847" # /metrics /livez /readyz on loopback; "" turns it off
+metrics_allow_remote = false      # true to bind metrics_listen off-host (Kubernetes probes, Prometheus)
 log_level = "info"                # debug | info | warning | error (logs go to stderr)
 log_format = "json"               # json | console | auto
 
