@@ -80,7 +80,7 @@ class MinerConfig:
     max_clusters: int | None = 20000
     extra_delimiters: tuple[str, ...] = ()
     masks: tuple[str, ...] = MASK_NAMES
-    cache_size: int = 100_000
+    cache_size: int = 20_000  # ~3 KiB per entry on long novel messages: a sidecar budget item
 
     def __post_init__(self) -> None:
         # Accept lists (a config that went through JSON) but store tuples: the config is hashable.
