@@ -179,6 +179,7 @@ def hdfs_rows(
     seed: int = 42,
     details: dict[str, Any] | None = None,
     options: Any = None,
+    split_seed: int = 42,
 ) -> list[Row]:
     """Session-level rows (prevalence-adjusted) for both variants: `<name>` uses thresholds tuned
     on the validation half, `<name>@medium` the bundle's calibrated medium thresholds,
@@ -191,7 +192,7 @@ def hdfs_rows(
     train = encode(train_raw, vocab)
     seqs_raw, labels = read_labelled(labelled_path)
     seqs = encode(seqs_raw, vocab)
-    val_idx, test_idx = stratified_split(labels, 0.5, seed)
+    val_idx, test_idx = stratified_split(labels, 0.5, split_seed)  # the same halves for every model seed
     y = labels.astype(bool)
     calib = [seqs[i] for i in val_idx if not y[i]]
     details.update({"dataset": "hdfs-sessions", "train_sessions": len(train), "vocab_size": len(vocab) + 1,
@@ -332,25 +333,54 @@ def main(argv: Sequence[str] | None = None) -> int:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--dataset", choices=["hdfs", "bgl"], required=True)
     p.add_argument("--epochs", type=int, default=20)
-    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--seeds", type=int, nargs="+", default=[42],
+                   help="one run per seed; with several, an ablation summary (mean ± std of F1)")
     p.add_argument("--window", type=int, default=20, help="BGL lines per window (default 20)")
+    p.add_argument("--threads", type=int, default=1, help="torch threads for training (default 1)")
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
-    details: dict[str, Any] = {}
-    started = time.monotonic()
-    if args.dataset == "hdfs":
-        rows = hdfs_rows(epochs=args.epochs, seed=args.seed, details=details)
-        refs = HDFS_REFERENCES
-    else:
-        rows = bgl_rows(window=args.window, epochs=args.epochs, seed=args.seed, details=details)
-        refs = BGL_REFERENCES
-    details["seconds"] = round(time.monotonic() - started, 1)
+    from trainer.torch_base import import_torch
+
+    import_torch().set_num_threads(max(1, args.threads))
+    runs: list[dict[str, Any]] = []
+    refs = HDFS_REFERENCES if args.dataset == "hdfs" else BGL_REFERENCES
+    for seed in args.seeds:
+        details: dict[str, Any] = {"seed": seed}
+        started = time.monotonic()
+        if args.dataset == "hdfs":
+            rows = hdfs_rows(epochs=args.epochs, seed=seed, details=details)
+        else:
+            rows = bgl_rows(window=args.window, epochs=args.epochs, seed=seed, details=details)
+        details["seconds"] = round(time.monotonic() - started, 1)
+        runs.append({"details": details, "results": [r.as_dict() for r in rows]})
+        if not args.json:
+            sys.stdout.write(json.dumps(details, indent=1, default=str) + "\n\n")
+            sys.stdout.write(f"seed {seed}:\n" + format_table(rows, refs) + "\n\n")
+    summary = ablation_summary([[Row(**r) for r in run["results"]] for run in runs])
     if args.json:
-        sys.stdout.write(json.dumps({"details": details, "results": [r.as_dict() for r in rows]}) + "\n")
-    else:
-        sys.stdout.write(json.dumps(details, indent=1, default=str) + "\n\n")
-        sys.stdout.write(format_table(rows, refs) + "\n")
+        sys.stdout.write(json.dumps({"runs": runs, "ablation": summary}) + "\n")
+    elif len(runs) > 1:
+        key = "f1_adjusted" if args.dataset == "hdfs" else "f1"
+        sys.stdout.write(f"ablation over seeds {args.seeds} ({key}, mean ± std):\n")
+        for name, stats in summary.items():
+            m = stats[key]
+            sys.stdout.write(f"  {name:34} {m['mean']:.3f} ± {m['std']:.3f}   {m['values']}\n")
     return 0
+
+
+def ablation_summary(runs: Sequence[Sequence[Row]]) -> dict[str, dict[str, dict[str, Any]]]:
+    """Per detector row name: mean, std and per-seed values of F1 (and adjusted F1) over runs."""
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    names = [r.detector for r in runs[0]] if runs else []
+    for name in names:
+        out[name] = {}
+        for key in ("f1", "f1_adjusted", "precision", "recall"):
+            values = [getattr(r, key) for rows in runs for r in rows if r.detector == name]
+            values = [v for v in values if v is not None]
+            if values:
+                out[name][key] = {"mean": float(np.mean(values)), "std": float(np.std(values)),
+                                  "values": [round(v, 3) for v in values]}
+    return out
 
 
 if __name__ == "__main__":

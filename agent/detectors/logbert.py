@@ -271,7 +271,7 @@ class LogBertScorer:
         centre: np.ndarray,
         window_centre: np.ndarray,
         rare_tokens: Sequence[int],
-        max_rows: int = 2048,
+        max_tokens: int = 2048,
         name: str = "logbert",
     ) -> None:
         self.model = model
@@ -284,7 +284,10 @@ class LogBertScorer:
         for t in rare_tokens:
             if 0 < int(t) < layout.vocab_size:
                 self.rare[int(t)] = True
-        self.max_rows = max(max_rows, layout.mask_variants + 1)
+        # Tokens (rows x length) per ONNX call. The model is compute-bound per row and every
+        # window already brings mask_variants + 1 rows, so bigger calls buy little and, past a
+        # few thousand tokens, lose to cache misses (bench/logbert_latency.py measures it).
+        self.max_tokens = max(max_tokens, (layout.mask_variants + 1) * (layout.max_len + 1))
         self.name = name
         self.calls = 0
         self.rows = 0
@@ -298,12 +301,18 @@ class LogBertScorer:
                 out[i] = WindowScore(0.0, 0, 0, 0.0, 0.0, 0.0, 0)
         # sorting by length keeps padding small when a call mixes short and long windows
         nonempty.sort(key=lambda i: len(windows[i][0]))
-        per_call = max(1, self.max_rows // (self.layout.mask_variants + 1))
-        for start in range(0, len(nonempty), per_call):
-            idx = nonempty[start : start + per_call]
-            chunk = [windows[i] for i in idx]
-            for i, ws in zip(idx, self._run(chunk), strict=True):
+        per_window = self.layout.mask_variants + 1
+        start = 0
+        while start < len(nonempty):
+            end = start + 1
+            while end < len(nonempty) and (end + 1 - start) * per_window * (
+                len(windows[nonempty[end]][0]) + 1
+            ) <= self.max_tokens:
+                end += 1
+            idx = nonempty[start:end]
+            for i, ws in zip(idx, self._run([windows[i] for i in idx]), strict=True):
                 out[i] = ws
+            start = end
         return [ws for ws in out if ws is not None]
 
     def _run(self, windows: list[Window]) -> list[WindowScore]:
