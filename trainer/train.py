@@ -94,7 +94,13 @@ def parse_records(records: Iterable[Record], config: ParserConfig) -> tuple[list
         stitched.extend(stitcher.flush())
         recs = stitched
     parser = LineParser(config, [r.line for r in recs[:200]])
-    return [parser.parse(r, i + 1) for i, r in enumerate(recs)], parser.format
+    parsed = [parser.parse(r, i + 1) for i, r in enumerate(recs)]
+    if config.log_format not in ("auto", "raw") and parsed and parser.stats.unparsed > 0.9 * len(parsed):
+        raise InputError(
+            f"--log-format {config.log_format}: {parser.stats.unparsed:,} of {len(parsed):,} lines do not "
+            f"look like that format (first: {recs[0].line[:80]!r}); try --log-format auto"
+        )
+    return parsed, parser.format
 
 
 def template_lines(

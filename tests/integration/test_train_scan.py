@@ -169,3 +169,12 @@ def test_tail_pipe_into_watch(sim: dict[str, Path], tmp_path: Path) -> None:
     events = [json.loads(line) for line in out.splitlines()]
     assert any(e["event_name"] == "logdetect.anomaly" for e in events)
     assert any(e["event_name"] == "logdetect.incident" for e in events)
+
+
+def test_wrong_log_format_is_a_clear_error(data_dir: Path, tmp_path: Path) -> None:
+    """Forcing a format the file is not in fails with a one-line hint, not a useless model."""
+    r = cli("train", "--input", str(data_dir / "loghub_2k/OpenSSH/OpenSSH_2k.log"), "--log-format", "hdfs",
+            "--output", str(tmp_path / "m"), "--models", "isolation_forest", "--quiet")
+    err = r.stderr.decode()
+    assert r.returncode == 2 and "do not look like that format" in err and "Traceback" not in err
+    assert not (tmp_path / "m").exists()
