@@ -363,8 +363,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         key = "f1_adjusted" if args.dataset == "hdfs" else "f1"
         sys.stdout.write(f"ablation over seeds {args.seeds} ({key}, mean ± std):\n")
         for name, stats in summary.items():
-            m = stats[key]
-            sys.stdout.write(f"  {name:34} {m['mean']:.3f} ± {m['std']:.3f}   {m['values']}\n")
+            m, fp = stats[key], stats["fp"]
+            sys.stdout.write(f"  {name:34} {m['mean']:.3f} ± {m['std']:.3f}   {m['values']}   "
+                             f"false positives {fp['mean']:.1f} ± {fp['std']:.1f}\n")
     return 0
 
 
@@ -374,7 +375,7 @@ def ablation_summary(runs: Sequence[Sequence[Row]]) -> dict[str, dict[str, dict[
     names = [r.detector for r in runs[0]] if runs else []
     for name in names:
         out[name] = {}
-        for key in ("f1", "f1_adjusted", "precision", "recall"):
+        for key in ("f1", "f1_adjusted", "precision", "recall", "fp", "fn"):
             values = [getattr(r, key) for rows in runs for r in rows if r.detector == name]
             values = [v for v in values if v is not None]
             if values:
