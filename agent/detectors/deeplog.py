@@ -162,7 +162,7 @@ class DeepLogScorer:
     def expected(self, probs: np.ndarray, k: int = TOP_EXPLAINED) -> tuple[tuple[int, float], ...]:
         """The k most expected next tokens with their probabilities (immutable: scores are memoised)."""
         top = np.argsort(-probs, kind="stable")[:k]
-        return tuple((int(t), round(float(probs[t]), 4)) for t in top)
+        return tuple((t, round(p, 4)) for t, p in zip(top.tolist(), probs[top].tolist(), strict=True))
 
     def judge_session(self, tokens: Sequence[int]) -> list[Judgement]:
         """Every position of a session (and END after the last, when the model predicts it)."""
@@ -194,7 +194,7 @@ class DeepLogDetector:
         self.line_threshold = scorer.top_g - 0.5
         self.lines = 0
         # (window, actual) -> the finished DetectorScore: a repeated line costs one dict lookup
-        self.memo: BoundedCache[tuple[tuple[int, ...], int], DetectorScore] = BoundedCache(line_cache_size)
+        self.memo: BoundedCache[tuple[int, ...], DetectorScore] = BoundedCache(line_cache_size)
 
     @classmethod
     def from_bundle(
@@ -219,12 +219,16 @@ class DeepLogDetector:
         s = self.scorer
         window, pad = s.window, s.pad
         todo: list[int] = []
-        keys: list[tuple[tuple[int, ...], int]] = []
+        # key = the window followed by the actual token: one tuple slice on the hot path
+        keys: list[tuple[int, ...]] = []
         for i, c in enumerate(contexts):
             h = c.history
-            if h:
+            if len(h) > window:
                 todo.append(i)
-                keys.append((window_before(h, len(h) - 1, window, pad), h[-1]))
+                keys.append(tuple(h[-window - 1 :]))
+            elif h:
+                todo.append(i)
+                keys.append((*window_before(h, len(h) - 1, window, pad), h[-1]))
         out: list[DetectorScore | None] = [None] * len(contexts)
         for i, score in zip(todo, score_unique(keys, self.memo, self._score_keys), strict=True):
             out[i] = score
@@ -232,12 +236,13 @@ class DeepLogDetector:
         metrics.memo_hit_ratio.labels(model=self.name).set(self.memo.hit_ratio)
         return out
 
-    def _score_keys(self, keys: list[tuple[tuple[int, ...], int]]) -> list[DetectorScore]:
+    def _score_keys(self, keys: list[tuple[int, ...]]) -> list[DetectorScore]:
         """The lines not in the memo: one model call for their distinct windows."""
         s = self.scorer
         out: list[DetectorScore] = []
-        for (window, actual), p in zip(keys, s.probabilities([w for w, _ in keys]), strict=True):
-            j = s.judge(window, actual, p)
+        windows = [k[:-1] for k in keys]
+        for window, key, p in zip(windows, keys, s.probabilities(windows), strict=True):
+            j = s.judge(window, key[-1], p)
             out.append(DetectorScore(
                 detector=self.name,
                 score=float(j.rank),
