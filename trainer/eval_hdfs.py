@@ -143,7 +143,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--tune-fraction", type=float, default=0.5,
                         help="share of the labelled CSV used to choose thresholds (default 0.5)")
-    parser.add_argument("--threads", type=int, default=1, help="ONNX Runtime intra-op threads (default 1)")
+    parser.add_argument("--threads", type=int, default=1, help="ONNX Runtime intra-op and torch threads (default 1)")
     parser.add_argument("--only", nargs="+", metavar="MODEL", help="evaluate only these detectors")
     parser.add_argument("--raw-log", type=Path, help="raw HDFS log for the functional raw-path check")
     parser.add_argument("--raw-labels", type=Path, help="BlockId,Label CSV of --raw-log")
