@@ -151,7 +151,7 @@ def test_unknown_templates_count_as_misses(hdfs_bundle: Path) -> None:
     details = dict(result.details)
     assert details["unknown_templates"] == 10 and details["misses"] == 10
     normal = [5, 5, 5, 22, 11, 9, 11, 9, 11, 9, 26, 26, 26, 23, 23, 23]
-    one_new = det.score_session(normal[:7] + [vocab + 7] + normal[7:12], [])
+    one_new = det.score_session([*normal[:7], vocab + 7, *normal[7:12]], [])
     assert one_new is not None and one_new.fired  # unknown_fires: one new template is enough
     assert dict(one_new.details)["unknown_templates"] == 1
 
