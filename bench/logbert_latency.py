@@ -133,6 +133,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
+    from agent.logging_setup import configure_logging
+
+    configure_logging(stream=sys.stderr)  # stdout carries the table or the JSON only
     result: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as tmp:
         if args.bundle:

@@ -339,7 +339,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=1, help="torch threads for training (default 1)")
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
+    from agent.logging_setup import configure_logging
     from trainer.torch_base import import_torch
+
+    configure_logging(stream=sys.stderr)  # stdout carries the table or the JSON only
 
     import_torch().set_num_threads(max(1, args.threads))
     runs: list[dict[str, Any]] = []
