@@ -20,9 +20,9 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 LINES_PER_DAY = 20_000
-# A "handful": measured 12 single-line LOW incidents on this day (Isolation Forest false alarms at
-# the medium threshold; the facts alone flag nothing), so the bound leaves little slack.
-MAX_NORMAL_DAY_INCIDENTS = 15
+# A "handful": isolated weak anomalies (model outliers without a strong fact) open no incident,
+# so a normal day should raise almost none; measured 0-1 on this day.
+MAX_NORMAL_DAY_INCIDENTS = 3
 
 
 def cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[bytes]:
@@ -76,14 +76,18 @@ def test_each_injected_incident_is_one_incident_with_the_right_explanations(sim:
     assert {t["kind"] for t in truth} == {"db_failover", "auth_storm", "new_error", "crash_loop"}
     matched: dict[str, str] = {}
     for t in truth:
+        # Identical repeats are counted in the incident, not re-emitted; weak lines emitted
+        # before their incident opened carry no id. So: some events, all in ONE incident, and
+        # that incident counts most of the injected lines.
         flagged = [incident_of_line[n] for n in t["line_numbers"] if n in incident_of_line]
-        assert len(flagged) >= len(t["line_numbers"]) // 2, (
-            f"{t['kind']}: {len(flagged)} of {len(t['line_numbers'])}"
-        )
-        ids = set(flagged)
+        assert flagged, f"{t['kind']}: no anomaly event among its lines"
+        ids = {f for f in flagged if f is not None}
         assert len(ids) == 1, f"{t['kind']} split over {len(ids)} incidents"
         (iid,) = ids
         inc = incidents[iid]
+        assert inc["incident.anomaly_count"] >= len(t["line_numbers"]) // 2, (
+            f"{t['kind']}: {inc['incident.anomaly_count']} of {len(t['line_numbers'])}"
+        )
         missing = set(t["expected_explanations"]) - set(inc["incident.explanation_kinds"])
         assert not missing, f"{t['kind']}: incident lacks {missing} (has {inc['incident.explanation_kinds']})"
         assert inc["incident.severity"] in ("medium", "high", "critical"), (
