@@ -166,14 +166,14 @@ class FeatureExtractor:
             float(level),
             hour,
             dow,
-            float(len(line.line.message)),
+            length_bucket(len(line.line.message)),
             float(len(line.params)),
             float(freq),
-            freq / max(mean, 1.0),
-            state.severe / len(window),
+            burst_ratio(freq, mean),
+            round(state.severe / len(window), 2),
             float(len(counts)),
             1.0 if line.is_new else 0.0,
-            trans,
+            round(trans, 2),
         ]
         state.history.append(token)
         state.levels.append(level)
@@ -230,10 +230,22 @@ class FeatureExtractor:
         freq = rows[:, _IDX["template_freq_window"]]
         for token in np.unique(tokens):
             stats.mean_window_freq[int(token)] = float(freq[tokens == token].mean())
-        means = np.array([stats.mean_window_freq[int(t)] for t in tokens], dtype=np.float32)
-        rows[:, _IDX["burst_ratio"]] = freq / np.maximum(means, 1.0)
+        rows[:, _IDX["burst_ratio"]] = [burst_ratio(f, stats.mean_window_freq[int(t)])
+                                        for f, t in zip(freq.tolist(), tokens.tolist(), strict=True)]
         fresh = cls(cfg, stats)
         return fresh, rows
+
+
+# Continuous features are kept coarse on purpose: the Isolation Forest cannot tell 1,000 from
+# 1,003 characters apart anyway, and coarse rows repeat, so the detectors' memo answers most
+# lines without a model call.
+def length_bucket(n: int) -> float:
+    """Message length in quarter-octave buckets (0, 1, 1.19, 1.41, 1.68, 2, ... as powers of 2)."""
+    return round(2 ** (round(4 * math.log2(n + 1)) / 4), 1)
+
+
+def burst_ratio(freq: float, mean: float) -> float:
+    return round(freq / max(mean, 1.0), 1)
 
 
 def _ended(entity: str, state: EntityState) -> EndedSession:

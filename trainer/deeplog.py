@@ -198,6 +198,13 @@ def fit_and_export(
     scorer = DeepLogScorer(OnnxModel(onnx_path, RuntimeOptions(device="cpu")), section, name)
     calib_seqs = val_seqs if val_seqs else train_seqs
     scores = np.asarray([scorer.session_score(s, options.session_score) for s in calib_seqs])
+    # Line thresholds: the rank of each held-back normal line (misses of the rare and unknown
+    # paths rank last), so that a sensitivity's share of normal lines fires; never below DeepLog's
+    # top_g rule. Sessions (above) keep top_g: their threshold is the number of misses.
+    line_ranks = np.asarray([float(j.rank) for s in calib_seqs for j in scorer.judge_session(s) if j.path != "end"])
+    line_cal = calibrate(line_ranks, target_fpr)
+    section["thresholds"] = {k: max(float(v), line_threshold) for k, v in line_cal["thresholds"].items()}
+    section["line_calibration"] = line_cal["calibration"]
     cal = calibrate(scores, target_fpr)
     floor = options.min_session_threshold
     section["session_thresholds"] = {k: max(float(v), floor) for k, v in cal["thresholds"].items()}

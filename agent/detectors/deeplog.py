@@ -185,13 +185,15 @@ class DeepLogDetector:
     kind = DetectorKind.SEQUENCE
 
     def __init__(self, name: str, scorer: DeepLogScorer, session_threshold: float, session_mode: str,
-                 line_cache_size: int = 16384) -> None:
+                 line_cache_size: int = 16384, line_threshold: float | None = None) -> None:
         self.name = name
         self.scorer = scorer
         self.session_threshold = session_threshold
         self.session_mode = session_mode
-        # a line fires when its rank is top_g or worse: rank > top_g - 0.5
-        self.line_threshold = scorer.top_g - 0.5
+        # A line fires when its rank is above the line threshold: top_g - 0.5 (DeepLog's rule) or,
+        # in a stream whose entities interleave unrelated work, the rank calibrated on held-back
+        # normal lines to the sensitivity's false-positive rate (never stricter than top_g).
+        self.line_threshold = scorer.top_g - 0.5 if line_threshold is None else line_threshold
         self.lines = 0
         # (window, actual) -> the finished DetectorScore: a repeated line costs one dict lookup
         self.memo: BoundedCache[tuple[int, ...], DetectorScore] = BoundedCache(line_cache_size)
@@ -213,7 +215,7 @@ class DeepLogDetector:
         session_threshold = threshold_for({"thresholds": sessions} if isinstance(sessions, dict) else section,
                                           sensitivity)
         return cls(name, scorer, session_threshold, str(section.get("session_score", "misses")),
-                   int(section.get("line_cache_size", 16384)))
+                   int(section.get("line_cache_size", 16384)), threshold_for(section, sensitivity))
 
     def score_lines(self, contexts: Sequence[LineContext]) -> list[DetectorScore | None]:
         s = self.scorer
@@ -247,7 +249,7 @@ class DeepLogDetector:
                 detector=self.name,
                 score=float(j.rank),
                 threshold=self.line_threshold,
-                fired=j.miss,
+                fired=j.rank > self.line_threshold,
                 details=(
                     ("actual", j.actual),
                     ("actual_prob", round(j.prob, 4)),
