@@ -72,6 +72,9 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sensitivity", default="medium", choices=["low", "medium", "high"])
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     p.add_argument("--bundle", help="keep the trained bundle here (default: a temporary directory)")
+    p.add_argument("--logbert-ablation", action="store_true",
+                   help="also train LogBERT with and without the severity embedding (20-line windows) and add "
+                        "their rows")
 
 
 def window_labels(flags: np.ndarray, size: int) -> np.ndarray:
@@ -120,6 +123,14 @@ def run(args: argparse.Namespace) -> int:
         for name, p in preds.items():
             guess = p if level == "line" else window_labels(p, args.window)
             rows.append(row(level, name, truth, guess))
+    if args.logbert_ablation:
+        import dataclasses
+
+        from trainer.eval_logbert import bgl_rows
+
+        for r in bgl_rows([Path(f) for f in args.train], [Path(f) for f in args.test], epochs=args.epochs):
+            # LogBERT's own protocol: 20-line windows (the other window rows use --window lines).
+            rows.append(dataclasses.replace(r, detector=f"ablation:{r.detector}/w20"))
     summary = {
         "dataset": "bgl",
         "protocol": "contaminated" if args.contaminated else "semi-supervised",

@@ -16,6 +16,7 @@ accuracy (the dev slice holds 3 minutes of HDFS, see the data README §2a).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib
 import itertools
 import json
@@ -150,6 +151,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--raw-templates", type=Path, help="loghub HDFS_templates.csv mapping template text to "
                         "the E-numbers of the session files (default: found beside the data)")
     parser.add_argument("--keep-bundle", type=Path, help="also write the trained bundle here")
+    parser.add_argument("--logbert-ablation", action="store_true",
+                        help="also train LogBERT with and without the severity embedding and add their rows")
 
 
 # -- thresholds -------------------------------------------------------------------------------
@@ -333,6 +336,12 @@ def run(args: argparse.Namespace) -> int:
     report_ids = [test_ids[i] for i in report_idx]
     for name, pred in baseline_predictions(train_ids, report_ids).items():
         rows.append(row(LEVEL, name, y_report, pred, PREVALENCE))
+    if args.logbert_ablation:
+        from trainer.eval_logbert import hdfs_rows
+
+        # Same stratified halves (split seed 42): `ablation:<variant>` rows sit beside the others.
+        for r in hdfs_rows(args.train, args.test, epochs=args.epochs, seed=args.seed):
+            rows.append(dataclasses.replace(r, detector=f"ablation:{r.detector}"))
 
     result: dict[str, Any] = {
         "dataset": "hdfs-sessions",
