@@ -38,6 +38,7 @@ class PipelineSettings:
 
     sensitivity: str = "medium"
     emit_all: bool = False
+    dynamic_thresholds: bool = False  # scale thresholds by the learned hour-of-day multipliers
     snapshot_interval_secs: float = 60.0
     idle_entity_secs: float = 600.0
     max_entities: int = 100_000
@@ -133,6 +134,7 @@ class AgentConfig:
             idle_entity_secs=self.pipeline.idle_entity_secs,
             max_entities=self.pipeline.max_entities,
             emit_all=self.pipeline.emit_all,
+            dynamic_thresholds=self.pipeline.dynamic_thresholds,
         )
 
 

@@ -14,6 +14,7 @@ miner whose template ids start at ONLINE_ID_BASE and whose state is snapshotted 
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import time
@@ -64,6 +65,10 @@ class PipelineConfig:
     emit_all: bool = False  # also emit a `logdetect.line` event for every processed line
     models: tuple[str, ...] | None = None  # restrict to these bundle models (None = all)
     incident_gap_secs: float = 300.0
+    # Seed 002's dynamic thresholds: every detector's threshold times the bundle's multiplier for
+    # the line's hour (learned on held-back normal data), so a nightly job that always scores
+    # high does not page at 02:00.
+    dynamic_thresholds: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +128,10 @@ class Pipeline:
         from agent.ensemble import Ensemble
 
         self.ensemble = Ensemble.from_manifest(manifest.get("ensemble", {}))
+        multipliers = manifest.get("ensemble", {}).get("hour_multipliers")
+        self.hour_multipliers: list[float] | None = (
+            [float(m) for m in multipliers] if config.dynamic_thresholds and multipliers else None
+        )
         from agent.explain import Explainer
         from agent.incidents import IncidentConfig, IncidentGrouper
 
@@ -217,13 +226,15 @@ class Pipeline:
         self.lines += len(contexts)
         per_detector = [d.score_lines(contexts) for d in self.detectors]
         for i, ctx in enumerate(contexts):
-            scores = [s[i] for s in per_detector if s[i] is not None]
+            scores: list[DetectorScore] = [s for s in (d[i] for d in per_detector) if s is not None]
+            if self.hour_multipliers is not None:
+                scores = _at_hour(scores, self.hour_multipliers[int(ctx.line.time // 3600) % 24])
             if ctx.line.is_new:
                 scores.append(DetectorScore(NOVELTY, 1.0, 0.5, True))
-            score, verdict = self.ensemble.combine(scores, self.kinds)  # type: ignore[arg-type]
+            score, verdict = self.ensemble.combine(scores, self.kinds)
             if verdict is Verdict.NORMAL and self.explainer.is_notable(ctx):
                 verdict = Verdict.WATCH
-            result = LineResult(ctx.line, tuple(scores), score, verdict)  # type: ignore[arg-type]
+            result = LineResult(ctx.line, tuple(scores), score, verdict)
             for observe in self.observers:
                 observe(result)
             if self.config.emit_all:
@@ -331,6 +342,17 @@ class Pipeline:
         return {d.name: d.stats() for d in self.detectors}
 
 
+def _at_hour(scores: list[DetectorScore], multiplier: float) -> list[DetectorScore]:
+    """Scores judged against thresholds scaled by the hour's multiplier."""
+    if multiplier == 1.0:
+        return scores
+    out = []
+    for s in scores:
+        threshold = s.threshold * multiplier if s.threshold > 0 else s.threshold
+        out.append(dataclasses.replace(s, threshold=threshold, fired=s.score > threshold))
+    return out
+
+
 def _ort_version() -> str:
     try:
         import onnxruntime
@@ -349,8 +371,6 @@ def _provider_of(detectors: Sequence[Detector]) -> str:
 
 
 def _replace(cfg: ParserConfig, **changes: Any) -> ParserConfig:
-    import dataclasses
-
     return dataclasses.replace(cfg, **changes)
 
 

@@ -290,11 +290,13 @@ def _calibrate_ensemble(
         return 0.0
     pipe = Pipeline(writer.draft(**manifest_fields), PipelineConfig(parser=options.parser))
     scores: list[float] = []
+    times: list[float] = []
     alerts = 0
 
     def observe(r: LineResult) -> None:
         nonlocal alerts
         scores.append(r.score)
+        times.append(r.line.time)
         alerts += r.verdict.value != "normal"
 
     pipe.observers.append(observe)
@@ -308,4 +310,9 @@ def _calibrate_ensemble(
     writer.add_json("score_sample.json", {"scores": [round(float(s), 5) for s in sample]})
     rate = alerts / max(len(records), 1)
     manifest_fields["training"]["held_back_alert_rate"] = rate
+    from trainer.profile import hour_multipliers
+
+    # Seed 002's dynamic thresholds (used only when turned on): how much higher normal scores run
+    # at each hour of the held-back data; hours it does not cover keep 1.0.
+    writer.manifest["ensemble"]["hour_multipliers"] = hour_multipliers(times, [max(s, 1e-9) for s in scores])
     return rate

@@ -27,6 +27,7 @@ state_dir = {state_dir}
 [pipeline]
 sensitivity = "medium"            # low | medium | high: where on the calibrated curve to alert
 emit_all = false                  # also emit a logdetect.line event for every processed line
+dynamic_thresholds = false        # scale thresholds by the hour-of-day multipliers learned at training
 snapshot_interval_secs = 60.0     # how often template state is snapshotted to state_dir
 idle_entity_secs = 600.0          # an entity (session) quiet this long is closed and judged
 max_entities = 100000             # entities kept in memory (least recently seen go first)

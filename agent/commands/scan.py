@@ -37,6 +37,8 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
                    help="ONNX Runtime provider: auto prefers CUDA when usable (default: auto)")
     p.add_argument("--threads", type=int, default=1, help="ONNX Runtime intra-op threads (default: 1)")
+    p.add_argument("--dynamic-thresholds", action="store_true",
+                   help="scale thresholds by the hour-of-day multipliers learned at training (seed 002)")
 
 
 def pipeline_config(args: argparse.Namespace, **extra: object) -> PipelineConfig:
@@ -58,6 +60,7 @@ def pipeline_config(args: argparse.Namespace, **extra: object) -> PipelineConfig
         sensitivity=Sensitivity(args.sensitivity),
         runtime=RuntimeOptions(intra_op_threads=max(1, args.threads), device=args.device),
         models=models,
+        dynamic_thresholds=args.dynamic_thresholds,
         **extra,  # type: ignore[arg-type]
     )
 

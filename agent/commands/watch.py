@@ -39,6 +39,7 @@ def config_text(args: argparse.Namespace) -> str:
         f"sensitivity = {q(args.sensitivity)}",
         f"device = {q(args.device)}",
         f"intra_op_threads = {max(1, args.threads)}",
+        f"dynamic_thresholds = {'true' if args.dynamic_thresholds else 'false'}",
         "[agent]",
         'metrics_listen = ""',
         'log_format = "auto"',

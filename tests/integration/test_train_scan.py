@@ -178,3 +178,22 @@ def test_wrong_log_format_is_a_clear_error(data_dir: Path, tmp_path: Path) -> No
     err = r.stderr.decode()
     assert r.returncode == 2 and "do not look like that format" in err and "Traceback" not in err
     assert not (tmp_path / "m").exists()
+
+
+def test_dynamic_thresholds_scale_by_hour(sim: dict[str, Path]) -> None:
+    """The bundle carries 24 hour-of-day multipliers learned on held-back normal lines; with
+    dynamic thresholds on, each detector's threshold is scaled by the line's hour."""
+    from agent.pipeline import Pipeline, PipelineConfig, _at_hour
+    from agent.types import DetectorScore
+
+    manifest = json.loads((sim["model"] / "manifest.json").read_text())
+    mult = manifest["ensemble"]["hour_multipliers"]
+    assert len(mult) == 24 and all(0.5 <= m <= 2.0 for m in mult)
+    pipe = Pipeline.from_bundle(sim["model"], PipelineConfig(dynamic_thresholds=True))
+    assert pipe.hour_multipliers == mult
+    s = DetectorScore("isolation_forest", 0.30, 0.25, True)
+    (raised,) = _at_hour([s], 1.5)
+    assert raised.threshold == pytest.approx(0.375) and not raised.fired
+    (lowered,) = _at_hour([s], 0.5)
+    assert lowered.fired and lowered.threshold == pytest.approx(0.125)
+    assert Pipeline.from_bundle(sim["model"], PipelineConfig()).hour_multipliers is None

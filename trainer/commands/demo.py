@@ -65,6 +65,7 @@ def run(args: argparse.Namespace) -> int:
     scan_args = argparse.Namespace(
         model=str(bundle), sensitivity="medium", log_format=None, entity=None, models=None, device="auto",
         threads=1, input=[str(incident_day)], format="text", report=str(report), color="auto",
+        dynamic_thresholds=False,
     )
     scan.run(scan_args)
     out.write("\nInjected (ground truth):\n")
