@@ -474,7 +474,10 @@ class IncidentGrouper:
         return IncidentSeverity.LOW
 
     def _snapshot(self, inc: _Open, state: IncidentState) -> Incident:
-        leading = tuple((tid, inc.template_text.get(tid, ""), count) for tid, count in inc.templates.most_common(5))
+        # New templates lead (they are what is different about this incident), then by count: a
+        # crash loop drags normal lines after it, but "panic: …" is its name.
+        ranked = sorted(inc.templates.items(), key=lambda kv: (kv[0] not in inc.new_templates, -kv[1]))
+        leading = tuple((tid, inc.template_text.get(tid, ""), count) for tid, count in ranked[:5])
         new_only = bool(inc.templates) and all(tid in inc.new_templates for tid in inc.templates)
         title = title_from(leading, new_only)
         if inc.arrival:

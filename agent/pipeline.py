@@ -18,7 +18,7 @@ import dataclasses
 import hashlib
 import json
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -136,7 +136,7 @@ class Pipeline:
         from agent.incidents import IncidentConfig, IncidentGrouper
 
         profile = bundle.read_json("profile.json")
-        self.explainer = Explainer(profile, self.miner.templates())
+        self.explainer = Explainer(profile, TemplateTexts(self.miner, self.online_miner))
         # The profile relates templates that follow each other in training (an auth failure and
         # the web's 401 it causes), so they group into one incident.
         self.grouper = IncidentGrouper(IncidentConfig(gap_secs=config.incident_gap_secs), profile=profile)
@@ -340,6 +340,31 @@ class Pipeline:
 
     def detector_stats(self) -> dict[str, dict[str, float]]:
         return {d.name: d.stats() for d in self.detectors}
+
+
+class TemplateTexts(Mapping[int, str]):
+    """Template text by id across the frozen training miner and the online miner (ids offset by
+    ONLINE_ID_BASE), so explanations name templates born after training too."""
+
+    def __init__(self, training: TemplateMiner, online: TemplateMiner) -> None:
+        self.training = training
+        self.online = online
+
+    def __getitem__(self, template_id: int) -> str:
+        if template_id >= ONLINE_ID_BASE:
+            text = self.online.template(template_id - ONLINE_ID_BASE)
+        else:
+            text = self.training.template(template_id)
+        if text is None:
+            raise KeyError(template_id)
+        return text
+
+    def __iter__(self) -> Iterator[int]:
+        yield from self.training.templates()
+        yield from (ONLINE_ID_BASE + t for t in self.online.templates())
+
+    def __len__(self) -> int:
+        return len(self.training) + len(self.online)
 
 
 def _at_hour(scores: list[DetectorScore], multiplier: float) -> list[DetectorScore]:
