@@ -21,7 +21,7 @@ import sys
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from typing import TextIO
+from typing import Any, TextIO
 
 import structlog
 from structlog.typing import EventDict, Processor, WrappedLogger
@@ -79,6 +79,21 @@ def _isatty(stream: TextIO) -> bool:
         return False
 
 
+class _CurrentStderr:
+    """Writes to whatever `sys.stderr` is at the time of the write, not when logging was set up:
+    code that swaps stderr (test runners, daemons redirecting it) must not leave loggers writing
+    to a closed stream, which would raise inside the very code path that reports a problem."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+    def isatty(self) -> bool:
+        return _isatty(sys.stderr)
+
+
 def configure_logging(
     fmt: str = "auto",
     level: str = "info",
@@ -93,7 +108,7 @@ def configure_logging(
         raise ConfigError(f"log format {fmt!r}: expected one of {', '.join(FORMATS)}")
     if level.lower() not in LEVELS:
         raise ConfigError(f"log level {level!r}: expected one of {', '.join(LEVELS)}")
-    out = stream if stream is not None else sys.stderr
+    out: Any = stream if stream is not None else _CurrentStderr()
     numeric_level = logging.getLevelNamesMapping()[level.upper()]
     shared: list[Processor] = [
         structlog.contextvars.merge_contextvars,
