@@ -33,11 +33,8 @@ One owner: a miner is not thread-safe; call it from one thread.
 
 from __future__ import annotations
 
-import contextlib
 import enum
 import json
-import os
-import tempfile
 from collections import OrderedDict
 from dataclasses import asdict, dataclass, fields
 from itertools import chain
@@ -47,6 +44,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from drain3.drain import Drain, LogCluster, Node
 
+from agent.atomic import write_atomic
 from agent.errors import BundleError, ConfigError
 from agent.masking import MASK_NAMES, Masker, drain3_instructions, masks_fingerprint, select_masks
 
@@ -459,30 +457,6 @@ def _node_from_json(data: Any) -> Node:
     return node
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    """Replace `path` with `data` so that a crash leaves either the old or the new file.
-
-    Temp file in the same directory (so the rename is atomic), fsync it, rename over the
-    target, fsync the directory (so the rename itself survives a power cut). Mode 0600: the
-    state reveals log content.
-    """
-    directory = path.parent
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    dir_fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
 
 
 class Snapshotter:

@@ -13,10 +13,8 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import os
-import tempfile
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +23,7 @@ from typing import BinaryIO
 import structlog
 
 from agent import metrics
+from agent.atomic import write_atomic
 from plugins.base import Batch, BatchQueue, Source, count_drop, now
 from plugins.records import FieldMap, LineDecoder, LineSplitter
 from plugins.stdin_source import LINE_FORMATS, decode_lines
@@ -80,20 +79,6 @@ class Offset:
     offset: int
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    """Temp file in the same directory, fsync, rename: a crash leaves the old or the new file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
 
 
 class FileSource(Source):
