@@ -35,9 +35,16 @@ def fit_and_export(
     options: IsolationForestOptions | None = None,
     target_fpr: float | None = None,
 ) -> dict[str, Any]:
-    from skl2onnx import convert_sklearn
-    from skl2onnx.common.data_types import FloatTensorType
-    from sklearn.ensemble import IsolationForest
+    try:
+        from skl2onnx import convert_sklearn
+        from skl2onnx.common.data_types import FloatTensorType
+        from sklearn.ensemble import IsolationForest
+    except ImportError:
+        from agent.errors import DependencyError
+
+        raise DependencyError(
+            "the Isolation Forest needs scikit-learn and skl2onnx: pip install 'logdetect[train]'"
+        ) from None
 
     opts = options or IsolationForestOptions()
     rng = np.random.default_rng(opts.seed)

@@ -209,7 +209,7 @@ class DeepLogDetector:
     ) -> DeepLogDetector:
         model = OnnxModel(bundle.file(str(section.get("file"))), options)
         scorer = DeepLogScorer(model, section, name, int(section.get("cache_size", 65536)))
-        # `thresholds` (per line) are top_g - 0.5 at every sensitivity: DeepLog's rule is the rank;
+        # `thresholds` (per line) are ranks calibrated per sensitivity, never below top_g - 0.5;
         # `session_thresholds` bound the number of misses per session, calibrated on normal data.
         sessions = section.get("session_thresholds")
         session_threshold = threshold_for({"thresholds": sessions} if isinstance(sessions, dict) else section,
