@@ -124,12 +124,19 @@ def _logbert_options(args: argparse.Namespace) -> Any:
     return LogBertOptions()  # HDFS sessions have no levels: neutral severity (issue 4)
 
 
+def _novel_set_options(args: argparse.Namespace) -> Any:
+    from trainer.novel_set import NovelSetOptions
+
+    return NovelSetOptions()
+
+
 # THE list of detectors evaluated here (and combined by the ensemble). A new model (LogBERT,
 # issue 4) adds one line; everything below loops over this list.
 DETECTORS: list[ModelSpec] = [
     ModelSpec("deeplog", DetectorKind.SEQUENCE, "trainer.deeplog", _deeplog_options, tune_deeplog),
     ModelSpec("lstm_ae", DetectorKind.SEQUENCE, "trainer.lstm_ae", _lstm_ae_options),
     ModelSpec("logbert", DetectorKind.SEMANTIC, "trainer.logbert", _logbert_options),
+    ModelSpec("novel_set", DetectorKind.FEATURE, "trainer.novel_set", _novel_set_options),
 ]
 
 

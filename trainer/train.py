@@ -39,7 +39,7 @@ from agent.types import ParsedLine, Record, TemplatedLine
 
 log = structlog.get_logger(__name__)
 
-ALL_MODELS = ("isolation_forest", "deeplog", "lstm_ae", "logbert")
+ALL_MODELS = ("isolation_forest", "deeplog", "lstm_ae", "logbert", "novel_set")
 TORCH_MODELS = ("deeplog", "lstm_ae", "logbert")
 LIBRARIES = ("drain3", "numpy", "onnxruntime", "onnx", "torch", "scikit-learn", "skl2onnx")
 
@@ -212,6 +212,18 @@ def train(
             writer.add_model("isolation_forest", section)
             trained.append("isolation_forest")
             kinds["isolation_forest"] = DetectorKind.FEATURE
+        if "novel_set" in options.models:
+            from trainer.novel_set import NovelSetOptions
+            from trainer.novel_set import fit_and_export as fit_novel_set
+
+            train_seqs, _ = sequences_by_entity(train_tl)
+            val_seqs, _ = sequences_by_entity(val_tl)
+            section = fit_novel_set(train_seqs, None, val_seqs, None, len(vocab) + 1, writer, "novel_set",
+                                    options.model_options.get("novel_set") or NovelSetOptions(), None,
+                                    options.target_fpr)
+            writer.add_model("novel_set", section)
+            trained.append("novel_set")
+            kinds["novel_set"] = DetectorKind.FEATURE
         torch_wanted = [m for m in options.models if m in TORCH_MODELS]
         if torch_wanted and importlib.util.find_spec("torch") is None:
             log.warning("torch_missing_skipping_models", models=torch_wanted)

@@ -68,6 +68,7 @@ REGISTRY: dict[str, str] = {
     "deeplog": "agent.detectors.deeplog:DeepLogDetector",
     "lstm_ae": "agent.detectors.lstm_ae:LstmAutoencoderDetector",
     "logbert": "agent.detectors.logbert:LogBertDetector",
+    "novel_set": "agent.detectors.novel_set:NovelSetDetector",
 }
 
 
