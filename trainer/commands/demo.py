@@ -19,8 +19,8 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workdir", default="demo-out", help="where logs, bundle and report go (default: demo-out)")
     p.add_argument("--days", type=float, default=3.0, help="normal days to train on (default: 3)")
     p.add_argument("--lines-per-day", type=int, default=20_000, help="simulated volume (default: 20000)")
-    p.add_argument("--models", default="isolation_forest,deeplog,lstm_ae,logbert",
-                   help="models to train (default: all four)")
+    p.add_argument("--models", default="isolation_forest,deeplog,lstm_ae,logbert,novel_set",
+                   help="models to train (default: all of them)")
     p.add_argument("--seconds-per-model", type=float, default=60.0,
                    help="training time budget of each torch model (default: 60)")
     p.add_argument("--seed", type=int, default=7)
