@@ -303,7 +303,7 @@ class Pipeline:
 
     def _session_verdicts(self, sessions: Iterable[Any]) -> list[Output]:
         out: list[Output] = []
-        judges = [d for d in self.detectors if d.kind is not DetectorKind.FEATURE]
+        judges = self.detectors  # each says whether it judges sessions (per-line models return None)
         for s in sessions:
             if len(s.tokens) < 2:
                 continue

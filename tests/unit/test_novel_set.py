@@ -43,3 +43,29 @@ def test_order_does_not_matter_but_membership_does() -> None:
     new = det.score_session([5, 22, 11, 9, 3], [])
     assert same is not None and not same.fired
     assert new is not None and new.fired and new.score == 1.0
+
+
+def test_pipeline_judges_idle_sessions_with_the_set_rule(data_dir: Path, tmp_path: Path) -> None:
+    """Through the agent pipeline on raw HDFS lines keyed by block id: at end of input every
+    block session is judged by the set rule, and a block whose set never occurred is flagged."""
+    from agent.parsing import ParserConfig
+    from agent.pipeline import Pipeline, PipelineConfig, SessionVerdict
+    from agent.reader import iter_records
+    from agent.types import Record
+    from trainer.train import TrainOptions, train
+
+    records = list(iter_records(data_dir / "hdfs/HDFS_v1_head20k_dev.log"))
+    parser = ParserConfig(log_format="hdfs", entity=r"regex:(blk_-?\d+)")
+    bundle = train(records[:8000], TrainOptions(output=tmp_path / "m", parser=parser,
+                                                models=("isolation_forest", "novel_set"), progress=False)).bundle
+    pipe = Pipeline.from_bundle(bundle, PipelineConfig())
+    normal_block = records[0].line.split("blk_")[1].split()[0]
+    odd = [r for r in records[:8000] if f"blk_{normal_block}" in r.line]
+    # A block that starts normally, then logs a line never seen in training: its set is new.
+    first = odd[0].line.replace(normal_block, "424242424242")
+    novel = first.split(" INFO ")[0] + " WARN dfs.DataNode: Exception in receiveBlock for blk_424242424242 reset"
+    crafted = [Record(first, "t"), Record(novel, "t")]
+    pipe.process_outputs(crafted, 0.0)
+    verdicts = [o for o in pipe.close_outputs(0.0) if isinstance(o, SessionVerdict)]
+    flagged = {v.entity for v in verdicts if any(s.detector == "novel_set" and s.fired for s in v.scores)}
+    assert "blk_424242424242" in flagged
