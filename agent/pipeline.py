@@ -149,6 +149,8 @@ class Pipeline:
         metrics.model_info.info({"bundle": str(bundle.path), "bundle_id": self.bundle_id,
                                  "provider": self.provider, "models": ",".join(d.name for d in self.detectors)})
         metrics.build_info.info({"version": __version__, "onnxruntime": _ort_version(), "provider": self.provider})
+        log.info("bundle_loaded", bundle=str(bundle.path), models=[d.name for d in self.detectors],
+                 provider=self.provider, sensitivity=config.sensitivity.value)
 
     @classmethod
     def from_bundle(cls, bundle: str | Path | Bundle, config: PipelineConfig | None = None) -> Pipeline:
