@@ -16,6 +16,7 @@ import socket
 import struct
 import time
 import uuid
+import weakref
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -204,9 +205,16 @@ def packed_request(lines: list[str], chunk: bytes, tag: str = "fb") -> bytes:
     return msgpack.packb([tag, entries, {"chunk": chunk.decode(), "size": len(lines)}], use_bin_type=True)
 
 
+_UNPACKERS: weakref.WeakKeyDictionary[socket.socket, msgpack.Unpacker] = weakref.WeakKeyDictionary()
+
+
 def recv_ack(sock: socket.socket, timeout: float) -> Any:
+    """The next reply on `sock`. One recv can carry several acks: the unpacker is kept per
+    socket so the ones after the first are returned by the next calls, not dropped."""
+    unpacker = _UNPACKERS.setdefault(sock, msgpack.Unpacker(raw=True))
+    for obj in unpacker:
+        return obj
     sock.settimeout(timeout)
-    unpacker = msgpack.Unpacker(raw=True)
     try:
         while True:
             data = sock.recv(4096)
@@ -253,9 +261,12 @@ def test_full_queue_withholds_acks_and_stops_reading() -> None:
     async def scenario() -> None:
         async with Harness(queue_records=10) as h:
             h.hold = True
-            # Stop the consumer entirely so the queue itself fills.
+            # Stop the consumer entirely (and wait until it has stopped, holding nothing) so
+            # the queue itself fills.
             assert h._task is not None
             h._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await h._task
             sock = socket.create_connection(("127.0.0.1", h.port), timeout=5)
             chunks = [f"chunk-{i:02d}".encode() for i in range(6)]
             for i, chunk in enumerate(chunks):
