@@ -15,6 +15,7 @@ from __future__ import annotations
 import abc
 import asyncio
 import collections
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -121,6 +122,25 @@ class BatchQueue:
         self._records = 0
         metrics.queue_depth.labels(stage=self.stage).set(0)
         return out
+
+
+def put_from_thread(
+    loop: asyncio.AbstractEventLoop, queue: BatchQueue, batch: Batch, stopping: threading.Event
+) -> bool:
+    """Hand a batch from a reader thread to the event loop's queue, blocking while the queue is
+    full (that wait is the backpressure: the thread stops reading). False when the source is
+    stopping, or the loop is gone."""
+    future = asyncio.run_coroutine_threadsafe(queue.put(batch), loop)
+    while not stopping.is_set():
+        try:
+            future.result(timeout=0.5)
+            return True
+        except TimeoutError:
+            continue
+        except Exception:
+            return False
+    future.cancel()
+    return False
 
 
 def count_drop(component: str, reason: str, n: int = 1) -> None:

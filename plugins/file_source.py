@@ -22,11 +22,10 @@ from typing import BinaryIO
 
 import structlog
 
-from agent import metrics
 from agent.atomic import write_atomic
-from plugins.base import Batch, BatchQueue, Source, count_drop, now
-from plugins.records import FieldMap, LineDecoder, LineSplitter
-from plugins.stdin_source import LINE_FORMATS, decode_lines
+from plugins.base import Batch, BatchQueue, Source, now, put_from_thread
+from plugins.records import LineDecoder, LineSplitter, RecordFieldOptions
+from plugins.stdin_source import LINE_FORMATS, take_lines
 
 log = structlog.get_logger(__name__)
 
@@ -35,7 +34,7 @@ START_AT = ("beginning", "end")
 
 
 @dataclass(frozen=True)
-class FileSourceOptions:
+class FileSourceOptions(RecordFieldOptions):
     """Options of `[sources.<id>] type = "file"`."""
 
     path: str = ""
@@ -59,17 +58,6 @@ class FileSourceOptions:
         if self.poll_interval_secs <= 0 or self.max_line_bytes < 16:
             out.append("poll_interval_secs must be > 0 and max_line_bytes >= 16")
         return out
-
-    def line_decoder(self, source: str) -> LineDecoder:
-        fields = FieldMap(
-            message=tuple(self.message_field),
-            level=self.level_field or None,
-            entity=self.entity_field or None,
-            time=self.time_field or None,
-        )
-        return LineDecoder(
-            source=source, format=self.format, fields=fields, max_line_bytes=self.max_line_bytes
-        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,28 +211,14 @@ class FileSource(Source):
         splitter: LineSplitter,
         offset: Offset,
     ) -> bool:
-        if splitter.truncated:
-            count_drop(self.id, "line_truncated", splitter.truncated)
-            splitter.truncated = 0
-        records = decode_lines(decoder, self.id, lines, now())
+        records = take_lines(decoder, self.id, splitter, lines)
         if not records:
             self._commit(offset)
             return True
-        metrics.records_in.labels(component=self.id).inc(len(records))
 
         def committed(processed: bool) -> None:
             if processed:
                 self._commit(offset)
 
-        batch = Batch(source=self.id, records=records, on_done=committed)
-        future = asyncio.run_coroutine_threadsafe(queue.put(batch), loop)
-        while not self._stopping.is_set():
-            try:
-                future.result(timeout=0.5)  # blocks while the queue is full: backpressure
-                return True
-            except TimeoutError:
-                continue
-            except Exception:
-                return False
-        future.cancel()
-        return False
+        # Not handed over on shutdown: the offset stays uncommitted, so a restart reads it again.
+        return put_from_thread(loop, queue, Batch(source=self.id, records=records, on_done=committed), self._stopping)

@@ -31,7 +31,7 @@ from plugins.forward_codec import (
     encode_ack,
     new_unpacker,
 )
-from plugins.records import FieldMap
+from plugins.records import RecordFieldOptions
 
 log = structlog.get_logger(__name__)
 
@@ -39,7 +39,7 @@ READ_BYTES = 256 * 1024
 
 
 @dataclass(frozen=True)
-class ForwardSourceOptions:
+class ForwardSourceOptions(RecordFieldOptions):
     """Options of `[sources.<id>] type = "forward"`."""
 
     listen: str = "tcp:127.0.0.1:24224"
@@ -70,14 +70,6 @@ class ForwardSourceOptions:
         if self.max_connections < 1 or self.dedupe_chunks < 0:
             out.append("max_connections must be >= 1 and dedupe_chunks >= 0")
         return out
-
-    def field_map(self) -> FieldMap:
-        return FieldMap(
-            message=tuple(self.message_field),
-            level=self.level_field or None,
-            entity=self.entity_field or None,
-            time=self.time_field or None,
-        )
 
 
 class _Closing(Exception):

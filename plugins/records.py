@@ -239,3 +239,30 @@ class LineSplitter:
         self._partial.clear()
         self._discarding = False
         return rest
+
+
+class RecordFieldOptions:
+    """Mixin for source options that name record fields (`message_field`, `level_field`,
+    `entity_field`, `time_field`; line sources also `format` and `max_line_bytes`): one place
+    turns those config keys into a `FieldMap` and a `LineDecoder`."""
+
+    message_field: list[str]
+    level_field: str
+    entity_field: str
+    time_field: str
+
+    def field_map(self) -> FieldMap:
+        return FieldMap(
+            message=tuple(self.message_field),
+            level=self.level_field or None,
+            entity=self.entity_field or None,
+            time=self.time_field or None,
+        )
+
+    def line_decoder(self, source: str) -> LineDecoder:
+        return LineDecoder(
+            source=source,
+            format=getattr(self, "format", "auto"),
+            fields=self.field_map(),
+            max_line_bytes=getattr(self, "max_line_bytes", 64 * 1024),
+        )

@@ -13,11 +13,10 @@ from dataclasses import dataclass, field
 
 import structlog
 
-from agent import metrics
 from plugins.addresses import StreamAddress, cleanup_unix, parse_stream_address, start_stream_server
-from plugins.base import Batch, BatchQueue, Source, count_drop, now
-from plugins.records import FieldMap, LineDecoder, LineSplitter
-from plugins.stdin_source import LINE_FORMATS, decode_lines
+from plugins.base import Batch, BatchQueue, Source, count_drop
+from plugins.records import LineSplitter, RecordFieldOptions
+from plugins.stdin_source import LINE_FORMATS, take_lines
 
 log = structlog.get_logger(__name__)
 
@@ -25,7 +24,7 @@ READ_BYTES = 64 * 1024
 
 
 @dataclass(frozen=True)
-class SocketSourceOptions:
+class SocketSourceOptions(RecordFieldOptions):
     """Options of `[sources.<id>] type = "socket"`."""
 
     listen: str = "tcp:127.0.0.1:9000"
@@ -49,17 +48,6 @@ class SocketSourceOptions:
         if self.max_line_bytes < 16 or self.idle_timeout_secs <= 0 or self.max_connections < 1:
             out.append("max_line_bytes must be >= 16, idle_timeout_secs > 0, max_connections >= 1")
         return out
-
-    def line_decoder(self, source: str) -> LineDecoder:
-        fields = FieldMap(
-            message=tuple(self.message_field),
-            level=self.level_field or None,
-            entity=self.entity_field or None,
-            time=self.time_field or None,
-        )
-        return LineDecoder(
-            source=source, format=self.format, fields=fields, max_line_bytes=self.max_line_bytes
-        )
 
 
 class SocketSource(Source):
@@ -118,12 +106,8 @@ class SocketSource(Source):
                 count_drop(self.id, "idle_timeout")
                 return
             lines = splitter.feed(data) if data else splitter.finish()
-            if splitter.truncated:
-                count_drop(self.id, "line_truncated", splitter.truncated)
-                splitter.truncated = 0
-            records = decode_lines(decoder, self.id, lines, now())
+            records = take_lines(decoder, self.id, splitter, lines)
             if records:
-                metrics.records_in.labels(component=self.id).inc(len(records))
                 await self._queue.put(Batch(source=self.id, records=records))
             if not data:
                 return

@@ -21,8 +21,8 @@ import structlog
 
 from agent import metrics
 from agent.types import Record
-from plugins.base import Batch, BatchQueue, Source, count_drop, now
-from plugins.records import FieldMap, LineDecoder, LineSplitter
+from plugins.base import Batch, BatchQueue, Source, count_drop, now, put_from_thread
+from plugins.records import LineDecoder, LineSplitter, RecordFieldOptions
 
 log = structlog.get_logger(__name__)
 
@@ -31,7 +31,7 @@ READ_BYTES = 64 * 1024
 
 
 @dataclass(frozen=True)
-class StdinSourceOptions:
+class StdinSourceOptions(RecordFieldOptions):
     """Options of `[sources.<id>] type = "stdin"`."""
 
     format: str = "auto"
@@ -51,19 +51,6 @@ class StdinSourceOptions:
             out.append("message_field must name at least one field")
         return out
 
-    def field_map(self) -> FieldMap:
-        return FieldMap(
-            message=tuple(self.message_field),
-            level=self.level_field or None,
-            entity=self.entity_field or None,
-            time=self.time_field or None,
-        )
-
-    def line_decoder(self, source: str) -> LineDecoder:
-        return LineDecoder(
-            source=source, format=self.format, fields=self.field_map(), max_line_bytes=self.max_line_bytes
-        )
-
 
 def decode_lines(
     decoder: LineDecoder, component: str, lines: list[bytes], received_at: float
@@ -79,6 +66,18 @@ def decode_lines(
                 metrics.decode_errors.labels(component=component).inc()
         else:
             records.append(result)
+    return records
+
+
+def take_lines(decoder: LineDecoder, component: str, splitter: LineSplitter, lines: list[bytes]) -> list[Record]:
+    """What a line-reading source does with each chunk it split: count the lines cut short,
+    decode the rest (counting what cannot become a record), and count what came in."""
+    if splitter.truncated:
+        count_drop(component, "line_truncated", splitter.truncated)
+        splitter.truncated = 0
+    records = decode_lines(decoder, component, lines, now())
+    if records:
+        metrics.records_in.labels(component=component).inc(len(records))
     return records
 
 
@@ -133,22 +132,10 @@ class StdinSource(Source):
         lines: list[bytes],
         splitter: LineSplitter,
     ) -> bool:
-        if splitter.truncated:
-            count_drop(self.id, "line_truncated", splitter.truncated)
-            splitter.truncated = 0
-        records = decode_lines(decoder, self.id, lines, now())
+        records = take_lines(decoder, self.id, splitter, lines)
         if not records:
             return True
-        metrics.records_in.labels(component=self.id).inc(len(records))
-        future = asyncio.run_coroutine_threadsafe(queue.put(Batch(source=self.id, records=records)), loop)
-        while not self._stopping.is_set():
-            try:
-                future.result(timeout=0.5)  # blocks while the queue is full: backpressure
-                return True
-            except TimeoutError:
-                continue
-            except Exception:
-                return False
-        future.cancel()
-        count_drop(self.id, "shutdown", len(records))
+        if put_from_thread(loop, queue, Batch(source=self.id, records=records), self._stopping):
+            return True
+        count_drop(self.id, "shutdown", len(records))  # a pipe has no replay
         return False

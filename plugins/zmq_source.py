@@ -30,7 +30,7 @@ import zmq.asyncio
 from agent import metrics
 from agent.types import Record
 from plugins.base import Batch, BatchQueue, Source, count_drop, now
-from plugins.records import FieldMap, LineDecoder, record_from_map
+from plugins.records import LineDecoder, RecordFieldOptions, record_from_map
 from plugins.source_events import data_gap_event
 
 log = structlog.get_logger(__name__)
@@ -42,7 +42,7 @@ _MSGPACK_LEADS = set(range(0x80, 0xA0)) | {0xDC, 0xDD, 0xDE, 0xDF}
 
 
 @dataclass(frozen=True)
-class ZmqSourceOptions:
+class ZmqSourceOptions(RecordFieldOptions):
     """Options of `[sources.<id>] type = "zmq"`. Exactly one of `listen` (bind) or `connect`."""
 
     listen: str = "tcp://127.0.0.1:5556"
@@ -72,14 +72,6 @@ class ZmqSourceOptions:
         if self.rcvhwm < 0 or self.max_message_bytes < 1024:
             out.append("rcvhwm must be >= 0 and max_message_bytes >= 1024")
         return out
-
-    def field_map(self) -> FieldMap:
-        return FieldMap(
-            message=tuple(self.message_field),
-            level=self.level_field or None,
-            entity=self.entity_field or None,
-            time=self.time_field or None,
-        )
 
 
 @dataclass(slots=True)
