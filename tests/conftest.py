@@ -36,3 +36,13 @@ def data_dir() -> Path:
 def torch_available() -> bool:
     need(importlib.util.find_spec("torch") is not None, "torch is not installed (pip install '.[train]')")
     return True
+
+
+@pytest.fixture(scope="session")
+def hdfs(data_dir: Path) -> tuple[list[list[int]], dict[int, int]]:
+    """The DeepLog-format normal HDFS sessions as model tokens, and their vocabulary."""
+    from trainer.sequences import build_vocab, encode, read_sessions
+
+    sessions = read_sessions(data_dir / "hdfs" / "deeplog" / "hdfs_train")
+    vocab = build_vocab(sessions)
+    return encode(sessions, vocab), vocab

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import need
+from log_fixtures import bgl_lines
 
 from agent.detectors.base import LineContext
 from agent.explain import Explainer
@@ -20,30 +21,10 @@ from agent.report import MAX_BUCKETS, ReportCollector
 from agent.types import Anomaly, Level, ParsedLine, TemplatedLine, Verdict
 from trainer.profile import build_profile
 
-_VAR = re.compile(r"^(?=.*\d)\S+$")
-_LEVELS = {"INFO": Level.INFO, "WARNING": Level.WARN, "ERROR": Level.ERROR, "FATAL": Level.FATAL}
 T0 = 1_762_054_935.0
 CHROMIUM_TIMEOUT = 60
 
 
-def bgl(path: Path, vocab: dict[str, int], known: set[int] | None) -> list[tuple[str, TemplatedLine]]:
-    out = []
-    for n, raw in enumerate(path.read_text(errors="replace").splitlines(), 1):
-        parts = raw.split(" ", 9)
-        if len(parts) < 10:
-            continue
-        words = parts[9].split()
-        template = " ".join("<*>" if _VAR.match(w) else w for w in words)
-        tid = vocab.setdefault(template, len(vocab) + 1)
-        new = known is not None and tid not in known
-        pl = ParsedLine(
-            raw, parts[9], float(parts[1]), _LEVELS.get(parts[8], Level.UNKNOWN), parts[3], "bgl", n
-        )
-        params = tuple(w for w in words if _VAR.match(w))
-        out.append(
-            (parts[0], TemplatedLine(pl, tid, template, params, 0 if new else tid, new, float(parts[1])))
-        )
-    return out
 
 
 def line_at(t: float, template_id: int = 1, **kw: object) -> TemplatedLine:
@@ -54,7 +35,7 @@ def line_at(t: float, template_id: int = 1, **kw: object) -> TemplatedLine:
 def bgl_report(data_dir: Path) -> ReportCollector:
     """Train a profile on BGL_4k's normal lines; scan BGL_8k flagging what the facts call notable."""
     vocab: dict[str, int] = {}
-    train = [tl for lab, tl in bgl(data_dir / "bgl" / "BGL_4k.log", vocab, None) if lab == "-"]
+    train = [tl for lab, tl in bgl_lines(data_dir / "bgl" / "BGL_4k.log", vocab, None) if lab == "-"]
     profile = build_profile(train)
     known = {int(k) for k in profile["templates"]}
     explainer = Explainer(profile, {v: k for k, v in vocab.items()})
@@ -62,7 +43,7 @@ def bgl_report(data_dir: Path) -> ReportCollector:
     # Stand-in training scores: the fraction of each normal line's template among training lines.
     freq = {int(k): v["frequency"] for k, v in profile["templates"].items()}
     collector = ReportCollector([1.0 - freq.get(tl.template_id, 0.0) for tl in train])
-    for _, tl in bgl(data_dir / "bgl" / "BGL_8k.log", vocab, known):
+    for _, tl in bgl_lines(data_dir / "bgl" / "BGL_8k.log", vocab, known):
         explainer.observe(tl)
         ctx = LineContext(tl, np.zeros(1, dtype=np.float32), (tl.token,), (int(tl.line.level),))
         notable = explainer.is_notable(ctx)

@@ -15,16 +15,9 @@ from agent.detectors.deeplog import DeepLogDetector, DeepLogScorer, window_befor
 from agent.errors import ModelError
 from agent.onnx_session import OnnxModel, RuntimeOptions
 from agent.types import Level, ParsedLine, TemplatedLine
-from trainer.sequences import build_vocab, encode, next_token_rows, read_sessions
+from trainer.sequences import encode, next_token_rows
 
 pytestmark = pytest.mark.torch
-
-
-@pytest.fixture(scope="module")
-def hdfs(data_dir: Path) -> tuple[list[list[int]], dict[int, int]]:
-    sessions = read_sessions(data_dir / "hdfs" / "deeplog" / "hdfs_train")
-    vocab = build_vocab(sessions)
-    return encode(sessions, vocab), vocab
 
 
 @pytest.fixture(scope="module")

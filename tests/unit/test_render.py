@@ -7,6 +7,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+from log_fixtures import bgl_lines
 
 from agent.detectors.base import LineContext
 from agent.explain import Explainer
@@ -15,42 +16,22 @@ from agent.render import render_anomaly, render_summary
 from agent.types import Anomaly, Incident, Level, ParsedLine, TemplatedLine, Verdict
 from trainer.profile import build_profile
 
-_VAR = re.compile(r"^(?=.*\d)\S+$")
-_LEVELS = {"INFO": Level.INFO, "WARNING": Level.WARN, "ERROR": Level.ERROR, "FATAL": Level.FATAL}
 _INCIDENT_LINE = re.compile(
     r"^Incident (\d+) \((\d{4}-\d\d-\d\d )?\d\d:\d\d:\d\d( - (\d{4}-\d\d-\d\d )?\d\d:\d\d:\d\d)?\): "
     r".+ \[(CRITICAL|HIGH|MEDIUM|LOW)\]$"
 )
 
 
-def bgl(path: Path, vocab: dict[str, int], known: set[int] | None) -> list[tuple[str, TemplatedLine]]:
-    out = []
-    for n, raw in enumerate(path.read_text(errors="replace").splitlines(), 1):
-        parts = raw.split(" ", 9)
-        if len(parts) < 10:
-            continue
-        words = parts[9].split()
-        template = " ".join("<*>" if _VAR.match(w) else w for w in words)
-        tid = vocab.setdefault(template, len(vocab) + 1)
-        new = known is not None and tid not in known
-        pl = ParsedLine(
-            raw, parts[9], float(parts[1]), _LEVELS.get(parts[8], Level.UNKNOWN), parts[3], "bgl", n
-        )
-        params = tuple(w for w in words if _VAR.match(w))
-        out.append(
-            (parts[0], TemplatedLine(pl, tid, template, params, 0 if new else tid, new, float(parts[1])))
-        )
-    return out
 
 
 def scan(data_dir: Path) -> tuple[int, list[Anomaly], list[Incident]]:
     """Train a profile on BGL_4k's normal lines, then flag BGL_2k with the explainer's facts."""
     vocab: dict[str, int] = {}
     profile = build_profile(
-        [tl for lab, tl in bgl(data_dir / "bgl" / "BGL_4k.log", vocab, None) if lab == "-"]
+        [tl for lab, tl in bgl_lines(data_dir / "bgl" / "BGL_4k.log", vocab, None) if lab == "-"]
     )
     known = {int(k) for k in profile["templates"]}
-    test = bgl(data_dir / "loghub_2k" / "BGL" / "BGL_2k.log", vocab, known)
+    test = bgl_lines(data_dir / "loghub_2k" / "BGL" / "BGL_2k.log", vocab, known)
     explainer = Explainer(profile, {v: k for k, v in vocab.items()})
     grouper = IncidentGrouper()
     anomalies: list[Anomaly] = []
