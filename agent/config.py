@@ -119,9 +119,9 @@ class AgentConfig:
 
     def pipeline_config(self) -> Any:
         """The lead's `agent.pipeline.PipelineConfig` for these settings."""
-        from agent.detectors.base import Sensitivity
         from agent.onnx_session import RuntimeOptions
         from agent.pipeline import PipelineConfig
+        from agent.types import Sensitivity
 
         return PipelineConfig(
             parser=parser_config(self.parser),

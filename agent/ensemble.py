@@ -24,9 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from agent.detectors.base import DetectorKind
 from agent.errors import BundleError
-from agent.types import DetectorScore, Verdict
+from agent.types import DetectorKind, DetectorScore, Verdict
 
 MAX_SCALED = 10.0  # one extreme member must not drown the others
 

@@ -21,8 +21,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from agent.detectors.base import LineContext
-from agent.types import DetectorScore, Explanation, ExplanationKind, Level, ParsedLine, TemplatedLine
+from agent.types import DetectorScore, Explanation, ExplanationKind, Level, LineContext, ParsedLine, TemplatedLine
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ import structlog
 
 from agent import __version__, events, metrics
 from agent.bundle import Bundle, load_bundle
-from agent.detectors.base import Detector, DetectorKind, LineContext, Sensitivity, load_detectors
+from agent.detectors.base import Detector, load_detectors
 from agent.errors import BundleError
 from agent.features import FeatureConfig, FeatureExtractor, FeatureStats
 from agent.multiline import Stitcher
@@ -37,9 +37,12 @@ from agent.parsing import LineParser, ParserConfig
 from agent.templates import MinerConfig, Snapshotter, TemplateMiner
 from agent.types import (
     Anomaly,
+    DetectorKind,
     DetectorScore,
     Incident,
+    LineContext,
     Record,
+    Sensitivity,
     TemplatedLine,
     Verdict,
 )

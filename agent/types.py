@@ -13,6 +13,8 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
+import numpy as np
+
 
 class Level(enum.IntEnum):
     """Severity of a log line, ordered; UNKNOWN for formats that carry none.
@@ -76,6 +78,18 @@ class ExplanationKind(enum.Enum):
     SEQUENCE = "SEQUENCE"
     SEVERITY = "SEVERITY"
     UNUSUAL_PARAMETER = "UNUSUAL_PARAMETER"
+
+
+class DetectorKind(enum.Enum):
+    FEATURE = "feature"  # per-line feature vector (Isolation Forest)
+    SEQUENCE = "sequence"  # order of templates (DeepLog, LSTM autoencoder)
+    SEMANTIC = "semantic"  # masked-template model with severity (LogBERT)
+
+
+class Sensitivity(enum.Enum):
+    LOW = "low"  # fewest alerts: threshold at the lowest target false-positive rate
+    MEDIUM = "medium"
+    HIGH = "high"
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,6 +159,20 @@ class TemplatedLine:
     is_new: bool
     time: float
     time_from_arrival: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class LineContext:
+    """What a detector may look at for one line.
+
+    `history` holds the model tokens of the entity's most recent lines, oldest first, ending
+    with this line's token; `levels` holds their `Level` values, aligned with `history`.
+    """
+
+    line: TemplatedLine
+    features: np.ndarray
+    history: tuple[int, ...]
+    levels: tuple[int, ...]
 
 
 @dataclass(frozen=True, slots=True)

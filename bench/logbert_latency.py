@@ -31,9 +31,9 @@ if str(REPO) not in sys.path:  # run as a script from anywhere
     sys.path.insert(0, str(REPO))
 
 from agent.bundle import Bundle, BundleWriter, load_bundle  # noqa: E402
-from agent.detectors.base import Sensitivity  # noqa: E402
 from agent.detectors.logbert import LogBertDetector, Window, sanitise  # noqa: E402
 from agent.onnx_session import RuntimeOptions  # noqa: E402
+from agent.types import Sensitivity  # noqa: E402
 
 DEFAULT_DATA = Path(os.environ.get("LOGDETECT_DATA", REPO.parent / "shared" / "data"))
 

@@ -31,11 +31,11 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from agent.bundle import BundleWriter, load_bundle
-from agent.detectors.base import Detector, LineContext, Sensitivity
+from agent.detectors.base import Detector
 from agent.detectors.deeplog import DeepLogDetector, window_before
 from agent.detectors.lstm_ae import LstmAutoencoderDetector, window_ending
 from agent.onnx_session import RuntimeOptions
-from agent.types import Level, ParsedLine, TemplatedLine
+from agent.types import Level, LineContext, ParsedLine, Sensitivity, TemplatedLine
 from trainer.sequences import build_vocab, encode, read_labelled, read_sessions
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "hdfs" / "deeplog"

@@ -85,8 +85,8 @@ def window_labels(flags: np.ndarray, size: int) -> np.ndarray:
 
 
 def run(args: argparse.Namespace) -> int:
-    from agent.detectors.base import Sensitivity
     from agent.pipeline import LineResult, Pipeline, PipelineConfig
+    from agent.types import Sensitivity
     from trainer.train import TrainOptions, train
 
     seen: set[str] = set()

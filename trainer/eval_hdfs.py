@@ -32,11 +32,11 @@ from typing import Any
 import numpy as np
 
 from agent.bundle import BundleWriter, load_bundle
-from agent.detectors.base import Detector, DetectorKind, load_detectors
+from agent.detectors.base import Detector, load_detectors
 from agent.ensemble import Ensemble, default_section, tail_of
 from agent.errors import InputError
 from agent.onnx_session import RuntimeOptions
-from agent.types import DetectorScore, Verdict
+from agent.types import DetectorKind, DetectorScore, Verdict
 from trainer.metrics import Row, adjusted_precision, f1_of, format_table, row
 from trainer.sequences import build_vocab, encode, read_labelled, read_sessions, stratified_split
 

@@ -34,9 +34,9 @@ from typing import Any
 
 import numpy as np
 
-from agent.detectors.base import Sensitivity
 from agent.detectors.logbert import LogBertDetector, LogBertThresholds, Window, WindowScore
 from agent.onnx_session import RuntimeOptions
+from agent.types import Sensitivity
 from trainer.calibrate import CURVE_FPRS, threshold_at
 from trainer.metrics import Row, format_table, row
 

@@ -29,13 +29,12 @@ import numpy as np
 import structlog
 
 from agent.bundle import BundleWriter
-from agent.detectors.base import DetectorKind
 from agent.errors import InputError, UserError
 from agent.features import FeatureConfig, FeatureExtractor
 from agent.multiline import Stitcher
 from agent.parsing import LineParser, ParserConfig
 from agent.templates import MinerConfig, TemplateMiner
-from agent.types import ParsedLine, Record, TemplatedLine
+from agent.types import DetectorKind, ParsedLine, Record, TemplatedLine
 
 log = structlog.get_logger(__name__)
 

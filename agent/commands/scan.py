@@ -17,12 +17,11 @@ import sys
 import time
 from pathlib import Path
 
-from agent.detectors.base import Sensitivity
 from agent.onnx_session import RuntimeOptions
 from agent.parsing import ParserConfig
 from agent.pipeline import LineResult, Output, Pipeline, PipelineConfig, SessionVerdict
 from agent.reader import check_inputs, iter_records
-from agent.types import Anomaly, Incident
+from agent.types import Anomaly, Incident, Sensitivity
 
 
 def add_model_options(p: argparse.ArgumentParser) -> None:

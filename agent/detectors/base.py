@@ -8,44 +8,14 @@ Scores are "higher = more anomalous"; thresholds come from the bundle, chosen by
 
 from __future__ import annotations
 
-import enum
 import importlib
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any, Protocol
-
-import numpy as np
 
 from agent.bundle import Bundle
 from agent.errors import BundleError
 from agent.onnx_session import RuntimeOptions
-from agent.types import DetectorScore, TemplatedLine
-
-
-class DetectorKind(enum.Enum):
-    FEATURE = "feature"  # per-line feature vector (Isolation Forest)
-    SEQUENCE = "sequence"  # order of templates (DeepLog, LSTM autoencoder)
-    SEMANTIC = "semantic"  # masked-template model with severity (LogBERT)
-
-
-class Sensitivity(enum.Enum):
-    LOW = "low"  # fewest alerts: threshold at the lowest target false-positive rate
-    MEDIUM = "medium"
-    HIGH = "high"
-
-
-@dataclass(frozen=True, slots=True)
-class LineContext:
-    """What a detector may look at for one line.
-
-    `history` holds the model tokens of the entity's most recent lines, oldest first, ending
-    with this line's token; `levels` holds their `Level` values, aligned with `history`.
-    """
-
-    line: TemplatedLine
-    features: np.ndarray
-    history: tuple[int, ...]
-    levels: tuple[int, ...]
+from agent.types import DetectorKind, DetectorScore, LineContext, Sensitivity
 
 
 class Detector(Protocol):

@@ -44,11 +44,10 @@ import numpy as np
 
 from agent import metrics
 from agent.bundle import Bundle
-from agent.detectors.base import DetectorKind, LineContext, Sensitivity
 from agent.detectors.memo import BoundedCache, score_unique
 from agent.errors import BundleError, ModelError
 from agent.onnx_session import OnnxModel, RuntimeOptions
-from agent.types import DetectorScore, Level
+from agent.types import DetectorKind, DetectorScore, Level, LineContext, Sensitivity
 
 Window = tuple[tuple[int, ...], tuple[int, ...]]  # (tokens, levels), already sanitised
 

@@ -22,11 +22,11 @@ import numpy as np
 
 from agent import metrics
 from agent.bundle import Bundle
-from agent.detectors.base import DetectorKind, LineContext, Sensitivity, threshold_for
+from agent.detectors.base import threshold_for
 from agent.detectors.memo import BoundedCache, score_unique
 from agent.errors import BundleError, ModelError
 from agent.onnx_session import OnnxModel, RuntimeOptions
-from agent.types import DetectorScore
+from agent.types import DetectorKind, DetectorScore, LineContext, Sensitivity
 
 TOKENS = "tokens"
 LEVELS = "levels"

@@ -6,10 +6,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from agent.bundle import Bundle
-from agent.detectors.base import DetectorKind, LineContext, Sensitivity, threshold_for
+from agent.detectors.base import threshold_for
 from agent.errors import BundleError
 from agent.onnx_session import RuntimeOptions
-from agent.types import DetectorScore
+from agent.types import DetectorKind, DetectorScore, LineContext, Sensitivity
 
 
 def template_set(tokens: Sequence[int]) -> tuple[int, ...]:

@@ -14,11 +14,10 @@ import pytest
 from conftest import need
 from log_fixtures import bgl_lines
 
-from agent.detectors.base import LineContext
 from agent.explain import Explainer
 from agent.incidents import IncidentGrouper
 from agent.report import MAX_BUCKETS, ReportCollector
-from agent.types import Anomaly, Level, ParsedLine, TemplatedLine, Verdict
+from agent.types import Anomaly, Level, LineContext, ParsedLine, TemplatedLine, Verdict
 from trainer.profile import build_profile
 
 T0 = 1_762_054_935.0

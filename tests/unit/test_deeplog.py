@@ -10,11 +10,11 @@ import pytest
 import structlog
 
 from agent.bundle import BundleWriter, load_bundle
-from agent.detectors.base import LineContext, Sensitivity, load_detectors
+from agent.detectors.base import load_detectors
 from agent.detectors.deeplog import DeepLogDetector, DeepLogScorer, window_before
 from agent.errors import ModelError
 from agent.onnx_session import OnnxModel, RuntimeOptions
-from agent.types import Level, ParsedLine, TemplatedLine
+from agent.types import Level, LineContext, ParsedLine, Sensitivity, TemplatedLine
 from trainer.sequences import encode, next_token_rows
 
 pytestmark = pytest.mark.torch

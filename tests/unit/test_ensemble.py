@@ -5,10 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from agent.detectors.base import DetectorKind
 from agent.ensemble import Ensemble, default_section, tail_of
 from agent.errors import BundleError
-from agent.types import DetectorScore, Verdict
+from agent.types import DetectorKind, DetectorScore, Verdict
 
 KINDS = {
     "deeplog": DetectorKind.SEQUENCE,

@@ -16,11 +16,10 @@ import numpy as np
 import pytest
 
 from agent.bundle import BundleWriter, load_bundle
-from agent.detectors.base import LineContext, Sensitivity
 from agent.detectors.logbert import LogBertDetector, sanitise
 from agent.errors import ModelError
 from agent.onnx_session import RuntimeOptions
-from agent.types import Level, ParsedLine, TemplatedLine
+from agent.types import Level, LineContext, ParsedLine, Sensitivity, TemplatedLine
 
 pytestmark = pytest.mark.torch
 

@@ -9,11 +9,10 @@ import numpy as np
 import pytest
 
 from agent.bundle import BundleWriter, load_bundle
-from agent.detectors.base import LineContext, Sensitivity
 from agent.detectors.lstm_ae import LstmAeScorer, LstmAutoencoderDetector, window_ending
 from agent.errors import ModelError
 from agent.onnx_session import OnnxModel, RuntimeOptions
-from agent.types import Level, ParsedLine, TemplatedLine
+from agent.types import Level, LineContext, ParsedLine, Sensitivity, TemplatedLine
 from trainer.sequences import encode, reconstruction_rows
 
 pytestmark = pytest.mark.torch

@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 
 from agent.bundle import BundleWriter, load_bundle
-from agent.detectors.base import Sensitivity
 from agent.detectors.novel_set import NovelSetDetector, template_set
 from agent.onnx_session import RuntimeOptions
+from agent.types import Sensitivity
 from trainer.novel_set import NovelSetOptions, fit_and_export
 from trainer.sequences import read_labelled, read_sessions
 

@@ -9,11 +9,10 @@ from pathlib import Path
 import numpy as np
 from log_fixtures import bgl_lines
 
-from agent.detectors.base import LineContext
 from agent.explain import Explainer
 from agent.incidents import IncidentGrouper
 from agent.render import render_anomaly, render_summary
-from agent.types import Anomaly, Incident, Level, ParsedLine, TemplatedLine, Verdict
+from agent.types import Anomaly, Incident, Level, LineContext, ParsedLine, TemplatedLine, Verdict
 from trainer.profile import build_profile
 
 _INCIDENT_LINE = re.compile(
