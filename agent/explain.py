@@ -13,15 +13,14 @@ every template would look like a burst. Every explanation of such a line says so
 
 from __future__ import annotations
 
-import ipaddress
 import math
-import re
 from collections import OrderedDict, deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from agent.types import DetectorScore, Explanation, ExplanationKind, Level, LineContext, ParsedLine, TemplatedLine
+from agent.lines import actor_of, as_number, ip_prefix
+from agent.types import DetectorScore, Explanation, ExplanationKind, Level, LineContext, TemplatedLine
 
 
 @dataclass(frozen=True)
@@ -57,49 +56,6 @@ class ExplainConfig:
     max_tokens: int = 100_000
     max_actors: int = 100_000
     max_pending: int = 20_000  # lines observed but not yet explained (a micro-batch or so)
-
-
-# ---------------------------------------------------------------- value helpers (shared with trainer)
-
-
-def actor_of(line: ParsedLine) -> str:
-    """Who logged the line: the configured entity, or the component when the entity is only the
-    stream (a file or socket name says nothing about which service spoke)."""
-    if line.entity and line.entity != line.source:
-        return line.entity
-    return line.component or line.entity
-
-
-_IPV4 = re.compile(r"^\[?(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.\d{1,3}\]?(?::\d+)?$")
-
-
-def ip_prefix(value: str) -> str | None:
-    """The /24 (IPv4) or /48 (IPv6) network of `value`, or None when it is not an address."""
-    m = _IPV4.match(value)
-    if m is not None:  # the common case, without the cost of ipaddress
-        octets = m.groups()
-        return f"{'.'.join(str(int(o)) for o in octets)}.0/24" if all(int(o) < 256 for o in octets) else None
-    text = value.strip("[]")
-    if text.count(":") < 2 or len(text) > 45:
-        return None
-    try:
-        addr = ipaddress.ip_address(text)
-    except ValueError:
-        return None
-    prefix = 24 if addr.version == 4 else 48
-    return str(ipaddress.ip_network(f"{addr}/{prefix}", strict=False))
-
-
-def as_number(value: str) -> float | None:
-    """`value` as a finite float when it is a plain decimal number (not hex, ids or versions)."""
-    text = value.strip()
-    if not text or len(text) > 24 or text.count(".") > 1:
-        return None
-    body = text[1:] if text[0] in "+-" else text
-    if not body or not body.replace(".", "", 1).isdigit():
-        return None
-    number = float(text)
-    return number if math.isfinite(number) else None
 
 
 def hour_label(hour: int) -> str:

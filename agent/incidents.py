@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from agent.explain import actor_of, as_number
+from agent.lines import actor_of, as_number
 from agent.types import (
     Anomaly,
     ExplanationKind,

@@ -20,7 +20,7 @@ import math
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
-from agent.explain import actor_of
+from agent.lines import actor_of
 from agent.types import Anomaly, Incident, IncidentSeverity
 
 MAX_INCIDENTS_SHOWN = 20

@@ -8,7 +8,7 @@ line with it, so every number an explanation prints ("normal: 9 AM - 6 PM", "nor
 The size is bounded whatever the input: at most `MAX_TEMPLATES` templates (the most frequent),
 `MAX_SLOTS` parameter slots per template, `MAX_VALUES` values per slot, `MAX_NEXT` successors per
 template and `MAX_ENTITIES` entities; what falls outside a cap is still counted. "Entity" here
-is the actor of `agent.explain.actor_of`: the configured entity, else the component.
+is the actor of `agent.lines.actor_of`: the configured entity, else the component.
 
 Hours are UTC hours of the line's timestamp. Lines whose time came from their arrival
 (`time_from_arrival`) say nothing about when things happen, so they are left out of the hour
@@ -22,7 +22,7 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from agent.explain import actor_of, as_number, ip_prefix
+from agent.lines import actor_of, as_number, ip_prefix
 from agent.types import Level, TemplatedLine
 
 PROFILE_VERSION = 1

@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from agent.explain import ExplainConfig, Explainer, busy_hours, ip_prefix
+from agent.explain import ExplainConfig, Explainer, busy_hours
+from agent.lines import ip_prefix
 from agent.types import DetectorScore, ExplanationKind, Level, LineContext, ParsedLine, TemplatedLine
 from trainer.profile import MAX_TEMPLATES, MAX_VALUES, build_profile, hour_multipliers
 
