@@ -1,7 +1,8 @@
 """The agent's async runtime: sources → bounded queue → pipeline worker thread → sinks.
 
     sources (asyncio tasks / reader threads) ──Batch──► BatchQueue (bounded, in records)
-        ──► main loop ──► ONE worker thread: pipeline.process(records) → sink.write + flush
+        ──► main loop ──► ONE worker thread: pipeline.process(records) → typed outputs
+        ──► events.encode_all (the one place events are rendered) → sink.write + flush
         ──► batch.done = True ──► forward acks, file offsets commit
 
 The pipeline is synchronous and not thread-safe, so every call to it (process, tick, close,
@@ -28,8 +29,10 @@ from typing import Any, Protocol, TypeVar
 
 import structlog
 
+from agent import events
 from agent.config import AgentConfig, ComponentConfig, load_config
 from agent.errors import LogdetectError
+from agent.types import Event, Output, Record
 from plugins.base import Batch, BatchQueue, Sink, Source, count_drop
 from plugins.registry import SINKS, SOURCES
 
@@ -39,11 +42,15 @@ T = TypeVar("T")
 
 
 class PipelineLike(Protocol):
-    def process(self, records: Sequence[Any], now: float) -> list[bytes]: ...
-    def tick(self, now: float) -> list[bytes]: ...
-    def close(self, now: float) -> list[bytes]: ...
+    """What the daemon needs of `agent.pipeline.Pipeline` (tests stand in their own)."""
+
+    provider: str  # the ONNX Runtime provider, quoted in the events
+
+    def process(self, records: Sequence[Record], now: float) -> Sequence[Output]: ...
+    def tick(self, now: float) -> Sequence[Output]: ...
+    def close(self, now: float) -> Sequence[Output]: ...
     def pending_records(self) -> int: ...
-    def flush_pending(self, now: float) -> list[bytes]: ...
+    def flush_pending(self, now: float) -> Sequence[Output]: ...
 
 
 def build_pipeline(config: AgentConfig) -> PipelineLike:
@@ -139,29 +146,32 @@ class Daemon:
     async def _in_worker(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._worker, fn, *args)
 
-    def _write(self, events: list[bytes]) -> None:
-        """Write events to every sink (worker thread). A failing sink never stops the others."""
+    def _write(self, pipeline: PipelineLike, outputs: Sequence[Event], now: float) -> None:
+        """Render the events once (the sink edge) and write them to every sink (worker thread).
+        A failing sink never stops the others."""
+        lines = events.encode_all(outputs, now, pipeline.provider)
         for sink in self.sinks:
             try:
-                sink.write(events)
+                sink.write(lines)
                 sink.flush()
             except Exception as exc:
-                count_drop(sink.id, "sink_error", len(events))
+                count_drop(sink.id, "sink_error", len(lines))
                 log.error("sink failed", sink=sink.id, error=str(exc), throttle=True)
 
     def _process(self, pipeline: PipelineLike, batches: list[Batch]) -> int:
         records = [r for b in batches for r in b.records]
-        events = [e for b in batches for e in b.events]
+        outputs: list[Event] = [e for b in batches for e in b.events]
+        now = time.time()
         try:
-            events.extend(pipeline.process(records, time.time()))
+            outputs.extend(pipeline.process(records, now))
         except Exception as exc:
             # A bug must not wedge the agent (nor make a Forward client retry the same chunk
             # forever): count the records as dropped, log, and go on.
             for b in batches:
                 count_drop(b.source, "pipeline_error", len(b.records))
             log.exception("pipeline failed on a batch", error=str(exc), records=len(records), throttle=True)
-        self._write(events)
-        return len(events)
+        self._write(pipeline, outputs, now)
+        return len(outputs)
 
     def _pending(self, pipeline: PipelineLike) -> int:
         """Records the pipeline holds without an event yet (multi-line stitching)."""
@@ -171,27 +181,29 @@ class Daemon:
         """Input went idle: make the pipeline release held records, write their events."""
         now = time.time()
         try:
-            events = pipeline.flush_pending(now)
+            outputs = pipeline.flush_pending(now)
         except Exception as exc:
             log.exception("pipeline flush failed", error=str(exc), throttle=True)
             return
-        self._write(events)
+        self._write(pipeline, outputs, now)
 
     def _tick(self, pipeline: PipelineLike) -> None:
+        now = time.time()
         try:
-            events = pipeline.tick(time.time())
+            outputs = pipeline.tick(now)
         except Exception as exc:
             log.exception("pipeline tick failed", error=str(exc), throttle=True)
             return
-        self._write(events)
+        self._write(pipeline, outputs, now)
 
     def _close_pipeline(self, pipeline: PipelineLike) -> None:
+        now = time.time()
         try:
-            events = pipeline.close(time.time())
+            outputs = pipeline.close(now)
         except Exception as exc:
             log.exception("pipeline close failed", error=str(exc))
             return
-        self._write(events)
+        self._write(pipeline, outputs, now)
 
     def _open_sinks(self) -> None:
         for sink in self.sinks:

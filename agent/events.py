@@ -1,5 +1,9 @@
 """The output contract: one JSON object per line, field names defined once, and its JSON Schema.
 
+This is the only module that builds event JSON. The pipeline and the sources hand over typed
+`Event`s (`agent.types`); `render`/`encode_all` turn them into event objects/lines at the sink
+edge (the daemon, `scan`).
+
 The envelope follows the OpenTelemetry log data model (timestamp, observed_timestamp,
 severity_text/number, body, resource, attributes, event_name); attributes use ECS-style dotted
 names (`event.kind`, `template.id`, `incident.state`, ...). `schema_version` comes first.
@@ -15,11 +19,15 @@ import orjson
 
 from agent.types import (
     Anomaly,
+    DataGap,
     DetectorScore,
+    Event,
     Explanation,
     Incident,
     IncidentSeverity,
     Level,
+    LineResult,
+    SessionVerdict,
     Verdict,
 )
 
@@ -177,16 +185,41 @@ def line_event(tl_raw: str, entity: str, t: float, observed: float, level: Level
     return _envelope(LINE, t, observed, level, tl_raw[:200], attrs, {"log.source": source})
 
 
-def data_gap_event(source: str, producer: str, lost: int, t: float) -> dict[str, Any]:
+def data_gap_event(gap: DataGap, observed: float) -> dict[str, Any]:
+    """A source's report that messages from one producer never arrived."""
     attrs = {
         "event.kind": "event",
         "event.category": "pipeline",
         "event.type": "data_gap",
-        "gap.producer": producer,
-        "gap.lost_messages": lost,
+        "gap.producer": gap.producer,
+        "gap.epoch": gap.epoch,
+        "gap.expected_seq": gap.expected_seq,
+        "gap.received_seq": gap.received_seq,
+        "gap.lost_messages": gap.lost,
     }
-    body = f"{lost} messages from producer {producer} on {source} never arrived"
-    return _envelope(DATA_GAP, t, t, Level.WARN, body, attrs, {"log.source": source})
+    body = f"{gap.lost} message(s) from producer {gap.producer!r} never arrived at source {gap.source!r}"
+    return _envelope(DATA_GAP, gap.at, observed, Level.WARN, body, attrs, {"log.source": gap.source})
+
+
+def render(event: Event, observed: float, provider: str) -> dict[str, Any]:
+    """The event object of one typed output; `provider` is the ONNX Runtime provider in use."""
+    if isinstance(event, Anomaly):
+        return anomaly_event(event, observed, provider)
+    if isinstance(event, Incident):
+        return incident_event(event, observed)
+    if isinstance(event, SessionVerdict):
+        return session_event(event.entity, event.tokens, event.scores, event.score, event.verdict,
+                             event.last_seen, observed, provider)
+    if isinstance(event, LineResult):
+        pl = event.line.line
+        return line_event(pl.raw, pl.entity, event.line.time, observed, pl.level, event.line.template_id,
+                          event.score, event.verdict, pl.source)
+    return data_gap_event(event, observed)
+
+
+def encode_all(events: Sequence[Event], observed: float, provider: str) -> list[bytes]:
+    """Event lines (JSON, no newline) for the sinks."""
+    return [encode(render(e, observed, provider)) for e in events]
 
 
 def encode(event: dict[str, Any]) -> bytes:
@@ -275,6 +308,21 @@ _LINE_ATTRS = {
         "anomaly.verdict": {"enum": ["normal", "watch", "danger"]},
     },
 }
+_DATA_GAP_ATTRS = {
+    "type": "object",
+    "required": ["event.kind", "event.type", "gap.producer", "gap.expected_seq", "gap.received_seq",
+                 "gap.lost_messages"],
+    "properties": {
+        "event.kind": {"const": "event"},
+        "event.category": {"const": "pipeline"},
+        "event.type": {"const": "data_gap"},
+        "gap.producer": {"type": "string"},
+        "gap.epoch": {"type": "string"},
+        "gap.expected_seq": {"type": "integer"},
+        "gap.received_seq": {"type": "integer"},
+        "gap.lost_messages": {"type": "integer", "minimum": 1},
+    },
+}
 _INCIDENT_ATTRS = {
     "type": "object",
     "required": [
@@ -343,5 +391,7 @@ def json_schema() -> dict[str, Any]:
              "then": {"properties": {"attributes": _LINE_ATTRS}}},
             {"if": {"properties": {"event_name": {"const": INCIDENT}}},
              "then": {"properties": {"attributes": _INCIDENT_ATTRS}}},
+            {"if": {"properties": {"event_name": {"const": DATA_GAP}}},
+             "then": {"properties": {"attributes": _DATA_GAP_ATTRS}}},
         ],
     }

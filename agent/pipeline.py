@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import structlog
 
-from agent import __version__, events, metrics
+from agent import __version__, metrics
 from agent.bundle import Bundle, load_bundle
 from agent.detectors.base import Detector, load_detectors
 from agent.errors import BundleError
@@ -34,15 +34,18 @@ from agent.features import FeatureConfig, FeatureExtractor, FeatureStats
 from agent.multiline import Stitcher
 from agent.onnx_session import RuntimeOptions
 from agent.parsing import LineParser, ParserConfig
-from agent.templates import MinerConfig, Snapshotter, TemplateMiner
+from agent.templates import ChangeType, MinerConfig, Snapshotter, TemplateMiner
 from agent.types import (
     Anomaly,
     DetectorKind,
     DetectorScore,
-    Incident,
+    IncidentState,
     LineContext,
+    LineResult,
+    Output,
     Record,
     Sensitivity,
+    SessionVerdict,
     TemplatedLine,
     Verdict,
 )
@@ -72,29 +75,6 @@ class PipelineConfig:
     # the line's hour (learned on held-back normal data), so a nightly job that always scores
     # high does not page at 02:00.
     dynamic_thresholds: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class LineResult:
-    """Every processed line's outcome (what `scan`, `eval` and reports observe)."""
-
-    line: TemplatedLine
-    scores: tuple[DetectorScore, ...]
-    score: float
-    verdict: Verdict
-
-
-@dataclass(frozen=True, slots=True)
-class SessionVerdict:
-    entity: str
-    tokens: tuple[int, ...]
-    scores: tuple[DetectorScore, ...]
-    score: float
-    verdict: Verdict
-    last_seen: float
-
-
-Output = Anomaly | Incident | SessionVerdict | LineResult
 
 
 class Pipeline:
@@ -183,10 +163,8 @@ class Pipeline:
 
     # -- the hot path -------------------------------------------------------------------------
 
-    def process(self, records: Sequence[Record], now: float) -> list[bytes]:
-        return self.encode(self.process_outputs(records, now), now)
-
-    def process_outputs(self, records: Sequence[Record], now: float) -> list[Output]:
+    def process(self, records: Sequence[Record], now: float) -> list[Output]:
+        """Records in, typed outputs out (`agent.events` renders them at the sink edge)."""
         if records:
             self._last_input = now
         if self.stitcher is not None:
@@ -211,7 +189,7 @@ class Pipeline:
         else:
             om = self.online_miner.add(parsed.message)
             tid, template, params, token = ONLINE_ID_BASE + om.template_id, om.template, om.params, 0
-            if om.change.value == "cluster_created":
+            if om.change is ChangeType.CREATED:
                 metrics.templates_created.inc()
         t = parsed.timestamp
         from_arrival = t is None
@@ -250,13 +228,14 @@ class Pipeline:
             anomaly = Anomaly(ctx.line, score, verdict, result.scores, explanations)
             incident_id, incident_events = self.grouper.add(anomaly)
             emit = self.grouper.should_emit(anomaly)  # identical repeats are counted, not re-emitted
-            anomaly = Anomaly(ctx.line, score, verdict, result.scores, explanations, incident_id)
+            if incident_id is not None:
+                anomaly = dataclasses.replace(anomaly, incident_id=incident_id)
             self.anomalies += 1
             metrics.anomalies.labels(verdict=verdict.value).inc()
             if emit:
                 out.append(anomaly)
             for inc in incident_events:
-                if inc.state.value == "open":
+                if inc.state is IncidentState.OPEN:
                     metrics.incidents.labels(severity=inc.severity.name.lower()).inc()
             out.extend(incident_events)
         metrics.entities.set(len(self.features.entities))
@@ -269,10 +248,7 @@ class Pipeline:
         line to know it is complete). The daemon acks a batch only when none of it is held."""
         return self.stitcher.pending if self.stitcher is not None else 0
 
-    def flush_pending(self, now: float) -> list[bytes]:
-        return self.encode(self.flush_pending_outputs(now), now)
-
-    def flush_pending_outputs(self, now: float) -> list[Output]:
+    def flush_pending(self, now: float) -> list[Output]:
         """Process whatever the stitcher holds (input paused, or end of input)."""
         out: list[Output] = []
         if self.stitcher is not None and self.stitcher.pending:
@@ -281,26 +257,22 @@ class Pipeline:
 
     # -- time-driven work ---------------------------------------------------------------------
 
-    def tick(self, now: float) -> list[bytes]:
-        return self.encode(self.tick_outputs(now), now)
-
-    def tick_outputs(self, now: float) -> list[Output]:
+    def tick(self, now: float) -> list[Output]:
+        """Time-driven work: held records once input pauses, idle sessions, quiet incidents."""
         out: list[Output] = []
         if now - self._last_input >= STITCH_IDLE_SECS:
             # A stitched record is complete only when the next line starts; on a quiet stream the
             # next line may never come, so hand on what is pending once input pauses.
-            out.extend(self.flush_pending_outputs(now))
+            out.extend(self.flush_pending(now))
         out.extend(self._session_verdicts(self.features.end_idle(now)))
         out.extend(self.grouper.tick(now))
         if self.snapshotter is not None and self.snapshotter.maybe_save(now):
             metrics.snapshot_bytes.set((self.snapshotter.path).stat().st_size)
         return out
 
-    def close(self, now: float) -> list[bytes]:
-        return self.encode(self.close_outputs(now), now)
-
-    def close_outputs(self, now: float) -> list[Output]:
-        out = self.flush_pending_outputs(now)
+    def close(self, now: float) -> list[Output]:
+        """End of input: everything held, every open session and incident, then a snapshot."""
+        out = self.flush_pending(now)
         out.extend(self._session_verdicts(self.features.end_all()))
         out.extend(self.grouper.close())
         self.save_state()
@@ -325,23 +297,6 @@ class Pipeline:
             if verdict is not Verdict.NORMAL:
                 out.append(SessionVerdict(s.entity, s.tokens, tuple(scores), score, verdict, s.last_seen))
         return out
-
-    # -- output ---------------------------------------------------------------------------------
-
-    def encode(self, outputs: Sequence[Output], now: float) -> list[bytes]:
-        return [events.encode(self.to_event(o, now)) for o in outputs]
-
-    def to_event(self, o: Output, now: float) -> dict[str, Any]:
-        if isinstance(o, Anomaly):
-            return events.anomaly_event(o, now, self.provider)
-        if isinstance(o, Incident):
-            return events.incident_event(o, now)
-        if isinstance(o, SessionVerdict):
-            return events.session_event(o.entity, o.tokens, o.scores, o.score, o.verdict, o.last_seen, now,
-                                        self.provider)
-        pl = o.line.line
-        return events.line_event(pl.raw, pl.entity, o.line.time, now, pl.level, o.line.template_id, o.score,
-                                 o.verdict, pl.source)
 
     def detector_stats(self) -> dict[str, dict[str, float]]:
         return {d.name: d.stats() for d in self.detectors}

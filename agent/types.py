@@ -2,7 +2,10 @@
 
 Every hand-off is a frozen dataclass defined here, once:
 
-    Record ─► ParsedLine ─► TemplatedLine ─► (detectors) DetectorScore ─► Anomaly ─► Incident
+    Record ─► ParsedLine ─► TemplatedLine ─► LineContext ─► (detectors) DetectorScore
+           ─► LineResult / Anomaly / Incident / SessionVerdict  (the pipeline's `Output`)
+    a source's own findings: DataGap
+    Output | DataGap = `Event`, rendered to JSON once, at the sink edge, by `agent/events.py`
 
 No dicts-of-anything cross a stage boundary; categorical values are enums.
 Times are float seconds since the Unix epoch, UTC.
@@ -221,3 +224,47 @@ class Incident:
     first_line: str
     samples: tuple[str, ...] = field(default_factory=tuple)
     explanation_kinds: tuple[ExplanationKind, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class LineResult:
+    """Every processed line's outcome (what `scan`, `eval` and reports observe)."""
+
+    line: TemplatedLine
+    scores: tuple[DetectorScore, ...]
+    score: float
+    verdict: Verdict
+
+
+@dataclass(frozen=True, slots=True)
+class SessionVerdict:
+    """A whole session (an entity gone idle, or the end of input) judged by the session models."""
+
+    entity: str
+    tokens: tuple[int, ...]
+    scores: tuple[DetectorScore, ...]
+    score: float
+    verdict: Verdict
+    last_seen: float
+
+
+@dataclass(frozen=True, slots=True)
+class DataGap:
+    """A source saw a producer's sequence jump: `received_seq - expected_seq` messages were lost."""
+
+    source: str
+    producer: str
+    epoch: str
+    expected_seq: int
+    received_seq: int
+    at: float
+
+    @property
+    def lost(self) -> int:
+        return self.received_seq - self.expected_seq
+
+
+# What the pipeline returns from every entry point (process, flush_pending, tick, close).
+Output = Anomaly | Incident | SessionVerdict | LineResult
+# What reaches the sinks: the pipeline's outputs and the sources' own findings.
+Event = Output | DataGap

@@ -28,17 +28,18 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import msgpack
-import orjson
 import zmq
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from agent.config import parse_config
 from agent.daemon import Daemon
+from agent.types import Level, LineResult, Output, ParsedLine, Record, TemplatedLine, Verdict
 from plugins.base import BatchQueue
 from plugins.forward_codec import RequestDecoder, new_unpacker
 from plugins.forward_source import ForwardSource, ForwardSourceOptions
@@ -172,21 +173,27 @@ async def bench_zmq(records: int, per_message: int = 100) -> float:
 
 
 class PassThrough:
-    """Stand-in pipeline: one event per record, so only the I/O path is measured."""
+    """Stand-in pipeline: one unscored line event per record, so only the I/O path is measured."""
 
-    def process(self, records: Any, now: float) -> list[bytes]:
-        return [orjson.dumps({"event_name": "logdetect.line", "body": r.line}) for r in records]
+    provider = "none"
 
-    def tick(self, now: float) -> list[bytes]:
+    def process(self, records: Sequence[Record], now: float) -> list[Output]:
+        out: list[Output] = []
+        for r in records:
+            parsed = ParsedLine(r.line, r.line, None, Level.UNKNOWN, r.source, r.source)
+            out.append(LineResult(TemplatedLine(parsed, 0, r.line, (), 0, False, now), (), 0.0, Verdict.NORMAL))
+        return out
+
+    def tick(self, now: float) -> list[Output]:
         return []
 
-    def close(self, now: float) -> list[bytes]:
+    def close(self, now: float) -> list[Output]:
         return []
 
     def pending_records(self) -> int:
         return 0
 
-    def flush_pending(self, now: float) -> list[bytes]:
+    def flush_pending(self, now: float) -> list[Output]:
         return []
 
 

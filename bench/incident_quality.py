@@ -35,8 +35,8 @@ if str(REPO) not in sys.path:  # run as a script from anywhere
     sys.path.insert(0, str(REPO))
 
 from agent.parsing import ParserConfig, strip_bgl_label  # noqa: E402
-from agent.pipeline import LineResult, Pipeline, PipelineConfig  # noqa: E402
-from agent.types import Anomaly, Incident, Record  # noqa: E402
+from agent.pipeline import Pipeline, PipelineConfig  # noqa: E402
+from agent.types import Anomaly, Incident, LineResult, Record  # noqa: E402
 
 DEFAULT_DATA = Path(os.environ.get("LOGDETECT_DATA", REPO.parent / "shared" / "data"))
 PARSER = ParserConfig(log_format="bgl", multiline=False)
@@ -94,8 +94,8 @@ def scan(bundle: Path, lines: Sequence[str], source: str, report: Path | None = 
     now = time.time()
     outputs: list[Any] = []
     for start in range(0, len(lines), 4096):
-        outputs += pipe.process_outputs([Record(x, source=source) for x in lines[start : start + 4096]], now)
-    outputs += pipe.close_outputs(now)
+        outputs += pipe.process([Record(x, source=source) for x in lines[start : start + 4096]], now)
+    outputs += pipe.close(now)
     anomalies = [o for o in outputs if isinstance(o, Anomaly)]
     incidents: dict[str, Incident] = {}
     for o in outputs:

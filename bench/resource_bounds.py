@@ -175,7 +175,7 @@ def main() -> int:
             done, next_sample = 0, step
             while done < n:
                 batch = [make(i) for i in range(done, min(done + args.batch, n))]
-                pipe.process_outputs(batch, base_ts + clock[0] * args.secs_per_record)
+                pipe.process(batch, base_ts + clock[0] * args.secs_per_record)
                 done += len(batch)
                 if done >= next_sample or done == n:
                     next_sample += step
@@ -198,7 +198,7 @@ def main() -> int:
             args.templates,
             lambda i: record(f"Dec 10 06:55:46 LabSZ sshd[{i % 30000}]: {fresh_message(i)}", f"t{i % 100}"),
         )
-        pipe.close_outputs(base_ts + clock[0] * args.secs_per_record)
+        pipe.close(base_ts + clock[0] * args.secs_per_record)
 
     peak = peak_rss_mib()
     print()

@@ -65,8 +65,8 @@ def main() -> int:
         pipe = Pipeline.from_bundle(bundle, PipelineConfig())
         t = time.perf_counter()
         for start in range(0, len(stream), 4096):
-            pipe.process_outputs(stream[start : start + 4096], 0.0)
-        pipe.close_outputs(0.0)
+            pipe.process(stream[start : start + 4096], 0.0)
+        pipe.close(0.0)
         pipe_secs = time.perf_counter() - t
         stats = pipe.detector_stats()
 

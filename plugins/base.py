@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 from agent import metrics
-from agent.types import Record
+from agent.types import DataGap, Record
 
 
 @dataclass(eq=False)
@@ -31,8 +31,8 @@ class Batch:
 
     source: str
     records: list[Record]
-    # Events the source itself produces (ZeroMQ data gaps), written to the sinks as they are.
-    events: list[bytes] = field(default_factory=list)
+    # What the source itself found (ZeroMQ data gaps), rendered and written with the batch's events.
+    events: list[DataGap] = field(default_factory=list)
     # Resolved with True when processed and written, False when dropped at shutdown.
     done: asyncio.Future[bool] | None = None
     on_done: Callable[[bool], None] | None = None

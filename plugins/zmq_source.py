@@ -28,10 +28,9 @@ import zmq
 import zmq.asyncio
 
 from agent import metrics
-from agent.types import Record
+from agent.types import DataGap, Record
 from plugins.base import Batch, BatchQueue, Source, count_drop, now
 from plugins.records import LineDecoder, RecordFieldOptions, record_from_map
-from plugins.source_events import data_gap_event
 
 log = structlog.get_logger(__name__)
 
@@ -141,9 +140,9 @@ class ZmqSource(Source):
                 await queue.put(batch)  # waits while full: no recv, ZeroMQ's HWM holds
 
     def decode_message(self, frames: list[bytes], received_at: float) -> Batch:
-        """One multipart message → a batch (records, plus a data-gap event when one was detected)."""
+        """One multipart message → a batch (records, plus a data gap when one was detected)."""
         payload = frames[-1]
-        events: list[bytes] = []
+        events: list[DataGap] = []
         if len(frames) >= 2:
             header = _header(frames[-2])
             if header is not None:
@@ -153,7 +152,7 @@ class ZmqSource(Source):
         records = self._decode_payload(payload, received_at)
         return Batch(source=self.id, records=records, events=events)
 
-    def _check_sequence(self, header: dict[str, Any], at: float) -> bytes | None:
+    def _check_sequence(self, header: dict[str, Any], at: float) -> DataGap | None:
         producer = str(header.get("producer", ""))
         epoch = str(header.get("epoch", ""))
         seq = header["seq"]
@@ -172,9 +171,7 @@ class ZmqSource(Source):
             return None
         metrics.lost_messages.labels(component=self.id).inc(seq - expected)
         log.warning("zmq data gap", source=self.id, producer=producer, lost=seq - expected, throttle=True)
-        return data_gap_event(
-            source=self.id, producer=producer, epoch=epoch, expected_seq=expected, received_seq=seq, at=at
-        )
+        return DataGap(source=self.id, producer=producer, epoch=epoch, expected_seq=expected, received_seq=seq, at=at)
 
     def _decode_payload(self, payload: bytes, received_at: float) -> list[Record]:
         fmt = self.options.format

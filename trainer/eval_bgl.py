@@ -85,8 +85,8 @@ def window_labels(flags: np.ndarray, size: int) -> np.ndarray:
 
 
 def run(args: argparse.Namespace) -> int:
-    from agent.pipeline import LineResult, Pipeline, PipelineConfig
-    from agent.types import Sensitivity
+    from agent.pipeline import Pipeline, PipelineConfig
+    from agent.types import LineResult, Sensitivity
     from trainer.train import TrainOptions, train
 
     seen: set[str] = set()
@@ -106,8 +106,8 @@ def run(args: argparse.Namespace) -> int:
         pipe.observers.append(results.append)
         started = time.monotonic()
         for s in range(0, len(test_set.records), 2048):
-            pipe.process_outputs(test_set.records[s : s + 2048], 0.0)
-        pipe.close_outputs(0.0)
+            pipe.process(test_set.records[s : s + 2048], 0.0)
+        pipe.close(0.0)
         score_secs = time.monotonic() - started
     y = test_set.labels[: len(results)]
     detectors = sorted({s.detector for r in results for s in r.scores} | {d.name for d in pipe.detectors})

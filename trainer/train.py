@@ -294,7 +294,8 @@ def _calibrate_ensemble(
 ) -> float:
     """Run the real agent pipeline over the held-back lines: store the score distribution the
     report compares against, and the end-to-end alert rate on normal data."""
-    from agent.pipeline import LineResult, Pipeline, PipelineConfig
+    from agent.pipeline import Pipeline, PipelineConfig
+    from agent.types import LineResult
 
     if not val_part:
         writer.add_json("score_sample.json", {"scores": []})
@@ -313,7 +314,7 @@ def _calibrate_ensemble(
     pipe.observers.append(observe)
     records = [Record(p.raw, p.source) for p in val_part]
     for start in range(0, len(records), 1024):
-        pipe.process_outputs(records[start : start + 1024], 0.0)
+        pipe.process(records[start : start + 1024], 0.0)
     rng = np.random.default_rng(options.seed)
     sample = np.asarray(scores)
     if len(sample) > 5000:

@@ -17,11 +17,12 @@ import sys
 import time
 from pathlib import Path
 
+from agent import events
 from agent.onnx_session import RuntimeOptions
 from agent.parsing import ParserConfig
-from agent.pipeline import LineResult, Output, Pipeline, PipelineConfig, SessionVerdict
+from agent.pipeline import Pipeline, PipelineConfig
 from agent.reader import check_inputs, iter_records
-from agent.types import Anomaly, Incident, Sensitivity
+from agent.types import Anomaly, Incident, LineResult, Output, Sensitivity, SessionVerdict
 
 
 def add_model_options(p: argparse.ArgumentParser) -> None:
@@ -98,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
     def handle(outputs: list[Output]) -> None:
         for o in outputs:
             if json_out:
-                out.write(pipe.encode([o], now)[0] + b"\n")
+                out.write(events.encode(events.render(o, now, pipe.provider)) + b"\n")
             if isinstance(o, Anomaly):
                 anomalies.append(o)
                 if collector is not None:
@@ -113,10 +114,10 @@ def run(args: argparse.Namespace) -> int:
         for record in iter_records(path):
             batch.append(record)
             if len(batch) >= 4096:
-                handle(pipe.process_outputs(batch, now))
+                handle(pipe.process(batch, now))
                 batch = []
-    handle(pipe.process_outputs(batch, now))
-    handle(pipe.close_outputs(now))
+    handle(pipe.process(batch, now))
+    handle(pipe.close(now))
     if collector is not None:
         for inc in incidents.values():
             collector.add_incident(inc)

@@ -28,10 +28,13 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import msgpack
 import pytest
 import zmq
 from conftest import REPO, need
+
+from agent.events import json_schema
 
 NODE_DIR = REPO / "tests" / "node"
 CLI = [sys.executable, "-m", "agent.cli"]
@@ -265,7 +268,10 @@ listen = "tcp://127.0.0.1:*"
     assert sorted(processed_lines(tmp_path / "events.jsonl")) == sorted(sent)
     events = [json.loads(x) for x in (tmp_path / "events.jsonl").read_text().splitlines()]
     gaps = [e for e in events if e["event_name"] == "logdetect.data_gap"]
-    assert len(gaps) == 1 and gaps[0]["attributes"]["logdetect.lost_messages"] == 1
+    assert len(gaps) == 1 and gaps[0]["attributes"]["gap.lost_messages"] == 1
+    validator = jsonschema.Draft202012Validator(json_schema())
+    for event in events:
+        validator.validate(event)
 
 
 def test_stdin_json_lines_end_to_end_exits_at_eof(bundle: Path, tmp_path: Path) -> None:

@@ -12,36 +12,44 @@ import asyncio
 import json
 import socket
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import msgpack
-import orjson
 
 from agent.config import parse_config
 from agent.daemon import Daemon
+from agent.types import Level, LineResult, Output, ParsedLine, Record, SessionVerdict, TemplatedLine, Verdict
+
+
+def echoed(record: Record, now: float) -> LineResult:
+    """The record as an unscored line result (rendered as a `logdetect.line` event)."""
+    parsed = ParsedLine(record.line, record.line, None, Level.UNKNOWN, record.source, record.source)
+    return LineResult(TemplatedLine(parsed, 0, record.line, (), 0, False, now), (), 0.0, Verdict.NORMAL)
 
 
 class SlowEcho:
+    provider = "none"
+
     def __init__(self, secs_per_batch: float) -> None:
         self.secs = secs_per_batch
         self.closed = False
 
-    def process(self, records: Any, now: float) -> list[bytes]:
+    def process(self, records: Sequence[Record], now: float) -> list[Output]:
         time.sleep(self.secs)
-        return [orjson.dumps({"event_name": "logdetect.line", "body": r.line}) for r in records]
+        return [echoed(r, now) for r in records]
 
-    def tick(self, now: float) -> list[bytes]:
+    def tick(self, now: float) -> list[Output]:
         return []
 
-    def close(self, now: float) -> list[bytes]:
+    def close(self, now: float) -> list[Output]:
         self.closed = True
-        return [orjson.dumps({"event_name": "closed"})]
+        return [SessionVerdict("closed", (), (), 0.0, Verdict.WATCH, now)]
 
     def pending_records(self) -> int:
         return 0
 
-    def flush_pending(self, now: float) -> list[bytes]:
+    def flush_pending(self, now: float) -> list[Output]:
         return []
 
 
@@ -114,7 +122,7 @@ def test_stop_drains_the_queue_and_acks_what_it_drained(tmp_path: Path) -> None:
     events = [json.loads(x) for x in (tmp_path / "events.jsonl").read_text().splitlines()]
     bodies = [e["body"] for e in events if e["event_name"] == "logdetect.line"]
     assert sorted(bodies) == sorted(f"c{i}-{j}" for i in range(4) for j in range(10))
-    assert events[-1]["event_name"] == "closed" and pipeline.closed
+    assert events[-1]["attributes"]["entity"] == "closed" and pipeline.closed
 
 
 def test_full_queue_holds_clients_back_without_loss(tmp_path: Path) -> None:

@@ -9,11 +9,12 @@ import time
 import uuid
 from typing import Any
 
+import jsonschema
 import msgpack
 import orjson
 import zmq
 
-from agent import metrics
+from agent import events, metrics
 from plugins.base import Batch, BatchQueue
 from plugins.zmq_sink import ZmqSink, ZmqSinkOptions
 from plugins.zmq_source import ZmqSource, ZmqSourceOptions
@@ -90,12 +91,16 @@ def test_pull_formats_header_gaps_and_garbage() -> None:
         records = [r for b in batches for r in b.records]
         assert records[2].field("level") == "ERROR"
         assert records[5].field("pod") == "w-1"
-        events = [orjson.loads(e) for b in batches for e in b.events]
-        assert len(events) == 1
-        gap = events[0]
+        gaps = [e for b in batches for e in b.events]
+        assert len(gaps) == 1
+        assert (gaps[0].expected_seq, gaps[0].received_seq, gaps[0].lost) == (3, 5, 2)
+        # Rendered where every event is (agent/events.py), the data gap obeys `logdetect schema`.
+        gap = events.render(gaps[0], time.time(), "none")
+        jsonschema.Draft202012Validator(events.json_schema()).validate(gap)
         assert gap["event_name"] == "logdetect.data_gap"
-        assert gap["attributes"]["logdetect.lost_messages"] == 2
-        assert gap["attributes"]["logdetect.expected_seq"] == 3
+        assert gap["attributes"]["gap.lost_messages"] == 2
+        assert gap["attributes"]["gap.expected_seq"] == 3
+        assert gap["resource"] == {"log.source": sid}
         assert counter("logdetect_input_lost_messages_total", {"component": sid}) == 2
         assert counter("logdetect_records_dropped_total", {"component": sid, "reason": "bad_frame"}) == 1
 

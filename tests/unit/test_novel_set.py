@@ -49,9 +49,9 @@ def test_pipeline_judges_idle_sessions_with_the_set_rule(data_dir: Path, tmp_pat
     """Through the agent pipeline on raw HDFS lines keyed by block id: at end of input every
     block session is judged by the set rule, and a block whose set never occurred is flagged."""
     from agent.parsing import ParserConfig
-    from agent.pipeline import Pipeline, PipelineConfig, SessionVerdict
+    from agent.pipeline import Pipeline, PipelineConfig
     from agent.reader import iter_records
-    from agent.types import Record
+    from agent.types import Record, SessionVerdict
     from trainer.train import TrainOptions, train
 
     records = list(iter_records(data_dir / "hdfs/HDFS_v1_head20k_dev.log"))
@@ -65,7 +65,7 @@ def test_pipeline_judges_idle_sessions_with_the_set_rule(data_dir: Path, tmp_pat
     first = odd[0].line.replace(normal_block, "424242424242")
     novel = first.split(" INFO ")[0] + " WARN dfs.DataNode: Exception in receiveBlock for blk_424242424242 reset"
     crafted = [Record(first, "t"), Record(novel, "t")]
-    pipe.process_outputs(crafted, 0.0)
-    verdicts = [o for o in pipe.close_outputs(0.0) if isinstance(o, SessionVerdict)]
+    pipe.process(crafted, 0.0)
+    verdicts = [o for o in pipe.close(0.0) if isinstance(o, SessionVerdict)]
     flagged = {v.entity for v in verdicts if any(s.detector == "novel_set" and s.fired for s in v.scores)}
     assert "blk_424242424242" in flagged
