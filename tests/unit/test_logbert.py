@@ -1,7 +1,7 @@
 """LogBERT(-severity): training, ONNX export and parity, serving rules and bad input.
 
 Tiny models (hidden 32, 1 layer, 2 epochs) on real data subsets keep this file well under its
-120 s budget; the full-size figures come from `python -m trainer.eval_logbert`.
+120 s budget; the full-size figures come from `python -m trainer.eval.logbert`.
 """
 
 from __future__ import annotations

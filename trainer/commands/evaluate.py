@@ -13,8 +13,8 @@ import argparse
 import importlib
 
 DATASETS = {
-    "bgl": "trainer.eval_bgl",
-    "hdfs-sessions": "trainer.eval_hdfs",
+    "bgl": "trainer.eval.bgl",
+    "hdfs-sessions": "trainer.eval.hdfs",
 }
 
 

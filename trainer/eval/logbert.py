@@ -17,7 +17,7 @@ validation data and the figures are reported on data never used for training or 
   consecutive lines of the test files (a window is anomalous when it holds an alert), split into
   chunks of `max_len` when longer (the window fires when any chunk does).
 
-Run: `python -m trainer.eval_logbert --dataset hdfs|bgl [--epochs N] [--json]`.
+Run: `python -m trainer.eval.logbert --dataset hdfs|bgl [--epochs N] [--json]`.
 """
 
 from __future__ import annotations
@@ -38,10 +38,10 @@ from agent.detectors.logbert import LogBertDetector, LogBertThresholds, Window, 
 from agent.onnx_session import RuntimeOptions
 from agent.types import Sensitivity
 from trainer.calibrate import CURVE_FPRS, threshold_at
-from trainer.metrics import Row, format_table, row
+from trainer.eval.metrics import Row, format_table, row
 
 HDFS_PREVALENCE = 0.0293
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
 BGL_TRAIN = tuple(DATA / "bgl" / f"BGL_{n}k.log" for n in (4, 6, 8, 10, 12))
 BGL_TEST = tuple(DATA / "bgl" / f"BGL_{n}k.log" for n in (14, 16))
 VARIANTS = (("logbert-severity", True), ("logbert-no-severity", False))
@@ -230,7 +230,7 @@ def _bgl_parts(
     """Parse, mine on the training part, match everything like the agent (unknown → UNK)."""
     from agent.parsing import LineParser, ParserConfig
     from agent.templates import MinerConfig, TemplateMiner
-    from trainer.eval_bgl import read_labelled
+    from trainer.eval.bgl_data import read_labelled
     from trainer.train import template_lines
 
     seen: set[str] = set()
@@ -268,7 +268,7 @@ def _bgl_parts(
 
     fit_parts = [part([train_parsed[i] for i in idx], train_set.labels[idx]) for idx in fit_idx]
     val_parts = [part([train_parsed[i] for i in idx], train_set.labels[idx]) for idx in val_idx]
-    test_parts = [part(test_parsed, test_set.labels)]  # the test files in order, as eval_bgl windows them
+    test_parts = [part(test_parsed, test_set.labels)]  # the test files in order, as trainer.eval.bgl windows them
     info = {"train_lines": sum(len(i) for i in fit_idx), "val_lines": sum(len(i) for i in val_idx),
             "test_lines": len(test_parsed), "test_alerts": int(test_set.labels.sum()),
             "templates": len(miner), "vocab_size": len(vocab) + 1}
@@ -329,7 +329,7 @@ def bgl_rows(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m trainer.eval_logbert", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m trainer.eval.logbert", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--dataset", choices=["hdfs", "bgl"], required=True)
     p.add_argument("--epochs", type=int, default=20)

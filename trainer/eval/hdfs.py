@@ -37,7 +37,7 @@ from agent.ensemble import Ensemble, default_section, tail_of
 from agent.errors import InputError
 from agent.onnx_session import RuntimeOptions
 from agent.types import DetectorKind, DetectorScore, Verdict
-from trainer.metrics import Row, adjusted_precision, f1_of, format_table, row
+from trainer.eval.metrics import Row, adjusted_precision, f1_of, format_table, row
 from trainer.sequences import build_vocab, encode, read_labelled, read_sessions, stratified_split
 
 PREVALENCE = 0.0293  # 16,838 anomalous of 575,061 HDFS_v1 sessions
@@ -344,7 +344,7 @@ def run(args: argparse.Namespace) -> int:
     for name, pred in baseline_predictions(train_ids, report_ids).items():
         rows.append(row(LEVEL, name, y_report, pred, PREVALENCE))
     if args.logbert_ablation:
-        from trainer.eval_logbert import hdfs_rows
+        from trainer.eval.logbert import hdfs_rows
 
         # Same stratified halves (split seed 42): `ablation:<variant>` rows sit beside the others.
         for r in hdfs_rows(args.train, args.test, epochs=args.epochs, seed=args.seed):

@@ -18,16 +18,15 @@ import json
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from agent.parsing import ParserConfig, strip_bgl_label
-from agent.reader import check_inputs, iter_records
-from agent.types import Level, Record
-from trainer.metrics import Row, format_table, row
+from agent.parsing import ParserConfig
+from agent.reader import check_inputs
+from agent.types import Level
+from trainer.eval.bgl_data import read_labelled
+from trainer.eval.metrics import Row, format_table, row
 
 SEVERE = {Level.ERROR, Level.FATAL}
 REFERENCES = {
@@ -36,29 +35,6 @@ REFERENCES = {
     "LogBERT chronological re-run": 0.283,
     "contaminated rarity baseline": 0.172,
 }
-
-
-@dataclass(frozen=True)
-class Labelled:
-    records: list[Record]
-    labels: np.ndarray  # True = alert
-
-
-def read_labelled(paths: Sequence[Path], seen: set[str] | None = None) -> Labelled:
-    """Labelled BGL lines with the label column stripped; duplicate lines (the samples overlap a
-    little) are kept once."""
-    records: list[Record] = []
-    labels: list[bool] = []
-    seen = set() if seen is None else seen
-    for path in paths:
-        for r in iter_records(path):
-            if not r.line.strip() or r.line in seen:
-                continue
-            seen.add(r.line)
-            label, rest = strip_bgl_label(r.line)
-            records.append(Record(rest, path.name))
-            labels.append(label != "-")
-    return Labelled(records, np.array(labels, dtype=bool))
 
 
 def configure(p: argparse.ArgumentParser) -> None:
@@ -126,7 +102,7 @@ def run(args: argparse.Namespace) -> int:
     if args.logbert_ablation:
         import dataclasses
 
-        from trainer.eval_logbert import bgl_rows
+        from trainer.eval.logbert import bgl_rows
 
         for r in bgl_rows([Path(f) for f in args.train], [Path(f) for f in args.test], epochs=args.epochs):
             # LogBERT's own protocol: 20-line windows (the other window rows use --window lines).

@@ -1,0 +1,1 @@
+"""Labelled evaluation behind `logdetect eval`: one module per dataset, one row shape (metrics)."""
