@@ -367,5 +367,7 @@ def load_config(path: str | Path) -> AgentConfig:
         raise ConfigError(f"cannot read config file {config_path}: {exc}") from None
     config, problems = parse_config(text, config_path.resolve())
     if problems or config is None:
+        if len(problems) == 1:  # one problem, one line
+            raise ConfigError(f"{config_path}: {problems[0]}")
         raise ConfigError(f"{config_path}: {len(problems)} problem(s):\n  - " + "\n  - ".join(problems))
     return config

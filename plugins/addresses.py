@@ -1,4 +1,5 @@
-"""`listen`/`address` strings of stream sockets: `tcp:HOST:PORT` or `unix:PATH`."""
+"""`listen`/`address` strings of stream sockets (`tcp:HOST:PORT` or `unix:PATH`) and ZeroMQ
+endpoints (`tcp://HOST:PORT`, `ipc://PATH`, `inproc://NAME`), checked before anything binds."""
 
 from __future__ import annotations
 
@@ -53,6 +54,33 @@ def parse_stream_address(value: str, what: str = "listen") -> StreamAddress:
     if not 0 <= port <= 65535:
         raise ConfigError(f"{what} = {value!r}: port {port} is outside 0-65535")
     return TcpAddress(host, port)
+
+
+ZMQ_TRANSPORTS = ("tcp", "ipc", "inproc")
+
+
+def zmq_endpoint_problem(endpoint: str, what: str = "endpoint") -> str | None:
+    """Why `endpoint` is not a ZeroMQ endpoint logdetect can use; None when it is.
+
+    libzmq itself accepts `tcp://host:99999` and binds a random port, so the port range is
+    checked here; `*` (any interface) and port `*` (an ephemeral port) are allowed.
+    """
+    transport, sep, rest = endpoint.partition("://")
+    if not sep or transport not in ZMQ_TRANSPORTS or not rest:
+        return (
+            f"{what} {endpoint!r} is not a ZeroMQ endpoint "
+            "(e.g. 'tcp://127.0.0.1:5556', 'ipc:///run/logdetect/in.sock')"
+        )
+    if transport != "tcp":
+        return None
+    host, sep, port_text = rest.rpartition(":")
+    if not sep or not host:
+        return f"{what} {endpoint!r}: expected tcp://HOST:PORT"
+    if port_text == "*":
+        return None
+    if not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
+        return f"{what} {endpoint!r}: port {port_text!r} is outside 0-65535"
+    return None
 
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]

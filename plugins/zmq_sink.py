@@ -19,6 +19,7 @@ import msgpack
 import zmq
 
 from agent import metrics
+from plugins.addresses import zmq_endpoint_problem
 from plugins.base import Sink, count_drop
 
 SINK_SOCKET_TYPES = {"push": zmq.PUSH, "pub": zmq.PUB}
@@ -41,8 +42,8 @@ class ZmqSinkOptions:
         out: list[str] = []
         if bool(self.connect) == bool(self.listen):
             out.append("set exactly one of connect or listen (a ZeroMQ endpoint)")
-        elif "://" not in (self.connect or self.listen):
-            out.append(f"endpoint {self.connect or self.listen!r} is not a ZeroMQ endpoint")
+        elif (problem := zmq_endpoint_problem(self.connect or self.listen)) is not None:
+            out.append(problem)
         if self.socket_type not in SINK_SOCKET_TYPES:
             out.append(f"socket_type = {self.socket_type!r}: use one of {', '.join(SINK_SOCKET_TYPES)}")
         return out

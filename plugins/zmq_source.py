@@ -29,6 +29,7 @@ import zmq.asyncio
 
 from agent import metrics
 from agent.types import DataGap, Record
+from plugins.addresses import zmq_endpoint_problem
 from plugins.base import Batch, BatchQueue, Source, count_drop, now
 from plugins.records import LineDecoder, RecordFieldOptions, record_from_map
 
@@ -63,11 +64,9 @@ class ZmqSourceOptions(RecordFieldOptions):
             out.append(f"socket_type = {self.socket_type!r}: use one of {', '.join(SOCKET_TYPES)}")
         if self.format not in FORMATS:
             out.append(f"format = {self.format!r}: use one of {', '.join(FORMATS)}")
-        endpoint = self.connect or self.listen
-        if "://" not in endpoint:
-            out.append(
-                f"endpoint {endpoint!r} is not a ZeroMQ endpoint (e.g. 'tcp://127.0.0.1:5556', 'ipc:///run/x')"
-            )
+        problem = zmq_endpoint_problem(self.connect or self.listen)
+        if problem is not None:
+            out.append(problem)
         if self.rcvhwm < 0 or self.max_message_bytes < 1024:
             out.append("rcvhwm must be >= 0 and max_message_bytes >= 1024")
         return out

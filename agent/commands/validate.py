@@ -1,7 +1,10 @@
 """Check an agent config file and the model bundle it names, listing every problem.
 
 Exit status 0 when the agent would start with this config (the config parses, every key is
-known and well-typed, and the bundle verifies); otherwise 1, with one line per problem.
+known and well-typed, every port is in range and every address parses, the bundle verifies,
+the state directory, file sink paths and Unix socket directories can be written); otherwise 1,
+with one line per problem. A port another process holds is only known when the agent starts:
+it then exits with code 2 and one line.
 
 examples:
   logdetect validate --config /etc/logdetect/agent.toml
@@ -12,6 +15,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 
 def configure(p: argparse.ArgumentParser) -> None:
@@ -39,7 +43,37 @@ def check(config_path: Path) -> list[str]:
             problems.extend(_compatibility(bundle))
     if config is not None and config.state_dir is not None:
         problems.extend(_writable_dir(config.state_dir, "state_dir"))
+    if config is not None:
+        problems.extend(_io_paths(config))
     return problems
+
+
+def _io_paths(config: Any) -> list[str]:
+    """File sink paths and Unix socket directories the agent will create or write."""
+    out: list[str] = []
+    for sink in config.sinks:
+        path = getattr(sink.options, "path", None)
+        if sink.type == "file" and path:
+            out.extend(_writable_file(Path(path), f"sinks.{sink.id}.path"))
+    for source in config.sources:
+        listen = getattr(source.options, "listen", "")
+        if isinstance(listen, str) and listen.startswith("unix:"):
+            out.extend(_writable_dir(Path(listen[len("unix:") :]).parent, f"sources.{source.id}.listen"))
+    return out
+
+
+def _writable_file(path: Path, what: str) -> list[str]:
+    """Can the agent append to `path` (creating it and its directories)?"""
+    if path.is_dir():
+        return [f"{what}: {path} is a directory"]
+    if path.exists():
+        try:
+            with path.open("ab"):
+                pass
+        except OSError as exc:
+            return [f"{what}: cannot write {path}: {exc.strerror or exc}"]
+        return []
+    return _writable_dir(path.parent, what)
 
 
 def _model_path(text: str, config_path: Path) -> Path | None:
@@ -71,7 +105,11 @@ def _compatibility(bundle: object) -> list[str]:
 
 
 def _writable_dir(path: Path, what: str) -> list[str]:
+    """Can the agent create `path` and files in it? Probed for real (a temporary file in the
+    nearest existing ancestor): permission bits say nothing about /proc, read-only mounts,
+    immutable directories or running as root."""
     import os
+    import tempfile
 
     probe = path
     while not probe.exists():
@@ -80,8 +118,12 @@ def _writable_dir(path: Path, what: str) -> list[str]:
         probe = probe.parent
     if not probe.is_dir():
         return [f"{what}: {probe} exists and is not a directory"]
-    if not os.access(probe, os.W_OK):
-        return [f"{what}: {probe} is not writable by this user"]
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".logdetect-validate-", dir=probe)
+        os.close(fd)
+        os.unlink(tmp)
+    except OSError as exc:
+        return [f"{what}: cannot create files in {probe}: {exc.strerror or exc}"]
     return []
 
 
