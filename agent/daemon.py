@@ -31,7 +31,9 @@ import structlog
 
 from agent import events
 from agent.config import AgentConfig, ComponentConfig, load_config
-from agent.errors import LogdetectError
+from agent.dead_letter import DEAD_LETTER_FILE, DeadLetters, Rejected, cause_of, rejected
+from agent.delivery import JOURNAL_FILE, DeliveryJournal, Progress
+from agent.errors import LogdetectError, UserError
 from agent.types import Event, Output, Record
 from plugins.base import Batch, BatchQueue, Sink, Source, count_drop
 from plugins.registry import SINKS, SOURCES
@@ -51,6 +53,8 @@ class PipelineLike(Protocol):
     def close(self, now: float) -> Sequence[Output]: ...
     def pending_records(self) -> int: ...
     def flush_pending(self, now: float) -> Sequence[Output]: ...
+    def take_rejected(self) -> list[Rejected]: ...
+    def held_by_source(self) -> dict[str, int]: ...
 
 
 def build_pipeline(config: AgentConfig) -> PipelineLike:
@@ -111,6 +115,27 @@ class _Service:
         self.notifier.close()
 
 
+@dataclass(frozen=True)
+class _Delivered:
+    """Batches whose records were all emitted and written (ack them), and batches whose events a
+    sink did not take (do not ack: the client resends)."""
+
+    done: list[Batch]
+    failed: list[Batch]
+
+
+def _finish(delivered: _Delivered) -> None:
+    for batch in delivered.done:
+        batch.finish(True)
+    for batch in delivered.failed:
+        batch.finish(False)
+
+
+def _emitted(batch: Batch, held: dict[str, int], kept: bool) -> int:
+    """Records of `batch` emitted so far: all, or all but the lines the stitcher holds."""
+    return max(0, len(batch.records) - held.get(batch.source, 0)) if kept else len(batch.records)
+
+
 @dataclass
 class _Counts:
     batches: int = 0
@@ -140,74 +165,160 @@ class Daemon:
         # waits for the next line to know it is complete): acked only once released.
         self._unreleased: list[Batch] = []
         self._last_input = time.monotonic()
+        state_dir = config.state_dir
+        self._dead_letters = DeadLetters(state_dir / DEAD_LETTER_FILE if state_dir is not None else None)
+        self._journal = DeliveryJournal(state_dir / JOURNAL_FILE) if state_dir is not None else None
 
     # --- worker-thread helpers ---
 
     async def _in_worker(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._worker, fn, *args)
 
-    def _write(self, pipeline: PipelineLike, outputs: Sequence[Event], now: float) -> None:
+    def _write(self, pipeline: PipelineLike, outputs: Sequence[Event], now: float) -> bool:
         """Render the events once (the sink edge) and write them to every sink (worker thread).
-        A failing sink never stops the others."""
-        lines = events.encode_all(outputs, now, pipeline.provider)
+        An output that cannot be rendered is dropped alone; a failing sink never stops the
+        others. False when a sink failed (its batches must not be acked: the client resends)."""
+        lines = self._render(pipeline, outputs, now)
+        ok = True
         for sink in self.sinks:
             try:
                 sink.write(lines)
                 sink.flush()
             except Exception as exc:
+                ok = False
                 count_drop(sink.id, "sink_error", len(lines))
-                log.error("sink failed", sink=sink.id, error=str(exc), throttle=True)
+                log.error("sink failed", sink=sink.id, error=str(exc), cause=cause_of(exc), throttle=sink.id)
+        return ok
 
-    def _process(self, pipeline: PipelineLike, batches: list[Batch]) -> int:
+    def _render(self, pipeline: PipelineLike, outputs: Sequence[Event], now: float) -> list[bytes]:
+        try:
+            return events.encode_all(outputs, now, pipeline.provider)
+        except Exception:
+            pass
+        lines: list[bytes] = []
+        for output in outputs:
+            try:
+                lines.extend(events.encode_all([output], now, pipeline.provider))
+            except Exception as exc:
+                line = getattr(getattr(output, "line", None), "line", None)
+                source, raw = (line.source, line.raw) if line is not None else ("pipeline", "")
+                self._rejected([rejected(source, raw, "render", exc)], now)
+        return lines
+
+    def _process(self, pipeline: PipelineLike, batches: list[Batch]) -> _Delivered:
+        """Process a set of batches and deliver the events (worker thread).
+
+        The pipeline drops a record a stage raises on by itself (`take_rejected`). Should an
+        exception still escape for the whole batch, the batch is run again record by record
+        and only the records that fail alone are dropped: one record can only hurt itself.
+        """
         records = [r for b in batches for r in b.records]
         outputs: list[Event] = [e for b in batches for e in b.events]
         now = time.time()
         try:
             outputs.extend(pipeline.process(records, now))
         except Exception as exc:
-            # A bug must not wedge the agent (nor make a Forward client retry the same chunk
-            # forever): count the records as dropped, log, and go on.
-            for b in batches:
-                count_drop(b.source, "pipeline_error", len(b.records))
-            log.exception("pipeline failed on a batch", error=str(exc), records=len(records), throttle=True)
-        self._write(pipeline, outputs, now)
-        return len(outputs)
+            log.error("pipeline failed on a batch; retrying record by record", records=len(records),
+                      cause=cause_of(exc), exc_info=exc, throttle=cause_of(exc))
+            pipeline.take_rejected()  # the records are judged again, one by one
+            for record in records:
+                try:
+                    outputs.extend(pipeline.process([record], now))
+                except Exception as one:
+                    pipeline.take_rejected()  # the whole record goes to the dead letters below
+                    self._rejected([rejected(record.source, record.line, "pipeline", one)], now)
+        self._unreleased.extend(batches)
+        return self._deliver(pipeline, outputs, now)
 
-    def _pending(self, pipeline: PipelineLike) -> int:
-        """Records the pipeline holds without an event yet (multi-line stitching)."""
-        return pipeline.pending_records()
+    def _rejected(self, items: list[Rejected], now: float) -> None:
+        """Count, log (at least once per distinct cause) and keep records the pipeline dropped."""
+        if not items:
+            return
+        for r in items:
+            count_drop(r.source, f"pipeline_error_{r.stage}")
+            log.error("record dropped: the pipeline failed on it", source=r.source, stage=r.stage,
+                      cause=r.cause, error=r.error, throttle=r.cause)
+        self._dead_letters.add(items, now)
 
-    def _flush(self, pipeline: PipelineLike) -> None:
+    def _deliver(self, pipeline: PipelineLike, outputs: Sequence[Event], now: float) -> _Delivered:
+        """Write `outputs` and say which processed batches are now done (worker thread).
+
+        A batch is done when the pipeline holds none of its records: a record still held (multi-
+        line stitching waits for the next line) has no event yet, and acking it would break
+        "every acked record was processed" on a crash. The stitcher holds at most the last
+        logical record of each source, so only the latest batch of a source can be kept back.
+        For keyed batches (Forward chunks) the write is journaled (`agent.delivery`): an intent
+        before, the emitted count per key after, so a resend after a crash is emitted once.
+        """
+        self._rejected(pipeline.take_rejected(), now)
+        self.counts.events += len(outputs)
+        held = pipeline.held_by_source() if pipeline.pending_records() else {}
+        latest = {b.source: b for b in self._unreleased}
+        keep = [b for b in self._unreleased if b.source in held and latest[b.source] is b]
+        kept = {id(b) for b in keep}
+        done = [b for b in self._unreleased if id(b) not in kept]
+        progress = [
+            (b.source, b.key, Progress(b.skip + _emitted(b, held, id(b) in kept), b.skip + len(b.records)))
+            for b in self._unreleased
+            if b.key is not None
+        ]
+        journal = self._journal if progress else None
+        try:
+            if journal is not None and outputs:
+                journal.intent({s.id: p for s in self.sinks if (p := s.position()) is not None})
+            written = self._write(pipeline, outputs, now)
+            if written and journal is not None:
+                journal.commit(progress)
+        except OSError as exc:
+            log.error("delivery journal write failed", error=str(exc), throttle=True)
+            written = False
+        if not written:
+            # A sink or the journal did not take the events: no ack, the client resends.
+            failed, self._unreleased = self._unreleased, []
+            return _Delivered([], failed)
+        self._unreleased = keep
+        return _Delivered(done, [])
+
+    def _flush(self, pipeline: PipelineLike) -> _Delivered:
         """Input went idle: make the pipeline release held records, write their events."""
         now = time.time()
         try:
             outputs = pipeline.flush_pending(now)
         except Exception as exc:
-            log.exception("pipeline flush failed", error=str(exc), throttle=True)
-            return
-        self._write(pipeline, outputs, now)
+            log.error("pipeline flush failed", cause=cause_of(exc), exc_info=exc, throttle=cause_of(exc))
+            done, self._unreleased = self._unreleased, []  # do not wedge acks on a bug
+            return _Delivered(done, [])
+        return self._deliver(pipeline, outputs, now)
 
-    def _tick(self, pipeline: PipelineLike) -> None:
+    def _tick(self, pipeline: PipelineLike) -> _Delivered:
         now = time.time()
         try:
             outputs = pipeline.tick(now)
         except Exception as exc:
-            log.exception("pipeline tick failed", error=str(exc), throttle=True)
-            return
-        self._write(pipeline, outputs, now)
+            log.error("pipeline tick failed", cause=cause_of(exc), exc_info=exc, throttle=cause_of(exc))
+            return _Delivered([], [])
+        return self._deliver(pipeline, outputs, now)
 
-    def _close_pipeline(self, pipeline: PipelineLike) -> None:
+    def _close_pipeline(self, pipeline: PipelineLike) -> _Delivered:
         now = time.time()
         try:
             outputs = pipeline.close(now)
         except Exception as exc:
             log.exception("pipeline close failed", error=str(exc))
-            return
-        self._write(pipeline, outputs, now)
+            return _Delivered([], [])
+        return self._deliver(pipeline, outputs, now)
 
-    def _open_sinks(self) -> None:
+    def _recover(self) -> dict[str, dict[bytes, Progress]]:
+        """Before the sinks open: cut back a write a crash cut short; what was delivered."""
+        if self._journal is None:
+            return {}
+        recovered = self._journal.recover()
         for sink in self.sinks:
-            sink.open()
+            position = recovered.unfinished.get(sink.id)
+            if position is not None:
+                sink.recover(position)
+        self._journal.start()
+        return recovered.delivered
 
     def _close_sinks(self) -> None:
         for sink in self.sinks:
@@ -229,15 +340,11 @@ class Daemon:
         self._stop = asyncio.Event()
         cfg = self.config.agent
         self.queue = BatchQueue(cfg.queue_records)
-        self._service.starting()
-        started = time.monotonic()
-        self.pipeline = await self._in_worker(self.pipeline_factory, self.config)
-        log.info("model loaded", model=str(self.config.model), secs=round(time.monotonic() - started, 3))
-        self.sinks = build_sinks(self.config)
-        await self._in_worker(self._open_sinks)
-        self.sources = build_sources(self.config)
-        for source in self.sources:
-            await source.start(self.queue)
+        try:
+            await self._start(self.queue)
+        except BaseException:
+            await self._abort_start()
+            raise
         for sig, handler in (
             (signal.SIGTERM, self.request_stop),
             (signal.SIGINT, self.request_stop),
@@ -255,6 +362,48 @@ class Daemon:
                 with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
                     loop.remove_signal_handler(sig)
         return 0
+
+    async def _start(self, queue: BatchQueue) -> None:
+        """Everything before READY. A failure the user can fix (a busy port, a sink path that
+        cannot be written) raises one `StartupError` line: exit code 2, no traceback."""
+        cfg = self.config.agent
+        try:
+            self._service.starting()
+        except OSError as exc:
+            raise StartupError(f"metrics_listen = {cfg.metrics_listen!r}: cannot listen: {_reason(exc)}") from None
+        started = time.monotonic()
+        self.pipeline = await self._in_worker(self.pipeline_factory, self.config)
+        log.info("model loaded", model=str(self.config.model), secs=round(time.monotonic() - started, 3))
+        self.sinks = build_sinks(self.config)
+        try:
+            delivered = await self._in_worker(self._recover)
+        except OSError as exc:
+            raise StartupError(f"state_dir {self.config.state_dir}: {_reason(exc)}") from None
+        for sink in self.sinks:
+            try:
+                await self._in_worker(sink.open)
+            except OSError as exc:
+                raise StartupError(f"{_describe(sink)}: cannot open: {_reason(exc)}") from None
+        self.sources = build_sources(self.config)
+        for source in self.sources:
+            source.restore_delivered(delivered.get(source.id, {}))
+        for source in self.sources:
+            try:
+                await source.start(queue)
+            except OSError as exc:
+                raise StartupError(f"{source.describe()}: cannot start: {_reason(exc)}") from None
+            except zmq_error() as exc:
+                raise StartupError(f"{source.describe()}: cannot start: {exc}") from None
+
+    async def _abort_start(self) -> None:
+        """Undo a start that failed half way (sources listening, the status endpoint)."""
+        for source in self.sources:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(source.stop(), 2.0)
+        with contextlib.suppress(Exception):
+            await self._in_worker(self._close_sinks)
+        self._service.close()
+        self._worker.shutdown(wait=False)
 
     def _all_finite_done(self) -> bool:
         finite = [s for s in self.sources if not s.endless]
@@ -278,7 +427,7 @@ class Daemon:
             if self._unreleased and pipeline is not None:
                 await self._release(pipeline)
             if time.monotonic() >= next_tick and pipeline is not None:
-                await self._in_worker(self._tick, pipeline)
+                _finish(await self._in_worker(self._tick, pipeline))
                 next_tick = time.monotonic() + cfg.tick_interval_secs
                 self._service.status(
                     f"{self.counts.records} records, {self.counts.events} events, queue {self.queue.records}"
@@ -292,35 +441,16 @@ class Daemon:
                 break
 
     async def _run_batches(self, pipeline: PipelineLike, batches: list[Batch]) -> None:
-        n_events = await self._in_worker(self._process, pipeline, batches)
         self.counts.batches += len(batches)
         self.counts.records += sum(len(b.records) for b in batches)
-        self.counts.events += n_events
-        self._unreleased.extend(batches)
+        _finish(await self._in_worker(self._process, pipeline, batches))
 
     async def _release(self, pipeline: PipelineLike, force: bool = False) -> None:
-        """Finish (ack) processed batches once the pipeline holds none of their records.
-
-        A record still held by the pipeline has no event yet; acking it would break "every
-        acked record was processed" on a crash. The stitcher holds at most the last logical
-        record of each source, so every batch but the latest of its source is released at
-        once; the latest ones when nothing is held any more, or when input has been idle for
-        `multiline_flush_secs` and the pipeline was asked to release what it holds.
-        """
-        pending = await self._in_worker(self._pending, pipeline)
+        """Release held records once input has been idle for `multiline_flush_secs` (or when
+        forced): their events are written and their batches finished (acked)."""
         idle = time.monotonic() - self._last_input >= self.config.agent.multiline_flush_secs
-        if pending and (force or idle):
-            await self._in_worker(self._flush, pipeline)
-            pending = 0  # released (or the flush failed and was logged: do not wedge acks)
-        if pending:
-            latest = {b.source: b for b in self._unreleased}
-            keep = [b for b in self._unreleased if latest[b.source] is b]
-            done = [b for b in self._unreleased if latest[b.source] is not b]
-        else:
-            keep, done = [], self._unreleased
-        self._unreleased = keep
-        for batch in done:
-            batch.finish(True)
+        if force or idle:
+            _finish(await self._in_worker(self._flush, pipeline))
 
     def _finish_unreleased(self) -> None:
         batches, self._unreleased = self._unreleased, []
@@ -347,7 +477,7 @@ class Daemon:
             log.warning("sources/sinks changed in the config: restart the agent to apply those changes")
         old = self.pipeline
         if old is not None:
-            await self._in_worker(self._close_pipeline, old)  # close() releases held records
+            _finish(await self._in_worker(self._close_pipeline, old))  # close() releases held records
             self._finish_unreleased()
         self.pipeline = new_pipeline
         self.config = _with_components(new_config, self.config)
@@ -373,8 +503,10 @@ class Daemon:
                 count_drop(batch.source, "shutdown", len(batch.records))
                 batch.finish(False)
         if pipeline is not None:
-            await self._in_worker(self._close_pipeline, pipeline)
+            _finish(await self._in_worker(self._close_pipeline, pipeline))
         await self._in_worker(self._close_sinks)
+        if self._journal is not None:
+            self._journal.close()
         self._finish_unreleased()
         # Acks of batches processed during the drain: give them a moment to reach the clients.
         for source in self.sources:
@@ -383,6 +515,28 @@ class Daemon:
         self._worker.shutdown(wait=False)
         self._service.close()
         log.info("stopped", records=self.counts.records, events=self.counts.events)
+
+
+class StartupError(UserError):
+    """The agent cannot start with this config on this host (a busy port, an unwritable path)."""
+
+
+def _reason(exc: OSError) -> str:
+    return exc.strerror or str(exc)
+
+
+def _describe(sink: Sink) -> str:
+    path = getattr(sink, "path", None)
+    return f"{sink.type_name} sink {sink.id!r}" + (f" ({path})" if path is not None else "")
+
+
+def zmq_error() -> type[Exception]:
+    """pyzmq's error class when pyzmq is importable (a bind to a busy port raises it)."""
+    try:
+        import zmq
+    except ImportError:
+        return OSError
+    return zmq.ZMQError
 
 
 def _components(items: Sequence[ComponentConfig]) -> list[tuple[str, str, Any]]:

@@ -22,6 +22,12 @@ records_dropped = Counter(
     ["component", "reason"],
     registry=REGISTRY,
 )
+records_repaired = Counter(
+    "logdetect_records_repaired",
+    "Records kept with a field replaced or cut (bad_time, record_truncated), by component and reason",
+    ["component", "reason"],
+    registry=REGISTRY,
+)
 decode_errors = Counter(
     "logdetect_decode_errors", "Input that could not be decoded, by component", ["component"], registry=REGISTRY
 )

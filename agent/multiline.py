@@ -64,6 +64,10 @@ class Stitcher:
         """Streams with a record held back (waiting for its next line or a flush)."""
         return len(self._pending)
 
+    def held(self) -> dict[str, int]:
+        """Physical lines held back per stream (`Record.source`)."""
+        return {source: len(p.lines) for source, p in self._pending.items()}
+
     def feed(self, record: Record) -> list[Record]:
         """Completed logical records, in order (usually the previous one of this stream)."""
         pending = self._pending.get(record.source)

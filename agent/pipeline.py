@@ -28,6 +28,7 @@ import structlog
 
 from agent import __version__, metrics
 from agent.bundle import Bundle, load_bundle
+from agent.dead_letter import Rejected, rejected
 from agent.detectors.base import Detector, load_detectors
 from agent.errors import BundleError
 from agent.features import FeatureConfig, FeatureExtractor, FeatureStats
@@ -129,6 +130,7 @@ class Pipeline:
         self.lines = 0
         self.anomalies = 0
         self.observers: list[Callable[[LineResult], None]] = []
+        self.rejected: list[Rejected] = []
         metrics.model_info.info({"bundle": str(bundle.path), "bundle_id": self.bundle_id,
                                  "provider": self.provider, "models": ",".join(d.name for d in self.detectors)})
         metrics.build_info.info({"version": __version__, "onnxruntime": _ort_version(), "provider": self.provider})
@@ -194,52 +196,95 @@ class Pipeline:
         t = parsed.timestamp
         from_arrival = t is None
         if t is None:
-            t = record.time if record.time is not None else (record.received_at or now)
+            t = record.received_at or now  # the parser already fell back to a sane record.time
         return TemplatedLine(parsed, tid, template, params, token, token == 0, t, from_arrival)
 
     def _process_batch(self, records: Sequence[Record], now: float, out: list[Output]) -> None:
+        """One micro-batch. A record that makes a stage raise is dropped alone (`rejected`):
+        one record can only ever hurt itself, never the rest of its batch."""
         contexts: list[LineContext] = []
         for record in records:
-            tl = self._templated(record, now)
-            row, state = self.features.update(tl)
-            self.explainer.observe(tl)
-            contexts.append(
-                LineContext(tl, np.asarray(row, dtype=np.float32), tuple(state.history), tuple(state.levels))
-            )
+            try:
+                tl = self._templated(record, now)
+                row, state = self.features.update(tl)
+                self.explainer.observe(tl)
+                contexts.append(
+                    LineContext(tl, np.asarray(row, dtype=np.float32), tuple(state.history), tuple(state.levels))
+                )
+            except Exception as exc:
+                self._reject(record.source, record.line, "parse", exc)
         self.lines += len(contexts)
-        per_detector = [d.score_lines(contexts) for d in self.detectors]
+        contexts, per_detector = self._score(contexts)
         for i, ctx in enumerate(contexts):
-            scores: list[DetectorScore] = [s for s in (d[i] for d in per_detector) if s is not None]
-            if self.hour_multipliers is not None:
-                scores = _at_hour(scores, self.hour_multipliers[int(ctx.line.time // 3600) % 24])
-            if ctx.line.is_new:
-                scores.append(DetectorScore(NOVELTY, 1.0, 0.5, True))
-            score, verdict = self.ensemble.combine(scores, self.kinds)
-            if verdict is Verdict.NORMAL and self.explainer.is_notable(ctx):
-                verdict = Verdict.WATCH
-            result = LineResult(ctx.line, tuple(scores), score, verdict)
-            for observe in self.observers:
-                observe(result)
-            if self.config.emit_all:
-                out.append(result)
-            if verdict is Verdict.NORMAL:
-                continue
-            explanations = self.explainer.explain(ctx, result.scores)
-            anomaly = Anomaly(ctx.line, score, verdict, result.scores, explanations)
-            incident_id, incident_events = self.grouper.add(anomaly)
-            emit = self.grouper.should_emit(anomaly)  # identical repeats are counted, not re-emitted
-            if incident_id is not None:
-                anomaly = dataclasses.replace(anomaly, incident_id=incident_id)
-            self.anomalies += 1
-            metrics.anomalies.labels(verdict=verdict.value).inc()
-            if emit:
-                out.append(anomaly)
-            for inc in incident_events:
-                if inc.state is IncidentState.OPEN:
-                    metrics.incidents.labels(severity=inc.severity.name.lower()).inc()
-            out.extend(incident_events)
+            try:
+                out.extend(self._judge(ctx, [d[i] for d in per_detector]))
+            except Exception as exc:
+                self._reject(ctx.line.line.source, ctx.line.line.raw, "judge", exc)
         metrics.entities.set(len(self.features.entities))
         metrics.templates.set(len(self.miner) + len(self.online_miner))
+
+    def _score(
+        self, contexts: list[LineContext]
+    ) -> tuple[list[LineContext], list[Sequence[DetectorScore | None]]]:
+        """Every detector's scores for the batch (one call each); when a call raises, the
+        batch is scored line by line and only the lines a detector fails on are dropped."""
+        try:
+            return contexts, [d.score_lines(contexts) for d in self.detectors]
+        except Exception:
+            pass
+        kept: list[LineContext] = []
+        rows: list[list[DetectorScore | None]] = []
+        for ctx in contexts:
+            try:
+                row = [d.score_lines([ctx])[0] for d in self.detectors]
+            except Exception as exc:
+                self._reject(ctx.line.line.source, ctx.line.line.raw, "score", exc)
+                continue
+            kept.append(ctx)
+            rows.append(row)
+        return kept, [[row[k] for row in rows] for k in range(len(self.detectors))]
+
+    def _judge(self, ctx: LineContext, detector_scores: list[DetectorScore | None]) -> list[Output]:
+        """Ensemble, explanation and incident grouping of one scored line."""
+        out: list[Output] = []
+        scores: list[DetectorScore] = [s for s in detector_scores if s is not None]
+        if self.hour_multipliers is not None:
+            scores = _at_hour(scores, self.hour_multipliers[int(ctx.line.time // 3600) % 24])
+        if ctx.line.is_new:
+            scores.append(DetectorScore(NOVELTY, 1.0, 0.5, True))
+        score, verdict = self.ensemble.combine(scores, self.kinds)
+        if verdict is Verdict.NORMAL and self.explainer.is_notable(ctx):
+            verdict = Verdict.WATCH
+        result = LineResult(ctx.line, tuple(scores), score, verdict)
+        for observe in self.observers:
+            observe(result)
+        if self.config.emit_all:
+            out.append(result)
+        if verdict is Verdict.NORMAL:
+            return out
+        explanations = self.explainer.explain(ctx, result.scores)
+        anomaly = Anomaly(ctx.line, score, verdict, result.scores, explanations)
+        incident_id, incident_events = self.grouper.add(anomaly)
+        emit = self.grouper.should_emit(anomaly)  # identical repeats are counted, not re-emitted
+        if incident_id is not None:
+            anomaly = dataclasses.replace(anomaly, incident_id=incident_id)
+        self.anomalies += 1
+        metrics.anomalies.labels(verdict=verdict.value).inc()
+        if emit:
+            out.append(anomaly)
+        for inc in incident_events:
+            if inc.state is IncidentState.OPEN:
+                metrics.incidents.labels(severity=inc.severity.name.lower()).inc()
+        out.extend(incident_events)
+        return out
+
+    def _reject(self, source: str, line: str, stage: str, exc: BaseException) -> None:
+        self.rejected.append(rejected(source, line, stage, exc))
+
+    def take_rejected(self) -> list[Rejected]:
+        """Records dropped since the last call (the daemon counts, logs and dead-letters them)."""
+        out, self.rejected = self.rejected, []
+        return out
 
     # -- records held back (multi-line stitching) ------------------------------------------------
 
@@ -247,6 +292,10 @@ class Pipeline:
         """Records received but not yet turned into lines (a stitched record waits for the next
         line to know it is complete). The daemon acks a batch only when none of it is held."""
         return self.stitcher.pending if self.stitcher is not None else 0
+
+    def held_by_source(self) -> dict[str, int]:
+        """Physical lines held back per source (the daemon acks a batch only once none are)."""
+        return self.stitcher.held() if self.stitcher is not None else {}
 
     def flush_pending(self, now: float) -> list[Output]:
         """Process whatever the stitcher holds (input paused, or end of input)."""

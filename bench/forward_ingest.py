@@ -196,6 +196,12 @@ class PassThrough:
     def flush_pending(self, now: float) -> list[Output]:
         return []
 
+    def take_rejected(self) -> list[Any]:
+        return []
+
+    def held_by_source(self) -> dict[str, int]:
+        return {}
+
 
 async def bench_latency(model: str | None, rate: float, seconds: float) -> dict[str, float]:
     work = Path(tempfile.mkdtemp(prefix="logdetect-bench-"))

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 from agent import metrics
+from agent.delivery import Progress, SinkPosition
 from agent.types import DataGap, Record
 
 
@@ -36,6 +37,10 @@ class Batch:
     # Resolved with True when processed and written, False when dropped at shutdown.
     done: asyncio.Future[bool] | None = None
     on_done: Callable[[bool], None] | None = None
+    # A source that can recognise the same data when it comes again (a Forward chunk id) sets
+    # `key`; `skip` records of it were already emitted before a restart and are not in `records`.
+    key: bytes | None = None
+    skip: int = 0
 
     def finish(self, processed: bool) -> None:
         if self.done is not None and not self.done.done():
@@ -171,6 +176,9 @@ class Source(abc.ABC):
     async def finish(self, timeout: float) -> None:  # noqa: B027 - optional hook
         """After the daemon drained the queue: deliver what is owed (acks), release the rest."""
 
+    def restore_delivered(self, delivered: dict[bytes, Progress]) -> None:  # noqa: B027 - optional hook
+        """Before `start`: the keyed batches delivered before a restart (`agent.delivery`)."""
+
     def describe(self) -> str:
         return f"{self.type_name} source {self.id!r}"
 
@@ -192,6 +200,13 @@ class Sink(abc.ABC):
 
     def flush(self) -> None:  # noqa: B027 - optional hook
         """Make what was written durable/visible (called after every batch)."""
+
+    def position(self) -> SinkPosition | None:
+        """Where the durable output ends now (file sinks: inode, size); None: not resumable."""
+        return None
+
+    def recover(self, position: SinkPosition) -> None:  # noqa: B027 - optional hook
+        """Before `open`, after a crash: drop what a write cut short left after `position`."""
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Flush and release."""

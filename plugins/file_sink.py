@@ -2,7 +2,10 @@
 
 When the file would grow past `max_bytes`, it is renamed to `<path>.1` (older ones shift to
 `.2` … `.<keep_files>`, the oldest is deleted) and a new file is started, as logrotate would.
-`fsync = true` makes every batch durable before the source acks it (slower).
+With `fsync = true` (the default) every batch is durable before its records are acked: the
+daemon writes a batch's events and calls `flush` once (one fsync per batch, a group commit),
+and only then may a Forward source ack. A write or fsync that fails raises, so the batch is not
+acked and the client resends it.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from typing import BinaryIO
 import structlog
 
 from agent import metrics
+from agent.delivery import SinkPosition
 from plugins.base import Sink, count_drop
 
 log = structlog.get_logger(__name__)
@@ -28,7 +32,7 @@ class FileSinkOptions:
     path: str = ""
     max_bytes: int = 100 * 1024 * 1024
     keep_files: int = 5
-    fsync: bool = False
+    fsync: bool = True
 
     def problems(self) -> list[str]:
         out: list[str] = []
@@ -53,8 +57,37 @@ class FileSink(Sink):
 
     def open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        _cut_torn_line(self.path)
         self._fh = self.path.open("ab")
         self._size = self._fh.tell()
+
+    def position(self) -> SinkPosition | None:
+        if self._fh is None:
+            self.open()
+        if self._fh is None:
+            return None
+        st = os.fstat(self._fh.fileno())
+        return st.st_ino, st.st_size
+
+    def recover(self, position: SinkPosition) -> None:
+        """Cut the file back to `position` (a write a crash cut short). When the file was rotated
+        during that write, the rotated one is cut back and the new one emptied."""
+        inode, size = position
+        rotated = self.path.with_name(f"{self.path.name}.1")
+        for candidate in (self.path, rotated):
+            try:
+                st = candidate.stat()
+            except FileNotFoundError:
+                continue
+            if st.st_ino != inode:
+                continue
+            if st.st_size > size:
+                os.truncate(candidate, size)
+                log.warning("event file cut back to the last complete write", sink=self.id,
+                            path=str(candidate), removed_bytes=st.st_size - size)
+            if candidate is rotated and self.path.exists():
+                os.truncate(self.path, 0)
+            return
 
     def _rotate(self) -> None:
         if self._fh is not None:
@@ -91,8 +124,8 @@ class FileSink(Sink):
                 self._size += len(data)
         except OSError as exc:
             count_drop(self.id, "write_failed", len(events))
-            log.error("event file write failed", sink=self.id, error=str(exc))
-            return
+            log.error("event file write failed", sink=self.id, error=str(exc), throttle=True)
+            raise
         metrics.records_out.labels(component=self.id).inc(len(events))
 
     def flush(self) -> None:
@@ -107,3 +140,26 @@ class FileSink(Sink):
             self.flush()
             self._fh.close()
             self._fh = None
+
+
+def _cut_torn_line(path: Path) -> None:
+    """A crash mid-write may leave a last line without its newline: cut it off."""
+    try:
+        with path.open("r+b") as f:
+            size = f.seek(0, os.SEEK_END)
+            if size == 0:
+                return
+            f.seek(size - 1)
+            if f.read(1) == b"\n":
+                return
+            start = max(0, size - 1024 * 1024)
+            while True:
+                f.seek(start)
+                tail = f.read(size - start)
+                cut = tail.rfind(b"\n")
+                if cut >= 0 or start == 0:
+                    f.truncate(start + cut + 1)
+                    return
+                start = max(0, start - 1024 * 1024)
+    except FileNotFoundError:
+        return

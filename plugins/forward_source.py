@@ -6,6 +6,9 @@ after the batch's `done` future says its records were processed and the events w
 sinks. While the queue is full `put` waits, so this connection is not read any further and no
 acks go out: the client's own buffer (Fluent Bit's retry/backlog) holds the data.
 
+Processed chunk ids are also journaled with the batch they belong to (`agent.delivery`), so a
+chunk resent after a crash is acked without being emitted again (or only its unwritten rest).
+
 A bad connection (malformed msgpack, a frame over `max_frame_bytes`, failed handshake, idle
 past `idle_timeout_secs`) is counted by reason and closed; other connections are unaffected.
 """
@@ -20,6 +23,7 @@ import msgpack
 import structlog
 
 from agent import metrics
+from agent.delivery import Progress
 from plugins.addresses import StreamAddress, cleanup_unix, parse_stream_address, start_stream_server
 from plugins.base import Batch, BatchQueue, Source, count_drop, now
 from plugins.forward_codec import (
@@ -36,6 +40,7 @@ from plugins.records import RecordFieldOptions
 log = structlog.get_logger(__name__)
 
 READ_BYTES = 256 * 1024
+MAX_PING_BYTES = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -93,6 +98,11 @@ class ForwardSource(Source):
         # chunk id -> future of the batch that carried it (None once processed).
         self._chunks: dict[bytes, asyncio.Future[bool] | None] = {}
         self._chunk_order: list[bytes] = []
+        # chunk id -> records of it written before the last restart (`agent.delivery`).
+        self._delivered: dict[bytes, Progress] = {}
+
+    def restore_delivered(self, delivered: dict[bytes, Progress]) -> None:
+        self._delivered = dict(delivered)
 
     async def start(self, queue: BatchQueue) -> None:
         self._queue = queue
@@ -157,22 +167,26 @@ class ForwardSource(Source):
             count_drop(self.id, "idle_timeout")
             raise _Closing from None
 
-    async def _handshake(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _handshake(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bytes:
+        """HELO → PING → PONG. Returns the bytes the client sent after its PING (a client may
+        pipeline its first request in the same write): they are requests, processed as such."""
         shake = Handshake(
             shared_key=self.options.shared_key.encode(), hostname=self.options.self_hostname.encode()
         )
         writer.write(shake.helo())
         await writer.drain()
-        unpacker = new_unpacker(64 * 1024)
+        received = bytearray()
         while True:
             data = await self._read(reader, self.options.handshake_timeout_secs)
-            if not data:
+            if not data or len(received) > MAX_PING_BYTES:  # a PING is a few hundred bytes
                 count_drop(self.id, "handshake_failed")
                 raise _Closing
+            received += data
+            unpacker = new_unpacker(max(len(received), 1024))
             try:
-                unpacker.feed(data)
+                unpacker.feed(bytes(received))
                 ping = next(iter(unpacker), _NOTHING)
-            except (ValueError, TypeError, msgpack.UnpackException, msgpack.BufferFull):
+            except (ValueError, TypeError, msgpack.UnpackException):
                 ping = None
             if ping is _NOTHING:
                 continue
@@ -183,16 +197,18 @@ class ForwardSource(Source):
                 count_drop(self.id, "handshake_failed")
                 log.warning("forward handshake failed", source=self.id, throttle=True)
                 raise _Closing
-            return
+            return bytes(received[unpacker.tell() :])
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if self.options.shared_key:
-            await self._handshake(reader, writer)
+        pipelined = await self._handshake(reader, writer) if self.options.shared_key else b""
         decoder = RequestDecoder(self.id, self.options.field_map(), self.options.max_frame_bytes)
         unpacker = new_unpacker(self.options.max_frame_bytes)
         fed = 0
         while True:
-            data = await self._read(reader, self.options.idle_timeout_secs)
+            if pipelined:
+                data, pipelined = pipelined, b""
+            else:
+                data = await self._read(reader, self.options.idle_timeout_secs)
             if not data:
                 if fed > unpacker.tell():
                     count_drop(self.id, "disconnect_mid_frame")
@@ -249,13 +265,20 @@ class ForwardSource(Source):
             count_drop(self.id, "duplicate_chunk", len(request.records))
             self._ack_after(self._chunks[chunk], chunk, writer)
             return
-        if not request.records:
+        records, skip = request.records, 0
+        before = self._delivered.get(chunk) if chunk is not None else None
+        if before is not None:
+            # A resend of a chunk written before a restart: emit only what was not.
+            skip = min(before.emitted, len(records))
+            count_drop(self.id, "duplicate_chunk", skip)
+            records = records[skip:]
+        if not records:
             if chunk is not None:
                 self._ack_after(None, chunk, writer)
             return
-        metrics.records_in.labels(component=self.id).inc(len(request.records))
+        metrics.records_in.labels(component=self.id).inc(len(records))
         done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        batch = Batch(source=self.id, records=request.records, done=done)
+        batch = Batch(source=self.id, records=records, done=done, key=chunk, skip=skip)
         if chunk is not None:
             self._remember(chunk, done)
         await self._queue.put(batch)  # waits while full: we stop reading this connection

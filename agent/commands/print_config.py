@@ -134,7 +134,7 @@ flush_every_batch = true
 # path = "/var/log/logdetect/events.jsonl"
 # max_bytes = 104857600           # rotate to events.jsonl.1 ... beyond this size
 # keep_files = 5
-# fsync = false
+# fsync = true                   # one fsync per batch before its records are acked
 
 # [sinks.bus]
 # type = "zmq"

@@ -7,6 +7,7 @@ Naive times (no offset in the line) are taken as UTC.
 
 from __future__ import annotations
 
+import math
 import re
 import time
 
@@ -121,6 +122,24 @@ def epoch_from_number(value: float) -> float | None:
     if value < 1e20:
         return value / 1e9
     return None
+
+
+FUTURE_SLACK_SECS = 86400.0
+"""How far past its arrival a record's time may lie (clock skew, a zone read as UTC)."""
+
+
+def sane_time(t: float | None, arrival: float) -> float | None:
+    """`t` when it is a plausible time for a record that arrived at `arrival`; else None.
+
+    Plausible: finite, after 1970-01-01, and at most `FUTURE_SLACK_SECS` past the arrival.
+    Anything else (2**62, year 10000, inf, a JSON `"1e300"`) would break calendar code
+    downstream (`datetime.fromtimestamp`, `math.floor`), so the caller uses the arrival time.
+    """
+    if t is None:
+        return None
+    if not math.isfinite(t) or t <= 0.0 or t > arrival + FUTURE_SLACK_SECS:
+        return None
+    return t
 
 
 class YearGuess:

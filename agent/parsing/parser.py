@@ -10,11 +10,13 @@ is the raw line as message, `Level.UNKNOWN`, no timestamp — never an exception
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Callable, Sequence
 
 import orjson
 
-from agent.parsing.clock import YearGuess
+from agent import metrics
+from agent.parsing.clock import YearGuess, sane_time
 from agent.parsing.config import ParserConfig, entity_regex
 from agent.parsing.jsonline import LEVEL_FALLBACKS, JsonLineReader
 from agent.parsing.levels import parse_level
@@ -33,6 +35,7 @@ class ParserStats:
     unparsed: int = 0  # no header found: kept whole as message
     failed: int = 0  # a format parser raised on the line (kept whole as well)
     truncated: int = 0  # message longer than max_message_chars
+    bad_time: int = 0  # a time outside the sane window (non-finite, far future, before 1970)
 
 
 class _Chain:
@@ -227,8 +230,7 @@ class LineParser:
             fields = fields + record.fields
             if level is Level.UNKNOWN:
                 level = self._record_level(record)
-        if timestamp is None:
-            timestamp = record.time
+        timestamp = self._sane_time(timestamp, record)
         return ParsedLine(
             line,
             message,
@@ -240,6 +242,30 @@ class LineParser:
             component,
             fields,
         )
+
+    def _sane_time(self, header_time: float | None, record: Record) -> float | None:
+        """The line's time: its header's, else the transport's, whichever is sane first.
+
+        None (the pipeline then uses the arrival time) when neither is. A time that was there
+        but outside the sane window (`clock.sane_time`) is counted as `bad_time`, so no stage
+        after the parser ever sees a non-finite, far-future or pre-1970 time.
+        """
+        if header_time is None and record.time is None:
+            return None
+        arrival = record.received_at or time.time()
+        sane: float | None = None
+        bad = False
+        for candidate in (header_time, record.time):
+            if candidate is None:
+                continue
+            sane = sane_time(candidate, arrival)
+            if sane is not None:
+                break
+            bad = True
+        if bad:
+            self.stats.bad_time += 1
+            metrics.records_repaired.labels(component=record.source, reason="bad_time").inc()
+        return sane
 
     def _record_level(self, record: Record) -> Level:
         """Level from a structured record's fields (a Forward record's `level`, say)."""

@@ -19,6 +19,7 @@ import msgpack
 
 from agent.config import parse_config
 from agent.daemon import Daemon
+from agent.dead_letter import Rejected
 from agent.types import Level, LineResult, Output, ParsedLine, Record, SessionVerdict, TemplatedLine, Verdict
 
 
@@ -51,6 +52,12 @@ class SlowEcho:
 
     def flush_pending(self, now: float) -> list[Output]:
         return []
+
+    def take_rejected(self) -> list[Rejected]:
+        return []
+
+    def held_by_source(self) -> dict[str, int]:
+        return {}
 
 
 def make_daemon(tmp_path: Path, pipeline: SlowEcho, queue_records: int = 10_000) -> Daemon:

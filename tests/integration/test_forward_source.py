@@ -445,3 +445,29 @@ def test_failed_handshake_raw_and_silent_client() -> None:
             assert dropped(h.id, "idle_timeout") == 1
 
     run(scenario())
+
+
+def test_a_request_pipelined_behind_the_ping_is_processed_and_acked() -> None:
+    """A client that writes its PING and first request in one `send` (issue 14, defect 5):
+    the request is neither lost nor left unacked."""
+    from plugins.forward_codec import sha512_hex
+
+    async def scenario() -> None:
+        async with Harness(shared_key="k") as h:
+
+            def client() -> list[Any]:
+                s = socket.create_connection(("127.0.0.1", h.port), timeout=5)
+                helo = recv_ack(s, 5)
+                nonce = helo[1][b"nonce"]
+                ping = msgpack.packb(["PING", "client", "salt", sha512_hex(b"salt", b"client", nonce, b"k"), "", ""])
+                s.sendall(ping + packed_request(["first line", "second line"], b"c1"))
+                replies = [recv_ack(s, 5), recv_ack(s, 5)]
+                s.close()
+                return replies
+
+            pong, ack = await asyncio.to_thread(client)
+            assert pong[:2] == [b"PONG", True]
+            assert ack == {b"ack": b"c1"}
+            assert [r.line for r in h.records] == ["first line", "second line"]
+
+    run(scenario())

@@ -34,7 +34,9 @@ def wait_until(predicate: Callable[[], Any], timeout: float, what: str, step: fl
     raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
-def write_config(path: Path, model: Path, state_dir: Path, sock: Path, events: Path) -> None:
+def write_config(
+    path: Path, model: Path, state_dir: Path, sock: Path, events: Path, source_options: str = ""
+) -> None:
     path.write_text(
         f"""
 model = "{model}"
@@ -52,6 +54,7 @@ metrics_listen = "127.0.0.1:0"
 [sources.fwd]
 type = "forward"
 listen = "unix:{sock}"
+{source_options}
 
 [sinks.events]
 type = "file"
@@ -183,9 +186,11 @@ class ForwardClient:
         self.unpacker = msgpack.Unpacker(raw=False)
 
     def send(self, lines: Iterable[str], tag: str = "app") -> str:
-        chunk = uuid.uuid4().hex
         now = int(time.time())
-        entries = [[now, {"log": line}] for line in lines]
+        return self.send_entries([[now, {"log": line}] for line in lines], uuid.uuid4().hex, tag)
+
+    def send_entries(self, entries: list[list[Any]], chunk: str, tag: str = "app") -> str:
+        """Send `[tag, entries, {"chunk": chunk}]` (a resend reuses its chunk id); wait for the ack."""
         self.sock.sendall(msgpack.packb([tag, entries, {"chunk": chunk}]))
         while True:
             for obj in self.unpacker:

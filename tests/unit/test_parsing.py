@@ -498,3 +498,29 @@ def test_every_simulator_line_parses_exactly() -> None:
         assert p.component == p.entity == event.instance
         assert event.line.endswith(f" {event.instance}: {p.message}")
     assert parser.stats.unparsed == 0
+
+
+# Forward times and JSON time fields a hostile client sent (issue 14): each made a later stage
+# raise (`datetime.fromtimestamp`, `math.floor(inf)`) and cost other clients their records.
+POISON_TIMES = [2.0**62, 253402300800.0, 1e18, float("inf"), float(2**64 - 1), float("nan"), -1.0, 1e297]
+
+
+@pytest.mark.parametrize("bad", POISON_TIMES, ids=str)
+def test_times_outside_the_sane_window_become_arrival_time_and_are_counted(bad: float) -> None:
+    parser = LineParser(ParserConfig(log_format="raw"))
+    arrival = 1_764_000_000.0
+    parsed = parser.parse(Record("disk quota exceeded on /var", source="fb", received_at=arrival, time=bad))
+    assert parsed.timestamp is None  # the pipeline then uses the arrival time
+    assert parser.stats.bad_time == 1
+
+
+def test_a_sane_transport_time_is_kept_and_a_bad_header_time_falls_back_to_it() -> None:
+    arrival = 1_764_000_000.0
+    parser = LineParser(ParserConfig(log_format="json"))
+    ok = parser.parse(Record("plain message", received_at=arrival, time=arrival - 30))
+    assert ok.timestamp == arrival - 30 and parser.stats.bad_time == 0
+    # A JSON line whose own time is far future (year 9999): the transport time is used instead.
+    line = '{"time": "9999-12-31T23:59:59Z", "level": "info", "message": "x"}'
+    parsed = parser.parse(Record(line, received_at=arrival, time=arrival - 5))
+    assert parsed.timestamp == arrival - 5
+    assert parser.stats.bad_time == 1
