@@ -217,9 +217,44 @@ def render(event: Event, observed: float, provider: str) -> dict[str, Any]:
     return data_gap_event(event, observed)
 
 
+MAX_FIELD_CHARS = 16 * 1024
+"""Every string field of an emitted event (the body, `log.raw`, a template text, a sample) is
+cut at this many characters; the names of the cut fields are listed in `attributes.truncated`."""
+
+
 def encode_all(events: Sequence[Event], observed: float, provider: str) -> list[bytes]:
-    """Event lines (JSON, no newline) for the sinks."""
-    return [encode(render(e, observed, provider)) for e in events]
+    """Event lines (JSON, no newline) for the sinks, every field capped (`MAX_FIELD_CHARS`)."""
+    out = []
+    for e in events:
+        obj = render(e, observed, provider)
+        line = encode(obj)
+        if len(line) > MAX_FIELD_CHARS:  # only then can a field be over the cap
+            line = encode(cap_fields(obj))
+        out.append(line)
+    return out
+
+
+def cap_fields(event: dict[str, Any], max_chars: int = MAX_FIELD_CHARS) -> dict[str, Any]:
+    """`event` with every string over `max_chars` cut, and `attributes.truncated` naming them."""
+    cut: set[str] = set()
+
+    def cap(name: str, value: Any) -> Any:
+        if isinstance(value, str):
+            if len(value) > max_chars:
+                cut.add(name)
+                return value[:max_chars]
+            return value
+        if isinstance(value, list):
+            return [cap(name, v) for v in value]
+        if isinstance(value, dict):
+            return {k: cap(f"{name}.{k}" if name else k, v) for k, v in value.items()}
+        return value
+
+    capped = {**event, "body": cap("body", event.get("body", ""))}
+    capped["attributes"] = cap("", event.get("attributes", {}))
+    if cut:
+        capped["attributes"]["truncated"] = sorted(cut)
+    return capped
 
 
 def encode(event: dict[str, Any]) -> bytes:
@@ -228,6 +263,7 @@ def encode(event: dict[str, Any]) -> bytes:
 
 # --- JSON Schema ---------------------------------------------------------------------------
 
+_TRUNCATED = {"type": "array", "items": {"type": "string"}}  # fields cut at MAX_FIELD_CHARS
 _TS = {"type": "string", "pattern": r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$"}
 _EXPLANATION = {
     "type": "object",
@@ -261,6 +297,7 @@ _ANOMALY_ATTRS = {
         "template.text", "template.is_new", "incident.id", "model.provider",
     ],
     "properties": {
+        "truncated": _TRUNCATED,
         "event.kind": {"const": "alert"},
         "event.category": {"const": "anomaly"},
         "event.type": {"const": "line"},
@@ -286,6 +323,7 @@ _SESSION_ATTRS = {
     "required": ["event.kind", "event.type", "anomaly.score", "anomaly.verdict", "anomaly.scores", "entity",
                  "session.length", "model.provider"],
     "properties": {
+        "truncated": _TRUNCATED,
         "event.kind": {"const": "alert"},
         "event.type": {"const": "session"},
         "anomaly.score": {"type": "number"},
@@ -301,6 +339,7 @@ _LINE_ATTRS = {
     "type": "object",
     "required": ["log.raw", "entity", "template.id", "anomaly.score", "anomaly.verdict"],
     "properties": {
+        "truncated": _TRUNCATED,
         "log.raw": {"type": "string"},
         "entity": {"type": "string"},
         "template.id": {"type": "integer"},
@@ -313,6 +352,7 @@ _DATA_GAP_ATTRS = {
     "required": ["event.kind", "event.type", "gap.producer", "gap.expected_seq", "gap.received_seq",
                  "gap.lost_messages"],
     "properties": {
+        "truncated": _TRUNCATED,
         "event.kind": {"const": "event"},
         "event.category": {"const": "pipeline"},
         "event.type": {"const": "data_gap"},
@@ -331,6 +371,7 @@ _INCIDENT_ATTRS = {
         "incident.leading_templates", "incident.first_line", "incident.samples", "aggregation_key",
     ],
     "properties": {
+        "truncated": _TRUNCATED,
         "event.kind": {"const": "alert"},
         "event.category": {"const": "incident"},
         "incident.id": {"type": "string"},

@@ -6,8 +6,12 @@ new entity (`field:session`): without the entity cap the per-entity windows woul
 end. Phase 2 sends messages made of words never seen before (3-40 tokens), so the online
 template miner keeps creating templates past its `max_clusters` cap (from the bundle's miner
 settings; least recently used evicted) and every line is a NEW_TEMPLATE anomaly for the
-incident grouper. The bundle is trained in a subprocess, so this process holds only what the
-agent holds (no torch, no scikit-learn).
+incident grouper. Phase 3 sends 1,000 never-seen lines of 1 MB each through a line source's
+decoder (stdin, file, socket and ZeroMQ cut lines at `max_line_bytes`, 64 KiB by default), and
+phase 4 sends Forward requests of one 10 MB record each through the Forward codec (cut at
+`max_record_bytes`, 64 KiB by default); both make every line a new template and an anomaly.
+The bundle is trained in a subprocess, so this process holds only what the agent holds (no
+torch, no scikit-learn).
 
 RSS is sampled from /proc/self/statm along each phase; the peak is getrusage's ru_maxrss. A
 bounded pipeline plateaus: once a cap is reached, the growth over the rest of a phase is small.
@@ -15,6 +19,7 @@ bounded pipeline plateaus: once a cap is reached, the growth over the rest of a 
 usage:
   python bench/resource_bounds.py                        # 10^6 entities, 30,000 new templates
   python bench/resource_bounds.py --entities 200000 --templates 5000 --max-entities 20000
+  python bench/resource_bounds.py --entities 0 --templates 0 --huge-lines 1000 --forward-records 100
 """
 
 from __future__ import annotations
@@ -125,14 +130,20 @@ def main() -> int:
     ap.add_argument("--max-entities", type=int, default=100_000, help="entity cap (PipelineConfig)")
     ap.add_argument("--batch", type=int, default=1024)
     ap.add_argument("--secs-per-record", type=float, default=0.01, help="log time between records")
+    ap.add_argument("--huge-lines", type=int, default=1000, help="phase 3: never-seen lines of 1 MB each")
+    ap.add_argument("--forward-records", type=int, default=100, help="phase 4: Forward records of 10 MB each")
     ap.add_argument("--samples", type=int, default=10, help="RSS samples per phase")
     ap.add_argument("--log", default=str(DATA / "loghub_2k" / "OpenSSH" / "OpenSSH_2k.log"))
     ap.add_argument("--bundle", help="use this bundle (trained on --log's system) instead of training one")
     args = ap.parse_args()
 
+    import msgpack
+
     from agent.parsing import ParserConfig
     from agent.pipeline import Pipeline, PipelineConfig
     from agent.types import Record
+    from plugins.forward_codec import RequestDecoder
+    from plugins.records import FieldMap, LineDecoder, LineSplitter
 
     known = [ln for ln in Path(args.log).read_text(errors="replace").splitlines() if ln.strip()]
     with tempfile.TemporaryDirectory() as tmp:
@@ -166,15 +177,19 @@ def main() -> int:
                 fields=(("session", entity),),
             )
 
-        def run(name: str, n: int, make: Callable[[int], Record]) -> list[tuple[int, float, float]]:
+        def run(
+            name: str, n: int, make: Callable[[int], Record], batch_size: int = args.batch
+        ) -> list[tuple[int, float, float]]:
             print(f"\n{name}")
             print(f"{'records':>10} {'entities':>9} {'online tmpl':>11} {'RSS MiB':>8} {'rec/s':>8}")
-            step = max(args.batch, n // max(1, args.samples))
+            if n == 0:
+                return [(0, rss_mib(), 0.0)]
+            step = max(batch_size, n // max(1, args.samples))
             t0 = time.perf_counter()
             samples: list[tuple[int, float, float]] = []
             done, next_sample = 0, step
             while done < n:
-                batch = [make(i) for i in range(done, min(done + args.batch, n))]
+                batch = [make(i) for i in range(done, min(done + batch_size, n))]
                 pipe.process(batch, base_ts + clock[0] * args.secs_per_record)
                 done += len(batch)
                 if done >= next_sample or done == n:
@@ -198,15 +213,55 @@ def main() -> int:
             args.templates,
             lambda i: record(f"Dec 10 06:55:46 LabSZ sshd[{i % 30000}]: {fresh_message(i)}", f"t{i % 100}"),
         )
+        # Phase 3: what a line source hands on for a 1 MB line (cut at max_line_bytes).
+        splitter, decoder = LineSplitter(), LineDecoder(source="bench", format="plain")
+
+        def huge_line(i: int) -> Record:
+            line = f"Dec 10 06:55:46 LabSZ sshd[{i}]: {fresh_words(i, 6)} " + fresh_words(i, 130_000)
+            (cut,) = splitter.feed(line[: 1_000_000].encode() + b"\n")
+            out = decoder.decode(cut, base_ts + clock[0] * args.secs_per_record)
+            assert isinstance(out, Record)
+            clock[0] += 1
+            return Record(out.line, "bench", out.received_at, fields=(("session", f"h{i % 100}"),))
+
+        huge = run(
+            f"phase 3: {args.huge_lines:,} never-seen lines of 1 MB (a line source cuts at 64 KiB)",
+            args.huge_lines,
+            huge_line,
+            batch_size=16,
+        )
+        # Phase 4: Forward requests of one 10 MB record each, through the Forward codec.
+        fwd = RequestDecoder("bench", FieldMap(message=("log",), entity="session"))
+
+        def forward_record(i: int) -> Record:
+            text = f"Dec 10 06:55:46 LabSZ sshd[{i}]: {fresh_words(i + 10**6, 6)} " + "z" * 10_000_000
+            request = msgpack.packb(["app", [[int(base_ts), {"log": text, "session": f"f{i % 100}"}]]])
+            decoded = fwd.decode(msgpack.unpackb(request, raw=True), base_ts + clock[0] * args.secs_per_record)
+            clock[0] += 1
+            return decoded.records[0]
+
+        big = run(
+            f"phase 4: {args.forward_records:,} Forward records of 10 MB (cut at max_record_bytes, 64 KiB)",
+            args.forward_records,
+            forward_record,
+            batch_size=4,
+        )
         pipe.close(base_ts + clock[0] * args.secs_per_record)
 
     peak = peak_rss_mib()
     print()
-    for name, samples in (("phase 1 (entities)", ent), ("phase 2 (templates)", tpl)):
+    phases = (
+        ("phase 1 (entities)", ent),
+        ("phase 2 (templates)", tpl),
+        ("phase 3 (1 MB lines)", huge),
+        ("phase 4 (10 MB Forward)", big),
+    )
+    for name, samples in phases:
         half = next(rss for n, rss, _ in samples if n >= samples[-1][0] // 2)
         print(
-            f"{name}: RSS at half {half:.0f} MiB, at end {samples[-1][1]:.0f} MiB "
-            f"(second-half growth {samples[-1][1] - half:+.0f} MiB), {samples[-1][2]:,.0f} rec/s"
+            f"{name}: RSS at half {half:.0f} MiB, at end {samples[-1][1]:.0f} MiB, highest sample "
+            f"{max(rss for _, rss, _ in samples):.0f} MiB (second-half growth {samples[-1][1] - half:+.0f} MiB), "
+            f"{samples[-1][2]:,.0f} rec/s"
         )
     print(f"peak RSS {peak:.0f} MiB (getrusage ru_maxrss) with max_entities={args.max_entities:,}")
     for name, limit in deployment_limits_mib():

@@ -29,7 +29,7 @@ from typing import Any
 import msgpack
 
 from agent.types import Record
-from plugins.records import FieldMap, record_from_map
+from plugins.records import DEFAULT_MAX_RECORD_BYTES, FieldMap, cap_record, record_from_map
 
 EVENT_TIME_EXT = 0
 TAG_FIELD = "fluent.tag"
@@ -49,6 +49,7 @@ class DecodedRequest:
     chunk: bytes | None = None
     skipped: Counter[str] = field(default_factory=Counter)
     heartbeat: bool = False
+    truncated: int = 0  # records cut at max_record_bytes (kept, counted as record_truncated)
 
     def ack_bytes(self) -> bytes | None:
         return encode_ack(self.chunk) if self.chunk is not None else None
@@ -131,10 +132,12 @@ class RequestDecoder:
         source: str,
         fields: FieldMap | None = None,
         max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
+        max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
     ) -> None:
         self.source = source
         self.fields = fields or FieldMap()
         self.max_frame_bytes = max_frame_bytes
+        self.max_record_bytes = max_record_bytes
 
     def decode(self, request: Any, received_at: float) -> DecodedRequest:
         """Decode one top-level msgpack object. Raises ForwardProtocolError for non-requests."""
@@ -218,8 +221,10 @@ class RequestDecoder:
         if isinstance(result, str):
             out.skipped[result] += 1
         else:
+            result, cut = cap_record(result, self.max_record_bytes)
+            out.truncated += cut
             # The Fluentd tag names the stream (Fluent Bit's tail: one tag per file).
-            out.records.append(replace(result, fields=(*result.fields, (TAG_FIELD, out.tag))))
+            out.records.append(replace(result, fields=(*result.fields, (TAG_FIELD, out.tag[:256]))))
 
 
 def _is_marker(raw_time: Any) -> bool:

@@ -35,7 +35,7 @@ from plugins.forward_codec import (
     encode_ack,
     new_unpacker,
 )
-from plugins.records import RecordFieldOptions
+from plugins.records import DEFAULT_MAX_RECORD_BYTES, RecordFieldOptions
 
 log = structlog.get_logger(__name__)
 
@@ -57,6 +57,7 @@ class ForwardSourceOptions(RecordFieldOptions):
     idle_timeout_secs: float = 300.0
     handshake_timeout_secs: float = 10.0
     max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES
+    max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES  # longer records are cut (counted)
     dedupe_chunks: int = 4096
     max_connections: int = 256
 
@@ -68,8 +69,8 @@ class ForwardSourceOptions(RecordFieldOptions):
             out.append(str(exc))
         if not self.message_field:
             out.append("message_field must name at least one field")
-        if self.max_frame_bytes < 1024:
-            out.append("max_frame_bytes must be at least 1024")
+        if self.max_frame_bytes < 1024 or self.max_record_bytes < 1024:
+            out.append("max_frame_bytes and max_record_bytes must be at least 1024")
         if self.idle_timeout_secs <= 0 or self.handshake_timeout_secs <= 0:
             out.append("idle_timeout_secs and handshake_timeout_secs must be > 0")
         if self.max_connections < 1 or self.dedupe_chunks < 0:
@@ -201,7 +202,9 @@ class ForwardSource(Source):
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         pipelined = await self._handshake(reader, writer) if self.options.shared_key else b""
-        decoder = RequestDecoder(self.id, self.options.field_map(), self.options.max_frame_bytes)
+        decoder = RequestDecoder(
+            self.id, self.options.field_map(), self.options.max_frame_bytes, self.options.max_record_bytes
+        )
         unpacker = new_unpacker(self.options.max_frame_bytes)
         fed = 0
         while True:
@@ -254,6 +257,8 @@ class ForwardSource(Source):
             return
         for reason, n in request.skipped.items():
             count_drop(self.id, reason, n)
+        if request.truncated:
+            metrics.records_repaired.labels(component=self.id, reason="record_truncated").inc(request.truncated)
         await self._submit(request, writer)
 
     async def _submit(self, request: DecodedRequest, writer: asyncio.StreamWriter) -> None:

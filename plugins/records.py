@@ -9,7 +9,7 @@ also offered under the conventional names `level` / `entity`, which the parser r
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import orjson
@@ -17,6 +17,8 @@ import orjson
 from agent.types import Record
 
 MAX_DEPTH = 4
+DEFAULT_MAX_RECORD_BYTES = 64 * 1024  # the same cap as a line source's max_line_bytes
+MAX_FIELDS = 256  # fields kept per structured record (the message field aside)
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,6 +148,20 @@ def record_from_map(
         time=time,
         fields=tuple(rest + aliases),
     )
+
+
+def cap_record(record: Record, max_chars: int) -> tuple[Record, bool]:
+    """`record` with its line and every field value cut at `max_chars` characters and at most
+    `MAX_FIELDS` fields; True when anything was cut (the caller counts `record_truncated`).
+
+    A Forward record can be any size up to the frame limit (16 MiB); nothing after a source
+    should hold or emit more than this per record.
+    """
+    line, fields = record.line, record.fields
+    if len(line) <= max_chars and len(fields) <= MAX_FIELDS and all(len(v) <= max_chars for _, v in fields):
+        return record, False
+    capped = tuple((k[:max_chars], v[:max_chars]) for k, v in fields[:MAX_FIELDS])
+    return replace(record, line=line[:max_chars], fields=capped), True
 
 
 _INVALID = object()

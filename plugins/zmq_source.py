@@ -31,7 +31,7 @@ from agent import metrics
 from agent.types import DataGap, Record
 from plugins.addresses import zmq_endpoint_problem
 from plugins.base import Batch, BatchQueue, Source, count_drop, now
-from plugins.records import LineDecoder, RecordFieldOptions, record_from_map
+from plugins.records import LineDecoder, RecordFieldOptions, cap_record, record_from_map
 
 log = structlog.get_logger(__name__)
 
@@ -101,7 +101,9 @@ class ZmqSource(Source):
         sock = self._ctx.socket(SOCKET_TYPES[self.options.socket_type])
         sock.setsockopt(zmq.RCVHWM, self.options.rcvhwm)
         sock.setsockopt(zmq.LINGER, 0)
-        sock.setsockopt(zmq.MAXMSGSIZE, self.options.max_message_bytes)
+        # Messages up to twice the limit still arrive, so the ones over it are counted here;
+        # beyond that libzmq drops the connection before we see the message.
+        sock.setsockopt(zmq.MAXMSGSIZE, 2 * self.options.max_message_bytes)
         if self.options.socket_type == "sub":
             for topic in self.options.subscribe:
                 sock.setsockopt(zmq.SUBSCRIBE, topic.encode())
@@ -148,6 +150,13 @@ class ZmqSource(Source):
                 gap = self._check_sequence(header, received_at)
                 if gap is not None:
                     events.append(gap)
+        if sum(len(f) for f in frames) > self.options.max_message_bytes:
+            count_drop(self.id, "message_too_large")
+            log.warning("zmq message over max_message_bytes dropped", source=self.id, throttle=True)
+            return Batch(source=self.id, records=[], events=events)
+        if not payload.strip():
+            count_drop(self.id, "empty_message")
+            return Batch(source=self.id, records=[], events=events)
         records = self._decode_payload(payload, received_at)
         return Batch(source=self.id, records=records, events=events)
 
@@ -172,6 +181,11 @@ class ZmqSource(Source):
         log.warning("zmq data gap", source=self.id, producer=producer, lost=seq - expected, throttle=True)
         return DataGap(source=self.id, producer=producer, epoch=epoch, expected_seq=expected, received_seq=seq, at=at)
 
+    def _count_cut(self, raw: bytes) -> None:
+        """A line over max_line_bytes is cut by the decoder: count it."""
+        if len(raw) > self.options.max_line_bytes and len(raw.rstrip(b"\r\n")) > self.options.max_line_bytes:
+            metrics.records_repaired.labels(component=self.id, reason="line_truncated").inc()
+
     def _decode_payload(self, payload: bytes, received_at: float) -> list[Record]:
         fmt = self.options.format
         if fmt == "msgpack" or (fmt == "auto" and payload[:1] and payload[0] in _MSGPACK_LEADS):
@@ -180,6 +194,7 @@ class ZmqSource(Source):
         for raw in payload.split(b"\n"):
             if not raw.strip():
                 continue
+            self._count_cut(raw)
             result = self._lines.decode(raw, received_at)
             if isinstance(result, str):
                 count_drop(self.id, result)
@@ -201,9 +216,14 @@ class ZmqSource(Source):
         for item in items:
             if isinstance(item, bytes | str):
                 raw = item if isinstance(item, bytes) else item.encode("utf-8", "surrogateescape")
+                self._count_cut(raw)
                 result: Record | str = self._lines.decode(raw, received_at)
             elif isinstance(item, dict):
                 result = record_from_map(item, self.options.field_map(), self.id, received_at, None)
+                if not isinstance(result, str):
+                    result, cut = cap_record(result, self.options.max_line_bytes)
+                    if cut:
+                        metrics.records_repaired.labels(component=self.id, reason="record_truncated").inc()
             else:
                 result = "bad_item"
             if isinstance(result, str):

@@ -107,6 +107,42 @@ def test_pull_formats_header_gaps_and_garbage() -> None:
     asyncio.run(asyncio.wait_for(scenario(), 30))
 
 
+def test_every_drop_and_cut_is_counted() -> None:
+    """Issue 14, defect 6: a message over max_message_bytes, an empty message, an over-long
+    line and an over-long msgpack record each leave a count behind."""
+
+    async def scenario() -> None:
+        sid = f"zmq-{uuid.uuid4().hex[:6]}"
+        options = ZmqSourceOptions(listen="tcp://127.0.0.1:*", max_message_bytes=4096, max_line_bytes=100)
+        source = ZmqSource(sid, options)
+        queue = BatchQueue(10_000)
+        await source.start(queue)
+        ctx, push = producer(source.endpoint)
+        try:
+            push.send(b"x" * 5000)  # over max_message_bytes (under libzmq's 2x limit)
+            push.send(b"")
+            push.send(b"  \n")
+            push.send(b"long " * 100)
+            push.send(msgpack.packb([{"log": "m" * 300, "pod": "p" * 300}]))
+            push.send(b"last")
+            batches = await collect(queue, until=3)
+        finally:
+            push.close()
+            ctx.term()
+            await source.stop()
+        records = [r for b in batches for r in b.records]
+        assert [len(r.line) for r in records] == [100, 100, 4]
+        assert all(len(v) <= 100 for r in records for _, v in r.fields)
+        dropped = "logdetect_records_dropped_total"
+        repaired = "logdetect_records_repaired_total"
+        assert counter(dropped, {"component": sid, "reason": "message_too_large"}) == 1
+        assert counter(dropped, {"component": sid, "reason": "empty_message"}) == 2
+        assert counter(repaired, {"component": sid, "reason": "line_truncated"}) == 1
+        assert counter(repaired, {"component": sid, "reason": "record_truncated"}) == 1
+
+    asyncio.run(asyncio.wait_for(scenario(), 30))
+
+
 def test_full_queue_stops_receiving_and_nothing_is_lost() -> None:
     """With the queue full the source stops calling recv: messages wait in ZeroMQ (PUSH blocks at
     its HWM), and once the consumer runs every message arrives, none dropped."""

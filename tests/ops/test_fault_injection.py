@@ -306,7 +306,7 @@ def _content_ids() -> bool:
 
 needs_content_ids = pytest.mark.xfail(
     not _content_ids(),
-    strict=True,
+    strict=False,  # the random crash points do not always catch an unsnapshotted template
     reason="online template ids are handed out in arrival order, so a crash before the snapshot "
     "hands an id out again (issue 14 defect 3); content-derived ids (issue 12) fix it",
 )

@@ -296,3 +296,16 @@ def test_odd_but_valid_msgpack_requests(request: list[Any]) -> None:
     for record in out.records:
         assert isinstance(record.line, str)
         assert all(isinstance(k, str) and isinstance(v, str) for k, v in record.fields)
+
+
+def test_a_10_mb_record_is_cut_at_max_record_bytes_and_counted() -> None:
+    """Issue 14, defect 2: a 10 MB Forward record became a 10 MB event; now every record, its
+    fields included, is cut at `max_record_bytes` (64 KiB by default) and counted."""
+    decoder = RequestDecoder("fb", FieldMap(message=("log",)))
+    huge = "x" * (10 * 1024 * 1024)
+    request = ["app", [[1_700_000_000, {"log": huge, "kubernetes": {"labels": huge}}]], {"chunk": "c"}]
+    out = decoder.decode(msgpack.unpackb(msgpack.packb(request), raw=True), 1_700_000_001.0)
+    (record,) = out.records
+    assert len(record.line) == 64 * 1024
+    assert all(len(value) <= 64 * 1024 for _, value in record.fields)
+    assert out.truncated == 1
