@@ -8,7 +8,8 @@ clock is passed in (`now`), so tests drive it. Sources and sinks (I/O) live in `
 
 Templates: the training miner from the bundle is frozen (inference-only `match`), so the
 training vocabulary never drifts; lines it does not know are clustered by a separate online
-miner whose template ids start at ONLINE_ID_BASE and whose state is snapshotted to `state_dir`
+miner whose template ids are ONLINE_ID_BASE + a hash of the first message's form (the same on
+every host and after a lost snapshot) and whose state is snapshotted to `state_dir`
 (atomically, on a timer and at close), so ids survive restarts.
 """
 
@@ -86,7 +87,10 @@ class Pipeline:
         check_bundle_compatible(bundle)
         self.bundle_id = hashlib.sha256(json.dumps(manifest["files"], sort_keys=True).encode()).hexdigest()[:16]
         self.miner = TemplateMiner.from_state(bundle.read_json("drain_state.json"))
-        self.online_miner = self._load_online_miner(MinerConfig(**manifest.get("miner", {})))
+        # Online ids come from the first message's form (content ids): a template found after a
+        # crash that lost the snapshot, or on another host, gets the same id.
+        online_cfg = dataclasses.replace(MinerConfig(**manifest.get("miner", {})), content_ids=True)
+        self.online_miner = self._load_online_miner(online_cfg)
         self.snapshotter: Snapshotter | None = None
         if config.state_dir is not None:
             config.state_dir.mkdir(parents=True, exist_ok=True)

@@ -1,32 +1,49 @@
-"""Template mining: Drain3's tree, our masking, our memo, our persistence.
+"""Template mining: typed tokens, a Drain-style prefix tree, and merges on position variability.
 
-Drain3 is wrapped, never leaked. We keep its `Drain` prefix tree and clustering rules (so
-templates and cluster ids are what Drain3 would produce for the same masked messages), and own
-everything around it:
+The miner is incremental: `add` learns one message at a time, `match` looks one up without
+learning. What it does with a message:
 
-* **Masking** (`agent.masking`): one pass, Drain3's own masker is not used.
-* **Memo**: masked message → cluster, in a bounded LRU. Most lines repeat a message shape, so
-  a hit skips the tree search. The memo is exact, not approximate: an entry is valid only while
-  no cluster with the same token count has been created or changed since it was stored (a
-  generation counter per token count; Drain's tree is keyed by token count first), and its
-  cluster has not been evicted. Under those conditions Drain's tree search would return the same
-  cluster, so results, `size` counts and the cluster LRU order are identical to bare Drain3.
-  A hit still increments `size` and touches the cluster LRU: `size` is the number of lines
-  `add` assigned to the cluster, as in Drain3.
-* **Params** come from the mask values and from the tokens at the template's `<*>` positions,
-  in token order; no per-template regex runs per line.
-* **Persistence**: `to_state` is plain JSON (clusters in LRU order + the prefix tree, the
-  config and a fingerprint of the mask definitions); `save` writes it atomically. Drain3's
-  persistence handlers and jsonpickle are never used. `from_state` refuses other format
-  versions, changed masks, and (when asked) a different config.
-* **Bounded state**: `max_clusters` evicts the least recently used cluster. An evicted cluster
-  that reappears is created again under a NEW id (id churn: a model vocabulary keyed on the old
-  id sees it as unknown), and Drain's tree nodes are never removed (only `max_children` and
-  masking bound them). The memo holds at most `cache_size` entries.
+1. **Tokens and masks.** The message is split on whitespace (after `extra_delimiters`) and
+   masked in one pass (`agent.masking`: IPs, numbers, hex, UUIDs, paths, block ids).
+2. **Memo.** The masked message is the key of a bounded LRU memo. Most lines repeat a masked
+   shape, so a hit costs one dict lookup. An entry stays valid while no template with the same
+   token count was created, merged or evicted since it was stored (a generation per token
+   count), so a hit always gives what a fresh lookup would.
+3. **Token typing** (on a memo miss). A token is a *variable* (`<*>`) when a mask replaced part
+   of it or it holds a digit; a `key=value` token becomes `key=<*>` (the key is a word, the
+   value is a variable). The other tokens are words and must match exactly.
+4. **Prefix tree.** Drain's layout: token count, then the first `depth - 2` typed tokens, then a
+   leaf holding template ids. A variable token routes to the `<*>` branch; unlike Drain the
+   search also follows the `<*>` branch when a word has its own child, so a template that
+   became variable in an early position is still found. A message fits a template when every
+   word of the template is equal to the message's token at that position; the most specific
+   fitting template wins (fewest variables, then the lowest id).
+5. **New template or merge.** A message that fits no template creates one. Each template is
+   filed, for each of its word positions p, in a *sibling group*: templates equal everywhere
+   except at p. When a group holds `var_min_values` or more different words at p and its lines
+   per word are at most `var_max_repeat` (the words are rare: user names, job names, not
+   `Started`/`Stopped`), position p is variable (Brain's position-wise variability): the
+   group's templates merge into the one with the lowest id, whose token p becomes `<*>`.
+   The other ids become aliases of the survivor (`resolve`, `aliases`), so a model that knew
+   an old id keeps being served through the survivor.
 
-Tokenisation: the message is split on whitespace after `extra_delimiters` are replaced by
-spaces, and masking runs on those tokens (Drain3 masks first, then splits; with the default
-`extra_delimiters=()` the two agree).
+Template text: words as they are; a variable position shows its masked form when all lines had
+the same one (`/<IP>`, `<NUM>`, `uid=<NUM>`), `key=<*>` for a key=value token, else `<*>`.
+`params` are the values at the variable positions in token order: the mask values where the
+masked form is shown, the whole token (or the value after `key=`) at `<*>`.
+
+Ids: by default in order of creation (1, 2, …). With `content_ids` an id is derived from the
+typed form of the message that created the template (a 40-bit hash, probing on the rare
+collision), so the same first message gives the same id on every host and after a crash that
+lost the snapshot; merges still keep the lowest id.
+
+Persistence: `to_state` is plain versioned JSON (templates in LRU order, aliases, the
+sibling groups, the config and a fingerprint of the mask definitions); `save` writes it
+atomically. The tree and the memo are rebuilt or refilled, never saved.
+
+Bounded state: `max_clusters` evicts the least recently used template (its aliases go with it);
+a shape seen again after eviction creates a new template under a new id (with `content_ids`,
+the same id again). The memo holds at most `cache_size` entries.
 
 One owner: a miner is not thread-safe; call it from one thread.
 """
@@ -34,26 +51,29 @@ One owner: a miner is not thread-safe; call it from one thread.
 from __future__ import annotations
 
 import enum
+import hashlib
 import json
 from collections import OrderedDict
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, fields
-from itertools import chain
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, TypeVar
 
 import orjson
-from drain3.drain import Drain, LogCluster, Node
 
 from agent.atomic import write_atomic
 from agent.errors import BundleError, ConfigError
 from agent.masking import MASK_NAMES, Masker, drain3_instructions, masks_fingerprint, select_masks
+from agent.token_types import PARAM, is_var, is_word, key_value, shown, typed_tokens, values_of
 
-if TYPE_CHECKING:
-    from drain3.template_miner_config import TemplateMinerConfig
+__all__ = ["PARAM", "ChangeType", "MinerConfig", "Snapshotter", "TemplateMatch", "TemplateMiner", "learn_templates"]
 
 STATE_FORMAT = "logdetect.template_miner"
-STATE_VERSION = 1
-PARAM = "<*>"
+STATE_VERSION = 2
+V = TypeVar("V")
+_ID_BITS = 40
+_MAX_VALUE_WORDS = 50_000  # words learnt to be values, kept as evidence (bounded)
+_SHAPE_MIN_FORMS = 3  # forms with the same words in place before the rest is taken as values
 
 
 class ChangeType(enum.Enum):
@@ -64,7 +84,7 @@ class ChangeType(enum.Enum):
 
 @dataclass(frozen=True, slots=True)
 class TemplateMatch:
-    template_id: int  # Drain3 cluster id, stable across restarts (see eviction above)
+    template_id: int  # stable across restarts; after a merge, the surviving id
     template: str  # current template text, with `<*>` and mask tokens such as <NUM>, <IP>
     params: tuple[str, ...]  # this line's variable values, in token order
     change: ChangeType
@@ -72,13 +92,16 @@ class TemplateMatch:
 
 @dataclass(frozen=True)
 class MinerConfig:
-    sim_th: float = 0.4
+    sim_th: float = 0.4  # kept for configs written before the variability merge; unused
     depth: int = 4
     max_children: int = 100
     max_clusters: int | None = 20000
     extra_delimiters: tuple[str, ...] = ()
     masks: tuple[str, ...] = MASK_NAMES
     cache_size: int = 20_000  # ~3 KiB per entry on long novel messages: a sidecar budget item
+    var_min_values: int = 5  # different words at one position before it can be a variable
+    var_max_repeat: float = 1000.0  # ... and at most this many lines per word on average
+    content_ids: bool = False  # ids from the first message's typed form instead of a counter
 
     def __post_init__(self) -> None:
         # Accept lists (a config that went through JSON) but store tuples: the config is hashable.
@@ -97,6 +120,10 @@ class MinerConfig:
             raise ConfigError(f"miner cache_size must be >= 0, got {self.cache_size}")
         if any(not d or d.isspace() for d in self.extra_delimiters):
             raise ConfigError("miner extra_delimiters must be non-blank strings")
+        if self.var_min_values < 2:
+            raise ConfigError(f"miner var_min_values must be at least 2, got {self.var_min_values}")
+        if self.var_max_repeat < 1.0:
+            raise ConfigError(f"miner var_max_repeat must be at least 1, got {self.var_max_repeat}")
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -112,11 +139,10 @@ class MinerConfig:
             raise ConfigError(f"unknown miner config key(s) {unknown}; known: {sorted(known)}")
         return cls(**data)
 
-    def drain3_config(self) -> TemplateMinerConfig:
-        """An explicit Drain3 config equal to this one, masks as Drain3 regexes.
+    def drain3_config(self) -> Any:
+        """An explicit Drain3 `TemplateMinerConfig` with these tree settings and masks.
 
-        Never reads a `drain3.ini`. Used by the bench's bare-Drain3 baseline; the miner itself
-        builds Drain from the same values and masks on its own.
+        Never reads a `drain3.ini`. Used by the bench's bare-Drain3 baseline.
         """
         from drain3.masking import MaskingInstruction
         from drain3.template_miner_config import TemplateMinerConfig
@@ -137,34 +163,55 @@ class MinerConfig:
         return cfg
 
 
-class _ClusterLRU(OrderedDict[int, LogCluster]):
-    """Drain's `id_to_cluster` when bounded: same semantics as Drain3's LogClusterCache.
+class _Template:
+    """One template: typed tokens, line count, and how each variable position is shown."""
 
-    `get` does not touch (fast_match tests candidates with it), `[]` touches, inserting past
-    `maxsize` evicts the least recently used. Ours, rather than cachetools', because the
-    iteration order IS the LRU order, which `to_state` saves so a restored miner evicts
-    exactly as the original would have.
-    """
+    __slots__ = ("display", "fixed", "id", "shape", "size", "skeleton", "slots", "text", "tokens", "words")
 
-    def __init__(self, maxsize: int) -> None:
-        super().__init__()
-        self.maxsize = maxsize
+    def __init__(
+        self, tid: int, tokens: tuple[str, ...], display: list[str | None], size: int, fixed: Iterable[int] = ()
+    ) -> None:
+        self.id = tid
+        self.tokens = tokens
+        self.skeleton = tuple(t for t in tokens if t != PARAM)
+        self.words = tuple(t for t in tokens if is_word(t))
+        self.shape = tuple(t if is_word(t) else PARAM for t in tokens)
+        self.size = size
+        # Per position: None for a word; the shown token for a variable position.
+        self.display = display
+        # Variable positions that held one and the same unmasked token on every line so far
+        # (`ssh2`): shown as that token, no param. Only unmasked tokens: a memo hit (same
+        # masked message) then has the same token there.
+        self.fixed = set(fixed)
+        self.text = ""
+        self.slots: tuple[tuple[int, int], ...] = ()
+        self.refresh()
 
-    def __getitem__(self, key: int) -> LogCluster:
-        value = super().__getitem__(key)
-        self.move_to_end(key)
-        return value
+    def refresh(self) -> None:
+        shown = [t if d is None else d for t, d in zip(self.tokens, self.display, strict=True)]
+        self.text = " ".join(shown)
+        # (position, how to read its params): 0 = mask values, 1 = whole token, 2 = typed parts.
+        slots = []
+        for i, d in enumerate(self.display):
+            if d is None or i in self.fixed:
+                continue
+            if d == PARAM:
+                slots.append((i, 1))
+            elif d == self.tokens[i]:
+                slots.append((i, 2))  # a typed token such as key=<*>: the values inside it
+            else:
+                slots.append((i, 0))  # the masked form: the mask values
+        self.slots = tuple(slots)
 
-    def __setitem__(self, key: int, value: LogCluster) -> None:
-        super().__setitem__(key, value)
-        self.move_to_end(key)
-        while len(self) > self.maxsize:
-            self.popitem(last=False)
+
+def _fits(template: tuple[str, ...], typed: tuple[str, ...]) -> bool:
+    return all(t in (s, PARAM) for t, s in zip(template, typed, strict=True))
 
 
-# A memo entry: (cluster or None for "match found nothing", generation of its token count,
-# template text, indices of `<*>` in the template, usable by `add`).
-_Entry = tuple[LogCluster | None, int, str, tuple[int, ...], bool]
+def content_id(typed: tuple[str, ...]) -> int:
+    """A 40-bit id from a typed token sequence (the same on every host and every run)."""
+    digest = hashlib.blake2b("\x1f".join(typed).encode("utf-8", "surrogatepass"), digest_size=8).digest()
+    return int.from_bytes(digest, "big") >> (64 - _ID_BITS) or 1
 
 
 @dataclass
@@ -173,28 +220,32 @@ class MemoStats:
     misses: int = 0
 
 
+# A memo entry: (template id or None for "nothing fits", generation of its token count,
+# usable by `add` (False when `match` found nothing and `add` must still create)).
+_Entry = tuple[int | None, int]
+
+
 class TemplateMiner:
     def __init__(self, config: MinerConfig | None = None) -> None:
         self.config = config if config is not None else MinerConfig()
         masks = select_masks(self.config.masks)
         self._masker = Masker(masks)
         self._fingerprint = masks_fingerprint(masks)
-        self._drain = Drain(
-            depth=self.config.depth,
-            sim_th=self.config.sim_th,
-            max_children=self.config.max_children,
-            max_clusters=None,
-            extra_delimiters=(),  # applied by us, before masking
-            param_str=PARAM,
-            parametrize_numeric_tokens=True,
-        )
-        if self.config.max_clusters is not None:
-            self._drain.id_to_cluster = _ClusterLRU(self.config.max_clusters)
-        self._bounded = self.config.max_clusters is not None
         self._delimiters = self.config.extra_delimiters
+        self._templates: OrderedDict[int, _Template] = OrderedDict()  # LRU order, oldest first
+        self._alias: dict[int, int] = {}  # merged id -> surviving id
+        self._groups: dict[tuple[int, str], dict[str, list[int]]] = {}  # (pos, rest) -> word -> ids
+        self._tree: dict[Any, Any] = {}
+        self._skeletons: dict[tuple[str, ...], list[int]] = {}  # non-`<*>` tokens -> form ids
+        self._word_skeletons: dict[tuple[str, ...], list[int]] = {}  # words only -> form ids
+        self._shapes: dict[tuple[str, ...], list[int]] = {}  # words in place, values as `<*>`
+        self._word_groups: dict[str, set[tuple[int, str]]] = {}  # word -> groups it is in (rebuilt)
+        self._values: set[str] = set()  # words learnt to be values (key=value, merged positions)
         self._memo: OrderedDict[str, _Entry] = OrderedDict()
         self._generation: dict[int, int] = {}
+        self._counter = 0
         self.revision = 0  # number of `add` calls; the snapshotter saves only when it moved
+        self.merges = 0
         self.stats = MemoStats()
 
     # -- the hot path -------------------------------------------------------------------------
@@ -206,44 +257,33 @@ class TemplateMiner:
             message = message.replace(delimiter, " ")
         return message.split()
 
-    def _valid(self, entry: _Entry, ntokens: int) -> bool:
-        cluster = entry[0]
-        if entry[1] != self._generation.get(ntokens, 0):
-            return False
-        if cluster is None or not self._bounded:
-            return True
-        return self._drain.id_to_cluster.get(cluster.cluster_id) is cluster
-
     def _remember(self, key: str, entry: _Entry) -> None:
         memo = self._memo
         memo[key] = entry
-        memo.move_to_end(key)
         if len(memo) > self.config.cache_size:
             memo.popitem(last=False)
 
     @staticmethod
-    def _params(
-        tokens: list[str], values: dict[int, tuple[str, ...]], wild: tuple[int, ...]
-    ) -> tuple[str, ...]:
-        if not wild:
-            if not values:
-                return ()
-            if len(values) == 1:
-                return next(iter(values.values()))
-            return tuple(chain.from_iterable(values.values()))
-        wild_set = set(wild)
+    def _params(tpl: _Template, tokens: list[str], values: dict[int, tuple[str, ...]]) -> tuple[str, ...]:
         out: list[str] = []
-        for i in sorted(wild_set.union(values)):
-            if i in wild_set:
-                out.append(tokens[i])  # the raw token, masks and all
+        for i, how in tpl.slots:
+            if how == 0:
+                out.extend(values.get(i, ()))
+            elif how == 1:
+                out.append(tokens[i])
             else:
-                out.extend(values[i])
+                out.extend(values_of(tpl.tokens[i], tokens[i]))
         return tuple(out)
 
-    def _entry_for(self, cluster: LogCluster, ntokens: int, learnable: bool) -> _Entry:
-        template_tokens = cluster.log_template_tokens
-        wild = tuple(i for i, t in enumerate(template_tokens) if t == PARAM)
-        return (cluster, self._generation.get(ntokens, 0), " ".join(template_tokens), wild, learnable)
+    def _cached(self, key: str, ntokens: int) -> _Entry | None:
+        entry = self._memo.get(key)
+        if entry is None or entry[1] != self._generation.get(ntokens, 0):
+            return None
+        tid = entry[0]
+        if tid is not None and tid not in self._templates:
+            return None
+        self._memo.move_to_end(key)
+        return entry
 
     def add(self, message: str) -> TemplateMatch:
         """Learn from one message (training, and online mining) and return its template."""
@@ -252,96 +292,416 @@ class TemplateMiner:
         masked, values = self._masker.mask_tokens(tokens)
         key = " ".join(masked)
         ntokens = len(masked)
-        entry = self._memo.get(key)
-        drain = self._drain
-        if entry is not None and entry[4] and self._valid(entry, ntokens):
-            cluster = entry[0]
-            if cluster is not None:  # always so for `add` entries (entry[4])
-                self.stats.hits += 1
-                self._memo.move_to_end(key)
-                cluster.size += 1
-                if self._bounded:  # touch the cluster LRU as Drain does (`id_to_cluster[id]`)
-                    drain.id_to_cluster.move_to_end(cluster.cluster_id)
-                params = self._params(tokens, values, entry[3])
-                return TemplateMatch(cluster.cluster_id, entry[2], params, ChangeType.NONE)
+        entry = self._cached(key, ntokens)
+        if entry is not None and entry[0] is not None:
+            self.stats.hits += 1
+            hit = self._templates[entry[0]]
+            hit.size += 1
+            self._templates.move_to_end(hit.id)
+            tid = self._alias.get(hit.id, hit.id)
+            return TemplateMatch(tid, hit.text, self._params(hit, tokens, values), ChangeType.NONE)
 
         self.stats.misses += 1
-        cluster = drain.tree_search(drain.root_node, masked, drain.sim_th, False)
-        if cluster is None:
-            drain.clusters_counter += 1
-            cluster = LogCluster(masked, drain.clusters_counter)
-            drain.id_to_cluster[cluster.cluster_id] = cluster
-            drain.add_seq_to_prefix_tree(drain.root_node, cluster)
+        typed = typed_tokens(masked)
+        self._learn_values(masked, typed)
+        tpl = self._best_fit(typed)
+        if tpl is None:
+            tpl = self._create(typed, tokens, masked)
             change = ChangeType.CREATED
+            tpl = self._merge_siblings(tpl)
         else:
-            new_tokens = tuple(drain.create_template(masked, cluster.log_template_tokens))
-            if new_tokens == cluster.log_template_tokens:
-                change = ChangeType.NONE
-            else:
-                cluster.log_template_tokens = new_tokens
-                change = ChangeType.CHANGED
-            cluster.size += 1
-            drain.id_to_cluster[cluster.cluster_id]  # touch the cluster LRU as Drain does
-        if change is not ChangeType.NONE:
-            # Any other message of this token count may now land elsewhere: its memo entries lapse.
-            self._generation[ntokens] = self._generation.get(ntokens, 0) + 1
-        entry = self._entry_for(cluster, ntokens, learnable=True)
-        self._remember(key, entry)
-        return TemplateMatch(cluster.cluster_id, entry[2], self._params(tokens, values, entry[3]), change)
+            tpl.size += 1
+            change = ChangeType.CHANGED if self._show(tpl, typed, tokens, masked) else ChangeType.NONE
+        self._templates.move_to_end(tpl.id)
+        self._evict()
+        self._remember(key, (tpl.id, self._generation.get(ntokens, 0)))
+        return TemplateMatch(self._owner(tpl.id), tpl.text, self._params(tpl, tokens, values), change)
+
+    def _learn_values(self, masked: list[str], typed: tuple[str, ...]) -> None:
+        """Words that follow `key=` are values; remembered as evidence for `_variable`."""
+        known = self._values
+        for m, t in zip(masked, typed, strict=True):
+            value = key_value(t, m)
+            if value is not None and len(known) < _MAX_VALUE_WORDS:
+                known.add(value)
 
     def match(self, message: str) -> TemplateMatch | None:
         """The template this message fits as it is, without learning; None when none does.
 
-        First the cluster `add` would choose, if it would not have to change; otherwise Drain's
-        exact match (all non-`<*>` tokens equal) over every cluster with this token count.
-        Never creates or changes a cluster, never touches `size` or the LRU.
+        Never creates, merges or changes a template, never touches `size` or the LRU.
         """
         tokens = self._tokens(message)
         masked, values = self._masker.mask_tokens(tokens)
         key = " ".join(masked)
         ntokens = len(masked)
-        entry = self._memo.get(key)
-        if entry is None or not self._valid(entry, ntokens):
+        memo = self._memo
+        entry = memo.get(key)
+        if entry is None or entry[1] != self._generation.get(ntokens, 0):
             self.stats.misses += 1
-            entry = self._lookup(masked, key, ntokens)
-            self._remember(key, entry)
+            tpl = self._best_fit(typed_tokens(masked))
+            self._remember(key, (None if tpl is None else tpl.id, self._generation.get(ntokens, 0)))
         else:
             self.stats.hits += 1
-            self._memo.move_to_end(key)
-        cluster = entry[0]
-        if cluster is None:
+            memo.move_to_end(key)
+            tpl = None if entry[0] is None else self._templates.get(entry[0])
+        if tpl is None:
             return None
-        params = self._params(tokens, values, entry[3])
-        return TemplateMatch(cluster.cluster_id, entry[2], params, ChangeType.NONE)
+        return TemplateMatch(self._owner(tpl.id), tpl.text, self._params(tpl, tokens, values), ChangeType.NONE)
 
-    def _lookup(self, masked: list[str], key: str, ntokens: int) -> _Entry:
-        drain = self._drain
-        cluster = drain.tree_search(drain.root_node, masked, drain.sim_th, False)
-        if cluster is not None:
-            fitted = tuple(drain.create_template(masked, cluster.log_template_tokens))
-            if fitted == cluster.log_template_tokens:  # `add` would take it unchanged
-                return self._entry_for(cluster, ntokens, learnable=True)
-        # Drain tokenises `key` exactly as `masked` (single spaces, no extra delimiters).
-        cluster = drain.match(key, full_search_strategy="fallback")
-        if cluster is None:
-            return (None, self._generation.get(ntokens, 0), "", (), False)
-        return self._entry_for(cluster, ntokens, learnable=False)
+    # -- the tree -----------------------------------------------------------------------------
+
+    def _route(self, typed: tuple[str, ...]) -> tuple[Any, ...]:
+        return (len(typed), *typed[: self.config.depth - 2])
+
+    def _best_fit(self, typed: tuple[str, ...]) -> _Template | None:
+        best: _Template | None = None
+        best_rank: tuple[int, int] | None = None
+        templates = self._templates
+        for tid in self._leaf_ids(self._route(typed)):
+            tpl = templates.get(tid)
+            if tpl is None or not _fits(tpl.tokens, typed):
+                continue
+            rank = (tpl.tokens.count(PARAM), tid)
+            if best_rank is None or rank < best_rank:
+                best, best_rank = tpl, rank
+        return best
+
+    def _leaf_ids(self, route: tuple[Any, ...]) -> list[int]:
+        """Ids in every leaf the route can reach, following the `<*>` branch as well."""
+        nodes = [self._tree]
+        for step in route:
+            nxt = []
+            for node in nodes:
+                child = node.get(step)
+                if child is not None:
+                    nxt.append(child)
+                if step != PARAM:
+                    wild = node.get(PARAM)
+                    if wild is not None:
+                        nxt.append(wild)
+            nodes = nxt
+            if not nodes:
+                return []
+        out: list[int] = []
+        for node in nodes:
+            out.extend(node.get(None, ()))
+        return out
+
+    def _file(self, tpl: _Template) -> None:
+        node = self._tree
+        for step in self._route(tpl.tokens):
+            child = node.get(step)
+            if child is None:
+                # Drain's max_children: a full node sends new words down the `<*>` branch.
+                if step != PARAM and len(node) >= self.config.max_children:
+                    step = PARAM
+                    child = node.get(step)
+                if child is None:
+                    child = node[step] = {}
+            node = child
+        node.setdefault(None, []).append(tpl.id)
+
+    def _unfile(self, tpl: _Template) -> None:
+        for ids in self._all_leaves(self._tree):
+            if tpl.id in ids:
+                ids.remove(tpl.id)
+
+    def _all_leaves(self, node: dict[Any, Any]) -> list[list[int]]:
+        out = []
+        for k, v in node.items():
+            if k is None:
+                out.append(v)
+            else:
+                out.extend(self._all_leaves(v))
+        return out
+
+    # -- creation, display, merges, eviction ----------------------------------------------------
+
+    def _new_id(self, typed: tuple[str, ...]) -> int:
+        if not self.config.content_ids:
+            self._counter += 1
+            return self._counter
+        tid = content_id(typed)
+        while tid in self._templates or tid in self._alias:
+            tid = tid % ((1 << _ID_BITS) - 1) + 1  # linear probing on a collision
+        return tid
+
+    def _bump(self, ntokens: int) -> None:
+        self._generation[ntokens] = self._generation.get(ntokens, 0) + 1
+
+    def _owner(self, form_id: int) -> int:
+        return self._alias.get(form_id, form_id)
+
+    def _create(self, typed: tuple[str, ...], tokens: list[str], masked: list[str]) -> _Template:
+        display: list[str | None] = [
+            shown(t, masked[i], tokens[i]) if is_var(t) else None for i, t in enumerate(typed)
+        ]
+        fixed = [i for i, t in enumerate(typed) if is_var(t) and masked[i] == tokens[i]]
+        for i in fixed:
+            display[i] = tokens[i]
+        tpl = _Template(self._new_id(typed), typed, display, 1, fixed)
+        self._add_form(tpl)
+        return tpl
+
+    def _add_form(self, tpl: _Template) -> None:
+        self._templates[tpl.id] = tpl
+        self._index(tpl)
+        self._bump(len(tpl.tokens))
+        self._group(tpl)
+
+    def _index(self, tpl: _Template) -> None:
+        """File a form in the tree and the skeleton indexes (all rebuilt, never saved)."""
+        self._file(tpl)
+        if len(tpl.skeleton) >= 2:
+            self._skeletons.setdefault(tpl.skeleton, []).append(tpl.id)
+        if len(tpl.words) >= 2:
+            self._word_skeletons.setdefault(tpl.words, []).append(tpl.id)
+            self._shapes.setdefault(tpl.shape, []).append(tpl.id)
+
+    def _drop_form(self, tpl: _Template) -> None:
+        del self._templates[tpl.id]
+        self._unfile(tpl)
+        self._bump(len(tpl.tokens))
+        indexes = ((self._skeletons, tpl.skeleton), (self._word_skeletons, tpl.words), (self._shapes, tpl.shape))
+        for index, key in indexes:
+            ids = index.get(key)
+            if ids is not None and tpl.id in ids:
+                ids.remove(tpl.id)
+                if not ids:
+                    del index[key]
+
+    def _show(self, tpl: _Template, typed: tuple[str, ...], tokens: list[str], masked: list[str]) -> bool:
+        """Fold one more line's shown forms into the template; True when its text changed."""
+        changed = False
+        for i, d in enumerate(tpl.display):
+            if d is None or d == tpl.tokens[i]:
+                continue
+            if i in tpl.fixed:
+                if tokens[i] != d:
+                    tpl.fixed.discard(i)
+                    tpl.display[i] = tpl.tokens[i]
+                    changed = True
+                continue
+            if shown(typed[i], masked[i], tokens[i]) != d:
+                tpl.display[i] = tpl.tokens[i]
+                changed = True
+        if changed:
+            tpl.refresh()
+        return changed
+
+    @staticmethod
+    def _rest(tokens: tuple[str, ...], pos: int) -> str:
+        return "\x1f".join(tokens[:pos]) + "\x1e" + "\x1f".join(tokens[pos + 1 :])
+
+    def _group(self, tpl: _Template) -> None:
+        if len(tpl.skeleton) < 2:
+            return  # a merge must leave a word or typed token: no all-`<*>` templates
+        groups = self._groups
+        for pos, tok in enumerate(tpl.tokens):
+            key = (pos, self._rest(tpl.tokens, pos))
+            words = groups.setdefault(key, {})
+            words.setdefault(tok, []).append(tpl.id)
+            if tok != PARAM:
+                self._word_groups.setdefault(tok, set()).add(key)
+
+    def _shared_elsewhere(self, words: Iterable[str], key: tuple[int, str]) -> bool:
+        """Whether two of `words` also stand at one position of another message: then they are
+        values that messages share (job or table names), not what tells messages apart."""
+        seen: dict[tuple[int, str], int] = {}
+        for word in words:
+            for other in self._word_groups.get(word, ()):
+                if other != key:
+                    seen[other] = seen.get(other, 0) + 1
+                    if seen[other] >= 2:
+                        return True
+        return False
+
+    def _variable(self, words: dict[str, list[_Template]], key: tuple[int, str]) -> bool:
+        """Whether the words seen at one position of otherwise equal templates are values."""
+        if len(words) < 2:
+            return False
+        if PARAM in words or len(words) >= self.config.var_min_values:
+            return True
+        if sum(PARAM in w for w in words) >= 3:
+            return True  # values of one kind with other constant parts (host names, job ids)
+        known = self._values
+        return sum(w in known for w in words) >= 2 or self._shared_elsewhere(words, key)
+
+    def _merge_siblings(self, tpl: _Template) -> _Template:
+        """Merge `tpl` with its siblings at every position where the words are variable."""
+        merged = True
+        while merged and len(tpl.skeleton) > 2:
+            merged = False
+            for pos, tok in enumerate(tpl.tokens):
+                if tok == PARAM:
+                    continue
+                key = (pos, self._rest(tpl.tokens, pos))
+                words = self._groups.get(key)
+                if not words:
+                    continue
+                live: dict[str, list[_Template]] = {}
+                for word, ids in list(words.items()):
+                    # Drop ids that left, or whose form changed (a merge survivor keeps its id).
+                    ids[:] = [i for i in dict.fromkeys(ids) if self._still(i, pos, word, key[1])]
+                    if ids:
+                        live[word] = [self._templates[i] for i in ids]
+                    else:
+                        del words[word]
+                if not self._variable(live, key):
+                    continue
+                tpl = self._merge([t for ts in live.values() for t in ts])
+                merged = True
+                break
+        return self._merge_skeleton(self._merge_shape(tpl))
+
+    def _still(self, tid: int, pos: int, word: str, rest: str) -> bool:
+        tpl = self._templates.get(tid)
+        return (
+            tpl is not None
+            and pos < len(tpl.tokens)
+            and tpl.tokens[pos] == word
+            and self._rest(tpl.tokens, pos) == rest
+        )
+
+    def _merge(self, members: list[_Template]) -> _Template:
+        """One form with `<*>` where `members` (same length) differ replaces them."""
+        members = list({t.id: t for t in members}.values())
+        survivor = min(members, key=lambda t: t.id)
+        tokens = list(survivor.tokens)
+        display = list(survivor.display)
+        for t in members:
+            for i, tok in enumerate(t.tokens):
+                if tok != tokens[i]:
+                    tokens[i] = display[i] = PARAM
+        for t in members:
+            for i, d in enumerate(t.display):
+                if d != display[i]:
+                    display[i] = tokens[i]
+        fixed = set.intersection(*(t.fixed for t in members))
+        fixed = {i for i in fixed if display[i] == survivor.display[i] and tokens[i] == survivor.tokens[i]}
+        known = self._values
+        for t in members:
+            for i, tok in enumerate(t.tokens):
+                if tokens[i] == PARAM and tok != PARAM and len(known) < _MAX_VALUE_WORDS:
+                    known.add(tok)
+        owners = {self._owner(t.id) for t in members}
+        for t in members:
+            self._drop_form(t)
+        merged = _Template(survivor.id, tuple(tokens), display, sum(t.size for t in members), fixed)
+        self._add_form(merged)
+        self._unite(owners | {merged.id}, dead={t.id for t in members if t is not survivor})
+        self.merges += 1
+        return merged
+
+    def _merge_shape(self, tpl: _Template) -> _Template:
+        """Three or more forms with the same words in the same places: values elsewhere."""
+        ids = self._shapes.get(tpl.shape, [])
+        members = [self._templates[i] for i in ids if i in self._templates]
+        if len(members) < _SHAPE_MIN_FORMS or len(tpl.words) < 2:
+            return tpl
+        return self._merge(members)
+
+    def _merge_skeleton(self, tpl: _Template) -> _Template:
+        """Forms with the same words in the same order but other values are one template."""
+        ids = self._skeletons.get(tpl.skeleton, [])
+        owners = {self._owner(i) for i in ids if i in self._templates}
+        # Only words in common (typed values such as host:<*> aside): one template when the
+        # lengths differ, i.e. some value took another number of tokens.
+        n = len(tpl.tokens)
+        templates = self._templates
+        owners.update(
+            self._owner(i)
+            for i in self._word_skeletons.get(tpl.words, ())
+            if i in templates and len(templates[i].tokens) != n
+        )
+        if len(owners) > 1:
+            self._unite(owners, dead=set())
+            self.merges += 1
+        return tpl
+
+    def _unite(self, owners: set[int], dead: set[int]) -> None:
+        """Make the lowest of `owners` the template id of all of them; `dead` forms alias it."""
+        root = min(self._owner(o) for o in owners)
+        alias = self._alias
+        moved = {o for o in owners if o != root} | dead
+        for old in moved:
+            alias[old] = root
+        for old, new in alias.items():
+            if new in moved:
+                alias[old] = root
+        alias.pop(root, None)
+
+    def consolidate(self) -> int:
+        """Re-check every form for variable positions and equal skeletons; returns merges.
+
+        `add` checks a form when it is created; words learnt to be values later (a key=value
+        value, a merged position) can make an earlier group variable. The trainer calls this
+        once after the training lines.
+        """
+        before = self.merges
+        for tid in list(self._templates):
+            tpl = self._templates.get(tid)
+            if tpl is not None:
+                self._merge_siblings(tpl)
+        return self.merges - before
+
+    def _evict(self) -> None:
+        limit = self.config.max_clusters
+        while limit is not None and len(self._templates) > limit:
+            tpl = next(iter(self._templates.values()))
+            self._drop_form(tpl)
+            # The id lives on while another form of the template is live (`_root_form`).
+            owner = self._owner(tpl.id)
+            self._alias.pop(tpl.id, None)
+            if not any(o == owner and f in self._templates for f, o in self._alias.items()):
+                for old in [o for o, n in self._alias.items() if n == owner]:
+                    del self._alias[old]
 
     # -- inspection ---------------------------------------------------------------------------
 
+    def _root_form(self, template_id: int) -> _Template | None:
+        tid = self._alias.get(template_id, template_id)
+        tpl = self._templates.get(tid)
+        if tpl is not None and self._alias.get(tid) is None:
+            return tpl
+        for fid, owner in self._alias.items():  # the owner form was evicted: its first heir
+            if owner == tid and fid in self._templates:
+                return self._templates[fid]
+        return None
+
+    def resolve(self, template_id: int) -> int | None:
+        """The template id `template_id` is now (itself, or its merge survivor); None if gone."""
+        tid = self._alias.get(template_id, template_id)
+        return tid if self._root_form(tid) is not None else None
+
+    def aliases(self) -> dict[int, int]:
+        """Merged id -> surviving id, for every merge whose survivor is live."""
+        return {old: new for old, new in self._alias.items() if self.resolve(new) is not None}
+
     def template(self, template_id: int) -> str | None:
-        cluster = self._drain.id_to_cluster.get(template_id)
-        return None if cluster is None else cluster.get_template()
+        tpl = self._root_form(template_id)
+        return None if tpl is None else tpl.text
 
     def templates(self) -> dict[int, str]:
-        return {cid: c.get_template() for cid, c in self._drain.id_to_cluster.items()}
+        out: dict[int, str] = {}
+        for tid in self._templates:
+            owner = self._owner(tid)
+            if owner not in out:
+                form = self._root_form(owner)
+                if form is not None:
+                    out[owner] = form.text
+        return out
 
     def sizes(self) -> dict[int, int]:
-        """Lines assigned to each live cluster by `add` (memo hits included)."""
-        return {cid: c.size for cid, c in self._drain.id_to_cluster.items()}
+        """Lines assigned to each template by `add` (all its forms, merged ones included)."""
+        out: dict[int, int] = {}
+        for tid, t in self._templates.items():
+            owner = self._owner(tid)
+            out[owner] = out.get(owner, 0) + t.size
+        return out
 
     def __len__(self) -> int:
-        return len(self._drain.id_to_cluster)
+        return len({self._owner(tid) for tid in self._templates})
 
     @property
     def memo_size(self) -> int:
@@ -352,21 +712,24 @@ class TemplateMiner:
     def to_state(self) -> dict[str, Any]:
         """Everything needed to continue exactly where this miner is, as plain JSON values.
 
-        Clusters are listed least recently used first; the tree keeps its (possibly stale)
-        cluster id lists as they are, so the restored tree is identical, not just equivalent.
-        The memo is a pure cache and is not saved.
+        Templates are listed least recently used first. The tree is rebuilt from them and the
+        memo is a pure cache: neither is saved.
         """
-        drain = self._drain
         return {
             "format": STATE_FORMAT,
             "version": STATE_VERSION,
             "masks_fingerprint": self._fingerprint,
             "config": self.config.to_dict(),
-            "clusters_counter": drain.clusters_counter,
-            "clusters": [
-                [c.cluster_id, c.size, list(c.log_template_tokens)] for c in drain.id_to_cluster.values()
+            "counter": self._counter,
+            "templates": [
+                [t.id, t.size, list(t.tokens), list(t.display), sorted(t.fixed)] for t in self._templates.values()
             ],
-            "tree": _node_to_json(drain.root_node),
+            "aliases": [[old, new] for old, new in self._alias.items()],
+            "groups": [
+                [pos, rest, [[word, ids] for word, ids in words.items()]]
+                for (pos, rest), words in self._groups.items()
+            ],
+            "values": sorted(self._values),
         }
 
     @classmethod
@@ -398,21 +761,29 @@ class TemplateMiner:
                 "template-miner state was saved with different mask definitions; retrain or "
                 "delete the snapshot"
             )
-        drain = miner._drain
         try:
-            drain.clusters_counter = int(state["clusters_counter"])
-            store = drain.id_to_cluster
-            for cid, size, tokens in state["clusters"]:
+            miner._counter = int(state["counter"])
+            for tid, size, tokens, display, fixed in state["templates"]:
                 if not isinstance(tokens, list) or not all(isinstance(t, str) for t in tokens):
-                    raise TypeError(f"cluster {cid} tokens are not a list of strings")
-                cluster = LogCluster(tokens, int(cid))
-                cluster.size = int(size)
-                store[cluster.cluster_id] = cluster
-            drain.root_node = _node_from_json(state["tree"])
+                    raise TypeError(f"template {tid} tokens are not a list of strings")
+                if not isinstance(display, list) or len(display) != len(tokens):
+                    raise TypeError(f"template {tid} display does not match its tokens")
+                shown = [None if d is None else str(d) for d in display]
+                tpl = _Template(int(tid), tuple(tokens), shown, int(size), (int(i) for i in fixed))
+                miner._templates[tpl.id] = tpl
+                miner._index(tpl)
+            miner._alias = {int(old): int(new) for old, new in state["aliases"]}
+            for pos, rest, words in state["groups"]:
+                key = (int(pos), str(rest))
+                miner._groups[key] = {str(w): [int(i) for i in ids] for w, ids in words}
+                for w in miner._groups[key]:
+                    if w != PARAM:
+                        miner._word_groups.setdefault(w, set()).add(key)
+            miner._values = {str(v) for v in state["values"]}
         except (KeyError, TypeError, ValueError) as exc:
             raise BundleError(f"template-miner state is malformed: {exc}") from exc
-        if config.max_clusters is not None and len(drain.id_to_cluster) > config.max_clusters:
-            raise BundleError("template-miner state holds more clusters than its max_clusters")
+        if config.max_clusters is not None and len(miner._templates) > config.max_clusters:
+            raise BundleError("template-miner state holds more templates than its max_clusters")
         return miner
 
     def save(self, path: Path) -> int:
@@ -443,20 +814,24 @@ class TemplateMiner:
         return cls.from_state(state, expected_config)
 
 
-def _node_to_json(node: Node) -> list[Any]:
-    children = {tok: _node_to_json(child) for tok, child in node.key_to_child_node.items()}
-    return [list(node.cluster_ids), children]
+def learn_templates(messages: Iterable[str], config: MinerConfig | None = None) -> TemplateMiner:
+    """A miner that learnt `messages` in order and then consolidated: what training freezes."""
+    miner = TemplateMiner(config)
+    add = miner.add
+    for message in messages:
+        add(message)
+    miner.consolidate()
+    return miner
 
 
-def _node_from_json(data: Any) -> Node:
-    if not (isinstance(data, list) and len(data) == 2 and isinstance(data[1], dict)):
-        raise TypeError("tree node must be [cluster_ids, {token: node}]")
-    node = Node()
-    node.cluster_ids = [int(cid) for cid in data[0]]
-    node.key_to_child_node = {str(tok): _node_from_json(child) for tok, child in data[1].items()}
-    return node
-
-
+def remap_ids(by_id: dict[int, V], aliases: dict[int, int]) -> dict[int, V]:
+    """`by_id` with every merged id's entry also under its surviving id (the survivor's own
+    entry wins): a vocabulary or profile keyed by old ids keeps serving after merges."""
+    out = dict(by_id)
+    for old, new in sorted(aliases.items()):
+        if old in by_id and new not in out:
+            out[new] = by_id[old]
+    return out
 
 
 class Snapshotter:

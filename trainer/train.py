@@ -1,7 +1,7 @@
 """Training: log lines in, a verified model bundle out.
 
     lines ─► stitch + parse (agent's parser) ─► chronological split: train | held back
-          ─► Drain3 templates mined on the train part, frozen; every line matched the way
+          ─► templates mined on the train part (agent.templates), frozen; every line matched the way
              the agent will match it ─► vocabulary (token 0 = UNK)
           ─► features (agent's extractor) ─► Isolation Forest
           ─► per-entity sequences ─► DeepLog, LSTM autoencoder, LogBERT-severity (torch)
@@ -20,7 +20,7 @@ import importlib.metadata
 import importlib.util
 import platform
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,9 +31,9 @@ import structlog
 from agent.bundle import BundleWriter
 from agent.errors import InputError, UserError
 from agent.features import FeatureConfig, FeatureExtractor
-from agent.multiline import Stitcher
-from agent.parsing import LineParser, ParserConfig
-from agent.templates import MinerConfig, TemplateMiner
+from agent.parsing import ParserConfig
+from agent.parsing.records import parse_records
+from agent.templates import MinerConfig, TemplateMiner, learn_templates
 from agent.types import DetectorKind, ParsedLine, Record, TemplatedLine
 
 log = structlog.get_logger(__name__)
@@ -80,26 +80,6 @@ def _say(progress: bool, msg: str) -> None:
 
         sys.stderr.write(msg + "\n")
         sys.stderr.flush()
-
-
-def parse_records(records: Iterable[Record], config: ParserConfig) -> tuple[list[ParsedLine], str]:
-    """Stitch multi-line records and parse them with the agent's parser."""
-    recs = list(records)
-    if config.multiline:
-        stitcher = Stitcher()
-        stitched: list[Record] = []
-        for r in recs:
-            stitched.extend(stitcher.feed(r))
-        stitched.extend(stitcher.flush())
-        recs = stitched
-    parser = LineParser(config, [r.line for r in recs[:200]])
-    parsed = [parser.parse(r, i + 1) for i, r in enumerate(recs)]
-    if config.log_format not in ("auto", "raw") and parsed and parser.stats.unparsed > 0.9 * len(parsed):
-        raise InputError(
-            f"--log-format {config.log_format}: {parser.stats.unparsed:,} of {len(parsed):,} lines do not "
-            f"look like that format (first: {recs[0].line[:80]!r}); try --log-format auto"
-        )
-    return parsed, parser.format
 
 
 def template_lines(
@@ -177,9 +157,7 @@ def train(
     train_part, val_part = parsed[: len(parsed) - n_val], parsed[len(parsed) - n_val :]
 
     _say(options.progress, f"mining templates ({fmt} format) on {len(train_part):,} lines")
-    miner = TemplateMiner(options.miner)
-    for p in train_part:
-        miner.add(p.message)
+    miner = learn_templates((p.message for p in train_part), options.miner)
     vocab = {tid: i + 1 for i, tid in enumerate(sorted(miner.templates()))}
     train_tl, unmatched = template_lines(train_part, miner, vocab)
     val_tl, _ = template_lines(val_part, miner, vocab)

@@ -360,6 +360,8 @@ def test_the_template_miner_sees_a_stable_normal_and_new_incident_templates() ->
         per_day[(e.time_ms - round(start.timestamp() * 1000)) // 86_400_000].add(
             miner.add(parsed.message).template_id
         )
+    # Ids as they are after the last line: a template merged later answers to the survivor.
+    per_day = [{miner.resolve(t) for t in day} - {None} for day in per_day]  # type: ignore[misc]
     assert per_day[0] == per_day[1]
     assert 30 <= len(per_day[0]) <= len(NORMAL_TEMPLATES)
     normal_texts = {TEMPLATES[name].text for name in NORMAL_TEMPLATES}

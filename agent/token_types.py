@@ -1,0 +1,133 @@
+"""Token typing for the template miner: which tokens of a message are words, which are values.
+
+Runs on the masked tokens (`agent.masking`) of a message the miner has not seen in that masked
+form, so its cost is off the hot path. Generic rules, nothing tied to one log format:
+
+* a mask placeholder, a run of letters and digits that holds a digit, and `true`/`false`/`null`
+  are values: `onExtend:1514038530000` → `onExtend:<*>`, `wl0` → `<*>`; a token with no
+  letters left besides values is the value `<*>` (`10:05:25`, `(1.16`, `<1`);
+* `key=value` → `key=<*>` (the key is a word, the value is a value, whatever it looks like);
+  a `key="quoted value` spanning tokens makes the tokens up to the closing quote values too;
+* a unit abbreviation right after a value is part of it (`1.16 KB)`, `<1 sec`);
+* the name of a month or weekday next to a value or another such name is a value (a date
+  inside a message: `at Sun Jul  3 10:05:25 2005`).
+
+`PARAM` (`<*>`) marks a value. A typed token that still holds letters besides `<*>` is a
+"typed word" (`host.example.com:<*>`): it must match exactly, but the miner's variability
+rules may turn it into `<*>`.
+"""
+
+from __future__ import annotations
+
+import re
+
+PARAM = "<*>"
+_HAS_DIGIT = re.compile(r"\d").search
+_KEY = re.compile(r"[A-Za-z_][\w.\-]*=")
+
+# Words that are values wherever they appear: booleans and null, and the names of months and
+# weekdays (a date inside a message: `at Sun Jul  3 10:05:25 2005`).
+_BOOLEANS = frozenset({"true", "false", "null"})
+_DATE_WORDS = frozenset(
+    [
+        *("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "sept", "oct", "nov", "dec"),
+        *("january", "february", "march", "april", "june", "july", "august", "september", "october"),
+        *("november", "december", "mon", "tue", "wed", "thu", "fri", "sat", "sun", "monday", "tuesday"),
+        *("wednesday", "thursday", "friday", "saturday", "sunday"),
+    ]
+)
+_SEGMENT = re.compile(r"<[A-Z]+>|[A-Za-z0-9]+")
+_LETTER = re.compile(r"[A-Za-z]").search
+
+
+def _typed_segment(m: re.Match[str]) -> str:
+    seg = m.group()
+    if seg[0] == "<" or _HAS_DIGIT(seg) is not None or seg.lower() in _BOOLEANS:
+        return PARAM
+    return seg
+
+
+def _type_token(masked: str) -> str:
+    """A token's type: words stay, values become `<*>` (whole token, or the value part)."""
+    key = _KEY.match(masked)
+    if key is not None and key.end() < len(masked):
+        return key.group() + PARAM  # key=value: the key is a word, the value a variable
+    typed = _SEGMENT.sub(_typed_segment, masked)
+    if PARAM not in typed:
+        return typed
+    if _LETTER(typed.replace(PARAM, "")) is None:
+        return PARAM  # only values and punctuation: 10:05:25, (1.16), <1
+    return typed
+
+
+# Unit words right after a value belong to it (`1.16 KB)`, `<1 sec`): generic abbreviations.
+_UNITS = frozenset(
+    ["b", "kb", "mb", "gb", "tb", "kib", "mib", "gib", "tib", "ms", "us", "ns", "s", "sec", "secs", "min", "mins"]
+)
+_PUNCT = "()[]{},;:.'\""
+
+
+def typed_tokens(masked: list[str]) -> tuple[str, ...]:
+    out = [_type_token(t) for t in masked]
+    n = len(out)
+    quoted = False  # inside a key="quoted value" that spans tokens: the rest is the value too
+    for i, tok in enumerate(masked):
+        quotes = tok.count('"')
+        if quoted:
+            out[i] = PARAM
+            quoted = quotes % 2 == 0
+        elif quotes % 2 == 1 and '="' in tok:
+            quoted = True
+    for i in range(n):
+        if out[i] == PARAM:
+            continue
+        word = out[i].strip(_PUNCT).lower()
+        after_value = i > 0 and out[i - 1] == PARAM
+        if (after_value and word in _UNITS) or (word in _DATE_WORDS and (after_value or _dateish(out, i + 1))):
+            out[i] = PARAM
+    return tuple(out)
+
+
+def is_var(typed: str) -> bool:
+    return PARAM in typed
+
+
+def is_word(typed: str) -> bool:
+    """A word, or a key=<*> (its key is a word): what a message's skeleton is made of."""
+    return PARAM not in typed or (typed.endswith("=" + PARAM) and typed.count(PARAM) == 1)
+
+
+def shown(typed: str, masked: str, raw: str) -> str:
+    """How a variable position shows one line: its masked form when that is clean."""
+    if typed == PARAM and masked != raw and _HAS_DIGIT(masked) is None:
+        return masked
+    return typed
+
+
+_PATTERNS: dict[str, re.Pattern[str]] = {}
+
+
+def values_of(typed: str, raw: str) -> tuple[str, ...]:
+    """The values at the `<*>` parts of a typed token such as `onExtend:<*>`."""
+    pattern = _PATTERNS.get(typed)
+    if pattern is None:
+        body = "(.*?)".join(re.escape(part) for part in typed.split(PARAM))
+        pattern = re.compile(body + r"\Z", re.DOTALL)
+        if len(_PATTERNS) < 4096:
+            _PATTERNS[typed] = pattern
+    m = pattern.match(raw)
+    return m.groups() if m is not None else (raw,)
+
+
+def _dateish(out: list[str], i: int) -> bool:
+    return i < len(out) and (PARAM in out[i] or out[i].strip(_PUNCT).lower() in _DATE_WORDS)
+
+
+def key_value(typed: str, masked: str) -> str | None:
+    """The word value of a `key=<*>` token (`user=root` → `root`); None for other tokens."""
+    if not typed.endswith("=" + PARAM) or typed.count(PARAM) != 1:
+        return None
+    value = masked[len(typed) - len(PARAM) :]
+    if not value or _HAS_DIGIT(value) is not None or "<" in value:
+        return None
+    return value
