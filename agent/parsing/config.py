@@ -9,16 +9,19 @@ from dataclasses import dataclass
 from typing import Any
 
 from agent.errors import ConfigError
+from agent.parsing.learned import parse_spec
 from agent.parsing.text_formats import TEXT_FORMATS
 
 # "auto" detects from the first lines; "json" reads JSON lines; "raw" keeps the line whole.
+# Besides these, "columns:N" / "columns:N+FORMAT" (agent/parsing/learned.py): N leading columns
+# as header fields, then the message (or a known FORMAT's header); `auto` may learn one.
 LOG_FORMATS: tuple[str, ...] = ("auto", "json", "raw", *TEXT_FORMATS)
 ENTITY_KINDS = ("stream", "component")
 
 
 @dataclass(frozen=True)
 class ParserConfig:
-    log_format: str = "auto"  # one of LOG_FORMATS
+    log_format: str = "auto"  # one of LOG_FORMATS, or a learnt "columns:N[+FORMAT]"
     json_message_field: str = "message"
     json_level_field: str = "level"
     json_time_field: str = "time"
@@ -30,7 +33,7 @@ class ParserConfig:
     assume_year: int | None = None  # for formats without a year (RFC 3164); default: current year
 
     def __post_init__(self) -> None:
-        if self.log_format not in LOG_FORMATS:
+        if self.log_format not in LOG_FORMATS and parse_spec(self.log_format) is None:
             choices = ", ".join(LOG_FORMATS)
             raise ConfigError(f"unknown log format {self.log_format!r}; choose one of {choices}")
         if self.max_message_chars < 1:

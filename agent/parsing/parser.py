@@ -19,6 +19,7 @@ from agent import metrics
 from agent.parsing.clock import YearGuess, sane_time
 from agent.parsing.config import ParserConfig, entity_regex
 from agent.parsing.jsonline import LEVEL_FALLBACKS, JsonLineReader
+from agent.parsing.learned import learn_columns, make_columns, parse_spec
 from agent.parsing.levels import parse_level
 from agent.parsing.text_formats import TEXT_FORMATS, Fields, Header, HeaderParser, make_raw
 from agent.types import Level, ParsedLine, Record
@@ -84,6 +85,9 @@ def _looks_like_json(line: str) -> bool:
 def detect_format(lines: Sequence[str]) -> str:
     """The format that explains most of the first non-blank lines; "raw" when none does.
 
+    When no known format explains 90 % of them, a header is learnt from the leading columns
+    (`agent.parsing.learned`): "columns:N" or "columns:N+FORMAT".
+
     Ties go to the more specific format (the order of `TEXT_FORMATS`), so a Windows CBS line,
     which also reads as an ISO line, is reported as "windows".
     """
@@ -106,6 +110,11 @@ def detect_format(lines: Sequence[str]) -> str:
                 continue
         if count > best_count:
             best, best_count = name, count
+    if best != "json" and best_count < 0.9 * len(sample):
+        # No known header explains the lines: leading columns, maybe before a known header.
+        learnt = learn_columns(sample, best_count)
+        if learnt is not None:
+            return learnt.name
     return best
 
 
@@ -142,8 +151,13 @@ class LineParser:
             primary: HeaderParser = self._json_reader()
         elif name == "raw":
             primary = make_raw(self._year)
-        else:
+        elif name in TEXT_FORMATS:
             primary = TEXT_FORMATS[name](self._year)
+        else:
+            spec = parse_spec(name)
+            if spec is None:
+                raise ValueError(f"unknown log format {name!r}")  # ParserConfig refused it already
+            primary = make_columns(spec, self._year)
         if not self._auto:
             return primary
         # auto: fall back through the other formats, JSON first (it is unmistakable)
