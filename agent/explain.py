@@ -172,6 +172,22 @@ class Explainer:
         while window and window[0] <= horizon:
             window.popleft()
 
+    def rename_template(self, old: int, new: int) -> None:
+        """Template `old` was merged into `new` (the online miner): its window and the actors
+        whose last line it was follow the surviving id."""
+        moved = self._windows.pop(old, None)
+        if moved is not None:
+            kept = self._windows.get(new)
+            if kept is None:
+                self._windows[new] = moved
+            else:
+                merged = sorted((*kept, *moved))
+                kept.clear()
+                kept.extend(merged[-(kept.maxlen or len(merged)) :])
+        for actor, tid in self._last_by_actor.items():
+            if tid == old:
+                self._last_by_actor[actor] = new
+
     def window_count(self, template_id: int) -> int:
         """Lines of the template in the window ending at its latest observed line."""
         window = self._windows.get(template_id)

@@ -36,7 +36,7 @@ from agent.features import FeatureConfig, FeatureExtractor, FeatureStats
 from agent.multiline import Stitcher
 from agent.onnx_session import RuntimeOptions
 from agent.parsing import LineParser, ParserConfig
-from agent.templates import ChangeType, MinerConfig, Snapshotter, TemplateMiner
+from agent.templates import ChangeType, MinerConfig, Snapshotter, TemplateMiner, remap_ids
 from agent.types import (
     Anomaly,
     DetectorKind,
@@ -98,7 +98,10 @@ class Pipeline:
                 self.online_miner, config.state_dir / ONLINE_STATE, config.snapshot_interval_secs
             )
         vocab = bundle.read_json("vocab.json")
-        self.vocab: dict[int, int] = {int(k): int(v) for k, v in vocab["template_to_token"].items()}
+        # Ids merged in the bundle's miner after the vocabulary was built answer with their token.
+        self.vocab: dict[int, int] = remap_ids(
+            {int(k): int(v) for k, v in vocab["template_to_token"].items()}, self.miner.aliases()
+        )
         parser_cfg = config.parser or ParserConfig(**manifest.get("parser", {}))
         if parser_cfg.log_format == "auto" and manifest.get("parser", {}).get("log_format"):
             # The format resolved at training is the best guess for the same system's live logs.
@@ -195,6 +198,8 @@ class Pipeline:
         else:
             om = self.online_miner.add(parsed.message)
             tid, template, params, token = ONLINE_ID_BASE + om.template_id, om.template, om.params, 0
+            for old_id, new_id in self.online_miner.take_merges():  # what the old id knew follows
+                self.explainer.rename_template(ONLINE_ID_BASE + old_id, ONLINE_ID_BASE + new_id)
             if om.change is ChangeType.CREATED:
                 metrics.templates_created.inc()
         t = parsed.timestamp

@@ -73,7 +73,8 @@ STATE_VERSION = 2
 V = TypeVar("V")
 _ID_BITS = 40
 _MAX_VALUE_WORDS = 50_000  # words learnt to be values, kept as evidence (bounded)
-_SHAPE_MIN_FORMS = 3  # forms with the same words in place before the rest is taken as values
+_SHAPE_MIN_FORMS = 3
+_MAX_MERGE_LOG = 4096  # forms with the same words in place before the rest is taken as values
 
 
 class ChangeType(enum.Enum):
@@ -246,6 +247,7 @@ class TemplateMiner:
         self._counter = 0
         self.revision = 0  # number of `add` calls; the snapshotter saves only when it moved
         self.merges = 0
+        self._merged: list[tuple[int, int]] = []  # (old id, surviving id) not yet taken
         self.stats = MemoStats()
 
     # -- the hot path -------------------------------------------------------------------------
@@ -626,10 +628,19 @@ class TemplateMiner:
         moved = {o for o in owners if o != root} | dead
         for old in moved:
             alias[old] = root
+            self._merged.append((old, root))
+        if len(self._merged) > _MAX_MERGE_LOG:  # nobody drains it (a training miner): keep it short
+            del self._merged[: len(self._merged) - _MAX_MERGE_LOG]
         for old, new in alias.items():
             if new in moved:
                 alias[old] = root
         alias.pop(root, None)
+
+    def take_merges(self) -> list[tuple[int, int]]:
+        """(old id, surviving id) of the merges since the last call, oldest first: the owner of
+        state keyed by template id moves it along (the pipeline's explainer windows)."""
+        merged, self._merged = self._merged, []
+        return merged
 
     def consolidate(self) -> int:
         """Re-check every form for variable positions and equal skeletons; returns merges.

@@ -325,3 +325,18 @@ def test_hour_multipliers_follow_the_hours_that_score_high():
     assert mult[0] > 1.2 and mult[4] > 1.2  # neighbours of the busy hours are smoothed up
     assert hour_multipliers(times[:100], scores[:100]) == [1.0] * 24
     assert hour_multipliers(times, [s - 1.0 for s in scores]) == [1.0] * 24
+
+
+def test_a_merged_online_template_keeps_its_window():
+    """The online miner merged template 1_000_007 into 1_000_003: the burst window follows."""
+    explainer = Explainer({"templates": {}}, {})
+    for i in range(30):
+        explainer.observe(crafted("login failed for bob", T0 + i, 1_000_007, "login failed for bob"))
+    for i in range(10):
+        explainer.observe(crafted("login failed for eve", T0 + 0.5 + i, 1_000_003, "login failed for <*>"))
+    explainer.observe(crafted("login failed for bob", T0 + 31, 1_000_007, "login failed for bob"))
+    explainer.rename_template(1_000_007, 1_000_003)
+    assert explainer.window_count(1_000_003) == 41 and explainer.window_count(1_000_007) == 0
+    after = crafted("session closed", T0 + 50, 5, "session closed")
+    explainer.observe(after)
+    assert explainer.previous_template(ctx(after)) == 1_000_003  # the actor's last line, renamed
