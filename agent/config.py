@@ -7,8 +7,13 @@
                  device, intra_op_threads
     [parser]     the fields of agent.parsing.ParserConfig
     [agent]      queue_records, batch_records, tick_interval_secs, shutdown_budget_secs
-    [sources.<id>]  type = "forward" | "zmq" | "stdin" | "file" | "socket", then its options
-    [sinks.<id>]    type = "stdout" | "file" | "zmq" | "forward", then its options
+    [sources.<id>]  type = a registered source type, then its options
+    [sinks.<id>]    type = a registered sink type, then its options
+
+Source and sink types come from the registry the caller hands in (by default every registry
+installed under the `logdetect.components` entry points, see agent/components.py); each
+`ComponentConfig` carries its type's spec, so the daemon builds it without importing plugins.
+`logdetect print-config` lists every option with its default and help.
 
 Every problem is collected, not just the first: unknown keys name the key and the valid ones,
 wrong types name the expected type. Relative paths (`model`, `state_dir`, `path` options) are
@@ -21,10 +26,12 @@ import dataclasses
 import importlib
 import tomllib
 import typing
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
+from agent.components import Registry, SinkType, SourceType, installed_registry, option
 from agent.errors import ConfigError
 
 SENSITIVITIES = ("low", "medium", "high")
@@ -36,14 +43,14 @@ ID_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-
 class PipelineSettings:
     """`[pipeline]`: how lines are scored (maps onto agent.pipeline.PipelineConfig)."""
 
-    sensitivity: str = "medium"
-    emit_all: bool = False
-    dynamic_thresholds: bool = False  # scale thresholds by the learned hour-of-day multipliers
-    snapshot_interval_secs: float = 60.0
-    idle_entity_secs: float = 600.0
-    max_entities: int = 100_000
-    device: str = "auto"
-    intra_op_threads: int = 1
+    sensitivity: str = option("medium", "low | medium | high: where on the calibrated curve to alert")
+    emit_all: bool = option(False, "also emit a logdetect.line event for every processed line")
+    dynamic_thresholds: bool = option(False, "scale thresholds by the hour-of-day multipliers learned at training")
+    snapshot_interval_secs: float = option(60.0, "how often template state is snapshotted to state_dir")
+    idle_entity_secs: float = option(600.0, "an entity (session) quiet this long is closed and judged")
+    max_entities: int = option(100_000, "entities kept in memory (least recently seen go first)")
+    device: str = option("auto", "auto | cpu | cuda (ONNX Runtime provider)")
+    intra_op_threads: int = option(1, "ONNX Runtime threads: keep a sidecar off the host's cores")
 
     def problems(self) -> list[str]:
         out: list[str] = []
@@ -62,15 +69,19 @@ class PipelineSettings:
 class AgentSettings:
     """`[agent]`: the runtime around the pipeline."""
 
-    queue_records: int = 10_000
-    batch_records: int = 1024
-    tick_interval_secs: float = 1.0
-    shutdown_budget_secs: float = 5.0
-    multiline_flush_secs: float = 0.2  # input idle this long: release held multi-line records
-    metrics_listen: str = "127.0.0.1:9847"  # /metrics, /livez, /readyz; "" turns it off
-    metrics_allow_remote: bool = False  # binding off-host (kubelet probes, Prometheus) must be asked for
-    log_level: str = "info"
-    log_format: str = "json"
+    queue_records: int = option(10_000, "records queued between sources and the pipeline (backpressure)")
+    batch_records: int = option(1024, "records handed to the pipeline at once")
+    tick_interval_secs: float = option(1.0, "timers: idle sessions, incident resolution, snapshots")
+    shutdown_budget_secs: float = option(5.0, "SIGTERM: drain, close and flush within this time")
+    multiline_flush_secs: float = option(
+        0.2, "input idle this long: release a held multi-line record (and ack it)"
+    )
+    metrics_listen: str = option("127.0.0.1:9847", '/metrics /livez /readyz on loopback; "" turns it off')
+    metrics_allow_remote: bool = option(
+        False, "true to bind metrics_listen off-host (Kubernetes probes, Prometheus)"
+    )
+    log_level: str = option("info", "debug | info | warning | error (logs go to stderr)")
+    log_format: str = option("json", "json | console | auto")
 
     def problems(self) -> list[str]:
         out: list[str] = []
@@ -96,13 +107,18 @@ class AgentSettings:
         return out
 
 
+Spec = TypeVar("Spec", SourceType, SinkType)
+
+
 @dataclass(frozen=True)
-class ComponentConfig:
-    """One `[sources.<id>]` or `[sinks.<id>]` table, with its options dataclass built."""
+class ComponentConfig(Generic[Spec]):
+    """One `[sources.<id>]` or `[sinks.<id>]` table: its options dataclass built, and the
+    registered type (`spec`) whose factory builds the component."""
 
     id: str
     type: str
     options: Any
+    spec: Spec
 
 
 @dataclass(frozen=True)
@@ -113,9 +129,10 @@ class AgentConfig:
     pipeline: PipelineSettings
     parser: dict[str, Any]
     agent: AgentSettings
-    sources: tuple[ComponentConfig, ...]
-    sinks: tuple[ComponentConfig, ...]
+    sources: tuple[ComponentConfig[SourceType], ...]
+    sinks: tuple[ComponentConfig[SinkType], ...]
     warnings: tuple[str, ...] = field(default_factory=tuple)
+    registry: Registry | None = None  # the component registry this config was checked against
 
     def pipeline_config(self) -> Any:
         """The lead's `agent.pipeline.PipelineConfig` for these settings."""
@@ -229,10 +246,12 @@ def _resolve(base: Path, value: str) -> Path:
 TOP_KEYS = ("model", "state_dir", "pipeline", "parser", "agent", "sources", "sinks")
 
 
-def parse_config(text: str, path: Path) -> tuple[AgentConfig | None, list[str]]:
-    """Parse config text; (config or None, every problem found)."""
-    from plugins.registry import SINKS, SOURCES
-
+def parse_config(
+    text: str, path: Path, registry: Registry | None = None
+) -> tuple[AgentConfig | None, list[str]]:
+    """Parse config text against the component `registry` (default: the installed one);
+    (config or None, every problem found)."""
+    components = registry if registry is not None else installed_registry()
     problems: list[str] = []
     try:
         raw = tomllib.loads(text)
@@ -268,8 +287,8 @@ def parse_config(text: str, path: Path) -> tuple[AgentConfig | None, list[str]]:
     parser = table("parser")
     _check_parser(parser, problems)
 
-    sources = _components(table("sources"), "sources", SOURCES, base, problems)
-    sinks = _components(table("sinks"), "sinks", SINKS, base, problems)
+    sources = _components(table("sources"), "sources", components.sources, base, problems)
+    sinks = _components(table("sinks"), "sinks", components.sinks, base, problems)
     if not table("sources"):
         problems.append("no [sources.<id>] table: the agent needs at least one source")
     if not table("sinks"):
@@ -287,6 +306,7 @@ def parse_config(text: str, path: Path) -> tuple[AgentConfig | None, list[str]]:
             agent=agent,
             sources=tuple(sources),
             sinks=tuple(sinks),
+            registry=components,
         ),
         problems,
     )
@@ -311,9 +331,9 @@ def _check_parser(parser: dict[str, Any], problems: list[str]) -> None:
 
 
 def _components(
-    tables: dict[str, Any], kind: str, registry: dict[str, Any], base: Path, problems: list[str]
-) -> list[ComponentConfig]:
-    out: list[ComponentConfig] = []
+    tables: dict[str, Any], kind: str, registry: Mapping[str, Spec], base: Path, problems: list[str]
+) -> list[ComponentConfig[Spec]]:
+    out: list[ComponentConfig[Spec]] = []
     for comp_id, body in tables.items():
         where = f"{kind}.{comp_id}"
         if not set(comp_id) <= ID_CHARS:
@@ -330,32 +350,41 @@ def _components(
             body["path"] = str(_resolve(base, body["path"]))
         options = build_dataclass(registry[type_name].options, body, where, problems)
         if options is not None:
-            out.append(ComponentConfig(comp_id, type_name, options))
+            out.append(ComponentConfig(comp_id, type_name, options, registry[type_name]))
     return out
 
 
 def _check_conflicts(
-    sources: list[ComponentConfig], sinks: list[ComponentConfig], problems: list[str]
+    sources: list[ComponentConfig[SourceType]], sinks: list[ComponentConfig[SinkType]], problems: list[str]
 ) -> None:
-    """Two components on one address, or two stdin sources, cannot both work."""
+    """Two components on one address, or two instances of a single-instance type (stdin),
+    cannot both work."""
     seen: dict[str, str] = {}
-    for comp in [*sources, *sinks]:
+    comps: list[ComponentConfig[Any]] = [*sources, *sinks]
+    for comp in comps:
         for attr in ("listen", "path"):
             value = str(getattr(comp.options, attr, None) or "")
-            if comp.type == "zmq" and attr == "listen" and getattr(comp.options, "connect", None):
-                continue
+            if attr == "listen" and getattr(comp.options, "connect", None):
+                continue  # a component that connects does not listen
             if not value or value.endswith(":0"):
                 continue
             key = f"{attr}={value}"
             if key in seen:
                 problems.append(f"{comp.id}: {attr} {value!r} is also used by {seen[key]}")
             seen[key] = comp.id
-    if sum(1 for s in sources if s.type == "stdin") > 1:
-        problems.append("only one stdin source can exist")
+    for kind, items in (("source", sources), ("sink", sinks)):
+        counts: dict[str, int] = {}
+        for c in items:
+            if c.spec.singleton:
+                counts[c.type] = counts.get(c.type, 0) + 1
+        for type_name, n in counts.items():
+            if n > 1:
+                problems.append(f"only one {type_name} {kind} can exist")
 
 
-def load_config(path: str | Path) -> AgentConfig:
-    """Load and check a config file; ConfigError listing every problem."""
+def load_config(path: str | Path, registry: Registry | None = None) -> AgentConfig:
+    """Load and check a config file against the component `registry` (default: the installed
+    one); ConfigError listing every problem."""
     config_path = Path(path)
     try:
         text = config_path.read_text(encoding="utf-8")
@@ -365,7 +394,7 @@ def load_config(path: str | Path) -> AgentConfig:
         ) from None
     except OSError as exc:
         raise ConfigError(f"cannot read config file {config_path}: {exc}") from None
-    config, problems = parse_config(text, config_path.resolve())
+    config, problems = parse_config(text, config_path.resolve(), registry)
     if problems or config is None:
         if len(problems) == 1:  # one problem, one line
             raise ConfigError(f"{config_path}: {problems[0]}")

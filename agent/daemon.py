@@ -30,13 +30,12 @@ from typing import Any, Protocol, TypeVar
 import structlog
 
 from agent import events
+from agent.components import BatchQueue, Sink, Source, count_drop
 from agent.config import AgentConfig, ComponentConfig, load_config
 from agent.dead_letter import DEAD_LETTER_FILE, DeadLetters, Rejected, cause_of, rejected
 from agent.delivery import JOURNAL_FILE, DeliveryJournal, Progress
 from agent.errors import LogdetectError, UserError
-from agent.types import Event, Output, Record
-from plugins.base import Batch, BatchQueue, Sink, Source, count_drop
-from plugins.registry import SINKS, SOURCES
+from agent.types import Batch, Event, Output, Record
 
 log = structlog.get_logger(__name__)
 
@@ -66,11 +65,13 @@ def build_pipeline(config: AgentConfig) -> PipelineLike:
 
 
 def build_sources(config: AgentConfig) -> list[Source]:
-    return [SOURCES[c.type].build(c.id, c.options, config.state_dir) for c in config.sources]
+    """Each configured source, built by its registered type's factory."""
+    return [c.spec.build(c.id, c.options, config.state_dir) for c in config.sources]
 
 
 def build_sinks(config: AgentConfig) -> list[Sink]:
-    return [SINKS[c.type].build(c.id, c.options) for c in config.sinks]
+    """Each configured sink, built by its registered type's factory."""
+    return [c.spec.build(c.id, c.options) for c in config.sinks]
 
 
 class _Service:
@@ -461,7 +462,7 @@ class Daemon:
         self._service.reloading()
         log.info("reloading config and model", config=str(self.config.path))
         try:
-            new_config = load_config(self.config.path)
+            new_config = load_config(self.config.path, self.config.registry)
             new_pipeline = await self._in_worker(self.pipeline_factory, new_config)
         except (LogdetectError, OSError) as exc:
             log.error("reload refused; the running model keeps serving", error=str(exc))
@@ -539,7 +540,7 @@ def zmq_error() -> type[Exception]:
     return zmq.ZMQError
 
 
-def _components(items: Sequence[ComponentConfig]) -> list[tuple[str, str, Any]]:
+def _components(items: Sequence[ComponentConfig[Any]]) -> list[tuple[str, str, Any]]:
     return [(c.id, c.type, c.options) for c in items]
 
 

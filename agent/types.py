@@ -6,6 +6,7 @@ Every hand-off is a frozen dataclass defined here, once:
            ─► LineResult / Anomaly / Incident / SessionVerdict  (the pipeline's `Output`)
     a source's own findings: DataGap
     Output | DataGap = `Event`, rendered to JSON once, at the sink edge, by `agent/events.py`
+    source ─► Batch (records + data gaps) ─► the daemon's queue
 
 No dicts-of-anything cross a stage boundary; categorical values are enums.
 Times are float seconds since the Unix epoch, UTC.
@@ -13,7 +14,9 @@ Times are float seconds since the Unix epoch, UTC.
 
 from __future__ import annotations
 
+import asyncio
 import enum
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -268,3 +271,35 @@ class DataGap:
 Output = Anomaly | Incident | SessionVerdict | LineResult
 # What reaches the sinks: the pipeline's outputs and the sources' own findings.
 Event = Output | DataGap
+
+
+@dataclass(eq=False)
+class Batch:
+    """Records from one source read (one Forward request, one ZeroMQ message, some lines).
+
+    The one hand-off that is not frozen: it carries the completion that acks the source
+    (`finish`), resolved once its events reached every sink.
+    """
+
+    source: str
+    records: list[Record]
+    # What the source itself found (ZeroMQ data gaps), rendered and written with the batch's events.
+    events: list[DataGap] = field(default_factory=list)
+    # Resolved with True when processed and written, False when dropped at shutdown.
+    done: asyncio.Future[bool] | None = None
+    on_done: Callable[[bool], None] | None = None
+    # A source that can recognise the same data when it comes again (a Forward chunk id) sets
+    # `key`; `skip` records of it were already emitted before a restart and are not in `records`.
+    key: bytes | None = None
+    skip: int = 0
+
+    def finish(self, processed: bool) -> None:
+        if self.done is not None and not self.done.done():
+            self.done.set_result(processed)
+        if self.on_done is not None:
+            callback, self.on_done = self.on_done, None
+            callback(processed)
+
+    @property
+    def size(self) -> int:
+        return len(self.records) + len(self.events)

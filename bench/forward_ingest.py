@@ -37,10 +37,10 @@ import zmq
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from agent.components import BatchQueue
 from agent.config import parse_config
 from agent.daemon import Daemon
 from agent.types import Level, LineResult, Output, ParsedLine, Record, TemplatedLine, Verdict
-from plugins.base import BatchQueue
 from plugins.forward_codec import RequestDecoder, new_unpacker
 from plugins.forward_source import ForwardSource, ForwardSourceOptions
 from plugins.zmq_source import ZmqSource, ZmqSourceOptions

@@ -19,8 +19,8 @@ from typing import BinaryIO
 import structlog
 
 from agent import metrics
+from agent.components import Sink, count_drop, option
 from agent.delivery import SinkPosition
-from plugins.base import Sink, count_drop
 
 log = structlog.get_logger(__name__)
 
@@ -29,10 +29,10 @@ log = structlog.get_logger(__name__)
 class FileSinkOptions:
     """Options of `[sinks.<id>] type = "file"`."""
 
-    path: str = ""
-    max_bytes: int = 100 * 1024 * 1024
-    keep_files: int = 5
-    fsync: bool = True
+    path: str = option("", "the file events are appended to (required)")
+    max_bytes: int = option(100 * 1024 * 1024, "rotate to <path>.1 ... beyond this size")
+    keep_files: int = option(5, "rotated files kept")
+    fsync: bool = option(True, "fsync every batch before its records are acked (false: faster, not durable)")
 
     def problems(self) -> list[str]:
         out: list[str] = []

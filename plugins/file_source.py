@@ -16,14 +16,15 @@ import asyncio
 import json
 import os
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
 import structlog
 
 from agent.atomic import write_atomic
-from plugins.base import Batch, BatchQueue, Source, now, put_from_thread
+from agent.components import BatchQueue, Source, now, option, put_from_thread
+from agent.types import Batch
 from plugins.records import LineDecoder, LineSplitter, RecordFieldOptions
 from plugins.stdin_source import LINE_FORMATS, take_lines
 
@@ -37,15 +38,17 @@ START_AT = ("beginning", "end")
 class FileSourceOptions(RecordFieldOptions):
     """Options of `[sources.<id>] type = "file"`."""
 
-    path: str = ""
-    format: str = "auto"
-    read_from: str = "end"  # where to start a file never seen before (as Fluent Bit's tail)
-    poll_interval_secs: float = 0.25
-    message_field: list[str] = field(default_factory=lambda: ["log", "message", "msg"])
-    level_field: str = ""
-    entity_field: str = ""
-    time_field: str = ""
-    max_line_bytes: int = 64 * 1024
+    path: str = option("", "the file to follow (required)")
+    format: str = option("auto", "auto | plain | json: how each line is read (auto = JSON when it starts with '{')")
+    read_from: str = option("end", "beginning | end: where to start a file never seen before (as Fluent Bit's tail)")
+    poll_interval_secs: float = option(0.25, "how often the file is checked for new lines and rotation")
+    message_field: list[str] = option(
+        factory=lambda: ["log", "message", "msg"], doc="record field(s) holding the log line, first present wins"
+    )
+    level_field: str = option("", 'optional record field with the level (e.g. "level")')
+    entity_field: str = option("", 'optional record field with the entity (e.g. "kubernetes.pod_name")')
+    time_field: str = option("", "optional record field with the time (epoch seconds or RFC 3339)")
+    max_line_bytes: int = option(64 * 1024, "longer lines are cut here (counted as line_truncated)")
 
     def problems(self) -> list[str]:
         out: list[str] = []

@@ -26,8 +26,8 @@ import orjson
 import structlog
 
 from agent import metrics
+from agent.components import Sink, count_drop, option
 from plugins.addresses import TcpAddress, UnixAddress, parse_stream_address
-from plugins.base import Sink, count_drop
 
 log = structlog.get_logger(__name__)
 
@@ -36,13 +36,13 @@ log = structlog.get_logger(__name__)
 class ForwardSinkOptions:
     """Options of `[sinks.<id>] type = "forward"`."""
 
-    address: str = "tcp:127.0.0.1:24224"
-    tag: str = "logdetect.events"
-    require_ack_response: bool = True
-    ack_timeout_secs: float = 10.0
-    connect_timeout_secs: float = 5.0
-    max_retries: int = 5
-    retry_backoff_secs: float = 0.5
+    address: str = option("tcp:127.0.0.1:24224", "tcp:HOST:PORT or unix:PATH of a Fluent Bit / Fluentd forward input")
+    tag: str = option("logdetect.events", "the Forward tag of the events")
+    require_ack_response: bool = option(True, "wait for the receiver's ack of every chunk (at-least-once)")
+    ack_timeout_secs: float = option(10.0, "an unacked chunk is resent after this time")
+    connect_timeout_secs: float = option(5.0, "give up connecting after this time")
+    max_retries: int = option(5, "resends of one chunk before its events are dropped (counted)")
+    retry_backoff_secs: float = option(0.5, "the first wait between retries (doubles each time)")
 
     def problems(self) -> list[str]:
         out: list[str] = []
@@ -110,10 +110,10 @@ class ForwardSink(Sink):
         now = time.time()
         chunk = base64.b64encode(secrets.token_bytes(16))
         entries = [[event_time(now), _record(e)] for e in events]
-        option: dict[str, Any] = {"size": len(entries)}
+        chunk_option: dict[str, Any] = {"size": len(entries)}
         if self.options.require_ack_response:
-            option["chunk"] = chunk.decode()
-        payload = msgpack.packb([self.options.tag, entries, option], use_bin_type=True)
+            chunk_option["chunk"] = chunk.decode()
+        payload = msgpack.packb([self.options.tag, entries, chunk_option], use_bin_type=True)
         delay = self.options.retry_backoff_secs
         for attempt in range(self.options.max_retries + 1):
             try:

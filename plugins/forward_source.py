@@ -17,15 +17,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import msgpack
 import structlog
 
 from agent import metrics
+from agent.components import BatchQueue, Source, count_drop, now, option
 from agent.delivery import Progress
+from agent.types import Batch
 from plugins.addresses import StreamAddress, cleanup_unix, parse_stream_address, start_stream_server
-from plugins.base import Batch, BatchQueue, Source, count_drop, now
 from plugins.forward_codec import (
     DEFAULT_MAX_FRAME_BYTES,
     DecodedRequest,
@@ -47,19 +48,21 @@ MAX_PING_BYTES = 64 * 1024
 class ForwardSourceOptions(RecordFieldOptions):
     """Options of `[sources.<id>] type = "forward"`."""
 
-    listen: str = "tcp:127.0.0.1:24224"
-    message_field: list[str] = field(default_factory=lambda: ["log"])
-    level_field: str = ""
-    entity_field: str = ""
-    time_field: str = ""
-    shared_key: str = ""
-    self_hostname: str = "logdetect"
-    idle_timeout_secs: float = 300.0
-    handshake_timeout_secs: float = 10.0
-    max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES
-    max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES  # longer records are cut (counted)
-    dedupe_chunks: int = 4096
-    max_connections: int = 256
+    listen: str = option("tcp:127.0.0.1:24224", "tcp:HOST:PORT, or unix:PATH (Fluent Bit `unix_path`)")
+    message_field: list[str] = option(
+        factory=lambda: ["log"], doc="record field(s) holding the log line, first present wins"
+    )
+    level_field: str = option("", 'optional record field with the level (e.g. "level")')
+    entity_field: str = option("", 'optional record field with the entity (e.g. "kubernetes.pod_name")')
+    time_field: str = option("", "optional record field with the time (the Forward EventTime is used otherwise)")
+    shared_key: str = option("", "non-empty: require the HELO/PING/PONG shared-key handshake")
+    self_hostname: str = option("logdetect", "our name in the handshake (must differ from the client's)")
+    idle_timeout_secs: float = option(300.0, "close connections silent this long")
+    handshake_timeout_secs: float = option(10.0, "a client must finish the shared-key handshake within this time")
+    max_frame_bytes: int = option(DEFAULT_MAX_FRAME_BYTES, "larger requests close the connection (bounded memory)")
+    max_record_bytes: int = option(DEFAULT_MAX_RECORD_BYTES, "longer records are cut (counted)")
+    dedupe_chunks: int = option(4096, "recently seen chunk ids: retries are acked, not reprocessed")
+    max_connections: int = option(256, "connections beyond this are refused")
 
     def problems(self) -> list[str]:
         out: list[str] = []

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import structlog
 
+from agent.components import BatchQueue, Source, count_drop, option
+from agent.types import Batch
 from plugins.addresses import StreamAddress, cleanup_unix, parse_stream_address, start_stream_server
-from plugins.base import Batch, BatchQueue, Source, count_drop
 from plugins.records import LineSplitter, RecordFieldOptions
 from plugins.stdin_source import LINE_FORMATS, take_lines
 
@@ -27,15 +28,17 @@ READ_BYTES = 64 * 1024
 class SocketSourceOptions(RecordFieldOptions):
     """Options of `[sources.<id>] type = "socket"`."""
 
-    listen: str = "tcp:127.0.0.1:9000"
-    format: str = "auto"
-    message_field: list[str] = field(default_factory=lambda: ["message", "log", "msg"])
-    level_field: str = ""
-    entity_field: str = ""
-    time_field: str = ""
-    max_line_bytes: int = 64 * 1024
-    idle_timeout_secs: float = 300.0
-    max_connections: int = 256
+    listen: str = option("tcp:127.0.0.1:9000", "tcp:HOST:PORT or unix:PATH")
+    format: str = option("auto", "auto | plain | json: how each line is read (auto = JSON when it starts with '{')")
+    message_field: list[str] = option(
+        factory=lambda: ["message", "log", "msg"], doc="record field(s) holding the log line, first present wins"
+    )
+    level_field: str = option("", 'optional record field with the level (e.g. "level")')
+    entity_field: str = option("", 'optional record field with the entity (e.g. "kubernetes.pod_name")')
+    time_field: str = option("", "optional record field with the time (epoch seconds or RFC 3339)")
+    max_line_bytes: int = option(64 * 1024, "longer lines are cut here (counted as line_truncated)")
+    idle_timeout_secs: float = option(300.0, "close connections silent this long")
+    max_connections: int = option(256, "connections beyond this are refused")
 
     def problems(self) -> list[str]:
         out: list[str] = []

@@ -14,14 +14,14 @@ import contextlib
 import os
 import sys
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import BinaryIO
 
 import structlog
 
 from agent import metrics
-from agent.types import Record
-from plugins.base import Batch, BatchQueue, Source, count_drop, now, put_from_thread
+from agent.components import BatchQueue, Source, count_drop, now, option, put_from_thread
+from agent.types import Batch, Record
 from plugins.records import LineDecoder, LineSplitter, RecordFieldOptions
 
 log = structlog.get_logger(__name__)
@@ -34,12 +34,14 @@ READ_BYTES = 64 * 1024
 class StdinSourceOptions(RecordFieldOptions):
     """Options of `[sources.<id>] type = "stdin"`."""
 
-    format: str = "auto"
-    message_field: list[str] = field(default_factory=lambda: ["log", "message", "msg"])
-    level_field: str = ""
-    entity_field: str = ""
-    time_field: str = ""
-    max_line_bytes: int = 64 * 1024
+    format: str = option("auto", "auto | plain | json: how each line is read (auto = JSON when it starts with '{')")
+    message_field: list[str] = option(
+        factory=lambda: ["log", "message", "msg"], doc="record field(s) holding the log line, first present wins"
+    )
+    level_field: str = option("", 'optional record field with the level (e.g. "level")')
+    entity_field: str = option("", 'optional record field with the entity (e.g. "kubernetes.pod_name")')
+    time_field: str = option("", "optional record field with the time (epoch seconds or RFC 3339)")
+    max_line_bytes: int = option(64 * 1024, "longer lines are cut here (counted as line_truncated)")
 
     def problems(self) -> list[str]:
         out: list[str] = []

@@ -13,14 +13,14 @@ from dataclasses import dataclass
 from typing import BinaryIO
 
 from agent import metrics
-from plugins.base import Sink, count_drop
+from agent.components import Sink, count_drop, option
 
 
 @dataclass(frozen=True)
 class StdoutSinkOptions:
     """Options of `[sinks.<id>] type = "stdout"`."""
 
-    flush_every_batch: bool = True
+    flush_every_batch: bool = option(True, "flush stdout after every batch (false: let the buffer fill)")
 
     def problems(self) -> list[str]:
         return []

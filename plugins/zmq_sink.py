@@ -19,8 +19,8 @@ import msgpack
 import zmq
 
 from agent import metrics
+from agent.components import Sink, count_drop, option
 from plugins.addresses import zmq_endpoint_problem
-from plugins.base import Sink, count_drop
 
 SINK_SOCKET_TYPES = {"push": zmq.PUSH, "pub": zmq.PUB}
 
@@ -29,14 +29,14 @@ SINK_SOCKET_TYPES = {"push": zmq.PUSH, "pub": zmq.PUB}
 class ZmqSinkOptions:
     """Options of `[sinks.<id>] type = "zmq"`. Exactly one of `listen` (bind) or `connect`."""
 
-    connect: str = ""
-    listen: str = ""
-    socket_type: str = "push"
-    topic: str = "logdetect.events"
-    producer: str = ""
-    sndhwm: int = 1000
-    send_timeout_ms: int = 1000
-    linger_ms: int = 1000
+    connect: str = option("", "connect here (a ZeroMQ endpoint) ...")
+    listen: str = option("", "... or bind here; set exactly one")
+    socket_type: str = option("push", "push | pub")
+    topic: str = option("logdetect.events", "PUB topic frame")
+    producer: str = option("", "producer id in the sequence header (default: logdetect-<pid>)")
+    sndhwm: int = option(1000, "ZeroMQ send high-water mark (messages)")
+    send_timeout_ms: int = option(1000, "PUSH waits this long for a peer before the batch is dropped (counted)")
+    linger_ms: int = option(1000, "at close, wait this long for queued messages to go out")
 
     def problems(self) -> list[str]:
         out: list[str] = []

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import msgpack
@@ -28,9 +28,9 @@ import zmq
 import zmq.asyncio
 
 from agent import metrics
-from agent.types import DataGap, Record
+from agent.components import BatchQueue, Source, count_drop, now, option
+from agent.types import Batch, DataGap, Record
 from plugins.addresses import zmq_endpoint_problem
-from plugins.base import Batch, BatchQueue, Source, count_drop, now
 from plugins.records import LineDecoder, RecordFieldOptions, cap_record, record_from_map
 
 log = structlog.get_logger(__name__)
@@ -45,18 +45,20 @@ _MSGPACK_LEADS = set(range(0x80, 0xA0)) | {0xDC, 0xDD, 0xDE, 0xDF}
 class ZmqSourceOptions(RecordFieldOptions):
     """Options of `[sources.<id>] type = "zmq"`. Exactly one of `listen` (bind) or `connect`."""
 
-    listen: str = "tcp://127.0.0.1:5556"
-    connect: str = ""
-    socket_type: str = "pull"
-    subscribe: list[str] = field(default_factory=lambda: [""])
-    format: str = "auto"
-    message_field: list[str] = field(default_factory=lambda: ["log", "message", "msg"])
-    level_field: str = ""
-    entity_field: str = ""
-    time_field: str = ""
-    rcvhwm: int = 1000
-    max_message_bytes: int = 16 * 1024 * 1024
-    max_line_bytes: int = 64 * 1024
+    listen: str = option("tcp://127.0.0.1:5556", "bind here (a ZeroMQ endpoint) ...")
+    connect: str = option("", "... or connect here instead (e.g. to a PUB)")
+    socket_type: str = option("pull", "pull | sub")
+    subscribe: list[str] = option(factory=lambda: [""], doc="SUB topic prefixes")
+    format: str = option("auto", "auto | plain | json | msgpack")
+    message_field: list[str] = option(
+        factory=lambda: ["log", "message", "msg"], doc="record field(s) holding the log line, first present wins"
+    )
+    level_field: str = option("", 'optional record field with the level (e.g. "level")')
+    entity_field: str = option("", 'optional record field with the entity (e.g. "kubernetes.pod_name")')
+    time_field: str = option("", "optional record field with the time (epoch seconds or RFC 3339)")
+    rcvhwm: int = option(1000, "ZeroMQ receive high-water mark (messages)")
+    max_message_bytes: int = option(16 * 1024 * 1024, "larger messages are dropped (bounded memory)")
+    max_line_bytes: int = option(64 * 1024, "longer lines are cut here (counted as line_truncated)")
 
     def problems(self) -> list[str]:
         out: list[str] = []

@@ -15,7 +15,8 @@ from typing import Any
 import orjson
 
 from agent import metrics
-from plugins.base import Batch, BatchQueue
+from agent.components import BatchQueue
+from agent.types import Batch
 from plugins.file_sink import FileSink, FileSinkOptions
 from plugins.file_source import FileSource, FileSourceOptions
 from plugins.forward_sink import ForwardSink, ForwardSinkOptions

@@ -26,7 +26,8 @@ import pytest
 from conftest import REPO, need
 
 from agent import metrics
-from plugins.base import Batch, BatchQueue
+from agent.components import BatchQueue
+from agent.types import Batch
 from plugins.forward_source import ForwardSource, ForwardSourceOptions
 
 NODE_DIR = REPO / "tests" / "node"

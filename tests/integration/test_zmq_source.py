@@ -15,7 +15,8 @@ import orjson
 import zmq
 
 from agent import events, metrics
-from plugins.base import Batch, BatchQueue
+from agent.components import BatchQueue
+from agent.types import Batch
 from plugins.zmq_sink import ZmqSink, ZmqSinkOptions
 from plugins.zmq_source import ZmqSource, ZmqSourceOptions
 

@@ -1,4 +1,5 @@
-"""What every source and sink is, and the bounded queue between sources and the pipeline.
+"""The component contract the agent owns: what every source and sink is, how they are
+registered, and the bounded queue between sources and the pipeline.
 
 Sources are asyncio objects: `start(queue)` binds/opens and spawns their tasks, `stop()` stops
 intake. They hand `Batch`es to a `BatchQueue` bounded in records; `put` waits while it is full,
@@ -7,7 +8,14 @@ stdin/file stop reading). A batch's `done` future resolves once its records went
 pipeline and the resulting events reached every sink — only then does forward ack.
 
 Sinks are synchronous and run in the pipeline's worker thread, right after `process`, so
-"written to the sinks" is a fact when `done` resolves.
+"written to the sinks" is a fact when `done` resolves. They receive event lines that
+`agent/events.py` rendered once for all of them.
+
+Components live outside the agent (`plugins/` ships the built-in ones). A package makes its
+components known with a `Registry` published under the entry-point group
+`logdetect.components`; `installed_registry()` merges every such registry. The agent imports
+no component module itself: the config is checked against the registry it is handed, and each
+`ComponentConfig` carries its type, whose factory the daemon calls.
 """
 
 from __future__ import annotations
@@ -15,43 +23,21 @@ from __future__ import annotations
 import abc
 import asyncio
 import collections
+import dataclasses
 import threading
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import ClassVar
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Any, ClassVar
 
 from agent import metrics
 from agent.delivery import Progress, SinkPosition
-from agent.types import DataGap, Record
+from agent.errors import ConfigError
+from agent.types import Batch
 
-
-@dataclass(eq=False)
-class Batch:
-    """Records from one source read (one Forward request, one ZeroMQ message, some lines)."""
-
-    source: str
-    records: list[Record]
-    # What the source itself found (ZeroMQ data gaps), rendered and written with the batch's events.
-    events: list[DataGap] = field(default_factory=list)
-    # Resolved with True when processed and written, False when dropped at shutdown.
-    done: asyncio.Future[bool] | None = None
-    on_done: Callable[[bool], None] | None = None
-    # A source that can recognise the same data when it comes again (a Forward chunk id) sets
-    # `key`; `skip` records of it were already emitted before a restart and are not in `records`.
-    key: bytes | None = None
-    skip: int = 0
-
-    def finish(self, processed: bool) -> None:
-        if self.done is not None and not self.done.done():
-            self.done.set_result(processed)
-        if self.on_done is not None:
-            callback, self.on_done = self.on_done, None
-            callback(processed)
-
-    @property
-    def size(self) -> int:
-        return len(self.records) + len(self.events)
+ENTRY_POINT_GROUP = "logdetect.components"
 
 
 class BatchQueue:
@@ -214,3 +200,89 @@ class Sink(abc.ABC):
 
 def now() -> float:
     return time.time()
+
+
+# --- options and the registry -------------------------------------------------------------
+
+
+def option(default: Any = dataclasses.MISSING, doc: str = "", *, factory: Callable[[], Any] | None = None) -> Any:
+    """A documented config key: an options dataclass field with its default and one line of help
+    (`print-config` and `validate` quote it). Lists take `factory`."""
+    if factory is not None:
+        return dataclasses.field(default_factory=factory, metadata={"doc": doc})
+    return dataclasses.field(default=default, metadata={"doc": doc})
+
+
+def option_doc(f: dataclasses.Field[Any]) -> str:
+    """The help text of an options field ("" when it has none)."""
+    return str(f.metadata.get("doc", ""))
+
+
+def option_default(f: dataclasses.Field[Any]) -> Any:
+    """The default of an options field (every option has one)."""
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return f.default
+
+
+@dataclass(frozen=True, kw_only=True)
+class ComponentType:
+    """One registered type of source or sink.
+
+    `options` is a frozen dataclass whose fields (each declared with `option`) are exactly the
+    config keys; its `problems()` lists semantic errors. `example` holds the values
+    `print-config` shows besides the defaults (a path, say), and `enabled` whether its example
+    is active rather than commented out; `singleton` types (stdin) may be configured once.
+    `contract_options(tmp_dir)` gives the options of a self-contained instance (listening on
+    127.0.0.1:0, files under `tmp_dir`): the contract suite (`tests/contract/`) runs every
+    registered type with them.
+    """
+
+    options: type[Any]
+    summary: str
+    example_id: str
+    contract_options: Callable[[Path], Any]
+    example: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    enabled: bool = False
+    singleton: bool = False
+
+
+@dataclass(frozen=True, kw_only=True)
+class SourceType(ComponentType):
+    build: Callable[[str, Any, Path | None], Source]  # (id, options, state_dir) -> the source
+
+
+@dataclass(frozen=True, kw_only=True)
+class SinkType(ComponentType):
+    build: Callable[[str, Any], Sink]  # (id, options) -> the sink
+
+
+@dataclass(frozen=True)
+class Registry:
+    """Config `type` → source/sink type. The agent is handed one (see `installed_registry`)."""
+
+    sources: Mapping[str, SourceType]
+    sinks: Mapping[str, SinkType]
+
+    def merged(self, other: Registry) -> Registry:
+        for kind, mine, theirs in (("source", self.sources, other.sources), ("sink", self.sinks, other.sinks)):
+            clash = sorted(set(mine) & set(theirs))
+            if clash:
+                raise ConfigError(f"{kind} type(s) {', '.join(clash)} registered twice")
+        return Registry({**self.sources, **other.sources}, {**self.sinks, **other.sinks})
+
+
+def installed_registry() -> Registry:
+    """Every source and sink type published under the `logdetect.components` entry points."""
+    registry = Registry({}, {})
+    for ep in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
+        found = ep.load()
+        if not isinstance(found, Registry):
+            raise ConfigError(f"entry point {ep.name} = {ep.value} is not an agent.components.Registry")
+        registry = registry.merged(found)
+    if not registry.sources or not registry.sinks:
+        raise ConfigError(
+            f"no source/sink components are installed (entry points {ENTRY_POINT_GROUP!r}): "
+            "install logdetect (pip install logdetect, or pip install -e . in a checkout)"
+        )
+    return registry
