@@ -120,8 +120,19 @@ def put_from_thread(
 ) -> bool:
     """Hand a batch from a reader thread to the event loop's queue, blocking while the queue is
     full (that wait is the backpressure: the thread stops reading). False when the source is
-    stopping, or the loop is gone."""
-    future = asyncio.run_coroutine_threadsafe(queue.put(batch), loop)
+    stopping, or the loop is gone, and the batch was not queued: True means it is in the queue,
+    even when the stop came while the put was finishing (so it is never counted twice)."""
+    queued = threading.Event()
+    settled = threading.Event()
+
+    async def put() -> None:
+        try:
+            await queue.put(batch)
+            queued.set()
+        finally:
+            settled.set()
+
+    future = asyncio.run_coroutine_threadsafe(put(), loop)
     while not stopping.is_set():
         try:
             future.result(timeout=0.5)
@@ -129,9 +140,11 @@ def put_from_thread(
         except TimeoutError:
             continue
         except Exception:
-            return False
+            return queued.is_set()
     future.cancel()
-    return False
+    # The put may have completed while the stop came; a put that never started never settles.
+    settled.wait(timeout=1.0)
+    return queued.is_set()
 
 
 def count_drop(component: str, reason: str, n: int = 1) -> None:
