@@ -476,6 +476,14 @@ def test_bounded_clusters_and_memo(data_dir: Path) -> None:
         miner.add(line)
         assert len(miner) <= 30 and len(miner._templates) <= 30
         assert miner.memo_size <= 50
+    # The indexes follow the live forms: no tree node, sibling group or index entry of an evicted one.
+    forms = list(miner._templates.values())
+    assert len(miner._groups) <= sum(len(t.tokens) for t in forms)
+
+    def leaves(node: dict[object, object]) -> int:
+        return sum(len(v) if k is None else leaves(v) for k, v in node.items())  # type: ignore[arg-type]
+
+    assert leaves(miner._tree) == len(forms)
     assert miner.template(first_id) is None  # evicted long ago
     again = miner.add(lines[0])
     assert again.template_id != first_id  # documented churn: an evicted id is not reused
