@@ -23,6 +23,7 @@ relative to the config file's directory.
 from __future__ import annotations
 
 import dataclasses
+import enum
 import importlib
 import tomllib
 import typing
@@ -33,8 +34,8 @@ from typing import Any, Generic, TypeVar
 
 from agent.components import Registry, SinkType, SourceType, installed_registry, option
 from agent.errors import ConfigError
+from agent.types import Sensitivity
 
-SENSITIVITIES = ("low", "medium", "high")
 DEVICES = ("auto", "cpu", "cuda")
 ID_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.")
 
@@ -43,7 +44,7 @@ ID_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-
 class PipelineSettings:
     """`[pipeline]`: how lines are scored (maps onto agent.pipeline.PipelineConfig)."""
 
-    sensitivity: str = option("medium", "low | medium | high: where on the calibrated curve to alert")
+    sensitivity: Sensitivity = option(Sensitivity.MEDIUM, "where on the calibrated curve to alert (low: fewest)")
     emit_all: bool = option(False, "also emit a logdetect.line event for every processed line")
     dynamic_thresholds: bool = option(False, "scale thresholds by the hour-of-day multipliers learned at training")
     snapshot_interval_secs: float = option(60.0, "how often template state is snapshotted to state_dir")
@@ -54,8 +55,6 @@ class PipelineSettings:
 
     def problems(self) -> list[str]:
         out: list[str] = []
-        if self.sensitivity not in SENSITIVITIES:
-            out.append(f"sensitivity = {self.sensitivity!r}: use one of {', '.join(SENSITIVITIES)}")
         if self.device not in DEVICES:
             out.append(f"device = {self.device!r}: use one of {', '.join(DEVICES)}")
         if self.intra_op_threads < 1 or self.max_entities < 1:
@@ -138,11 +137,10 @@ class AgentConfig:
         """The lead's `agent.pipeline.PipelineConfig` for these settings."""
         from agent.onnx_session import RuntimeOptions
         from agent.pipeline import PipelineConfig
-        from agent.types import Sensitivity
 
         return PipelineConfig(
             parser=parser_config(self.parser),
-            sensitivity=Sensitivity(self.pipeline.sensitivity),
+            sensitivity=self.pipeline.sensitivity,
             runtime=RuntimeOptions(
                 intra_op_threads=self.pipeline.intra_op_threads, device=self.pipeline.device
             ),
@@ -177,7 +175,15 @@ def parser_config(table: dict[str, Any]) -> Any:
 
 
 def _type_ok(expected: Any, value: Any) -> tuple[bool, Any]:
-    """(ok, converted value) for the simple types options use."""
+    """(ok, converted value) for the simple types options use; a choice is an Enum, written as
+    its value in TOML."""
+    if isinstance(expected, type) and issubclass(expected, enum.Enum):
+        if isinstance(value, expected):
+            return True, value
+        try:
+            return True, expected(value)
+        except ValueError:
+            return False, value
     if expected is bool:
         return isinstance(value, bool), value
     if expected is int:
@@ -201,6 +207,8 @@ def _type_ok(expected: Any, value: Any) -> tuple[bool, Any]:
 
 
 def _type_name(expected: Any) -> str:
+    if isinstance(expected, type) and issubclass(expected, enum.Enum):
+        return "one of " + ", ".join(repr(m.value) for m in expected)
     if typing.get_origin(expected) is list:
         return "a list of strings"
     return {bool: "true/false", int: "an integer", float: "a number", str: "a string"}.get(

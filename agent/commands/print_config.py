@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import enum
 import json
 import sys
 import textwrap
+import typing
 from collections.abc import Mapping
 from typing import Any
 
@@ -48,6 +50,8 @@ WIDTH = 96
 
 def toml_value(value: Any) -> str:
     """A default as TOML (strings JSON-quoted: valid TOML basic strings for ordinary text)."""
+    if isinstance(value, enum.Enum):
+        return toml_value(value.value)
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int | float):
@@ -61,10 +65,14 @@ def toml_value(value: Any) -> str:
 
 def _keys(options: type[Any], overrides: Mapping[str, Any], prefix: str) -> list[str]:
     lines = []
+    hints = typing.get_type_hints(options)
     for f in dataclasses.fields(options):
         value = overrides.get(f.name, option_default(f))
         line = f"{f.name} = {toml_value(value)}"
         doc = option_doc(f)
+        choice = hints[f.name]
+        if isinstance(choice, type) and issubclass(choice, enum.Enum):  # a choice: name them all
+            doc = " | ".join(str(m.value) for m in choice) + (f": {doc}" if doc else "")
         if doc:
             line = f"{line.ljust(COMMENT_COLUMN - len(prefix) - 1)} # {doc}"
         lines.append(prefix + line)

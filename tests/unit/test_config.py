@@ -12,6 +12,7 @@ import pytest
 from agent.commands.print_config import example
 from agent.config import load_config, parse_config
 from agent.errors import ConfigError
+from agent.types import Sensitivity
 from plugins.registry import SINKS, SOURCES
 
 
@@ -38,7 +39,7 @@ def test_minimal_config_and_relative_paths(tmp_path: Path) -> None:
     assert config.state_dir == tmp_path / "st"  # type: ignore[attr-defined]
     sinks = {s.id: s for s in config.sinks}  # type: ignore[attr-defined]
     assert sinks["f"].options.path == str(tmp_path / "ev/events.jsonl")
-    assert config.pipeline.sensitivity == "medium"  # type: ignore[attr-defined]
+    assert config.pipeline.sensitivity is Sensitivity.MEDIUM  # type: ignore[attr-defined]
 
 
 def test_unknown_keys_are_named_with_the_valid_ones(tmp_path: Path) -> None:
