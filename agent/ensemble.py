@@ -10,8 +10,8 @@ The ensemble score is the weighted mean of the scaled values of the members that
 line; it fires above `threshold` (default 1.0).
 
 The verdict is seed 000's vote over the members with `vote: true`: DANGER when a SEQUENCE
-detector and a FEATURE or SEMANTIC detector both fire, WATCH when any voter fires or the
-combined score fires, NORMAL otherwise. Members, weights and the threshold are bundle
+detector and a FEATURE, SEMANTIC or RULE detector both fire (a rule votes on the feature side),
+WATCH when any voter fires or the combined score fires, NORMAL otherwise. Members, weights and the threshold are bundle
 settings (`manifest["ensemble"]`), not code.
 """
 
@@ -28,6 +28,7 @@ from agent.errors import BundleError
 from agent.types import DetectorKind, DetectorScore, Verdict
 
 MAX_SCALED = 10.0  # one extreme member must not drown the others
+NOT_SEQUENCE = frozenset({DetectorKind.FEATURE, DetectorKind.SEMANTIC, DetectorKind.RULE})
 
 
 @dataclass(frozen=True)
@@ -122,7 +123,7 @@ class Ensemble:
             if member.vote and s.fired:
                 fired.add(kinds.get(s.detector, member.kind))
         combined = total / weight if weight > 0 else 0.0
-        if DetectorKind.SEQUENCE in fired and fired & {DetectorKind.FEATURE, DetectorKind.SEMANTIC}:
+        if DetectorKind.SEQUENCE in fired and fired & NOT_SEQUENCE:
             return combined, Verdict.DANGER
         if fired or combined > self.threshold:
             return combined, Verdict.WATCH

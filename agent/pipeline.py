@@ -55,7 +55,6 @@ from agent.types import (
 log = structlog.get_logger(__name__)
 
 ONLINE_ID_BASE = 1_000_000
-NOVELTY = "novelty"  # the built-in rule "template never seen in training"
 ONLINE_STATE = "templates_online.json"
 STITCH_IDLE_SECS = 0.5
 
@@ -112,10 +111,9 @@ class Pipeline:
                                     "idle_secs": config.idle_entity_secs})
         self.features = FeatureExtractor(feat_cfg, FeatureStats.from_json(bundle.read_json("features.json")))
         self.detectors: list[Detector] = load_detectors(
-            bundle, config.runtime, config.sensitivity, config.models
+            bundle, config.runtime, config.sensitivity, config.models, builtin_defaults=True
         )
         self.kinds: dict[str, DetectorKind] = {d.name: d.kind for d in self.detectors}
-        self.kinds[NOVELTY] = DetectorKind.FEATURE
         from agent.ensemble import Ensemble
 
         self.ensemble = Ensemble.from_manifest(manifest.get("ensemble", {}))
@@ -258,9 +256,7 @@ class Pipeline:
         out: list[Output] = []
         scores: list[DetectorScore] = [s for s in detector_scores if s is not None]
         if self.hour_multipliers is not None:
-            scores = _at_hour(scores, self.hour_multipliers[int(ctx.line.time // 3600) % 24])
-        if ctx.line.is_new:
-            scores.append(DetectorScore(NOVELTY, 1.0, 0.5, True))
+            scores = _at_hour(scores, self.hour_multipliers[int(ctx.line.time // 3600) % 24], self.kinds)
         score, verdict = self.ensemble.combine(scores, self.kinds)
         if verdict is Verdict.NORMAL and self.explainer.is_notable(ctx):
             verdict = Verdict.WATCH
@@ -347,8 +343,6 @@ class Pipeline:
                 judged = d.score_session(s.tokens, s.levels)
                 if judged is not None:
                     scores.append(judged)
-            if 0 in s.tokens:
-                scores.append(DetectorScore(NOVELTY, 1.0, 0.5, True))
             if not scores:
                 continue
             score, verdict = self.ensemble.combine(scores, self.kinds)
@@ -385,12 +379,17 @@ class TemplateTexts(Mapping[int, str]):
         return len(self.training) + len(self.online)
 
 
-def _at_hour(scores: list[DetectorScore], multiplier: float) -> list[DetectorScore]:
-    """Scores judged against thresholds scaled by the hour's multiplier."""
+def _at_hour(
+    scores: list[DetectorScore], multiplier: float, kinds: Mapping[str, DetectorKind] | None = None
+) -> list[DetectorScore]:
+    """Scores judged against thresholds scaled by the hour's multiplier (fixed rules keep theirs)."""
     if multiplier == 1.0:
         return scores
     out = []
     for s in scores:
+        if kinds is not None and kinds.get(s.detector) is DetectorKind.RULE:
+            out.append(s)
+            continue
         threshold = s.threshold * multiplier if s.threshold > 0 else s.threshold
         out.append(dataclasses.replace(s, threshold=threshold, fired=s.score > threshold))
     return out

@@ -90,6 +90,7 @@ class DetectorKind(enum.Enum):
     FEATURE = "feature"  # per-line feature vector (Isolation Forest)
     SEQUENCE = "sequence"  # order of templates (DeepLog, LSTM autoencoder)
     SEMANTIC = "semantic"  # masked-template model with severity (LogBERT)
+    RULE = "rule"  # a fixed rule (new template, new template set): votes with the feature side
 
 
 class Sensitivity(enum.Enum):

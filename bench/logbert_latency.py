@@ -32,8 +32,8 @@ if str(REPO) not in sys.path:  # run as a script from anywhere
 
 from agent.bundle import Bundle, BundleWriter, load_bundle  # noqa: E402
 from agent.detectors.logbert import LogBertDetector, Window, sanitise  # noqa: E402
+from agent.detectors.section import ModelLoad, ModelSection  # noqa: E402
 from agent.onnx_session import RuntimeOptions  # noqa: E402
-from agent.types import Sensitivity  # noqa: E402
 
 DEFAULT_DATA = Path(os.environ.get("LOGDETECT_DATA", REPO.parent / "shared" / "data"))
 
@@ -44,14 +44,16 @@ def train_bundle(data: Path, out: Path, epochs: int) -> tuple[Bundle, dict[str, 
     from trainer.logbert import LogBertOptions, fit_and_export
     from trainer.sequences import build_vocab, encode, read_sessions
     from trainer.torch_base import FitConfig
+    from trainer.training_data import TrainingData
 
     torch.set_num_threads(2)
     raw = read_sessions(data / "hdfs" / "deeplog" / "hdfs_train")
     vocab = build_vocab(raw)
     writer = BundleWriter(out)
     started = time.monotonic()
-    section = fit_and_export(encode(raw, vocab), None, [], None, len(vocab) + 1, writer, "logbert",
+    section = fit_and_export(TrainingData.of_sequences(encode(raw, vocab), len(vocab) + 1), writer, "logbert",
                              LogBertOptions(), FitConfig(epochs=epochs, device="cpu", progress=False), None)
+    writer.add_model("logbert", section)
     seconds = time.monotonic() - started
     writer.finish()
     return load_bundle(out), {"train_seconds": round(seconds, 1), "torch_threads": 2, **section["training"]}
@@ -84,7 +86,7 @@ def time_scoring(det: LogBertDetector, windows: list[Window], batches: list[int]
         for _ in range(repeats):
             t = time.perf_counter()
             for g in groups:
-                scorer.score_windows(g)
+                scorer.score_uncached(g)
             best = min(best, time.perf_counter() - t)
         modes[name] = best
 
@@ -118,7 +120,7 @@ def served_sessions(data: Path, det: LogBertDetector) -> dict[str, float]:
     seconds = time.perf_counter() - t
     stats = det.stats()
     return {"sessions": len(sessions), "sessions_per_s": round(len(sessions) / seconds, 1),
-            "cache_hit_ratio": round(stats["cache_hit_ratio"], 3), "onnx_calls": stats["calls"]}
+            "cache_hit_ratio": round(stats["hit_ratio"], 3), "onnx_calls": stats["calls"]}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -144,8 +146,8 @@ def main(argv: list[str] | None = None) -> int:
             out = args.save_bundle or Path(tmp) / "logbert"
             bundle, result["training"] = train_bundle(args.data, out, args.epochs)
         section = bundle.models["logbert"]
-        det = LogBertDetector.from_bundle(bundle, "logbert", section, RuntimeOptions(intra_op_threads=1),
-                                          Sensitivity.MEDIUM)
+        det = LogBertDetector.from_bundle(ModelLoad(bundle, ModelSection.parse("logbert", section),
+                                                    RuntimeOptions(intra_op_threads=1)))
         result["model"] = {k: section["options"][k] for k in ("hidden", "layers", "heads", "max_len")}
         result["model"]["mask_variants"] = section["mask_variants"]
         for length in (20, 64):

@@ -34,8 +34,9 @@ from agent.bundle import BundleWriter, load_bundle
 from agent.detectors.base import Detector
 from agent.detectors.deeplog import DeepLogDetector, window_before
 from agent.detectors.lstm_ae import LstmAutoencoderDetector, window_ending
+from agent.detectors.section import ModelLoad, ModelSection
 from agent.onnx_session import RuntimeOptions
-from agent.types import Level, LineContext, ParsedLine, Sensitivity, TemplatedLine
+from agent.types import Level, LineContext, ParsedLine, TemplatedLine
 from trainer.sequences import build_vocab, encode, read_labelled, read_sessions
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "hdfs" / "deeplog"
@@ -47,6 +48,7 @@ def train(bundle: Path, tokens: list[list[int]], vocab_size: int, epochs: int, t
 
     from trainer import deeplog, lstm_ae
     from trainer.torch_base import FitConfig
+    from trainer.training_data import TrainingData
 
     torch.set_num_threads(torch_threads)
     writer = BundleWriter(bundle)
@@ -55,8 +57,8 @@ def train(bundle: Path, tokens: list[list[int]], vocab_size: int, epochs: int, t
     for name, module, options in (("deeplog", deeplog, deeplog.DeepLogOptions()),
                                   ("lstm_ae", lstm_ae, lstm_ae.LstmAeOptions())):
         began = time.monotonic()
-        section = module.fit_and_export(tokens, None, tokens[-500:], None, vocab_size, writer, name,
-                                        options, fit, None)
+        section = module.fit_and_export(TrainingData.of_sequences(tokens, vocab_size, tokens[-500:]), writer,
+                                        name, options, fit, None)
         seconds[name] = round(time.monotonic() - began, 1)
         writer.add_model(name, section)
     writer.finish()
@@ -94,11 +96,11 @@ def straight(det: Detector, contexts: list[LineContext]) -> float:
         s = det.scorer
         for c in contexts:
             w = window_before(c.history, len(c.history) - 1, s.window, s.pad)
-            s.judge(w, c.history[-1], s._run([w])[0])
+            s.judge(w, c.history[-1], s.compute([w])[0])
     elif isinstance(det, LstmAutoencoderDetector):
         a = det.scorer
         for c in contexts:
-            a._run([window_ending(c.history, c.levels, len(c.history), a.window, a.pad)])
+            a.compute([window_ending(c.history, c.levels, len(c.history), a.window, a.pad)])
     return len(contexts) / (time.perf_counter() - began)
 
 
@@ -144,10 +146,10 @@ def main() -> int:
         result["lines"] = len(contexts)
         options = RuntimeOptions(intra_op_threads=args.threads, device="cpu")
         for name, cls in (("deeplog", DeepLogDetector), ("lstm_ae", LstmAutoencoderDetector)):
-            section = bundle.models[name]
-            naive = cls.from_bundle(bundle, name, section, options, Sensitivity.MEDIUM)
+            section = ModelSection.parse(name, bundle.models[name])
+            naive = cls.from_bundle(ModelLoad(bundle, section, options))
             rate_straight = straight(naive, contexts[: args.straight_lines])
-            det = cls.from_bundle(bundle, name, section, options, Sensitivity.MEDIUM)
+            det = cls.from_bundle(ModelLoad(bundle, section, options))
             rate_batched = batched(det, contexts, args.batch)
             stats = det.stats()
             result[name] = {

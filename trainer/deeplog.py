@@ -17,21 +17,19 @@ from __future__ import annotations
 import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from agent.bundle import BundleWriter
 from agent.detectors.deeplog import INPUT, OUTPUT, DeepLogScorer
-from agent.errors import InputError, ModelError
+from agent.errors import InputError
 from agent.onnx_session import OnnxModel, RuntimeOptions
 from trainer.calibrate import calibrate
+from trainer.export import OPSET, check_parity, export_torch, sample_rows
 from trainer.sequences import next_token_rows, rare_bigrams, spread_rows, token_counts
-from trainer.torch_base import FitConfig, TorchDetector, import_torch
-
-OPSET = 17
-PARITY_TOLERANCE = 1e-4
+from trainer.torch_base import FitConfig, SequenceTrainer, import_torch
+from trainer.training_data import TrainingData
 
 
 @dataclass
@@ -72,16 +70,9 @@ def build_net(vocab_size: int, opts: DeepLogOptions) -> Any:
     return DeepLogNet()
 
 
-class DeepLogTrainer(TorchDetector):
+class DeepLogTrainer(SequenceTrainer[DeepLogOptions]):
     name = "deeplog"
-
-    def __init__(self, vocab_size: int, options: DeepLogOptions, config: FitConfig | None = None) -> None:
-        super().__init__(config)
-        self.vocab_size = vocab_size
-        self.options = options
-
-    def build(self) -> Any:
-        return build_net(self.vocab_size, self.options)
+    net = staticmethod(build_net)
 
     def loss(self, model: Any, batch: Sequence[Any]) -> Any:
         torch = import_torch()
@@ -90,50 +81,12 @@ class DeepLogTrainer(TorchDetector):
         return (nll * weight).sum() / weight.sum()
 
 
-def export_onnx(
-    module: Any, example: tuple[Any, ...], path: Path, inputs: list[str], outputs: list[str]
-) -> None:
-    """Legacy exporter, opset 17, one self-contained file, batch axis dynamic."""
-    torch = import_torch()
-    axes = {n: {0: "batch"} for n in [*inputs, *outputs]}
-    module.eval()
-    with torch.no_grad():
-        torch.onnx.export(
-            module, example, str(path), input_names=inputs, output_names=outputs,
-            dynamic_axes=axes, opset_version=OPSET, dynamo=False,
-        )
-
-
-def check_parity(module: Any, path: Path, feeds: dict[str, np.ndarray], output: str) -> float:
-    """Max |torch − ONNX Runtime| on real inputs; ModelError above PARITY_TOLERANCE."""
-    torch = import_torch()
-    with torch.no_grad():
-        expected = module(*[torch.as_tensor(v) for v in feeds.values()]).numpy()
-    (got,) = OnnxModel(path, RuntimeOptions(intra_op_threads=1, device="cpu")).run(feeds, [output])
-    diff = float(np.max(np.abs(expected - got))) if expected.size else 0.0
-    if not diff <= PARITY_TOLERANCE:
-        raise ModelError(f"{path.name}: ONNX Runtime differs from torch by {diff:.2e} (> {PARITY_TOLERANCE})")
-    return diff
-
-
-def sample_rows(n: int, k: int, seed: int) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    return np.sort(rng.choice(n, size=min(n, k), replace=False))
-
-
 def fit_and_export(
-    train_seqs: Sequence[Sequence[int]],
-    train_levels: Sequence[Sequence[int]] | None,
-    val_seqs: Sequence[Sequence[int]],
-    val_levels: Sequence[Sequence[int]] | None,
-    vocab_size: int,
-    writer: BundleWriter,
-    name: str,
-    options: DeepLogOptions,
-    fit: FitConfig,
+    data: TrainingData, writer: BundleWriter, name: str, options: DeepLogOptions, fit: FitConfig,
     target_fpr: float | None,
 ) -> dict[str, Any]:
     """Train DeepLog on normal sessions of model tokens and return its manifest section."""
+    train_seqs, val_seqs, vocab_size = data.train_seqs, data.val_seqs, data.vocab_size
     if vocab_size < 2:
         raise InputError(f"{name}: a vocabulary of {vocab_size} tokens is too small to learn sequences")
     counts = token_counts(train_seqs)
@@ -150,7 +103,7 @@ def fit_and_export(
     onnx_path = writer.path_for(f"{name}.onnx")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # the LSTM batch-size note: parity below checks it
-        export_onnx(trainer.model, (import_torch().as_tensor(x[:2]),), onnx_path, [INPUT], [OUTPUT])
+        export_torch(trainer.model, (import_torch().as_tensor(x[:2]),), onnx_path, [INPUT], [OUTPUT])
     rows = sample_rows(len(x), 512, fit.seed)
     parity = max(
         check_parity(trainer.model, onnx_path, {INPUT: x[rows]}, OUTPUT),
@@ -184,15 +137,7 @@ def fit_and_export(
         },
         "thresholds": {"low": line_threshold, "medium": line_threshold, "high": line_threshold},
         "options": asdict(options),
-        "training": {
-            "rows": len(x),
-            "windows": float(c.sum()),
-            "epochs": len(hist.train_loss),
-            "best_epoch": hist.best_epoch + 1,
-            "seconds": round(hist.seconds, 2),
-            "device": hist.device,
-            "final_val_loss": hist.val_loss[-1] if hist.val_loss else None,
-        },
+        "training": {"rows": len(x), "windows": float(c.sum()), **hist.summary()},
         "parity_max_abs_diff": parity,
     }
     scorer = DeepLogScorer(OnnxModel(onnx_path, RuntimeOptions(device="cpu")), section, name)

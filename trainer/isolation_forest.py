@@ -7,14 +7,17 @@ The agent's score is −decision_function, so higher = more anomalous like every
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from agent.bundle import BundleWriter
-from agent.errors import ModelError
 from agent.features import FEATURE_NAMES
 from trainer.calibrate import calibrate
+from trainer.export import PARITY_TOLERANCE, max_abs_diff, onnx_outputs, require_parity
+from trainer.torch_base import FitConfig
+from trainer.training_data import TrainingData
 
 OPSET = {"": 17, "ai.onnx.ml": 3}
 
@@ -28,13 +31,11 @@ class IsolationForestOptions:
 
 
 def fit_and_export(
-    train_x: np.ndarray,
-    val_x: np.ndarray,
-    writer: BundleWriter,
-    name: str = "isolation_forest",
-    options: IsolationForestOptions | None = None,
-    target_fpr: float | None = None,
+    data: TrainingData, writer: BundleWriter, name: str, options: IsolationForestOptions, fit: FitConfig,
+    target_fpr: float | None,
 ) -> dict[str, Any]:
+    """Fit on `data.train_x`, export, check parity, calibrate on `data.val_x`: the manifest section.
+    (`fit` is the torch models' configuration: the forest takes its seed from `options`.)"""
     try:
         from skl2onnx import convert_sklearn
         from skl2onnx.common.data_types import FloatTensorType
@@ -46,9 +47,10 @@ def fit_and_export(
             "the Isolation Forest needs scikit-learn and skl2onnx: pip install 'logdetect[train]'"
         ) from None
 
-    opts = options or IsolationForestOptions()
+    opts = options
+    val_x = data.val_x
     rng = np.random.default_rng(opts.seed)
-    x = np.asarray(train_x, dtype=np.float32)
+    x = np.asarray(data.train_x, dtype=np.float32)
     if len(x) > opts.max_train_rows:
         x = x[rng.choice(len(x), opts.max_train_rows, replace=False)]
     model = IsolationForest(
@@ -80,14 +82,8 @@ def fit_and_export(
     return section
 
 
-def check_parity(model: Any, path: Any, x: np.ndarray, tol: float = 1e-4) -> float:
+def check_parity(model: Any, path: Path, x: np.ndarray, tol: float = PARITY_TOLERANCE) -> float:
     """Max |sklearn − ONNX Runtime| of decision_function on real rows; ModelError beyond `tol`."""
-    from agent.onnx_session import OnnxModel
-
-    onnx_model = OnnxModel(path)
-    got = onnx_model.run({"X": x.astype(np.float32)}, ["scores"])[0].reshape(-1)
-    want = model.decision_function(x)
-    diff = float(np.max(np.abs(got - want))) if len(x) else 0.0
-    if diff > tol:
-        raise ModelError(f"Isolation Forest ONNX export differs from scikit-learn by {diff:.2e} (> {tol})")
-    return diff
+    x = np.asarray(x, dtype=np.float32)
+    got = onnx_outputs(path, {"X": x}, ["scores"])[0].reshape(-1)
+    return require_parity(max_abs_diff([model.decision_function(x)], [got]), "Isolation Forest", tol)

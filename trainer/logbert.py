@@ -27,6 +27,7 @@ import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -48,11 +49,11 @@ from agent.detectors.logbert import (
 from agent.errors import InputError, ModelError
 from agent.onnx_session import OnnxModel, RuntimeOptions
 from trainer.calibrate import calibrate
+from trainer.export import export_torch, max_abs_diff, onnx_outputs, require_parity
 from trainer.torch_base import FitConfig, TorchDetector, import_torch
+from trainer.training_data import TrainingData
 
 log = structlog.get_logger(__name__)
-
-PARITY_TOLERANCE = 1e-4
 
 
 @dataclass
@@ -171,11 +172,6 @@ def _build_module(opts: LogBertOptions, vocab_size: int) -> Any:
     return module
 
 
-def default_options() -> LogBertOptions:
-    """The CPU-serving defaults (`trainer.train` asks every model module for these)."""
-    return LogBertOptions()
-
-
 def layout_of(opts: LogBertOptions, vocab_size: int) -> LogBertLayout:
     return LogBertLayout(
         vocab_size=vocab_size,
@@ -260,72 +256,49 @@ class LogBert(TorchDetector):
                 means.append(m.numpy())
         return np.concatenate(dists), np.concatenate(means)
 
-    def export(self, path: str) -> None:
+    def export(self, path: Path) -> None:
         torch = import_torch()
-        import onnx
-
         sample = build_batch([((1, 2, 3), (3, 3, 3)), ((1,), (3,))], self.layout)
         wrapper = self.model.export_wrapper(self.model).eval()
         names = list(self.layout.input_names)
         args = tuple(torch.as_tensor(sample.feeds(self.layout)[n]) for n in names)
-        axes = {n: {0: "rows", 1: "length"} for n in names}
-        axes.update({"rank": {0: "rows", 1: "length"}, "logprob": {0: "rows", 1: "length"}})
+        axes = {n: {0: "rows", 1: "length"} for n in [*names, "rank", "logprob"]}
         axes.update({"dist_emb": {0: "rows"}, "mean_emb": {0: "rows"}})
-        torch.onnx.export(
-            wrapper, args, path, dynamo=False, opset_version=17,
-            input_names=names, output_names=list(OUTPUTS), dynamic_axes=axes,
-        )
-        proto = onnx.load(path)
         meta = {
             "logdetect.vocab_size": str(self.layout.vocab_size),
             "logdetect.max_len": str(self.layout.max_len),
             "logdetect.use_severity": str(int(self.layout.use_severity)),
             "logdetect.hidden": str(self.layout.hidden),
         }
-        for key, value in meta.items():
-            entry = proto.metadata_props.add()
-            entry.key, entry.value = key, value
-        onnx.save(proto, path)
+        export_torch(wrapper, args, path, names, OUTPUTS, axes, meta)
 
     def check_parity(self, model: OnnxModel, windows: Sequence[Window]) -> dict[str, float]:
         """Torch vs ONNX Runtime on real windows: floats within 1e-4, ranks equal but for ties."""
         torch = import_torch()
         batch = build_batch(windows, self.layout)
-        feeds = batch.feeds(self.layout)
         with torch.no_grad():
             t = torch.as_tensor
             ref = [x.numpy() for x in self.model.score(t(batch.tokens), t(batch.levels), t(batch.targets))]
-        got = model.run(feeds, list(OUTPUTS))
+        got = onnx_outputs(model, batch.feeds(self.layout), OUTPUTS)
         real = batch.tokens != self.layout.pad
-        diff = max(
-            float(np.abs(ref[1] - got[1])[real].max()),
-            float(np.abs(ref[2] - got[2]).max()),
-            float(np.abs(ref[3] - got[3]).max()),
-        )
+        diff = max_abs_diff(ref[1:], got[1:], [real, None, None])
         rank_mismatch = float((ref[0] != got[0])[real].mean())
-        if not diff <= PARITY_TOLERANCE or rank_mismatch > 0.005:
-            raise ModelError(
-                f"{self.name}: torch and ONNX Runtime disagree (max abs diff {diff:.2e}, "
-                f"rank mismatch {rank_mismatch:.4f}): the export is broken"
-            )
+        if rank_mismatch > 0.005:
+            raise ModelError(f"{self.name}: torch and ONNX Runtime ranks disagree on {rank_mismatch:.4f} of the "
+                             "positions: the export is broken")
+        require_parity(diff, self.name)
         return {"max_abs_diff": diff, "rank_mismatch": rank_mismatch, "windows": float(len(windows))}
 
 
 def fit_and_export(
-    train_seqs: Sequence[Sequence[int]],
-    train_levels: Sequence[Sequence[int]] | None,
-    val_seqs: Sequence[Sequence[int]],
-    val_levels: Sequence[Sequence[int]] | None,
-    vocab_size: int,
-    writer: BundleWriter,
-    name: str,
-    options: LogBertOptions,
-    fit: FitConfig,
+    data: TrainingData, writer: BundleWriter, name: str, options: LogBertOptions, fit: FitConfig,
     target_fpr: float | None,
 ) -> dict[str, Any]:
     """Train LogBERT(-severity), export `<name>.onnx`, calibrate on held-back normal sequences,
     and return the manifest section. Without `val_seqs`, 10 % of the training sequences are
     held back for calibration."""
+    train_seqs, train_levels, vocab_size = data.train_seqs, data.train_levels, data.vocab_size
+    val_seqs, val_levels = data.val_seqs, data.val_levels
     if vocab_size < 2:
         raise InputError(f"{name}: vocabulary of {vocab_size} tokens: need training templates")
     trainer = LogBert(options, vocab_size, fit)
@@ -357,7 +330,7 @@ def fit_and_export(
     rare_tokens = sorted(t for t in range(1, vocab_size) if counts.get(t, 0) < options.rare_min_count)
 
     path = writer.path_for(f"{name}.onnx")
-    trainer.export(str(path))
+    trainer.export(path)
     ort_model = OnnxModel(path, RuntimeOptions(intra_op_threads=1, device="cpu"))
     rng = np.random.default_rng(fit.seed)
     pool = sorted(set(val_windows)) + distinct
@@ -367,7 +340,7 @@ def fit_and_export(
     trainer.save_curve(writer.path_for(curve))
 
     scorer = LogBertScorer(ort_model, layout, centre, window_centre, rare_tokens, name=name)
-    val_scores = scorer.score_windows(val_windows)
+    val_scores = scorer.score_uncached(val_windows)
     section = _calibrated_section(val_scores, options, target_fpr)
     section.update(
         {
@@ -412,7 +385,6 @@ def fit_and_export(
             },
         }
     )
-    writer.add_model(name, section)
     log.info("logbert_trained", model=name, seconds=round(fit_seconds, 1), windows=len(train_windows))
     return section
 

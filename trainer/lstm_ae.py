@@ -23,9 +23,10 @@ from agent.detectors.lstm_ae import LEVEL_COUNT, LEVELS, OUTPUT, TOKENS, LstmAeS
 from agent.errors import InputError
 from agent.onnx_session import OnnxModel, RuntimeOptions
 from trainer.calibrate import calibrate
-from trainer.deeplog import OPSET, check_parity, export_onnx, sample_rows
+from trainer.export import OPSET, check_parity, export_torch, sample_rows
 from trainer.sequences import reconstruction_rows, spread_rows
-from trainer.torch_base import FitConfig, TorchDetector, import_torch
+from trainer.torch_base import FitConfig, SequenceTrainer, import_torch
+from trainer.training_data import TrainingData
 
 
 @dataclass
@@ -74,16 +75,9 @@ def build_net(vocab_size: int, opts: LstmAeOptions) -> Any:
     return LstmAutoencoder()
 
 
-class LstmAeTrainer(TorchDetector):
+class LstmAeTrainer(SequenceTrainer[LstmAeOptions]):
     name = "lstm_ae"
-
-    def __init__(self, vocab_size: int, options: LstmAeOptions, config: FitConfig | None = None) -> None:
-        super().__init__(config)
-        self.vocab_size = vocab_size
-        self.options = options
-
-    def build(self) -> Any:
-        return build_net(self.vocab_size, self.options)
+    net = staticmethod(build_net)
 
     def loss(self, model: Any, batch: Sequence[Any]) -> Any:
         tokens, levels, weight = batch
@@ -91,18 +85,12 @@ class LstmAeTrainer(TorchDetector):
 
 
 def fit_and_export(
-    train_seqs: Sequence[Sequence[int]],
-    train_levels: Sequence[Sequence[int]] | None,
-    val_seqs: Sequence[Sequence[int]],
-    val_levels: Sequence[Sequence[int]] | None,
-    vocab_size: int,
-    writer: BundleWriter,
-    name: str,
-    options: LstmAeOptions,
-    fit: FitConfig,
+    data: TrainingData, writer: BundleWriter, name: str, options: LstmAeOptions, fit: FitConfig,
     target_fpr: float | None,
 ) -> dict[str, Any]:
     """Train the autoencoder on normal sessions of model tokens and return its manifest section."""
+    train_seqs, train_levels, vocab_size = data.train_seqs, data.train_levels, data.vocab_size
+    val_seqs, val_levels = data.val_seqs, data.val_levels
     if vocab_size < 2:
         raise InputError(f"{name}: a vocabulary of {vocab_size} tokens is too small to learn sequences")
     toks, lvls, counts = reconstruction_rows(train_seqs, train_levels, options.window, vocab_size)
@@ -115,7 +103,7 @@ def fit_and_export(
     onnx_path = writer.path_for(f"{name}.onnx")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # the LSTM batch-size note: parity below checks it
-        export_onnx(trainer.model, (torch.as_tensor(toks[:2]), torch.as_tensor(lvls[:2])), onnx_path,
+        export_torch(trainer.model, (torch.as_tensor(toks[:2]), torch.as_tensor(lvls[:2])), onnx_path,
                     [TOKENS, LEVELS], [OUTPUT])
     rows = sample_rows(len(toks), 512, fit.seed)
     parity = max(
@@ -136,15 +124,7 @@ def fit_and_export(
         "vocab_size": vocab_size,
         "pad_token": vocab_size + 1,
         "options": asdict(options),
-        "training": {
-            "rows": len(toks),
-            "windows": float(counts.sum()),
-            "epochs": len(hist.train_loss),
-            "best_epoch": hist.best_epoch + 1,
-            "seconds": round(hist.seconds, 2),
-            "device": hist.device,
-            "final_val_loss": hist.val_loss[-1] if hist.val_loss else None,
-        },
+        "training": {"rows": len(toks), "windows": float(counts.sum()), **hist.summary()},
         "parity_max_abs_diff": parity,
     }
     scorer = LstmAeScorer(OnnxModel(onnx_path, RuntimeOptions(device="cpu")), section, name)

@@ -11,12 +11,13 @@ combination never happens in normal operation).
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from agent.bundle import BundleWriter
 from agent.detectors.novel_set import template_set
+from trainer.torch_base import FitConfig
+from trainer.training_data import TrainingData
 
 
 @dataclass(frozen=True)
@@ -27,22 +28,15 @@ class NovelSetOptions:
 
 
 def fit_and_export(
-    train_seqs: Sequence[Sequence[int]],
-    train_levels: Sequence[Sequence[int]] | None,
-    val_seqs: Sequence[Sequence[int]],
-    val_levels: Sequence[Sequence[int]] | None,
-    vocab_size: int,
-    writer: BundleWriter,
-    name: str,
-    options: NovelSetOptions,
-    fit: Any,
+    data: TrainingData, writer: BundleWriter, name: str, options: NovelSetOptions, fit: FitConfig,
     target_fpr: float | None,
 ) -> dict[str, Any]:
-    counts = Counter(template_set(s) for s in train_seqs if s)
+    """The training sessions' template sets (the most frequent `max_sets`) and the held-back rate."""
+    counts = Counter(template_set(s) for s in data.train_seqs if s)
     kept = [key for key, _ in counts.most_common(options.max_sets)]
     known = set(kept)
     writer.add_json(f"{name}.json", {"sets": [list(k) for k in sorted(kept)]})
-    held_back = [template_set(s) for s in val_seqs if s]
+    held_back = [template_set(s) for s in data.val_seqs if s]
     new_rate = sum(k not in known for k in held_back) / len(held_back) if held_back else 0.0
     return {
         "type": "novel_set",

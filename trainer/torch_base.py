@@ -15,7 +15,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import numpy as np
 import structlog
@@ -78,6 +78,16 @@ class FitHistory:
     best_epoch: int = 0
     seconds: float = 0.0
     device: str = "cpu"
+
+    def summary(self) -> dict[str, Any]:
+        """The manifest's record of a training run (epochs counted from 1)."""
+        return {
+            "epochs": len(self.train_loss),
+            "best_epoch": self.best_epoch + 1,
+            "seconds": round(self.seconds, 2),
+            "device": self.device,
+            "final_val_loss": self.val_loss[-1] if self.val_loss else None,
+        }
 
 
 class TorchDetector(ABC):
@@ -201,6 +211,23 @@ class TorchDetector(ABC):
         fig.tight_layout()
         fig.savefig(path)
         plt.close(fig)
+
+
+OptionsT = TypeVar("OptionsT")
+
+
+class SequenceTrainer(TorchDetector, Generic[OptionsT]):
+    """A torch model over the model-token vocabulary, built by `net(vocab_size, options)`."""
+
+    net: Any  # staticmethod(vocab_size, options) -> nn.Module
+
+    def __init__(self, vocab_size: int, options: OptionsT, config: FitConfig | None = None) -> None:
+        super().__init__(config)
+        self.vocab_size = vocab_size
+        self.options = options
+
+    def build(self) -> Any:
+        return self.net(self.vocab_size, self.options)
 
 
 def _progress(name: str, epoch: int, epochs: int, batch: int, batches: int, loss: float) -> None:

@@ -31,15 +31,16 @@ import structlog
 from agent.bundle import BundleWriter
 from agent.errors import InputError, UserError
 from agent.features import FeatureConfig, FeatureExtractor
+from agent.models import MODELS, NAMES, ModelSpec
 from agent.parsing import ParserConfig
 from agent.parsing.records import parse_records
 from agent.templates import MinerConfig, TemplateMiner, learn_templates
 from agent.types import DetectorKind, ParsedLine, Record, TemplatedLine
+from trainer.training_data import TrainingData
 
 log = structlog.get_logger(__name__)
 
-ALL_MODELS = ("isolation_forest", "deeplog", "lstm_ae", "logbert", "novel_set")
-TORCH_MODELS = ("deeplog", "lstm_ae", "logbert")
+ALL_MODELS = NAMES  # every registered model (`agent.models`), in table order
 LIBRARIES = ("drain3", "numpy", "onnxruntime", "onnx", "torch", "scikit-learn", "skl2onnx")
 
 
@@ -56,6 +57,8 @@ class TrainOptions:
     device: str = "auto"
     seed: int = 42
     max_train_seconds: float | None = None  # per torch model
+    learning_rate: float = 1e-3  # torch models
+    batch_size: int = 256  # torch models
     progress: bool = True
     model_options: dict[str, Any] = field(default_factory=dict)  # name -> options object
 
@@ -178,40 +181,13 @@ def train(
         from trainer.profile import build_profile
 
         writer.add_json("profile.json", build_profile(train_tl))
-        trained: list[str] = []
-        kinds: dict[str, DetectorKind] = {}
-        if "isolation_forest" in options.models:
-            from trainer.isolation_forest import fit_and_export
-
-            _say(options.progress, "fitting Isolation Forest")
-            section = fit_and_export(x_train, x_val, writer, target_fpr=options.target_fpr,
-                                     options=options.model_options.get("isolation_forest"))
-            writer.add_model("isolation_forest", section)
-            trained.append("isolation_forest")
-            kinds["isolation_forest"] = DetectorKind.FEATURE
-        if "novel_set" in options.models:
-            from trainer.novel_set import NovelSetOptions
-            from trainer.novel_set import fit_and_export as fit_novel_set
-
-            train_seqs, _ = sequences_by_entity(train_tl)
-            val_seqs, _ = sequences_by_entity(val_tl)
-            section = fit_novel_set(train_seqs, None, val_seqs, None, len(vocab) + 1, writer, "novel_set",
-                                    options.model_options.get("novel_set") or NovelSetOptions(), None,
-                                    options.target_fpr)
-            writer.add_model("novel_set", section)
-            trained.append("novel_set")
-            kinds["novel_set"] = DetectorKind.FEATURE
-        torch_wanted = [m for m in options.models if m in TORCH_MODELS]
-        if torch_wanted and importlib.util.find_spec("torch") is None:
-            log.warning("torch_missing_skipping_models", models=torch_wanted)
-            _say(options.progress, f"torch is not installed: skipping {', '.join(torch_wanted)}")
-            torch_wanted = []
-        if torch_wanted:
-            trained += _train_torch_models(torch_wanted, train_tl, val_tl, len(vocab) + 1, writer, options, kinds)
+        train_seqs, train_levels = sequences_by_entity(train_tl)
+        val_seqs, val_levels = sequences_by_entity(val_tl)
+        data = TrainingData(len(vocab) + 1, train_seqs, val_seqs, train_levels, val_levels, x_train, x_val)
+        specs = [m for m in MODELS if m.name in options.models or m.builtin]
+        kinds = _train_models(specs, data, writer, options)
+        trained = list(kinds)
         from agent.ensemble import default_section
-        from agent.pipeline import NOVELTY
-
-        kinds[NOVELTY] = DetectorKind.FEATURE  # the built-in "template never seen in training" rule votes too
 
         manifest_fields = {
             "parser": {**asdict(options.parser), "log_format": fmt},
@@ -240,31 +216,30 @@ def train(
                        time.monotonic() - started, fmt, alert_rate)
 
 
-def _train_torch_models(
-    names: Sequence[str], train_tl: Sequence[TemplatedLine], val_tl: Sequence[TemplatedLine], vocab_size: int,
-    writer: BundleWriter, options: TrainOptions, kinds: dict[str, DetectorKind],
-) -> list[str]:
+def _train_models(
+    specs: Sequence[ModelSpec], data: TrainingData, writer: BundleWriter, options: TrainOptions
+) -> dict[str, DetectorKind]:
+    """Every spec's trainer function (one calling convention), its section added to the bundle;
+    the kinds of the models trained. Models that need torch are skipped, with a warning,
+    when torch is not installed."""
     from trainer.torch_base import FitConfig
 
-    train_seqs, train_levels = sequences_by_entity(train_tl)
-    val_seqs, val_levels = sequences_by_entity(val_tl)
-    fit = FitConfig(epochs=options.epochs, seed=options.seed, device=options.device, progress=options.progress,
+    torch_wanted = [m.name for m in specs if m.torch]
+    if torch_wanted and importlib.util.find_spec("torch") is None:
+        log.warning("torch_missing_skipping_models", models=torch_wanted)
+        _say(options.progress, f"torch is not installed: skipping {', '.join(torch_wanted)}")
+        specs = [m for m in specs if not m.torch]
+    fit = FitConfig(epochs=options.epochs, batch_size=options.batch_size, lr=options.learning_rate,
+                    seed=options.seed, device=options.device, progress=options.progress,
                     max_seconds=options.max_train_seconds)
-    modules = {"deeplog": ("trainer.deeplog", "DeepLogOptions", DetectorKind.SEQUENCE),
-               "lstm_ae": ("trainer.lstm_ae", "LstmAeOptions", DetectorKind.SEQUENCE),
-               "logbert": ("trainer.logbert", "LogBertOptions", DetectorKind.SEMANTIC)}
-    trained = []
-    for name in names:
-        module_name, options_class, kind = modules[name]
-        module = importlib.import_module(module_name)
-        _say(options.progress, f"training {name}")
-        opts = options.model_options.get(name) or getattr(module, options_class)()
-        section = module.fit_and_export(train_seqs, train_levels, val_seqs, val_levels, vocab_size, writer, name,
-                                        opts, fit, options.target_fpr)
-        writer.add_model(name, section)
-        trained.append(name)
-        kinds[name] = kind
-    return trained
+    kinds: dict[str, DetectorKind] = {}
+    for spec in specs:
+        _say(options.progress, f"training {spec.name}")
+        opts = options.model_options.get(spec.name) or spec.default_options()
+        section = spec.trainer_function()(data, writer, spec.name, opts, fit, options.target_fpr)
+        writer.add_model(spec.name, section)
+        kinds[spec.name] = spec.kind
+    return kinds
 
 
 def _calibrate_ensemble(

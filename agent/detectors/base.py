@@ -1,24 +1,30 @@
-"""The one interface every served model implements, and the registry that loads them.
+"""The one interface every served model implements, and the loader that serves a bundle.
 
 A detector receives a micro-batch of `LineContext`s (the pipeline builds them: a line, its
 feature vector and its entity's recent history) and returns one `DetectorScore` per line, or
 None where it does not score that line (history too short, or it scores only at session close).
-Scores are "higher = more anomalous"; thresholds come from the bundle, chosen by sensitivity.
+`score_session` judges a whole ended session, or returns None when the model judges lines only.
+Scores are "higher = more anomalous"; thresholds come from the bundle (the threshold contract of
+`agent.detectors.section`), chosen by sensitivity when the detector is built by `from_bundle`.
+Which class serves which manifest `type` is the model table, `agent.models`.
 """
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import Protocol
 
 from agent.bundle import Bundle
+from agent.detectors.section import ModelLoad, ModelSection
 from agent.errors import BundleError
+from agent.models import MODELS, find
 from agent.onnx_session import RuntimeOptions
 from agent.types import DetectorKind, DetectorScore, LineContext, Sensitivity
 
 
 class Detector(Protocol):
+    """A served model (see the module docstring)."""
+
     name: str
     kind: DetectorKind
 
@@ -31,23 +37,23 @@ class Detector(Protocol):
         ...
 
 
-# manifest `models.<name>.type` -> "module:Class"; each class has
-# `from_bundle(bundle, name, section, options, sensitivity)`.
-REGISTRY: dict[str, str] = {
-    "isolation_forest": "agent.detectors.isolation_forest:IsolationForestDetector",
-    "deeplog": "agent.detectors.deeplog:DeepLogDetector",
-    "lstm_ae": "agent.detectors.lstm_ae:LstmAutoencoderDetector",
-    "logbert": "agent.detectors.logbert:LogBertDetector",
-    "novel_set": "agent.detectors.novel_set:NovelSetDetector",
-}
+class DetectorClass(Protocol):
+    """A serving class: builds its detector from its bundle section, thresholds included
+    (`load.threshold`, `load.session_threshold`: the contract of `agent.detectors.section`)."""
+
+    def from_bundle(self, load: ModelLoad) -> Detector: ...
 
 
-def threshold_for(section: dict[str, Any], sensitivity: Sensitivity) -> float:
-    """The calibrated threshold of a model section for a sensitivity (see `thresholds`)."""
-    thresholds = section.get("thresholds")
-    if not isinstance(thresholds, dict) or sensitivity.value not in thresholds:
-        raise BundleError(f"model section has no {sensitivity.value!r} threshold: retrain the bundle")
-    return float(thresholds[sensitivity.value])
+def load_detector(
+    bundle: Bundle, section: ModelSection, options: RuntimeOptions | None = None,
+    sensitivity: Sensitivity = Sensitivity.MEDIUM,
+) -> Detector:
+    """The detector of one section, by its registered `type`."""
+    spec = find(section.type)
+    if spec is None:
+        raise BundleError(f"model {section.name!r} has unknown type {section.type!r}")
+    cls: DetectorClass = spec.serving_class()
+    return cls.from_bundle(ModelLoad(bundle, section, options or RuntimeOptions(), sensitivity))
 
 
 def load_detectors(
@@ -55,15 +61,22 @@ def load_detectors(
     options: RuntimeOptions | None = None,
     sensitivity: Sensitivity = Sensitivity.MEDIUM,
     only: Sequence[str] | None = None,
+    builtin_defaults: bool = False,
 ) -> list[Detector]:
+    """Every model of the bundle (or those named in `only`; built-in rules are always kept).
+
+    With `builtin_defaults`, built-in rules the bundle has no section for (it was written before
+    they were registered) are served with their default section, as they were before."""
+    sections = dict(bundle.models)
+    if builtin_defaults:
+        for spec in MODELS:
+            if spec.builtin and spec.name not in sections:
+                sections[spec.name] = spec.serving_class().default_section()
     detectors: list[Detector] = []
-    for name, section in bundle.models.items():
-        if only is not None and name not in only:
+    for name, raw in sections.items():
+        section = ModelSection.parse(name, raw)
+        registered = find(section.type)
+        if only is not None and name not in only and not (registered is not None and registered.builtin):
             continue
-        target = REGISTRY.get(str(section.get("type")))
-        if target is None:
-            raise BundleError(f"model {name!r} has unknown type {section.get('type')!r}")
-        module_name, cls_name = target.split(":")
-        cls = getattr(importlib.import_module(module_name), cls_name)
-        detectors.append(cls.from_bundle(bundle, name, section, options or RuntimeOptions(), sensitivity))
+        detectors.append(load_detector(bundle, section, options, sensitivity))
     return detectors

@@ -21,24 +21,20 @@ least `window + 1` tokens of history per entity).
 
 from __future__ import annotations
 
-import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from agent import metrics
-from agent.bundle import Bundle
-from agent.detectors.base import threshold_for
-from agent.detectors.memo import BoundedCache, score_unique
+from agent.detectors.onnx_scorer import MemoisedLines, OnnxScorer
+from agent.detectors.section import ModelLoad
 from agent.errors import BundleError, ModelError
-from agent.onnx_session import OnnxModel, RuntimeOptions
-from agent.types import DetectorKind, DetectorScore, LineContext, Sensitivity
+from agent.onnx_session import OnnxModel
+from agent.types import DetectorKind, DetectorScore, LineContext
 
 INPUT = "window"
 OUTPUT = "probs"
-MAX_BATCH = 1024
 TOP_EXPLAINED = 5  # expected next tokens quoted in a DetectorScore's details
 RARE_CONTEXTS = ("none", "previous", "window")
 
@@ -62,16 +58,17 @@ class Judgement:
     path: str  # "frequent" | "rare" | "unknown" | "end"
 
 
-class DeepLogScorer:
+class DeepLogScorer(OnnxScorer[tuple[int, ...], np.ndarray]):
     """The model and the rules, without the Detector plumbing (the trainer calibrates with it)."""
 
     def __init__(
         self,
         model: OnnxModel,
-        section: dict[str, Any],
+        section: Mapping[str, Any],
         name: str = "deeplog",
         cache_size: int = 65536,
     ) -> None:
+        super().__init__(model, name, cache_size)
         try:
             self.window = int(section["window"])
             self.top_g = int(section["top_g"])
@@ -96,9 +93,7 @@ class DeepLogScorer:
         self.end = self.vocab_size
         self.pad = self.vocab_size + 1
         self.classes = self.vocab_size + 1
-        self.name = name
-        self.model = model
-        input_name = section.get("input", INPUT)
+        input_name = str(section.get("input", INPUT))
         if input_name not in model.input_names:
             raise ModelError(f"{model.path}: no input {input_name!r} (has {model.input_names}): retrain")
         model.check_inputs({input_name: 2})
@@ -109,35 +104,21 @@ class DeepLogScorer:
                 f"the manifest says {self.window}: the bundle is inconsistent, retrain it"
             )
         self.input_name = input_name
-        self.output_name = section.get("output", OUTPUT)
-        self.cache: BoundedCache[tuple[int, ...], np.ndarray] = BoundedCache(cache_size)
-        self.calls = 0
-        self.rows = 0
-        self.seconds = 0.0
+        self.output_name = str(section.get("output", OUTPUT))
 
     # -- model calls -------------------------------------------------------------------------
-    def _run(self, windows: list[tuple[int, ...]]) -> list[np.ndarray]:
-        out: list[np.ndarray] = []
-        for start in range(0, len(windows), MAX_BATCH):
-            chunk = np.asarray(windows[start : start + MAX_BATCH], dtype=np.int64)
-            began = time.perf_counter()
-            (probs,) = self.model.run({self.input_name: chunk}, [self.output_name])
-            elapsed = time.perf_counter() - began
-            self.calls += 1
-            self.rows += len(chunk)
-            self.seconds += elapsed
-            metrics.inference_seconds.labels(model=self.name).observe(elapsed)
-            metrics.inference_batch.labels(model=self.name).observe(len(chunk))
-            if probs.shape != (len(chunk), self.classes):
-                raise ModelError(
-                    f"{self.model.path}: output shape {probs.shape}, expected ({len(chunk)}, {self.classes})"
-                )
-            out.extend(probs)
-        return out
+    def compute(self, keys: list[tuple[int, ...]]) -> list[np.ndarray]:
+        chunk = np.asarray(keys, dtype=np.int64)
+        (probs,) = self.run({self.input_name: chunk}, [self.output_name])
+        if probs.shape != (len(chunk), self.classes):
+            raise ModelError(
+                f"{self.model.path}: output shape {probs.shape}, expected ({len(chunk)}, {self.classes})"
+            )
+        return list(probs)
 
     def probabilities(self, windows: Sequence[tuple[int, ...]]) -> list[np.ndarray]:
         """Next-token distributions, one ONNX call per chunk of distinct uncached windows."""
-        return score_unique(list(windows), self.cache, self._run)
+        return self.score(windows)
 
     # -- rules -------------------------------------------------------------------------------
     def judge(self, window: tuple[int, ...], actual: int, probs: np.ndarray) -> Judgement:
@@ -181,43 +162,33 @@ class DeepLogScorer:
         return float(misses)
 
 
-class DeepLogDetector:
+class DeepLogDetector(MemoisedLines[tuple[int, ...]]):
+    """Lines keyed by their window followed by the actual token; sessions by their misses."""
+
     kind = DetectorKind.SEQUENCE
+    scorer: DeepLogScorer
 
     def __init__(self, name: str, scorer: DeepLogScorer, session_threshold: float, session_mode: str,
                  line_cache_size: int = 16384, line_threshold: float | None = None) -> None:
-        self.name = name
-        self.scorer = scorer
+        super().__init__(name, scorer, line_cache_size)
         self.session_threshold = session_threshold
         self.session_mode = session_mode
         # A line fires when its rank is above the line threshold: top_g - 0.5 (DeepLog's rule) or,
         # in a stream whose entities interleave unrelated work, the rank calibrated on held-back
         # normal lines to the sensitivity's false-positive rate (never stricter than top_g).
         self.line_threshold = scorer.top_g - 0.5 if line_threshold is None else line_threshold
-        self.lines = 0
-        # (window, actual) -> the finished DetectorScore: a repeated line costs one dict lookup
-        self.memo: BoundedCache[tuple[int, ...], DetectorScore] = BoundedCache(line_cache_size)
 
     @classmethod
-    def from_bundle(
-        cls,
-        bundle: Bundle,
-        name: str,
-        section: dict[str, Any],
-        options: RuntimeOptions,
-        sensitivity: Sensitivity,
-    ) -> DeepLogDetector:
-        model = OnnxModel(bundle.file(str(section.get("file"))), options)
-        scorer = DeepLogScorer(model, section, name, int(section.get("cache_size", 65536)))
+    def from_bundle(cls, load: ModelLoad) -> DeepLogDetector:
+        section = load.section
+        scorer = DeepLogScorer(load.onnx(), section.raw, load.name, section.integer("cache_size", 65536))
         # `thresholds` (per line) are ranks calibrated per sensitivity, never below top_g - 0.5;
         # `session_thresholds` bound the number of misses per session, calibrated on normal data.
-        sessions = section.get("session_thresholds")
-        session_threshold = threshold_for({"thresholds": sessions} if isinstance(sessions, dict) else section,
-                                          sensitivity)
-        return cls(name, scorer, session_threshold, str(section.get("session_score", "misses")),
-                   int(section.get("line_cache_size", 16384)), threshold_for(section, sensitivity))
+        mode = str(section.get("session_score", "misses"))
+        return cls(load.name, scorer, load.session_threshold, mode, section.integer("line_cache_size", 16384),
+                   load.threshold)
 
-    def score_lines(self, contexts: Sequence[LineContext]) -> list[DetectorScore | None]:
+    def line_keys(self, contexts: Sequence[LineContext]) -> tuple[list[int], list[tuple[int, ...]]]:
         s = self.scorer
         window, pad = s.window, s.pad
         todo: list[int] = []
@@ -231,14 +202,9 @@ class DeepLogDetector:
             elif h:
                 todo.append(i)
                 keys.append((*window_before(h, len(h) - 1, window, pad), h[-1]))
-        out: list[DetectorScore | None] = [None] * len(contexts)
-        for i, score in zip(todo, score_unique(keys, self.memo, self._score_keys), strict=True):
-            out[i] = score
-        self.lines += len(contexts)
-        metrics.memo_hit_ratio.labels(model=self.name).set(self.memo.hit_ratio)
-        return out
+        return todo, keys
 
-    def _score_keys(self, keys: list[tuple[int, ...]]) -> list[DetectorScore]:
+    def score_keys(self, keys: list[tuple[int, ...]]) -> list[DetectorScore]:
         """The lines not in the memo: one model call for their distinct windows."""
         s = self.scorer
         out: list[DetectorScore] = []
@@ -279,15 +245,4 @@ class DeepLogDetector:
         )
 
     def stats(self) -> dict[str, float]:
-        """`cache_*`/`hit_ratio`: lines answered from the line memo; `rows`: windows the model ran."""
-        c = self.memo
-        return {
-            "calls": float(self.scorer.calls),
-            "rows": float(self.scorer.rows),
-            "lines": float(self.lines),
-            "cache_hits": float(c.hits),
-            "cache_misses": float(c.misses),
-            "hit_ratio": c.hit_ratio,
-            "window_cache_hit_ratio": self.scorer.cache.hit_ratio,
-            "inference_seconds": self.scorer.seconds,
-        }
+        return {**super().stats(), "window_cache_hit_ratio": self.scorer.cache.hit_ratio}

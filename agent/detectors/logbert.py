@@ -34,19 +34,17 @@ chunks of at most `max_len` by `score_session` (the session's score is its worst
 
 from __future__ import annotations
 
-import time
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from agent import metrics
-from agent.bundle import Bundle
-from agent.detectors.memo import BoundedCache, score_unique
+from agent.detectors.onnx_scorer import OnnxScorer, memo_stats, publish_hit_ratio
+from agent.detectors.section import ModelLoad
 from agent.errors import BundleError, ModelError
-from agent.onnx_session import OnnxModel, RuntimeOptions
+from agent.onnx_session import OnnxModel
 from agent.types import DetectorKind, DetectorScore, Level, LineContext, Sensitivity
 
 Window = tuple[tuple[int, ...], tuple[int, ...]]  # (tokens, levels), already sanitised
@@ -91,7 +89,7 @@ class LogBertLayout:
         return ("tokens", "levels", "targets") if self.use_severity else ("tokens", "targets")
 
     @staticmethod
-    def from_section(section: dict[str, Any], where: str = "logbert") -> LogBertLayout:
+    def from_section(section: Mapping[str, Any], where: str = "logbert") -> LogBertLayout:
         try:
             layout = LogBertLayout(
                 vocab_size=int(section["vocab_size"]),
@@ -130,7 +128,7 @@ class LogBertThresholds:
     unknown_fires: bool = True  # a template never seen in training fires the window by itself
 
     @staticmethod
-    def from_section(section: dict[str, Any], sensitivity: Sensitivity) -> LogBertThresholds:
+    def from_section(section: Mapping[str, Any], sensitivity: Sensitivity) -> LogBertThresholds:
         try:
             return LogBertThresholds(
                 miss=float(section["miss_thresholds"][sensitivity.value]),
@@ -260,7 +258,7 @@ def reduce_batch(
     return scores
 
 
-class LogBertScorer:
+class LogBertScorer(OnnxScorer[Window, WindowScore]):
     """Runs windows through the ONNX model: shared by the detector and the trainer's calibration."""
 
     def __init__(
@@ -272,8 +270,9 @@ class LogBertScorer:
         rare_tokens: Sequence[int],
         max_tokens: int = 2048,
         name: str = "logbert",
+        cache_size: int = 65536,
     ) -> None:
-        self.model = model
+        super().__init__(model, name, cache_size)
         self.layout = layout
         self.centre = np.asarray(centre, dtype=np.float32)
         self.window_centre = np.asarray(window_centre, dtype=np.float32)
@@ -287,12 +286,11 @@ class LogBertScorer:
         # window already brings mask_variants + 1 rows, so bigger calls buy little and, past a
         # few thousand tokens, lose to cache misses (bench/logbert_latency.py measures it).
         self.max_tokens = max(max_tokens, (layout.mask_variants + 1) * (layout.max_len + 1))
-        self.name = name
-        self.calls = 0
-        self.rows = 0
 
-    def score_windows(self, windows: Sequence[Window]) -> list[WindowScore]:
-        """Score sanitised windows (each ≤ max_len): few ONNX calls, windows of similar length together."""
+    def score_uncached(self, keys: Sequence[Window]) -> list[WindowScore]:
+        """Score sanitised windows (each ≤ max_len): few ONNX calls of at most `max_tokens`
+        tokens, windows of similar length together."""
+        windows = keys
         out: list[WindowScore | None] = [None] * len(windows)
         nonempty = [i for i, (t, _) in enumerate(windows) if t]
         for i, (t, _) in enumerate(windows):
@@ -309,23 +307,15 @@ class LogBertScorer:
             ) <= self.max_tokens:
                 end += 1
             idx = nonempty[start:end]
-            for i, ws in zip(idx, self._run([windows[i] for i in idx]), strict=True):
+            for i, ws in zip(idx, self.compute([windows[i] for i in idx]), strict=True):
                 out[i] = ws
             start = end
         return [ws for ws in out if ws is not None]
 
-    def _run(self, windows: list[Window]) -> list[WindowScore]:
-        batch = build_batch(windows, self.layout)
-        started = time.perf_counter()
-        try:
-            outputs = self.model.run(batch.feeds(self.layout), list(OUTPUTS))
-        except Exception as exc:  # ORT raises its own types; name the model and the shapes
-            raise ModelError(f"{self.name}: ONNX run failed on a batch {batch.tokens.shape}: {exc}") from None
-        metrics.inference_seconds.labels(model=self.name).observe(time.perf_counter() - started)
-        metrics.inference_batch.labels(model=self.name).observe(len(batch.tokens))
-        self.calls += 1
-        self.rows += len(batch.tokens)
-        return reduce_batch(windows, outputs, batch, self.layout, self.centre, self.window_centre, self.rare)
+    def compute(self, keys: list[Window]) -> list[WindowScore]:
+        batch = build_batch(keys, self.layout)
+        outputs = self.run(batch.feeds(self.layout), OUTPUTS)
+        return reduce_batch(keys, outputs, batch, self.layout, self.centre, self.window_centre, self.rare)
 
 
 def verify_model(model: OnnxModel, layout: LogBertLayout, name: str) -> None:
@@ -363,7 +353,6 @@ class LogBertDetector:
         scorer: LogBertScorer,
         thresholds: LogBertThresholds,
         score_every: int = 16,
-        cache_size: int = 65536,
         max_entities: int = 65536,
     ) -> None:
         self.name = name
@@ -371,23 +360,16 @@ class LogBertDetector:
         self.layout = scorer.layout
         self.thresholds = thresholds
         self.score_every = max(0, score_every)  # 0: only when asked (`request`) or per session
-        self.cache: BoundedCache[Window, WindowScore] = BoundedCache(cache_size)
         self._seen: OrderedDict[str, int] = OrderedDict()  # entity -> lines since its last score
         self._asked: set[str] = set()
         self._max_entities = max_entities
         self.windows = 0
 
     @classmethod
-    def from_bundle(
-        cls,
-        bundle: Bundle,
-        name: str,
-        section: dict[str, Any],
-        options: RuntimeOptions,
-        sensitivity: Sensitivity,
-    ) -> LogBertDetector:
-        layout = LogBertLayout.from_section(section, name)
-        model = OnnxModel(bundle.file(str(section.get("file", f"{name}.onnx"))), options)
+    def from_bundle(cls, load: ModelLoad) -> LogBertDetector:
+        name, section = load.name, load.section
+        layout = LogBertLayout.from_section(section.raw, name)
+        model = load.onnx()
         verify_model(model, layout, name)
         try:
             scorer = LogBertScorer(
@@ -403,8 +385,8 @@ class LogBertDetector:
         return cls(
             name,
             scorer,
-            LogBertThresholds.from_section(section, sensitivity),
-            score_every=int(section.get("score_every_lines", 16)),
+            LogBertThresholds.from_section(section.raw, load.sensitivity),
+            score_every=section.integer("score_every_lines", 16),
         )
 
     # -- scoring ---------------------------------------------------------------------------
@@ -412,8 +394,8 @@ class LogBertDetector:
     def score_windows(self, windows: Sequence[Window]) -> list[WindowScore]:
         """Raw scores of sanitised windows (≤ max_len each), memoised: each distinct window runs once."""
         self.windows += len(windows)
-        result = score_unique(windows, self.cache, self.scorer.score_windows)
-        metrics.memo_hit_ratio.labels(model=self.name).set(self.cache.hit_ratio)
+        result = self.scorer.score(windows)
+        publish_hit_ratio(self.name, self.scorer.cache)
         return result
 
     def _score(self, ws: WindowScore, chunks: int = 1) -> DetectorScore:
@@ -474,11 +456,5 @@ class LogBertDetector:
         return split_window(toks, levs, self.layout.max_len)
 
     def stats(self) -> dict[str, float]:
-        return {
-            "calls": float(self.scorer.calls),
-            "rows": float(self.scorer.rows),
-            "windows": float(self.windows),
-            "cache_hits": float(self.cache.hits),
-            "cache_misses": float(self.cache.misses),
-            "cache_hit_ratio": self.cache.hit_ratio,
-        }
+        """`cache_*`/`hit_ratio`: windows answered from the memo; `rows`: model rows run."""
+        return {**self.scorer.stats(), **memo_stats(self.scorer.cache), "windows": float(self.windows)}

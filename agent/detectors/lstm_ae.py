@@ -14,24 +14,20 @@ prefixes), so every line with any history is scored.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
-from agent import metrics
-from agent.bundle import Bundle
-from agent.detectors.base import threshold_for
-from agent.detectors.memo import BoundedCache, score_unique
+from agent.detectors.onnx_scorer import MemoisedLines, OnnxScorer
+from agent.detectors.section import ModelLoad
 from agent.errors import BundleError, ModelError
-from agent.onnx_session import OnnxModel, RuntimeOptions
-from agent.types import DetectorKind, DetectorScore, LineContext, Sensitivity
+from agent.onnx_session import OnnxModel
+from agent.types import DetectorKind, DetectorScore, LineContext
 
 TOKENS = "tokens"
 LEVELS = "levels"
 OUTPUT = "error"
-MAX_BATCH = 1024
 LEVEL_COUNT = 8  # agent.types.Level values 0..7
 
 Window = tuple[tuple[int, ...], tuple[int, ...]]
@@ -55,19 +51,18 @@ def window_ending(
     return (pad,) * n + toks, (0,) * n + lv
 
 
-class LstmAeScorer:
+class LstmAeScorer(OnnxScorer[Window, float]):
     """The ONNX model and its memo (the trainer calibrates through this same class)."""
 
-    def __init__(self, model: OnnxModel, section: dict[str, Any], name: str = "lstm_ae",
+    def __init__(self, model: OnnxModel, section: Mapping[str, Any], name: str = "lstm_ae",
                  cache_size: int = 65536) -> None:
+        super().__init__(model, name, cache_size)
         try:
             self.window = int(section["window"])
             self.vocab_size = int(section["vocab_size"])
         except (KeyError, TypeError, ValueError) as exc:
             raise BundleError(f"model {name!r}: malformed lstm_ae section ({exc!r}): retrain") from None
         self.pad = self.vocab_size + 1
-        self.name = name
-        self.model = model
         inputs = section.get("inputs", [TOKENS, LEVELS])
         self.tokens_name, self.levels_name = str(inputs[0]), str(inputs[1])
         for input_name in (self.tokens_name, self.levels_name):
@@ -82,32 +77,17 @@ class LstmAeScorer:
                     f"the manifest says {self.window}: the bundle is inconsistent, retrain it"
                 )
         self.output_name = str(section.get("output", OUTPUT))
-        self.cache: BoundedCache[Window, float] = BoundedCache(cache_size)
-        self.calls = 0
-        self.rows = 0
-        self.seconds = 0.0
 
-    def _run(self, windows: list[Window]) -> list[float]:
-        out: list[float] = []
-        for start in range(0, len(windows), MAX_BATCH):
-            chunk = windows[start : start + MAX_BATCH]
-            toks = np.asarray([w[0] for w in chunk], dtype=np.int64).reshape(len(chunk), self.window)
-            lv = np.asarray([w[1] for w in chunk], dtype=np.int64).reshape(len(chunk), self.window)
-            began = time.perf_counter()
-            (err,) = self.model.run({self.tokens_name: toks, self.levels_name: lv}, [self.output_name])
-            elapsed = time.perf_counter() - began
-            self.calls += 1
-            self.rows += len(chunk)
-            self.seconds += elapsed
-            metrics.inference_seconds.labels(model=self.name).observe(elapsed)
-            metrics.inference_batch.labels(model=self.name).observe(len(chunk))
-            if err.shape != (len(chunk),):
-                raise ModelError(f"{self.model.path}: output shape {err.shape}, expected ({len(chunk)},)")
-            out.extend(float(e) for e in err)
-        return out
+    def compute(self, keys: list[Window]) -> list[float]:
+        toks = np.asarray([w[0] for w in keys], dtype=np.int64).reshape(len(keys), self.window)
+        lv = np.asarray([w[1] for w in keys], dtype=np.int64).reshape(len(keys), self.window)
+        (err,) = self.run({self.tokens_name: toks, self.levels_name: lv}, [self.output_name])
+        if err.shape != (len(keys),):
+            raise ModelError(f"{self.model.path}: output shape {err.shape}, expected ({len(keys)},)")
+        return [float(e) for e in err]
 
     def errors(self, windows: Sequence[Window]) -> list[float]:
-        return score_unique(list(windows), self.cache, self._run)
+        return self.score(windows)
 
     def session_windows(self, tokens: Sequence[int], levels: Sequence[int] | None) -> list[Window]:
         lv = list(levels) if levels is not None else []
@@ -119,52 +99,31 @@ class LstmAeScorer:
         return max(self.errors(self.session_windows(tokens, levels)))
 
 
-class LstmAutoencoderDetector:
+class LstmAutoencoderDetector(MemoisedLines[Window]):
+    """Lines keyed by the window ending at them; sessions by their worst window."""
+
     kind = DetectorKind.SEQUENCE
+    scorer: LstmAeScorer
 
     def __init__(self, name: str, scorer: LstmAeScorer, threshold: float, session_threshold: float,
                  line_cache_size: int = 16384) -> None:
-        self.name = name
-        self.scorer = scorer
+        super().__init__(name, scorer, line_cache_size)
         self.threshold = threshold
         self.session_threshold = session_threshold
-        self.lines = 0
-        self.memo: BoundedCache[Window, DetectorScore] = BoundedCache(line_cache_size)
 
     @classmethod
-    def from_bundle(
-        cls,
-        bundle: Bundle,
-        name: str,
-        section: dict[str, Any],
-        options: RuntimeOptions,
-        sensitivity: Sensitivity,
-    ) -> LstmAutoencoderDetector:
-        model = OnnxModel(bundle.file(str(section.get("file"))), options)
-        scorer = LstmAeScorer(model, section, name, int(section.get("cache_size", 65536)))
-        line_threshold = threshold_for(section, sensitivity)
-        sessions = section.get("session_thresholds")
-        session_threshold = (
-            threshold_for({"thresholds": sessions}, sensitivity) if isinstance(sessions, dict) else line_threshold
-        )
-        return cls(name, scorer, line_threshold, session_threshold, int(section.get("line_cache_size", 16384)))
+    def from_bundle(cls, load: ModelLoad) -> LstmAutoencoderDetector:
+        cache_size = load.section.integer("cache_size", 65536)
+        return cls(load.name, LstmAeScorer(load.onnx(), load.section.raw, load.name, cache_size), load.threshold,
+                   load.session_threshold, load.section.integer("line_cache_size", 16384))
 
-    def score_lines(self, contexts: Sequence[LineContext]) -> list[DetectorScore | None]:
+    def line_keys(self, contexts: Sequence[LineContext]) -> tuple[list[int], list[Window]]:
         s = self.scorer
-        todo: list[int] = []
-        keys: list[Window] = []
-        for i, c in enumerate(contexts):
-            if c.history:
-                todo.append(i)
-                keys.append(window_ending(c.history, c.levels, len(c.history), s.window, s.pad))
-        out: list[DetectorScore | None] = [None] * len(contexts)
-        for i, score in zip(todo, score_unique(keys, self.memo, self._score_keys), strict=True):
-            out[i] = score
-        self.lines += len(contexts)
-        metrics.memo_hit_ratio.labels(model=self.name).set(self.memo.hit_ratio)
-        return out
+        todo = [i for i, c in enumerate(contexts) if c.history]
+        return todo, [window_ending(contexts[i].history, contexts[i].levels, len(contexts[i].history), s.window,
+                                    s.pad) for i in todo]
 
-    def _score_keys(self, keys: list[Window]) -> list[DetectorScore]:
+    def score_keys(self, keys: list[Window]) -> list[DetectorScore]:
         return [
             DetectorScore(
                 detector=self.name,
@@ -189,16 +148,3 @@ class LstmAutoencoderDetector:
             details=(("reconstruction_error", round(score, 4)), ("worst_position", worst),
                      ("windows", len(windows))),
         )
-
-    def stats(self) -> dict[str, float]:
-        """`cache_*`/`hit_ratio`: lines answered from the line memo; `rows`: windows the model ran."""
-        c = self.memo
-        return {
-            "calls": float(self.scorer.calls),
-            "rows": float(self.scorer.rows),
-            "lines": float(self.lines),
-            "cache_hits": float(c.hits),
-            "cache_misses": float(c.misses),
-            "hit_ratio": c.hit_ratio,
-            "inference_seconds": self.scorer.seconds,
-        }

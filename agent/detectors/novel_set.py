@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
-from agent.bundle import Bundle
-from agent.detectors.base import threshold_for
+from agent.detectors.section import ModelLoad
 from agent.errors import BundleError
-from agent.onnx_session import RuntimeOptions
-from agent.types import DetectorKind, DetectorScore, LineContext, Sensitivity
+from agent.types import DetectorKind, DetectorScore, LineContext
 
 
 def template_set(tokens: Sequence[int]) -> tuple[int, ...]:
@@ -19,7 +16,7 @@ def template_set(tokens: Sequence[int]) -> tuple[int, ...]:
 
 
 class NovelSetDetector:
-    kind = DetectorKind.FEATURE
+    kind = DetectorKind.RULE
 
     def __init__(self, name: str, known: set[tuple[int, ...]], threshold: float) -> None:
         self.name = name
@@ -29,16 +26,13 @@ class NovelSetDetector:
         self.new = 0
 
     @classmethod
-    def from_bundle(
-        cls, bundle: Bundle, name: str, section: dict[str, Any], options: RuntimeOptions,
-        sensitivity: Sensitivity,
-    ) -> NovelSetDetector:
-        data = bundle.read_json(str(section.get("file")))
+    def from_bundle(cls, load: ModelLoad) -> NovelSetDetector:
+        data = load.bundle.read_json(str(load.section.get("file")))
         try:
             known = {tuple(int(t) for t in s) for s in data["sets"]}
         except (KeyError, TypeError, ValueError) as exc:
-            raise BundleError(f"model {name!r}: malformed template sets ({exc!r}): retrain") from None
-        return cls(name, known, threshold_for(section, sensitivity))
+            raise BundleError(f"model {load.name!r}: malformed template sets ({exc!r}): retrain") from None
+        return cls(load.name, known, load.session_threshold)
 
     def score_lines(self, contexts: Sequence[LineContext]) -> list[DetectorScore | None]:
         return [None] * len(contexts)

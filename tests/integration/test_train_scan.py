@@ -196,4 +196,6 @@ def test_dynamic_thresholds_scale_by_hour(sim: dict[str, Path]) -> None:
     assert raised.threshold == pytest.approx(0.375) and not raised.fired
     (lowered,) = _at_hour([s], 0.5)
     assert lowered.fired and lowered.threshold == pytest.approx(0.125)
+    novel = DetectorScore("novelty", 1.0, 0.5, True)  # a fixed rule keeps its threshold at every hour
+    assert _at_hour([novel], 3.0, pipe.kinds) == [novel]
     assert Pipeline.from_bundle(sim["model"], PipelineConfig()).hour_multipliers is None

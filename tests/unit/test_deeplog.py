@@ -9,12 +9,13 @@ import numpy as np
 import pytest
 import structlog
 
-from agent.bundle import BundleWriter, load_bundle
+from agent.bundle import load_bundle
 from agent.detectors.base import load_detectors
 from agent.detectors.deeplog import DeepLogDetector, DeepLogScorer, window_before
+from agent.detectors.section import ModelLoad, ModelSection
 from agent.errors import ModelError
 from agent.onnx_session import OnnxModel, RuntimeOptions
-from agent.types import Level, LineContext, ParsedLine, Sensitivity, TemplatedLine
+from agent.types import Level, LineContext, ParsedLine, TemplatedLine
 from trainer.sequences import encode, next_token_rows
 
 pytestmark = pytest.mark.torch
@@ -23,23 +24,20 @@ pytestmark = pytest.mark.torch
 @pytest.fixture(scope="module")
 def bundle(hdfs: tuple[list[list[int]], dict[int, int]], tmp_path_factory: pytest.TempPathFactory,
            torch_available: bool) -> Any:
-    from trainer.deeplog import DeepLogOptions, fit_and_export
+    from trainer.deeplog import DeepLogOptions
     from trainer.torch_base import FitConfig
+    from trainer.training_data import TrainingData, train_one
 
     tokens, vocab = hdfs
-    writer = BundleWriter(tmp_path_factory.mktemp("deeplog") / "bundle")
-    section = fit_and_export(
-        tokens[:600], None, tokens[1500:1800], None, len(vocab) + 1, writer, "deeplog",
-        DeepLogOptions(embed_dim=8, hidden=24), FitConfig(epochs=3, batch_size=128, progress=False, device="cpu"),
-        None,
-    )
-    writer.add_model("deeplog", section)
-    return load_bundle(writer.finish())
+    data = TrainingData.of_sequences(tokens[:600], len(vocab) + 1, tokens[1500:1800])
+    return load_bundle(train_one("deeplog", data, tmp_path_factory.mktemp("deeplog") / "bundle",
+                                 DeepLogOptions(embed_dim=8, hidden=24),
+                                 FitConfig(epochs=3, batch_size=128, progress=False, device="cpu")))
 
 
 def detector(bundle: Any, **overrides: Any) -> DeepLogDetector:
     section = {**bundle.models["deeplog"], **overrides}
-    return DeepLogDetector.from_bundle(bundle, "deeplog", section, RuntimeOptions(), Sensitivity.MEDIUM)
+    return DeepLogDetector.from_bundle(ModelLoad(bundle, ModelSection.parse("deeplog", section)))
 
 
 def context(history: list[int]) -> LineContext:
@@ -65,7 +63,8 @@ def test_torch_and_onnx_runtime_agree_on_real_windows(
     """Parity on random real windows at several batch sizes; a changed model is refused."""
     import torch
 
-    from trainer.deeplog import DeepLogOptions, DeepLogTrainer, check_parity, export_onnx
+    from trainer.deeplog import DeepLogOptions, DeepLogTrainer
+    from trainer.export import check_parity, export_torch
     from trainer.torch_base import FitConfig
 
     tokens, vocab = hdfs
@@ -74,7 +73,7 @@ def test_torch_and_onnx_runtime_agree_on_real_windows(
                              FitConfig(epochs=1, progress=False, device="cpu"))
     trainer.fit(x, y, c)
     path = tmp_path / "m.onnx"
-    export_onnx(trainer.model, (torch.as_tensor(x[:2]),), path, ["window"], ["probs"])
+    export_torch(trainer.model, (torch.as_tensor(x[:2]),), path, ["window"], ["probs"])
     rng = np.random.default_rng(0)
     for n in (1, 37, 300):
         rows = x[rng.choice(len(x), size=min(n, len(x)), replace=False)]

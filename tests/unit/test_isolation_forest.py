@@ -34,11 +34,14 @@ def test_onnx_parity_and_calibration(data_dir: Path, tmp_path: Path) -> None:
     pytest.importorskip("sklearn")
     from sklearn.ensemble import IsolationForest
 
-    from trainer.isolation_forest import check_parity, fit_and_export
+    from trainer.isolation_forest import IsolationForestOptions, check_parity, fit_and_export
+    from trainer.torch_base import FitConfig
+    from trainer.training_data import TrainingData
 
     x_train, x_val = _features(data_dir)
     writer = BundleWriter(tmp_path / "b")
-    section = fit_and_export(x_train, x_val, writer, target_fpr=0.01)
+    section = fit_and_export(TrainingData.of_features(x_train, x_val), writer, "isolation_forest",
+                             IsolationForestOptions(), FitConfig(), 0.01)
     # Parity on rows the model was not fitted on, with a fresh reference model of the same seed.
     ref = IsolationForest(n_estimators=section["n_estimators"], max_samples=min(256, len(x_train)),
                           random_state=42, n_jobs=1).fit(x_train)

@@ -8,11 +8,12 @@ from typing import Any
 import numpy as np
 import pytest
 
-from agent.bundle import BundleWriter, load_bundle
+from agent.bundle import load_bundle
 from agent.detectors.lstm_ae import LstmAeScorer, LstmAutoencoderDetector, window_ending
+from agent.detectors.section import ModelLoad
 from agent.errors import ModelError
-from agent.onnx_session import OnnxModel, RuntimeOptions
-from agent.types import Level, LineContext, ParsedLine, Sensitivity, TemplatedLine
+from agent.onnx_session import OnnxModel
+from agent.types import Level, LineContext, ParsedLine, TemplatedLine
 from trainer.sequences import encode, reconstruction_rows
 
 pytestmark = pytest.mark.torch
@@ -21,24 +22,20 @@ pytestmark = pytest.mark.torch
 @pytest.fixture(scope="module")
 def bundle(hdfs: tuple[list[list[int]], dict[int, int]], tmp_path_factory: pytest.TempPathFactory,
            torch_available: bool) -> Any:
-    from trainer.lstm_ae import LstmAeOptions, fit_and_export
+    from trainer.lstm_ae import LstmAeOptions
     from trainer.torch_base import FitConfig
+    from trainer.training_data import TrainingData, train_one
 
     tokens, vocab = hdfs
-    writer = BundleWriter(tmp_path_factory.mktemp("lstm_ae") / "bundle")
     levels = [[int(Level.INFO)] * len(s) for s in tokens[:400]]
-    section = fit_and_export(
-        tokens[:400], levels, tokens[1500:1700], None, len(vocab) + 1, writer, "lstm_ae",
-        LstmAeOptions(embed_dim=8, level_dim=2, hidden=24, latent=12),
-        FitConfig(epochs=3, batch_size=128, lr=3e-3, progress=False, device="cpu"), None,
-    )
-    writer.add_model("lstm_ae", section)
-    return load_bundle(writer.finish())
+    data = TrainingData.of_sequences(tokens[:400], len(vocab) + 1, tokens[1500:1700], levels)
+    return load_bundle(train_one("lstm_ae", data, tmp_path_factory.mktemp("lstm_ae") / "bundle",
+                                 LstmAeOptions(embed_dim=8, level_dim=2, hidden=24, latent=12),
+                                 FitConfig(epochs=3, batch_size=128, lr=3e-3, progress=False, device="cpu")))
 
 
 def detector(bundle: Any) -> LstmAutoencoderDetector:
-    return LstmAutoencoderDetector.from_bundle(
-        bundle, "lstm_ae", bundle.models["lstm_ae"], RuntimeOptions(), Sensitivity.MEDIUM)
+    return LstmAutoencoderDetector.from_bundle(ModelLoad.of(bundle, "lstm_ae"))
 
 
 def context(history: list[int]) -> LineContext:
@@ -61,7 +58,7 @@ def test_parity_on_random_real_windows(hdfs: tuple[list[list[int]], dict[int, in
     """Torch and ONNX Runtime agree within 1e-4 on real windows at several batch sizes."""
     import torch
 
-    from trainer.deeplog import check_parity, export_onnx
+    from trainer.export import check_parity, export_torch
     from trainer.lstm_ae import LstmAeOptions, LstmAeTrainer
     from trainer.torch_base import FitConfig
 
@@ -71,7 +68,7 @@ def test_parity_on_random_real_windows(hdfs: tuple[list[list[int]], dict[int, in
                             FitConfig(epochs=1, progress=False, device="cpu"))
     trainer.fit(toks, lvls, counts)
     path = tmp_path / "ae.onnx"
-    export_onnx(trainer.model, (torch.as_tensor(toks[:2]), torch.as_tensor(lvls[:2])), path,
+    export_torch(trainer.model, (torch.as_tensor(toks[:2]), torch.as_tensor(lvls[:2])), path,
                 ["tokens", "levels"], ["error"])
     rng = np.random.default_rng(1)
     for n in (1, 19, 256):

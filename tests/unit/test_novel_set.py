@@ -8,10 +8,11 @@ import numpy as np
 
 from agent.bundle import BundleWriter, load_bundle
 from agent.detectors.novel_set import NovelSetDetector, template_set
-from agent.onnx_session import RuntimeOptions
-from agent.types import Sensitivity
+from agent.detectors.section import ModelLoad
 from trainer.novel_set import NovelSetOptions, fit_and_export
 from trainer.sequences import read_labelled, read_sessions
+from trainer.torch_base import FitConfig
+from trainer.training_data import TrainingData
 
 
 def test_sets_round_trip_and_separate_hdfs_sessions(data_dir: Path, tmp_path: Path) -> None:
@@ -19,14 +20,13 @@ def test_sets_round_trip_and_separate_hdfs_sessions(data_dir: Path, tmp_path: Pa
     has a never-seen set, and almost no normal one does."""
     train = read_sessions(data_dir / "hdfs/deeplog/hdfs_train")
     writer = BundleWriter(tmp_path / "b")
-    section = fit_and_export(train[:4000], None, train[4000:], None, 30, writer, "novel_set",
-                             NovelSetOptions(), None, 0.001)
+    section = fit_and_export(TrainingData.of_sequences(train[:4000], 30, train[4000:]), writer, "novel_set",
+                             NovelSetOptions(), FitConfig(), 0.001)
     writer.add_model("novel_set", section)
     bundle = load_bundle(writer.finish())
     assert section["sets"] == len({template_set(s) for s in train[:4000]})
     assert section["calibration"]["held_back_new_set_rate"] < 0.05
-    det = NovelSetDetector.from_bundle(bundle, "novel_set", bundle.models["novel_set"], RuntimeOptions(),
-                                       Sensitivity.MEDIUM)
+    det = NovelSetDetector.from_bundle(ModelLoad.of(bundle, "novel_set"))
     seqs, labels = read_labelled(data_dir / "hdfs/deeplog/robust_log_train.csv")
     labels = np.asarray(labels, dtype=bool)
     fired = np.array([bool(s and (v := det.score_session(s, [])) and v.fired) for s in seqs])

@@ -1,6 +1,6 @@
 """DeepLog-format HDFS sessions: train the sequence models on normal sessions, judge labelled ones.
 
-Train every detector of `DETECTORS` on `--train` (DeepLog format, normal sessions only) into a
+Train every model of `session_models()` on `--train` (DeepLog format, normal sessions only) into a
 real bundle, load it back through the agent's registry (ONNX Runtime, the serving code), and
 score whole sessions. The labelled `--test` CSV (`Sequence,label`) is split deterministically,
 stratified, in two halves: thresholds (and the ensemble's calibration) are chosen on the first,
@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import importlib
 import itertools
 import json
 import re
@@ -25,7 +24,6 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,10 +33,12 @@ from agent.bundle import BundleWriter, load_bundle
 from agent.detectors.base import Detector, load_detectors
 from agent.ensemble import Ensemble, default_section, tail_of
 from agent.errors import InputError
+from agent.models import MODELS, ModelSpec, TrainingInput
 from agent.onnx_session import RuntimeOptions
-from agent.types import DetectorKind, DetectorScore, Verdict
+from agent.types import DetectorScore, Verdict
 from trainer.eval.metrics import Row, adjusted_precision, f1_of, format_table, row
 from trainer.sequences import build_vocab, encode, read_labelled, read_sessions, stratified_split
+from trainer.training_data import TrainingData
 
 PREVALENCE = 0.0293  # 16,838 anomalous of 575,061 HDFS_v1 sessions
 LEVEL = "session"
@@ -55,19 +55,6 @@ REFERENCES = {
 
 
 Tuner = Callable[[Detector, list[list[int]], np.ndarray], dict[str, Any]]
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """One detector this evaluation trains: its trainer module (which has `fit_and_export`),
-    its options for a run, its kind for the ensemble vote, and optionally a tuner that sets
-    serving knobs on the tuning half only (thresholds are always tuned there)."""
-
-    name: str
-    kind: DetectorKind
-    module: str
-    options: Callable[[argparse.Namespace], Any]
-    tune: Tuner | None = None
 
 
 def tune_deeplog(detector: Detector, sessions: list[list[int]], labels: np.ndarray) -> dict[str, Any]:
@@ -106,38 +93,15 @@ def _f1_adjusted(pred: np.ndarray, labels: np.ndarray) -> float:
     return float(r.f1_adjusted or 0.0)
 
 
-def _deeplog_options(args: argparse.Namespace) -> Any:
-    from trainer.deeplog import DeepLogOptions
-
-    return DeepLogOptions()
+# Tuners set serving knobs of a model on the tuning half (thresholds are always tuned there).
+TUNERS: dict[str, Tuner] = {"deeplog": tune_deeplog}
 
 
-def _lstm_ae_options(args: argparse.Namespace) -> Any:
-    from trainer.lstm_ae import LstmAeOptions
-
-    return LstmAeOptions()
-
-
-def _logbert_options(args: argparse.Namespace) -> Any:
-    from trainer.logbert import LogBertOptions
-
-    return LogBertOptions()  # HDFS sessions have no levels: neutral severity (issue 4)
-
-
-def _novel_set_options(args: argparse.Namespace) -> Any:
-    from trainer.novel_set import NovelSetOptions
-
-    return NovelSetOptions()
-
-
-# THE list of detectors evaluated here (and combined by the ensemble). A new model (LogBERT,
-# issue 4) adds one line; everything below loops over this list.
-DETECTORS: list[ModelSpec] = [
-    ModelSpec("deeplog", DetectorKind.SEQUENCE, "trainer.deeplog", _deeplog_options, tune_deeplog),
-    ModelSpec("lstm_ae", DetectorKind.SEQUENCE, "trainer.lstm_ae", _lstm_ae_options),
-    ModelSpec("logbert", DetectorKind.SEMANTIC, "trainer.logbert", _logbert_options),
-    ModelSpec("novel_set", DetectorKind.FEATURE, "trainer.novel_set", _novel_set_options),
-]
+def session_models() -> list[ModelSpec]:
+    """The models evaluated here (and combined by the ensemble): every registered model that
+    learns from sequences. HDFS sessions carry no per-line features, and the novelty rule on a
+    session is the `baseline:unseen_event` row."""
+    return [m for m in MODELS if m.data is TrainingInput.SEQUENCES]
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -248,13 +212,10 @@ def train_bundle(
     seconds: dict[str, float] = {}
     try:
         for spec in specs:
-            module = importlib.import_module(spec.module)
             fit = FitConfig(epochs=args.epochs, seed=args.seed, device=args.device, progress=sys.stderr.isatty())
             began = time.monotonic()
-            section = module.fit_and_export(
-                train_tokens, None, calib_tokens, None, len(vocab) + 1, writer, spec.name,
-                spec.options(args), fit, None,
-            )
+            data = TrainingData.of_sequences(train_tokens, len(vocab) + 1, calib_tokens)
+            section = spec.trainer_function()(data, writer, spec.name, spec.default_options(), fit, None)
             seconds[spec.name] = round(time.monotonic() - began, 2)
             writer.add_model(spec.name, section)
         writer.add_json("vocab.json", {"template_to_token": {str(k): v for k, v in vocab.items()}, "unk": 0})
@@ -271,9 +232,10 @@ def train_bundle(
 
 
 def run(args: argparse.Namespace) -> int:
-    specs = [s for s in DETECTORS if not args.only or s.name in args.only]
+    known = session_models()
+    specs = [s for s in known if not args.only or s.name in args.only]
     if not specs:
-        raise InputError(f"--only names no known detector (known: {', '.join(s.name for s in DETECTORS)})")
+        raise InputError(f"--only names no known detector (known: {', '.join(s.name for s in known)})")
     if not 0.0 < args.tune_fraction < 1.0:
         raise InputError("--tune-fraction must be between 0 and 1")
     train_ids = read_sessions(args.train)
@@ -300,14 +262,13 @@ def run(args: argparse.Namespace) -> int:
         score_seconds: dict[str, float] = {}
         tuned: dict[str, dict[str, Any]] = {}
         tune_tokens = [test_tokens[i] for i in tune_idx]
-        spec_of = {s.name: s for s in specs}
         for det in detectors:
-            spec = spec_of[det.name]
             began = time.monotonic()
             as_trained[det.name] = score_sessions(det, test_tokens)
             score_seconds[det.name] = round(time.monotonic() - began, 2)
-            if spec.tune is not None:
-                tuned[det.name] = spec.tune(det, tune_tokens, y_tune)
+            tuner = TUNERS.get(det.name)
+            if tuner is not None:
+                tuned[det.name] = tuner(det, tune_tokens, y_tune)
             scored[det.name] = score_sessions(det, test_tokens)
         raw = raw_log_check(args, vocab, detectors) if args.raw_log else None
 

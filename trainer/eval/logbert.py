@@ -35,8 +35,7 @@ from typing import Any
 import numpy as np
 
 from agent.detectors.logbert import LogBertDetector, LogBertThresholds, Window, WindowScore
-from agent.onnx_session import RuntimeOptions
-from agent.types import Sensitivity
+from agent.detectors.section import ModelLoad
 from trainer.calibrate import CURVE_FPRS, threshold_at
 from trainer.eval.metrics import Row, format_table, row
 
@@ -127,19 +126,19 @@ def _train_variant(
     seed: int,
     options: Any = None,
 ) -> tuple[LogBertDetector, dict[str, Any]]:
-    from agent.bundle import BundleWriter, load_bundle
-    from trainer.logbert import LogBertOptions, fit_and_export
+    from agent.bundle import load_bundle
+    from trainer.logbert import LogBertOptions
     from trainer.torch_base import FitConfig
+    from trainer.training_data import TrainingData, train_one
 
     opts = replace(options or LogBertOptions(), use_severity=use_severity)
-    writer = BundleWriter(work / name)
     fit = FitConfig(epochs=epochs, seed=seed, device="cpu", progress=False)
     started = time.monotonic()
-    fit_and_export(train, train_levels, calib, calib_levels, vocab_size, writer, "logbert", opts, fit, None)
+    data = TrainingData.of_sequences(train, vocab_size, calib, train_levels, calib_levels)
+    bundle = load_bundle(train_one("logbert", data, work / name, opts, fit))
     seconds = time.monotonic() - started
-    bundle = load_bundle(writer.finish())
     section = bundle.models["logbert"]
-    det = LogBertDetector.from_bundle(bundle, "logbert", section, RuntimeOptions(), Sensitivity.MEDIUM)
+    det = LogBertDetector.from_bundle(ModelLoad.of(bundle, "logbert"))
     info = {"train_seconds": round(seconds, 1), **section["training"]}
     return det, info
 

@@ -1,0 +1,60 @@
+"""The novelty rule: a line whose template was never seen in training (model token 0, UNK).
+
+The plainest detector, and on BGL the strongest single signal. A line fires when its template
+is new; a session fires when any of its lines was. It has nothing to learn: its section holds
+the one threshold (the score is 1.0 or nothing) and, from the trainer, how often held-back normal
+lines were new. It is `builtin` in `agent.models`: bundles written before it was registered
+are served with `NoveltyDetector.default_section`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from agent.detectors.section import ModelLoad
+from agent.types import DetectorKind, DetectorScore, LineContext
+
+UNK = 0
+
+
+class NoveltyDetector:
+    kind = DetectorKind.RULE
+
+    @staticmethod
+    def default_section() -> dict[str, Any]:
+        """The section of a bundle written before the rule was registered (and what training writes)."""
+        return {"type": "novelty", "thresholds": {"low": 0.5, "medium": 0.5, "high": 0.5}}
+
+    def __init__(self, name: str, threshold: float) -> None:
+        self.name = name
+        self.threshold = threshold
+        self.lines = 0
+        self.new_lines = 0
+        self.new_sessions = 0
+
+    @classmethod
+    def from_bundle(cls, load: ModelLoad) -> NoveltyDetector:
+        return cls(load.name, load.threshold)
+
+    def _new(self) -> DetectorScore:
+        return DetectorScore(self.name, 1.0, self.threshold, self.threshold < 1.0)
+
+    def score_lines(self, contexts: Sequence[LineContext]) -> list[DetectorScore | None]:
+        self.lines += len(contexts)
+        out: list[DetectorScore | None] = [None] * len(contexts)
+        for i, c in enumerate(contexts):
+            if c.line.is_new:
+                out[i] = self._new()
+                self.new_lines += 1
+        return out
+
+    def score_session(self, tokens: Sequence[int], levels: Sequence[int]) -> DetectorScore | None:
+        if UNK not in tokens:
+            return None
+        self.new_sessions += 1
+        return self._new()
+
+    def stats(self) -> dict[str, float]:
+        return {"lines": float(self.lines), "new_lines": float(self.new_lines),
+                "new_sessions": float(self.new_sessions)}
