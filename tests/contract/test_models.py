@@ -39,7 +39,7 @@ from agent.onnx_session import RuntimeOptions
 from agent.parsing import ParserConfig
 from agent.templates import TemplateMiner
 from agent.types import DetectorScore, Level, LineContext, Record, Sensitivity
-from tests.conftest import need
+from conftest import need
 
 PARSER = ParserConfig(log_format="hdfs", entity=r"regex:(blk_-?\d+)")
 TRAIN_LINES = 6000  # normal lines the bundle learns from (the trainer holds back the last 20 %)
