@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from conftest import need
 
 from agent.bundle import Bundle, load_bundle
 from agent.detectors.base import Detector, load_detector, load_detectors
@@ -39,7 +40,6 @@ from agent.onnx_session import RuntimeOptions
 from agent.parsing import ParserConfig
 from agent.templates import TemplateMiner
 from agent.types import DetectorScore, Level, LineContext, Record, Sensitivity
-from conftest import need
 
 PARSER = ParserConfig(log_format="hdfs", entity=r"regex:(blk_-?\d+)")
 TRAIN_LINES = 6000  # normal lines the bundle learns from (the trainer holds back the last 20 %)
