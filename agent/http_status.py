@@ -127,7 +127,7 @@ class StatusServer:
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
-        disable_created_metrics()  # process-wide in prometheus-client; we never want them
+        disable_created_metrics()  # type: ignore[no-untyped-call]  # process-wide in prometheus-client; never wanted
         server_class = _Server
         if ":" in self.host:  # IPv6 literal
             server_class = _Server6

@@ -75,7 +75,8 @@ def new_unpacker(max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES) -> msgpack.Unpa
 
 def encode_ack(chunk: bytes) -> bytes:
     """`{"ack": chunk}` with both key and value packed as msgpack str, byte-for-byte."""
-    return msgpack.packb({b"ack": chunk}, use_bin_type=False)
+    packed: bytes = msgpack.packb({b"ack": chunk}, use_bin_type=False)
+    return packed
 
 
 def text(value: bytes | str) -> str:
@@ -296,13 +297,14 @@ class Handshake:
 
     def _pong(self, ok: bool, reason: bytes, salt: bytes) -> bytes:
         digest = sha512_hex(salt, self.hostname, self.nonce, self.shared_key).encode() if ok else b""
-        return msgpack.packb([b"PONG", ok, reason, self.hostname, digest], use_bin_type=False)
+        packed: bytes = msgpack.packb([b"PONG", ok, reason, self.hostname, digest], use_bin_type=False)
+        return packed
 
 
 def _pack_helo(nonce: bytes) -> bytes:
     packer = msgpack.Packer(use_bin_type=True)
     # Keys and strings as msgpack str, the nonce as bin.
-    return (
+    packed: bytes = (
         packer.pack_array_header(2)
         + packer.pack("HELO")
         + packer.pack_map_header(3)
@@ -313,6 +315,7 @@ def _pack_helo(nonce: bytes) -> bytes:
         + packer.pack("keepalive")
         + packer.pack(True)
     )
+    return packed
 
 
 def _raw(value: bytes | str) -> bytes:

@@ -53,7 +53,7 @@ def build_net(vocab_size: int, opts: DeepLogOptions) -> Any:
     torch = import_torch()
     nn = torch.nn
 
-    class DeepLogNet(nn.Module):  # type: ignore[name-defined]
+    class DeepLogNet(nn.Module):  # type: ignore[name-defined,misc]
         def __init__(self) -> None:
             super().__init__()
             self.embed = nn.Embedding(vocab_size + 2, opts.embed_dim)  # + END, PAD

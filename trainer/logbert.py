@@ -83,7 +83,7 @@ def _build_module(opts: LogBertOptions, vocab_size: int) -> Any:
     nn = torch.nn
     layout = layout_of(opts, vocab_size)
 
-    class EncoderLayer(nn.Module):  # type: ignore[name-defined]
+    class EncoderLayer(nn.Module):  # type: ignore[name-defined,misc]
         def __init__(self) -> None:
             super().__init__()
             self.heads = opts.heads
@@ -112,7 +112,7 @@ def _build_module(opts: LogBertOptions, vocab_size: int) -> Any:
             x = x + self.drop(self.out(y))
             return x + self.drop(self.ff(self.norm2(x)))
 
-    class LogBertModule(nn.Module):  # type: ignore[name-defined]
+    class LogBertModule(nn.Module):  # type: ignore[name-defined,misc]
         def __init__(self) -> None:
             super().__init__()
             self.use_severity = opts.use_severity
@@ -149,7 +149,7 @@ def _build_module(opts: LogBertOptions, vocab_size: int) -> Any:
             mean = (hidden * real).sum(dim=1) / real.sum(dim=1).clamp(min=1.0)
             return rank, true.squeeze(-1), hidden[:, 0], mean
 
-    class WithSeverity(nn.Module):  # type: ignore[name-defined]
+    class WithSeverity(nn.Module):  # type: ignore[name-defined,misc]
         """The exported graph: (tokens, levels, targets) -> rank, logprob, dist_emb, mean_emb."""
 
         def __init__(self, core: Any) -> None:
@@ -157,15 +157,17 @@ def _build_module(opts: LogBertOptions, vocab_size: int) -> Any:
             self.core = core
 
         def forward(self, tokens: Any, levels: Any, targets: Any) -> tuple[Any, Any, Any, Any]:
-            return self.core.score(tokens, levels, targets)
+            scores: tuple[Any, Any, Any, Any] = self.core.score(tokens, levels, targets)
+            return scores
 
-    class WithoutSeverity(nn.Module):  # type: ignore[name-defined]
+    class WithoutSeverity(nn.Module):  # type: ignore[name-defined,misc]
         def __init__(self, core: Any) -> None:
             super().__init__()
             self.core = core
 
         def forward(self, tokens: Any, targets: Any) -> tuple[Any, Any, Any, Any]:
-            return self.core.score(tokens, tokens, targets)
+            scores: tuple[Any, Any, Any, Any] = self.core.score(tokens, tokens, targets)
+            return scores
 
     module = LogBertModule()
     module.export_wrapper = WithSeverity if opts.use_severity else WithoutSeverity

@@ -44,7 +44,7 @@ def build_net(vocab_size: int, opts: LstmAeOptions) -> Any:
     nn = torch.nn
     pad = vocab_size + 1
 
-    class LstmAutoencoder(nn.Module):  # type: ignore[name-defined]
+    class LstmAutoencoder(nn.Module):  # type: ignore[name-defined,misc]
         def __init__(self) -> None:
             super().__init__()
             self.embed = nn.Embedding(vocab_size + 2, opts.embed_dim)

@@ -70,7 +70,7 @@ def fraction(digits: str | None) -> float:
     """'123' → 0.123, '675872' → 0.675872; '' or None → 0."""
     if not digits:
         return 0.0
-    return int(digits) / 10 ** len(digits)
+    return int(digits) / float(10 ** len(digits))  # int ** int is typed Any (negative powers)
 
 
 def offset_seconds(tz: str | None) -> int:

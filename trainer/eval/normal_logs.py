@@ -31,10 +31,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from agent.detectors.base import Sensitivity
 from agent.errors import InputError
 from agent.reader import iter_records
-from agent.types import Anomaly, Incident, Record, Verdict
+from agent.types import Anomaly, Incident, Record, Sensitivity, Verdict
 
 if TYPE_CHECKING:
     from agent.replay import ArrivalRate
