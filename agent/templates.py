@@ -74,7 +74,9 @@ V = TypeVar("V")
 _ID_BITS = 40
 _MAX_VALUE_WORDS = 50_000  # words learnt to be values, kept as evidence (bounded)
 _SHAPE_MIN_FORMS = 3
-_MAX_MERGE_LOG = 4096  # forms with the same words in place before the rest is taken as values
+_MAX_MERGE_LOG = 4096
+_VIRTUAL = -1  # memo: `match` fitted the message to a template through its words (`_by_words`)
+_MAX_VIRTUAL = 4096  # forms with the same words in place before the rest is taken as values
 
 
 class ChangeType(enum.Enum):
@@ -254,6 +256,7 @@ class TemplateMiner:
         self._word_groups: dict[str, set[tuple[int, str]]] = {}  # word -> groups it is in (rebuilt)
         self._values: set[str] = set()  # words learnt to be values (key=value, merged positions)
         self._memo: OrderedDict[str, _Entry] = OrderedDict()
+        self._virtual: OrderedDict[str, _Template] = OrderedDict()  # memo key -> `_by_words` form
         self._generation: dict[int, int] = {}
         self._counter = 0
         self.revision = 0  # number of `add` calls; the snapshotter saves only when it moved
@@ -341,7 +344,10 @@ class TemplateMiner:
     def match(self, message: str) -> TemplateMatch | None:
         """The template this message fits as it is, without learning; None when none does.
 
-        Never creates, merges or changes a template, never touches `size` or the LRU.
+        A form of the same length fits, or else the message has exactly the words, in order, of
+        one template's forms and values elsewhere (a value that took another number of tokens,
+        as `add` would have merged it). Never creates, merges or changes a template, never
+        touches `size` or the LRU.
         """
         tokens = self._tokens(message)
         masked, values = self._masker.mask_tokens(tokens)
@@ -349,17 +355,42 @@ class TemplateMiner:
         ntokens = len(masked)
         memo = self._memo
         entry = memo.get(key)
+        tpl: _Template | None
         if entry is None or entry[1] != self._generation.get(ntokens, 0):
             self.stats.misses += 1
-            tpl = self._best_fit(typed_tokens(masked))
-            self._remember(key, (None if tpl is None else tpl.id, self._generation.get(ntokens, 0)))
+            typed = typed_tokens(masked)
+            tpl = self._best_fit(typed)
+            tid: int | None = None if tpl is None else tpl.id
+            if tpl is None:
+                tpl = self._by_words(typed, tokens, masked)
+                if tpl is not None:
+                    tid = _VIRTUAL
+                    self._virtual[key] = tpl
+                    if len(self._virtual) > _MAX_VIRTUAL:
+                        self._virtual.popitem(last=False)
+            self._remember(key, (tid, self._generation.get(ntokens, 0)))
         else:
             self.stats.hits += 1
             memo.move_to_end(key)
-            tpl = None if entry[0] is None else self._templates.get(entry[0])
+            if entry[0] == _VIRTUAL:
+                tpl = self._virtual.get(key)
+                if tpl is not None and self.resolve(tpl.id) is None:
+                    tpl = None
+            else:
+                tpl = None if entry[0] is None else self._templates.get(entry[0])
         if tpl is None:
             return None
         return TemplateMatch(self._owner(tpl.id), tpl.text, self._params(tpl, tokens, values), ChangeType.NONE)
+
+    def _by_words(self, typed: tuple[str, ...], tokens: list[str], masked: list[str]) -> _Template | None:
+        """A form for `typed` under the one template whose forms have its words in order."""
+        probe = _Template(0, typed, [None] * len(typed), 0)
+        ids = [*self._skeletons.get(probe.skeleton, ()), *self._word_skeletons.get(probe.words, ())]
+        owners = {self._owner(i) for i in ids if i in self._templates}
+        if len(owners) != 1 or len(probe.words) < 2:
+            return None
+        display: list[str | None] = [shown(t, masked[i], tokens[i]) if is_var(t) else None for i, t in enumerate(typed)]
+        return _Template(owners.pop(), typed, display, 0)
 
     # -- the tree -----------------------------------------------------------------------------
 

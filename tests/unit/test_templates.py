@@ -297,6 +297,14 @@ def test_two_forms_of_one_message_are_one_template(data_dir: Path) -> None:
     ]
     ids = {prox.match(f).template_id for f in forms}  # type: ignore[union-attr]
     assert len(ids) == 1
+    # A frozen miner that never saw this form of the close line (sent in KB, lifetime mm:ss)
+    # still knows it: same words in the same order, values elsewhere.
+    first = learn_templates(_contents(data_dir, "Proxifier")[:800])
+    unseen = "www.googletagservices.com:443 close, 1257 bytes (1.22 KB) sent, 540 bytes received, lifetime 04:00"
+    got = first.match(unseen)
+    assert got is not None and got.template_id == first.match(forms[0]).template_id  # type: ignore[union-attr]
+    assert _fill(got.template, got.params) == unseen
+    assert first.match("www.example.com:443 close, 12 bytes sent, lifetime 00:01") is None  # words differ
 
 
 def test_constant_words_stay_apart(data_dir: Path) -> None:
