@@ -9,41 +9,51 @@ learning. What it does with a message:
    shape, so a hit costs one dict lookup. An entry stays valid while no template with the same
    token count was created, merged or evicted since it was stored (a generation per token
    count), so a hit always gives what a fresh lookup would.
-3. **Token typing** (on a memo miss). A token is a *variable* (`<*>`) when a mask replaced part
-   of it or it holds a digit; a `key=value` token becomes `key=<*>` (the key is a word, the
-   value is a variable). The other tokens are words and must match exactly.
+3. **Token typing** (on a memo miss, `agent.token_types`): values (mask values, letter-digit
+   runs with a digit, `key=` values, units after a value, dates next to a value) become `<*>`;
+   the other tokens are words and must match exactly.
 4. **Prefix tree.** Drain's layout: token count, then the first `depth - 2` typed tokens, then a
-   leaf holding template ids. A variable token routes to the `<*>` branch; unlike Drain the
-   search also follows the `<*>` branch when a word has its own child, so a template that
-   became variable in an early position is still found. A message fits a template when every
-   word of the template is equal to the message's token at that position; the most specific
-   fitting template wins (fewest variables, then the lowest id).
-5. **New template or merge.** A message that fits no template creates one. Each template is
-   filed, for each of its word positions p, in a *sibling group*: templates equal everywhere
-   except at p. When a group holds `var_min_values` or more different words at p and its lines
-   per word are at most `var_max_repeat` (the words are rare: user names, job names, not
-   `Started`/`Stopped`), position p is variable (Brain's position-wise variability): the
-   group's templates merge into the one with the lowest id, whose token p becomes `<*>`.
-   The other ids become aliases of the survivor (`resolve`, `aliases`), so a model that knew
-   an old id keeps being served through the survivor.
+   leaf of *forms* (fixed-length token patterns). A value routes to the `<*>` branch; unlike
+   Drain the search also follows the `<*>` branch when a word has its own child, so a form that
+   became variable in an early position is still found. A message fits a form when every
+   non-`<*>` token of the form equals the message's; the most specific form wins (fewest
+   `<*>`, then the lowest id). Nodes that hold nothing any more are pruned.
+5. **New form, merges.** A message that fits no form creates one, filed for each position p in a
+   *sibling group*: the forms equal to it everywhere but at p. Position p holds values (Brain's
+   position-wise variability) when the group's tokens at p include `<*>`, or number
+   `var_min_values` (5) or more, or include three typed values (`host-<*>.corp:<*>`), or two
+   words known to be values (seen after `key=`, or at a merged position), or two words that also
+   stand together at one position of another message (job or table names). Few constant words,
+   each frequent (`VM Started` / `VM Paused`), stay different messages. The group's forms then
+   merge into one with `<*>` at p, under the lowest id. Three or more forms with the same words
+   in the same places merge too. Forms with the same words in the same order but other values
+   (a value that took another number of tokens: `<1 sec`, `(1.16 KB)`) are one template with
+   several forms. `consolidate` re-checks every form once learning is done.
+6. **Ids.** A template's id is the lowest id of its forms; merged ids become aliases of it
+   (`resolve`, `aliases`, `take_merges`), and `remap_ids` re-keys anything keyed by old ids,
+   so a model that knew an old id keeps being served through the survivor.
 
-Template text: words as they are; a variable position shows its masked form when all lines had
-the same one (`/<IP>`, `<NUM>`, `uid=<NUM>`), `key=<*>` for a key=value token, else `<*>`.
-`params` are the values at the variable positions in token order: the mask values where the
-masked form is shown, the whole token (or the value after `key=`) at `<*>`.
+`match` (the frozen miner of a bundle) never learns: a same-length form fits, or else a message
+with exactly the words, in order, of one template and values elsewhere is that template.
+
+Template text: words as they are; a value position shows the one token it has always held
+(`ssh2`), or its masked form when all lines had the same one (`/<IP>`, `<NUM>`), or its typed
+form (`key=<*>`, `onExtend:<*>`), else `<*>`. `params` are the values at the shown value
+positions in token order, so the text with its params filled in is the line again.
 
 Ids: by default in order of creation (1, 2, …). With `content_ids` an id is derived from the
 typed form of the message that created the template (a 40-bit hash, probing on the rare
 collision), so the same first message gives the same id on every host and after a crash that
 lost the snapshot; merges still keep the lowest id.
 
-Persistence: `to_state` is plain versioned JSON (templates in LRU order, aliases, the
-sibling groups, the config and a fingerprint of the mask definitions); `save` writes it
-atomically. The tree and the memo are rebuilt or refilled, never saved.
+Persistence: `to_state` is plain versioned JSON (forms in LRU order, aliases, sibling groups,
+value words, the config and a fingerprint of the mask definitions); `save` writes it
+atomically. The tree, the indexes and the memo are rebuilt or refilled, never saved.
 
-Bounded state: `max_clusters` evicts the least recently used template (its aliases go with it);
-a shape seen again after eviction creates a new template under a new id (with `content_ids`,
-the same id again). The memo holds at most `cache_size` entries.
+Bounded state: `max_clusters` evicts the least recently used form (the id lives on while the
+template has another form); a shape seen again after eviction creates a new form under a new id
+(with `content_ids`, the same id again). Sibling groups and indexes hold only live forms; the
+memo holds at most `cache_size` entries.
 
 One owner: a miner is not thread-safe; call it from one thread.
 """
@@ -102,8 +112,7 @@ class MinerConfig:
     extra_delimiters: tuple[str, ...] = ()
     masks: tuple[str, ...] = MASK_NAMES
     cache_size: int = 20_000  # ~3 KiB per entry on long novel messages: a sidecar budget item
-    var_min_values: int = 5  # different words at one position before it can be a variable
-    var_max_repeat: float = 1000.0  # ... and at most this many lines per word on average
+    var_min_values: int = 5  # different words at one position that make it a value position
     content_ids: bool = False  # ids from the first message's typed form instead of a counter
 
     def __post_init__(self) -> None:
@@ -125,8 +134,6 @@ class MinerConfig:
             raise ConfigError("miner extra_delimiters must be non-blank strings")
         if self.var_min_values < 2:
             raise ConfigError(f"miner var_min_values must be at least 2, got {self.var_min_values}")
-        if self.var_max_repeat < 1.0:
-            raise ConfigError(f"miner var_max_repeat must be at least 1, got {self.var_max_repeat}")
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
