@@ -42,7 +42,7 @@ from agent.templates import TemplateMiner
 from agent.types import DetectorScore, Level, LineContext, Record, Sensitivity
 
 PARSER = ParserConfig(log_format="hdfs", entity=r"regex:(blk_-?\d+)")
-TRAIN_LINES = 6000  # normal lines the bundle learns from (the trainer holds back the last 20 %)
+TRAIN_LINES = 5000  # normal lines the bundle learns from (the trainer holds back the last 20 %)
 TEST_LINES = 2500  # later normal lines the checks score
 PLANT_EVERY = 40  # one planted line per this many test lines, in the block of the line before
 PLANTED = "FATAL dfs.DataNode$DataXceiver: zq kernel panic quarantined {blk} on shelf qq"
@@ -50,12 +50,12 @@ SESSIONS = 60  # normal sessions compared with their planted copies
 NOT_SCORED = -1e30  # where a model gives no score: below any score it gives
 # torch models: a high learning rate on small batches learns these few templates in a few epochs;
 # early stopping usually ends sooner, and the time budget is only a safety net
-FIT = {"epochs": 12, "learning_rate": 1e-2, "batch_size": 64, "max_train_seconds": 120.0}
+FIT = {"epochs": 6, "learning_rate": 1e-2, "batch_size": 128, "max_train_seconds": 60.0}
 
 # Small settings so the whole suite trains in seconds; a model not listed trains with defaults.
 SMALL: dict[str, dict[str, Any]] = {
     "deeplog": {"embed_dim": 8, "hidden": 16, "layers": 1},
-    "lstm_ae": {"embed_dim": 8, "level_dim": 2, "hidden": 16, "latent": 8},
+    "lstm_ae": {"window": 10, "embed_dim": 8, "level_dim": 2, "hidden": 16, "latent": 8},
     "logbert": {"hidden": 16, "layers": 1, "heads": 2, "ff": 32, "severity_dim": 4, "max_len": 16,
                 "parity_windows": 16, "score_every_lines": 1},  # every line: line scores are a function of the line
 }
