@@ -44,7 +44,7 @@ def replacing(path: Path, *, private: bool = True, buffering: int = -1) -> Itera
 
 @contextlib.contextmanager
 def replacing_text(path: Path, *, private: bool = True, buffering: int = 1 << 20) -> Iterator[TextIO]:
-    """`replacing` for UTF-8 text with `\\n` line ends, whatever the platform."""
+    r"""`replacing` for UTF-8 text with `\n` line ends, whatever the platform."""
     with replacing(path, private=private, buffering=buffering) as raw:
         text = io.TextIOWrapper(raw, encoding="utf-8", newline="\n")
         try:

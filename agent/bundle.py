@@ -35,6 +35,7 @@ MANIFEST_HASH = "manifest.sha256"
 
 
 def sha256_file(path: Path) -> str:
+    """Hex SHA-256 of a file, read in 1 MiB blocks (bundle files can be large ONNX graphs)."""
     digest = hashlib.sha256()
     with path.open("rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
@@ -50,20 +51,24 @@ class Bundle:
     manifest: dict[str, Any]
 
     def file(self, name: str) -> Path:
+        """Path of a file the manifest lists; a file it does not list is refused, never read."""
         if name not in self.manifest.get("files", {}):
             raise BundleError(f"{self.path}: the manifest lists no file {name!r}")
         return self.path / name
 
     def read_json(self, name: str) -> Any:
+        """A JSON file of the bundle, parsed (only files the manifest lists)."""
         with self.file(name).open("rb") as fh:
             return json.load(fh)
 
     @property
     def models(self) -> dict[str, dict[str, Any]]:
+        """The manifest's model sections by name (empty when it has none)."""
         models: dict[str, dict[str, Any]] = self.manifest.get("models", {})
         return models
 
     def model(self, name: str) -> dict[str, Any] | None:
+        """The manifest section of one model, or None when the bundle has no such model."""
         return self.models.get(name)
 
 
@@ -129,10 +134,12 @@ class BundleWriter:
         return self.tmp / name
 
     def add_json(self, name: str, obj: Any) -> None:
+        """Write a JSON file into the bundle being built (compact, UTF-8)."""
         with (self.tmp / name).open("w", encoding="utf-8") as fh:
             json.dump(obj, fh, ensure_ascii=False, separators=(",", ":"))
 
     def add_model(self, name: str, section: dict[str, Any]) -> None:
+        """Record a model's manifest section (its files must be added separately)."""
         self.manifest["models"][name] = section
 
     def _manifest(self, manifest_fields: dict[str, Any]) -> dict[str, Any]:
@@ -156,6 +163,7 @@ class BundleWriter:
         return Bundle(self.tmp, self._manifest(manifest_fields))
 
     def finish(self, **manifest_fields: Any) -> Path:
+        """Hash every file, write the manifest and its hash, and move the bundle into place."""
         manifest = self._manifest(manifest_fields)
         raw = json.dumps(manifest, indent=2, sort_keys=True).encode("utf-8")
         (self.tmp / MANIFEST).write_bytes(raw)
@@ -171,4 +179,5 @@ class BundleWriter:
         return self.output
 
     def abort(self) -> None:
+        """Throw away the half-built bundle (the previous one, if any, stays untouched)."""
         shutil.rmtree(self.tmp, ignore_errors=True)

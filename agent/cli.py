@@ -41,6 +41,7 @@ typical use:
 
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The `logdetect` argument parser; with `only`, just that command's module is imported."""
     parser = argparse.ArgumentParser(
         prog="logdetect",
         description="Learn what normal looks like from your own logs, then flag, explain and group "
@@ -67,6 +68,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one `logdetect` command and return its exit code (UserError → 2 with a one-line message)."""
     args_list = list(sys.argv[1:] if argv is None else argv)
     if args_list[:1] == ["--version"]:  # answered without importing any command module
         sys.stdout.write(f"logdetect {__version__}\n")

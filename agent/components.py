@@ -56,6 +56,7 @@ class BatchQueue:
 
     @property
     def records(self) -> int:
+        """Records currently held (the bound is on records, not batches)."""
         return self._records
 
     def __len__(self) -> int:
@@ -108,6 +109,7 @@ class BatchQueue:
             return out
 
     def drain_nowait(self) -> list[Batch]:
+        """Take every queued batch at once (shutdown), leaving the queue empty."""
         out = list(self._items)
         self._items.clear()
         self._records = 0
@@ -179,6 +181,7 @@ class Source(abc.ABC):
         """Before `start`: the keyed batches delivered before a restart (`agent.delivery`)."""
 
     def describe(self) -> str:
+        """How log messages name this source: its type and id."""
         return f"{self.type_name} source {self.id!r}"
 
 
@@ -212,6 +215,7 @@ class Sink(abc.ABC):
 
 
 def now() -> float:
+    """Wall-clock time in epoch seconds; the one clock sources stamp records with."""
     return time.time()
 
 
@@ -262,11 +266,15 @@ class ComponentType:
 
 @dataclass(frozen=True, kw_only=True)
 class SourceType(ComponentType):
+    """A registered source type: its options, help, and how to build one."""
+
     build: Callable[[str, Any, Path | None], Source]  # (id, options, state_dir) -> the source
 
 
 @dataclass(frozen=True, kw_only=True)
 class SinkType(ComponentType):
+    """A registered sink type: its options, help, and how to build one."""
+
     build: Callable[[str, Any], Sink]  # (id, options) -> the sink
 
 
@@ -278,6 +286,7 @@ class Registry:
     sinks: Mapping[str, SinkType]
 
     def merged(self, other: Registry) -> Registry:
+        """Both registries in one; a type registered in both is a ConfigError."""
         for kind, mine, theirs in (("source", self.sources, other.sources), ("sink", self.sinks, other.sinks)):
             clash = sorted(set(mine) & set(theirs))
             if clash:

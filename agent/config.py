@@ -54,6 +54,7 @@ class PipelineSettings:
     intra_op_threads: int = option(1, "ONNX Runtime threads: keep a sidecar off the host's cores")
 
     def problems(self) -> list[str]:
+        """Every invalid value in [pipeline], as messages naming the option (empty when valid)."""
         out: list[str] = []
         if self.device not in DEVICES:
             out.append(f"device = {self.device!r}: use one of {', '.join(DEVICES)}")
@@ -83,6 +84,7 @@ class AgentSettings:
     log_format: str = option("json", "json | console | auto")
 
     def problems(self) -> list[str]:
+        """Every invalid value in [agent], as messages naming the option (empty when valid)."""
         out: list[str] = []
         if self.metrics_listen:
             from agent.http_status import is_loopback, parse_listen
@@ -122,6 +124,8 @@ class ComponentConfig(Generic[Spec]):
 
 @dataclass(frozen=True)
 class AgentConfig:
+    """The whole agent config, validated, with paths resolved against the config file."""
+
     path: Path
     model: Path
     state_dir: Path | None

@@ -47,13 +47,26 @@ class PipelineLike(Protocol):
 
     provider: str  # the ONNX Runtime provider, quoted in the events
 
-    def process(self, records: Sequence[Record], now: float) -> Sequence[Output]: ...
-    def tick(self, now: float) -> Sequence[Output]: ...
-    def close(self, now: float) -> Sequence[Output]: ...
-    def pending_records(self) -> int: ...
-    def flush_pending(self, now: float) -> Sequence[Output]: ...
-    def take_rejected(self) -> list[Rejected]: ...
-    def held_by_source(self) -> dict[str, int]: ...
+    def process(self, records: Sequence[Record], now: float) -> Sequence[Output]:
+        """Score a batch of records."""
+
+    def tick(self, now: float) -> Sequence[Output]:
+        """Run the timers: idle sessions, quiet incidents, state snapshots."""
+
+    def close(self, now: float) -> Sequence[Output]:
+        """End every session and incident (shutdown or reload)."""
+
+    def pending_records(self) -> int:
+        """Records held by the multi-line stitcher, waiting for their next line."""
+
+    def flush_pending(self, now: float) -> Sequence[Output]:
+        """Score the records the stitcher holds (input has paused)."""
+
+    def take_rejected(self) -> list[Rejected]:
+        """Records dropped since the last call (counted, logged and dead-lettered by the daemon)."""
+
+    def held_by_source(self) -> dict[str, int]:
+        """Physical lines held back per source; a batch is acked only once none are."""
 
 
 def build_pipeline(config: AgentConfig) -> PipelineLike:
@@ -145,6 +158,8 @@ class _Counts:
 
 
 class Daemon:
+    """The async runtime of `logdetect agent`: sources → bounded queue → pipeline thread → sinks."""
+
     def __init__(
         self,
         config: AgentConfig,
@@ -331,12 +346,15 @@ class Daemon:
     # --- lifecycle ---
 
     def request_stop(self) -> None:
+        """Ask the run loop to drain and stop (SIGTERM, SIGINT)."""
         self._stop.set()
 
     def request_reload(self) -> None:
+        """Ask the run loop to reload the bundle between batches (SIGHUP)."""
         self._reload = True
 
     async def run(self) -> int:
+        """Run until stopped; return the process exit code."""
         loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
         cfg = self.config.agent
@@ -552,4 +570,5 @@ def _with_components(new: AgentConfig, running: AgentConfig) -> AgentConfig:
 
 
 def run_daemon(config: AgentConfig) -> int:
+    """Run a daemon for this config in a fresh event loop; return its exit code."""
     return asyncio.run(Daemon(config).run())

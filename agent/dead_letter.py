@@ -47,6 +47,7 @@ def cause_of(exc: BaseException) -> str:
 
 
 def rejected(source: str, line: str, stage: str, exc: BaseException) -> Rejected:
+    """A Rejected record for a line a stage raised on (the error text cut at 500 characters)."""
     return Rejected(source, line, stage, cause_of(exc), f"{type(exc).__name__}: {exc}"[:500])
 
 
@@ -59,6 +60,7 @@ class DeadLetters:
         self.kept = 0
 
     def add(self, items: list[Rejected], now: float) -> None:
+        """Append rejected records as JSON lines, rotating to `.1` before the file outgrows max_bytes."""
         if self.path is None or not items:
             return
         data = b"".join(

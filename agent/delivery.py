@@ -46,6 +46,7 @@ class Progress:
 
     @property
     def complete(self) -> bool:
+        """Whether every record of the batch was emitted."""
         return self.emitted >= self.total
 
 
@@ -58,6 +59,8 @@ class Recovered:
 
 
 class DeliveryJournal:
+    """Append-only journal of sink positions and emitted batches: exactly once across a kill -9."""
+
     def __init__(self, path: Path, window: int = DEFAULT_WINDOW) -> None:
         self.path = path
         self.window = max(1, window)
@@ -95,9 +98,11 @@ class DeliveryJournal:
     # -- each write -------------------------------------------------------------------------
 
     def intent(self, positions: dict[str, SinkPosition]) -> None:
+        """Record where each sink stands before a write, so a write cut short can be cut back."""
         self._append({"intent": {k: list(v) for k, v in positions.items()}})
 
     def commit(self, progress: list[tuple[str, bytes, Progress]]) -> None:
+        """Record the batches a finished write emitted; compact once the journal doubles its window."""
         for source, key, p in progress:
             self._remember(source, key, p)
         self._append({"commit": [[s, k.hex(), p.emitted, p.total] for s, k, p in progress]})
@@ -105,6 +110,7 @@ class DeliveryJournal:
             self._compact()
 
     def close(self) -> None:
+        """Close the journal file."""
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None

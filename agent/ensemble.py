@@ -33,6 +33,8 @@ NOT_SEQUENCE = frozenset({DetectorKind.FEATURE, DetectorKind.SEMANTIC, DetectorK
 
 @dataclass(frozen=True)
 class Member:
+    """One detector's place in the ensemble: weight, vote, and its calibrated score tail."""
+
     name: str
     kind: DetectorKind
     weight: float
@@ -42,6 +44,7 @@ class Member:
     tail_target: float = 0.01
 
     def scale(self, score: DetectorScore) -> float:
+        """The score in units of this member's threshold (1.0 = at it), from its normal tail."""
         if self.tail_scores is not None and self.tail_shares is not None and len(self.tail_scores):
             i = int(np.searchsorted(self.tail_scores, score.score, side="right")) - 1
             share = 1.0 if i < 0 else float(self.tail_shares[i])
@@ -69,12 +72,15 @@ def tail_of(normal_scores: Sequence[float], points: int = 256) -> dict[str, list
 
 
 class Ensemble:
+    """Combines detector scores into one calibrated score and a DANGER/WATCH/NORMAL vote."""
+
     def __init__(self, members: Mapping[str, Member], threshold: float = 1.0, everyone: bool = False) -> None:
         self.members = dict(members)
         self.threshold = threshold
         self.everyone = everyone  # unlisted detectors join with weight 1 (no ensemble section)
 
     def member(self, name: str, kinds: Mapping[str, DetectorKind]) -> Member | None:
+        """The member for a detector (a default one when the bundle lists no ensemble)."""
         found = self.members.get(name)
         if found is None and self.everyone:
             found = Member(name, kinds.get(name, DetectorKind.SEQUENCE), 1.0, True)
@@ -106,6 +112,7 @@ class Ensemble:
         return cls(members, float(section.get("threshold", 1.0)))
 
     def scaled(self, scores: Sequence[DetectorScore]) -> dict[str, float]:
+        """Each member's scaled score, by detector name."""
         return {s.detector: self.members[s.detector].scale(s) for s in scores if s.detector in self.members}
 
     def combine(

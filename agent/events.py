@@ -64,6 +64,7 @@ def _facts(pairs: tuple[tuple[str, object], ...]) -> dict[str, object]:
 
 
 def explanation_dict(e: Explanation) -> dict[str, Any]:
+    """An explanation as event attributes: kind, text and its facts."""
     return {"kind": e.kind.value, "text": e.text, "facts": _facts(e.facts)}
 
 
@@ -83,6 +84,7 @@ def _envelope(name: str, t: float, observed: float, level: Level, body: str, att
 
 
 def anomaly_event(a: Anomaly, observed: float, provider: str, scope: str = "line") -> dict[str, Any]:
+    """The event of one anomalous line (or session with scope='session')."""
     tl = a.line
     pl = tl.line
     level = _VERDICT_LEVEL[a.verdict]
@@ -116,6 +118,7 @@ def anomaly_event(a: Anomaly, observed: float, provider: str, scope: str = "line
 
 
 def incident_event(i: Incident, observed: float) -> dict[str, Any]:
+    """The event of an incident opening, updating or resolving."""
     level = _INCIDENT_LEVEL[i.severity]
     body = (
         f"Incident {i.incident_id} {i.state.value}: {i.title} [{i.severity.name}] — "
@@ -172,6 +175,7 @@ def session_event(entity: str, tokens: Sequence[int], scores: Sequence[DetectorS
 
 def line_event(tl_raw: str, entity: str, t: float, observed: float, level: Level, template_id: int,
                score: float, verdict: Verdict, source: str) -> dict[str, Any]:
+    """The event of one scored line (emitted only when every line is asked for)."""
     attrs = {
         "event.kind": "event",
         "event.category": "line",
@@ -258,6 +262,7 @@ def cap_fields(event: dict[str, Any], max_chars: int = MAX_FIELD_CHARS) -> dict[
 
 
 def encode(event: dict[str, Any]) -> bytes:
+    """One event as compact JSON bytes (no trailing newline)."""
     return orjson.dumps(event)
 
 

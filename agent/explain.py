@@ -25,6 +25,8 @@ from agent.types import DetectorScore, Explanation, ExplanationKind, Level, Line
 
 @dataclass(frozen=True)
 class ExplainConfig:
+    """When a line earns each explanation (rarity, burst, unusual time) — the thresholds."""
+
     window_secs: float = 120.0
     # A template below this share of the training lines is "rare".
     rare_frequency: float = 1e-4
@@ -59,6 +61,7 @@ class ExplainConfig:
 
 
 def hour_label(hour: int) -> str:
+    """An hour of the day as people say it: midnight, 9 AM, noon, 3 PM."""
     hour %= 24
     if hour == 0:
         return "midnight"
@@ -97,6 +100,7 @@ def busy_hours(hours: Sequence[int]) -> str:
 
 
 def short_template(text: str, limit: int = 48) -> str:
+    """A template on one line, cut to `limit` characters with an ellipsis."""
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
@@ -196,6 +200,7 @@ class Explainer:
     # ---- lookups
 
     def template_text(self, template_id: int | None) -> str:
+        """The text of a template, from the miners or the training profile, or a placeholder."""
         if template_id is None:
             return "unknown"
         text = self.templates.get(template_id)

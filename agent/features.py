@@ -40,6 +40,8 @@ _IDX = {name: i for i, name in enumerate(FEATURE_NAMES)}
 
 @dataclass(frozen=True)
 class FeatureConfig:
+    """Feature windows and the bounds of per-entity state (entities, idle time, history)."""
+
     window_secs: float = 60.0
     max_window_lines: int = 512
     history_len: int = 64  # tokens of recent history kept per entity for the sequence models
@@ -58,6 +60,7 @@ class FeatureStats:
     total: int = 0
 
     def to_json(self) -> dict[str, Any]:
+        """The training statistics as plain JSON (keys as strings)."""
         return {
             "token_counts": {str(k): v for k, v in self.token_counts.items()},
             "transitions": {str(a): {str(b): c for b, c in row.items()} for a, row in self.transitions.items()},
@@ -67,6 +70,7 @@ class FeatureStats:
 
     @classmethod
     def from_json(cls, obj: dict[str, Any]) -> FeatureStats:
+        """The training statistics from their bundle JSON."""
         return cls(
             token_counts={int(k): int(v) for k, v in obj["token_counts"].items()},
             transitions={
@@ -97,6 +101,8 @@ class EntityState:
 
 @dataclass(frozen=True, slots=True)
 class EndedSession:
+    """An entity's session when it ends (idle, evicted or closed): its tokens and levels."""
+
     entity: str
     tokens: tuple[int, ...]
     levels: tuple[int, ...]
@@ -104,6 +110,8 @@ class EndedSession:
 
 
 class FeatureExtractor:
+    """Per-line and time-window features with bounded per-entity state (LRU + idle TTL)."""
+
     def __init__(self, config: FeatureConfig | None = None, stats: FeatureStats | None = None) -> None:
         self.config = config or FeatureConfig()
         self.stats = stats or FeatureStats()
@@ -196,6 +204,7 @@ class FeatureExtractor:
         return ended
 
     def end_all(self) -> list[EndedSession]:
+        """End every entity's session and forget all state (stream end, reload)."""
         ended = [_ended(ent, state) for ent, state in self.entities.items()]
         self.entities.clear()
         return ended
@@ -245,6 +254,7 @@ def length_bucket(n: int) -> float:
 
 
 def burst_ratio(freq: float, mean: float) -> float:
+    """How many times its usual window frequency a template occurs now (one decimal)."""
     return round(freq / max(mean, 1.0), 1)
 
 
@@ -263,8 +273,10 @@ def _hour_dow(t: float) -> tuple[float, float]:
 
 
 def feature_index(name: str) -> int:
+    """Column of a named feature in the feature vector."""
     return _IDX[name]
 
 
 def config_dict(cfg: FeatureConfig) -> dict[str, Any]:
+    """The feature settings as a plain dict for the bundle manifest."""
     return asdict(cfg)

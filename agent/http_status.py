@@ -47,6 +47,7 @@ def parse_listen(listen: str) -> tuple[str, int]:
 
 
 def is_loopback(host: str) -> bool:
+    """Whether a host name or address stays on this machine."""
     if host == "localhost":
         return True
     try:
@@ -127,6 +128,7 @@ class StatusServer:
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
+        """Bind and serve /metrics, /livez and /readyz from a background thread."""
         disable_created_metrics()  # type: ignore[no-untyped-call]  # process-wide in prometheus-client; never wanted
         server_class = _Server
         if ":" in self.host:  # IPv6 literal
@@ -145,6 +147,7 @@ class StatusServer:
         self._thread.start()
 
     def stop(self) -> None:
+        """Stop serving and close the socket (waits up to 5 s for the thread)."""
         if self._server is None:
             return
         self._server.shutdown()
@@ -156,5 +159,6 @@ class StatusServer:
 
     @property
     def url(self) -> str:
+        """The base URL actually bound (the real port when 0 was asked for)."""
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"http://{host}:{self.port}"

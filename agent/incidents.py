@@ -48,6 +48,8 @@ from agent.types import (
 
 @dataclass(frozen=True)
 class IncidentConfig:
+    """When anomalies join an incident, when it resolves, and the bounds on what it keeps."""
+
     gap_secs: float = 300.0
     quiet_secs: float = 300.0
     update_every_secs: float = 60.0
@@ -394,6 +396,7 @@ class IncidentGrouper:
 
     @property
     def open_count(self) -> int:
+        """Incidents currently open."""
         return len(self._open)
 
     # ---- internals

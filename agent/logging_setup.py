@@ -46,6 +46,7 @@ class Throttle:
         self._seen: OrderedDict[tuple[str, str], tuple[float, int]] = OrderedDict()
 
     def __call__(self, logger: WrappedLogger, method_name: str, event_dict: EventDict) -> EventDict:
+        """Drop a `throttle=`-tagged event repeated within the interval; pass everything else."""
         throttle = event_dict.pop("throttle", None)
         if not throttle:
             return event_dict

@@ -45,6 +45,8 @@ _IPV4 = r"\d{1,3}(?:\.\d{1,3}){3}(?::\d{1,5})?"
 
 @dataclass(frozen=True, slots=True)
 class Mask:
+    """One masked kind of token: its name, placeholder and regex body."""
+
     name: str
     placeholder: str
     body: str  # regex without boundaries; only non-capturing groups

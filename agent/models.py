@@ -61,12 +61,15 @@ class ModelSpec:
     module: str = ""
 
     def serving_class(self) -> Any:
+        """The agent class that serves this model (imported on first use)."""
         return load_target(f"agent.detectors.{self.module or self.name}:{self.serving}")
 
     def trainer_function(self) -> Any:
+        """The trainer function that fits and exports this model (imported on first use)."""
         return load_target(f"trainer.{self.module or self.name}:fit_and_export")
 
     def default_options(self) -> Any:
+        """A fresh instance of this model's default training options."""
         return load_target(f"trainer.{self.module or self.name}:{self.options}")()
 
 
@@ -103,4 +106,5 @@ def spec(name: str) -> ModelSpec:
 
 
 def find(name: str) -> ModelSpec | None:
+    """The spec of a registered model by name, or None."""
     return _BY_NAME.get(name)

@@ -1,10 +1,10 @@
-"""Multi-line stitching: a stack trace joins the log line that started it.
+r"""Multi-line stitching: a stack trace joins the log line that started it.
 
 `Stitcher.feed` takes physical lines (Records) and returns completed logical records: the lines
-of a Java stack trace (`\\tat …`, `Caused by: …`, `\\t... 12 more`, the exception line right
+of a Java stack trace (`\tat …`, `Caused by: …`, `\t... 12 more`, the exception line right
 after the logged message) or a Python traceback (`Traceback (most recent call last):`, indented
 frames and code, chained-exception banners, the final `ValueError: …` line) are appended with
-"\\n" to the record before them. Any other line is a new header: it closes the pending record.
+"\n" to the record before them. Any other line is a new header: it closes the pending record.
 A line that starts with blank space continues the pending record too (pretty-printed payloads,
 wrapped messages), which is how every shipper's multiline mode treats it.
 
@@ -51,6 +51,8 @@ class _Pending:
 
 
 class Stitcher:
+    """Joins stack-trace and traceback lines to the record that started them, per stream."""
+
     def __init__(self, max_lines: int = 500, max_chars: int = 1_000_000, max_streams: int = 4096) -> None:
         self.max_lines = max(1, max_lines)
         self.max_chars = max(1, max_chars)

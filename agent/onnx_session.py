@@ -26,6 +26,7 @@ _warned_no_cuda = False
 
 
 def import_onnxruntime() -> Any:
+    """The onnxruntime module, or a DependencyError naming the extra to install."""
     try:
         import onnxruntime
     except ImportError:
@@ -44,6 +45,7 @@ class RuntimeOptions:
 
     @staticmethod
     def from_env(device: str = "auto") -> RuntimeOptions:
+        """Options with the thread count from LOGDETECT_ORT_THREADS or ORT_INTRA_OP_NUM_THREADS."""
         threads = os.environ.get("LOGDETECT_ORT_THREADS") or os.environ.get("ORT_INTRA_OP_NUM_THREADS")
         return RuntimeOptions(intra_op_threads=max(1, int(threads)) if threads else 1, device=device)
 
@@ -77,6 +79,7 @@ class OnnxModel:
         self.output_names = [o.name for o in self.session.get_outputs()]
 
     def input_shape(self, name: str) -> list[Any]:
+        """The declared shape of an input (symbolic axes as names)."""
         for i in self.session.get_inputs():
             if i.name == name:
                 return list(i.shape)
@@ -93,5 +96,6 @@ class OnnxModel:
                 )
 
     def run(self, feeds: dict[str, np.ndarray], outputs: list[str] | None = None) -> list[np.ndarray]:
+        """Run the graph on `feeds` and return the outputs asked for (all by default)."""
         result: list[np.ndarray] = self.session.run(outputs, feeds)
         return result

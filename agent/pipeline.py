@@ -61,6 +61,8 @@ STITCH_IDLE_SECS = 0.5
 
 @dataclass(frozen=True)
 class PipelineConfig:
+    """Settings of one pipeline: parser override, sensitivity, runtime, state and timers."""
+
     parser: ParserConfig | None = None  # None: the bundle's parser settings (as trained)
     sensitivity: Sensitivity = Sensitivity.MEDIUM
     runtime: RuntimeOptions = field(default_factory=RuntimeOptions)
@@ -79,6 +81,8 @@ class PipelineConfig:
 
 
 class Pipeline:
+    """The synchronous core: records in, typed outputs (anomalies, incidents, verdicts) out."""
+
     def __init__(self, bundle: Bundle, config: PipelineConfig) -> None:
         self.bundle = bundle
         self.config = config
@@ -144,6 +148,7 @@ class Pipeline:
 
     @classmethod
     def from_bundle(cls, bundle: str | Path | Bundle, config: PipelineConfig | None = None) -> Pipeline:
+        """A pipeline for a bundle (a path is loaded and verified first)."""
         b = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
         return cls(b, config or PipelineConfig())
 
@@ -162,6 +167,7 @@ class Pipeline:
         return TemplateMiner(cfg)
 
     def save_state(self) -> None:
+        """Snapshot the online miner now when a state dir is set (shutdown, reload); record size and time."""
         if self.snapshotter is not None:
             started = time.perf_counter()
             size = self.snapshotter.save_now()
@@ -351,6 +357,7 @@ class Pipeline:
         return out
 
     def detector_stats(self) -> dict[str, dict[str, float]]:
+        """Each detector's counters, by name."""
         return {d.name: d.stats() for d in self.detectors}
 
 

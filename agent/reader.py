@@ -13,6 +13,7 @@ from agent.types import Record
 
 
 def check_inputs(paths: Sequence[str | os.PathLike[str]], allow_empty: bool = False) -> list[Path]:
+    """The input paths, checked up front: each must exist and be a readable file, non-empty unless allow_empty."""
     checked: list[Path] = []
     for raw in paths:
         p = Path(raw)
@@ -39,6 +40,7 @@ def iter_records(path: Path, source: str | None = None) -> Iterator[Record]:
 
 
 def decode_line(raw: bytes) -> str:
+    """One raw line as text: CRLF or LF removed, invalid UTF-8 replaced."""
     if raw.endswith(b"\n"):
         raw = raw[:-1]
     if raw.endswith(b"\r"):

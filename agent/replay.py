@@ -30,6 +30,7 @@ class ArrivalRate:
 
     @property
     def label(self) -> str:
+        """The rate as the report shows it: `N line(s) every Ss`."""
         return f"{self.burst} line(s) every {self.every_secs:g}s"
 
 

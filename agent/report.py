@@ -150,6 +150,7 @@ class ReportCollector:
             self._buckets = merged
 
     def add_anomaly(self, anomaly: Anomaly) -> None:
+        """Count an anomaly in its time bucket and keep a timeline marker (bounded)."""
         self.anomalies += 1
         t = anomaly.line.time
         if _finite(t):

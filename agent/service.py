@@ -56,6 +56,7 @@ class ServiceNotifier:
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> ServiceNotifier:
+        """A notifier for the systemd socket and watchdog in the environment (disabled without)."""
         env = os.environ if environ is None else environ
         address = env.get("NOTIFY_SOCKET") or None
         watchdog_usec = 0
@@ -68,16 +69,20 @@ class ServiceNotifier:
 
     @property
     def enabled(self) -> bool:
+        """Whether a notify socket was given (running under systemd Type=notify)."""
         return self.address is not None
 
     @property
     def watchdog_enabled(self) -> bool:
+        """Whether systemd expects watchdog pings from this process."""
         return self.enabled and self.watchdog_interval_s > 0
 
     def ready(self, status: str = "") -> None:
+        """Tell systemd start-up is complete, with an optional status line."""
         self._send("READY=1" + (f"\nSTATUS={status}" if status else ""))
 
     def reloading(self) -> None:
+        """Tell systemd a reload has begun (Type=notify-reload needs the monotonic time)."""
         # MONOTONIC_USEC is required by Type=notify-reload (systemd >= 253) and harmless before.
         self._send(f"RELOADING=1\nMONOTONIC_USEC={time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000}")
 
@@ -106,9 +111,11 @@ class ServiceNotifier:
         self._send(f"EXTEND_TIMEOUT_USEC={int(seconds * 1e6)}")
 
     def stopping(self) -> None:
+        """Tell systemd the service is shutting down."""
         self._send("STOPPING=1")
 
     def close(self) -> None:
+        """Close the notify socket."""
         if self._sock is not None:
             self._sock.close()
             self._sock = None

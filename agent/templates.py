@@ -90,6 +90,8 @@ _MAX_VIRTUAL = 4096  # forms with the same words in place before the rest is tak
 
 
 class ChangeType(enum.Enum):
+    """What adding a line did to the miner: created a cluster, changed a template, or nothing."""
+
     CREATED = "cluster_created"
     CHANGED = "cluster_template_changed"
     NONE = "none"
@@ -97,6 +99,8 @@ class ChangeType(enum.Enum):
 
 @dataclass(frozen=True, slots=True)
 class TemplateMatch:
+    """A line's template: its stable id, the current text, the line's parameters, the change made."""
+
     template_id: int  # stable across restarts; after a merge, the surviving id
     template: str  # current template text, with `<*>` and mask tokens such as <NUM>, <IP>
     params: tuple[str, ...]  # this line's variable values, in token order
@@ -105,6 +109,8 @@ class TemplateMatch:
 
 @dataclass(frozen=True)
 class MinerConfig:
+    """Drain settings and masks; stored in the bundle so the agent mines exactly like training."""
+
     sim_th: float = 0.4  # kept for configs written before the variability merge; unused
     depth: int = 4
     max_children: int = 100
@@ -136,6 +142,7 @@ class MinerConfig:
             raise ConfigError(f"miner var_min_values must be at least 2, got {self.var_min_values}")
 
     def to_dict(self) -> dict[str, Any]:
+        """The settings as plain JSON values."""
         d = asdict(self)
         d["extra_delimiters"] = list(self.extra_delimiters)
         d["masks"] = list(self.masks)
@@ -143,6 +150,7 @@ class MinerConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> MinerConfig:
+        """Settings from JSON; an unknown key is a ConfigError naming the known ones."""
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
@@ -237,6 +245,8 @@ def content_id(typed: tuple[str, ...]) -> int:
 
 @dataclass
 class MemoStats:
+    """Hits and misses of the masked-message memo."""
+
     hits: int = 0
     misses: int = 0
 
@@ -247,6 +257,8 @@ _Entry = tuple[int | None, int]
 
 
 class TemplateMiner:
+    """Drain3's prefix tree with explicit config, one-pass masking, a memo and atomic JSON state."""
+
     def __init__(self, config: MinerConfig | None = None) -> None:
         self.config = config if config is not None else MinerConfig()
         masks = select_masks(self.config.masks)
@@ -773,10 +785,12 @@ class TemplateMiner:
         return {old: new for old, new in self._alias.items() if self.resolve(new) is not None}
 
     def template(self, template_id: int) -> str | None:
+        """The current text of a template, or None when no cluster has that id."""
         tpl = self._root_form(template_id)
         return None if tpl is None else tpl.text
 
     def templates(self) -> dict[int, str]:
+        """Every live template's text by id."""
         out: dict[int, str] = {}
         for tid in self._templates:
             owner = self._owner(tid)
@@ -799,6 +813,7 @@ class TemplateMiner:
 
     @property
     def memo_size(self) -> int:
+        """Entries in the masked-message memo."""
         return len(self._memo)
 
     # -- persistence --------------------------------------------------------------------------
@@ -894,6 +909,7 @@ class TemplateMiner:
 
     @classmethod
     def load(cls, path: Path, expected_config: MinerConfig | None = None) -> TemplateMiner:
+        """A miner restored from its state file; the config must match the one expected."""
         try:
             raw = Path(path).read_bytes()
         except OSError as exc:
@@ -945,6 +961,7 @@ class Snapshotter:
         self.saves = 0
 
     def maybe_save(self, now: float) -> bool:
+        """Save the miner when the interval has passed and it changed; True when it saved."""
         if self._last is None:
             self._last = now
             return False
@@ -957,6 +974,7 @@ class Snapshotter:
         return True
 
     def save_now(self) -> int:
+        """Save the miner now; return the bytes written."""
         revision = self.miner.revision
         size = self.miner.save(self.path)
         self._saved_revision = revision

@@ -68,6 +68,7 @@ _PUNCT = "()[]{},;:.'\""
 
 
 def typed_tokens(masked: list[str]) -> tuple[str, ...]:
+    """Each masked token's type: words stay, values become `<*>` (quoted values span tokens)."""
     out = [_type_token(t) for t in masked]
     n = len(out)
     quoted = False  # inside a key="quoted value" that spans tokens: the rest is the value too
@@ -89,6 +90,7 @@ def typed_tokens(masked: list[str]) -> tuple[str, ...]:
 
 
 def is_var(typed: str) -> bool:
+    """Whether a typed token holds a variable part."""
     return PARAM in typed
 
 

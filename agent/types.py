@@ -64,6 +64,8 @@ class Verdict(enum.Enum):
 
 
 class IncidentSeverity(enum.IntEnum):
+    """How bad an incident is, ordered, so severities compare."""
+
     LOW = 1
     MEDIUM = 2
     HIGH = 3
@@ -71,12 +73,16 @@ class IncidentSeverity(enum.IntEnum):
 
 
 class IncidentState(enum.Enum):
+    """Where an incident is in its life: opened, updated, resolved."""
+
     OPEN = "open"
     UPDATE = "update"
     RESOLVED = "resolved"
 
 
 class ExplanationKind(enum.Enum):
+    """The kinds of reason an anomaly is given, as they appear in events."""
+
     NEW_TEMPLATE = "NEW_TEMPLATE"
     RARE_TEMPLATE = "RARE_TEMPLATE"
     UNUSUAL_TIME = "UNUSUAL_TIME"
@@ -87,6 +93,8 @@ class ExplanationKind(enum.Enum):
 
 
 class DetectorKind(enum.Enum):
+    """What a detector looks at; the vote needs a sequence and a feature/semantic detector to agree."""
+
     FEATURE = "feature"  # per-line feature vector (Isolation Forest)
     SEQUENCE = "sequence"  # order of templates (DeepLog, LSTM autoencoder)
     SEMANTIC = "semantic"  # masked-template model with severity (LogBERT)
@@ -94,6 +102,8 @@ class DetectorKind(enum.Enum):
 
 
 class Sensitivity(enum.Enum):
+    """Which calibrated threshold is served: low (fewest alerts), medium, high."""
+
     LOW = "low"  # fewest alerts: threshold at the lowest target false-positive rate
     MEDIUM = "medium"
     HIGH = "high"
@@ -115,6 +125,7 @@ class Record:
     fields: tuple[tuple[str, str], ...] = ()
 
     def field(self, name: str) -> str | None:
+        """The value of a structured field the source supplied, or None."""
         for key, value in self.fields:
             if key == name:
                 return value
@@ -143,6 +154,7 @@ class ParsedLine:
     fields: tuple[tuple[str, str], ...] = ()
 
     def field(self, name: str) -> str | None:
+        """The value of a header or JSON field of the line, or None."""
         for key, value in self.fields:
             if key == name:
                 return value
@@ -205,6 +217,8 @@ class Explanation:
 
 @dataclass(frozen=True, slots=True)
 class Anomaly:
+    """An anomalous line: its scores, verdict, explanations and the incident it joined."""
+
     line: TemplatedLine
     score: float
     verdict: Verdict
@@ -215,6 +229,8 @@ class Anomaly:
 
 @dataclass(frozen=True, slots=True)
 class Incident:
+    """A group of related anomalies as it opens, updates and resolves."""
+
     incident_id: str
     state: IncidentState
     severity: IncidentSeverity
@@ -265,6 +281,7 @@ class DataGap:
 
     @property
     def lost(self) -> int:
+        """Messages lost between the expected and the received sequence number."""
         return self.received_seq - self.expected_seq
 
 
@@ -295,6 +312,7 @@ class Batch:
     skip: int = 0
 
     def finish(self, processed: bool) -> None:
+        """Report the batch processed (or dropped) to whoever waits on it; the callback runs once."""
         if self.done is not None and not self.done.done():
             self.done.set_result(processed)
         if self.on_done is not None:
@@ -303,4 +321,5 @@ class Batch:
 
     @property
     def size(self) -> int:
+        """Records and events in the batch: what it costs in the queue."""
         return len(self.records) + len(self.events)

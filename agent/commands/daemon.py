@@ -16,6 +16,7 @@ import argparse
 
 
 def configure(p: argparse.ArgumentParser) -> None:
+    """Options of `logdetect agent`: the TOML config and a log-level override."""
     p.add_argument("--config", "-c", required=True, metavar="FILE", help="the agent's TOML config")
     p.add_argument(
         "--log-level",
@@ -29,6 +30,7 @@ def configure(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Load the config, set up logging and run the daemon until it is stopped."""
     from agent.config import load_config
     from agent.daemon import run_daemon
     from agent.logging_setup import configure_logging

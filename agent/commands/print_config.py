@@ -112,10 +112,12 @@ def example(model: str, state_dir: str, registry: Registry | None = None) -> str
 
 
 def configure(p: argparse.ArgumentParser) -> None:
+    """Options of `logdetect print-config`: the model and state paths to write in."""
     p.add_argument("--model", default="/var/lib/logdetect/model", help="model bundle path to write in")
     p.add_argument("--state-dir", default="/var/lib/logdetect/state", help="state directory to write in")
 
 
 def run(args: argparse.Namespace) -> int:
+    """Print the example config to stdout."""
     sys.stdout.write(example(args.model, args.state_dir))
     return 0

@@ -42,6 +42,7 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
 
 
 def pipeline_config(args: argparse.Namespace, **extra: object) -> PipelineConfig:
+    """The pipeline settings from `scan`/`watch` options (parser overrides layered on the bundle's)."""
     parser = None
     if args.log_format is not None or args.entity is not None:
         from agent.bundle import load_bundle
@@ -66,6 +67,7 @@ def pipeline_config(args: argparse.Namespace, **extra: object) -> PipelineConfig
 
 
 def configure(p: argparse.ArgumentParser) -> None:
+    """Options of `logdetect scan`: the bundle, the files, the output format and the HTML report."""
     add_model_options(p)
     p.add_argument("--input", "-i", nargs="+", required=True, metavar="FILE", help="log files to scan")
     p.add_argument("--format", choices=["text", "json"], default="text", help="output format (default: text)")
@@ -74,6 +76,7 @@ def configure(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Score the files through the pipeline, then print the summary or the JSON events."""
     paths = check_inputs(args.input, allow_empty=True)
     pipe = Pipeline.from_bundle(args.model, pipeline_config(args))
     collector = None

@@ -11,9 +11,11 @@ from agent.events import json_schema
 
 
 def configure(p: argparse.ArgumentParser) -> None:
+    """Options of `logdetect schema`: compact or indented output."""
     p.add_argument("--compact", action="store_true", help="one line instead of indented")
 
 
 def run(args: argparse.Namespace) -> int:
+    """Print the JSON Schema every emitted event validates against."""
     sys.stdout.write(json.dumps(json_schema(), indent=None if args.compact else 2) + "\n")
     return 0

@@ -41,6 +41,8 @@ UNMATCHED = -1  # a line that fits no frozen template (cannot happen for the lin
 
 @dataclass(frozen=True, slots=True)
 class GroupedLine:
+    """One input line with the template it was matched to."""
+
     line_no: int
     template_id: int
     template: str
@@ -49,6 +51,8 @@ class GroupedLine:
 
 @dataclass(frozen=True)
 class Grouping:
+    """Every line's template, the format detected, and the miner that made them."""
+
     lines: tuple[GroupedLine, ...]
     log_format: str
     templates: int
@@ -70,6 +74,7 @@ def _matched(miner: TemplateMiner, p: ParsedLine) -> GroupedLine:
 
 
 def configure(p: argparse.ArgumentParser) -> None:
+    """Options of `logdetect templates`: input files, log format, output format and file."""
     p.add_argument("--input", "-i", nargs="+", required=True, metavar="FILE", help="log files")
     p.add_argument("--log-format", default="auto",
                    help="auto (detect from the first lines), syslog, rfc5424, iso, hdfs, bgl, json, raw, ... "
@@ -81,6 +86,7 @@ def configure(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Mine the input's templates as `train` would and write them as a table, CSV or JSON."""
     paths = check_inputs(args.input)
     records = [r for path in paths for r in iter_records(path)]
     config = ParserConfig(log_format=args.log_format, multiline=not args.no_multiline)
@@ -94,6 +100,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def write(grouping: Grouping, fmt: str, out: TextIO) -> None:
+    """Write the grouping: one CSV or JSON row per line, or a table of templates."""
     if fmt == "csv":
         writer = csv.writer(out, lineterminator="\n")
         writer.writerow(["line_no", "template_id", "template"])

@@ -19,6 +19,7 @@ from typing import Any
 
 
 def configure(p: argparse.ArgumentParser) -> None:
+    """Options of `logdetect validate`: the TOML config to check."""
     p.add_argument("--config", "-c", required=True, metavar="FILE", help="the agent's TOML config")
 
 
@@ -128,6 +129,7 @@ def _writable_dir(path: Path, what: str) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Print every problem with the config and its bundle; exit 1 when there is any."""
     path = Path(args.config)
     problems = check(path)
     if problems:

@@ -20,6 +20,7 @@ from agent.commands.scan import add_model_options
 
 
 def configure(p: argparse.ArgumentParser) -> None:
+    """Options of `logdetect watch`: the bundle, the file (or stdin) to follow and its line format."""
     add_model_options(p)
     p.add_argument("--input", "-i", required=True, metavar="FILE|-", help="file to follow, or - for stdin")
     p.add_argument("--line-format", default="auto", choices=["auto", "plain", "json"],
@@ -62,6 +63,7 @@ def config_text(args: argparse.Namespace) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run the daemon with one source built from the options and a stdout sink."""
     from agent.config import parse_config
     from agent.daemon import run_daemon
     from agent.errors import ConfigError

@@ -28,9 +28,11 @@ class Detector(Protocol):
     name: str
     kind: DetectorKind
 
-    def score_lines(self, contexts: Sequence[LineContext]) -> list[DetectorScore | None]: ...
+    def score_lines(self, contexts: Sequence[LineContext]) -> list[DetectorScore | None]:
+        """One score per context (None where this model does not judge the line), same order."""
 
-    def score_session(self, tokens: Sequence[int], levels: Sequence[int]) -> DetectorScore | None: ...
+    def score_session(self, tokens: Sequence[int], levels: Sequence[int]) -> DetectorScore | None:
+        """A score for a whole ended session, or None when this model does not judge sessions."""
 
     def stats(self) -> dict[str, float]:
         """Counters for benchmarks and metrics (calls, rows, cache hits/misses)."""
@@ -41,7 +43,8 @@ class DetectorClass(Protocol):
     """A serving class: builds its detector from its bundle section, thresholds included
     (`load.threshold`, `load.session_threshold`: the contract of `agent.detectors.section`)."""
 
-    def from_bundle(self, load: ModelLoad) -> Detector: ...
+    def from_bundle(self, load: ModelLoad) -> Detector:
+        """The serving detector of one bundle section at one sensitivity."""
 
 
 def load_detector(

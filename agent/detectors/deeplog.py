@@ -108,6 +108,7 @@ class DeepLogScorer(OnnxScorer[tuple[int, ...], np.ndarray]):
 
     # -- model calls -------------------------------------------------------------------------
     def compute(self, keys: list[tuple[int, ...]]) -> list[np.ndarray]:
+        """Next-token distributions of distinct windows, one ONNX call."""
         chunk = np.asarray(keys, dtype=np.int64)
         (probs,) = self.run({self.input_name: chunk}, [self.output_name])
         if probs.shape != (len(chunk), self.classes):
@@ -122,6 +123,7 @@ class DeepLogScorer(OnnxScorer[tuple[int, ...], np.ndarray]):
 
     # -- rules -------------------------------------------------------------------------------
     def judge(self, window: tuple[int, ...], actual: int, probs: np.ndarray) -> Judgement:
+        """Whether `actual` was expected after `window`: its rank, probability and which rule judged it."""
         if actual <= 0 or actual > self.end:  # UNK (or garbage) is always unexpected
             return Judgement(actual, self.classes, 0.0, True, "unknown")
         prob = float(probs[actual])
@@ -155,6 +157,7 @@ class DeepLogScorer(OnnxScorer[tuple[int, ...], np.ndarray]):
         return [self.judge(w, a, p) for w, a, p in zip(windows, seq, probs, strict=True)]
 
     def session_score(self, tokens: Sequence[int], mode: str = "misses") -> float:
+        """A session's number of misses, or their share of its lines with mode='fraction'."""
         judged = self.judge_session(tokens)
         misses = sum(j.miss for j in judged)
         if mode == "fraction":
@@ -180,6 +183,7 @@ class DeepLogDetector(MemoisedLines[tuple[int, ...]]):
 
     @classmethod
     def from_bundle(cls, load: ModelLoad) -> DeepLogDetector:
+        """The detector for a bundle section, with the line and session thresholds of `sensitivity`."""
         section = load.section
         scorer = DeepLogScorer(load.onnx(), section.raw, load.name, section.integer("cache_size", 65536))
         # `thresholds` (per line) are ranks calibrated per sensitivity, never below top_g - 0.5;
@@ -189,6 +193,7 @@ class DeepLogDetector(MemoisedLines[tuple[int, ...]]):
                    load.threshold)
 
     def line_keys(self, contexts: Sequence[LineContext]) -> tuple[list[int], list[tuple[int, ...]]]:
+        """Lines with enough history, and each one's key: its window followed by its own token."""
         s = self.scorer
         window, pad = s.window, s.pad
         todo: list[int] = []
@@ -228,6 +233,7 @@ class DeepLogDetector(MemoisedLines[tuple[int, ...]]):
         return out
 
     def score_session(self, tokens: Sequence[int], levels: Sequence[int]) -> DetectorScore | None:
+        """The session's misses against its calibrated session threshold."""
         judged = self.scorer.judge_session(tokens)
         misses = [k for k, j in enumerate(judged) if j.miss]
         score = len(misses) / max(len(judged), 1) if self.session_mode == "fraction" else float(len(misses))
@@ -245,4 +251,5 @@ class DeepLogDetector(MemoisedLines[tuple[int, ...]]):
         )
 
     def stats(self) -> dict[str, float]:
+        """The shared counters plus the hit ratio of the window cache."""
         return {**super().stats(), "window_cache_hit_ratio": self.scorer.cache.hit_ratio}

@@ -24,12 +24,15 @@ class IsolationForestScorer(OnnxScorer[bytes, float]):
         self.output_name = output_name
 
     def compute(self, keys: list[bytes]) -> list[float]:
+        """−decision_function of distinct feature rows, one ONNX call."""
         x = np.frombuffer(b"".join(keys), dtype=np.float32).reshape(len(keys), -1)
         out = self.run({self.input_name: x}, [self.output_name])[0].reshape(-1)
         return [float(-s) for s in out]
 
 
 class IsolationForestDetector:
+    """Isolation Forest served through ONNX Runtime on the per-line feature vector."""
+
     kind = DetectorKind.FEATURE
 
     def __init__(self, name: str, scorer: IsolationForestScorer, threshold: float) -> None:
@@ -40,6 +43,7 @@ class IsolationForestDetector:
 
     @classmethod
     def from_bundle(cls, load: ModelLoad) -> IsolationForestDetector:
+        """The detector for a bundle section; refuses a bundle trained on other features."""
         name, section = load.name, load.section
         if list(section.get("features", [])) != list(FEATURE_NAMES):
             raise BundleError(
@@ -53,6 +57,7 @@ class IsolationForestDetector:
                    load.threshold)
 
     def score_lines(self, contexts: Sequence[LineContext]) -> list[DetectorScore | None]:
+        """−decision_function of each line's features (memoised: feature rows repeat)."""
         if not contexts:
             return []
         keys = [np.asarray(c.features, dtype=np.float32).tobytes() for c in contexts]
@@ -62,7 +67,9 @@ class IsolationForestDetector:
         return [DetectorScore(self.name, s, th, s > th) for s in scores]
 
     def score_session(self, tokens: Sequence[int], levels: Sequence[int]) -> DetectorScore | None:
+        """None: a per-line model; sessions are judged by the sequence models."""
         return None  # a per-line model: sessions are judged by the sequence models
 
     def stats(self) -> dict[str, float]:
+        """Calls, rows and memo hits/misses, for benchmarks and metrics."""
         return {**self.scorer.stats(), **memo_stats(self.scorer.cache)}

@@ -70,26 +70,32 @@ class LogBertLayout:
 
     @property
     def pad(self) -> int:
+        """Token id of padding."""
         return self.vocab_size
 
     @property
     def mask(self) -> int:
+        """Token id of a masked position."""
         return self.vocab_size + 1
 
     @property
     def dist(self) -> int:
+        """Token id of the leading DIST position (its embedding is the window's)."""
         return self.vocab_size + 2
 
     @property
     def n_tokens(self) -> int:
+        """Size of the embedding table: the vocabulary plus PAD, MASK and DIST."""
         return self.vocab_size + 3
 
     @property
     def input_names(self) -> tuple[str, ...]:
+        """The ONNX graph's inputs: levels only for the severity variant."""
         return ("tokens", "levels", "targets") if self.use_severity else ("tokens", "targets")
 
     @staticmethod
     def from_section(section: Mapping[str, Any], where: str = "logbert") -> LogBertLayout:
+        """The layout a bundle section declares; a missing or malformed key is a BundleError."""
         try:
             layout = LogBertLayout(
                 vocab_size=int(section["vocab_size"]),
@@ -121,6 +127,8 @@ class WindowScore:
 
 @dataclass(frozen=True, slots=True)
 class LogBertThresholds:
+    """When a window fires: miss ratio, hypersphere distance, rare-path cosine distance."""
+
     miss: float
     distance: float
     cosine: float
@@ -129,6 +137,7 @@ class LogBertThresholds:
 
     @staticmethod
     def from_section(section: Mapping[str, Any], sensitivity: Sensitivity) -> LogBertThresholds:
+        """The thresholds of one sensitivity from a bundle section."""
         try:
             return LogBertThresholds(
                 miss=float(section["miss_thresholds"][sensitivity.value]),
@@ -181,12 +190,15 @@ def split_window(tokens: Sequence[int], levels: Sequence[int], max_len: int) -> 
 
 @dataclass(frozen=True)
 class Batch:
+    """The arrays of one ONNX call: every mask variant of every window, padded to one length."""
+
     tokens: np.ndarray  # (rows, 1 + length) int64: DIST, then masked tokens, then PAD
     levels: np.ndarray  # (rows, 1 + length) int64
     targets: np.ndarray  # (rows, 1 + length) int64: the true tokens (UNK under DIST/PAD)
     masked: np.ndarray  # (rows, 1 + length) bool: positions whose prediction counts
 
     def feeds(self, layout: LogBertLayout) -> dict[str, np.ndarray]:
+        """The ONNX feeds for this layout (levels only for the severity variant)."""
         feeds = {"tokens": self.tokens, "targets": self.targets}
         if layout.use_severity:
             feeds["levels"] = self.levels
@@ -313,6 +325,7 @@ class LogBertScorer(OnnxScorer[Window, WindowScore]):
         return [ws for ws in out if ws is not None]
 
     def compute(self, keys: list[Window]) -> list[WindowScore]:
+        """Scores of distinct windows: every mask variant in one ONNX call, reduced per window."""
         batch = build_batch(keys, self.layout)
         outputs = self.run(batch.feeds(self.layout), OUTPUTS)
         return reduce_batch(keys, outputs, batch, self.layout, self.centre, self.window_centre, self.rare)
@@ -367,6 +380,7 @@ class LogBertDetector:
 
     @classmethod
     def from_bundle(cls, load: ModelLoad) -> LogBertDetector:
+        """The detector for a bundle section; the ONNX graph must match the declared layout."""
         name, section = load.name, load.section
         layout = LogBertLayout.from_section(section.raw, name)
         model = load.onnx()
@@ -452,6 +466,7 @@ class LogBertDetector:
         return max(scored, key=lambda s: s.score)
 
     def session_windows(self, tokens: Sequence[int], levels: Sequence[int] | None) -> list[Window]:
+        """A session's tokens and levels as windows of at most max_len positions."""
         toks, levs = sanitise(tokens, levels, self.layout)
         return split_window(toks, levs, self.layout.max_len)
 

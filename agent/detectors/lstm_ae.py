@@ -79,6 +79,7 @@ class LstmAeScorer(OnnxScorer[Window, float]):
         self.output_name = str(section.get("output", OUTPUT))
 
     def compute(self, keys: list[Window]) -> list[float]:
+        """Reconstruction errors of distinct windows, one ONNX call."""
         toks = np.asarray([w[0] for w in keys], dtype=np.int64).reshape(len(keys), self.window)
         lv = np.asarray([w[1] for w in keys], dtype=np.int64).reshape(len(keys), self.window)
         (err,) = self.run({self.tokens_name: toks, self.levels_name: lv}, [self.output_name])
@@ -87,15 +88,18 @@ class LstmAeScorer(OnnxScorer[Window, float]):
         return [float(e) for e in err]
 
     def errors(self, windows: Sequence[Window]) -> list[float]:
+        """Reconstruction error of each window (memoised; one ONNX call for the misses)."""
         return self.score(windows)
 
     def session_windows(self, tokens: Sequence[int], levels: Sequence[int] | None) -> list[Window]:
+        """One window ending at each position of a session (an empty session: one padding window)."""
         lv = list(levels) if levels is not None else []
         if not tokens:  # an empty session: judge the all-padding window (nothing happened)
             return [window_ending([], [], 0, self.window, self.pad)]
         return [window_ending(tokens, lv, i + 1, self.window, self.pad) for i in range(len(tokens))]
 
     def session_score(self, tokens: Sequence[int], levels: Sequence[int] | None = None) -> float:
+        """A session's worst window error."""
         return max(self.errors(self.session_windows(tokens, levels)))
 
 
@@ -113,17 +117,20 @@ class LstmAutoencoderDetector(MemoisedLines[Window]):
 
     @classmethod
     def from_bundle(cls, load: ModelLoad) -> LstmAutoencoderDetector:
+        """The detector for a bundle section, with the line and session thresholds of `sensitivity`."""
         cache_size = load.section.integer("cache_size", 65536)
         return cls(load.name, LstmAeScorer(load.onnx(), load.section.raw, load.name, cache_size), load.threshold,
                    load.session_threshold, load.section.integer("line_cache_size", 16384))
 
     def line_keys(self, contexts: Sequence[LineContext]) -> tuple[list[int], list[Window]]:
+        """Lines with history, and the window ending at each of them."""
         s = self.scorer
         todo = [i for i, c in enumerate(contexts) if c.history]
         return todo, [window_ending(contexts[i].history, contexts[i].levels, len(contexts[i].history), s.window,
                                     s.pad) for i in todo]
 
     def score_keys(self, keys: list[Window]) -> list[DetectorScore]:
+        """Each window's reconstruction error against the line threshold."""
         return [
             DetectorScore(
                 detector=self.name,
@@ -136,6 +143,7 @@ class LstmAutoencoderDetector(MemoisedLines[Window]):
         ]
 
     def score_session(self, tokens: Sequence[int], levels: Sequence[int]) -> DetectorScore | None:
+        """The session's worst window error, naming the position it came from."""
         windows = self.scorer.session_windows(tokens, levels)
         errors = self.scorer.errors(windows)
         worst = int(np.argmax(errors))

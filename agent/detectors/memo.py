@@ -16,6 +16,8 @@ V = TypeVar("V")
 
 
 class BoundedCache(Generic[K, V]):
+    """An LRU map of at most `capacity` entries that counts its hits and misses."""
+
     def __init__(self, capacity: int = 65536) -> None:
         self.capacity = max(0, capacity)
         self._data: OrderedDict[K, V] = OrderedDict()
@@ -26,6 +28,7 @@ class BoundedCache(Generic[K, V]):
         return len(self._data)
 
     def get(self, key: K) -> V | None:
+        """The cached value (now most recently used), or None."""
         value = self._data.get(key)
         if value is None:
             self.misses += 1
@@ -35,6 +38,7 @@ class BoundedCache(Generic[K, V]):
         return value
 
     def put(self, key: K, value: V) -> None:
+        """Store a value, evicting the least recently used entry beyond capacity."""
         if self.capacity == 0:
             return
         self._data[key] = value
@@ -44,6 +48,7 @@ class BoundedCache(Generic[K, V]):
 
     @property
     def hit_ratio(self) -> float:
+        """Share of lookups answered from the cache (0 before any lookup)."""
         total = self.hits + self.misses
         return self.hits / total if total else 0.0
 

@@ -16,6 +16,8 @@ def template_set(tokens: Sequence[int]) -> tuple[int, ...]:
 
 
 class NovelSetDetector:
+    """The novel-template-set rule: a session whose set of templates never occurred in training."""
+
     kind = DetectorKind.RULE
 
     def __init__(self, name: str, known: set[tuple[int, ...]], threshold: float) -> None:
@@ -27,6 +29,7 @@ class NovelSetDetector:
 
     @classmethod
     def from_bundle(cls, load: ModelLoad) -> NovelSetDetector:
+        """The detector for a bundle section: the known sets from its JSON file."""
         data = load.bundle.read_json(str(load.section.get("file")))
         try:
             known = {tuple(int(t) for t in s) for s in data["sets"]}
@@ -35,9 +38,11 @@ class NovelSetDetector:
         return cls(load.name, known, load.session_threshold)
 
     def score_lines(self, contexts: Sequence[LineContext]) -> list[DetectorScore | None]:
+        """None for every line: this rule judges whole sessions only."""
         return [None] * len(contexts)
 
     def score_session(self, tokens: Sequence[int], levels: Sequence[int]) -> DetectorScore | None:
+        """1 (fires) when the session's set of templates is new, 0 when training saw it."""
         if not tokens:
             return None
         key = template_set(tokens)
@@ -47,4 +52,5 @@ class NovelSetDetector:
         return DetectorScore(self.name, 1.0 if new else 0.0, self.threshold, new, (("templates", len(key)),))
 
     def stats(self) -> dict[str, float]:
+        """Sessions judged and how many had a new set."""
         return {"sessions": self.sessions, "new_sets": self.new}

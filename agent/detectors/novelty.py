@@ -19,6 +19,8 @@ UNK = 0
 
 
 class NoveltyDetector:
+    """The novelty rule: a line whose template never occurred in training (UNK) fires."""
+
     kind = DetectorKind.RULE
 
     @staticmethod
@@ -35,12 +37,14 @@ class NoveltyDetector:
 
     @classmethod
     def from_bundle(cls, load: ModelLoad) -> NoveltyDetector:
+        """The rule at the threshold of `sensitivity` (the section has no file)."""
         return cls(load.name, load.threshold)
 
     def _new(self) -> DetectorScore:
         return DetectorScore(self.name, 1.0, self.threshold, self.threshold < 1.0)
 
     def score_lines(self, contexts: Sequence[LineContext]) -> list[DetectorScore | None]:
+        """A firing score for each line with a new template, None for the others."""
         self.lines += len(contexts)
         out: list[DetectorScore | None] = [None] * len(contexts)
         for i, c in enumerate(contexts):
@@ -50,11 +54,13 @@ class NoveltyDetector:
         return out
 
     def score_session(self, tokens: Sequence[int], levels: Sequence[int]) -> DetectorScore | None:
+        """A firing score when the session holds a new template, else None."""
         if UNK not in tokens:
             return None
         self.new_sessions += 1
         return self._new()
 
     def stats(self) -> dict[str, float]:
+        """Lines judged, new lines and sessions with a new template."""
         return {"lines": float(self.lines), "new_lines": float(self.new_lines),
                 "new_sessions": float(self.new_sessions)}

@@ -108,6 +108,7 @@ class MemoisedLines(ABC, Generic[K]):
         """Scores of distinct keys not in the memo."""
 
     def score_lines(self, contexts: Sequence[LineContext]) -> list[DetectorScore | None]:
+        """Score the lines that have a key, once per distinct key (the memo answers repeats)."""
         todo, keys = self.line_keys(contexts)
         out: list[DetectorScore | None] = [None] * len(contexts)
         for i, score in zip(todo, score_unique(keys, self.memo, self.score_keys), strict=True):

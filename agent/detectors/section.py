@@ -35,13 +35,16 @@ class Thresholds:
     high: float
 
     def at(self, sensitivity: Sensitivity) -> float:
+        """The threshold of one sensitivity."""
         return float(getattr(self, sensitivity.value))
 
     def to_json(self) -> dict[str, float]:
+        """The thresholds as a manifest object."""
         return {"low": self.low, "medium": self.medium, "high": self.high}
 
     @staticmethod
     def parse(raw: object, where: str) -> Thresholds:
+        """Thresholds from a manifest object; a missing or malformed level is a BundleError."""
         if not isinstance(raw, Mapping):
             raise BundleError(f"{where} has no thresholds: retrain the bundle")
         missing = [s for s in SENSITIVITIES if s not in raw]
@@ -65,6 +68,7 @@ class ModelSection:
 
     @staticmethod
     def parse(name: str, raw: object) -> ModelSection:
+        """A model's manifest section, checked: type, thresholds, session thresholds."""
         if not isinstance(raw, Mapping):
             raise BundleError(f"model {name!r}: its manifest section is not an object: retrain the bundle")
         where = f"model {name!r}"
@@ -86,6 +90,7 @@ class ModelSection:
         return (self.session_thresholds or self.thresholds).at(sensitivity)
 
     def get(self, key: str, default: Any = None) -> Any:
+        """A model-specific key of the section, or `default`."""
         return self.raw.get(key, default)
 
     def __getitem__(self, key: str) -> Any:
@@ -130,6 +135,7 @@ class ModelLoad:
 
     @property
     def name(self) -> str:
+        """The model's name in the bundle."""
         return self.section.name
 
     @property

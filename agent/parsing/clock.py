@@ -159,6 +159,7 @@ class YearGuess:
         self._future_limit = now + 86400.0
 
     def epoch(self, month: int, day: int, hour: int, minute: int, second: int) -> float | None:
+        """Epoch seconds of a year-less timestamp, taken in the previous year if it lands in the future."""
         ts = epoch(self._year, month, day, hour, minute, second)
         if self._assume is None and ts is not None and ts > self._future_limit:
             ts = epoch(self._year - 1, month, day, hour, minute, second)

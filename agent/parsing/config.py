@@ -21,6 +21,8 @@ ENTITY_KINDS = ("stream", "component")
 
 @dataclass(frozen=True)
 class ParserConfig:
+    """How lines are parsed: the format, JSON field names, the entity key, multi-line stitching."""
+
     log_format: str = "auto"  # one of LOG_FORMATS, or a learnt "columns:N[+FORMAT]"
     json_message_field: str = "message"
     json_level_field: str = "level"

@@ -49,6 +49,7 @@ def lookup(obj: dict[str, Any], name: str) -> Any:
 
 
 def as_text(value: Any) -> str:
+    """A JSON value as the text a log line would show (true/false, numbers as written)."""
     if isinstance(value, str):
         return value
     if value is None:
@@ -61,6 +62,7 @@ def as_text(value: Any) -> str:
 
 
 def flatten(obj: dict[str, Any], skip: str | None) -> Fields:
+    """A JSON object's fields as dotted (key, text) pairs, leaving out the `skip` field."""
     out: list[tuple[str, str]] = []
     _flatten_into(obj, "", skip, out, 0)
     return tuple(out)
@@ -83,6 +85,7 @@ def _flatten_into(
 
 
 def time_of(value: Any) -> float | None:
+    """Epoch seconds from a JSON time value (number or ISO-8601 text), or None."""
     if isinstance(value, bool):
         return None
     if isinstance(value, int | float):
@@ -99,6 +102,7 @@ def time_of(value: Any) -> float | None:
 
 
 def level_of(value: Any) -> Level:
+    """The Level of a JSON level value: a name, a syslog severity or a pino/bunyan number."""
     if isinstance(value, bool):
         return Level.UNKNOWN
     if isinstance(value, int):
@@ -124,6 +128,7 @@ class JsonLineReader:
         self._inner = inner
 
     def __call__(self, line: str) -> Header | None:
+        """The header of a JSON line, or None when the line is not a JSON object."""
         first = line[:1]
         if first != "{" and (first not in (" ", "\t") or not line.lstrip().startswith("{")):
             return None  # decided on the first character: no copy of a long non-JSON line

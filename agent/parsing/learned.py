@@ -44,11 +44,14 @@ _KNOWN_SHARE = 0.5  # of the sample a known header must explain after the column
 
 @dataclass(frozen=True, slots=True)
 class ColumnsSpec:
+    """A learnt header: N leading columns, then a known format or the message."""
+
     columns: int
     inner: str | None  # a known text format after the columns, or None: the rest is the message
 
     @property
     def name(self) -> str:
+        """The format name this spec is written as: `columns:N[+format]`."""
         return f"{PREFIX}{self.columns}" + (f"+{self.inner}" if self.inner else "")
 
 

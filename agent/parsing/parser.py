@@ -122,6 +122,8 @@ EntityFn = Callable[[Record, str, Fields, str], str]
 
 
 class LineParser:
+    """Splits records into timestamp, level, component, entity and message; never raises."""
+
     def __init__(self, config: ParserConfig, sample: Sequence[str] = ()) -> None:
         self.config = config
         self.stats = ParserStats()
@@ -214,6 +216,7 @@ class LineParser:
 
     # -- hot path --------------------------------------------------------------------------
     def parse(self, record: Record, line_no: int = 0) -> ParsedLine:
+        """One record as a ParsedLine (the raw line and Level.UNKNOWN at worst)."""
         line = record.line
         stats = self.stats
         stats.lines += 1

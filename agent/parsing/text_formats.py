@@ -51,6 +51,7 @@ _SYSLOG = re.compile(
 
 
 def make_syslog(year: YearGuess) -> HeaderParser:
+    """Header parser for RFC 3164 syslog lines (the year guessed)."""
     match = _SYSLOG.match
     cache: dict[str, float | None] = {}
 
@@ -97,6 +98,7 @@ _SD_UNESCAPE = re.compile(r"\\([\"\\\]])")
 
 
 def make_rfc5424(year: YearGuess) -> HeaderParser:
+    """Header parser for RFC 5424 syslog lines."""
     match = _RFC5424.match
 
     def parse(line: str) -> Header | None:
@@ -152,6 +154,7 @@ _ISO_PYTHON = re.compile(rf"[\s,|-]*(?P<comp>[\w.$/@#-]{{1,200}}+) - (?P<level>{
 
 
 def make_iso(year: YearGuess) -> HeaderParser:
+    """Header parser for application logs that start with an ISO-8601 timestamp."""
     head = _ISO_HEAD.match
     tail = _ISO_TAIL.match
     python = _ISO_PYTHON.match
@@ -210,6 +213,7 @@ _WINDOWS = re.compile(r"(\d{4})-(\d\d)-(\d\d) (\d\d):(\d\d):(\d\d), ([A-Za-z]+) 
 
 
 def make_windows(year: YearGuess) -> HeaderParser:
+    """Header parser for the Loghub Windows format."""
     match = _WINDOWS.match
     cache: dict[str, float | None] = {}
 
@@ -239,6 +243,7 @@ _OPENSTACK = re.compile(
 
 
 def make_openstack(year: YearGuess) -> HeaderParser:
+    """Header parser for the Loghub OpenStack format."""
     match = _OPENSTACK.match
     cache: dict[str, float | None] = {}
 
@@ -271,6 +276,7 @@ _HDFS = re.compile(r"(\d\d)(\d\d)(\d\d) (\d\d)(\d\d)(\d\d) (\d+) ([A-Za-z]+) ([^
 
 
 def make_hdfs(year: YearGuess) -> HeaderParser:
+    """Header parser for the HDFS (Hadoop DataNode) format."""
     match = _HDFS.match
     cache: dict[str, float | None] = {}
 
@@ -304,6 +310,7 @@ _BGL = re.compile(
 
 
 def make_bgl(year: YearGuess) -> HeaderParser:
+    """Header parser for BGL lines (the label column already stripped or `-`)."""
     match = _BGL.match
 
     def parse(line: str) -> Header | None:
@@ -337,6 +344,7 @@ _HPC = re.compile(r"(\d+) (\S+) (\S+) (\S+) (\d{9,10}) (-?\d+)(?: |$)")
 
 
 def make_hpc(year: YearGuess) -> HeaderParser:
+    """Header parser for the Loghub HPC format."""
     match = _HPC.match
 
     def parse(line: str) -> Header | None:
@@ -355,6 +363,7 @@ _SPARK = re.compile(r"(\d\d)/(\d\d)/(\d\d) (\d\d):(\d\d):(\d\d) ([A-Za-z]+) ([^\
 
 
 def make_spark(year: YearGuess) -> HeaderParser:
+    """Header parser for the Spark (log4j, two-digit year) format."""
     match = _SPARK.match
     cache: dict[str, float | None] = {}
 
@@ -382,6 +391,7 @@ _ANDROID = re.compile(
 
 
 def make_android(year: YearGuess) -> HeaderParser:
+    """Header parser for Android logcat lines (the year guessed)."""
     match = _ANDROID.match
     cache: dict[str, float | None] = {}
 
@@ -415,6 +425,7 @@ _APACHE = re.compile(
 
 
 def make_apache(year: YearGuess) -> HeaderParser:
+    """Header parser for the Apache error-log format."""
     match = _APACHE.match
     cache: dict[str, float | None] = {}
 
@@ -447,6 +458,7 @@ _HEALTHAPP = re.compile(
 
 
 def make_healthapp(year: YearGuess) -> HeaderParser:
+    """Header parser for the Loghub HealthApp format."""
     match = _HEALTHAPP.match
 
     def parse(line: str) -> Header | None:
@@ -467,6 +479,7 @@ _PROXIFIER = re.compile(r"\[(\d\d)\.(\d\d) (\d\d):(\d\d):(\d\d)\] (.{1,128}?) - 
 
 
 def make_proxifier(year: YearGuess) -> HeaderParser:
+    """Header parser for the Proxifier format (the year guessed)."""
     match = _PROXIFIER.match
 
     def parse(line: str) -> Header | None:
@@ -481,6 +494,7 @@ def make_proxifier(year: YearGuess) -> HeaderParser:
 
 
 def make_raw(year: YearGuess) -> HeaderParser:
+    """Header parser that takes the whole line as the message (no header)."""
     def parse(line: str) -> Header | None:
         return None, Level.UNKNOWN, "", line, _NO_FIELDS
 
