@@ -16,6 +16,8 @@ from agent.errors import ConfigError
 
 @dataclass(frozen=True, slots=True)
 class TcpAddress:
+    """A TCP listen or connect address."""
+
     host: str
     port: int
 
@@ -25,6 +27,8 @@ class TcpAddress:
 
 @dataclass(frozen=True, slots=True)
 class UnixAddress:
+    """A Unix-domain socket path."""
+
     path: Path
 
     def __str__(self) -> str:
@@ -112,6 +116,7 @@ def _remove_stale_socket(path: Path) -> None:
 
 
 def cleanup_unix(address: StreamAddress) -> None:
+    """Remove a Unix socket file this process created (nothing for TCP)."""
     if isinstance(address, UnixAddress):
         with contextlib.suppress(OSError):
             address.path.unlink()

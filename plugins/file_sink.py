@@ -35,6 +35,7 @@ class FileSinkOptions:
     fsync: bool = option(True, "fsync every batch before its records are acked (false: faster, not durable)")
 
     def problems(self) -> list[str]:
+        """Every invalid option, as messages naming it (empty when valid)."""
         out: list[str] = []
         if not self.path:
             out.append("path is required (the file to write events to)")
@@ -46,6 +47,8 @@ class FileSinkOptions:
 
 
 class FileSink(Sink):
+    """Appends event JSON lines to a file, rotating it by size."""
+
     type_name = "file"
 
     def __init__(self, sink_id: str, options: FileSinkOptions) -> None:
@@ -56,12 +59,14 @@ class FileSink(Sink):
         self._size = 0
 
     def open(self) -> None:
+        """Open (or create) the file for appending, creating its directory."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         _cut_torn_line(self.path)
         self._fh = self.path.open("ab")
         self._size = self._fh.tell()
 
     def position(self) -> SinkPosition | None:
+        """Where the next write goes: the file's inode and size (opening it first)."""
         if self._fh is None:
             self.open()
         if self._fh is None:
@@ -109,6 +114,7 @@ class FileSink(Sink):
         log.info("event file rotated", sink=self.id, path=str(self.path))
 
     def write(self, events: Sequence[bytes]) -> None:
+        """Append the events, one per line, rotating first when the file is full."""
         if not events:
             return
         if self._fh is None:
@@ -129,6 +135,7 @@ class FileSink(Sink):
         metrics.records_out.labels(component=self.id).inc(len(events))
 
     def flush(self) -> None:
+        """Flush to the OS, and to disk when `fsync` is set."""
         if self._fh is None:
             return
         self._fh.flush()
@@ -136,6 +143,7 @@ class FileSink(Sink):
             os.fsync(self._fh.fileno())
 
     def close(self) -> None:
+        """Flush and close the file."""
         if self._fh is not None:
             self.flush()
             self._fh.close()

@@ -51,6 +51,7 @@ class FileSourceOptions(RecordFieldOptions):
     max_line_bytes: int = option(64 * 1024, "longer lines are cut here (counted as line_truncated)")
 
     def problems(self) -> list[str]:
+        """Every invalid option, as messages naming it (empty when valid)."""
         out: list[str] = []
         if not self.path:
             out.append("path is required (the file to follow)")
@@ -65,6 +66,8 @@ class FileSourceOptions(RecordFieldOptions):
 
 @dataclass(frozen=True, slots=True)
 class Offset:
+    """Where reading stopped in which file (device and inode), so restarts resume there."""
+
     dev: int
     ino: int
     offset: int
@@ -73,6 +76,8 @@ class Offset:
 
 
 class FileSource(Source):
+    """Follows a file like `tail -F` (rotation, truncation), resuming from its saved offset."""
+
     type_name = "file"
 
     def __init__(self, source_id: str, options: FileSourceOptions, state_dir: Path | None = None) -> None:
@@ -89,6 +94,7 @@ class FileSource(Source):
     # --- offsets ---
 
     def load_offset(self) -> Offset | None:
+        """The saved offset, or None when there is none or it cannot be read."""
         if self.offset_path is None or not self.offset_path.is_file():
             return None
         try:
@@ -99,6 +105,7 @@ class FileSource(Source):
             return None
 
     def save_offset(self) -> None:
+        """Durably save the offset of the last processed batch, if it moved."""
         with self._lock:
             committed = self._committed
         if self.offset_path is None or committed is None or committed == self._saved:
@@ -119,6 +126,7 @@ class FileSource(Source):
     # --- lifecycle ---
 
     async def start(self, queue: BatchQueue) -> None:
+        """Follow the file from a reader thread that hands batches to `queue`."""
         loop = asyncio.get_running_loop()
         self._thread = threading.Thread(
             target=self._follow, args=(loop, queue), name=f"source-{self.id}", daemon=True
@@ -127,6 +135,7 @@ class FileSource(Source):
         log.info("source following", source=self.id, type=self.type_name, path=str(self.path))
 
     async def stop(self) -> None:
+        """Stop the reader thread and save the offset reached."""
         self._stopping.set()
         if self._thread is not None:
             await asyncio.to_thread(self._thread.join, 2.0)

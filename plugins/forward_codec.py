@@ -52,6 +52,7 @@ class DecodedRequest:
     truncated: int = 0  # records cut at max_record_bytes (kept, counted as record_truncated)
 
     def ack_bytes(self) -> bytes | None:
+        """The ack to send back, when the client asked for one (a chunk id)."""
         return encode_ack(self.chunk) if self.chunk is not None else None
 
 
@@ -80,6 +81,7 @@ def encode_ack(chunk: bytes) -> bytes:
 
 
 def text(value: bytes | str) -> str:
+    """Bytes as text (invalid UTF-8 replaced); text as it is."""
     if isinstance(value, bytes):
         return value.decode("utf-8", errors="replace")
     return value
@@ -247,9 +249,11 @@ class ChunkWindow:
         self._seen: OrderedDict[bytes, None] = OrderedDict()
 
     def seen(self, chunk: bytes) -> bool:
+        """Whether this chunk id arrived recently (a retransmission)."""
         return chunk in self._seen
 
     def add(self, chunk: bytes) -> None:
+        """Remember a chunk id, forgetting the oldest beyond the window."""
         self._seen[chunk] = None
         self._seen.move_to_end(chunk)
         while len(self._seen) > self.size:
@@ -260,6 +264,7 @@ class ChunkWindow:
 
 
 def sha512_hex(*parts: bytes) -> str:
+    """Hex SHA-512 of the parts in order (the Forward handshake digests)."""
     digest = hashlib.sha512()
     for part in parts:
         digest.update(part)
@@ -275,6 +280,7 @@ class Handshake:
     nonce: bytes = field(default_factory=lambda: secrets.token_bytes(16))
 
     def helo(self) -> bytes:
+        """The HELO message that opens a handshake, with this connection's nonce."""
         # nonce as bin (Fluent Bit and @fluent-org/logger accept str or bin); auth "" = no users.
         return _pack_helo(self.nonce)
 

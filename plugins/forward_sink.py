@@ -45,6 +45,7 @@ class ForwardSinkOptions:
     retry_backoff_secs: float = option(0.5, "the first wait between retries (doubles each time)")
 
     def problems(self) -> list[str]:
+        """Every invalid option, as messages naming it (empty when valid)."""
         out: list[str] = []
         try:
             parse_stream_address(self.address, "address")
@@ -58,6 +59,7 @@ class ForwardSinkOptions:
 
 
 def event_time(ts: float) -> msgpack.ExtType:
+    """Epoch seconds as a Forward EventTime (msgpack ext type 0, nanosecond precision)."""
     sec = int(ts)
     return msgpack.ExtType(0, struct.pack(">II", sec, int((ts - sec) * 1e9)))
 
@@ -73,6 +75,8 @@ def _record(event: bytes) -> dict[str, Any]:
 
 
 class ForwardSink(Sink):
+    """Sends events to a Fluentd/Fluent Bit Forward input, waiting for its ack when asked to."""
+
     type_name = "forward"
 
     def __init__(self, sink_id: str, options: ForwardSinkOptions) -> None:
@@ -105,6 +109,7 @@ class ForwardSink(Sink):
             self._sock = None
 
     def write(self, events: Sequence[bytes]) -> None:
+        """Send the events as one chunk, retrying with backoff up to max_retries times."""
         if not events:
             return
         now = time.time()
@@ -152,4 +157,5 @@ class ForwardSink(Sink):
         raise OSError("no ack within the timeout")
 
     def close(self) -> None:
+        """Close the connection."""
         self._disconnect()

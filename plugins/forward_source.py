@@ -65,6 +65,7 @@ class ForwardSourceOptions(RecordFieldOptions):
     max_connections: int = option(256, "connections beyond this are refused")
 
     def problems(self) -> list[str]:
+        """Every invalid option, as messages naming it (empty when valid)."""
         out: list[str] = []
         try:
             parse_stream_address(self.listen)
@@ -86,6 +87,8 @@ class _Closing(Exception):
 
 
 class ForwardSource(Source):
+    """A Fluent Forward protocol server: shippers send records, acked once processed."""
+
     type_name = "forward"
 
     def __init__(self, source_id: str, options: ForwardSourceOptions) -> None:
@@ -106,9 +109,11 @@ class ForwardSource(Source):
         self._delivered: dict[bytes, Progress] = {}
 
     def restore_delivered(self, delivered: dict[bytes, Progress]) -> None:
+        """Chunks already emitted before a restart: a resend is acked without emitting twice."""
         self._delivered = dict(delivered)
 
     async def start(self, queue: BatchQueue) -> None:
+        """Start listening; connections hand their records to `queue`."""
         self._queue = queue
         self._server, self.address = await start_stream_server(
             self.address, self._on_connect, limit=READ_BYTES
@@ -116,6 +121,7 @@ class ForwardSource(Source):
         log.info("source listening", source=self.id, type=self.type_name, address=str(self.address))
 
     async def stop(self) -> None:
+        """Stop listening and close every connection."""
         if self._server is not None:
             self._server.close()
             with contextlib.suppress(Exception):

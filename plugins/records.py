@@ -189,6 +189,7 @@ class LineDecoder:
     max_line_bytes: int = 64 * 1024
 
     def decode(self, raw: bytes, received_at: float) -> Record | str:
+        """A Record from one raw line (JSON or plain), or the reason it was dropped."""
         raw = raw.rstrip(b"\r\n")
         if len(raw) > self.max_line_bytes:
             raw = raw[: self.max_line_bytes]
@@ -224,9 +225,11 @@ class LineSplitter:
 
     @property
     def pending(self) -> int:
+        """Bytes of an unfinished line held until its newline arrives."""
         return len(self._partial)
 
     def feed(self, data: bytes) -> list[bytes]:
+        """The complete lines in `data` (and what was held); over-long lines are cut."""
         lines: list[bytes] = []
         start = 0
         while True:
@@ -268,6 +271,7 @@ class RecordFieldOptions:
     time_field: str
 
     def field_map(self) -> FieldMap:
+        """Which JSON fields carry the message, level, entity and time."""
         return FieldMap(
             message=tuple(self.message_field),
             level=self.level_field or None,
@@ -276,6 +280,7 @@ class RecordFieldOptions:
         )
 
     def line_decoder(self, source: str) -> LineDecoder:
+        """A decoder for this source's lines with these field options."""
         return LineDecoder(
             source=source,
             format=getattr(self, "format", "auto"),

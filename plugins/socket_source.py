@@ -41,6 +41,7 @@ class SocketSourceOptions(RecordFieldOptions):
     max_connections: int = option(256, "connections beyond this are refused")
 
     def problems(self) -> list[str]:
+        """Every invalid option, as messages naming it (empty when valid)."""
         out: list[str] = []
         try:
             parse_stream_address(self.listen)
@@ -54,6 +55,8 @@ class SocketSourceOptions(RecordFieldOptions):
 
 
 class SocketSource(Source):
+    """Reads newline-delimited lines (plain or JSON) from TCP or Unix-socket clients."""
+
     type_name = "socket"
 
     def __init__(self, source_id: str, options: SocketSourceOptions) -> None:
@@ -65,11 +68,13 @@ class SocketSource(Source):
         self._connections: set[asyncio.Task[None]] = set()
 
     async def start(self, queue: BatchQueue) -> None:
+        """Start listening; each connection's lines go to `queue`."""
         self._queue = queue
         self._server, self.address = await start_stream_server(self.address, self._on_connect)
         log.info("source listening", source=self.id, type=self.type_name, address=str(self.address))
 
     async def stop(self) -> None:
+        """Stop listening and cancel every connection."""
         if self._server is not None:
             self._server.close()
             self._server = None

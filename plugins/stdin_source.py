@@ -44,6 +44,7 @@ class StdinSourceOptions(RecordFieldOptions):
     max_line_bytes: int = option(64 * 1024, "longer lines are cut here (counted as line_truncated)")
 
     def problems(self) -> list[str]:
+        """Every invalid option, as messages naming it (empty when valid)."""
         out: list[str] = []
         if self.format not in LINE_FORMATS:
             out.append(f"format = {self.format!r}: use one of {', '.join(LINE_FORMATS)}")
@@ -84,6 +85,8 @@ def take_lines(decoder: LineDecoder, component: str, splitter: LineSplitter, lin
 
 
 class StdinSource(Source):
+    """Reads lines from standard input (or a given stream) until it ends."""
+
     type_name = "stdin"
 
     def __init__(self, source_id: str, options: StdinSourceOptions, stream: BinaryIO | None = None) -> None:
@@ -95,6 +98,7 @@ class StdinSource(Source):
         self._thread: threading.Thread | None = None
 
     async def start(self, queue: BatchQueue) -> None:
+        """Read from a thread that hands batches to `queue`."""
         loop = asyncio.get_running_loop()
         self._thread = threading.Thread(
             target=self._read_loop, args=(loop, queue), name=f"source-{self.id}", daemon=True
@@ -103,6 +107,7 @@ class StdinSource(Source):
         log.info("source reading", source=self.id, type=self.type_name)
 
     async def stop(self) -> None:
+        """Stop handing batches over (a blocked read ends with the process)."""
         # The thread may sit in a blocking read of an open pipe; it is a daemon thread and
         # stops handing batches over once `_stopping` is set.
         self._stopping.set()

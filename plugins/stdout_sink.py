@@ -23,10 +23,13 @@ class StdoutSinkOptions:
     flush_every_batch: bool = option(True, "flush stdout after every batch (false: let the buffer fill)")
 
     def problems(self) -> list[str]:
+        """No option can be invalid: always empty."""
         return []
 
 
 class StdoutSink(Sink):
+    """Writes event JSON lines to standard output; a closed pipe drops and counts them."""
+
     type_name = "stdout"
 
     def __init__(self, sink_id: str, options: StdoutSinkOptions, stream: BinaryIO | None = None) -> None:
@@ -39,6 +42,7 @@ class StdoutSink(Sink):
         return self._stream if self._stream is not None else sys.stdout.buffer
 
     def write(self, events: Sequence[bytes]) -> None:
+        """Write the events, one per line (dropped and counted once stdout is closed)."""
         if not events:
             return
         if self._broken:
@@ -53,6 +57,7 @@ class StdoutSink(Sink):
         metrics.records_out.labels(component=self.id).inc(len(events))
 
     def flush(self) -> None:
+        """Flush stdout when asked to flush every batch."""
         if self._broken or not self.options.flush_every_batch:
             return
         try:
@@ -61,4 +66,5 @@ class StdoutSink(Sink):
             self._broken = True
 
     def close(self) -> None:
+        """Flush what is buffered."""
         self.flush()

@@ -39,6 +39,7 @@ class ZmqSinkOptions:
     linger_ms: int = option(1000, "at close, wait this long for queued messages to go out")
 
     def problems(self) -> list[str]:
+        """Every invalid option, as messages naming it (empty when valid)."""
         out: list[str] = []
         if bool(self.connect) == bool(self.listen):
             out.append("set exactly one of connect or listen (a ZeroMQ endpoint)")
@@ -50,6 +51,8 @@ class ZmqSinkOptions:
 
 
 class ZmqSink(Sink):
+    """Sends events on a ZeroMQ PUSH or PUB socket, each batch with a producer/epoch/seq header."""
+
     type_name = "zmq"
 
     def __init__(self, sink_id: str, options: ZmqSinkOptions) -> None:
@@ -63,6 +66,7 @@ class ZmqSink(Sink):
         self.endpoint = options.connect or options.listen
 
     def open(self) -> None:
+        """Create the socket with its limits and connect or bind it."""
         self._ctx = zmq.Context()
         sock = self._ctx.socket(SINK_SOCKET_TYPES[self.options.socket_type])
         sock.setsockopt(zmq.SNDHWM, self.options.sndhwm)
@@ -78,6 +82,7 @@ class ZmqSink(Sink):
         self._sock = sock
 
     def write(self, events: Sequence[bytes]) -> None:
+        """Send the events as one message; a peer not ready or a failed send drops and counts them."""
         if not events:
             return
         if self._sock is None:
@@ -98,6 +103,7 @@ class ZmqSink(Sink):
         metrics.records_out.labels(component=self.id).inc(len(events))
 
     def close(self) -> None:
+        """Close the socket and its context."""
         if self._sock is not None:
             self._sock.close()
             self._sock = None

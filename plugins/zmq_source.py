@@ -61,6 +61,7 @@ class ZmqSourceOptions(RecordFieldOptions):
     max_line_bytes: int = option(64 * 1024, "longer lines are cut here (counted as line_truncated)")
 
     def problems(self) -> list[str]:
+        """Every invalid option, as messages naming it (empty when valid)."""
         out: list[str] = []
         if self.socket_type not in SOCKET_TYPES:
             out.append(f"socket_type = {self.socket_type!r}: use one of {', '.join(SOCKET_TYPES)}")
@@ -81,6 +82,8 @@ class _Producer:
 
 
 class ZmqSource(Source):
+    """Receives lines, JSON or msgpack records on a ZeroMQ PULL or SUB socket, reporting sequence gaps."""
+
     type_name = "zmq"
 
     def __init__(self, source_id: str, options: ZmqSourceOptions) -> None:
@@ -99,6 +102,7 @@ class ZmqSource(Source):
         )
 
     async def start(self, queue: BatchQueue) -> None:
+        """Create, connect or bind the socket and start receiving into `queue`."""
         self._ctx = zmq.asyncio.Context()
         sock = self._ctx.socket(SOCKET_TYPES[self.options.socket_type])
         sock.setsockopt(zmq.RCVHWM, self.options.rcvhwm)
@@ -119,6 +123,7 @@ class ZmqSource(Source):
         log.info("source listening", source=self.id, type=self.type_name, address=self.endpoint)
 
     async def stop(self) -> None:
+        """Stop receiving and close the socket and its context."""
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
