@@ -34,6 +34,8 @@ from trainer.training_data import TrainingData
 
 @dataclass
 class DeepLogOptions:
+    """DeepLog's architecture and its rules (window h, top-g, rare-template share)."""
+
     window: int = 10  # h: previous templates the model sees
     top_g: int = 9  # a template outside the g most likely next ones is a miss
     embed_dim: int = 16
@@ -50,6 +52,7 @@ class DeepLogOptions:
 
 
 def build_net(vocab_size: int, opts: DeepLogOptions) -> Any:
+    """The DeepLog network: embedding, LSTM, next-token logits (torch imported here)."""
     torch = import_torch()
     nn = torch.nn
 
@@ -71,10 +74,13 @@ def build_net(vocab_size: int, opts: DeepLogOptions) -> Any:
 
 
 class DeepLogTrainer(SequenceTrainer[DeepLogOptions]):
+    """Fits DeepLog on next-token rows with the shared torch training loop."""
+
     name = "deeplog"
     net = staticmethod(build_net)
 
     def loss(self, model: Any, batch: Sequence[Any]) -> Any:
+        """Weighted cross-entropy of the next token (weights: how often each distinct row occurs)."""
         torch = import_torch()
         x, y, weight = batch
         nll = torch.nn.functional.cross_entropy(model.logits(x), y, reduction="none")

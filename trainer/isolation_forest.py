@@ -24,6 +24,8 @@ OPSET = {"": 17, "ai.onnx.ml": 3}
 
 @dataclass(frozen=True)
 class IsolationForestOptions:
+    """Isolation Forest settings (scikit-learn's) and the row cap for training."""
+
     n_estimators: int = 100
     max_samples: int = 256
     max_train_rows: int = 200_000  # a random subset beyond this: IF needs few samples per tree
@@ -35,7 +37,7 @@ def fit_and_export(
     target_fpr: float | None,
 ) -> dict[str, Any]:
     """Fit on `data.train_x`, export, check parity, calibrate on `data.val_x`: the manifest section.
-    (`fit` is the torch models' configuration: the forest takes its seed from `options`.)"""
+    (`fit` is the torch models' configuration: the forest takes its seed from `options`)."""
     try:
         from skl2onnx import convert_sklearn
         from skl2onnx.common.data_types import FloatTensorType

@@ -58,6 +58,8 @@ log = structlog.get_logger(__name__)
 
 @dataclass
 class LogBertOptions:
+    """LogBERT's architecture, masking and training settings."""
+
     hidden: int = 64
     layers: int = 2
     heads: int = 4
@@ -175,6 +177,7 @@ def _build_module(opts: LogBertOptions, vocab_size: int) -> Any:
 
 
 def layout_of(opts: LogBertOptions, vocab_size: int) -> LogBertLayout:
+    """The serving layout (token ids, lengths, variants) these options produce."""
     return LogBertLayout(
         vocab_size=vocab_size,
         max_len=opts.max_len,
@@ -207,9 +210,11 @@ class LogBert(TorchDetector):
         self.layout = layout_of(options, vocab_size)
 
     def build(self) -> Any:
+        """A fresh LogBERT module for this layout."""
         return _build_module(self.options, self.layout.vocab_size)
 
     def arrays(self, windows: Sequence[Window]) -> tuple[np.ndarray, np.ndarray]:
+        """Windows as (tokens, levels) arrays: DIST first, then the window, padded."""
         n, length = len(windows), 1 + self.layout.max_len
         tokens = np.full((n, length), self.layout.pad, dtype=np.int64)
         levels = np.full((n, length), NEUTRAL_SEVERITY, dtype=np.int64)
@@ -220,6 +225,7 @@ class LogBert(TorchDetector):
         return tokens, levels
 
     def loss(self, model: Any, batch: Sequence[Any]) -> Any:
+        """Masked-key prediction loss plus the hypersphere loss on a randomly masked batch."""
         torch = import_torch()
         tokens, levels = batch
         real = (tokens != self.layout.pad) & (tokens != self.layout.dist)
@@ -259,6 +265,7 @@ class LogBert(TorchDetector):
         return np.concatenate(dists), np.concatenate(means)
 
     def export(self, path: Path) -> None:
+        """Export the scoring graph to ONNX with dynamic batch and length axes."""
         torch = import_torch()
         sample = build_batch([((1, 2, 3), (3, 3, 3)), ((1,), (3,))], self.layout)
         wrapper = self.model.export_wrapper(self.model).eval()

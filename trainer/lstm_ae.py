@@ -31,6 +31,8 @@ from trainer.training_data import TrainingData
 
 @dataclass
 class LstmAeOptions:
+    """The autoencoder's architecture (seed 002's 64-32-latent-32-64) and served score."""
+
     window: int = 20
     embed_dim: int = 16
     level_dim: int = 4
@@ -40,6 +42,7 @@ class LstmAeOptions:
 
 
 def build_net(vocab_size: int, opts: LstmAeOptions) -> Any:
+    """The LSTM autoencoder that rebuilds each position's template and level (torch imported here)."""
     torch = import_torch()
     nn = torch.nn
     pad = vocab_size + 1
@@ -76,10 +79,13 @@ def build_net(vocab_size: int, opts: LstmAeOptions) -> Any:
 
 
 class LstmAeTrainer(SequenceTrainer[LstmAeOptions]):
+    """Fits the LSTM autoencoder on windows with the shared torch training loop."""
+
     name = "lstm_ae"
     net = staticmethod(build_net)
 
     def loss(self, model: Any, batch: Sequence[Any]) -> Any:
+        """Weighted mean reconstruction loss of the windows (weights: how often each distinct window occurs)."""
         tokens, levels, weight = batch
         return (model(tokens, levels) * weight).sum() / weight.sum()
 

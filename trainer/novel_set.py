@@ -22,6 +22,8 @@ from trainer.training_data import TrainingData
 
 @dataclass(frozen=True)
 class NovelSetOptions:
+    """Bound on the template sets kept in the bundle."""
+
     # Bounded bundle size: beyond this many distinct sets the most frequent are kept (a rare
     # normal set then reads as new; the held-back rate below shows how often).
     max_sets: int = 200_000

@@ -98,6 +98,7 @@ def stratified_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np
 
 
 def token_counts(sessions: Iterable[Sequence[int]]) -> Counter[int]:
+    """How often each token occurs over all sessions."""
     return Counter(int(t) for s in sessions for t in s)
 
 

@@ -24,6 +24,7 @@ log = structlog.get_logger(__name__)
 
 
 def import_torch() -> Any:
+    """The torch module, or a DependencyError naming the `train` extra."""
     try:
         import torch
     except ImportError:
@@ -52,6 +53,7 @@ def choose_device(device: str) -> str:
 
 
 def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch so a training run repeats."""
     torch = import_torch()
     random.seed(seed)
     np.random.seed(seed % (2**32))
@@ -60,6 +62,8 @@ def seed_everything(seed: int) -> None:
 
 @dataclass
 class FitConfig:
+    """Training-loop settings shared by the torch models: epochs, batches, early stop, budget."""
+
     epochs: int = 20
     batch_size: int = 256
     lr: float = 1e-3
@@ -73,6 +77,8 @@ class FitConfig:
 
 @dataclass
 class FitHistory:
+    """What a training run did: losses per epoch, the best epoch, time and device."""
+
     train_loss: list[float] = field(default_factory=list)
     val_loss: list[float] = field(default_factory=list)
     best_epoch: int = 0
@@ -106,12 +112,15 @@ class TorchDetector(ABC):
         self.history = FitHistory()
 
     @abstractmethod
-    def build(self) -> Any: ...
+    def build(self) -> Any:
+        """A fresh, untrained network."""
 
     @abstractmethod
-    def loss(self, model: Any, batch: Sequence[Any]) -> Any: ...
+    def loss(self, model: Any, batch: Sequence[Any]) -> Any:
+        """The training loss of one batch."""
 
     def fit(self, *arrays: np.ndarray) -> FitHistory:
+        """Train on the arrays with early stopping on a validation split; keep the best weights."""
         torch = import_torch()
         cfg = self.config
         seed_everything(cfg.seed)
@@ -227,6 +236,7 @@ class SequenceTrainer(TorchDetector, Generic[OptionsT]):
         self.options = options
 
     def build(self) -> Any:
+        """A fresh network for this vocabulary and these options."""
         return self.net(self.vocab_size, self.options)
 
 

@@ -46,6 +46,8 @@ LIBRARIES = ("drain3", "numpy", "onnxruntime", "onnx", "torch", "scikit-learn", 
 
 @dataclass
 class TrainOptions:
+    """Everything `train` needs: output, parser, miner, features, models and budgets."""
+
     output: Path
     parser: ParserConfig = field(default_factory=ParserConfig)
     miner: MinerConfig = field(default_factory=MinerConfig)
@@ -65,6 +67,8 @@ class TrainOptions:
 
 @dataclass
 class TrainResult:
+    """What training produced: the bundle and the counts it reports."""
+
     bundle: Path
     lines: int
     train_lines: int
@@ -106,6 +110,7 @@ def template_lines(
 
 
 def sequences_by_entity(lines: Sequence[TemplatedLine]) -> tuple[list[list[int]], list[list[int]]]:
+    """Each entity's tokens and levels in line order."""
     seqs: dict[str, list[int]] = {}
     levels: dict[str, list[int]] = {}
     for tl in lines:
@@ -117,6 +122,7 @@ def sequences_by_entity(lines: Sequence[TemplatedLine]) -> tuple[list[list[int]]
 
 
 def data_hash(records: Sequence[Record]) -> str:
+    """SHA-256 of the training lines, recorded in the manifest."""
     h = hashlib.sha256()
     for r in records:
         h.update(r.line.encode("utf-8", "surrogatepass"))
@@ -125,6 +131,7 @@ def data_hash(records: Sequence[Record]) -> str:
 
 
 def library_versions() -> dict[str, str]:
+    """Versions of Python and the libraries that shaped the bundle."""
     versions = {"python": platform.python_version()}
     for lib in LIBRARIES:
         try:

@@ -53,10 +53,12 @@ class TrainingData:
         train_levels: Sequences | None = None,
         val_levels: Sequences | None = None,
     ) -> TrainingData:
+        """Training data for a sequence or session model: token sequences and their levels."""
         return TrainingData(vocab_size, train_seqs, val_seqs, train_levels, val_levels)
 
     @staticmethod
     def of_features(train_x: np.ndarray, val_x: np.ndarray) -> TrainingData:
+        """Training data for a feature model: the feature rows, as float32."""
         return TrainingData(0, train_x=np.asarray(train_x, dtype=np.float32),
                             val_x=np.asarray(val_x, dtype=np.float32))
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 
 def configure(p: argparse.ArgumentParser) -> None:
+    """Options of `logdetect demo`: work directory, simulated volume, models and time budget."""
     p.add_argument("--workdir", default="demo-out", help="where logs, bundle and report go (default: demo-out)")
     p.add_argument("--days", type=float, default=3.0, help="normal days to train on (default: 3)")
     p.add_argument("--lines-per-day", type=int, default=20_000, help="simulated volume (default: 20000)")
@@ -27,6 +28,7 @@ def configure(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Simulate normal days and an incident day, train on the former, scan the latter, show the truth."""
     from agent.commands import scan
     from agent.reader import iter_records
     from trainer.simulator import INCIDENT_KINDS, simulate

@@ -22,6 +22,7 @@ DATASETS = {
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
+    """One `logdetect eval` subcommand per dataset module, each with its own options."""
     sub = parser.add_subparsers(dest="dataset", metavar="DATASET", required=True)
     for name, module_name in DATASETS.items():
         module = importlib.import_module(module_name)
@@ -36,4 +37,5 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run the chosen dataset's evaluation; its return value is the exit code."""
     return int(args._eval(args))

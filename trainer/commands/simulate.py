@@ -38,6 +38,7 @@ from agent.errors import UserError
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
+    """Options of `logdetect simulate`: span, incidents, seed, output file, start and volume."""
     parser.add_argument(
         "--days", type=float, default=1.0, help="simulated days to write (default 1; may be fractional)"
     )
@@ -75,6 +76,7 @@ def _date(text: str) -> datetime:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Write the simulated log and its ground truth, then say what was injected where."""
     from trainer.simulator import DEFAULT_LINES_PER_DAY, parse_incidents, simulate
 
     kinds = parse_incidents(args.incidents)

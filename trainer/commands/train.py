@@ -1,4 +1,4 @@
-"""Learn what normal looks like from log files and write a model bundle.
+r"""Learn what normal looks like from log files and write a model bundle.
 
 Train on logs from a period you consider normal (a few days is typical). The last
 --val-fraction of the lines (in time order) is held back to set the thresholds, so that
@@ -6,7 +6,7 @@ about --target-fpr of normal lines would be flagged.
 
 examples:
   logdetect train --input /var/log/app/*.log --output model/
-  logdetect train --input hdfs.log --log-format hdfs --entity 'regex:(blk_-?\\d+)' --output hdfs-model/
+  logdetect train --input hdfs.log --log-format hdfs --entity 'regex:(blk_-?\d+)' --output hdfs-model/
   logdetect train --input app.log --models isolation_forest --output quick-model/   # no torch needed
 """
 
@@ -33,10 +33,12 @@ def add_parser_options(p: argparse.ArgumentParser) -> None:
 
 
 def parser_config(args: argparse.Namespace) -> ParserConfig:
+    """The parser settings from `--log-format`, `--entity` and `--no-multiline`."""
     return ParserConfig(log_format=args.log_format, entity=args.entity, multiline=not args.no_multiline)
 
 
 def configure(p: argparse.ArgumentParser) -> None:
+    """Options of `logdetect train`: input files, bundle directory, parser, models and budgets."""
     p.add_argument("--input", "-i", nargs="+", required=True, metavar="FILE", help="log files of normal operation")
     p.add_argument("--output", "-o", required=True, metavar="BUNDLE", help="directory to write the model bundle to")
     add_parser_options(p)
@@ -54,6 +56,7 @@ def configure(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Check the options, train on the input files and write the bundle."""
     from agent.errors import UserError
 
     if not 0 < args.target_fpr < 0.5:

@@ -1,4 +1,4 @@
-"""BGL: line- and window-level precision/recall/F1 per detector and for the ensemble.
+r"""BGL: line- and window-level precision/recall/F1 per detector and for the ensemble.
 
 Files are BGL format with the label as first column (`-` = normal, else an alert category); the
 label is stripped before anything else sees the line. Training uses only normal lines (the
@@ -7,7 +7,7 @@ for training. Thresholds come from the held-back tail of the TRAINING files only
 are scored once. Trivial baselines are computed in the same run.
 
 example:
-  logdetect eval bgl --train ../shared/data/bgl/BGL_{4,6,8,10,12}k.log \\
+  logdetect eval bgl --train ../shared/data/bgl/BGL_{4,6,8,10,12}k.log \
                      --test ../shared/data/bgl/BGL_14k.log ../shared/data/bgl/BGL_16k.log
 """
 
@@ -38,6 +38,7 @@ REFERENCES = {
 
 
 def configure(p: argparse.ArgumentParser) -> None:
+    """Options of `logdetect eval bgl`: train and test files, protocol, models, window size."""
     p.add_argument("--train", nargs="+", required=True, metavar="FILE")
     p.add_argument("--test", nargs="+", required=True, metavar="FILE")
     p.add_argument("--contaminated", action="store_true", help="train on all lines, labels ignored")
@@ -54,6 +55,7 @@ def configure(p: argparse.ArgumentParser) -> None:
 
 
 def window_labels(flags: np.ndarray, size: int) -> np.ndarray:
+    """One flag per `size`-line window: any flagged line in it (a short tail is dropped)."""
     n = len(flags) // size * size
     if n == 0:
         return np.array([bool(flags.any())]) if len(flags) else np.zeros(0, dtype=bool)
@@ -61,6 +63,7 @@ def window_labels(flags: np.ndarray, size: int) -> np.ndarray:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Train on the training files, score the test files once, print line and window rows."""
     from agent.pipeline import Pipeline, PipelineConfig
     from agent.types import LineResult, Sensitivity
     from trainer.train import TrainOptions, train

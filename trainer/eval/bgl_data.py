@@ -19,6 +19,8 @@ from agent.types import Record
 
 @dataclass(frozen=True)
 class Labelled:
+    """BGL records with the label column stripped, and whether each was an alert."""
+
     records: list[Record]
     labels: np.ndarray  # True = alert
 

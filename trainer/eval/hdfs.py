@@ -105,6 +105,7 @@ def session_models() -> list[ModelSpec]:
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
+    """Options of `logdetect eval hdfs-sessions`: sessions, labelled CSV, models, raw-log check."""
     parser.add_argument("--train", required=True, type=Path, help="DeepLog-format normal sessions (hdfs_train)")
     parser.add_argument("--test", required=True, type=Path, help="labelled Sequence,label CSV (robust_log_train.csv)")
     parser.add_argument("--val", type=Path, help="DeepLog-format normal sessions to calibrate the bundle "
@@ -171,6 +172,7 @@ def choose_weights(
 
 # -- baselines (BASELINES.md) -----------------------------------------------------------------
 def baseline_predictions(train: list[list[int]], test: Sequence[Sequence[int]]) -> dict[str, np.ndarray]:
+    """The three trivial rules of BASELINES.md: unseen event, unseen bigram, unseen event set."""
     def pairs(s: Sequence[int]) -> set[tuple[int, int]]:  # STIDE w=2 with session start/end marks
         seq = [-1, *s, -2]
         return set(itertools.pairwise(seq))
@@ -187,6 +189,7 @@ def baseline_predictions(train: list[list[int]], test: Sequence[Sequence[int]]) 
 
 # -- scoring ----------------------------------------------------------------------------------
 def score_sessions(detector: Detector, sessions: Sequence[Sequence[int]]) -> list[DetectorScore]:
+    """Each session's score from one served detector (a detector that gives none is an error)."""
     out: list[DetectorScore] = []
     for s in sessions:
         score = detector.score_session(s, [0] * len(s))
@@ -204,6 +207,7 @@ def train_bundle(
     vocab: dict[int, int],
     output: Path,
 ) -> tuple[Path, dict[str, float]]:
+    """Train the chosen models into a real bundle; return its path and seconds per model."""
     from trainer.torch_base import FitConfig, import_torch
 
     torch = import_torch()
@@ -232,6 +236,7 @@ def train_bundle(
 
 
 def run(args: argparse.Namespace) -> int:
+    """Train, tune thresholds on one labelled half, report rows on the other, print or emit JSON."""
     known = session_models()
     specs = [s for s in known if not args.only or s.name in args.only]
     if not specs:
@@ -362,6 +367,7 @@ def template_patterns(path: Path) -> list[tuple[int, re.Pattern[str]]]:
 
 
 def raw_log_check(args: argparse.Namespace, vocab: dict[int, int], detectors: Sequence[Detector]) -> dict[str, Any]:
+    """Run raw HDFS lines through parse → Drain3 → block sessions → the detectors (a smoke check)."""
     import csv
 
     from agent.parsing import LineParser, ParserConfig

@@ -218,6 +218,8 @@ def hdfs_rows(
 
 @dataclass
 class BglPart:
+    """One contiguous run of BGL lines as model tokens and levels, with its alert flags."""
+
     tokens: list[int]
     levels: list[int]
     alerts: np.ndarray
@@ -328,6 +330,7 @@ def bgl_rows(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """`python -m trainer.eval.logbert`: one run per seed and, with several, the ablation summary."""
     p = argparse.ArgumentParser(prog="python -m trainer.eval.logbert", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--dataset", choices=["hdfs", "bgl"], required=True)

@@ -15,6 +15,8 @@ import numpy as np
 
 @dataclass(frozen=True)
 class Row:
+    """One result row of `logdetect eval --json` (fields may be added, never renamed)."""
+
     level: str  # "line" | "window" | "session"
     detector: str  # "ensemble" or a detector name
     precision: float
@@ -28,10 +30,12 @@ class Row:
     f1_adjusted: float | None = None
 
     def as_dict(self) -> dict[str, Any]:
+        """The row as JSON, leaving out the fields a dataset does not report."""
         return {k: v for k, v in asdict(self).items() if v is not None}
 
 
 def confusion(y_true: np.ndarray, y_pred: np.ndarray) -> tuple[int, int, int, int]:
+    """True positives, false positives, false negatives and true negatives."""
     t = np.asarray(y_true, dtype=bool)
     p = np.asarray(y_pred, dtype=bool)
     return int((t & p).sum()), int((~t & p).sum()), int((t & ~p).sum()), int((~t & ~p).sum())
@@ -42,6 +46,7 @@ def _ratio(a: float, b: float) -> float:
 
 
 def f1_of(p: float, r: float) -> float:
+    """Harmonic mean of precision and recall (0 when both are 0)."""
     return _ratio(2 * p * r, p + r)
 
 
@@ -53,6 +58,7 @@ def adjusted_precision(tpr: float, fpr: float, prevalence: float) -> float:
 def row(
     level: str, detector: str, y_true: np.ndarray, y_pred: np.ndarray, prevalence: float | None = None
 ) -> Row:
+    """A result row from labels and predictions, with adjusted precision when a prevalence is given."""
     tp, fp, fn, tn = confusion(y_true, y_pred)
     p, r = _ratio(tp, tp + fp), _ratio(tp, tp + fn)
     pa = fa = None

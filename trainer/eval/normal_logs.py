@@ -66,17 +66,21 @@ class SystemRow:
 
     @property
     def known_alarm_rate(self) -> float:
+        """Known-event alarms as a share of the scanned lines."""
         return self.known_event_alarms / self.lines if self.lines else 0.0
 
     @property
     def incidents_per_1000(self) -> float:
+        """Incidents per 1,000 scanned lines."""
         return 1000.0 * self.incidents / self.lines if self.lines else 0.0
 
     @property
     def novel_recall(self) -> float | None:
+        """Share of novel-event lines flagged (None when there were none)."""
         return self.novel_event_flagged / self.novel_event_lines if self.novel_event_lines else None
 
     def as_dict(self) -> dict[str, Any]:
+        """The row as `eval --json` prints it: level `system`, the system as detector."""
         d = asdict(self)
         d.pop("system")
         return {"level": "system", "detector": self.system, **d, "known_alarm_rate": self.known_alarm_rate,
@@ -85,6 +89,8 @@ class SystemRow:
 
 @dataclass(frozen=True)
 class RunOptions:
+    """How each system is trained and scanned: epochs, time budget, models, sensitivity, live replay."""
+
     epochs: int = 3
     max_train_seconds: float = 10.0
     models: tuple[str, ...] | None = None  # None: train's default set
@@ -121,6 +127,7 @@ class Seen:
     sessions: list[tuple[str, str]] = field(default_factory=list)
 
     def take(self, outputs: Sequence[object]) -> None:
+        """Count the anomalies, incidents and session verdicts among these outputs."""
         from agent.types import SessionVerdict
 
         for o in outputs:
@@ -156,6 +163,7 @@ def run_pass(bundle: Path, records: Sequence[Record], options: RunOptions, rate:
 
 
 def run_system(system_dir: Path, system: str, options: RunOptions, work: Path) -> SystemRow:
+    """Train on a system's first half, scan the second, split alarms by ground-truth event."""
     from trainer.train import TrainOptions, train
 
     started = time.monotonic()
@@ -208,6 +216,7 @@ def run_system(system_dir: Path, system: str, options: RunOptions, work: Path) -
 
 
 def format_rows(rows: Sequence[SystemRow]) -> str:
+    """The rows as a text table, with how many systems meet the targets."""
     head = (f"{'system':11} {'lines':>5} {'flagged':>7} {'events':>6} {'incid.':>6} {'sess.':>5} "
             f"{'known':>5} {'known%':>6} {'novel':>5} {'n.flag':>6} {'recall':>6} {'live≠':>5}")
     out = [head, "-" * len(head)]
@@ -226,6 +235,7 @@ def format_rows(rows: Sequence[SystemRow]) -> str:
 
 
 def configure(p: argparse.ArgumentParser) -> None:
+    """Options of `logdetect eval normal-logs`: data, systems, training budget, live replay."""
     p.add_argument("--data", required=True, metavar="DIR", help="the loghub_2k directory (one folder per system)")
     p.add_argument("--systems", default=",".join(SYSTEMS), help="comma list (default: all 15)")
     p.add_argument("--epochs", type=int, default=3, help="max epochs per torch model (default: 3)")
@@ -239,6 +249,7 @@ def configure(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run every chosen system and print the table or the JSON rows."""
     data = Path(args.data)
     systems = [s.strip() for s in args.systems.split(",") if s.strip()]
     missing = [s for s in systems if not (data / s / f"{s}_2k.log").is_file()]

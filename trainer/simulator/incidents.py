@@ -92,6 +92,7 @@ _NIGHT_HOURS = frozenset((0, 1, 2, 3, 4, 5, 22, 23))
 
 
 def expected_explanations(kind: str, start_ms: int) -> tuple[str, ...]:
+    """The explanation kinds a good detector gives this incident (unusual time only at night)."""
     e = ExplanationKind
     if kind == "db_failover":
         kinds = [e.NEW_TEMPLATE, e.BURST]

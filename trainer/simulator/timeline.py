@@ -20,10 +20,12 @@ class Sink:
     def emit(
         self, t_ms: int, instance: str, template: str, incident: str | None = None, **fields: object
     ) -> None:
+        """Queue one line of `template` at `t_ms` on `instance`, with its field values."""
         self._seq += 1
         heapq.heappush(self._heap, (t_ms, self._seq, instance, template, fields, incident))
 
     def release(self, before_ms: int) -> Iterator[tuple[int, str, str, dict[str, object], str | None]]:
+        """Pop, in time order, every queued line before `before_ms`."""
         heap = self._heap
         while heap and heap[0][0] < before_ms:
             t_ms, _seq, instance, template, fields, incident = heapq.heappop(heap)
@@ -38,6 +40,7 @@ class Clock:
         self._prefix = ""
 
     def format(self, t_ms: int) -> str:
+        """`t_ms` as ISO-8601 UTC with milliseconds and a Z."""
         day, ms = divmod(t_ms, DAY_MS)
         if day != self._day:
             self._day = day
@@ -49,4 +52,5 @@ class Clock:
 
 
 def iso(t_ms: int) -> str:
+    """`t_ms` as ISO-8601 UTC with milliseconds (no cached clock needed)."""
     return Clock().format(t_ms)

@@ -51,6 +51,7 @@ class DayTraffic:
     # -- request flows ---------------------------------------------------------------------
 
     def hour(self, start_ms: int, end_ms: int) -> None:
+        """Generate the periodic jobs, the requests and the cache-miss storms of one hour."""
         rng = self.rng
         self._periodic(start_ms, end_ms)
         # Non-homogeneous Poisson arrivals by thinning: candidates at the peak rate, each kept

@@ -43,6 +43,7 @@ class Template:
     incident: str | None = None
 
     def render(self, fields: dict[str, object]) -> str:
+        """The message with its fields filled in."""
         return self.text.format(**fields) if fields else self.text
 
     def regex(self) -> re.Pattern[str]:

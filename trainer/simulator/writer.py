@@ -33,6 +33,7 @@ class InjectedIncident:
     expected_explanations: tuple[str, ...]  # ExplanationKind values a good detector should give
 
     def to_json(self) -> dict[str, Any]:
+        """The incident as the truth file stores it (times also as ISO text)."""
         return {
             "kind": self.kind,
             "start": self.start,
@@ -48,6 +49,7 @@ class InjectedIncident:
 
     @classmethod
     def from_json(cls, obj: dict[str, Any]) -> InjectedIncident:
+        """An incident read back from a truth file."""
         return cls(
             kind=str(obj["kind"]),
             start=float(obj["start"]),
