@@ -89,6 +89,8 @@ def normalise(template: str) -> str:
 
 @dataclass(frozen=True)
 class Scores:
+    """GA, FGA, PA and FTA of one grouping against the truth, and its group count."""
+
     ga: float
     fga: float
     pa: float
@@ -113,6 +115,8 @@ def score(truth: Sequence[str], predicted: Sequence[Hashable], texts: Sequence[s
 
 @dataclass(frozen=True)
 class SystemResult:
+    """Grouping accuracy of one Loghub system, ours and bare Drain3's."""
+
     system: str
     lines: int
     true_groups: int
@@ -130,6 +134,7 @@ def load_structured(path: Path) -> tuple[list[str], list[str]]:
 
 
 def structured_files(data_dir: Path) -> list[Path]:
+    """The Loghub-2k ground-truth CSVs (corrected templates), one per system."""
     return sorted((data_dir / "loghub_2k").glob("*/*_structured_corrected.csv"))
 
 
@@ -168,6 +173,7 @@ def prefix_lines(lines: Sequence[str]) -> list[str]:
 
 
 def evaluate_system(path: Path, config: MinerConfig, prefixed: bool = False) -> SystemResult:
+    """Grouping accuracy of one system's lines, with the bare-Drain3 baseline if asked."""
     contents, truth = load_structured(path)
     system = path.parent.name
     raw = path.parent / f"{system}_2k.log"
@@ -210,12 +216,15 @@ def hdfs_messages(path: Path) -> list[str]:
 
 @dataclass(frozen=True)
 class Throughput:
+    """Lines per second of our miner and of bare Drain3 on the same lines."""
+
     lines: int
     miner_lines_per_sec: float
     drain3_lines_per_sec: float
 
     @property
     def ratio(self) -> float:
+        """Our speed over bare Drain3's."""
         return self.miner_lines_per_sec / self.drain3_lines_per_sec
 
 
@@ -246,6 +255,7 @@ def _mean(values: Sequence[float]) -> float:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Print grouping accuracy per system and the throughput ratio."""
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="the shared data directory")
     parser.add_argument("--repeats", type=int, default=3, help="throughput: best of this many runs")

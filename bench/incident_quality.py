@@ -43,6 +43,7 @@ PARSER = ParserConfig(log_format="bgl", multiline=False)
 
 
 def bgl_file(data: Path, name: str) -> Path:
+    """A BGL file by short name (`4k`, `2k`) or file name."""
     if name.endswith(".log"):
         return data / name
     if name == "2k":
@@ -65,6 +66,8 @@ def read_labelled(path: Path) -> tuple[list[str], list[bool]]:
 
 @dataclass
 class ScanOutcome:
+    """What one scan produced: anomalies, final incidents and the time span covered."""
+
     lines: int
     anomalies: list[Anomaly]
     incidents: dict[str, Incident]
@@ -74,6 +77,7 @@ class ScanOutcome:
 
 
 def scan(bundle: Path, lines: Sequence[str], source: str, report: Path | None = None) -> ScanOutcome:
+    """Scan lines through the pipeline, collecting anomalies and the final incident states."""
     pipe = Pipeline.from_bundle(bundle, PipelineConfig(parser=PARSER))
     times: list[float] = []
     collector = None
@@ -115,6 +119,7 @@ def scan(bundle: Path, lines: Sequence[str], source: str, report: Path | None = 
 
 
 def measure(bundle: Path, path: Path, report: Path | None) -> dict[str, Any]:
+    """Alerts grouped into incidents, incidents per day and on normal lines, for one file."""
     lines, alerts = read_labelled(path)
     full = scan(bundle, lines, path.name, report)
     by_line = {a.line.line.line_no: a.incident_id for a in full.anomalies}
@@ -153,6 +158,7 @@ def _severities(incidents: Any) -> dict[str, int]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Train on the BGL training files, measure incident quality on each test file."""
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )

@@ -39,6 +39,7 @@ DEFAULT_DATA = Path(os.environ.get("LOGDETECT_DATA", REPO.parent / "shared" / "d
 
 
 def train_bundle(data: Path, out: Path, epochs: int) -> tuple[Bundle, dict[str, Any]]:
+    """Train LogBERT on the HDFS sessions into a bundle (two torch threads)."""
     import torch
 
     from trainer.logbert import LogBertOptions, fit_and_export
@@ -60,6 +61,7 @@ def train_bundle(data: Path, out: Path, epochs: int) -> tuple[Bundle, dict[str, 
 
 
 def distinct_windows(data: Path, length: int, count: int, det: LogBertDetector) -> list[Window]:
+    """`count` distinct windows of `length` tokens from the HDFS training stream."""
     from trainer.sequences import read_sessions
 
     stream = [t for s in read_sessions(data / "hdfs" / "deeplog" / "hdfs_train") for t in s]
@@ -109,6 +111,7 @@ def time_scoring(det: LogBertDetector, windows: list[Window], batches: list[int]
 
 
 def served_sessions(data: Path, det: LogBertDetector) -> dict[str, float]:
+    """Sessions/s of whole-session scoring on the labelled HDFS CSV."""
     from trainer.sequences import build_vocab, encode, read_labelled, read_sessions
 
     vocab = build_vocab(read_sessions(data / "hdfs" / "deeplog" / "hdfs_train"))
@@ -124,6 +127,7 @@ def served_sessions(data: Path, det: LogBertDetector) -> dict[str, float]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Time LogBERT's served scoring: per window, per fixed batch and per session."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", type=Path, default=DEFAULT_DATA)
     p.add_argument("--epochs", type=int, default=20)

@@ -39,6 +39,8 @@ _NOT_A_LEVEL_COLUMN = {"Linux"}
 
 @dataclass(frozen=True)
 class Coverage:
+    """How much of one Loghub system's lines the header parser reads, and how fast."""
+
     system: str
     format: str
     lines: int
@@ -50,7 +52,7 @@ class Coverage:
 
 
 def read_lines(path: Path) -> list[str]:
-    """The raw lines, CRLF or LF, without their line ends (no other splitting: a lone \\r or
+    r"""The raw lines, CRLF or LF, without their line ends (no other splitting: a lone \r or
     a form feed inside a line stays where it is)."""
     text = path.read_text(encoding="utf-8", errors="replace")
     lines = [line.removesuffix("\r") for line in text.split("\n")]
@@ -60,11 +62,13 @@ def read_lines(path: Path) -> list[str]:
 
 
 def read_truth(path: Path) -> list[dict[str, str]]:
+    """The rows of a Loghub structured CSV."""
     with path.open(encoding="utf-8", newline="") as handle:
         return list(csv.DictReader(handle))
 
 
 def measure(system: str, data: Path = DEFAULT_DATA, min_seconds: float = 0.2) -> Coverage:
+    """Parse one system's 2k lines in auto mode and compare with its structured CSV."""
     directory = data / system
     lines = read_lines(directory / f"{system}_2k.log")
     truth = read_truth(directory / f"{system}_2k.log_structured.csv")
@@ -171,6 +175,7 @@ def measure_stitcher(data: Path = DEFAULT_DATA, min_seconds: float = 0.2) -> flo
 
 
 def table(rows: list[Coverage]) -> str:
+    """The coverage rows as a text table."""
     head = f"{'system':<10} {'format':<10} {'lines':>5} {'ts %':>6} {'level %':>7} {'msg=Content %':>13}"
     head += f" {'level=CSV %':>11} {'lines/s':>9}"
     out = [head, "-" * len(head)]
@@ -184,6 +189,7 @@ def table(rows: list[Coverage]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Print parser coverage for every Loghub-2k system."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", type=Path, default=DEFAULT_DATA, help="the loghub_2k directory")
     ap.add_argument("--json", action="store_true", help="one JSON object per system instead of a table")

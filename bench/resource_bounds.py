@@ -74,11 +74,13 @@ def deployment_limits_mib() -> list[tuple[str, float]]:
 
 
 def rss_mib() -> float:
+    """Resident memory now, in MiB."""
     with open("/proc/self/statm") as fh:
         return int(fh.read().split()[1]) * PAGE / MIB
 
 
 def peak_rss_mib() -> float:
+    """Peak resident memory of this process so far, in MiB."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
@@ -95,6 +97,7 @@ def fresh_words(i: int, n: int = 3) -> str:
 
 
 def train_bundle(log: Path, out: Path) -> None:
+    """Train a small bundle on `log` with the CLI in a subprocess."""
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     subprocess.run(
         [
@@ -124,6 +127,7 @@ def fresh_message(i: int) -> str:
 
 
 def main() -> int:
+    """Feed new entities, then new templates, and check memory stays bounded."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--entities", type=int, default=1_000_000, help="phase 1: records, each a new entity")
     ap.add_argument("--templates", type=int, default=30_000, help="phase 2: records, each a new template")

@@ -44,6 +44,7 @@ HISTORY = 21  # longest window (LSTM-AE 20) + the line itself
 
 
 def train(bundle: Path, tokens: list[list[int]], vocab_size: int, epochs: int, torch_threads: int) -> dict[str, float]:
+    """Train DeepLog and the LSTM autoencoder into a bundle; return seconds per model."""
     import torch
 
     from trainer import deeplog, lstm_ae
@@ -105,6 +106,7 @@ def straight(det: Detector, contexts: list[LineContext]) -> float:
 
 
 def batched(det: Detector, contexts: list[LineContext], batch: int) -> float:
+    """Lines/s of a detector's score_lines in batches of `batch`."""
     began = time.perf_counter()
     for start in range(0, len(contexts), batch):
         det.score_lines(contexts[start : start + batch])
@@ -112,6 +114,7 @@ def batched(det: Detector, contexts: list[LineContext], batch: int) -> float:
 
 
 def main() -> int:
+    """Time the sequence detectors on HDFS: straight path, batches and sessions."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", type=Path, default=DATA)
     ap.add_argument("--sessions", type=int, default=5000)

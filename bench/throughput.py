@@ -25,6 +25,7 @@ DATA = REPO.parent / "shared" / "data"
 
 
 def main() -> int:
+    """Scan the HDFS sample with and without the models and print the throughput ratio."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--log", default=str(DATA / "hdfs/HDFS_v1_head20k_dev.log"))
     ap.add_argument("--format", default="hdfs")

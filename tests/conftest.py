@@ -28,12 +28,14 @@ def need(condition: bool, reason: str) -> None:
 
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
+    """The shared labelled data directory (skips without it, fails under CI=true)."""
     need(DATA.is_dir(), f"labelled data not found at {DATA} (set LOGDETECT_DATA)")
     return DATA
 
 
 @pytest.fixture(scope="session")
 def torch_available() -> bool:
+    """True when torch is installed (skips without it, fails under CI=true)."""
     need(importlib.util.find_spec("torch") is not None, "torch is not installed (pip install '.[train]')")
     return True
 

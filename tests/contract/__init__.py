@@ -1,0 +1,1 @@
+"""Contract suites: every registered model, source and sink checked the same way."""

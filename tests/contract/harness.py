@@ -320,6 +320,7 @@ def sample_events() -> list[Event]:
 
 
 def sample_lines() -> list[bytes]:
+    """One encoded event of every kind the pipeline emits, for the sink checks."""
     return events.encode_all(sample_events(), time.time(), "CPUExecutionProvider")
 
 

@@ -63,10 +63,12 @@ VALIDATOR = jsonschema.Draft202012Validator(events.json_schema())
 
 
 def spec_of(kind: str, name: str) -> ComponentType:
+    """The registered source or sink type of this name."""
     return REGISTRY.sources[name] if kind == "sources" else REGISTRY.sinks[name]
 
 
 def counter(name: str, component: str, **labels: str) -> float:
+    """A metric sample of one component (0 when never set)."""
     return metrics.REGISTRY.get_sample_value(name, {"component": component, **labels}) or 0.0
 
 
@@ -81,6 +83,7 @@ def dropped(component: str) -> dict[str, float]:
 
 
 def unique(name: str) -> str:
+    """A component id unique to this test, so metric labels do not mix."""
     return f"{name}-{uuid.uuid4().hex[:6]}"
 
 
@@ -96,6 +99,7 @@ def test_every_registered_type_is_driven() -> None:
 
 @pytest.mark.parametrize(("kind", "name"), ALL)
 def test_options_are_documented_and_defaulted(kind: str, name: str) -> None:
+    """Every option is a frozen dataclass field with a default and help text; the example is valid."""
     spec = spec_of(kind, name)
     assert dataclasses.is_dataclass(spec.options) and spec.options.__dataclass_params__.frozen  # type: ignore[attr-defined]
     for f in dataclasses.fields(spec.options):
@@ -139,6 +143,7 @@ def test_the_print_config_example_holds_every_registered_type(tmp_path: Path) ->
 
 
 async def started(name: str, tmp: Path, capacity: int = 10_000) -> tuple[Any, BatchQueue]:
+    """A started source of this type with its contract options, and its queue."""
     spec: SourceType = REGISTRY.sources[name]
     source = spec.build(unique(name), spec.contract_options(tmp), tmp / "state")
     queue = BatchQueue(capacity)
@@ -147,6 +152,7 @@ async def started(name: str, tmp: Path, capacity: int = 10_000) -> tuple[Any, Ba
 
 
 async def stopped(source: Any) -> None:
+    """Stop a source and let it finish, bounded in time."""
     await asyncio.wait_for(source.stop(), STEP_SECS)
     await asyncio.wait_for(source.finish(0.5), STEP_SECS)
 
@@ -164,12 +170,14 @@ async def collect(queue: BatchQueue, records: int) -> list[Batch]:
 
 
 async def feeding(name: str, source: Any, tmp: Path) -> Feeder:
+    """A feeder that sends lines to this source the way its real clients do."""
     return await asyncio.to_thread(FEEDERS[name], source, tmp)
 
 
 @pytest.mark.usefixtures("stdin_pipe")
 @pytest.mark.parametrize("name", SOURCES)
 def test_source_starts_and_stops(name: str, short_tmp: Path) -> None:
+    """Every source starts on 127.0.0.1:0 (or a temp path) and stops cleanly."""
     async def scenario() -> None:
         source, _queue = await started(name, short_tmp)
         await stopped(source)
@@ -180,6 +188,7 @@ def test_source_starts_and_stops(name: str, short_tmp: Path) -> None:
 @pytest.mark.usefixtures("stdin_pipe")
 @pytest.mark.parametrize("name", SOURCES)
 def test_source_delivers_counts_drops_by_reason_and_emits_valid_events(name: str, short_tmp: Path) -> None:
+    """A source delivers good lines, counts a bad one by reason, and its events validate."""
     async def scenario() -> tuple[str, list[Record], list[Any]]:
         source, queue = await started(name, short_tmp)
         feeder = await feeding(name, source, short_tmp)
@@ -256,6 +265,7 @@ def steps(sink: Any, lines: list[bytes]) -> list[BaseException]:
 
 @pytest.mark.parametrize("name", SINKS)
 def test_sink_delivers_every_event_kind_valid(name: str, short_tmp: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A sink delivers every event kind intact, and each validates against the schema."""
     spec: SinkType = REGISTRY.sinks[name]
     options = spec.contract_options(short_tmp)
     reader = READERS[name](options, monkeypatch)

@@ -106,6 +106,7 @@ def _contexts(bundle: Bundle, lines: Sequence[str]) -> list[LineContext]:
 
 @pytest.fixture(scope="session")
 def world(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> World:
+    """One bundle with every registered model, trained on normal HDFS lines, and planted anomalies."""
     from trainer.train import TrainOptions, train
 
     lines = _normal_lines(data_dir)
@@ -176,6 +177,7 @@ def _same(a: Sequence[DetectorScore | None], b: Sequence[DetectorScore | None]) 
 
 @pytest.mark.parametrize("spec", _spec_params())
 def test_planted_anomaly_scores_higher_than_normal_rows(world: World, spec: ModelSpec) -> None:
+    """Planted anomalies score above nearly all normal rows (lines or sessions, by scope)."""
     det = _detector(world, spec)
     if spec.scope is Scope.LINE:
         normal = np.asarray([_value(s) for s in det.score_lines(world.normal)])
@@ -192,6 +194,7 @@ def test_planted_anomaly_scores_higher_than_normal_rows(world: World, spec: Mode
 
 @pytest.mark.parametrize("spec", _spec_params())
 def test_one_answer_per_line(world: World, spec: ModelSpec) -> None:
+    """score_lines returns exactly one answer per line, also for empty batches."""
     det = _detector(world, spec)
     assert det.score_lines([]) == []
     for n in (1, 7, 256):
@@ -200,6 +203,7 @@ def test_one_answer_per_line(world: World, spec: ModelSpec) -> None:
 
 @pytest.mark.parametrize("spec", _spec_params())
 def test_scores_do_not_depend_on_batch_splitting(world: World, spec: ModelSpec) -> None:
+    """The same stream scores the same whole or split into odd-sized batches."""
     stream = world.planted[:1200]
     whole = _detector(world, spec).score_lines(stream)
     split = _detector(world, spec)
@@ -214,6 +218,7 @@ def test_scores_do_not_depend_on_batch_splitting(world: World, spec: ModelSpec) 
 
 @pytest.mark.parametrize("spec", _spec_params())
 def test_memo_is_idempotent(world: World, spec: ModelSpec) -> None:
+    """Scoring twice gives the same answers, the second time from the memo."""
     det = _detector(world, spec)
     stream = world.planted[:600]
     first = det.score_lines(stream)
@@ -228,6 +233,7 @@ def test_memo_is_idempotent(world: World, spec: ModelSpec) -> None:
 
 @pytest.mark.parametrize("spec", _spec_params())
 def test_a_section_without_thresholds_is_refused(world: World, spec: ModelSpec) -> None:
+    """A section without thresholds, or without one level, is refused at load."""
     raw = dict(_section(world, spec).raw)
     del raw["thresholds"]
     broken = Bundle(world.bundle.path, {**world.bundle.manifest, "models": {spec.name: raw}})
@@ -240,6 +246,7 @@ def test_a_section_without_thresholds_is_refused(world: World, spec: ModelSpec) 
 
 @pytest.mark.parametrize("spec", _spec_params())
 def test_the_trainers_section_round_trips_through_from_bundle(world: World, spec: ModelSpec) -> None:
+    """The trainer's section loads into the registered class at each sensitivity and serves its thresholds."""
     section = _section(world, spec)
     assert section.type == spec.name
     for sensitivity in Sensitivity:

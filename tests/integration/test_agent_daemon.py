@@ -41,6 +41,7 @@ CLI = [sys.executable, "-m", "agent.cli"]
 
 
 def node_available() -> bool:
+    """Whether node and the Fluent logger client are installed for the real-client tests."""
     return shutil.which("node") is not None and (NODE_DIR / "node_modules" / "@fluent-org" / "logger").is_dir()
 
 
@@ -136,6 +137,7 @@ class Agent:
 
 
 def write_config(path: Path, bundle: Path, sources: str, extra: str = "", metrics_listen: str = "") -> Path:
+    """An agent config with the given sources, emitting every line to a file sink."""
     path.write_text(
         f"""
 model = "{bundle}"
@@ -157,6 +159,7 @@ path = "{path.parent / "events.jsonl"}"
 
 
 def processed_lines(events_file: Path) -> list[str]:
+    """The raw lines the agent reported processing, in order."""
     if not events_file.exists():
         return []
     out = []
@@ -168,6 +171,7 @@ def processed_lines(events_file: Path) -> list[str]:
 
 
 def node_send(options: dict[str, Any]) -> dict[str, Any]:
+    """Run the node client with these options and return its JSON result."""
     proc = subprocess.run(
         ["node", str(NODE_DIR / "send.js"), json.dumps(options)], capture_output=True, text=True, timeout=60
     )

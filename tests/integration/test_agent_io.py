@@ -26,6 +26,7 @@ from plugins.stdin_source import StdinSource, StdinSourceOptions
 
 
 def dropped(component: str, reason: str) -> float:
+    """The drop counter of one component and reason."""
     return (
         metrics.REGISTRY.get_sample_value(
             "logdetect_records_dropped_total", {"component": component, "reason": reason}
@@ -35,6 +36,7 @@ def dropped(component: str, reason: str) -> float:
 
 
 async def drain(queue: BatchQueue, until: int, timeout: float = 10.0, finish: bool = True) -> list[str]:
+    """Lines from the queue until `until` arrived (finishing each batch), or fail after `timeout`."""
     lines: list[str] = []
     deadline = time.monotonic() + timeout
     while len(lines) < until:
@@ -48,6 +50,7 @@ async def drain(queue: BatchQueue, until: int, timeout: float = 10.0, finish: bo
 
 
 def append(path: Path, text: str) -> None:
+    """Append text to a file, as a logging application would."""
     with path.open("a", encoding="utf-8") as fh:
         fh.write(text)
 
@@ -215,6 +218,7 @@ def test_socket_source_vector_ndjson() -> None:
 
 
 def test_file_sink_rotates_by_size(tmp_path: Path) -> None:
+    """The file sink rotates at max_bytes, keeps keep_files old files and loses no event."""
     sink = FileSink("ev", FileSinkOptions(path=str(tmp_path / "events.jsonl"), max_bytes=1024, keep_files=2))
     sink.open()
     events = [orjson.dumps({"n": i, "pad": "y" * 90}) for i in range(40)]

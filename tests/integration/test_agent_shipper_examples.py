@@ -19,6 +19,7 @@ EXAMPLES = REPO / "plugins" / "examples"
 
 
 def agent_config(name: str) -> AgentConfig:
+    """An example agent config, parsed; it must have no problems."""
     path = EXAMPLES / name
     config, problems = parse_config(path.read_text(), path)
     assert problems == [], problems
@@ -27,15 +28,18 @@ def agent_config(name: str) -> AgentConfig:
 
 
 def only(items: tuple[ComponentConfig, ...], type_name: str) -> list[ComponentConfig]:
+    """The components of one type."""
     return [c for c in items if c.type == type_name]
 
 
 def load_yaml(name: str) -> dict[str, Any]:
+    """A shipper example YAML file, parsed."""
     data: dict[str, Any] = yaml.safe_load((EXAMPLES / name).read_text())
     return data
 
 
 def test_every_agent_example_is_valid_and_named_in_the_readme() -> None:
+    """Every example agent config validates and the examples README names every file."""
     readme = (EXAMPLES / "README.md").read_text()
     tomls = sorted(p.name for p in EXAMPLES.glob("*.toml"))
     assert tomls == ["agent-exec.toml", "agent-forward.toml", "agent-stdin.toml", "agent-vector.toml"]
@@ -48,6 +52,7 @@ def test_every_agent_example_is_valid_and_named_in_the_readme() -> None:
 
 
 def test_fluent_bit_forward_output_matches_the_forward_sources() -> None:
+    """Fluent Bit's forward outputs (TCP and Unix) point at the agent's forward sources."""
     fb = load_yaml("fluent-bit-forward.yaml")
     config = agent_config("agent-forward.toml")
     listens = {c.options.listen for c in only(config.sources, "forward")}
@@ -82,6 +87,7 @@ def test_fluent_bit_stdout_json_lines_into_the_stdin_source() -> None:
 
 
 def test_fluent_bit_exec_input_runs_the_agent_that_writes_events_to_stdout() -> None:
+    """Fluent Bit's exec input runs the stdout-sink agent and parses its output as JSON."""
     fb = load_yaml("fluent-bit-exec.yaml")
     (exec_in,) = [i for i in fb["pipeline"]["inputs"] if i["name"] == "exec"]
     argv = shlex.split(exec_in["command"])
@@ -97,6 +103,7 @@ def test_fluent_bit_exec_input_runs_the_agent_that_writes_events_to_stdout() -> 
 
 
 def test_vector_socket_sink_and_exec_source_match_the_agent() -> None:
+    """Vector's socket sink and exec source match the agent's socket source and stdout sink."""
     vector = load_yaml("vector.yaml")
     config = agent_config("agent-vector.toml")
     sink = vector["sinks"]["logdetect"]

@@ -61,6 +61,7 @@ class SlowEcho:
 
 
 def make_daemon(tmp_path: Path, pipeline: SlowEcho, queue_records: int = 10_000) -> Daemon:
+    """A daemon with a Forward source on port 0 and a file sink around the given pipeline."""
     text = f"""
 model = "{tmp_path / "unused-model"}"
 [agent]
@@ -81,10 +82,12 @@ path = "{tmp_path / "events.jsonl"}"
 
 
 def request(lines: list[str], chunk: str) -> bytes:
+    """A Forward request of these lines asking for an ack of `chunk`."""
     return msgpack.packb(["t", [[int(time.time()), {"log": line}] for line in lines], {"chunk": chunk}])
 
 
 def read_acks(sock: socket.socket, n: int, timeout: float) -> list[bytes]:
+    """Up to `n` acks from the socket within `timeout` seconds."""
     sock.settimeout(timeout)
     unpacker = msgpack.Unpacker(raw=True)
     acks: list[bytes] = []
@@ -101,12 +104,14 @@ def read_acks(sock: socket.socket, n: int, timeout: float) -> list[bytes]:
 
 
 async def started(daemon: Daemon) -> int:
+    """Wait until the daemon's Forward source listens; return its port."""
     while not daemon.sources or getattr(daemon.sources[0], "_server", None) is None:
         await asyncio.sleep(0.01)
     return int(daemon.sources[0].address.port)  # type: ignore[attr-defined]
 
 
 def test_stop_drains_the_queue_and_acks_what_it_drained(tmp_path: Path) -> None:
+    """On stop the daemon processes what is queued, acks it, and closes the pipeline."""
     pipeline = SlowEcho(0.3)
     daemon = make_daemon(tmp_path, pipeline)
 

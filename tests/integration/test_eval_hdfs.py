@@ -52,6 +52,7 @@ def test_eval_rows_split_baselines_and_raw_path(
 
 
 def test_split_is_deterministic_stratified_and_disjoint() -> None:
+    """The tuning/report split is the same for a seed, keeps the label ratio and never overlaps."""
     labels = np.asarray([0] * 70 + [1] * 30)
     a, b = stratified_split(labels, 0.5, 7)
     a2, b2 = stratified_split(labels, 0.5, 7)
@@ -61,6 +62,7 @@ def test_split_is_deterministic_stratified_and_disjoint() -> None:
 
 
 def test_bad_inputs_are_user_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Malformed session files and CSVs exit with code 2 and say what is wrong."""
     bad = tmp_path / "bad"
     bad.write_text("5 5 x\n")
     csv = tmp_path / "t.csv"

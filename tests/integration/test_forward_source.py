@@ -35,6 +35,7 @@ SEND_JS = NODE_DIR / "send.js"
 
 
 def dropped(component: str, reason: str) -> float:
+    """The drop counter of one component and reason."""
     value = metrics.REGISTRY.get_sample_value(
         "logdetect_records_dropped_total", {"component": component, "reason": reason}
     )
@@ -42,6 +43,7 @@ def dropped(component: str, reason: str) -> float:
 
 
 def node_available() -> bool:
+    """Whether node and the Fluent logger client are installed for the real-client tests."""
     return (
         shutil.which("node") is not None and (NODE_DIR / "node_modules" / "@fluent-org" / "logger").is_dir()
     )
@@ -99,6 +101,7 @@ class Harness:
 
 
 async def run_node(options: dict[str, Any], timeout: float = 40.0) -> dict[str, Any]:
+    """Run the node client with these options and return its JSON result."""
     proc = await asyncio.create_subprocess_exec(
         "node",
         str(SEND_JS),
@@ -114,6 +117,7 @@ async def run_node(options: dict[str, Any], timeout: float = 40.0) -> dict[str, 
 
 
 def run(coro: Awaitable[None]) -> None:
+    """Run a scenario coroutine with a 60 s bound."""
     asyncio.run(asyncio.wait_for(coro, 60))  # type: ignore[arg-type]
 
 
@@ -202,6 +206,7 @@ def test_node_client_shared_key_handshake_and_wrong_key(tmp_path: Path) -> None:
 
 
 def packed_request(lines: list[str], chunk: bytes, tag: str = "fb") -> bytes:
+    """A PackedForward request of these lines with a chunk id, as Fluent Bit sends."""
     entries = b"".join(msgpack.packb([int(time.time()), {"log": line}]) for line in lines)
     return msgpack.packb([tag, entries, {"chunk": chunk.decode(), "size": len(lines)}], use_bin_type=True)
 
@@ -293,10 +298,12 @@ def test_full_queue_withholds_acks_and_stops_reading() -> None:
 
 
 def bin32_header(length: int) -> bytes:
+    """The msgpack bin32 header of a payload of `length` bytes."""
     return b"\xc6" + struct.pack(">I", length)
 
 
 def test_bad_input_suite_while_a_good_client_keeps_flowing() -> None:
+    """Garbage, oversized and stalled clients are cut off while a good client keeps its acks."""
     async def scenario() -> None:
         async with Harness(max_frame_bytes=1024 * 1024, idle_timeout_secs=1.0) as h:
             good = socket.create_connection(("127.0.0.1", h.port), timeout=5)

@@ -26,6 +26,7 @@ MAX_NORMAL_DAY_INCIDENTS = 3
 
 
 def cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[bytes]:
+    """Run `logdetect` in a subprocess with this checkout on the path."""
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     return subprocess.run(
         [sys.executable, "-m", "agent.cli", *args], capture_output=True, timeout=timeout, env=env, cwd=REPO
@@ -33,6 +34,7 @@ def cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[bytes]:
 
 
 def scan_events(model: Path, log: Path) -> list[dict[str, Any]]:
+    """The JSON events of `logdetect scan` of one file."""
     r = cli("scan", "--model", str(model), "--input", str(log), "--format", "json")
     assert r.returncode == 0, r.stderr.decode()[-3000:]
     return [json.loads(line) for line in r.stdout.splitlines()]
@@ -49,6 +51,7 @@ def final_incidents(events: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
 
 @pytest.fixture(scope="module")
 def sim(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Simulated training, incident and normal days, and a bundle trained on the first."""
     from trainer.simulator import simulate
 
     d = tmp_path_factory.mktemp("quality")
@@ -65,6 +68,7 @@ def sim(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 def test_each_injected_incident_is_one_incident_with_the_right_explanations(sim: dict[str, Path]):
+    """Each injected incident becomes one incident whose explanations include the ones expected."""
     events = scan_events(sim["model"], sim["dir"] / "incidents.log")
     incidents = final_incidents(events)
     incident_of_line = {
@@ -99,6 +103,7 @@ def test_each_injected_incident_is_one_incident_with_the_right_explanations(sim:
 
 
 def test_a_normal_day_is_nearly_silent(sim: dict[str, Path]):
+    """A simulated normal day opens few incidents, all of low severity."""
     incidents = final_incidents(scan_events(sim["model"], sim["dir"] / "normal.log"))
     severities = sorted(i["incident.severity"] for i in incidents.values())
     assert len(incidents) <= MAX_NORMAL_DAY_INCIDENTS, severities

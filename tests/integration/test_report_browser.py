@@ -27,6 +27,7 @@ CHROMIUM_TIMEOUT = 60
 
 
 def line_at(t: float, template_id: int = 1, **kw: object) -> TemplatedLine:
+    """A templated web-1 line at time `t`."""
     parsed = ParsedLine("web-1: GET /api/orders/1", "GET /api/orders/1", t, Level.INFO, "web-1")
     return TemplatedLine(parsed, template_id, "GET /api/orders/<*>", ("1",), 1, False, t, **kw)  # type: ignore[arg-type]
 
@@ -108,6 +109,7 @@ def test_bgl_report_renders_in_chromium(data_dir: Path, tmp_path: Path):
 
 
 def test_empty_scan_report_renders(tmp_path: Path):
+    """A report of a scan without incidents renders in Chromium without console errors."""
     report = tmp_path / "empty.html"
     ReportCollector().write_html(report)
     assert "No incidents" in report.read_text()
@@ -149,6 +151,7 @@ def test_collection_is_bounded():
 
 @pytest.mark.parametrize("bad", [float("nan"), float("inf")])
 def test_non_finite_scores_and_times_are_skipped(bad: float, tmp_path: Path):
+    """NaN or infinite scores and times are left out of the report instead of breaking it."""
     collector = ReportCollector(training_scores=[bad, 0.5])
     collector.observe(line_at(T0), bad)
     collector.observe(replace(line_at(T0), time=bad), 0.3)

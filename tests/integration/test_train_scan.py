@@ -19,6 +19,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def cli(*args: str, stdin: bytes | None = None, timeout: float = 300) -> subprocess.CompletedProcess[bytes]:
+    """Run `logdetect` in a subprocess with this checkout on the path."""
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     return subprocess.run([sys.executable, "-m", "agent.cli", *args], input=stdin, capture_output=True,
                           timeout=timeout, env=env, cwd=REPO)
@@ -67,6 +68,7 @@ def test_scan_json_events_validate(sim: dict[str, Path]) -> None:
 
 
 def test_scan_text_summary(sim: dict[str, Path]) -> None:
+    """`scan` prints the text summary with an incident, without colour codes when piped."""
     r = cli("scan", "--model", str(sim["model"]), "--input", str(sim["incident"]))
     assert r.returncode == 0, r.stderr.decode()
     out = r.stdout.decode()
@@ -118,6 +120,7 @@ def test_bad_bytes_never_lose_the_next_line(sim: dict[str, Path], tmp_path: Path
 
 
 def test_edited_bundle_refused(sim: dict[str, Path], tmp_path: Path) -> None:
+    """A bundle file edited after training fails its sha256 check: exit 2."""
     import shutil
 
     copy = tmp_path / "model"

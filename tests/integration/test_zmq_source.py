@@ -22,6 +22,7 @@ from plugins.zmq_source import ZmqSource, ZmqSourceOptions
 
 
 def counter(name: str, labels: dict[str, str]) -> float:
+    """A metric sample's value (0 when never set)."""
     return metrics.REGISTRY.get_sample_value(name, labels) or 0.0
 
 
@@ -39,6 +40,7 @@ async def collect(queue: BatchQueue, until: int, timeout: float = 10.0) -> list[
 
 
 def producer(endpoint: str, kind: int = zmq.PUSH) -> tuple[zmq.Context[Any], zmq.Socket[Any]]:
+    """A ZeroMQ socket connected to the endpoint, with its context."""
     ctx: zmq.Context[Any] = zmq.Context()
     sock = ctx.socket(kind)
     sock.setsockopt(zmq.LINGER, 1000)
@@ -47,6 +49,7 @@ def producer(endpoint: str, kind: int = zmq.PUSH) -> tuple[zmq.Context[Any], zmq
 
 
 def header(seq: int, epoch: int = 1, producer_id: str = "p1") -> bytes:
+    """The msgpack sequence header a logdetect ZeroMQ sink puts before its payload."""
     return msgpack.packb({"producer": producer_id, "epoch": epoch, "seq": seq})
 
 

@@ -25,6 +25,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def wait_until(predicate: Callable[[], Any], timeout: float, what: str, step: float = 0.05) -> Any:
+    """The first truthy value of `predicate`, polled until `timeout` (TimeoutError naming `what`)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = predicate()
@@ -37,6 +38,7 @@ def wait_until(predicate: Callable[[], Any], timeout: float, what: str, step: fl
 def write_config(
     path: Path, model: Path, state_dir: Path, sock: Path, events: Path, source_options: str = ""
 ) -> None:
+    """An agent config: a Forward source on a Unix socket, every line to an events file."""
     path.write_text(
         f"""
 model = "{model}"
@@ -206,6 +208,7 @@ class ForwardClient:
 
 
 def line_events(path: Path) -> list[dict[str, Any]]:
+    """The attributes of every line event in an events file."""
     if not path.exists():
         return []
     out = []

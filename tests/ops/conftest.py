@@ -15,6 +15,7 @@ SYSTEMS = ("OpenSSH", "Linux")  # bundle A / bundle B (both syslog, Loghub 2k)
 
 
 def lines_of(data_dir: Path, system: str) -> list[str]:
+    """The non-blank lines of one Loghub-2k system's log."""
     path = data_dir / "loghub_2k" / system / f"{system}_2k.log"
     return [line for line in path.read_text(errors="replace").splitlines() if line.strip()]
 

@@ -31,6 +31,7 @@ SCMP_ACT_ERRNO_EPERM = 0x00050000 | errno.EPERM
 
 
 def main(argv: list[str]) -> int:
+    """Run a command with only the allowed syscalls (seccomp), as the hardened unit does."""
     allowed_file, sep, *command = argv
     if sep != "--" or not command:
         sys.stderr.write(__doc__ or "")

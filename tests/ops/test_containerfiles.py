@@ -30,6 +30,7 @@ def instructions(text: str) -> list[tuple[str, str]]:
 
 
 def test_agent_image_variants_and_runtime() -> None:
+    """The agent image installs exactly one ONNX Runtime extra and never torch."""
     steps = instructions((PACKAGING / "Containerfile.agent").read_text())
     args = [a for i, a in steps if i == "ARG"]
     assert "VARIANT=cpu" in args
@@ -51,6 +52,7 @@ def test_agent_image_variants_and_runtime() -> None:
 
 
 def test_both_images_build_the_wheel_from_the_distributions_packages() -> None:
+    """Both images copy every packaged directory and build the wheel from it."""
     packages = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]
     wanted = {p.rstrip("*") for p in packages["include"]}
     for name in ("Containerfile.agent", "Containerfile.trainer"):

@@ -37,6 +37,7 @@ pytestmark = pytest.mark.skipif(
 
 @pytest.fixture()
 def notify(tmp_path: Path) -> Iterator[NotifyListener]:
+    """A systemd notify socket listener, closed after the test."""
     listener = NotifyListener(tmp_path / "notify.sock")
     yield listener
     listener.close()

@@ -51,6 +51,7 @@ def poison_entries(n: int, salt: str) -> list[list[Any]]:
 
 
 def metric(agent: AgentProcess, name: str, labels: dict[str, str]) -> float:
+    """A metric's value from the agent's /metrics (0 when absent)."""
     with urllib.request.urlopen(agent.status_url() + "/metrics", timeout=5) as resp:
         text = resp.read().decode()
     for family in text_string_to_metric_families(text):
@@ -61,11 +62,13 @@ def metric(agent: AgentProcess, name: str, labels: dict[str, str]) -> float:
 
 
 def ready(agent: AgentProcess) -> None:
+    """Wait until the agent logs that it is ready; fail if it exited."""
     wait_until(lambda: "agent ready" in agent.log_events() or agent.proc.poll() is not None, 90, "agent ready")
     assert agent.proc.poll() is None, "\n".join(agent.raw_stderr[-20:])
 
 
 def send_all(sock: Path, chunks: list[list[list[Any]]], acked: list[list[list[Any]]]) -> threading.Thread:
+    """A thread that sends the chunks over Forward and records each one acked."""
     def run() -> None:
         client = ForwardClient(sock)
         try:
@@ -232,6 +235,7 @@ def _compatible(a: str, b: str) -> bool:
 
 @pytest.fixture(scope="module")
 def crash_run(bundles: dict[str, Path], data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> CrashRun:
+    """Clients send while the agent is killed with SIGKILL and restarted again and again."""
     rng = random.Random(SEED)
     tmp = tmp_path_factory.mktemp("crash")
     sock, events, state = tmp / "fwd.sock", tmp / "events.jsonl", tmp / "state"
@@ -285,6 +289,7 @@ def crash_run(bundles: dict[str, Path], data_dir: Path, tmp_path_factory: pytest
 
 
 def test_crashes_lose_no_acked_record_and_emit_none_twice(crash_run: CrashRun) -> None:
+    """Across repeated kill -9, every acked record is emitted exactly once."""
     assert crash_run.kills >= 5 and crash_run.resends > 0
     assert len(crash_run.acked) == CLIENTS * CHUNKS_PER_CLIENT + 30
     want = Counter(str(e[1]["log"]) for e in itertools.chain.from_iterable(crash_run.acked))
@@ -314,6 +319,7 @@ needs_content_ids = pytest.mark.xfail(
 
 @needs_content_ids
 def test_crashes_never_give_an_online_template_id_to_another_template(crash_run: CrashRun) -> None:
+    """An online template id keeps naming the same template across crashes."""
     texts: dict[int, set[str]] = {}
     for e in crash_run.events:
         a = e["attributes"]
@@ -325,6 +331,7 @@ def test_crashes_never_give_an_online_template_id_to_another_template(crash_run:
 
 
 def test_crashes_every_event_validates_against_the_schema(crash_run: CrashRun) -> None:
+    """Every event written across the crashes validates against the schema."""
     from agent.events import json_schema
 
     validator = jsonschema.Draft202012Validator(json_schema())

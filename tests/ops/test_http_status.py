@@ -31,6 +31,7 @@ def _get(url: str) -> tuple[int, str, str]:
 
 
 def test_default_port_clashes_with_no_neighbour() -> None:
+    """The default metrics port is not one a common neighbour (exporters, shippers) uses."""
     assert DEFAULT_PORT not in NEIGHBOUR_PORTS
 
 
@@ -106,6 +107,7 @@ def test_probes_follow_readiness() -> None:
 
 
 def test_custom_registry_and_ipv6_loopback() -> None:
+    """A custom registry is served, on the IPv6 loopback where the host has one."""
     registry = CollectorRegistry()
     Counter("logdetect_test_things", "things", registry=registry).inc(5)
     server = StatusServer("[::1]:0", registry=registry)
@@ -122,6 +124,7 @@ def test_custom_registry_and_ipv6_loopback() -> None:
 
 
 def test_off_host_binding_only_when_asked() -> None:
+    """Binding beyond loopback is refused unless allow_remote is set."""
     with pytest.raises(ConfigError, match="allow_remote"):
         StatusServer("0.0.0.0:0")
     server = StatusServer("0.0.0.0:0", allow_remote=True)
@@ -133,6 +136,7 @@ def test_off_host_binding_only_when_asked() -> None:
 
 
 def test_bad_listen_values_and_busy_port() -> None:
+    """Malformed listen values and a busy port are ConfigErrors with a clear message."""
     for bad in ("9847", "localhost:http", "127.0.0.1:70000"):
         with pytest.raises(ConfigError):
             parse_listen(bad)

@@ -21,15 +21,18 @@ AGENT = "logdetect"
 
 
 def load(path: Path) -> list[dict[str, Any]]:
+    """The non-empty YAML documents of a manifest."""
     return [doc for doc in yaml.safe_load_all(path.read_text()) if doc]
 
 
 def cpu_cores(quantity: str | int | float) -> float:
+    """A Kubernetes CPU quantity in cores (`500m` → 0.5)."""
     text = str(quantity)
     return int(text[:-1]) / 1000 if text.endswith("m") else float(text)
 
 
 def memory_bytes(quantity: str) -> int:
+    """A Kubernetes memory quantity in bytes (`64Mi`, `1G`)."""
     units = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "k": 10**3, "M": 10**6, "G": 10**9}
     for suffix, factor in units.items():
         if quantity.endswith(suffix):
@@ -38,6 +41,7 @@ def memory_bytes(quantity: str) -> int:
 
 
 def under(path: str, mount: str) -> bool:
+    """Whether `path` is `mount` or lies below it."""
     return PurePosixPath(path) == PurePosixPath(mount) or PurePosixPath(mount) in PurePosixPath(path).parents
 
 
@@ -72,6 +76,7 @@ class Workload:
 
 
 def workloads() -> list[tuple[str, Workload]]:
+    """Every Deployment, DaemonSet and StatefulSet in the manifests, named by file and kind."""
     out = []
     for path in MANIFESTS:
         docs = load(path)
@@ -85,17 +90,20 @@ WORKLOADS = workloads()
 
 
 def test_manifests_exist_and_cover_sidecar_and_daemonset() -> None:
+    """The manifests include a sidecar Deployment and a DaemonSet."""
     kinds = {name.split(":")[1] for name, _ in WORKLOADS}
     assert {"Deployment", "DaemonSet"} <= kinds
 
 
 @pytest.fixture(params=[w for _, w in WORKLOADS], ids=[n for n, _ in WORKLOADS])
 def workload(request: pytest.FixtureRequest) -> Workload:
+    """Each workload in turn."""
     w: Workload = request.param
     return w
 
 
 def agent_config(w: Workload) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The agent container and the TOML config it reads from its ConfigMap."""
     agent = w.container(AGENT)
     args = agent["args"]
     assert args[:2] == ["agent", "--config"]
@@ -103,6 +111,7 @@ def agent_config(w: Workload) -> tuple[dict[str, Any], dict[str, Any]]:
 
 
 def test_agent_is_a_native_sidecar(workload: Workload) -> None:
+    """The agent is a restartable init container, after the plain init containers."""
     names = [c["name"] for c in workload.pod.get("initContainers", [])]
     assert AGENT in names and AGENT not in [c["name"] for c in workload.pod["containers"]]
     agent = workload.container(AGENT)
@@ -115,6 +124,7 @@ def test_agent_is_a_native_sidecar(workload: Workload) -> None:
 
 
 def test_probe_ports_match_the_metrics_config(workload: Workload) -> None:
+    """Probes reach the metrics port the agent config binds, off-host binding explicitly allowed."""
     agent, config = agent_config(workload)
     host, port = parse_listen(config["agent"]["metrics_listen"])
     # Kubelet probes come to the Pod IP: loopback-only would fail them, so off-host binding
@@ -133,6 +143,7 @@ def test_probe_ports_match_the_metrics_config(workload: Workload) -> None:
 
 
 def test_volume_paths_match_the_agent_config(workload: Workload) -> None:
+    """State, model and socket paths in the agent config sit on suitable, shared volumes."""
     agent, config = agent_config(workload)
     state = mount_for(agent, config["state_dir"])
     assert state is not None and not state.get("readOnly", False), "state_dir must be a writable volume"
@@ -173,6 +184,7 @@ def test_volume_paths_match_the_agent_config(workload: Workload) -> None:
 
 
 def test_resources_and_onnx_threads_match_the_cpu_limit(workload: Workload) -> None:
+    """Requests stay within limits and ONNX threads match the CPU limit."""
     agent, config = agent_config(workload)
     resources = agent["resources"]
     for kind in ("cpu", "memory"):

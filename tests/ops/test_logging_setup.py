@@ -88,6 +88,7 @@ def test_per_record_warnings_are_rate_limited() -> None:
 
 
 def test_throttle_in_the_configured_chain() -> None:
+    """A throttled warning repeated 500 times is logged once within the interval."""
     out = io.StringIO()
     configure_logging("json", stream=out, throttle_interval_s=3600)
     log = structlog.get_logger("t")
@@ -99,6 +100,7 @@ def test_throttle_in_the_configured_chain() -> None:
 
 
 def test_bad_format_or_level_is_a_config_error() -> None:
+    """An unknown log format or level is a ConfigError naming it."""
     with pytest.raises(ConfigError, match="log format"):
         configure_logging("xml")
     with pytest.raises(ConfigError, match="log level"):

@@ -40,6 +40,7 @@ def _receive_all(sock: socket.socket) -> list[str]:
 
 @pytest.fixture()
 def notify_socket(tmp_path: Path) -> Iterator[tuple[str, socket.socket]]:
+    """A datagram socket standing in for systemd's notify socket."""
     path = tmp_path / "notify.sock"
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     sock.bind(str(path))
@@ -128,6 +129,7 @@ def test_watchdog_pid_of_another_process_disables_pings(notify_socket: tuple[str
 
 
 def test_status_is_rate_limited(notify_socket: tuple[str, socket.socket]) -> None:
+    """STATUS= messages go out at most once a second."""
     path, sock = notify_socket
     clock = FakeClock()
     notifier = ServiceNotifier(path, clock=clock)

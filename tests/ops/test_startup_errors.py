@@ -52,6 +52,7 @@ FORWARD = '[sources.fwd]\ntype = "forward"\nlisten = "tcp:127.0.0.1:{port}"'
 
 
 def test_a_busy_port_is_one_line_and_exit_2(bundles: dict[str, Path], tmp_path: Path) -> None:
+    """A source whose port is taken stops the agent with one error line and exit code 2."""
     holder = socket.socket()
     holder.bind(("127.0.0.1", 0))
     holder.listen()
@@ -75,6 +76,7 @@ def test_a_busy_port_is_one_line_and_exit_2(bundles: dict[str, Path], tmp_path: 
 def test_validate_catches_what_start_would_fail_on(
     bundles: dict[str, Path], tmp_path: Path, source: str, sink: str, expected: str
 ) -> None:
+    """`validate` reports what would make the agent fail at start, in the same words."""
     config = _config(tmp_path, bundles["a"], source, sink or str(tmp_path / "events.jsonl"))
     validated = _cli("validate", "--config", str(config))
     assert validated.returncode == 1 and expected in validated.stderr, validated.stderr

@@ -105,6 +105,7 @@ def test_security_exposure_is_low(tmp_path: Path) -> None:
 
 
 def test_unit_settings_hang_together() -> None:
+    """The unit's type, watchdog, restart, reload and start command agree with the agent."""
     unit = parse_unit(UNIT.read_text())
     service = unit["Service"]
     assert service["Type"] == ["notify"]

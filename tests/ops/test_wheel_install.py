@@ -44,6 +44,7 @@ def _run(cmd: list[str], timeout: float = 120, **kw: object) -> subprocess.Compl
 
 @pytest.fixture(scope="module")
 def built_wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The wheel packaging/release.sh builds."""
     need(shutil.which("bash") is not None, "bash is needed for packaging/release.sh")
     dist = tmp_path_factory.mktemp("dist")
     result = _run(
@@ -75,6 +76,7 @@ def _install(venv_python: Path, wheel: Path) -> subprocess.CompletedProcess[str]
 
 
 def test_wheel_installs_with_only_the_cpu_extra(built_wheel: Path, tmp_path: Path) -> None:
+    """The wheel installs with only the cpu extra and the agent runs without torch."""
     venv = tmp_path / "venv"
     made = _run([sys.executable, "-m", "venv", "--without-pip", str(venv)])
     assert made.returncode == 0, made.stderr

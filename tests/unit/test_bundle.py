@@ -38,6 +38,7 @@ def test_edited_manifest_is_refused(tmp_path: Path) -> None:
 
 
 def test_corrupt_file_is_refused(tmp_path: Path) -> None:
+    """A bundle file changed after writing fails its sha256 check."""
     path = _bundle(tmp_path)
     (path / "vocab.json").write_text("{}")
     with pytest.raises(BundleError, match="sha256"):
@@ -59,6 +60,7 @@ def test_newer_schema_is_refused(tmp_path: Path) -> None:
 
 
 def test_not_a_bundle(tmp_path: Path) -> None:
+    """A missing path, a file, or a directory without a manifest is refused with a clear message."""
     with pytest.raises(BundleError, match="does not exist"):
         load_bundle(tmp_path / "nope")
     (tmp_path / "file").write_text("x")

@@ -17,6 +17,7 @@ from plugins.registry import SINKS, SOURCES
 
 
 def parse(text: str, tmp_path: Path) -> tuple[object, list[str]]:
+    """Parse config text as if read from agent.toml in `tmp_path`."""
     return parse_config(text, tmp_path / "agent.toml")
 
 
@@ -43,6 +44,7 @@ def test_minimal_config_and_relative_paths(tmp_path: Path) -> None:
 
 
 def test_unknown_keys_are_named_with_the_valid_ones(tmp_path: Path) -> None:
+    """Each unknown key is reported with the keys valid at that place."""
     text = """
 model = "m"
 modle = "typo"
@@ -106,6 +108,7 @@ type = "kafka"
 
 
 def test_conflicting_addresses_and_two_stdins(tmp_path: Path) -> None:
+    """Two sources on one address, or two stdin sources, are config problems."""
     text = """
 model = "m"
 [sources.a]
@@ -127,6 +130,7 @@ type = "stdout"
 
 
 def test_load_config_raises_config_error_listing_problems(tmp_path: Path) -> None:
+    """load_config raises one ConfigError listing every problem, or saying the file is missing."""
     path = tmp_path / "agent.toml"
     path.write_text('model = 5\n[sources.x]\ntype = "stdin"\n[sinks.y]\ntype = "nope"\n')
     with pytest.raises(ConfigError) as info:
@@ -141,6 +145,7 @@ def test_load_config_raises_config_error_listing_problems(tmp_path: Path) -> Non
 
 
 def test_single_string_for_a_list_option(tmp_path: Path) -> None:
+    """A single string is accepted where a list of strings is expected."""
     text = MINIMAL.replace('type = "stdin"', 'type = "stdin"\nmessage_field = "msg"')
     config, problems = parse(text, tmp_path)
     assert problems == [] and config is not None

@@ -24,6 +24,7 @@ pytestmark = pytest.mark.torch
 @pytest.fixture(scope="module")
 def bundle(hdfs: tuple[list[list[int]], dict[int, int]], tmp_path_factory: pytest.TempPathFactory,
            torch_available: bool) -> Any:
+    """A DeepLog bundle trained briefly on real HDFS sessions."""
     from trainer.deeplog import DeepLogOptions
     from trainer.torch_base import FitConfig
     from trainer.training_data import TrainingData, train_one
@@ -36,11 +37,13 @@ def bundle(hdfs: tuple[list[list[int]], dict[int, int]], tmp_path_factory: pytes
 
 
 def detector(bundle: Any, **overrides: Any) -> DeepLogDetector:
+    """The served DeepLog detector, with section values overridden."""
     section = {**bundle.models["deeplog"], **overrides}
     return DeepLogDetector.from_bundle(ModelLoad(bundle, ModelSection.parse("deeplog", section)))
 
 
 def context(history: list[int]) -> LineContext:
+    """A line context whose entity history is `history`."""
     parsed = ParsedLine(raw="x", message="x", timestamp=0.0, level=Level.INFO, entity="blk_1")
     line = TemplatedLine(parsed, 1, "x", (), history[-1] if history else 0, False, 0.0)
     return LineContext(line, np.zeros(1, dtype=np.float32), tuple(history), (int(Level.INFO),) * len(history))
@@ -160,6 +163,7 @@ def test_cuda_request_without_cuda_falls_back_with_one_warning(bundle: Any, monk
 
 
 def test_training_cuda_request_falls_back_to_cpu(torch_available: bool) -> None:
+    """Asking for CUDA without one trains on CPU and logs why."""
     from trainer.torch_base import choose_device
 
     with structlog.testing.capture_logs() as logs:

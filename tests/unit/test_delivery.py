@@ -10,6 +10,7 @@ from plugins.file_sink import FileSink, FileSinkOptions
 
 
 def test_a_write_without_its_commit_is_cut_from_the_sink_and_its_keys_stay_open(tmp_path: Path) -> None:
+    """A write cut short by a crash is cut from the sink and its batches count as not emitted."""
     sink = FileSink("events", FileSinkOptions(path=str(tmp_path / "events.jsonl")))
     journal = DeliveryJournal(tmp_path / "delivered.jsonl")
     journal.recover()
@@ -42,6 +43,7 @@ def test_a_write_without_its_commit_is_cut_from_the_sink_and_its_keys_stay_open(
 
 
 def test_the_journal_keeps_a_bounded_window_of_keys(tmp_path: Path) -> None:
+    """The journal keeps only the last `window` keys, compacted on disk."""
     journal = DeliveryJournal(tmp_path / "delivered.jsonl", window=10)
     journal.recover()
     journal.start()
@@ -55,6 +57,7 @@ def test_the_journal_keeps_a_bounded_window_of_keys(tmp_path: Path) -> None:
 
 
 def test_a_torn_last_journal_line_is_ignored(tmp_path: Path) -> None:
+    """A half-written last journal line is ignored on recovery."""
     path = tmp_path / "delivered.jsonl"
     path.write_bytes(b'{"commit": [["fwd", "6162", 3, 3]]}\n{"intent": {"ev')
     recovered = DeliveryJournal(path).recover()

@@ -18,6 +18,7 @@ KINDS = {
 
 
 def score(name: str, value: float, threshold: float = 1.0) -> DetectorScore:
+    """A detector score that fires above its threshold."""
     return DetectorScore(name, value, threshold, value > threshold)
 
 
@@ -60,6 +61,7 @@ def test_tail_scale_is_rarity_among_normal_scores() -> None:
 
 
 def test_threshold_scale_handles_non_positive_thresholds() -> None:
+    """Scaling works with thresholds at or below zero and clips huge scores."""
     ens = Ensemble.from_manifest(default_section(KINDS))
     m = ens.members["isolation_forest"]
     assert m.scale(DetectorScore("isolation_forest", 0.2, -0.1, True)) == pytest.approx(1.3)
@@ -67,6 +69,7 @@ def test_threshold_scale_handles_non_positive_thresholds() -> None:
 
 
 def test_absent_section_lets_every_detector_vote_and_bad_sections_are_refused() -> None:
+    """Without an ensemble section every detector votes; malformed sections are BundleErrors."""
     ens = Ensemble.from_manifest({})
     assert ens.combine([score("deeplog", 2), score("logbert", 2)], KINDS)[1] is Verdict.DANGER
     with pytest.raises(BundleError):

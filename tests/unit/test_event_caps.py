@@ -15,6 +15,7 @@ def _line(raw: str) -> TemplatedLine:
 
 
 def test_long_fields_are_cut_and_named_in_truncated_and_the_event_validates() -> None:
+    """Over-long fields are cut, named in `truncated`, and the event still validates."""
     raw = "disk failure " * 20_000  # 260 KB
     outputs = [
         LineResult(_line(raw), (), 1.0, Verdict.WATCH),

@@ -46,12 +46,14 @@ def as_scanned(line: TemplatedLine, known: set[int]) -> TemplatedLine:
 
 
 def ctx(line: TemplatedLine, history: tuple[int, ...] = ()) -> LineContext:
+    """A line context with the line's token after `history`."""
     return LineContext(line, np.zeros(4, dtype=np.float32), (*history, line.token), (int(line.line.level),))
 
 
 def crafted(
     message: str, t: float, template_id: int, template: str, params: tuple[str, ...] = (), **kw: object
 ) -> TemplatedLine:
+    """A templated line built by hand (level, entity and extra fields as keywords)."""
     level = kw.pop("level", Level.INFO)
     entity = kw.pop("entity", "db-primary")
     parsed = ParsedLine(f"{message}", message, t, level, str(entity), "test", 0)  # type: ignore[arg-type]
@@ -60,6 +62,7 @@ def crafted(
 
 @pytest.fixture(scope="module")
 def bgl(data_dir: Path) -> tuple[dict[str, object], dict[int, str], list[tuple[str, TemplatedLine]]]:
+    """A profile trained on normal BGL_4k/6k lines, its template texts, and BGL_2k lines."""
     vocab: dict[str, int] = {}
     train = [
         tl for f in ("BGL_4k.log", "BGL_6k.log") for lab, tl in bgl_lines(data_dir / "bgl" / f, vocab) if lab == "-"
@@ -124,6 +127,7 @@ def test_new_templates_are_explained_and_notable_on_bgl(bgl):
 
 
 def test_rare_template_quotes_its_training_frequency(bgl):
+    """A rare template's explanation quotes how often it occurred in training."""
     profile, templates, _ = bgl
     rare_id, entry = min(profile["templates"].items(), key=lambda kv: kv[1]["count"])
     total = profile["totals"]["lines"]
@@ -275,6 +279,7 @@ def test_live_state_is_bounded_and_survives_clock_jumps():
 
 
 def test_busy_hours_wraps_midnight():
+    """Busy hours that span midnight read as one range; flat traffic reads as all day."""
     night = [0] * 24
     for h in (22, 23, 0, 1, 2):
         night[h] = 100

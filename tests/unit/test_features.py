@@ -38,6 +38,7 @@ def test_fit_matches_serving(data_dir: Path) -> None:
 
 
 def test_transition_probability_and_novelty(data_dir: Path) -> None:
+    """Transition probabilities lie in [0, 1] and an unseen template is novel."""
     lines = _lines(data_dir)
     fitted, rows = FeatureExtractor.fit(lines)
     trans = rows[:, feature_index("transition_prob")]

@@ -1,8 +1,8 @@
-"""Forward protocol decoding: every mode, Fluent Bit / Fluentd wire quirks as byte fixtures,
+r"""Forward protocol decoding: every mode, Fluent Bit / Fluentd wire quirks as byte fixtures,
 the handshake digests, and random input that must never escape as anything but a protocol error.
 
 The fixtures are built from the protocol facts (ecosystem.md §1), byte by byte where the
-quirk is about bytes (str32-packed binary, fixext8 vs ext8 EventTime, chunk ids ending in \\n).
+quirk is about bytes (str32-packed binary, fixext8 vs ext8 EventTime, chunk ids ending in \n).
 """
 
 from __future__ import annotations
@@ -44,6 +44,7 @@ def ext8_time(sec: int, nsec: int) -> bytes:
 
 
 def pack(obj: Any) -> bytes:
+    """msgpack with bin types, as Fluent Bit packs."""
     return msgpack.packb(obj, use_bin_type=True)
 
 
@@ -120,7 +121,7 @@ def test_non_log_signal_is_skipped_not_decoded() -> None:
 
 
 def test_fluentd_packed_forward_str32_binary_text_compression_and_newline_chunk() -> None:
-    """Fluentd: entries in str32 holding non-UTF-8 bytes, `"compressed":"text"`, chunk ending in \\n."""
+    r"""Fluentd: entries in str32 holding non-UTF-8 bytes, `"compressed":"text"`, chunk ending in \n."""
     entries = pack([T0, {"message": "caf\xe9".encode("latin-1"), "log": "plain"}]) + pack(
         [T0 + 1, {"log": b"\xff\xfe broken utf-8"}]
     )
@@ -219,6 +220,7 @@ def test_heartbeat_and_non_requests() -> None:
 
 
 def test_chunk_window_forgets_oldest() -> None:
+    """The chunk window remembers only the most recent `size` chunk ids."""
     window = ChunkWindow(size=2)
     for chunk in (b"a", b"b", b"c"):
         window.add(chunk)

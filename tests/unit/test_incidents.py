@@ -34,6 +34,7 @@ def anomaly(
     verdict: Verdict = Verdict.WATCH,
     **line_kw: object,
 ) -> Anomaly:
+    """An anomaly of a crafted line (template from the message, digits as variables)."""
     words = message.split()
     template = " ".join("<*>" if _VAR.match(w) else w for w in words)
     tid = template_id if template_id is not None else abs(hash(template)) % 1_000_000
@@ -43,6 +44,7 @@ def anomaly(
 
 
 def letters(k: int) -> str:
+    """A distinct all-letter word for `k` (digits would be masked together)."""
     out = ""
     while True:
         k, r = divmod(k, 26)
@@ -52,6 +54,7 @@ def letters(k: int) -> str:
 
 
 def run(grouper: IncidentGrouper, anomalies: list[Anomaly]) -> tuple[list[str], list[Incident]]:
+    """Feed anomalies to the grouper and close it: incident id per anomaly, every event."""
     ids: list[str] = []
     events: list[Incident] = []
     for a in anomalies:
@@ -63,6 +66,7 @@ def run(grouper: IncidentGrouper, anomalies: list[Anomaly]) -> tuple[list[str], 
 
 
 def resolved(events: list[Incident]) -> dict[str, Incident]:
+    """The resolved event of each incident, by id."""
     return {e.incident_id: e for e in events if e.state is IncidentState.RESOLVED}
 
 
@@ -156,6 +160,7 @@ def test_many_distinct_templates_and_entities_stay_capped():
 
 
 def test_backwards_and_jumping_timestamps_never_make_negative_spans():
+    """Out-of-order and far-future timestamps never make an incident end before it starts."""
     grouper = IncidentGrouper()
     times = [T0, T0 - 100, T0 + 50, T0 - 250, T0 + 40 * 365 * 86400, T0 + 10]
     ids, events = run(grouper, [anomaly("Replica-3 not responding", t, "db-replica-3") for t in times])
@@ -168,6 +173,7 @@ def test_backwards_and_jumping_timestamps_never_make_negative_spans():
 
 
 def test_severity_rank_from_verdicts_levels_and_size():
+    """Severity rises with DANGER verdicts, FATAL levels and the number of lines."""
     critical = [
         anomaly(
             f"Database connection pool exhausted, {k} available",
@@ -187,6 +193,7 @@ def test_severity_rank_from_verdicts_levels_and_size():
 
 
 def test_missing_timestamps_are_said_in_the_incident():
+    """An incident timed by arrival says so in its title and samples."""
     _, events = run(IncidentGrouper(), [anomaly("Replica-3 not responding", T0, "db", time_from_arrival=True)])
     (inc,) = resolved(events).values()
     assert "arrival" in inc.title and inc.samples[0].startswith("[arrived 2025-11-02 03:42:15] ")
@@ -211,6 +218,7 @@ def test_bgl_alerts_group_into_incidents(data_dir: Path):
 
 
 def test_service_of():
+    """The service of an instance name: its leading word, lower-cased."""
     assert service_of("db-replica-2") == "db"
     assert service_of("R02-M1-N0-C:J12-U11") == "r02"
 

@@ -31,6 +31,7 @@ def _features(data_dir: Path) -> tuple[np.ndarray, np.ndarray]:
 
 
 def test_onnx_parity_and_calibration(data_dir: Path, tmp_path: Path) -> None:
+    """The ONNX export scores like scikit-learn and the threshold flags the target share."""
     pytest.importorskip("sklearn")
     from sklearn.ensemble import IsolationForest
 

@@ -68,6 +68,7 @@ def test_a_header_of_columns_only(data_dir: Path) -> None:
 
 
 def test_columns_format_names() -> None:
+    """`columns:N[+format]` names are valid formats; malformed ones are ConfigErrors."""
     assert ParserConfig(log_format="columns:2+syslog").log_format == "columns:2+syslog"
     assert ParserConfig(log_format="columns:4").log_format == "columns:4"
     for bad in ("columns:0", "columns:2+nope", "columns:x"):

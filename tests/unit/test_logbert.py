@@ -75,6 +75,7 @@ def _bgl_windows(data_dir: Path) -> tuple[list[list[int]], list[list[int]], int]
 
 @pytest.fixture(scope="module")
 def bgl_bundle(data_dir: Path, torch_available: bool, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A LogBERT-severity bundle trained briefly on real BGL windows."""
     seqs, levels, vocab = _bgl_windows(data_dir)
     return _train(tmp_path_factory.mktemp("bgl"), "logbert", seqs[:160], levels[:160],
                   seqs[160:], levels[160:], vocab, use_severity=True)
@@ -128,6 +129,7 @@ def test_one_onnx_call_holds_every_masked_variant(hdfs_bundle: Path) -> None:
 
 
 def test_long_session_is_split_into_chunks_and_scores_as_its_worst(hdfs_bundle: Path) -> None:
+    """A session longer than max_len is scored in chunks and takes its worst chunk's score."""
     det = _detector(hdfs_bundle)
     normal = [5, 5, 5, 22, 11, 9, 11, 9, 11, 9, 26, 26, 26, 23, 23, 23, 21, 21, 21]
     long = (normal * 4)[: 3 * MAX_LEN + 5]
@@ -155,6 +157,7 @@ def test_unknown_templates_count_as_misses(hdfs_bundle: Path) -> None:
 
 
 def test_unknown_severities_become_the_neutral_token(bgl_bundle: Path) -> None:
+    """Unknown or missing severities score like the neutral severity."""
     det = _detector(bgl_bundle)
     window = [1, 2, 3, 1, 2]
     odd = det.score_session(window, [99, -1, 3, 1000, 3])
@@ -190,6 +193,7 @@ def _contexts(entity: str, tokens: list[int]) -> Iterator[LineContext]:
 
 
 def test_score_lines_scores_every_n_lines_per_entity_or_when_asked(hdfs_bundle: Path) -> None:
+    """Lines are scored every n lines of an entity, or at once when the entity is requested."""
     det = _detector(hdfs_bundle)  # score_every_lines = 3 in the manifest
     a = list(_contexts("blk_a", [5, 5, 5, 22, 11, 9, 11]))
     b = list(_contexts("blk_b", [5, 22]))
@@ -218,6 +222,7 @@ def _rewrite_section(src: Path, dst: Path, name: str, change: dict[str, Any]) ->
 
 
 def test_onnx_file_that_does_not_match_the_manifest_is_refused(hdfs_bundle: Path, tmp_path: Path) -> None:
+    """An ONNX file whose vocabulary or inputs differ from the manifest is refused."""
     vocab = load_bundle(hdfs_bundle).models["logbert"]["vocab_size"]
     wrong_vocab = _rewrite_section(hdfs_bundle, tmp_path / "v", "logbert", {"vocab_size": vocab + 5})
     with pytest.raises(ModelError, match="vocab_size"):

@@ -22,6 +22,7 @@ pytestmark = pytest.mark.torch
 @pytest.fixture(scope="module")
 def bundle(hdfs: tuple[list[list[int]], dict[int, int]], tmp_path_factory: pytest.TempPathFactory,
            torch_available: bool) -> Any:
+    """An LSTM-autoencoder bundle trained briefly on real HDFS sessions."""
     from trainer.lstm_ae import LstmAeOptions
     from trainer.torch_base import FitConfig
     from trainer.training_data import TrainingData, train_one
@@ -35,10 +36,12 @@ def bundle(hdfs: tuple[list[list[int]], dict[int, int]], tmp_path_factory: pytes
 
 
 def detector(bundle: Any) -> LstmAutoencoderDetector:
+    """The served LSTM-autoencoder detector."""
     return LstmAutoencoderDetector.from_bundle(ModelLoad.of(bundle, "lstm_ae"))
 
 
 def context(history: list[int]) -> LineContext:
+    """A line context whose entity history is `history`."""
     parsed = ParsedLine(raw="x", message="x", timestamp=0.0, level=Level.INFO, entity="blk_1")
     line = TemplatedLine(parsed, 1, "x", (), history[-1] if history else 0, False, 0.0)
     return LineContext(line, np.zeros(1, dtype=np.float32), tuple(history), (int(Level.INFO),) * len(history))
@@ -109,6 +112,7 @@ def test_empty_short_and_lines(bundle: Any, hdfs: tuple[list[list[int]], dict[in
 
 
 def test_manifest_window_disagreeing_with_onnx_is_refused(bundle: Any) -> None:
+    """A manifest window or input list that disagrees with the ONNX graph is refused."""
     model = OnnxModel(bundle.file("lstm_ae.onnx"))
     with pytest.raises(ModelError, match="windows of 20"):
         LstmAeScorer(model, {**bundle.models["lstm_ae"], "window": 12})

@@ -26,6 +26,7 @@ SYSTEMS = (
 
 
 def stitch(lines: list[str], source: str = "app", **bounds: int) -> list[str]:
+    """The records a fresh stitcher makes of these lines (flushed at the end)."""
     stitcher = Stitcher(**bounds)
     out: list[Record] = []
     for line in lines:
@@ -63,6 +64,7 @@ public class Trace {
 
 
 def test_real_jvm_stack_traces(tmp_path: Path) -> None:
+    """Stack traces printed by a real JVM stitch onto the line that logged them."""
     java = shutil.which("java")
     if java is None:  # optional realism: the hand-written traces below still run
         pytest.skip("no JVM on this machine")
@@ -131,6 +133,7 @@ def _python_log_with_chained_traceback() -> list[str]:
 
 
 def test_real_python_traceback_joins_the_logged_line() -> None:
+    """A chained Python traceback joins the log line that reported it."""
     lines = _python_log_with_chained_traceback()
     assert any(line.startswith("During handling of the above exception") for line in lines)
     assert any(line.startswith("The above exception was the direct cause") for line in lines)
@@ -148,6 +151,7 @@ def test_real_python_traceback_joins_the_logged_line() -> None:
 
 
 def test_bare_python_traceback_is_its_own_record() -> None:
+    """An uncaught traceback with no log line before it is one record of its own."""
     try:
         [].pop()
     except IndexError:
@@ -157,6 +161,7 @@ def test_bare_python_traceback_is_its_own_record() -> None:
 
 
 def test_log4j_line_with_java_exception_hadoop_style() -> None:
+    """A log4j line with a Java exception, causes and `... n more` is one record."""
     lines = [
         "2015-10-18 18:05:50,123 WARN [main] org.apache.hadoop.ipc.Client: Failed to connect to server",
         "java.net.ConnectException: Connection refused",
@@ -173,6 +178,7 @@ def test_log4j_line_with_java_exception_hadoop_style() -> None:
 
 # ------------------------------------------------------------------------------- real data
 def test_loghub_lines_are_never_joined(data_dir: Path) -> None:
+    """No line of any Loghub-2k system is taken for a continuation."""
     for system in SYSTEMS:
         text = (data_dir / "loghub_2k" / system / f"{system}_2k.log").read_text(encoding="utf-8")
         lines = [line.removesuffix("\r") for line in text.split("\n")]
@@ -185,6 +191,7 @@ TRACE = ["2026-01-01T00:00:00Z ERROR x: boom", *(f"\tat a.B.m{i}(B.java:{i})" fo
 
 
 def test_max_lines_splits_without_losing_lines() -> None:
+    """A trace over max_lines is split into several records; no line is lost."""
     stitcher = Stitcher(max_lines=5)
     out: list[Record] = []
     for line in [*TRACE, "2026-01-01T00:00:01Z INFO x: next"]:
@@ -197,6 +204,7 @@ def test_max_lines_splits_without_losing_lines() -> None:
 
 
 def test_max_chars_and_huge_lines() -> None:
+    """Records stop at max_chars, and a huge continuation line stands alone."""
     lines = ["H" * 100, *(" " + "c" * 99 for _ in range(5))]
     assert [len(r) for r in stitch(lines, max_chars=350)] == [302, 302]
     huge = " " + "x" * 10_000_000  # a 10 MB continuation line: over max_chars, so a record alone
@@ -204,6 +212,7 @@ def test_max_chars_and_huge_lines() -> None:
 
 
 def test_feed_flush_and_streams() -> None:
+    """Each stream is stitched separately, the oldest evicted beyond max_streams."""
     stitcher = Stitcher(max_streams=2)
     assert stitcher.feed(Record("one", source="a")) == []
     assert [r.line for r in stitcher.feed(Record("two", source="a"))] == ["one"]
@@ -244,6 +253,7 @@ POOL = [
     max_lines=st.integers(min_value=1, max_value=8),
 )
 def test_stitching_keeps_every_line_in_order(feed: list[tuple[str, str]], max_lines: int) -> None:
+    """Whatever the input, every line comes out once, in order, per stream."""
     stitcher = Stitcher(max_lines=max_lines)
     out: list[Record] = []
     for line, source in feed:

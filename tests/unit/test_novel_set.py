@@ -38,6 +38,7 @@ def test_sets_round_trip_and_separate_hdfs_sessions(data_dir: Path, tmp_path: Pa
 
 
 def test_order_does_not_matter_but_membership_does() -> None:
+    """A session with a known set in another order is normal; one more template is new."""
     det = NovelSetDetector("n", {template_set([5, 22, 11, 9])}, 0.5)
     same = det.score_session([9, 11, 22, 5, 5, 11], [])
     new = det.score_session([5, 22, 11, 9, 3], [])

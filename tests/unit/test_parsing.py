@@ -115,12 +115,14 @@ def _loghub(data_dir: Path, system: str) -> tuple[list[str], list[dict[str, str]
 # ------------------------------------------------------------------------------ real data
 @pytest.mark.parametrize("system", sorted(EXPECTED))
 def test_detect_format_on_first_20_lines(data_dir: Path, system: str) -> None:
+    """Each Loghub system's format is detected from its first 20 lines."""
     lines, _ = _loghub(data_dir, system)
     assert detect_format(lines[:20]) == EXPECTED[system][0]
 
 
 @pytest.mark.parametrize("system", sorted(EXPECTED))
 def test_coverage_floor(data_dir: Path, system: str) -> None:
+    """Timestamps, levels and messages are read on nearly every line of each system."""
     row = bench.measure(system, data_dir / "loghub_2k", min_seconds=0.0)
     fmt, has_level = EXPECTED[system]
     assert row.format == fmt
@@ -136,6 +138,7 @@ def test_coverage_floor(data_dir: Path, system: str) -> None:
 
 @pytest.mark.parametrize("system", sorted(EXPECTED))
 def test_timestamps_and_components_agree_with_ground_truth(data_dir: Path, system: str) -> None:
+    """Timestamps and components agree with each system's structured CSV."""
     lines, truth = _loghub(data_dir, system)
     parser = LineParser(ParserConfig(assume_year=YEAR), sample=lines[:20])
     oracle = TIME_ORACLE[system]
@@ -152,6 +155,7 @@ def test_timestamps_and_components_agree_with_ground_truth(data_dir: Path, syste
 
 
 def test_bgl_labelled_and_unlabelled_lines_parse_alike(data_dir: Path) -> None:
+    """A BGL line parses the same with or without its label column."""
     lines, truth = _loghub(data_dir, "BGL")
     parser = LineParser(ParserConfig(log_format="bgl"))
     for line, row in zip(lines[:400], truth[:400], strict=True):
@@ -169,6 +173,7 @@ def test_bgl_labelled_and_unlabelled_lines_parse_alike(data_dir: Path) -> None:
 
 
 def test_bgl_line_without_node_columns() -> None:
+    """A BGL line whose node is `-` and lacks the repeated node column still parses."""
     # BGL_14k.log: the node is "-" and the repeated node column is missing
     p = _parse(
         "- 1125084561 2005.08.26 - 2005-08-26-12.29.21.712532 RAS KERNEL FATAL Kill job 34269 timed out."
@@ -179,6 +184,7 @@ def test_bgl_line_without_node_columns() -> None:
 
 
 def test_strip_bgl_label_shapes() -> None:
+    """The label column is split off normal, alert and unlabelled BGL lines."""
     assert strip_bgl_label("- 1117838570 2005.06.03 R02 x") == ("-", "1117838570 2005.06.03 R02 x")
     assert strip_bgl_label("KERNDTLB 1118536327 2005.06.11 R30") == ("KERNDTLB", "1118536327 2005.06.11 R30")
     assert strip_bgl_label("1117838570 2005.06.03 R02 x") == ("-", "1117838570 2005.06.03 R02 x")
@@ -196,6 +202,7 @@ def _ts(text: str) -> float:
 
 
 def test_simulator_line() -> None:
+    """A simulator line gives its level, component, message and UTC timestamp."""
     p = _parse("2026-11-02T03:42:15.123Z ERROR db-primary: Database connection pool exhausted, 0 available")
     assert p.level is Level.ERROR
     assert p.component == "db-primary"
@@ -247,12 +254,14 @@ def test_simulator_line() -> None:
     ],
 )
 def test_iso_variants(line: str, level: Level, component: str, message: str, when: str) -> None:
+    """ISO-8601 application-log variants give their level, component, message and time."""
     p = _parse(line)
     assert (p.level, p.component, p.message) == (level, component, message)
     assert p.timestamp == pytest.approx(_ts(when + "+00:00"), abs=1e-6)
 
 
 def test_rsyslog_rfc3339_file_format() -> None:
+    """rsyslog's RFC 3339 file format gives host, tag as component, pid and the time in UTC."""
     p = _parse("2024-04-25T10:00:00.123456+02:00 web-1 sshd[812]: Accepted publickey for ops")
     assert (p.component, p.field("host"), p.field("pid")) == ("sshd", "web-1", "812")
     assert (p.level, p.message) == (Level.UNKNOWN, "Accepted publickey for ops")
@@ -262,6 +271,7 @@ def test_rsyslog_rfc3339_file_format() -> None:
 
 
 def test_rfc5424_examples_from_the_rfc() -> None:
+    """The RFC 5424 examples parse: severity from PRI, app name, message without BOM."""
     p = _parse(
         "<34>1 2003-10-11T22:14:15.003Z mymachine.example.com su - ID47 - "
         "\ufeff'su root' failed for lonvick on /dev/pts/8"
@@ -285,6 +295,7 @@ def test_rfc5424_examples_from_the_rfc() -> None:
 
 
 def test_rfc3164_with_pri_and_year_policy() -> None:
+    """RFC 3164 lines take a given year, or the current one unless that is in the future."""
     p = _parse("<34>Oct 11 22:14:15 mymachine su: 'su root' failed for lonvick", assume_year=2003)
     assert (p.level, p.component, p.field("host")) == (Level.FATAL, "su", "mymachine")
     assert p.timestamp == pytest.approx(_ts("2003-10-11T22:14:15+00:00"))
@@ -296,6 +307,7 @@ def test_rfc3164_with_pri_and_year_policy() -> None:
 
 
 def test_json_lines_from_shippers() -> None:
+    """JSON lines from Fluent Bit and Vector give the app's own time, level and message."""
     # Fluent Bit stdout json_lines, default date key (double), tailed app log inside "log"
     p = _parse(
         '{"date": 1700000000.123, "log": "2026-11-02T03:42:15.123Z WARN queue: lag 12s", "stream": "stdout"}'
@@ -334,6 +346,7 @@ def test_json_lines_from_shippers() -> None:
 
 
 def test_entity_kinds() -> None:
+    """Entities from a regex (whole match or group), the component or a field; else the stream."""
     hdfs = (
         "081109 203518 143 INFO dfs.DataNode$DataXceiver: "
         "Receiving block blk_-1608999687919862906 src: /10.250.19.102:54106"
@@ -355,6 +368,7 @@ def test_entity_kinds() -> None:
 
 
 def test_auto_mode_falls_back_per_line_explicit_mode_does_not() -> None:
+    """Auto mode tries the other formats on a line its own does not read; a fixed format does not."""
     iso_sample = ["2026-11-02T03:42:15.123Z INFO web: GET / 200"] * 5
     auto = LineParser(ParserConfig(), sample=iso_sample)
     assert auto.format == "iso"
@@ -375,6 +389,7 @@ def test_auto_mode_falls_back_per_line_explicit_mode_does_not() -> None:
 
 
 def test_levels_table() -> None:
+    """Level words, letters, numbers and bracketed forms map to the right Level."""
     for word, level in {
         "INFO": Level.INFO, "WARNING": Level.WARN, "SEVERE": Level.ERROR, "ERROR": Level.ERROR,
         "FATAL": Level.FATAL, "FAILURE": Level.FATAL, "V": Level.TRACE, "D": Level.DEBUG,
@@ -387,6 +402,7 @@ def test_levels_table() -> None:
 
 
 def test_config_is_validated_and_round_trips() -> None:
+    """Invalid parser settings are ConfigErrors; valid ones survive to_dict/from_dict."""
     with pytest.raises(ConfigError):
         ParserConfig(log_format="klingon")
     with pytest.raises(ConfigError):
@@ -402,6 +418,7 @@ def test_config_is_validated_and_round_trips() -> None:
 
 # ------------------------------------------------------------------------------ bad input
 def test_long_lines_are_truncated_and_counted() -> None:
+    """A 10 MB line is truncated fast, in every format, and counted."""
     parser = LineParser(ParserConfig(log_format="hdfs", max_message_chars=1000))
     line = "081109 203518 143 INFO dfs.DataNode: " + "x" * 10_000_000
     start = time.perf_counter()
@@ -421,6 +438,7 @@ def test_long_lines_are_truncated_and_counted() -> None:
      "\r\n", "\udcff\udcfe"],
 )  # fmt: skip
 def test_hostile_lines_never_raise(line: str) -> None:
+    """Control characters, odd encodings and impossible dates never make the parser raise."""
     for fmt in LOG_FORMATS:
         p = LineParser(ParserConfig(log_format=fmt)).parse(Record(line))
         assert isinstance(p.message, str) and isinstance(p.level, Level)
@@ -454,6 +472,7 @@ _HEADERS = [
     tail=st.text(max_size=200),
 )
 def test_parse_never_raises(fmt: str, head: str, cut: int, tail: str) -> None:
+    """Whole or broken-off headers followed by anything parse without raising."""
     line = head[: cut or None] + tail  # whole or broken-off headers, then anything at all
     parser = LineParser(ParserConfig(log_format=fmt, max_message_chars=64))
     p = parser.parse(Record(line, source="s"), line_no=7)
@@ -468,6 +487,7 @@ def test_parse_never_raises(fmt: str, head: str, cut: int, tail: str) -> None:
 
 
 def test_iso8601_helper() -> None:
+    """ISO-8601 text with offsets and dates alone converts to epoch seconds; nonsense is None."""
     assert parse_iso8601("2026-11-02T03:42:15Z") == _ts("2026-11-02T03:42:15+00:00")
     assert parse_iso8601("2026-11-02 03:42:15.250-0130") == _ts("2026-11-02T05:12:15.25+00:00")
     assert parse_iso8601("2026-11-02") == _ts("2026-11-02T00:00:00+00:00")
@@ -507,6 +527,7 @@ POISON_TIMES = [2.0**62, 253402300800.0, 1e18, float("inf"), float(2**64 - 1), f
 
 @pytest.mark.parametrize("bad", POISON_TIMES, ids=str)
 def test_times_outside_the_sane_window_become_arrival_time_and_are_counted(bad: float) -> None:
+    """A time outside the sane window is dropped for the arrival time and counted."""
     parser = LineParser(ParserConfig(log_format="raw"))
     arrival = 1_764_000_000.0
     parsed = parser.parse(Record("disk quota exceeded on /var", source="fb", received_at=arrival, time=bad))
@@ -515,6 +536,7 @@ def test_times_outside_the_sane_window_become_arrival_time_and_are_counted(bad: 
 
 
 def test_a_sane_transport_time_is_kept_and_a_bad_header_time_falls_back_to_it() -> None:
+    """A sane transport time is kept; a bad header time falls back to it and is counted."""
     arrival = 1_764_000_000.0
     parser = LineParser(ParserConfig(log_format="json"))
     ok = parser.parse(Record("plain message", received_at=arrival, time=arrival - 30))

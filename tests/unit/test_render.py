@@ -48,6 +48,7 @@ def scan(data_dir: Path) -> tuple[int, list[Anomaly], list[Incident]]:
 
 
 def test_summary_has_seed_002_shape(data_dir: Path):
+    """The text summary has seed 002's shape: counts first, then one block per incident."""
     lines, anomalies, incidents = scan(data_dir)
     text = render_summary(lines, anomalies, incidents, color=False)
     head = text.splitlines()
@@ -63,6 +64,7 @@ def test_summary_has_seed_002_shape(data_dir: Path):
 
 
 def test_colour_only_when_asked(data_dir: Path):
+    """Colour codes appear only when asked for and change nothing else."""
     lines, anomalies, incidents = scan(data_dir)
     coloured = render_summary(lines, anomalies, incidents, color=True)
     assert "\x1b[" in coloured
@@ -70,6 +72,7 @@ def test_colour_only_when_asked(data_dir: Path):
 
 
 def test_anomaly_block_lists_every_factor():
+    """An anomaly's block lists each explanation with its facts."""
     parsed = ParsedLine(
         "2024-01-15T03:42:18Z ERROR db-primary: Database connection pool exhausted, 0 available",
         "Database connection pool exhausted, 0 available", 1705290138.0, Level.ERROR, "db-primary",
@@ -92,6 +95,7 @@ def test_anomaly_block_lists_every_factor():
 
 
 def test_empty_scan():
+    """A scan with no lines still prints the two count lines."""
     assert (
         render_summary(0, [], [], color=False)
         == "Scanned 0 log lines\nFound 0 anomalies in 0 incident groups\n"

@@ -60,6 +60,7 @@ def _classify(level: str, msg: str) -> list[str]:
 
 @pytest.fixture(scope="module")
 def incident_day(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, SimulationResult, list[str]]:
+    """One simulated day with every incident: path, result and lines."""
     out = tmp_path_factory.mktemp("sim") / "day.log"
     result = simulate(out, days=1, seed=7, incidents=("all",))
     return out, result, out.read_text(encoding="utf-8").splitlines()
@@ -67,6 +68,7 @@ def incident_day(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Simula
 
 @pytest.fixture(scope="module")
 def normal_day(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, SimulationResult, list[str]]:
+    """One simulated normal day: path, result and lines."""
     out = tmp_path_factory.mktemp("sim") / "normal.log"
     result = simulate(out, days=1, seed=7)
     return out, result, out.read_text(encoding="utf-8").splitlines()

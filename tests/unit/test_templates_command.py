@@ -46,5 +46,6 @@ def test_json_rows_and_text_table(data_dir: Path, capsys: pytest.CaptureFixture[
 
 
 def test_missing_input_is_a_user_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A missing input file exits with code 2 and says it does not exist."""
     assert cli_main(["templates", "--input", str(tmp_path / "nope.log")]) == 2
     assert "does not exist" in capsys.readouterr().err
