@@ -183,7 +183,7 @@ class DeepLogDetector(MemoisedLines[tuple[int, ...]]):
 
     @classmethod
     def from_bundle(cls, load: ModelLoad) -> DeepLogDetector:
-        """The detector for a bundle section, with the line and session thresholds of `sensitivity`."""
+        """The detector for a model's section, with the line and session thresholds of the load's sensitivity."""
         section = load.section
         scorer = DeepLogScorer(load.onnx(), section.raw, load.name, section.integer("cache_size", 65536))
         # `thresholds` (per line) are ranks calibrated per sensitivity, never below top_g - 0.5;

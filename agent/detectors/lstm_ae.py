@@ -117,7 +117,7 @@ class LstmAutoencoderDetector(MemoisedLines[Window]):
 
     @classmethod
     def from_bundle(cls, load: ModelLoad) -> LstmAutoencoderDetector:
-        """The detector for a bundle section, with the line and session thresholds of `sensitivity`."""
+        """The detector for a model's section, with the line and session thresholds of the load's sensitivity."""
         cache_size = load.section.integer("cache_size", 65536)
         return cls(load.name, LstmAeScorer(load.onnx(), load.section.raw, load.name, cache_size), load.threshold,
                    load.session_threshold, load.section.integer("line_cache_size", 16384))

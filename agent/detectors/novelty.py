@@ -37,7 +37,7 @@ class NoveltyDetector:
 
     @classmethod
     def from_bundle(cls, load: ModelLoad) -> NoveltyDetector:
-        """The rule at the threshold of `sensitivity` (the section has no file)."""
+        """The rule at the threshold of the load's sensitivity (the section has no file)."""
         return cls(load.name, load.threshold)
 
     def _new(self) -> DetectorScore:
