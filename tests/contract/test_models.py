@@ -52,6 +52,10 @@ NOT_SCORED = -1e30  # where a model gives no score: below any score it gives
 # early stopping usually ends sooner, and the time budget is only a safety net
 FIT = {"epochs": 6, "learning_rate": 1e-2, "batch_size": 128, "max_train_seconds": 60.0}
 
+# One session fixture trains every model (about 35 s of CPU); on a machine shared with other
+# work its wall time can approach the default per-test timeout, which counts fixture setup.
+pytestmark = pytest.mark.timeout(600)
+
 # Small settings so the whole suite trains in seconds; a model not listed trains with defaults.
 SMALL: dict[str, dict[str, Any]] = {
     "deeplog": {"embed_dim": 8, "hidden": 16, "layers": 1},
