@@ -36,6 +36,7 @@ from agent.parsing import ParserConfig
 from agent.parsing.records import parse_records
 from agent.templates import MinerConfig, TemplateMiner, learn_templates
 from agent.types import DetectorKind, ParsedLine, Record, TemplatedLine
+from trainer.history import HistoryOptions, HistoryReport, find_suspects
 from trainer.training_data import TrainingData
 
 log = structlog.get_logger(__name__)
@@ -63,6 +64,7 @@ class TrainOptions:
     batch_size: int = 256  # torch models
     progress: bool = True
     model_options: dict[str, Any] = field(default_factory=dict)  # name -> options object
+    history: HistoryOptions = field(default_factory=HistoryOptions)  # incidents in the history
 
 
 @dataclass
@@ -79,6 +81,7 @@ class TrainResult:
     seconds: float
     log_format: str
     held_back_alert_rate: float = 0.0
+    history: HistoryReport | None = None
 
 
 def _say(progress: bool, msg: str) -> None:
@@ -168,9 +171,20 @@ def train(
 
     _say(options.progress, f"mining templates ({fmt} format) on {len(train_part):,} lines")
     miner = learn_templates((p.message for p in train_part), options.miner)
-    vocab = {tid: i + 1 for i, tid in enumerate(sorted(miner.templates()))}
+    # Incidents in the history must not define normal: their templates stay out of the vocabulary
+    # (so the novelty rule flags them) and their lines out of every learned model. Labelled
+    # training (keep_line) is trusted as it is.
+    history = _check_history(parsed, miner, options, trusted=keep_line is not None)
+    for msg in history.summary_lines():
+        _say(options.progress, msg)
+    suspect = history.suspect_ids
+    vocab = {tid: i + 1 for i, tid in enumerate(sorted(t for t in miner.templates() if t not in suspect))}
     train_tl, unmatched = template_lines(train_part, miner, vocab)
     val_tl, _ = template_lines(val_part, miner, vocab)
+    if suspect:
+        train_tl = [tl for tl in train_tl if tl.template_id not in suspect]
+        val_part = [p for p, tl in zip(val_part, val_tl, strict=True) if tl.template_id not in suspect]
+        val_tl = [tl for tl in val_tl if tl.template_id not in suspect]
     _say(options.progress, f"{len(vocab)} templates; {unmatched} training lines did not match back")
 
     extractor, x_train = FeatureExtractor.fit(train_tl, options.features)
@@ -185,6 +199,7 @@ def train(
             "unk": 0,
         })
         writer.add_json("features.json", extractor.stats.to_json())
+        writer.add_json("history.json", history.to_json())
         from trainer.profile import build_profile
 
         writer.add_json("profile.json", build_profile(train_tl))
@@ -209,6 +224,7 @@ def train(
                 "data_sha256": data_hash(records),
                 "seed": options.seed,
                 "target_fpr": options.target_fpr,
+                "held_back_as_suspect": {"templates": len(history.suspects), "lines": history.held_lines},
             },
             "libraries": library_versions(),
             "vocab_size": len(vocab) + 1,
@@ -220,7 +236,18 @@ def train(
         writer.abort()
         raise
     return TrainResult(out, len(parsed), len(train_part), len(val_part), len(vocab), unmatched, trained,
-                       time.monotonic() - started, fmt, alert_rate)
+                       time.monotonic() - started, fmt, alert_rate, history)
+
+
+def _check_history(
+    parsed: Sequence[ParsedLine], miner: TemplateMiner, options: TrainOptions, *, trusted: bool
+) -> HistoryReport:
+    """Incidents in the whole history (training and held-back part), by the frozen miner's templates."""
+    if trusted:
+        return HistoryReport((), len(parsed), 0, "day", False, "the training lines are labelled normal")
+    ids = [m.template_id if (m := miner.match(p.message)) is not None else -1 for p in parsed]
+    texts = {t: miner.template(t) or "" for t in set(ids) if t >= 0}
+    return find_suspects(parsed, ids, texts, options.history)
 
 
 def _train_models(

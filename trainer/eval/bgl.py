@@ -110,7 +110,16 @@ def run(args: argparse.Namespace) -> int:
         for r in bgl_rows([Path(f) for f in args.train], [Path(f) for f in args.test], epochs=args.epochs):
             # LogBERT's own protocol: 20-line windows (the other window rows use --window lines).
             rows.append(dataclasses.replace(r, detector=f"ablation:{r.detector}/w20"))
+    history_check = None
+    if args.contaminated and result.history is not None and result.history.judged:
+        from agent.parsing.records import parse_records
+        from trainer.eval.history_check import compare
+
+        parsed, _ = parse_records(train_set.records, parser)
+        times = np.array([p.timestamp or 0.0 for p in parsed])
+        history_check = compare(result.history, times, train_set.labels[: len(parsed)])
     summary = {
+        "history_check": history_check.to_json() if history_check is not None else None,
         "dataset": "bgl",
         "protocol": "contaminated" if args.contaminated else "semi-supervised",
         "train_files": args.train,
@@ -131,4 +140,6 @@ def run(args: argparse.Namespace) -> int:
             f"lines with {int(y.sum()):,} alerts; scoring {summary['lines_per_second']:,} lines/s\n\n"
         )
         sys.stdout.write(format_table(rows, REFERENCES) + "\n")
+        if history_check is not None:
+            sys.stdout.write(history_check.note() + "\n")
     return 0

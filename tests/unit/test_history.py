@@ -1,0 +1,85 @@
+"""Training on a history that holds incidents (issue 13): real BGL lines, alerts included."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from agent.parsing import ParserConfig
+from agent.parsing.records import parse_records
+from agent.templates import MinerConfig, learn_templates
+from agent.types import Level
+from tests.conftest import need
+from trainer.eval.bgl_data import read_labelled
+from trainer.history import HistoryOptions, HistoryReport, find_suspects
+
+PARSER = ParserConfig(log_format="bgl", entity="stream", multiline=False)
+
+
+def _history(data_dir: Path, names: tuple[str, ...]) -> tuple[HistoryReport, list[bool], list[int]]:
+    paths = [data_dir / "bgl" / n for n in names]
+    need(all(p.is_file() for p in paths), f"BGL files {names} not found")
+    labelled = read_labelled(paths)
+    parsed, _ = parse_records(labelled.records, PARSER)
+    miner = learn_templates((p.message for p in parsed), MinerConfig())
+    ids = [m.template_id if (m := miner.match(p.message)) is not None else -1 for p in parsed]
+    texts = {t: miner.template(t) or "" for t in set(ids) if t >= 0}
+    return find_suspects(parsed, ids, texts, HistoryOptions()), list(labelled.labels), ids
+
+
+def test_incident_templates_are_set_aside_and_routine_ones_kept(data_dir: Path) -> None:
+    report, labels, ids = _history(data_dir, ("BGL_4k.log", "BGL_6k.log"))
+    assert report.judged and report.bucket == "day"
+    texts = {s.template for s in report.suspects}
+    assert any("data TLB error interrupt" in t for t in texts)  # the largest alert category in the files
+    # Routine templates that recur on many days stay normal, however many lines they have.
+    assert not any("generating core" in t or t.startswith("CE sym") for t in texts)
+    # Most alert lines of the history are held back; every suspect is severe and says why.
+    held = report.suspect_ids
+    alert_ids = [t for t, a in zip(ids, labels, strict=True) if a]
+    assert sum(t in held for t in alert_ids) / len(alert_ids) > 0.9
+    for s in report.suspects:
+        assert s.level in (Level.FATAL.name, Level.ERROR.name) and s.reasons and s.bursts
+        assert sum(b.lines for b in s.bursts) == s.lines
+    lines = report.summary_lines()
+    assert lines[0].startswith("incidents found in your history") and "held back as suspect" in lines[1]
+
+
+def test_a_short_history_is_not_judged(data_dir: Path) -> None:
+    path = data_dir / "bgl" / "BGL_4k.log"
+    need(path.is_file(), "BGL_4k.log not found")
+    labelled = read_labelled([path])
+    parsed, _ = parse_records(labelled.records, PARSER)
+    first = parsed[0].timestamp or 0.0
+    parsed = [p for p in parsed if (p.timestamp or 0.0) < first + 8 * 3600]  # eight hours of history
+    assert len(parsed) > 5
+    ids = [0] * len(parsed)
+    report = find_suspects(parsed, ids, {0: "x"}, HistoryOptions())
+    assert not report.judged and not report.suspects and "needed" in report.note
+
+
+def test_train_leaves_suspects_out_of_the_vocabulary(data_dir: Path, tmp_path: Path) -> None:
+    from agent.bundle import load_bundle
+    from trainer.train import TrainOptions, train
+
+    path = data_dir / "bgl" / "BGL_4k.log"
+    need(path.is_file(), "BGL_4k.log not found")
+    labelled = read_labelled([path])
+    result = train(labelled.records, TrainOptions(output=tmp_path / "b", parser=PARSER,
+                                                  models=("isolation_forest",), progress=False))
+    assert result.history is not None and result.history.suspects
+    bundle = load_bundle(result.bundle)
+    history = bundle.read_json("history.json")
+    known = {int(t) for t in bundle.read_json("vocab.json")["template_to_token"]}
+    assert {s["template_id"] for s in history["suspects"]}.isdisjoint(known)
+    assert bundle.manifest["training"]["held_back_as_suspect"]["lines"] == result.history.held_lines
+
+
+@pytest.mark.parametrize("enabled", [False])
+def test_cleaning_can_be_turned_off(data_dir: Path, enabled: bool) -> None:
+    path = data_dir / "bgl" / "BGL_4k.log"
+    need(path.is_file(), "BGL_4k.log not found")
+    parsed, _ = parse_records(read_labelled([path]).records, PARSER)
+    report = find_suspects(parsed, [0] * len(parsed), {0: "x"}, HistoryOptions(enabled=enabled))
+    assert not report.judged and report.suspects == ()

@@ -1,0 +1,187 @@
+"""Incidents in the training history: which templates must not define "normal".
+
+A user's history is last week's logs, incidents included. Without labels, decide the way an
+operator would: a template that recurs steadily across the history is routine; a SEVERE template
+that shows up on only a few of the history's days, or whose lines sit mostly in a few bursts,
+is an incident and is set aside (the vocabulary leaves it out, so the novelty rule flags it, and
+no learned model sees its lines).
+
+    per template: lines, days (or hours) it occurs on, bursts (runs split by a quiet gap),
+                  share of its lines in its 3 largest bursts, entities, severity
+    suspect   ⇐ severe  and  (dispersion < min_dispersion  or  top-3-burst share ≥ max_burst_share)
+    severe    ⇐ most of its lines are FATAL, or most are ERROR and it is rare (< rare_share of the
+                history: an ERROR template that makes up a visible share of every day is chronic,
+                not an incident)
+
+Parameters come from general principles, not from a test set: "steady" means present on at least
+one bucket in ten; "concentrated" means half of the lines in three bursts; "rare" is the 0.5 %
+share of the plain rarity rule (BASELINES.md). A history shorter than `min_buckets` buckets cannot
+show what recurs, so nothing is set aside then (and the result says so).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from agent.types import Level, ParsedLine
+
+DAY = 86400.0
+HOUR = 3600.0
+
+
+@dataclass(frozen=True)
+class HistoryOptions:
+    enabled: bool = True
+    min_dispersion: float = 0.1  # share of the history's buckets a severe template must occur on
+    max_burst_share: float = 0.5  # a severe template with this share of lines in 3 bursts is an incident
+    burst_gap_secs: float = HOUR  # a quiet gap this long ends a burst
+    rare_share: float = 0.005  # an ERROR template below this share of the history is rare
+    min_buckets: int = 10  # fewer buckets of history than this: too short to judge
+
+
+@dataclass(frozen=True)
+class Burst:
+    start: float
+    end: float
+    lines: int
+
+
+@dataclass(frozen=True)
+class Suspect:
+    """One template held back as an incident, with the evidence an operator can check."""
+
+    template_id: int
+    template: str
+    lines: int
+    buckets: int  # days (or hours) it occurs on
+    history_buckets: int
+    bucket: str  # "day" or "hour"
+    bursts: tuple[Burst, ...]  # largest first
+    top_entities: tuple[tuple[str, int], ...]
+    entities: int
+    level: str
+    reasons: tuple[str, ...]
+
+    def describe(self) -> str:
+        where = ", ".join(f"{e} ({n})" for e, n in self.top_entities)
+        more = f" and {self.entities - len(self.top_entities)} more" if self.entities > len(self.top_entities) else ""
+        return (f"{self.template[:80]!r}: {self.lines:,} {self.level} lines in {len(self.bursts)} "
+                f"burst{'s' if len(self.bursts) != 1 else ''} on {where}{more} — {'; '.join(self.reasons)}")
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "template_id": self.template_id, "template": self.template, "lines": self.lines,
+            "buckets": self.buckets, "history_buckets": self.history_buckets, "bucket": self.bucket,
+            "bursts": [{"start": b.start, "end": b.end, "lines": b.lines} for b in self.bursts],
+            "entities": self.entities, "top_entities": [list(e) for e in self.top_entities],
+            "level": self.level, "reasons": list(self.reasons),
+        }
+
+
+@dataclass(frozen=True)
+class HistoryReport:
+    suspects: tuple[Suspect, ...]  # most lines first
+    lines: int
+    history_buckets: int
+    bucket: str
+    judged: bool  # False: history too short (or cleaning turned off), nothing set aside
+    note: str = ""
+
+    @property
+    def suspect_ids(self) -> frozenset[int]:
+        return frozenset(s.template_id for s in self.suspects)
+
+    @property
+    def held_lines(self) -> int:
+        return sum(s.lines for s in self.suspects)
+
+    def to_json(self) -> dict[str, object]:
+        return {"judged": self.judged, "note": self.note, "lines": self.lines, "held_lines": self.held_lines,
+                "history_buckets": self.history_buckets, "bucket": self.bucket,
+                "suspects": [s.to_json() for s in self.suspects]}
+
+    def summary_lines(self, limit: int = 12) -> list[str]:
+        """What `train` prints: the incidents found in the history, largest first (all of them
+        are in the bundle's history.json)."""
+        if not self.judged:
+            return [f"history not checked for incidents: {self.note}"]
+        if not self.suspects:
+            return [f"no incidents found in your history ({self.history_buckets} {self.bucket}s checked)"]
+        out = [f"incidents found in your history: {len(self.suspects)} template(s), {self.held_lines:,} of "
+               f"{self.lines:,} lines held back as suspect (not learned as normal):"]
+        out += [f"  held back as suspect: {s.describe()}" for s in self.suspects[:limit]]
+        rest = self.suspects[limit:]
+        if rest:
+            out.append(f"  ... and {len(rest)} more template(s), {sum(s.lines for s in rest):,} lines "
+                       "(history.json in the bundle lists them all)")
+        return out
+
+
+def _bursts(times: Sequence[float], gap: float) -> list[Burst]:
+    ts = sorted(times)
+    out: list[Burst] = []
+    start = prev = ts[0]
+    n = 0
+    for t in ts:
+        if t - prev > gap:
+            out.append(Burst(start, prev, n))
+            start, n = t, 0
+        prev = t
+        n += 1
+    out.append(Burst(start, prev, n))
+    return sorted(out, key=lambda b: -b.lines)
+
+
+def _level_name(levels: Counter[int]) -> str:
+    return Level(levels.most_common(1)[0][0]).name
+
+
+def find_suspects(
+    lines: Sequence[ParsedLine], template_ids: Sequence[int], texts: dict[int, str], options: HistoryOptions
+) -> HistoryReport:
+    """Score every template of the history (ids < 0 are lines no template matched: skipped)."""
+    stamped = [(p, t) for p, t in zip(lines, template_ids, strict=True) if p.timestamp is not None and t >= 0]
+    if not options.enabled:
+        return HistoryReport((), len(lines), 0, "day", False, "turned off")
+    if not stamped:
+        return HistoryReport((), len(lines), 0, "day", False, "the lines carry no timestamps")
+    times = [p.timestamp or 0.0 for p, _ in stamped]
+    span = max(times) - min(times)
+    width, bucket = (DAY, "day") if span >= 7 * DAY else (HOUR, "hour")
+    history_buckets = len({int(t // width) for t in times})
+    if history_buckets < options.min_buckets:
+        return HistoryReport((), len(lines), history_buckets, bucket, False,
+                             f"it covers {history_buckets} {bucket}(s); at least {options.min_buckets} are "
+                             "needed to tell steady behaviour from bursts")
+    by_template: dict[int, list[ParsedLine]] = {}
+    for p, t in stamped:
+        by_template.setdefault(t, []).append(p)
+    suspects: list[Suspect] = []
+    for tid, group in by_template.items():
+        n = len(group)
+        levels = Counter(int(p.level) for p in group)
+        fatal = sum(k for lv, k in levels.items() if lv >= Level.FATAL) / n
+        error = sum(k for lv, k in levels.items() if lv >= Level.ERROR) / n
+        rare = n / len(stamped) < options.rare_share
+        if not (fatal >= 0.5 or (error >= 0.5 and rare)):
+            continue  # routine severities never mark an incident on their own
+        stamps = [p.timestamp or 0.0 for p in group]
+        buckets = len({int(t // width) for t in stamps})
+        bursts = _bursts(stamps, options.burst_gap_secs)
+        top3 = sum(b.lines for b in bursts[:3]) / n
+        reasons: list[str] = []
+        if buckets < options.min_dispersion * history_buckets:
+            reasons.append(f"on {buckets} of {history_buckets} {bucket}s")
+        if top3 >= options.max_burst_share and len(bursts) > 0 and n >= 2:
+            reasons.append(f"{top3:.0%} of its lines in its {min(3, len(bursts))} largest burst(s)")
+        if not reasons:
+            continue
+        reasons.append("FATAL" if fatal >= 0.5 else f"ERROR and rare ({n / len(stamped):.2%} of lines)")
+        entities = Counter(p.component or p.entity for p in group)
+        suspects.append(Suspect(tid, texts.get(tid, ""), n, buckets, history_buckets, bucket, tuple(bursts),
+                                tuple(entities.most_common(3)), len(entities), _level_name(levels),
+                                tuple(reasons)))
+    suspects.sort(key=lambda s: -s.lines)
+    return HistoryReport(tuple(suspects), len(lines), history_buckets, bucket, True)
