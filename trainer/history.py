@@ -14,7 +14,7 @@ no learned model sees its lines).
                 not an incident)
 
 Parameters come from general principles, not from a test set: "steady" means present on at least
-one bucket in ten; "concentrated" means half of the lines in three bursts; "rare" is the 0.5 %
+one bucket in ten; "concentrated" means four fifths of the lines in three bursts; "rare" is the 0.5 %
 share of the plain rarity rule (BASELINES.md). A history shorter than `min_buckets` buckets cannot
 show what recurs, so nothing is set aside then (and the result says so).
 """
@@ -35,7 +35,7 @@ HOUR = 3600.0
 class HistoryOptions:
     enabled: bool = True
     min_dispersion: float = 0.1  # share of the history's buckets a severe template must occur on
-    max_burst_share: float = 0.5  # a severe template with this share of lines in 3 bursts is an incident
+    max_burst_share: float = 0.8  # a severe template with this share of lines in 3 bursts is an incident
     burst_gap_secs: float = HOUR  # a quiet gap this long ends a burst
     rare_share: float = 0.005  # an ERROR template below this share of the history is rare
     min_buckets: int = 10  # fewer buckets of history than this: too short to judge
