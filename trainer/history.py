@@ -33,6 +33,8 @@ HOUR = 3600.0
 
 @dataclass(frozen=True)
 class HistoryOptions:
+    """How the history check judges templates (the defaults are argued in the module docstring)."""
+
     enabled: bool = True
     min_dispersion: float = 0.1  # share of the history's buckets a severe template must occur on
     max_burst_share: float = 0.8  # a severe template with this share of lines in 3 bursts is an incident
@@ -43,6 +45,8 @@ class HistoryOptions:
 
 @dataclass(frozen=True)
 class Burst:
+    """A run of one template's lines with no quiet gap longer than `burst_gap_secs`."""
+
     start: float
     end: float
     lines: int
@@ -65,12 +69,14 @@ class Suspect:
     reasons: tuple[str, ...]
 
     def describe(self) -> str:
+        """One operator-readable line: lines, bursts, where, and why."""
         where = ", ".join(f"{e} ({n})" for e, n in self.top_entities)
         more = f" and {self.entities - len(self.top_entities)} more" if self.entities > len(self.top_entities) else ""
         return (f"{self.template[:80]!r}: {self.lines:,} {self.level} lines in {len(self.bursts)} "
                 f"burst{'s' if len(self.bursts) != 1 else ''} on {where}{more} — {'; '.join(self.reasons)}")
 
     def to_json(self) -> dict[str, object]:
+        """As stored in the bundle's history.json."""
         return {
             "template_id": self.template_id, "template": self.template, "lines": self.lines,
             "buckets": self.buckets, "history_buckets": self.history_buckets, "bucket": self.bucket,
@@ -82,6 +88,8 @@ class Suspect:
 
 @dataclass(frozen=True)
 class HistoryReport:
+    """The history check's result: the suspects, and whether the history could be judged at all."""
+
     suspects: tuple[Suspect, ...]  # most lines first
     lines: int
     history_buckets: int
@@ -91,13 +99,16 @@ class HistoryReport:
 
     @property
     def suspect_ids(self) -> frozenset[int]:
+        """Template ids held back as suspect."""
         return frozenset(s.template_id for s in self.suspects)
 
     @property
     def held_lines(self) -> int:
+        """Lines of the history held back."""
         return sum(s.lines for s in self.suspects)
 
     def to_json(self) -> dict[str, object]:
+        """As stored in the bundle's history.json."""
         return {"judged": self.judged, "note": self.note, "lines": self.lines, "held_lines": self.held_lines,
                 "history_buckets": self.history_buckets, "bucket": self.bucket,
                 "suspects": [s.to_json() for s in self.suspects]}

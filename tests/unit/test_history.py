@@ -29,6 +29,7 @@ def _history(data_dir: Path, names: tuple[str, ...]) -> tuple[HistoryReport, lis
 
 
 def test_incident_templates_are_set_aside_and_routine_ones_kept(data_dir: Path) -> None:
+    """BGL alert templates are held back; templates recurring on many days are not."""
     report, labels, ids = _history(data_dir, ("BGL_4k.log", "BGL_6k.log"))
     assert report.judged and report.bucket == "day"
     texts = {s.template for s in report.suspects}
@@ -47,6 +48,7 @@ def test_incident_templates_are_set_aside_and_routine_ones_kept(data_dir: Path) 
 
 
 def test_a_short_history_is_not_judged(data_dir: Path) -> None:
+    """Eight hours of history cannot show what recurs: nothing is set aside, and the note says why."""
     path = data_dir / "bgl" / "BGL_4k.log"
     need(path.is_file(), "BGL_4k.log not found")
     labelled = read_labelled([path])
@@ -60,6 +62,7 @@ def test_a_short_history_is_not_judged(data_dir: Path) -> None:
 
 
 def test_train_leaves_suspects_out_of_the_vocabulary(data_dir: Path, tmp_path: Path) -> None:
+    """The bundle's vocabulary leaves suspects out; history.json and the manifest record them."""
     from agent.bundle import load_bundle
     from trainer.train import TrainOptions, train
 
@@ -78,6 +81,7 @@ def test_train_leaves_suspects_out_of_the_vocabulary(data_dir: Path, tmp_path: P
 
 @pytest.mark.parametrize("enabled", [False])
 def test_cleaning_can_be_turned_off(data_dir: Path, enabled: bool) -> None:
+    """With the check turned off nothing is judged or held back."""
     path = data_dir / "bgl" / "BGL_4k.log"
     need(path.is_file(), "BGL_4k.log not found")
     parsed, _ = parse_records(read_labelled([path]).records, PARSER)

@@ -17,6 +17,8 @@ from trainer.history import HistoryReport
 
 @dataclass(frozen=True)
 class HistoryCheck:
+    """How the listed suspect periods match the labelled alert spans."""
+
     alert_spans: int
     alert_spans_found: int
     alert_lines: int
@@ -25,12 +27,14 @@ class HistoryCheck:
     listed_periods_normal: int
 
     def note(self) -> str:
+        """The closing note of `eval bgl --contaminated`."""
         return (f"incidents found in the training history: {self.listed_periods} suspect period(s) listed, "
                 f"{self.listed_periods_normal} of them held no alert; they cover {self.alert_spans_found} of "
                 f"{self.alert_spans} real alert spans ({self.alert_lines_in_found_spans:,} of "
                 f"{self.alert_lines:,} alert lines)")
 
     def to_json(self) -> dict[str, int]:
+        """The figures for --json."""
         return {k: int(v) for k, v in self.__dict__.items()}
 
 
