@@ -59,8 +59,15 @@ def _time(t: float, with_date: bool) -> str:
     return dt.strftime("%Y-%m-%d %H:%M:%S" if with_date else "%H:%M:%S")
 
 
+def _printable(text: str) -> str:
+    """Control characters (binary input) escaped, so they never reach the terminal raw."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else f"\\x{ord(c):02x}" if ord(c) < 256 else "\ufffd" for c in text)
+
+
 def _quote(text: str, limit: int = 60) -> str:
-    text = " ".join(text.split())
+    text = _printable(" ".join(text.split()))
     return f'"{text}"' if len(text) <= limit else f'"{text[: limit - 3]}..."'
 
 
@@ -79,9 +86,12 @@ def render_anomaly(anomaly: Anomaly, color: bool, related: Sequence[Anomaly] = (
         paint(f"ANOMALY DETECTED [Score: {anomaly.score:.2f}]", _RED) + f"  {anomaly.verdict.value.upper()}",
         _RULE,
         f"Timestamp: {stamp}",
-        f"Entity:    {actor_of(line.line)}",
+        f"Entity:    {_printable(line.line.entity)}",
         f"Log Line:  {_quote(line.line.message, 120)}",
     ]
+    actor = actor_of(line.line)
+    if actor and actor != line.line.entity:  # the entity is the stream: say which service spoke
+        out.insert(4, f"Component: {_printable(actor)}")
     if anomaly.explanations:
         out += ["", "Anomaly Factors:"]
         for e in anomaly.explanations:
@@ -144,7 +154,7 @@ def render_summary(
         if multi_day and inc.last_seen - inc.first_seen >= 1 and _day(inc.first_seen) != _day(inc.last_seen):
             span = f"{start} - {_time(inc.last_seen, True)}"
         severity = paint(f"[{inc.severity.name}]", _SEVERITY_COLOR[inc.severity])
-        out += ["", f"{paint(f'Incident {n}', _BOLD)} ({span}): {inc.title} {severity}"]
+        out += ["", f"{paint(f'Incident {n}', _BOLD)} ({span}): {_printable(inc.title)} {severity}"]
         first = inc.first_line
         members = by_incident.get(inc.incident_id, [])
         if members:

@@ -434,8 +434,22 @@ _SCRIPT = r"""
     return v.toFixed(2);
   }
 
+  function count(v) { return Math.round(v).toLocaleString("en-US"); }
+  // Places a text node unless it would overlap one already placed in the same row (measured).
+  function Row() { this.spans = []; }
+  Row.prototype.place = function (node, gap) {
+    var box = node.getBBox(), a = box.x - gap, b = box.x + box.width + gap;
+    for (var i = 0; i < this.spans.length; i++) {
+      if (a < this.spans[i][1] && this.spans[i][0] < b) { node.remove(); return false; }
+    }
+    this.spans.push([a, b]);
+    return true;
+  };
+
   function timeline() {
-    var W = 1240, H = 320, L = 60, R = 60, T = 16, B = 44;
+    // Rows from the top: axis titles (y 14), incident numbers (just above the plot), the plot,
+    // the time axis, the legend. Value labels sit in the side margins, never on the plot.
+    var W = 1240, H = 340, L = 64, R = 64, T = 44, B = 50;
     var root = svg("timeline", W, H);
     var tl = data.timeline, pts = tl.points;
     if (!pts.length) { empty(root, W, H, "No timed lines in this scan."); return; }
@@ -449,17 +463,17 @@ _SCRIPT = r"""
     function X(x) { return L + (x / xmax) * pw; }
     function YL(v) { return T + ph - (v / maxLines) * ph; }
     function YS(v) { return T + ph - ((v - smin) / (smax - smin)) * ph; }
-    var lastLabel = -1e9;
+    var bw = Math.max(pw / xmax, 1);
+    var labels = new Row();
     tl.incidents.forEach(function (s) {
       var x0 = X(s.x0), x1 = Math.max(X(s.x1 + 1), x0 + 3);
-      el("rect", {x: x0, y: T, width: x1 - x0, height: ph, fill: SEV[s.severity] || "#888",
-                  "fill-opacity": 0.16, class: "incident-span"}, root);
-      if (x0 - lastLabel > 28) {  // label only where it does not collide with the previous one
-        el("text", {x: x0 + 2, y: T + 12, "font-size": 11, fill: SEV[s.severity] || "#888"}, root, "#" + s.n);
-        lastLabel = x0;
-      }
+      var color = SEV[s.severity] || "#888";
+      el("rect", {x: x0, y: T, width: x1 - x0, height: ph, fill: color, "fill-opacity": 0.16,
+                  class: "incident-span"}, root);
+      var label = el("text", {x: Math.min(x0, L + pw - 24), y: T - 8, "font-size": 11, fill: color,
+                              class: "incident-label"}, root, "#" + s.n);
+      labels.place(label, 3);  // a crowded stretch keeps its first number; the list below has all
     });
-    var bw = Math.max(pw / xmax, 1);
     pts.forEach(function (p) {
       el("rect", {x: X(p.x), y: YL(p.lines), width: bw, height: T + ph - YL(p.lines), fill: "#9fb3c8"}, root);
     });
@@ -474,33 +488,41 @@ _SCRIPT = r"""
     if (d) { el("path", {d: d, fill: "none", stroke: "#6a3d9a", "stroke-width": 1.2}, root); }
     tl.markers.forEach(function (m) {
       el("circle", {cx: X(m.x) + bw / 2, cy: YS(Math.min(Math.max(m.score, smin), smax)), r: 2.2,
-                    fill: "#d62728"}, root);
+                    fill: "#d62728", class: "marker"}, root);
     });
-    var lastGap = -1e9, many = tl.breaks.length > 40;
+    var many = tl.breaks.length > 40;
     tl.breaks.forEach(function (b) {
-      el("line", {x1: X(b), x2: X(b), y1: T, y2: T + ph, stroke: many ? "#c5ccd6" : "#333",
-                  "stroke-dasharray": "4 3", class: "gap"}, root);
-      if (!many && X(b) - lastGap > 40) {
-        el("text", {x: X(b) + 3, y: T + ph - 4, "font-size": 10, fill: "#333"}, root, "gap");
-        lastGap = X(b);
-      }
+      var gap = el("line", {x1: X(b), x2: X(b), y1: T, y2: T + ph, stroke: many ? "#c5ccd6" : "#333",
+                            "stroke-dasharray": "4 3", class: "gap"}, root);
+      el("title", {}, gap, "a silence cut out of the time axis");
     });
     el("line", {x1: L, x2: L + pw, y1: T + ph, y2: T + ph, stroke: "#333"}, root);
-    el("text", {x: 8, y: T + 10, "font-size": 11, fill: "#4a6481"}, root, fmt(maxLines) + " lines");
-    el("text", {x: W - 8, y: T + 10, "font-size": 11, fill: "#6a3d9a", "text-anchor": "end"}, root,
-       "score " + fmt(smax));
-    el("text", {x: W - 8, y: T + ph, "font-size": 11, fill: "#6a3d9a", "text-anchor": "end"}, root,
-       fmt(smin));
-    var ticks = Math.min(6, pts.length);
-    for (var i = 0; i < ticks; i++) {
-      var p = pts[Math.floor(i * (pts.length - 1) / Math.max(ticks - 1, 1))];
-      el("text", {x: X(p.x), y: H - 22, "font-size": 11, "text-anchor": i === 0 ? "start" : "middle",
-                  fill: "#333"}, root, p.t);
+    // Axis titles above the plot, values in the margins beside it.
+    el("text", {x: L, y: 14, "font-size": 11, fill: "#4a6481"}, root, "bars: lines per bucket");
+    el("text", {x: L + pw, y: 14, "font-size": 11, fill: "#6a3d9a", "text-anchor": "end"}, root,
+       "purple: highest anomaly score per bucket");
+    el("text", {x: L - 6, y: T + 10, "font-size": 11, fill: "#4a6481", "text-anchor": "end"}, root, count(maxLines));
+    el("text", {x: L - 6, y: T + ph, "font-size": 11, fill: "#4a6481", "text-anchor": "end"}, root, "0");
+    el("text", {x: L + pw + 6, y: T + 10, "font-size": 11, fill: "#6a3d9a"}, root, fmt(smax));
+    el("text", {x: L + pw + 6, y: T + ph, "font-size": 11, fill: "#6a3d9a"}, root, fmt(smin));
+    // Time ticks spread evenly along the axis (not by bucket count, which crowds them where the
+    // lines are dense), each at the nearest bucket; a tick that would overlap another is dropped.
+    var ticks = new Row(), n = Math.min(6, pts.length), xs = pts.map(function (p) { return p.x; });
+    for (var i = 0; i < n; i++) {
+      var target = n > 1 ? i * (xmax - 1) / (n - 1) : 0, j = 0;
+      while (j < xs.length - 1 && Math.abs(xs[j + 1] - target) <= Math.abs(xs[j] - target)) { j++; }
+      var anchor = i === 0 ? "start" : (i === n - 1 ? "end" : "middle");
+      var tx = i === n - 1 ? X(xs[j]) + bw : X(xs[j]);
+      var tick = el("text", {x: tx, y: H - 26, "font-size": 11, "text-anchor": anchor, fill: "#333",
+                             class: "tick"}, root, pts[j].t);
+      if (ticks.place(tick, 6)) {
+        el("line", {x1: X(xs[j]) + bw / 2, x2: X(xs[j]) + bw / 2, y1: T + ph, y2: T + ph + 4, stroke: "#333"}, root);
+      }
     }
     el("text", {x: L, y: H - 6, "font-size": 11, fill: "#5b6575"}, root,
-       "bucket = " + fmt(tl.bucket_secs) + " s; bars: lines per bucket; purple: highest score; " +
-       "red dots: anomalies; shaded: incidents; dashed: " + tl.breaks.length +
-       " silence(s) longer than 30 buckets cut out");
+       "bucket = " + fmt(tl.bucket_secs) + " s; red dots: anomalies; shaded: incidents (numbered as below); " +
+       "dashed: " + tl.breaks.length + " silence" + (tl.breaks.length === 1 ? "" : "s") +
+       " longer than 30 buckets cut out");
   }
 
   function templates() {

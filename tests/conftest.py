@@ -17,6 +17,11 @@ DATA = Path(os.environ.get("LOGDETECT_DATA", REPO.parent / "shared" / "data"))
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
 
+# Skip reasons name how to get what is missing; the summary hook below counts them by these marks.
+DATA_MISSING = f"labelled data not found at {DATA}: see README.md 'Data' (or set LOGDETECT_DATA to its folder)"
+TEST_DEPS_HINT = "run `make test-deps` to install it"
+
+
 def need(condition: bool, reason: str) -> None:
     """Skip the calling test when `condition` is false; fail instead under CI=true."""
     if condition:
@@ -29,7 +34,7 @@ def need(condition: bool, reason: str) -> None:
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
     """The shared labelled data directory (skips without it, fails under CI=true)."""
-    need(DATA.is_dir(), f"labelled data not found at {DATA} (set LOGDETECT_DATA)")
+    need(DATA.is_dir(), DATA_MISSING)
     return DATA
 
 
@@ -48,3 +53,27 @@ def hdfs(data_dir: Path) -> tuple[list[list[int]], dict[int, int]]:
     sessions = read_sessions(data_dir / "hdfs" / "deeplog" / "hdfs_train")
     vocab = build_vocab(sessions)
     return encode(sessions, vocab), vocab
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """One line at the very end when tests were skipped for missing data or test tools."""
+    skipped = terminalreporter.stats.get("skipped", [])
+
+    def count(mark: str) -> int:
+        return sum(1 for r in skipped if mark in str(getattr(r, "longrepr", "")))
+
+    data, tools = count("labelled data not found"), count("make test-deps")
+    if data:
+        terminalreporter.write_line(
+            f"NOTE: {data} data-dependent test{'s' if data != 1 else ''} skipped: the Loghub data is not at "
+            f"{DATA} (README.md 'Data' says how to get it; LOGDETECT_DATA points elsewhere)",
+            yellow=True,
+            bold=True,
+        )
+    if tools:
+        terminalreporter.write_line(
+            f"NOTE: {tools} test{'s' if tools != 1 else ''} skipped for missing tools (Chromium, systemd, "
+            "the npm Forward client): `make test-deps` installs them",
+            yellow=True,
+            bold=True,
+        )

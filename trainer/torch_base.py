@@ -240,9 +240,22 @@ class SequenceTrainer(TorchDetector, Generic[OptionsT]):
         return self.net(self.vocab_size, self.options)
 
 
+# Not on a terminal (logs, CI, a pipe): a progress line at most this often within an epoch.
+PROGRESS_EVERY_SECONDS = 10.0
+_last_line = [0.0]
+
+
 def _progress(name: str, epoch: int, epochs: int, batch: int, batches: int, loss: float) -> None:
     if not sys.stderr.isatty() and batch != batches:
-        return  # in logs and CI: one line per epoch, not a redraw per batch
+        # In logs and CI: no redraw per batch, but a line every few seconds of a long epoch.
+        now = time.monotonic()
+        if batch == 1:
+            _last_line[0] = now
+        elif now - _last_line[0] >= PROGRESS_EVERY_SECONDS:
+            _last_line[0] = now
+            sys.stderr.write(f"{name} epoch {epoch}/{epochs}: batch {batch}/{batches}, loss {loss:.4f}\n")
+            sys.stderr.flush()
+        return
     width = 24
     done = int(width * batch / max(batches, 1))
     bar = "█" * done + "·" * (width - done)

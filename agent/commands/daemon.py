@@ -13,19 +13,23 @@ examples:
 from __future__ import annotations
 
 import argparse
+import sys
 
 
 def configure(p: argparse.ArgumentParser) -> None:
     """Options of `logdetect agent`: the TOML config and a log-level override."""
-    p.add_argument("--config", "-c", required=True, metavar="FILE", help="the agent's TOML config")
+    p.add_argument("--config", "-c", required=True, metavar="FILE",
+                   help="the agent's TOML config (`logdetect print-config` writes a commented example)")
     p.add_argument(
         "--log-level",
         choices=["debug", "info", "warning", "error"],
         default=None,
-        help="override [agent] log_level",
+        help="how much the agent logs on stderr (default: the config's [agent] log_level)",
     )
     p.add_argument(
-        "--log-format", choices=["json", "console", "auto"], default=None, help="override [agent] log_format"
+        "--log-format", choices=["json", "console", "auto"], default=None,
+        help="log lines as JSON or for people; auto = for people on a terminal "
+        "(default: the config's [agent] log_format)",
     )
 
 
@@ -39,4 +43,11 @@ def run(args: argparse.Namespace) -> int:
     configure_logging(
         fmt=args.log_format or config.agent.log_format, level=args.log_level or config.agent.log_level
     )
+    sources = ", ".join(f"{c.id} ({c.type})" for c in config.sources) or "none"
+    sinks = ", ".join(f"{c.id} ({c.type})" for c in config.sinks) or "none"
+    sys.stderr.write(
+        f"logdetect agent: starting with {args.config}: model {config.model}; sources {sources}; "
+        f"sinks {sinks} (SIGTERM stops, SIGHUP reloads)\n"
+    )
+    sys.stderr.flush()
     return run_daemon(config)

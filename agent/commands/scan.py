@@ -8,6 +8,7 @@ examples:
   logdetect scan --model model/ --input today.log --sensitivity high
   logdetect scan --model model/ --input today.log --format json > anomalies.jsonl
   logdetect scan --model model/ --input today.log --report report.html
+  zcat old.log.gz | logdetect scan --model model/ --input -
 """
 
 from __future__ import annotations
@@ -21,24 +22,34 @@ from agent import events
 from agent.onnx_session import RuntimeOptions
 from agent.parsing import ParserConfig
 from agent.pipeline import Pipeline, PipelineConfig
-from agent.reader import check_inputs, iter_records
+from agent.reader import TextCheck, check_inputs, input_name, iter_records
 from agent.types import Anomaly, Incident, LineResult, Output, Sensitivity, SessionVerdict
+from agent.wording import plural
 
 
 def add_model_options(p: argparse.ArgumentParser) -> None:
     """Options shared by the commands that serve a bundle (scan, watch)."""
     p.add_argument("--model", "-m", required=True, metavar="BUNDLE", help="model bundle written by `logdetect train`")
     p.add_argument("--sensitivity", choices=[s.value for s in Sensitivity], default="medium",
-                   help="low = fewest alerts, high = most (points on the calibrated curve; default: medium)")
-    p.add_argument("--log-format", default=None, help="override the bundle's log format")
-    p.add_argument("--entity", default=None, help="override the bundle's entity key (stream, component, "
-                   "'regex:PATTERN', 'field:NAME')")
-    p.add_argument("--models", default=None, help="comma list: only these bundle models vote")
+                   help="low = fewest alerts, high = most; each is a threshold set at training "
+                        "(default: medium)")
+    p.add_argument("--log-format", default=None, metavar="FORMAT",
+                   help="read the lines in this format instead of the one the model was trained on "
+                        "(auto, syslog, rfc5424, iso, hdfs, bgl, json, raw, ...; default: the model's)")
+    p.add_argument("--entity", default=None, metavar="KEY",
+                   help="key sessions and windows by this instead of what the model was trained with: "
+                        "stream, component, 'regex:PATTERN' or 'field:NAME' (default: the model's)")
+    p.add_argument("--models", default=None, metavar="LIST",
+                   help="comma list of the model's detectors that may vote, e.g. isolation_forest,deeplog "
+                        "(default: all in the model)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
-                   help="ONNX Runtime provider: auto prefers CUDA when usable (default: auto)")
-    p.add_argument("--threads", type=int, default=1, help="ONNX Runtime intra-op threads (default: 1)")
+                   help="where models run: auto uses an NVIDIA GPU when one is usable, else the CPU "
+                        "(default: auto)")
+    p.add_argument("--threads", type=int, default=1, metavar="N",
+                   help="CPU threads each model may use (default: 1)")
     p.add_argument("--dynamic-thresholds", action="store_true",
-                   help="scale thresholds by the hour-of-day multipliers learned at training (seed 002)")
+                   help="raise or lower thresholds by hour of day, as learned from the training logs "
+                        "(default: off, one threshold all day)")
 
 
 def pipeline_config(args: argparse.Namespace, **extra: object) -> PipelineConfig:
@@ -69,15 +80,19 @@ def pipeline_config(args: argparse.Namespace, **extra: object) -> PipelineConfig
 def configure(p: argparse.ArgumentParser) -> None:
     """Options of `logdetect scan`: the bundle, the files, the output format and the HTML report."""
     add_model_options(p)
-    p.add_argument("--input", "-i", nargs="+", required=True, metavar="FILE", help="log files to scan")
-    p.add_argument("--format", choices=["text", "json"], default="text", help="output format (default: text)")
-    p.add_argument("--report", metavar="HTML", help="also write a self-contained HTML report here")
-    p.add_argument("--color", choices=["auto", "always", "never"], default="auto")
+    p.add_argument("--input", "-i", nargs="+", required=True, metavar="FILE",
+                   help="log files to scan, in order; - reads standard input")
+    p.add_argument("--format", choices=["text", "json"], default="text",
+                   help="text: a summary for people; json: one event per line (default: text)")
+    p.add_argument("--report", metavar="HTML", help="also write a self-contained HTML report to this file "
+                   "(default: none)")
+    p.add_argument("--color", choices=["auto", "always", "never"], default="auto",
+                   help="colour the text output: auto = only on a terminal (default: auto)")
 
 
 def run(args: argparse.Namespace) -> int:
     """Score the files through the pipeline, then print the summary or the JSON events."""
-    paths = check_inputs(args.input, allow_empty=True)
+    paths = check_inputs(args.input, allow_empty=True, allow_stdin=True)
     pipe = Pipeline.from_bundle(args.model, pipeline_config(args))
     collector = None
     if args.report:
@@ -114,24 +129,29 @@ def run(args: argparse.Namespace) -> int:
 
     batch = []
     for path in paths:
+        check = TextCheck(input_name(path))
         for record in iter_records(path):
+            check.add(record.line)
             batch.append(record)
             if len(batch) >= 4096:
                 handle(pipe.process(batch, now))
                 batch = []
+        problem = check.problem()
+        if problem is not None:
+            sys.stderr.write(f"logdetect: warning: {problem}; scores of such lines mean little\n")
     handle(pipe.process(batch, now))
     handle(pipe.close(now))
     if collector is not None:
         for inc in incidents.values():
             collector.add_incident(inc)
-        collector.write_html(Path(args.report), title=f"logdetect scan of {', '.join(p.name for p in paths)}")
+        collector.write_html(Path(args.report), title=f"logdetect scan of {', '.join(input_name(p) for p in paths)}")
     if not json_out:
         from agent.render import render_summary
 
         color = args.color == "always" or (args.color == "auto" and sys.stdout.isatty())
         text = render_summary(pipe.lines, anomalies, list(incidents.values()), color)
         if sessions:
-            text += f"\n{len(sessions)} sessions judged anomalous as a whole (see --format json).\n"
+            text += f"\n{plural(len(sessions), 'session')} judged anomalous as a whole (see --format json).\n"
         sys.stdout.write(text)
     sys.stdout.flush()
     return 0

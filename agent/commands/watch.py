@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from agent.commands.scan import add_model_options
@@ -22,11 +23,15 @@ from agent.commands.scan import add_model_options
 def configure(p: argparse.ArgumentParser) -> None:
     """Options of `logdetect watch`: the bundle, the file (or stdin) to follow and its line format."""
     add_model_options(p)
-    p.add_argument("--input", "-i", required=True, metavar="FILE|-", help="file to follow, or - for stdin")
+    p.add_argument("--input", "-i", required=True, metavar="FILE|-", help="file to follow, or - for standard input")
     p.add_argument("--line-format", default="auto", choices=["auto", "plain", "json"],
-                   help="plain lines, JSON lines (Fluent Bit json_lines, Vector console), or auto (default)")
-    p.add_argument("--from-start", action="store_true", help="read a followed file from its start, not its end")
-    p.add_argument("--state-dir", help="keep online templates and the file offset here across restarts")
+                   help="plain lines, JSON lines (Fluent Bit json_lines, Vector console), or auto: JSON when a "
+                        "line is a JSON object (default: auto)")
+    p.add_argument("--from-start", action="store_true",
+                   help="read a followed file from its start (default: from its end, only new lines)")
+    p.add_argument("--state-dir", metavar="DIR",
+                   help="keep templates learned while watching and the file offset in this directory across "
+                        "restarts (default: none, start fresh)")
 
 
 def config_text(args: argparse.Namespace) -> str:
@@ -71,4 +76,13 @@ def run(args: argparse.Namespace) -> int:
     config, problems = parse_config(config_text(args), Path("<watch options>"))
     if config is None or problems:
         raise ConfigError("; ".join(problems) or "invalid watch options")
+    if args.input == "-":
+        source = "standard input until it ends"
+    else:
+        source = f"{args.input} from its {'start' if args.from_start else 'end'} (like tail -F)"
+    sys.stderr.write(
+        f"logdetect watch: model {args.model}; reading {source}; anomalies and incidents go to stdout "
+        "as JSON lines, nothing while all is normal (Ctrl-C stops)\n"
+    )
+    sys.stderr.flush()
     return run_daemon(config)

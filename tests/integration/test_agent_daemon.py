@@ -32,7 +32,7 @@ import jsonschema
 import msgpack
 import pytest
 import zmq
-from conftest import REPO, need
+from conftest import REPO, TEST_DEPS_HINT, need
 
 from agent.events import json_schema
 
@@ -187,7 +187,7 @@ LINE = "2026-11-23T10:{minute:02d}:00.000Z INFO web-1: GET /api/items 200 in 12m
 def test_forward_every_acked_record_is_processed(bundle: Path, tmp_path: Path, stop_signal: int) -> None:
     """Every mode of @fluent-org/logger with acks, over TCP and a Unix socket; then the agent is
     stopped (SIGTERM: exit 0) or killed (-9): every acked record has its event in the sink."""
-    need(node_available(), "node and tests/node/node_modules (run tests/setup/node.sh)")
+    need(node_available(), f"node and tests/node/node_modules are missing: {TEST_DEPS_HINT}")
     sock_path = tmp_path / "forward.sock"
     config = write_config(
         tmp_path / "agent.toml",
@@ -322,7 +322,7 @@ def test_sighup_refuses_a_corrupt_bundle_and_keeps_serving(bundle: Path, tmp_pat
     """Reload with an edited bundle: refused with a log line, the old model keeps serving; a
     reload with a good bundle then swaps it in while serving; `logdetect validate` reports the
     edited bundle as broken."""
-    need(node_available(), "node and tests/node/node_modules (run tests/setup/node.sh)")
+    need(node_available(), f"node and tests/node/node_modules are missing: {TEST_DEPS_HINT}")
     broken = tmp_path / "broken-model"
     shutil.copytree(bundle, broken)
     vocab = broken / "vocab.json"

@@ -23,7 +23,7 @@ from typing import Any
 
 import msgpack
 import pytest
-from conftest import REPO, need
+from conftest import REPO, TEST_DEPS_HINT, need
 
 from agent import metrics
 from agent.components import BatchQueue
@@ -159,7 +159,7 @@ def test_fluent_logger_message_mode_tcp_and_unix_with_event_time(tmp_path: Path)
 @pytest.mark.parametrize("mode", ["Message", "Forward", "PackedForward", "CompressedPackedForward"])
 def test_node_client_every_mode_with_acks(mode: str) -> None:
     """@fluent-org/logger in each mode with acks: every emit resolves (acked) and arrives once."""
-    need(node_available(), "node and tests/node/node_modules (run tests/setup/node.sh)")
+    need(node_available(), f"node and tests/node/node_modules are missing: {TEST_DEPS_HINT}")
 
     async def scenario() -> None:
         async with Harness() as h:
@@ -173,7 +173,7 @@ def test_node_client_every_mode_with_acks(mode: str) -> None:
 def test_node_client_shared_key_handshake_and_wrong_key(tmp_path: Path) -> None:
     """Shared key: the right key is accepted (digests verified by the client), a wrong one is
     refused, counted, and nothing from it is processed; a Unix socket works the same."""
-    need(node_available(), "node and tests/node/node_modules (run tests/setup/node.sh)")
+    need(node_available(), f"node and tests/node/node_modules are missing: {TEST_DEPS_HINT}")
 
     async def scenario() -> None:
         path = tmp_path / "secure.sock"

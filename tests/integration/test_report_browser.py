@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import need
+from conftest import TEST_DEPS_HINT, need
 from log_fixtures import bgl_lines
 
 from agent.explain import Explainer
@@ -63,7 +63,7 @@ def bgl_report(data_dir: Path) -> ReportCollector:
 def chromium(report: Path, tmp: Path) -> tuple[str, str, Path]:
     """Load the page in headless Chromium: (DOM after scripts ran, console log, screenshot)."""
     exe = shutil.which("chromium")
-    need(exe is not None, "chromium is not installed (tests/setup/chromium.sh installs it)")
+    need(exe is not None, f"chromium is not installed: {TEST_DEPS_HINT}")
     assert exe is not None
     flags = [
         exe, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import REPO, need
+from conftest import REPO, TEST_DEPS_HINT, need
 
 SYSTEMD = REPO / "systemd"
 UNIT = SYSTEMD / "logdetect.service"
@@ -43,7 +43,7 @@ def parse_unit(text: str) -> dict[str, dict[str, list[str]]]:
 
 def _systemd_analyze() -> str:
     path = shutil.which("systemd-analyze")
-    need(path is not None, "systemd-analyze missing: run tests/setup/systemd.sh (installs Debian's systemd)")
+    need(path is not None, f"systemd-analyze (Debian's systemd) is missing: {TEST_DEPS_HINT}")
     assert path is not None
     return path
 

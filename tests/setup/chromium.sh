@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Installs Debian's chromium for the headless report test (tests/integration/test_report_browser.py).
-# Idempotent and quick when chromium is already present.
+# `make test-deps`: installs Debian's chromium (about 113 MB to download, 480 MB on disk) for the
+# headless report tests (tests/integration/test_report_browser.py). Idempotent and quick when
+# chromium is already present; `make test` never runs this by itself.
 set -euo pipefail
 
 if command -v chromium >/dev/null 2>&1; then
@@ -17,6 +18,8 @@ if [ "$(id -u)" -ne 0 ]; then
     fi
 fi
 
+echo "chromium.sh: installing Debian's chromium with apt-get (about 113 MB download)" >&2
 export DEBIAN_FRONTEND=noninteractive
-$SUDO apt-get update -q
-$SUDO apt-get install -y -q chromium
+# Wait for another apt/dpkg run to finish instead of failing on its lock.
+$SUDO apt-get -o DPkg::Lock::Timeout=300 update -q
+$SUDO apt-get -o DPkg::Lock::Timeout=300 install -y -q chromium

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs the npm Forward-protocol client (@fluent-org/logger) the integration tests drive
+# `make test-deps`: installs the npm Forward-protocol client (@fluent-org/logger) the integration tests drive
 # through node, into tests/node/node_modules. Quick and quiet when it is already installed.
 set -euo pipefail
 cd "$(dirname "$0")/../node"
@@ -10,4 +10,5 @@ fi
 if [ -f node_modules/@fluent-org/logger/package.json ] && [ node_modules/.package-lock.json -nt package-lock.json ]; then
   exit 0
 fi
+echo "node.sh: installing @fluent-org/logger into tests/node/node_modules with npm ci" >&2
 npm ci --no-audit --no-fund --loglevel=error

@@ -14,17 +14,28 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+DEFAULT_EPOCHS = 2
+
 
 def configure(p: argparse.ArgumentParser) -> None:
     """Options of `logdetect demo`: work directory, simulated volume, models and time budget."""
     p.add_argument("--workdir", default="demo-out", help="where logs, bundle and report go (default: demo-out)")
     p.add_argument("--days", type=float, default=3.0, help="normal days to train on (default: 3)")
-    p.add_argument("--lines-per-day", type=int, default=20_000, help="simulated volume (default: 20000)")
-    p.add_argument("--models", default="isolation_forest,deeplog,lstm_ae,logbert,novel_set",
-                   help="models to train (default: all of them)")
-    p.add_argument("--seconds-per-model", type=float, default=60.0,
-                   help="training time budget of each torch model (default: 60)")
-    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--lines-per-day", type=int, default=20_000, metavar="N",
+                   help="approximate simulated lines per day (default: 20000)")
+    p.add_argument("--models", default="isolation_forest,deeplog,lstm_ae,logbert,novel_set", metavar="LIST",
+                   help="comma list of models to train (default: all five: isolation_forest, deeplog, lstm_ae, "
+                        "logbert, novel_set)")
+    p.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS, metavar="N",
+                   help=f"passes over the training data for each torch model (default: {DEFAULT_EPOCHS})")
+    p.add_argument("--threads", type=int, default=1, metavar="N",
+                   help="CPU threads for training and scanning; with the same seed, epochs and threads every "
+                        "run prints the same (default: 1)")
+    p.add_argument("--seconds-per-model", type=float, default=None, metavar="S",
+                   help="stop each torch model after S seconds of training; runs then differ from one "
+                        "another (default: no limit, --epochs decides)")
+    p.add_argument("--seed", type=int, default=7,
+                   help="random seed of the simulated logs and of the models (default: 7)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -52,12 +63,14 @@ def run(args: argparse.Namespace) -> int:
     out.flush()
     from agent.parsing import ParserConfig
 
+    _fix_threads(args.threads)
+
     bundle = work / "model"
     result = train(
         list(iter_records(normal)),
         TrainOptions(output=bundle, parser=ParserConfig(entity="component"),
                      models=tuple(m for m in args.models.split(",") if m),
-                     max_train_seconds=args.seconds_per_model, epochs=8, seed=args.seed),
+                     max_train_seconds=args.seconds_per_model, epochs=args.epochs, seed=args.seed, device="cpu"),
     )
     out.write(f"      {result.train_lines:,} lines, {result.templates} templates, models: "
               f"{', '.join(result.models)} ({result.seconds:.0f}s)\n")
@@ -65,8 +78,8 @@ def run(args: argparse.Namespace) -> int:
     out.write(f"[4/4] scanning the incident day (report: {report})\n\n")
     out.flush()
     scan_args = argparse.Namespace(
-        model=str(bundle), sensitivity="medium", log_format=None, entity=None, models=None, device="auto",
-        threads=1, input=[str(incident_day)], format="text", report=str(report), color="auto",
+        model=str(bundle), sensitivity="medium", log_format=None, entity=None, models=None, device="cpu",
+        threads=args.threads, input=[str(incident_day)], format="text", report=str(report), color="auto",
         dynamic_thresholds=False,
     )
     scan.run(scan_args)
@@ -77,3 +90,14 @@ def run(args: argparse.Namespace) -> int:
         out.write(f"  {inc.kind:12} {span}  {len(inc.line_numbers)} lines  {inc.description}\n")
     out.write(f"\nDone in {time.monotonic() - t0:.0f}s. Open {report} in a browser for the timeline.\n")
     return 0
+
+
+def _fix_threads(threads: int) -> None:
+    """One fixed CPU thread count for torch (when installed), so that training does the same
+    arithmetic in the same order on every run; scanning gets the same count for ONNX Runtime."""
+    import importlib.util
+
+    if importlib.util.find_spec("torch") is not None:
+        import torch
+
+        torch.set_num_threads(max(1, threads))

@@ -17,19 +17,21 @@ import sys
 from pathlib import Path
 
 from agent.parsing import ParserConfig
-from agent.reader import check_inputs, iter_records
+from agent.reader import BINARY_REFUSE_SHARE, TextCheck, check_inputs, input_name, iter_records
+from agent.wording import plural
 from trainer.train import ALL_MODELS, TrainOptions, train
 
 
 def add_parser_options(p: argparse.ArgumentParser) -> None:
     """Options shared by every command that reads raw logs."""
-    p.add_argument("--log-format", default="auto",
+    p.add_argument("--log-format", default="auto", metavar="FORMAT",
                    help="auto (detect from the first lines), syslog, rfc5424, iso, hdfs, bgl, json, raw, ... "
                         "(default: auto)")
-    p.add_argument("--entity", default="stream",
+    p.add_argument("--entity", default="stream", metavar="KEY",
                    help="what a session/window is keyed by: stream, component, 'regex:PATTERN' "
                         "(first group), or 'field:NAME' for JSON lines (default: stream)")
-    p.add_argument("--no-multiline", action="store_true", help="do not join stack-trace lines to their first line")
+    p.add_argument("--no-multiline", action="store_true",
+                   help="do not join stack-trace lines to the line that started them (default: join them)")
 
 
 def parser_config(args: argparse.Namespace) -> ParserConfig:
@@ -39,20 +41,28 @@ def parser_config(args: argparse.Namespace) -> ParserConfig:
 
 def configure(p: argparse.ArgumentParser) -> None:
     """Options of `logdetect train`: input files, bundle directory, parser, models and budgets."""
-    p.add_argument("--input", "-i", nargs="+", required=True, metavar="FILE", help="log files of normal operation")
+    p.add_argument("--input", "-i", nargs="+", required=True, metavar="FILE",
+                   help="log files of normal operation, oldest first; - reads standard input")
     p.add_argument("--output", "-o", required=True, metavar="BUNDLE", help="directory to write the model bundle to")
     add_parser_options(p)
-    p.add_argument("--target-fpr", type=float, default=0.001,
+    p.add_argument("--target-fpr", type=float, default=0.001, metavar="SHARE",
                    help="share of normal lines each model may flag at medium sensitivity; low is 10x "
                         "stricter, high 10x looser (default: 0.001)")
-    p.add_argument("--val-fraction", type=float, default=0.2,
+    p.add_argument("--val-fraction", type=float, default=0.2, metavar="SHARE",
                    help="last share of lines held back for thresholds (default: 0.2)")
-    p.add_argument("--models", default=",".join(ALL_MODELS),
+    p.add_argument("--models", default=",".join(ALL_MODELS), metavar="LIST",
                    help=f"comma list of models to train (default: {','.join(ALL_MODELS)})")
-    p.add_argument("--epochs", type=int, default=10, help="max epochs for the torch models (default: 10)")
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="where torch trains")
-    p.add_argument("--seed", type=int, default=42)
-    p.add_argument("--quiet", "-q", action="store_true", help="no progress output")
+    p.add_argument("--epochs", type=int, default=10, metavar="N",
+                   help="at most this many passes over the training data for deeplog, lstm_ae and logbert; "
+                        "each stops earlier when it no longer improves (default: 10)")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
+                   help="where deeplog, lstm_ae and logbert train: auto uses an NVIDIA GPU when torch can, "
+                        "else the CPU (default: auto)")
+    p.add_argument("--seed", type=int, default=42,
+                   help="random seed of the models (default: 42)")
+    p.add_argument("--force", action="store_true",
+                   help="train even when most lines do not look like text (default: refuse)")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress output on stderr (default: progress)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -63,8 +73,18 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("--target-fpr must be between 0 and 0.5")
     if not 0 <= args.val_fraction < 0.9:
         raise UserError("--val-fraction must be between 0 and 0.9")
-    paths = check_inputs(args.input)
-    records = [r for path in paths for r in iter_records(path)]
+    paths = check_inputs(args.input, allow_stdin=True)
+    records = []
+    for path in paths:
+        check = TextCheck(input_name(path))
+        for record in iter_records(path):
+            check.add(record.line)
+            records.append(record)
+        problem = check.problem()
+        if problem is not None and check.share > BINARY_REFUSE_SHARE and not args.force:
+            raise UserError(f"{problem}: refusing to learn normal behaviour from it (--force trains anyway)")
+        if problem is not None:
+            sys.stderr.write(f"logdetect: warning: {problem}\n")
     options = TrainOptions(
         output=Path(args.output),
         parser=parser_config(args),
@@ -78,8 +98,9 @@ def run(args: argparse.Namespace) -> int:
     )
     result = train(records, options)
     sys.stdout.write(
-        f"Trained on {result.train_lines:,} lines ({result.log_format} format, {result.templates} templates), "
-        f"thresholds set on {result.held_back_lines:,} held-back lines "
+        f"Trained on {plural(result.train_lines, 'line')} ({result.log_format} format, "
+        f"{plural(result.templates, 'template')}), "
+        f"thresholds set on {plural(result.held_back_lines, 'held-back line')} "
         f"(alert rate there {result.held_back_alert_rate:.2%}).\n"
         f"Models: {', '.join(result.models)}. Bundle: {result.bundle} ({result.seconds:.0f}s)\n"
     )

@@ -1,0 +1,17 @@
+"""Counts in the user's words: "1 line", "2 lines", "1,204 anomalies"."""
+
+from __future__ import annotations
+
+_IRREGULAR = {"anomaly": "anomalies", "entity": "entities"}
+
+
+def plural(count: int | float, word: str, many: str | None = None) -> str:
+    """`count` with thousands separators and `word` in the singular or the plural.
+
+    The plural is `many` when given, else the last word of the phrase inflected: a known
+    irregular form or + "s" ("anomalous line" → "anomalous lines").
+    """
+    head, _, last = word.rpartition(" ")
+    form = word if count == 1 else many or f"{head + ' ' if head else ''}{_IRREGULAR.get(last, last + 's')}"
+    number = f"{count:,}" if isinstance(count, int) else f"{count:,.0f}"
+    return f"{number} {form}"
