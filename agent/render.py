@@ -49,14 +49,18 @@ class _Paint:
         return f"{code}{text}{_RESET}" if self.color else text
 
 
-def _time(t: float, with_date: bool) -> str:
+def _time(t: float, with_date: bool, with_year: bool = True) -> str:
+    """UTC time of day, with the date when asked; without the year when the log never said it
+    (syslog lines: "Jun 14 15:16:01", as the line itself writes it)."""
     if not math.isfinite(t):
         return "??:??:??"
     try:
         dt = datetime.fromtimestamp(t, UTC)
     except (OverflowError, OSError, ValueError):
         return "??:??:??"
-    return dt.strftime("%Y-%m-%d %H:%M:%S" if with_date else "%H:%M:%S")
+    if not with_date:
+        return dt.strftime("%H:%M:%S")
+    return dt.strftime("%Y-%m-%d %H:%M:%S" if with_year else "%b %d %H:%M:%S")
 
 
 def _printable(text: str) -> str:
@@ -75,11 +79,14 @@ def _day(t: float) -> str:
     return _time(t, True)[:10]
 
 
-def render_anomaly(anomaly: Anomaly, color: bool, related: Sequence[Anomaly] = ()) -> str:
-    """Seed 002's ANOMALY DETECTED block for one anomaly (and up to 3 related ones)."""
+def render_anomaly(
+    anomaly: Anomaly, color: bool, related: Sequence[Anomaly] = (), year_known: bool = True
+) -> str:
+    """The ANOMALY DETECTED block for one anomaly (and up to 3 related ones). `year_known` False:
+    the log's lines carry no year, so dates are shown without one."""
     paint = _Paint(color)
     line = anomaly.line
-    stamp = _time(line.time, True)
+    stamp = _time(line.time, True, year_known or line.time_from_arrival)
     if line.time_from_arrival:
         stamp += " (arrival time: the line carries no timestamp)"
     out = [
@@ -111,9 +118,14 @@ def render_anomaly(anomaly: Anomaly, color: bool, related: Sequence[Anomaly] = (
 
 
 def render_summary(
-    lines_scanned: int, anomalies: Sequence[Anomaly], incidents: Sequence[Incident], color: bool
+    lines_scanned: int,
+    anomalies: Sequence[Anomaly],
+    incidents: Sequence[Incident],
+    color: bool,
+    year_known: bool = True,
 ) -> str:
-    """The scan summary of seed 002, then each incident's leading anomaly explained."""
+    """The scan summary, then each incident's leading anomaly explained (see `render_anomaly`
+    for `year_known`)."""
     paint = _Paint(color)
     # The latest state of each incident (callers may pass every open/update/resolved event).
     latest: dict[str, Incident] = {}
@@ -128,7 +140,7 @@ def render_summary(
     ]
     if not ordered:
         if anomalies:
-            out += ["", *(render_anomaly(a, color) for a in anomalies[:MAX_INCIDENTS_SHOWN])]
+            out += ["", *(render_anomaly(a, color, (), year_known) for a in anomalies[:MAX_INCIDENTS_SHOWN])]
         return "\n".join(out) + "\n"
 
     times = [t for i in ordered for t in (i.first_seen, i.last_seen) if math.isfinite(t)]
@@ -149,10 +161,10 @@ def render_summary(
     block_ids = {i.incident_id for i in biggest}
     numbered = [(n, i) for n, i in enumerate(ordered, 1) if i.incident_id in shown_ids]
     for n, inc in numbered:
-        start = _time(inc.first_seen, multi_day)
+        start = _time(inc.first_seen, multi_day, year_known)
         span = start if inc.last_seen - inc.first_seen < 1 else f"{start} - {_time(inc.last_seen, False)}"
         if multi_day and inc.last_seen - inc.first_seen >= 1 and _day(inc.first_seen) != _day(inc.last_seen):
-            span = f"{start} - {_time(inc.last_seen, True)}"
+            span = f"{start} - {_time(inc.last_seen, True, year_known)}"
         severity = paint(f"[{inc.severity.name}]", _SEVERITY_COLOR[inc.severity])
         out += ["", f"{paint(f'Incident {n}', _BOLD)} ({span}): {_printable(inc.title)} {severity}"]
         first = inc.first_line
@@ -173,7 +185,7 @@ def render_summary(
             # The most explained member leads (seed 002's block shows why), then the top score.
             leading = max(members, key=lambda a: (len(a.explanations), a.score, -a.line.time))
             related = [a for a in members if a is not leading][:MAX_RELATED]
-            block = render_anomaly(leading, color, related)
+            block = render_anomaly(leading, color, related, year_known)
             out += ["", *("    " + row if row else "" for row in block.splitlines())]
     hidden = len(ordered) - len(numbered)
     if hidden > 0:

@@ -43,11 +43,11 @@ DETAILED_INCIDENTS = 50  # the most severe incidents get a full section; the res
 MAX_GAP_BUCKETS = 30
 
 
-def _stamp(t: float) -> str:
+def _stamp(t: float, with_year: bool = True) -> str:
     if not math.isfinite(t):
         return "?"
     try:
-        return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%d %H:%M:%S")
+        return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%d %H:%M:%S" if with_year else "%b %d %H:%M:%S")
     except (OverflowError, OSError, ValueError):
         return "?"
 
@@ -78,7 +78,9 @@ class _Reservoir:
 class ReportCollector:
     """Collects what the HTML report shows while a scan runs."""
 
-    def __init__(self, training_scores: Sequence[float] = ()) -> None:
+    def __init__(self, training_scores: Sequence[float] = (), year_known: bool = True) -> None:
+        """`year_known` False: the log's lines carry no year (syslog), so dates show none."""
+        self.year_known = year_known
         train = [float(s) for s in training_scores if _finite(s)]
         stride = max(1, math.ceil(len(train) / MAX_SCORE_SAMPLES))
         self._training = train[::stride]
@@ -197,7 +199,7 @@ class ReportCollector:
             points.append(
                 {
                     "x": x,
-                    "t": _stamp(key * self._width),
+                    "t": _stamp(key * self._width, self.year_known),
                     "lines": lines,
                     "anomalies": anomalies,
                     "score": top if math.isfinite(top) else None,
@@ -279,13 +281,13 @@ class ReportCollector:
             if inc.incident_id not in detailed:
                 rows.append(
                     f"<tr><td>{n}</td><td><span class='badge sev-{inc.severity.name.lower()}'>"
-                    f"{inc.severity.name}</span></td><td>{html.escape(_stamp(inc.first_seen))}</td>"
+                    f"{inc.severity.name}</span></td><td>{html.escape(_stamp(inc.first_seen, self.year_known))}</td>"
                     f"<td>{inc.anomaly_count:,}</td><td>{html.escape(inc.title)}</td></tr>"
                 )
                 continue
-            span = _stamp(inc.first_seen)
+            span = _stamp(inc.first_seen, self.year_known)
             if inc.last_seen - inc.first_seen >= 1:
-                span += f" – {_stamp(inc.last_seen)}"
+                span += f" – {_stamp(inc.last_seen, self.year_known)}"
             sev = inc.severity.name
             explanations = self._explanations.get(inc.incident_id, {})
             items = "".join(_explanation_li(e) for e in explanations.values())
@@ -335,7 +337,10 @@ class ReportCollector:
     def write_html(self, path: Path, title: str = "logdetect scan") -> None:
         """Write the report page to `path` (atomically: a temp file, then rename)."""
         times = [k * self._width for k in self._buckets]
-        span = f"{_stamp(min(times))} – {_stamp(max(times) + self._width)} UTC" if times else "no timed lines"
+        year = self.year_known
+        span = "no timed lines"
+        if times:
+            span = f"{_stamp(min(times), year)} – {_stamp(max(times) + self._width, year)} UTC"
         notes = []
         if self.time_from_arrival:
             notes.append(

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import subprocess
+import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -45,6 +48,32 @@ def torch_available() -> bool:
     return True
 
 
+@dataclass(frozen=True)
+class DemoRun:
+    stdout: str
+    workdir: Path  # demo-out: logs, model bundle, report.html
+
+
+DEMO_TIMEOUT = 1200
+
+
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory: pytest.TempPathFactory, torch_available: bool) -> DemoRun:
+    """`logdetect demo --workdir demo-out` run once per session, exactly as `make demo` runs it
+    (a relative workdir, so that the printed paths match too)."""
+    cwd = tmp_path_factory.mktemp("demo")
+    run = subprocess.run(
+        [sys.executable, "-m", "agent.cli", "demo", "--workdir", "demo-out"],
+        cwd=cwd,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        timeout=DEMO_TIMEOUT,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    return DemoRun(run.stdout, cwd / "demo-out")
+
+
 @pytest.fixture(scope="session")
 def hdfs(data_dir: Path) -> tuple[list[list[int]], dict[int, int]]:
     """The DeepLog-format normal HDFS sessions as model tokens, and their vocabulary."""
@@ -66,7 +95,7 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     if data:
         terminalreporter.write_line(
             f"NOTE: {data} data-dependent test{'s' if data != 1 else ''} skipped: the Loghub data is not at "
-            f"{DATA} (README.md 'Data' says how to get it; LOGDETECT_DATA points elsewhere)",
+            f"{DATA} (README.md 'Data' says how to get it; set LOGDETECT_DATA if it is elsewhere)",
             yellow=True,
             bold=True,
         )

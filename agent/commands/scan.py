@@ -21,6 +21,7 @@ from pathlib import Path
 from agent import events
 from agent.onnx_session import RuntimeOptions
 from agent.parsing import ParserConfig
+from agent.parsing.clock import year_is_known
 from agent.pipeline import Pipeline, PipelineConfig
 from agent.reader import TextCheck, check_inputs, input_name, iter_records
 from agent.types import Anomaly, Incident, LineResult, Output, Sensitivity, SessionVerdict
@@ -141,7 +142,10 @@ def run(args: argparse.Namespace) -> int:
             sys.stderr.write(f"logdetect: warning: {problem}; scores of such lines mean little\n")
     handle(pipe.process(batch, now))
     handle(pipe.close(now))
+    # Known once the first lines were read (format auto-detection): whether dates have a year.
+    year_known = year_is_known(pipe.parser.format, pipe.parser.config.assume_year)
     if collector is not None:
+        collector.year_known = year_known
         for inc in incidents.values():
             collector.add_incident(inc)
         collector.write_html(Path(args.report), title=f"logdetect scan of {', '.join(input_name(p) for p in paths)}")
@@ -149,7 +153,7 @@ def run(args: argparse.Namespace) -> int:
         from agent.render import render_summary
 
         color = args.color == "always" or (args.color == "auto" and sys.stdout.isatty())
-        text = render_summary(pipe.lines, anomalies, list(incidents.values()), color)
+        text = render_summary(pipe.lines, anomalies, list(incidents.values()), color, year_known)
         if sessions:
             text += f"\n{plural(len(sessions), 'session')} judged anomalous as a whole (see --format json).\n"
         sys.stdout.write(text)

@@ -142,6 +142,17 @@ def sane_time(t: float | None, arrival: float) -> float | None:
     return t
 
 
+# The formats whose header carries no year (RFC 3164 syslog, Android logcat, Proxifier): their
+# parsers take the year from YearGuess, so it is a guess unless `assume_year` was configured.
+# tests/unit/test_parsing_year.py checks this set against the parsers themselves.
+YEARLESS_FORMATS = frozenset({"syslog", "android", "proxifier"})
+
+
+def year_is_known(log_format: str, assume_year: int | None = None) -> bool:
+    """Whether the times of lines in this format carry a real year (not the current year guessed)."""
+    return assume_year is not None or log_format not in YEARLESS_FORMATS
+
+
 class YearGuess:
     """The year of a timestamp whose format omits it (RFC 3164 syslog, logcat, Proxifier).
 

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
+import sys
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import TEST_DEPS_HINT, need
+from conftest import DEMO_TIMEOUT, REPO, TEST_DEPS_HINT, DemoRun, need
 from log_fixtures import bgl_lines
 
 from agent.explain import Explainer
@@ -22,8 +24,8 @@ from trainer.profile import build_profile
 
 T0 = 1_762_054_935.0
 CHROMIUM_TIMEOUT = 60
-
-
+# Where the layout test copies its screenshots, when set (to look at them; CI need not).
+SCREENSHOTS = os.environ.get("LOGDETECT_SCREENSHOTS")
 
 
 def line_at(t: float, template_id: int = 1, **kw: object) -> TemplatedLine:
@@ -157,3 +159,106 @@ def test_non_finite_scores_and_times_are_skipped(bad: float, tmp_path: Path):
     collector.observe(replace(line_at(T0), time=bad), 0.3)
     collector.write_html(tmp_path / "r.html")
     assert collector.untimed == 1 and collector.lines == 2
+
+
+# Appended to a copy of a report: after the charts are drawn, every text box of every chart and
+# every anomaly marker, measured by the browser, written into the page for --dump-dom to return.
+LAYOUT_PROBE = """<script>
+(function () {
+  var charts = [];
+  document.querySelectorAll(".chart svg").forEach(function (svg) {
+    var frame = svg.getBoundingClientRect(), boxes = [];
+    svg.querySelectorAll("text, circle.marker").forEach(function (n) {
+      var r = n.getBoundingClientRect();
+      if (r.width > 0 && r.height > 0) {
+        boxes.push({tag: n.tagName, cls: n.getAttribute("class") || "", text: n.textContent,
+                    x0: r.left, y0: r.top, x1: r.right, y1: r.bottom});
+      }
+    });
+    charts.push({id: svg.parentNode.id, frame: [frame.left, frame.top, frame.right, frame.bottom],
+                 boxes: boxes});
+  });
+  var out = document.createElement("pre");
+  out.id = "layout-probe";
+  out.textContent = JSON.stringify(charts);
+  document.body.appendChild(out);
+})();
+</script>"""
+SLACK = 0.5  # px: boxes that merely touch do not overlap
+
+
+def measured_layout(report: Path, tmp: Path) -> tuple[list[dict[str, object]], Path]:
+    probe = tmp / f"{report.stem}-probe.html"
+    probe.write_text(report.read_text().replace("</body>", LAYOUT_PROBE + "</body>"))
+    dom, log, png = chromium(probe, tmp)
+    assert not console_errors(log), console_errors(log)
+    found = re.search(r'<pre id="layout-probe">(.*?)</pre>', dom, re.S)
+    assert found is not None, "the layout probe did not run"
+    import html as html_lib
+
+    return json.loads(html_lib.unescape(found.group(1))), png
+
+
+def overlaps(boxes: list[dict[str, object]]) -> list[str]:
+    """Pairs of boxes that overlap: text on text, and text on an anomaly marker."""
+    bad = []
+    for i, a in enumerate(boxes):
+        for b in boxes[i + 1 :]:
+            if a["tag"] != "text" and b["tag"] != "text":
+                continue  # markers may overlap one another
+            w = min(a["x1"], b["x1"]) - max(a["x0"], b["x0"])  # type: ignore[operator]
+            h = min(a["y1"], b["y1"]) - max(a["y0"], b["y0"])  # type: ignore[operator]
+            if w > SLACK and h > SLACK:
+                bad.append(f"{a['tag']} {a['text']!r} overlaps {b['tag']} {b['text']!r}")
+    return bad
+
+
+def scan_report(data_dir: Path, system: str, tmp: Path) -> Path:
+    """Train on the first half of a Loghub 2k file (no torch), scan the whole file with --report."""
+    lines = (data_dir / "loghub_2k" / system / f"{system}_2k.log").read_bytes().splitlines(keepends=True)
+    train, whole = tmp / f"{system}-train.log", tmp / f"{system}.log"
+    train.write_bytes(b"".join(lines[:1000]))
+    whole.write_bytes(b"".join(lines))
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    cli = [sys.executable, "-m", "agent.cli"]
+    model = tmp / f"{system}-model"
+    subprocess.run([*cli, "train", "--input", str(train), "--output", str(model), "--models",
+                    "isolation_forest,novel_set", "--quiet"], check=True, env=env, capture_output=True, timeout=300)
+    report = tmp / f"{system.lower()}_report.html"
+    subprocess.run([*cli, "scan", "--model", str(model), "--input", str(whole), "--report", str(report)],
+                   check=True, env=env, capture_output=True, timeout=300)  # fmt: skip
+    return report
+
+
+def check_layout(report: Path, tmp: Path) -> None:
+    charts, png = measured_layout(report, tmp)
+    if SCREENSHOTS:
+        Path(SCREENSHOTS).mkdir(parents=True, exist_ok=True)
+        shutil.copy(png, Path(SCREENSHOTS) / f"{report.stem}.png")
+    assert [c["id"] for c in charts] == ["timeline", "templates", "scores"]
+    for chart in charts:
+        assert not overlaps(chart["boxes"]), (chart["id"], overlaps(chart["boxes"]))  # type: ignore[arg-type]
+    timeline = charts[0]
+    left, top, right, bottom = timeline["frame"]  # type: ignore[misc]
+    texts = [b for b in timeline["boxes"] if b["tag"] == "text"]  # type: ignore[union-attr]
+    for b in texts:  # nothing drawn outside the chart
+        assert left - SLACK <= b["x0"] and b["x1"] <= right + SLACK and top - SLACK <= b["y0"], b
+        assert b["y1"] <= bottom + SLACK, b
+    ticks = [b for b in texts if b["cls"] == "tick"]
+    if len(ticks) > 1:  # the time axis is labelled across its width, not piled up at one end
+        assert max(b["x1"] for b in ticks) - min(b["x0"] for b in ticks) > 0.6 * (right - left), ticks
+
+
+@pytest.mark.parametrize("system", ["Zookeeper", "Linux"])
+def test_timeline_labels_never_overlap_on_real_logs(system: str, data_dir: Path, tmp_path: Path):
+    """Zookeeper (days of lines with long silences) and Linux (syslog, weeks, bursts): the browser
+    measures every label of the charts; none overlaps another label or an anomaly marker."""
+    check_layout(scan_report(data_dir, system, tmp_path), tmp_path)
+
+
+@pytest.mark.timeout(DEMO_TIMEOUT + 120)
+def test_timeline_labels_never_overlap_on_the_demo(demo_run: DemoRun, tmp_path: Path):
+    """The demo's incident day: one dense day, four incidents close to the markers."""
+    report = tmp_path / "demo_report.html"
+    shutil.copy(demo_run.workdir / "report.html", report)
+    check_layout(report, tmp_path)
