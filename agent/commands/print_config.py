@@ -113,8 +113,10 @@ def example(model: str, state_dir: str, registry: Registry | None = None) -> str
 
 def configure(p: argparse.ArgumentParser) -> None:
     """Options of `logdetect print-config`: the model and state paths to write in."""
-    p.add_argument("--model", default="/var/lib/logdetect/model", help="model bundle path to write in")
-    p.add_argument("--state-dir", default="/var/lib/logdetect/state", help="state directory to write in")
+    p.add_argument("--model", default="/var/lib/logdetect/model", metavar="BUNDLE",
+                   help="model bundle path to put in the config (default: /var/lib/logdetect/model)")
+    p.add_argument("--state-dir", default="/var/lib/logdetect/state", metavar="DIR",
+                   help="state directory to put in the config (default: /var/lib/logdetect/state)")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -12,7 +12,7 @@ from agent.events import json_schema
 
 def configure(p: argparse.ArgumentParser) -> None:
     """Options of `logdetect schema`: compact or indented output."""
-    p.add_argument("--compact", action="store_true", help="one line instead of indented")
+    p.add_argument("--compact", action="store_true", help="print it on one line (default: indented)")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -6,9 +6,9 @@ semi-supervised protocol of DeepLog/LogBERT) unless --contaminated, where labels
 for training. Thresholds come from the held-back tail of the TRAINING files only; the test files
 are scored once. Trivial baselines are computed in the same run.
 
-example:
-  logdetect eval bgl --train ../shared/data/bgl/BGL_{4,6,8,10,12}k.log \
-                     --test ../shared/data/bgl/BGL_14k.log ../shared/data/bgl/BGL_16k.log
+example (the Loghub BGL samples; README.md "Data" says where to get them):
+  logdetect eval bgl --train "$LOGDETECT_DATA"/bgl/BGL_{4,6,8,10,12}k.log \\
+                     --test "$LOGDETECT_DATA"/bgl/BGL_{14,16}k.log
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from trainer.eval.metrics import Row, format_table, row
 
 SEVERE = {Level.ERROR, Level.FATAL}
 REFERENCES = {
-    "template-never-seen baseline (BASELINES.md)": 0.985,
+    "template-never-seen rule (measured on these files before)": 0.985,
     "LogBERT paper (random split)": 0.908,
     "LogBERT chronological re-run": 0.283,
     "contaminated rarity baseline": 0.172,
@@ -39,19 +39,25 @@ REFERENCES = {
 
 def configure(p: argparse.ArgumentParser) -> None:
     """Options of `logdetect eval bgl`: train and test files, protocol, models, window size."""
-    p.add_argument("--train", nargs="+", required=True, metavar="FILE")
-    p.add_argument("--test", nargs="+", required=True, metavar="FILE")
-    p.add_argument("--contaminated", action="store_true", help="train on all lines, labels ignored")
-    p.add_argument("--models", default="isolation_forest", help="models to train (default: isolation_forest; "
+    p.add_argument("--train", nargs="+", required=True, metavar="FILE",
+                   help="labelled BGL files to learn from; only their normal (`-`) lines are learned")
+    p.add_argument("--test", nargs="+", required=True, metavar="FILE",
+                   help="labelled BGL files to measure on, scored once")
+    p.add_argument("--contaminated", action="store_true",
+                   help="learn from every training line, alerts included, labels ignored (default: normal lines only)")
+    p.add_argument("--models", default="isolation_forest", metavar="LIST",
+                   help="comma list of models to train (default: isolation_forest; "
                    "sequence models measure little on BGL's random samples)")
-    p.add_argument("--window", type=int, default=100, help="lines per window (default: 100)")
-    p.add_argument("--epochs", type=int, default=5)
-    p.add_argument("--sensitivity", default="medium", choices=["low", "medium", "high"])
-    p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    p.add_argument("--window", type=int, default=100, metavar="N", help="lines per window (default: 100)")
+    p.add_argument("--epochs", type=int, default=5, metavar="N",
+                   help="at most this many training passes of each torch model (default: 5)")
+    p.add_argument("--sensitivity", default="medium", choices=["low", "medium", "high"],
+                   help="which of the model's thresholds to measure at (default: medium)")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of a table (default: a table)")
     p.add_argument("--bundle", help="keep the trained bundle here (default: a temporary directory)")
     p.add_argument("--logbert-ablation", action="store_true",
                    help="also train LogBERT with and without the severity embedding (20-line windows) and add "
-                        "their rows")
+                        "their rows (default: off)")
 
 
 def window_labels(flags: np.ndarray, size: int) -> np.ndarray:

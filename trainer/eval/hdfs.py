@@ -1,16 +1,18 @@
 """DeepLog-format HDFS sessions: train the sequence models on normal sessions, judge labelled ones.
 
-Train every model of `session_models()` on `--train` (DeepLog format, normal sessions only) into a
-real bundle, load it back through the agent's registry (ONNX Runtime, the serving code), and
-score whole sessions. The labelled `--test` CSV (`Sequence,label`) is split deterministically,
-stratified, in two halves: thresholds (and the ensemble's calibration) are chosen on the first,
-every reported row is measured on the second. Precision is also adjusted to HDFS's real anomaly
-rate (2.93 %), since the labelled CSV is balanced. The three trivial rules of BASELINES.md are
+Train every model that learns from sequences (DeepLog, the LSTM autoencoder, LogBERT, the
+novel-set rule) on `--train` (DeepLog format, normal sessions only) into a real bundle, load it
+back the way the agent does (ONNX Runtime, the serving code), and score whole sessions. The
+labelled `--test` CSV (`Sequence,label`) is split deterministically, stratified, in two halves:
+thresholds (and the ensemble's calibration) are chosen on the first, every reported row is
+measured on the second. Precision is also adjusted to HDFS's real anomaly rate (2.93 %), since
+the labelled CSV is balanced. Three trivial rules (the session holds a template never seen in
+training; a pair of neighbouring templates never seen; a set of templates never seen) are
 computed in the same run on the same half.
 
 `--raw-log FILE --raw-labels FILE` also runs the raw path once as a functional check (header
 parse → Drain3 templates → block sessions → the same models); its figures are not a measure of
-accuracy (the dev slice holds 3 minutes of HDFS, see the data README §2a).
+accuracy (the 20,000-line HDFS slice holds only 3 minutes of HDFS, so its sessions are cut short).
 """
 
 from __future__ import annotations
@@ -106,25 +108,39 @@ def session_models() -> list[ModelSpec]:
 
 def configure(parser: argparse.ArgumentParser) -> None:
     """Options of `logdetect eval hdfs-sessions`: sessions, labelled CSV, models, raw-log check."""
-    parser.add_argument("--train", required=True, type=Path, help="DeepLog-format normal sessions (hdfs_train)")
-    parser.add_argument("--test", required=True, type=Path, help="labelled Sequence,label CSV (robust_log_train.csv)")
-    parser.add_argument("--val", type=Path, help="DeepLog-format normal sessions to calibrate the bundle "
-                        "thresholds on (default: the normal sessions of the tuning half)")
-    parser.add_argument("--json", action="store_true", help="one JSON object with `results` instead of a table")
-    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    parser.add_argument("--epochs", type=int, default=40, help="maximum training epochs (early stopping)")
-    parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--tune-fraction", type=float, default=0.5,
-                        help="share of the labelled CSV used to choose thresholds (default 0.5)")
-    parser.add_argument("--threads", type=int, default=1, help="ONNX Runtime intra-op and torch threads (default 1)")
-    parser.add_argument("--only", nargs="+", metavar="MODEL", help="evaluate only these detectors")
-    parser.add_argument("--raw-log", type=Path, help="raw HDFS log for the functional raw-path check")
-    parser.add_argument("--raw-labels", type=Path, help="BlockId,Label CSV of --raw-log")
-    parser.add_argument("--raw-templates", type=Path, help="loghub HDFS_templates.csv mapping template text to "
+    parser.add_argument("--train", required=True, type=Path, metavar="FILE",
+                        help="normal sessions to learn from, one per line as template numbers (hdfs_train)")
+    parser.add_argument("--test", required=True, type=Path, metavar="CSV",
+                        help="labelled sessions, a Sequence,label CSV (robust_log_train.csv)")
+    parser.add_argument("--val", type=Path, metavar="FILE",
+                        help="DeepLog-format normal sessions to calibrate the bundle thresholds on "
+                             "(default: the normal sessions of the tuning half)")
+    parser.add_argument("--json", action="store_true",
+                        help="one JSON object with `results` instead of a table (default: a table)")
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                        help="where the torch models train: auto uses an NVIDIA GPU when torch can (default: auto)")
+    parser.add_argument("--epochs", type=int, default=40, metavar="N",
+                        help="at most this many training passes; each model stops earlier when it no longer "
+                             "improves (default: 40)")
+    parser.add_argument("--seed", type=int, default=42, help="random seed of the models and the split (default: 42)")
+    parser.add_argument("--tune-fraction", type=float, default=0.5, metavar="SHARE",
+                        help="share of the labelled CSV used to choose thresholds (default: 0.5)")
+    parser.add_argument("--threads", type=int, default=1, metavar="N",
+                        help="CPU threads for training and scoring (default: 1)")
+    parser.add_argument("--only", nargs="+", metavar="MODEL",
+                        help="evaluate only these detectors, e.g. deeplog lstm_ae (default: all)")
+    parser.add_argument("--raw-log", type=Path, metavar="FILE",
+                        help="also run a raw HDFS log through the whole agent as a functional check (default: none)")
+    parser.add_argument("--raw-labels", type=Path, metavar="CSV",
+                        help="BlockId,Label CSV of --raw-log (default: none)")
+    parser.add_argument("--raw-templates", type=Path, metavar="CSV",
+                        help="loghub HDFS_templates.csv mapping template text to "
                         "the E-numbers of the session files (default: found beside the data)")
-    parser.add_argument("--keep-bundle", type=Path, help="also write the trained bundle here")
+    parser.add_argument("--keep-bundle", type=Path, metavar="DIR",
+                        help="also write the trained bundle here (default: a temporary directory)")
     parser.add_argument("--logbert-ablation", action="store_true",
-                        help="also train LogBERT with and without the severity embedding and add their rows")
+                        help="also train LogBERT with and without the severity embedding and add their rows "
+                             "(default: off)")
 
 
 # -- thresholds -------------------------------------------------------------------------------
@@ -170,7 +186,7 @@ def choose_weights(
     return {n: float(w) for n, w in zip(names, best[1], strict=True)}
 
 
-# -- baselines (BASELINES.md) -----------------------------------------------------------------
+# -- baselines: three trivial rules ---------------------------------------------------------
 def baseline_predictions(train: list[list[int]], test: Sequence[Sequence[int]]) -> dict[str, np.ndarray]:
     """The three trivial rules of BASELINES.md: unseen event, unseen bigram, unseen event set."""
     def pairs(s: Sequence[int]) -> set[tuple[int, int]]:  # STIDE w=2 with session start/end marks
