@@ -14,7 +14,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-DEFAULT_EPOCHS = 2
+DEFAULT_EPOCHS = 1
 
 
 def configure(p: argparse.ArgumentParser) -> None:
