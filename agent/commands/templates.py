@@ -79,10 +79,12 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--log-format", default="auto",
                    help="auto (detect from the first lines), syslog, rfc5424, iso, hdfs, bgl, json, raw, ... "
                         "(default: auto)")
-    p.add_argument("--no-multiline", action="store_true", help="do not join stack-trace lines to their first line")
+    p.add_argument("--no-multiline", action="store_true",
+                   help="do not join stack-trace lines to the line that started them (default: join them)")
     p.add_argument("--format", "-f", choices=FORMATS, default="text",
                    help="text: a table of templates; csv/json: one row per input line (default: text)")
-    p.add_argument("--output", "-o", metavar="FILE", default=None, help="write here instead of stdout")
+    p.add_argument("--output", "-o", metavar="FILE", default=None,
+                   help="write here instead of stdout (default: stdout)")
 
 
 def run(args: argparse.Namespace) -> int:

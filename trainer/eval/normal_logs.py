@@ -242,9 +242,11 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-train-seconds", type=float, default=10.0,
                    help="time budget per torch model and system (default: 10)")
     p.add_argument("--models", default=None, help="comma list of models to train (default: train's default)")
-    p.add_argument("--sensitivity", default="medium", choices=[s.value for s in Sensitivity])
-    p.add_argument("--no-live", action="store_true", help="skip the live replays")
-    p.add_argument("--json", action="store_true", help="one JSON object with `results` instead of a table")
+    p.add_argument("--sensitivity", default="medium", choices=[s.value for s in Sensitivity],
+                   help="which of the model's thresholds to measure at (default: medium)")
+    p.add_argument("--no-live", action="store_true", help="skip the live replays (default: run them)")
+    p.add_argument("--json", action="store_true",
+                   help="one JSON object with `results` instead of a table (default: a table)")
     p.add_argument("--keep", metavar="DIR", help="keep the bundles here (default: a temporary directory)")
 
 
