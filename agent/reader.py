@@ -57,6 +57,7 @@ def check_inputs(
 
 
 def input_name(path: Path) -> str:
+    """How an input is named in records and messages: its file name, or "stdin" for `-`."""
     return "stdin" if path == STDIN else path.name
 
 
@@ -106,12 +107,14 @@ class TextCheck:
     binary: int = 0
 
     def add(self, line: str) -> None:
+        """Count one decoded line (the common, clean case costs one `isprintable`)."""
         self.lines += 1
         if "\ufffd" in line or "\x00" in line or not line.isprintable():
             self.binary += is_binary(line)
 
     @property
     def share(self) -> float:
+        """The share of the lines read so far that look binary."""
         return self.binary / self.lines if self.lines else 0.0
 
     def problem(self) -> str | None:

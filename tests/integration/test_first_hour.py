@@ -23,6 +23,7 @@ INTERNAL = ("seed 00", "DETECTORS", "BASELINES.md", "§", "README §")
 
 
 def cli(*args: str, stdin: bytes | None = None, timeout: float = 300) -> subprocess.CompletedProcess[bytes]:
+    """`logdetect ARGS` in a subprocess, from the repo, output captured."""
     return subprocess.run([*CLI, *args], input=stdin, capture_output=True, env=ENV, cwd=REPO, timeout=timeout)
 
 
@@ -41,6 +42,7 @@ def small_model(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 
 
 def subparsers(parser: argparse.ArgumentParser) -> list[tuple[str, argparse.ArgumentParser]]:
+    """Every (sub)command parser below `parser`, named like "eval bgl"."""
     found = []
     for action in parser._actions:
         if isinstance(action, argparse._SubParsersAction):
@@ -51,6 +53,8 @@ def subparsers(parser: argparse.ArgumentParser) -> list[tuple[str, argparse.Argu
 
 
 def test_every_option_has_help_with_its_default_in_user_terms():
+    """Every option of every command says what it does and its default (or is required), and no
+    help text points at the project's internal documents."""
     missing = []
     for name in COMMANDS:
         for command, parser in subparsers(build_parser(name)):
@@ -69,6 +73,8 @@ def test_every_option_has_help_with_its_default_in_user_terms():
 
 
 def test_scan_reads_stdin_and_text_entity_matches_json(small_model: tuple[Path, Path]):
+    """`scan --input -` reads standard input; the text view's `Entity:` is the JSON's `entity`;
+    counts of one are singular."""
     model, day = small_model
     data = day.read_bytes()
     text = cli("scan", "--model", str(model), "--input", "-", stdin=data)
@@ -85,6 +91,7 @@ def test_scan_reads_stdin_and_text_entity_matches_json(small_model: tuple[Path, 
 
 
 def test_binary_input_is_warned_about_and_not_learned_from(small_model: tuple[Path, Path], tmp_path: Path):
+    """Random bytes: `scan` warns and escapes control characters; `train` refuses without --force."""
     model, _ = small_model
     noise = tmp_path / "noise.bin"
     noise.write_bytes(os.urandom(40_000))
@@ -98,6 +105,7 @@ def test_binary_input_is_warned_about_and_not_learned_from(small_model: tuple[Pa
 
 
 def test_watch_says_what_it_is_doing_at_start(small_model: tuple[Path, Path]):
+    """`watch` prints one line on stderr at start: the model, what it reads, where events go."""
     model, day = small_model
     run = cli("watch", "--model", str(model), "--input", "-", stdin=b"".join(day.read_bytes().splitlines(True)[:50]))
     assert run.returncode == 0, run.stderr.decode()

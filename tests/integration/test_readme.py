@@ -34,16 +34,19 @@ def section(title: str) -> str:
 
 
 def code_blocks(text: str) -> list[str]:
+    """The contents of the fenced code blocks in `text`, in order."""
     return re.findall(r"^```[a-z]*\n(.*?)^```", text, re.M | re.S)
 
 
 def make_dry_run(target: str) -> list[str]:
+    """The commands `make TARGET` would run (`make -n`: nothing is run or installed)."""
     run = subprocess.run(["make", "-n", target], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert run.returncode == 0, run.stderr
     return run.stdout.strip().splitlines()
 
 
 def test_quick_start_is_exactly_two_make_commands():
+    """The quick start is `make demo` and `make test`, and they run the demo and pytest."""
     block = code_blocks(section("Quick start"))[0]
     commands = [line.split("#")[0].strip() for line in block.splitlines() if line.strip()]
     assert commands == ["make demo", "make test"]
@@ -66,6 +69,7 @@ def test_demo_excerpt_is_what_make_demo_prints(demo_run: DemoRun):
 
 @pytest.mark.timeout(900)
 def test_measuring_commands_run_as_written(data_dir: Path):
+    """The measuring section's lines run in bash from the checkout (the long one with --help)."""
     need((REPO / ".venv" / "bin" / "activate").exists(), "no .venv in the checkout: `make setup-test` creates it")
     lines = [line for line in code_blocks(section("Measuring it"))[0].splitlines() if line.strip()]
     assert any(line.startswith(". .venv/bin/activate") for line in lines)

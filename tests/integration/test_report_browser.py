@@ -188,6 +188,7 @@ SLACK = 0.5  # px: boxes that merely touch do not overlap
 
 
 def measured_layout(report: Path, tmp: Path) -> tuple[list[dict[str, object]], Path]:
+    """The text and marker boxes of each chart as Chromium lays them out, and a screenshot."""
     probe = tmp / f"{report.stem}-probe.html"
     probe.write_text(report.read_text().replace("</body>", LAYOUT_PROBE + "</body>"))
     dom, log, png = chromium(probe, tmp)
@@ -231,6 +232,7 @@ def scan_report(data_dir: Path, system: str, tmp: Path) -> Path:
 
 
 def check_layout(report: Path, tmp: Path) -> None:
+    """No label overlaps another or a marker; timeline labels stay in the chart and spread."""
     charts, png = measured_layout(report, tmp)
     if SCREENSHOTS:
         Path(SCREENSHOTS).mkdir(parents=True, exist_ok=True)

@@ -28,12 +28,14 @@ def test_yearless_formats_are_the_ones_whose_year_is_assumed(data_dir: Path):
 
 
 def test_year_is_known_unless_guessed():
+    """Syslog's year is a guess unless one is configured; ISO and HDFS lines carry theirs."""
     assert not year_is_known("syslog")
     assert year_is_known("syslog", assume_year=2005)
     assert year_is_known("iso") and year_is_known("hdfs")
 
 
 def test_a_syslog_line_is_shown_without_a_guessed_year():
+    """The text view shows a syslog line's date as the line writes it, and its file as entity."""
     import numpy as np
 
     from agent.explain import Explainer
