@@ -137,7 +137,7 @@ class Explainer:
         self._entity_hours: dict[str, dict[str, list[int]]] = dict(profile.get("entity_hours") or {})
         # actor -> its latest template; observed line -> the template its actor logged before it.
         self._last_by_actor: OrderedDict[str, int] = OrderedDict()
-        self._previous: OrderedDict[int, tuple[TemplatedLine, int | None]] = OrderedDict()
+        self._previous: OrderedDict[int, tuple[tuple[int, int, float, str], int | None]] = OrderedDict()
         self._tokens: dict[int, int] = {int(k): int(v) for k, v in (profile.get("tokens") or {}).items()}
         self._token_cap = max(config.max_tokens, len(self._tokens))
         # template id -> recent times of its lines, newest right; LRU over templates.
@@ -150,7 +150,9 @@ class Explainer:
         if line.token and line.token not in self._tokens and len(self._tokens) < self._token_cap:
             self._tokens[line.token] = line.template_id
         actor = actor_of(line.line)
-        self._previous[id(line)] = (line, self._last_by_actor.get(actor))
+        # Keyed by the line object's id and checked by a small fingerprint, not the line itself:
+        # holding 20,000 lines (raw text, message, template) would cost up to GiBs of memory.
+        self._previous[id(line)] = (_fingerprint(line), self._last_by_actor.get(actor))
         self._previous.move_to_end(id(line))  # an id reused by a new object is fresh, not old
         if len(self._previous) > self.config.max_pending:
             self._previous.popitem(last=False)
@@ -215,7 +217,7 @@ class Explainer:
         """The template the line's actor logged just before it (from `observe`), else the one
         before it in the entity history the pipeline keeps."""
         seen = self._previous.get(id(ctx.line))
-        if seen is not None and seen[0] is ctx.line:
+        if seen is not None and seen[0] == _fingerprint(ctx.line):
             return seen[1]
         return self._token_template(ctx.history[-2]) if len(ctx.history) >= 2 else None
 
@@ -569,3 +571,8 @@ def _expected_pairs(details: dict[str, object]) -> list[tuple[int, float]]:
         if isinstance(tokens, (list, tuple)) and isinstance(probs, (list, tuple)):
             pairs = [(int(t), float(p)) for t, p in zip(tokens, probs, strict=False)]
     return pairs
+
+
+def _fingerprint(line: TemplatedLine) -> tuple[int, int, float, str]:
+    """Enough to tell a line from another object that reuses its id (the parser numbers lines)."""
+    return line.template_id, line.line.line_no, line.time, line.line.entity

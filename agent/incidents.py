@@ -82,6 +82,13 @@ _STOP = frozenset(
     }
 )  # fmt: skip
 _MAX_LINE_CHARS = 500
+# Byte bounds per open incident, on top of the count caps: words of a template and of an incident,
+# characters of a kept parameter value. With the defaults an open incident holds at most about
+# 512 words + 200 values × 128 chars + 50 templates × 500 chars + 10 samples × 500 chars ≈ 90 KB.
+_MAX_TEMPLATE_CHARS = 4096
+_MAX_TEMPLATE_WORDS = 64
+_MAX_INCIDENT_WORDS = 512
+_MAX_VALUE_CHARS = 128
 
 
 _MASK = re.compile(r"<[A-Z_*]*>")
@@ -103,8 +110,16 @@ def is_strong(anomaly: Anomaly) -> bool:
 
 
 def template_words(template: str) -> frozenset[str]:
-    """Lower-case content words of a template (placeholders and stop words left out)."""
-    return frozenset(w.lower() for w in _WORD.findall(_MASK.sub(" ", template)) if w.lower() not in _STOP)
+    """Lower-case content words of a template (placeholders and stop words left out): the first
+    `_MAX_TEMPLATE_WORDS` of them (a 64 KiB line would otherwise keep thousands)."""
+    words: set[str] = set()
+    for w in _WORD.findall(_MASK.sub(" ", template[:_MAX_TEMPLATE_CHARS])):
+        lw = w.lower()
+        if lw not in _STOP:
+            words.add(lw)
+            if len(words) >= _MAX_TEMPLATE_WORDS:
+                break
+    return frozenset(words)
 
 
 def distinctive(value: str) -> bool:
@@ -253,7 +268,7 @@ class IncidentGrouper:
         informative = bool(entity) and entity != line.line.source  # the stream's name relates nothing
         if informative and (entity in inc.entities or service_of(entity) in inc.services):
             return True
-        if any(value in inc.values for value in line.params):
+        if any(value[:_MAX_VALUE_CHARS] in inc.values for value in line.params):
             return True
         linked = self._linked.get(line.template_id)
         if linked and not linked.isdisjoint(inc.templates):
@@ -417,13 +432,14 @@ class IncidentGrouper:
         if tid in inc.templates or len(inc.templates) < cfg.max_templates:
             if tid not in inc.templates:
                 inc.template_text[tid] = line.template[:_MAX_LINE_CHARS]
-                inc.words |= template_words(line.template)
+                if len(inc.words) < _MAX_INCIDENT_WORDS:
+                    inc.words |= template_words(line.template)
             inc.templates[tid] += 1
         if line.is_new:
             inc.new_templates.add(tid)
         for value in line.params:
             if len(inc.values) < cfg.max_values and distinctive(value):
-                inc.values.add(value)
+                inc.values.add(value[:_MAX_VALUE_CHARS])
         entity = actor_of(line.line)
         if entity not in inc.entities:
             if len(inc.entities) < cfg.max_entities:

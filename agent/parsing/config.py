@@ -31,7 +31,9 @@ class ParserConfig:
     # "component" | "regex:<pattern>" | "field:<name>"
     entity: str = "stream"
     multiline: bool = True
-    max_message_chars: int = 65536  # longer messages are truncated (counted), never rejected
+    # Longer messages are cut (counted), never rejected. Templates of longer messages say nothing
+    # more, and what the miner and its memos keep per template grows with the message length.
+    max_message_chars: int = 4096
     assume_year: int | None = None  # for formats without a year (RFC 3164); default: current year
 
     def __post_init__(self) -> None:

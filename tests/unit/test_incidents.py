@@ -6,7 +6,7 @@ import re
 from dataclasses import replace
 from pathlib import Path
 
-from agent.incidents import IncidentConfig, IncidentGrouper, service_of
+from agent.incidents import IncidentConfig, IncidentGrouper, service_of, template_words
 from agent.types import (
     Anomaly,
     Explanation,
@@ -327,3 +327,10 @@ def test_a_long_scan_resolves_incidents_by_the_logs_own_clock():
     assert peak <= 2
     done = [e.incident_id for e in events if e.state is IncidentState.RESOLVED]
     assert len(done) == len(set(done)) == 7 * 24
+
+
+def test_word_sets_are_bounded_for_a_huge_template() -> None:
+    """A 64 KiB never-seen line kept thousands of words per incident (issue 14, defect 2)."""
+    huge = " ".join(f"word{chr(97 + i % 26)}{chr(97 + i // 26 % 26)}{chr(97 + i // 676 % 26)}" for i in range(9000))
+    words = template_words(huge)
+    assert 0 < len(words) <= 64
