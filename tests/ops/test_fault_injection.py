@@ -300,24 +300,6 @@ def test_crashes_lose_no_acked_record_and_emit_none_twice(crash_run: CrashRun) -
     assert not twice, f"{sum(twice.values())} records emitted twice, e.g. {list(twice)[:2]}"
 
 
-def _content_ids() -> bool:
-    """Are online template ids derived from the template's content (issue 12)?"""
-    import dataclasses
-
-    from agent.templates import MinerConfig
-
-    return "content_ids" in {f.name for f in dataclasses.fields(MinerConfig)}
-
-
-needs_content_ids = pytest.mark.xfail(
-    not _content_ids(),
-    strict=False,  # the random crash points do not always catch an unsnapshotted template
-    reason="online template ids are handed out in arrival order, so a crash before the snapshot "
-    "hands an id out again (issue 14 defect 3); content-derived ids (issue 12) fix it",
-)
-
-
-@needs_content_ids
 def test_crashes_never_give_an_online_template_id_to_another_template(crash_run: CrashRun) -> None:
     """An online template id keeps naming the same template across crashes."""
     texts: dict[int, set[str]] = {}
@@ -339,7 +321,6 @@ def test_crashes_every_event_validates_against_the_schema(crash_run: CrashRun) -
     assert not bad, f"{len(bad)} events do not validate, e.g. {bad[0]}"
 
 
-@needs_content_ids
 def test_kill_right_after_a_new_template_never_reuses_its_id(bundles: dict[str, Path], tmp_path: Path) -> None:
     """Issue 14's probe: a new template, `kill -9` 0.2 s later (long before a snapshot), a
     restart, a different new template: the ids differ, and the first keeps its id."""
