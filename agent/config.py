@@ -50,6 +50,7 @@ class PipelineSettings:
     snapshot_interval_secs: float = option(60.0, "how often template state is snapshotted to state_dir")
     idle_entity_secs: float = option(600.0, "an entity (session) quiet this long is closed and judged")
     max_entities: int = option(100_000, "entities kept in memory (least recently seen go first)")
+    max_online_templates: int = option(5_000, "templates born after training kept (least recently used go first)")
     device: str = option("auto", "auto | cpu | cuda (ONNX Runtime provider)")
     intra_op_threads: int = option(1, "ONNX Runtime threads: keep a sidecar off the host's cores")
 
@@ -58,8 +59,8 @@ class PipelineSettings:
         out: list[str] = []
         if self.device not in DEVICES:
             out.append(f"device = {self.device!r}: use one of {', '.join(DEVICES)}")
-        if self.intra_op_threads < 1 or self.max_entities < 1:
-            out.append("intra_op_threads and max_entities must be >= 1")
+        if self.intra_op_threads < 1 or self.max_entities < 1 or self.max_online_templates < 1:
+            out.append("intra_op_threads, max_entities and max_online_templates must be >= 1")
         if self.snapshot_interval_secs <= 0 or self.idle_entity_secs <= 0:
             out.append("snapshot_interval_secs and idle_entity_secs must be > 0")
         return out
@@ -152,6 +153,7 @@ class AgentConfig:
             snapshot_interval_secs=self.pipeline.snapshot_interval_secs,
             idle_entity_secs=self.pipeline.idle_entity_secs,
             max_entities=self.pipeline.max_entities,
+            max_online_templates=self.pipeline.max_online_templates,
             emit_all=self.pipeline.emit_all,
             dynamic_thresholds=self.pipeline.dynamic_thresholds,
         )

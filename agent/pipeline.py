@@ -70,6 +70,9 @@ class PipelineConfig:
     snapshot_interval_secs: float = 60.0
     idle_entity_secs: float = 600.0
     max_entities: int = 100_000
+    # Templates born online kept at once (least recently used evicted; with content-derived ids
+    # one seen again gets its old id back). Each costs the miner ~20 KiB (bench/resource_bounds.py).
+    max_online_templates: int = 5_000
     micro_batch: int = 256
     emit_all: bool = False  # also emit a `logdetect.line` event for every processed line
     models: tuple[str, ...] | None = None  # restrict to these bundle models (None = all)
@@ -92,7 +95,9 @@ class Pipeline:
         self.miner = TemplateMiner.from_state(bundle.read_json("drain_state.json"))
         # Online ids come from the first message's form (content ids): a template found after a
         # crash that lost the snapshot, or on another host, gets the same id.
-        online_cfg = dataclasses.replace(MinerConfig(**manifest.get("miner", {})), content_ids=True)
+        trained_cfg = MinerConfig(**manifest.get("miner", {}))
+        online_cap = min(trained_cfg.max_clusters or config.max_online_templates, config.max_online_templates)
+        online_cfg = dataclasses.replace(trained_cfg, content_ids=True, max_clusters=online_cap)
         self.online_miner = self._load_online_miner(online_cfg)
         self.snapshotter: Snapshotter | None = None
         if config.state_dir is not None:

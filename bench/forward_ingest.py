@@ -13,7 +13,9 @@
 4. Latency, forward send → event written: the in-process daemon with a file sink, one Message-
    mode record with a chunk id at a steady rate; latency = send → ack, and the ack is sent only
    after the record's event was written to the sink. With --model the real pipeline runs;
-   without, a pass-through pipeline (one event per record) measures the I/O path alone.
+   without, a pass-through pipeline (one event per record) measures the I/O path alone. The
+   default durable path is measured: the file sink fsyncs each batch, and the delivery journal
+   (state_dir) records each Forward chunk before its ack.
 """
 
 from __future__ import annotations
@@ -218,6 +220,7 @@ async def bench_latency(model: str | None, rate: float, seconds: float) -> dict[
     work = Path(tempfile.mkdtemp(prefix="logdetect-bench-"))
     text = f"""
 model = "{model or work / "no-model"}"
+state_dir = "{work / "state"}"  # the delivery journal is on, as in every deployment
 [pipeline]
 emit_all = true
 [agent]

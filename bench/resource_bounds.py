@@ -221,8 +221,9 @@ def main() -> int:
         splitter, decoder = LineSplitter(), LineDecoder(source="bench", format="plain")
 
         def huge_line(i: int) -> Record:
-            line = f"Dec 10 06:55:46 LabSZ sshd[{i}]: {fresh_words(i, 6)} " + fresh_words(i, 130_000)
-            (cut,) = splitter.feed(line[: 1_000_000].encode() + b"\n")
+            words = fresh_words(i, 1_000) + " "  # 8 KB of never-seen words, then more of them
+            line = f"Dec 10 06:55:46 LabSZ sshd[{i}]: " + words * (1_000_000 // len(words) + 1)
+            (cut,) = splitter.feed(line[:1_000_000].encode() + b"\n")
             out = decoder.decode(cut, base_ts + clock[0] * args.secs_per_record)
             assert isinstance(out, Record)
             clock[0] += 1

@@ -115,6 +115,9 @@ def test_poison_times_from_one_client_cost_the_other_clients_nothing(
     assert not got - want, f"records emitted twice: {list(got - want)[:3]}"
     assert bad_time == 5 * 12
     assert "pipeline failed on a batch; retrying record by record" not in agent.log_events()
+    # The "stopped" line counts every event written (it said 8 after 1,008 before: issue 14).
+    stopped = next(e for e in agent.logs if e.get("event") == "stopped")
+    assert stopped["events"] == len(events.read_bytes().splitlines())
 
 
 class _FailsOn:
