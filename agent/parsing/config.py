@@ -33,7 +33,7 @@ class ParserConfig:
     multiline: bool = True
     # Longer messages are cut (counted), never rejected. Templates of longer messages say nothing
     # more, and what the miner and its memos keep per template grows with the message length.
-    max_message_chars: int = 1024
+    max_message_chars: int = 4096
     assume_year: int | None = None  # for formats without a year (RFC 3164); default: current year
 
     def __post_init__(self) -> None:
