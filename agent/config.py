@@ -53,6 +53,9 @@ class PipelineSettings:
     max_online_templates: int = option(5_000, "templates born after training kept (least recently used go first)")
     device: str = option("auto", "auto | cpu | cuda (ONNX Runtime provider)")
     intra_op_threads: int = option(1, "ONNX Runtime threads: keep a sidecar off the host's cores")
+    learn_after: int = option(0, "learn a new template after this many occurrences with no other anomaly "
+                                 "around (0: never; learned templates are kept in state_dir)")
+    learn_min_hours: float = option(6.0, "... spread over at least this many hours")
 
     def problems(self) -> list[str]:
         """Every invalid value in [pipeline], as messages naming the option (empty when valid)."""
@@ -61,6 +64,8 @@ class PipelineSettings:
             out.append(f"device = {self.device!r}: use one of {', '.join(DEVICES)}")
         if self.intra_op_threads < 1 or self.max_entities < 1 or self.max_online_templates < 1:
             out.append("intra_op_threads, max_entities and max_online_templates must be >= 1")
+        if self.learn_after < 0 or self.learn_min_hours < 0:
+            out.append("learn_after and learn_min_hours must be >= 0")
         if self.snapshot_interval_secs <= 0 or self.idle_entity_secs <= 0:
             out.append("snapshot_interval_secs and idle_entity_secs must be > 0")
         return out
@@ -140,6 +145,7 @@ class AgentConfig:
 
     def pipeline_config(self) -> Any:
         """The lead's `agent.pipeline.PipelineConfig` for these settings."""
+        from agent.drift import DriftConfig
         from agent.onnx_session import RuntimeOptions
         from agent.pipeline import PipelineConfig
 
@@ -156,6 +162,7 @@ class AgentConfig:
             max_online_templates=self.pipeline.max_online_templates,
             emit_all=self.pipeline.emit_all,
             dynamic_thresholds=self.pipeline.dynamic_thresholds,
+            drift=DriftConfig(learn_after=self.pipeline.learn_after, min_hours=self.pipeline.learn_min_hours),
         )
 
 

@@ -31,6 +31,7 @@ from agent import __version__, metrics
 from agent.bundle import Bundle, load_bundle
 from agent.dead_letter import Rejected, rejected
 from agent.detectors.base import Detector, load_detectors
+from agent.drift import DriftConfig, DriftLearner
 from agent.errors import BundleError
 from agent.features import FeatureConfig, FeatureExtractor, FeatureStats
 from agent.multiline import Stitcher
@@ -81,6 +82,8 @@ class PipelineConfig:
     # the line's hour (learned on held-back normal data), so a nightly job that always scores
     # high does not page at 02:00.
     dynamic_thresholds: bool = False
+    # Online learning of new templates that recur steadily with no other anomaly around (off by default).
+    drift: DriftConfig = field(default_factory=DriftConfig)
 
 
 class Pipeline:
@@ -100,6 +103,7 @@ class Pipeline:
         online_cfg = dataclasses.replace(trained_cfg, content_ids=True, max_clusters=online_cap)
         self.online_miner = self._load_online_miner(online_cfg)
         self.snapshotter: Snapshotter | None = None
+        self.drift = DriftLearner.load(config.drift, config.state_dir)
         if config.state_dir is not None:
             config.state_dir.mkdir(parents=True, exist_ok=True)
             self.snapshotter = Snapshotter(
@@ -173,6 +177,7 @@ class Pipeline:
 
     def save_state(self) -> None:
         """Snapshot the online miner now when a state dir is set (shutdown, reload); record size and time."""
+        self.drift.save()
         if self.snapshotter is not None:
             started = time.perf_counter()
             size = self.snapshotter.save_now()
@@ -215,7 +220,8 @@ class Pipeline:
         from_arrival = t is None
         if t is None:
             t = record.received_at or now  # the parser already fell back to a sane record.time
-        return TemplatedLine(parsed, tid, template, params, token, token == 0, t, from_arrival)
+        is_new = token == 0 and not self.drift.is_learned(tid)
+        return TemplatedLine(parsed, tid, template, params, token, is_new, t, from_arrival)
 
     def _process_batch(self, records: Sequence[Record], now: float, out: list[Output]) -> None:
         """One micro-batch. A record that makes a stage raise is dropped alone (`rejected`):
@@ -270,7 +276,13 @@ class Pipeline:
             scores = _at_hour(scores, self.hour_multipliers[int(ctx.line.time // 3600) % 24], self.kinds)
         score, verdict = self.ensemble.combine(scores, self.kinds)
         if verdict is Verdict.NORMAL and self.explainer.is_notable(ctx):
-            verdict = Verdict.WATCH
+            # A template learned online is not in the training profile, but it is no longer news.
+            verdict = Verdict.NORMAL if self.drift.is_learned(ctx.line.template_id) else Verdict.WATCH
+        learned = self.drift.observe(ctx.line.template_id, ctx.line.template, ctx.line.time,
+                                     verdict is not Verdict.NORMAL, ctx.line.is_new)
+        if learned is not None:  # said once, saved at once: it survives a restart
+            log.info("template_learned", message=learned.describe(), template_id=learned.template_id)
+            self.drift.save()
         result = LineResult(ctx.line, tuple(scores), score, verdict)
         for observe in self.observers:
             observe(result)
