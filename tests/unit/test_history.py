@@ -87,3 +87,18 @@ def test_cleaning_can_be_turned_off(data_dir: Path, enabled: bool) -> None:
     parsed, _ = parse_records(read_labelled([path]).records, PARSER)
     report = find_suspects(parsed, [0] * len(parsed), {0: "x"}, HistoryOptions(enabled=enabled))
     assert not report.judged and report.suspects == ()
+
+
+def test_train_prints_the_incidents_found_in_the_history(data_dir: Path, tmp_path: Path) -> None:
+    """`logdetect train` on a history with alerts says what it held back, before any live traffic."""
+    import subprocess
+    import sys
+
+    path = data_dir / "bgl" / "BGL_4k.log"
+    need(path.is_file(), "BGL_4k.log not found")
+    r = subprocess.run([sys.executable, "-m", "agent.cli", "train", "--input", str(path), "--output",
+                        str(tmp_path / "m"), "--log-format", "bgl", "--models", "isolation_forest"],
+                       capture_output=True, text=True, timeout=300, check=False)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "incidents found in your history" in r.stderr
+    assert "held back as suspect: 'data TLB error interrupt'" in r.stderr
