@@ -12,7 +12,10 @@ line; it fires above `threshold` (default 1.0).
 The verdict is seed 000's vote over the members with `vote: true`: DANGER when a SEQUENCE
 detector and a FEATURE, SEMANTIC or RULE detector both fire (a rule votes on the feature side),
 WATCH when any voter fires or the combined score fires, NORMAL otherwise. Members, weights and the threshold are bundle
-settings (`manifest["ensemble"]`), not code.
+settings (`manifest["ensemble"]`), not code. A member with `levels` takes part only at those
+sensitivities: the trainer leaves a learned detector out where it did not earn its place
+(`trainer/membership.py`; the reason is kept in `manifest["ensemble"]["membership"]`).
+Likewise `facts.levels` says at which sensitivities explanation facts alone may raise a line.
 """
 
 from __future__ import annotations
@@ -74,8 +77,11 @@ def tail_of(normal_scores: Sequence[float], points: int = 256) -> dict[str, list
 class Ensemble:
     """Combines detector scores into one calibrated score and a DANGER/WATCH/NORMAL vote."""
 
-    def __init__(self, members: Mapping[str, Member], threshold: float = 1.0, everyone: bool = False) -> None:
+    def __init__(
+        self, members: Mapping[str, Member], threshold: float = 1.0, everyone: bool = False, facts: bool = True
+    ) -> None:
         self.members = dict(members)
+        self.facts = facts  # explanation facts may raise a line on their own (see `manifest["ensemble"]["facts"]`)
         self.threshold = threshold
         self.everyone = everyone  # unlisted detectors join with weight 1 (no ensemble section)
 
@@ -87,15 +93,18 @@ class Ensemble:
         return found
 
     @classmethod
-    def from_manifest(cls, section: dict[str, Any]) -> Ensemble:
+    def from_manifest(cls, section: dict[str, Any], sensitivity: str | None = None) -> Ensemble:
         """From `manifest["ensemble"]`; an absent/empty section means every detector votes with
-        weight 1 (bundles written before the ensemble existed)."""
+        weight 1 (bundles written before the ensemble existed). With `sensitivity`, members whose
+        `levels` leave it out are not members."""
         if not section:
             return cls({}, 1.0, everyone=True)
         if not isinstance(section, dict) or not isinstance(section.get("members"), dict):
             raise BundleError("the bundle's ensemble section has no members: retrain the bundle")
         members: dict[str, Member] = {}
         for name, m in section["members"].items():
+            if sensitivity is not None and "levels" in m and sensitivity not in m["levels"]:
+                continue
             try:
                 tail = m.get("normal_tail")
                 members[name] = Member(
@@ -109,7 +118,9 @@ class Ensemble:
                 )
             except (KeyError, TypeError, ValueError) as exc:
                 raise BundleError(f"ensemble member {name!r} is malformed ({exc!r}): retrain the bundle") from None
-        return cls(members, float(section.get("threshold", 1.0)))
+        facts = section.get("facts")
+        facts_vote = sensitivity is None or not isinstance(facts, dict) or sensitivity in facts.get("levels", ())
+        return cls(members, float(section.get("threshold", 1.0)), facts=facts_vote)
 
     def scaled(self, scores: Sequence[DetectorScore]) -> dict[str, float]:
         """Each member's scaled score, by detector name."""

@@ -129,7 +129,7 @@ class Pipeline:
         self.kinds: dict[str, DetectorKind] = {d.name: d.kind for d in self.detectors}
         from agent.ensemble import Ensemble
 
-        self.ensemble = Ensemble.from_manifest(manifest.get("ensemble", {}))
+        self.ensemble = Ensemble.from_manifest(manifest.get("ensemble", {}), config.sensitivity.value)
         multipliers = manifest.get("ensemble", {}).get("hour_multipliers")
         self.hour_multipliers: list[float] | None = (
             [float(m) for m in multipliers] if config.dynamic_thresholds and multipliers else None
@@ -275,7 +275,7 @@ class Pipeline:
         if self.hour_multipliers is not None:
             scores = _at_hour(scores, self.hour_multipliers[int(ctx.line.time // 3600) % 24], self.kinds)
         score, verdict = self.ensemble.combine(scores, self.kinds)
-        if verdict is Verdict.NORMAL and self.explainer.is_notable(ctx):
+        if verdict is Verdict.NORMAL and self.ensemble.facts and self.explainer.is_notable(ctx):
             # A template learned online is not in the training profile, but it is no longer news.
             verdict = Verdict.NORMAL if self.drift.is_learned(ctx.line.template_id) else Verdict.WATCH
         learned = self.drift.observe(ctx.line.template_id, ctx.line.template, ctx.line.time,

@@ -10,7 +10,8 @@
           ─► manifest with hashes
 
 The held-back part is the LAST `val_fraction` of the lines in time order: thresholds are set on
-data the models did not see, the way they will meet tomorrow's logs.
+its first half, data the models did not see, the way they will meet tomorrow's logs; its second
+half judges which learned detectors earn a place in the vote (`trainer/membership.py`).
 """
 
 from __future__ import annotations
@@ -82,6 +83,7 @@ class TrainResult:
     log_format: str
     held_back_alert_rate: float = 0.0
     history: HistoryReport | None = None
+    notes: tuple[str, ...] = ()  # sensitivities the data cannot support; detectors left out of the vote
 
 
 def _say(progress: bool, msg: str) -> None:
@@ -185,6 +187,10 @@ def train(
         train_tl = [tl for tl in train_tl if tl.template_id not in suspect]
         val_part = [p for p, tl in zip(val_part, val_tl, strict=True) if tl.template_id not in suspect]
         val_tl = [tl for tl in val_tl if tl.template_id not in suspect]
+    # thresholds on the first half of the held-back lines, vote membership on the second
+    judge_part = val_part[len(val_part) // 2 :]
+    judge_tl = val_tl[len(val_tl) // 2 :]
+    val_tl = val_tl[: len(val_tl) // 2]
     _say(options.progress, f"{len(vocab)} templates; {unmatched} training lines did not match back")
 
     extractor, x_train = FeatureExtractor.fit(train_tl, options.features)
@@ -230,13 +236,37 @@ def train(
             "vocab_size": len(vocab) + 1,
         }
         writer.manifest["ensemble"] = default_section(kinds, target_fpr=options.target_fpr)
-        alert_rate = _calibrate_ensemble(writer, manifest_fields, val_part, options)
+        notes = _judge_members(writer, manifest_fields, train_tl, val_tl, judge_tl, judge_part, options)
+        alert_rate = _calibrate_ensemble(writer, manifest_fields, judge_part, options)
         out = writer.finish(**manifest_fields)
     except BaseException:
         writer.abort()
         raise
     return TrainResult(out, len(parsed), len(train_part), len(val_part), len(vocab), unmatched, trained,
-                       time.monotonic() - started, fmt, alert_rate, history)
+                       time.monotonic() - started, fmt, alert_rate, history, tuple(notes))
+
+
+def _judge_members(
+    writer: BundleWriter, manifest_fields: dict[str, Any], train_tl: Sequence[TemplatedLine],
+    val_tl: Sequence[TemplatedLine], judge_tl: Sequence[TemplatedLine], judge_part: Sequence[ParsedLine],
+    options: TrainOptions,
+) -> list[str]:
+    """Say which sensitivities the held-back data supports, and judge each learned detector's
+    place in the vote on the second half of the held-back lines (and their sessions)."""
+    from trainer.calibrate import level_targets
+    from trainer.judging import judge
+    from trainer.membership import apply_membership
+    from trainer.support import sensitivity_support, support_lines
+
+    support = sensitivity_support(writer.manifest["models"])
+    manifest_fields["training"]["sensitivity_support"] = support
+    judged_sessions = sequences_by_entity(judge_tl)[0]
+    known = sequences_by_entity(train_tl)[0] + sequences_by_entity(val_tl)[0]
+    judgements, facts = judge(
+        writer.draft(**manifest_fields), level_targets(options.target_fpr), sessions=judged_sessions,
+        known_sessions=known, records=[Record(p.raw, p.source) for p in judge_part], parser=options.parser,
+        seed=options.seed)
+    return support_lines(support) + apply_membership(writer.manifest["ensemble"], judgements, facts)
 
 
 def _check_history(

@@ -104,4 +104,6 @@ def run(args: argparse.Namespace) -> int:
         f"(alert rate there {result.held_back_alert_rate:.2%}).\n"
         f"Models: {', '.join(result.models)}. Bundle: {result.bundle} ({result.seconds:.0f}s)\n"
     )
+    for note in result.notes:
+        sys.stdout.write(f"note: {note}\n")
     return 0

@@ -101,6 +101,9 @@ def run(args: argparse.Namespace) -> int:
         for name in detectors
     }
     preds["ensemble"] = np.array([r.verdict.value != "normal" for r in results])
+    from trainer.served import line_ablation
+
+    preds.update(line_ablation(results, pipe.bundle.manifest.get("ensemble", {}), args.sensitivity, pipe.kinds))
     preds["baseline:severe_level"] = np.array([r.line.line.level in SEVERE for r in results])
     rows: list[Row] = []
     for level in ("line", "window"):
@@ -134,6 +137,7 @@ def run(args: argparse.Namespace) -> int:
         "test_lines": len(results),
         "test_alerts": int(y.sum()),
         "templates": result.templates,
+        "notes": list(result.notes),
         "train_seconds": round(train_secs, 1),
         "lines_per_second": round(len(results) / max(score_secs, 1e-9)),
         "results": [r.as_dict() for r in rows],
@@ -148,4 +152,6 @@ def run(args: argparse.Namespace) -> int:
         sys.stdout.write(format_table(rows, REFERENCES) + "\n")
         if history_check is not None:
             sys.stdout.write(history_check.note() + "\n")
+        for note in result.notes:
+            sys.stdout.write(f"note: {note}\n")
     return 0

@@ -1,0 +1,273 @@
+"""Which learned detectors earn a place in the vote: judged on held-back training data, no labels.
+
+The vote is an OR: any voter that fires raises an alert. A learned detector therefore costs
+every false alarm it raises where the plain rules are silent, and is worth only the anomalies it
+catches that the rules miss. Both are measured at each served sensitivity on the second half of
+the held-back training data (`judge` part; the first half set the thresholds, so the two do not
+share data):
+
+- **False alarms**: held-back data is normal by construction. A detector's false alarms are the
+  held-back units (lines or sessions) it flags while no rule does. Allowed: the level's target
+  false-positive rate times the units judged, rounded down — on a few hundred units at
+  medium or low that is zero.
+- **What the rules miss**: pseudo-anomalies made from the same held-back units by perturbing
+  them (Pseudo-anomaly / "synthetic outlier" validation): a session shuffled, two of its events
+  swapped, one dropped, one repeated, a known event injected; a line moved elsewhere in the
+  stream. Perturbations that reproduce a normal session are discarded; of the rest, those the
+  rules already flag are set aside. A detector's catch rate is its share of the remaining ones.
+
+A learned detector is kept at a level when its false alarms are within the allowance, it catches
+at least `MIN_CATCH` of what the rules miss, and its catch rate is at least `MIN_LIFT` times the
+rate at which it fires on normal data (it separates, it does not just fire often). Kept
+detectors join greedily, most catches first; one joins only while the vote's false alarms stay
+within the allowance and it adds catches the vote did not have. So the vote, judged on the same
+data, catches at least what its best admissible member catches at the same false-alarm budget.
+The rules (`novelty`, `novel_set`) always vote.
+
+Explanation facts that raise a line on their own (`Explainer.is_notable`: a rare template at
+ERROR, a burst, an unusual severity) are judged as the pseudo-member `facts`, on false alarms
+only (they name what they saw, so they need no pseudo-anomaly to prove themselves): they raise
+alerts at a level only while their false alarms fit the allowance, and they count against the
+allowance before any learned detector joins.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+RULES = ("novelty", "novel_set")
+FACTS = "facts"
+MIN_CATCH = 0.05
+MIN_LIFT = 5.0
+SESSION_PERTURBATIONS = ("shuffle", "swap", "drop", "repeat", "inject")
+
+
+@dataclass(frozen=True)
+class Judgement:
+    """One learned detector at one sensitivity, on one kind of unit."""
+
+    detector: str
+    level: str
+    unit: str  # "session" or "line"
+    units: int  # held-back normal units judged
+    false_alarms: int  # units it flags while no rule does
+    allowed: int
+    pseudo: int  # pseudo-anomalies the rules miss
+    caught: int
+    fire_rate: float
+    kept: bool = False
+    reason: str = ""
+
+    @property
+    def catch_rate(self) -> float:
+        """Share of the pseudo-anomalies the rules miss that this detector catches."""
+        return self.caught / self.pseudo if self.pseudo else 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        """The evidence as the manifest keeps it."""
+        return {"unit": self.unit, "units": self.units, "false_alarms": self.false_alarms,
+                "allowed": self.allowed, "pseudo_anomalies": self.pseudo, "caught": self.caught,
+                "catch_rate": round(self.catch_rate, 4), "fire_rate": round(self.fire_rate, 5),
+                "kept": self.kept, "reason": self.reason}
+
+
+@dataclass(frozen=True)
+class Fired:
+    """Which detectors fired on each held-back normal unit and each pseudo-anomaly."""
+
+    unit: str
+    normal: Mapping[str, np.ndarray]  # detector -> bool per normal unit
+    pseudo: Mapping[str, np.ndarray]  # detector -> bool per pseudo-anomaly
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+def _rule_union(table: Mapping[str, np.ndarray], size: int) -> np.ndarray:
+    out = np.zeros(size, dtype=bool)
+    for name in RULES:
+        if name in table:
+            out |= table[name]
+    return out
+
+
+def decide(fired: Fired, level: str, target_fpr: float) -> list[Judgement]:
+    """The membership rule at one level (see the module docstring)."""
+    names = [n for n in fired.normal if n not in RULES and n != FACTS]
+    n_normal = len(next(iter(fired.normal.values()))) if fired.normal else 0
+    n_pseudo = len(next(iter(fired.pseudo.values()))) if fired.pseudo else 0
+    rules_normal = _rule_union(fired.normal, n_normal)
+    missed = ~_rule_union(fired.pseudo, n_pseudo)
+    allowed = math.floor(target_fpr * n_normal + 1e-9)
+    alone: dict[str, Judgement] = {}
+    for name in names:
+        fa = fired.normal[name] & ~rules_normal
+        caught = fired.pseudo[name] & missed
+        alone[name] = Judgement(name, level, fired.unit, n_normal, int(fa.sum()), allowed, int(missed.sum()),
+                                int(caught.sum()), float(fired.normal[name].mean()) if n_normal else 0.0)
+    out: dict[str, Judgement] = {}
+    eligible: list[Judgement] = []
+    for j in alone.values():
+        if j.pseudo == 0:
+            out[j.detector] = _left(j, "no pseudo-anomaly escapes the rules here: nothing to add")
+        elif j.false_alarms > j.allowed:
+            out[j.detector] = _left(j, f"{j.false_alarms} false alarms on {j.units} held-back normal {j.unit}s "
+                                       f"where the rules are silent (allowed {j.allowed} at {level})")
+        elif j.catch_rate < MIN_CATCH:
+            out[j.detector] = _left(j, f"catches {j.caught} of {j.pseudo} pseudo-anomalies the rules miss "
+                                       f"({j.catch_rate:.1%} < {MIN_CATCH:.0%})")
+        elif j.catch_rate < MIN_LIFT * j.fire_rate:
+            out[j.detector] = _left(j, f"catch rate {j.catch_rate:.1%} is under {MIN_LIFT:g}x its "
+                                       f"{j.fire_rate:.1%} firing rate on normal data")
+        else:
+            eligible.append(j)
+    vote_fa = np.zeros(n_normal, dtype=bool)
+    vote_caught = np.zeros(n_pseudo, dtype=bool)
+    if FACTS in fired.normal:
+        fa = fired.normal[FACTS] & ~rules_normal
+        facts = Judgement(FACTS, level, fired.unit, n_normal, int(fa.sum()), allowed, 0, 0,
+                          float(fired.normal[FACTS].mean()) if n_normal else 0.0)
+        if facts.false_alarms > allowed:
+            out[FACTS] = _left(facts, f"{facts.false_alarms} false alarms on {n_normal} held-back normal "
+                                      f"{fired.unit}s where the rules are silent (allowed {allowed} at {level})")
+        else:
+            vote_fa = fa
+            out[FACTS] = Judgement(**{**facts.__dict__, "kept": True,
+                                      "reason": f"{facts.false_alarms} false alarms (allowed {allowed})"})
+        names = [*names, FACTS]
+    for j in sorted(eligible, key=lambda x: (-x.caught, x.false_alarms, x.detector)):
+        fa = vote_fa | (fired.normal[j.detector] & ~rules_normal)
+        caught = vote_caught | (fired.pseudo[j.detector] & missed)
+        if int(fa.sum()) > allowed:
+            out[j.detector] = _left(j, f"with the members before it the vote would raise {int(fa.sum())} false "
+                                       f"alarms (allowed {allowed})")
+        elif int(caught.sum()) == int(vote_caught.sum()):
+            out[j.detector] = _left(j, "adds no catch the vote does not already have")
+        else:
+            vote_fa, vote_caught = fa, caught
+            out[j.detector] = Judgement(**{**j.__dict__, "kept": True,
+                                           "reason": f"catches {j.caught} of {j.pseudo} pseudo-anomalies the "
+                                                     f"rules miss with {j.false_alarms} false alarms"})
+    return [out[n] for n in names]
+
+
+def _left(j: Judgement, reason: str) -> Judgement:
+    return Judgement(**{**j.__dict__, "kept": False, "reason": reason})
+
+
+# -- pseudo-anomalies -------------------------------------------------------------------------
+def perturb_sessions(
+    sessions: Sequence[Sequence[int]], known: set[tuple[int, ...]], tokens: Sequence[int], seed: int,
+    per_session: int = 1, limit: int = 5000,
+) -> tuple[list[list[int]], list[str]]:
+    """Pseudo-anomalous sessions made from held-back normal ones; none equals a `known` session."""
+    rng = np.random.default_rng(seed)
+    out: list[list[int]] = []
+    kinds: list[str] = []
+    pool = [list(s) for s in sessions if len(s) >= 2]
+    if not pool or not tokens:
+        return out, kinds
+    for s in pool:
+        for _ in range(per_session):
+            kind = SESSION_PERTURBATIONS[int(rng.integers(len(SESSION_PERTURBATIONS)))]
+            p = _perturb(s, kind, rng, tokens)
+            if p is not None and tuple(p) not in known:
+                out.append(p)
+                kinds.append(kind)
+        if len(out) >= limit:
+            break
+    return out, kinds
+
+
+def _perturb(s: list[int], kind: str, rng: np.random.Generator, tokens: Sequence[int]) -> list[int] | None:
+    p = list(s)
+    if kind == "shuffle":
+        rng.shuffle(p)
+    elif kind == "swap":
+        i, j = (int(x) for x in rng.choice(len(p), 2, replace=False))
+        p[i], p[j] = p[j], p[i]
+    elif kind == "drop":
+        del p[int(rng.integers(len(p)))]
+    elif kind == "repeat":
+        i = int(rng.integers(len(p)))
+        p[i:i] = [p[i]] * 3
+    else:  # inject a known event somewhere
+        p.insert(int(rng.integers(len(p) + 1)), int(tokens[int(rng.integers(len(tokens)))]))
+    return None if p == s else p
+
+
+def relocate_lines(n: int, seed: int, share: float = 0.1, limit: int = 500) -> tuple[list[int], list[int]]:
+    """A new order of `n` lines in which a sample of lines is moved to a random other position;
+    returns (order, positions of the moved lines in the new order)."""
+    rng = np.random.default_rng(seed)
+    k = int(min(max(20, round(share * n)), limit, n // 4))
+    if n < 8 or k == 0:
+        return list(range(n)), []
+    moved = set(int(i) for i in rng.choice(n, k, replace=False))
+    rest = [i for i in range(n) if i not in moved]
+    for i in sorted(moved):
+        # far from where it was: at least a tenth of the stream away
+        pos = int(rng.integers(len(rest) + 1))
+        while abs(pos - i) < max(2, n // 10) and n > 20:
+            pos = int(rng.integers(len(rest) + 1))
+        rest.insert(pos, i)
+    return rest, [k2 for k2, i in enumerate(rest) if i in moved]
+
+
+# -- the record the bundle keeps --------------------------------------------------------------
+def membership_section(judgements: Sequence[Judgement], learned: Sequence[str]) -> dict[str, Any]:
+    """`manifest["ensemble"]["membership"]`: per learned detector, the levels it votes at and,
+    per level, the evidence and the reason (kept only if every unit kind judged kept it)."""
+    by_name: dict[str, dict[str, Any]] = {n: {"levels": [], "judged": {}} for n in learned}
+    levels: dict[str, dict[str, list[Judgement]]] = {}
+    for j in judgements:
+        levels.setdefault(j.detector, {}).setdefault(j.level, []).append(j)
+    for name in learned:
+        for level, js in levels.get(name, {}).items():
+            kept = all(j.kept for j in js)
+            by_name[name]["judged"][level] = {
+                "kept": kept,
+                "reason": "; ".join(j.reason for j in js if j.kept == kept) or "kept",
+                "evidence": [j.as_dict() for j in js],
+            }
+            if kept:
+                by_name[name]["levels"].append(level)
+        if not levels.get(name):
+            by_name[name]["levels"] = ["low", "medium", "high"]  # nothing to judge on: keep (said so)
+            by_name[name]["judged"] = {"all": {"kept": True, "reason": "no held-back data to judge on"}}
+    return by_name
+
+
+def left_out_lines(section: Mapping[str, Any]) -> list[str]:
+    """One readable line per learned detector left out somewhere: the levels and why."""
+    out: list[str] = []
+    for name, m in section.items():
+        reasons: dict[str, list[str]] = {}
+        for level, j in m.get("judged", {}).items():
+            if not j.get("kept", True):
+                reasons.setdefault(j["reason"], []).append(level)
+        if reasons:
+            why = "; ".join(f"{'/'.join(levels)}: {reason}" for reason, levels in reasons.items())
+            kept = ", ".join(m.get("levels", []))
+            head = f"{name} votes at {kept} only; left out at" if kept else f"{name} left out of the vote at"
+            out.append(f"{head} {why}")
+    return out
+
+
+def apply_membership(ensemble: dict[str, Any], judgements: Sequence[Judgement], facts: Mapping[str, Any]) -> list[str]:
+    """Write the judgement into a `manifest["ensemble"]` section: each judged learned member gets
+    the `levels` it votes at, and `membership` keeps the evidence and reasons. Returns one line
+    per detector and level left out."""
+    judged = {j.detector for j in judgements}
+    learned = sorted(judged & (set(ensemble.get("members", {})) | {FACTS}))
+    section = membership_section(judgements, learned)
+    for name in learned:
+        if name == FACTS:
+            ensemble[FACTS] = {"levels": section[name]["levels"]}
+        else:
+            ensemble["members"][name]["levels"] = section[name]["levels"]
+    ensemble["membership"] = {"rule": "trainer/membership.py", "judged_on": dict(facts), "detectors": section}
+    return left_out_lines(section)
