@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.types import Anomaly, Explanation, Incident, TemplatedLine
+from agent.wording import plural
 
 MAX_BUCKETS = 2000
 MAX_SCORE_SAMPLES = 20_000
@@ -344,10 +345,10 @@ class ReportCollector:
         notes = []
         if self.time_from_arrival:
             notes.append(
-                f"{self.time_from_arrival:,} lines carried no timestamp; their arrival time was used instead."
+                f"{plural(self.time_from_arrival, 'line')} carried no timestamp; their arrival time was used instead."
             )
         if self.untimed:
-            notes.append(f"{self.untimed:,} lines had no usable time and are not on the timeline.")
+            notes.append(f"{plural(self.untimed, 'line')} had no usable time and are not on the timeline.")
         incidents = len(self._incidents) + self._dropped_incidents
         payload = json.dumps(self.data(), allow_nan=False, default=str).replace("<", "\\u003c")
         page = _PAGE.format(

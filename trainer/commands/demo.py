@@ -14,6 +14,8 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from agent.wording import plural
+
 DEFAULT_EPOCHS = 1
 
 
@@ -87,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
     for inc in truth.incidents:
         span = (f"{datetime.fromtimestamp(inc.start, UTC):%H:%M:%S} - "
                 f"{datetime.fromtimestamp(inc.end, UTC):%H:%M:%S}")
-        out.write(f"  {inc.kind:12} {span}  {len(inc.line_numbers)} lines  {inc.description}\n")
+        out.write(f"  {inc.kind:12} {span}  {plural(len(inc.line_numbers), 'line')}  {inc.description}\n")
     out.write(f"\nDone in {time.monotonic() - t0:.0f}s. Open {report} in a browser for the timeline.\n")
     return 0
 

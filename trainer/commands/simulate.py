@@ -35,6 +35,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from agent.errors import UserError
+from agent.wording import plural
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -91,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
         lines_per_day=args.lines_per_day or DEFAULT_LINES_PER_DAY,
     )
     spans = "; ".join(
-        f"{i.kind} {_hms(i.start)}-{_hms(i.end)} ({len(i.line_numbers)} lines)" for i in result.incidents
+        f"{i.kind} {_hms(i.start)}-{_hms(i.end)} ({plural(len(i.line_numbers), 'line')})" for i in result.incidents
     )
     days = f"{args.days:g} day{'s' if args.days != 1 else ''}"
     sys.stdout.write(
