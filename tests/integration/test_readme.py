@@ -40,7 +40,10 @@ def code_blocks(text: str) -> list[str]:
 
 def make_dry_run(target: str) -> list[str]:
     """The commands `make TARGET` would run (`make -n`: nothing is run or installed)."""
-    run = subprocess.run(["make", "-n", target], cwd=REPO, capture_output=True, text=True, timeout=60)
+    # Under `make test` the outer make's variables would make this one print "Entering directory".
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS", "MAKEOVERRIDES")}
+    run = subprocess.run(["make", "-n", "--no-print-directory", target], cwd=REPO, env=env, capture_output=True,
+                         text=True, timeout=60)  # fmt: skip
     assert run.returncode == 0, run.stderr
     return run.stdout.strip().splitlines()
 
