@@ -9,8 +9,8 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import pytest
 
+from trainer.eval.served import with_membership
 from trainer.membership import Fired, apply_membership, decide, perturb_sessions
-from trainer.served import with_membership
 
 Sessions = list[list[int]]
 

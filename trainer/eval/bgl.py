@@ -101,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
         for name in detectors
     }
     preds["ensemble"] = np.array([r.verdict.value != "normal" for r in results])
-    from trainer.served import line_ablation
+    from trainer.eval.served import line_ablation
 
     preds.update(line_ablation(results, pipe.bundle.manifest.get("ensemble", {}), args.sensitivity, pipe.kinds))
     preds["baseline:severe_level"] = np.array([r.line.line.level in SEVERE for r in results])

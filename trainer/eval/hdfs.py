@@ -42,8 +42,8 @@ from agent.models import MODELS, ModelSpec, TrainingInput
 from agent.onnx_session import RuntimeOptions
 from agent.types import DetectorKind, DetectorScore
 from trainer.eval.metrics import Row, adjusted_precision, f1_of, format_table, row
+from trainer.eval.served import served_rows
 from trainer.sequences import build_vocab, encode, read_labelled, read_sessions, stratified_split
-from trainer.served import served_rows
 from trainer.support import sensitivity_support
 from trainer.training_data import TrainingData
 
