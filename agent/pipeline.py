@@ -60,6 +60,11 @@ ONLINE_STATE = "templates_online.json"
 STITCH_IDLE_SECS = 0.5
 
 
+ONLINE_MESSAGE_CHARS = 1024
+"""Characters of a message the online miner sees (≈ 0.26 MiB per never-seen template at 1,024
+against ≈ 3 MiB at 4,096: BENCHMARKS.md, resource bounds)."""
+
+
 @dataclass(frozen=True)
 class PipelineConfig:
     """Settings of one pipeline: parser override, sensitivity, runtime, state and timers."""
@@ -210,7 +215,10 @@ class Pipeline:
             tid, template, params = m.template_id, m.template, m.params
             token = self.vocab.get(tid, 0)
         else:
-            om = self.online_miner.add(parsed.message)
+            # A template born online is mined from the message's first ONLINE_MESSAGE_CHARS: what
+            # the miner keeps per template grows with the square of its token count, and a
+            # hostile stream of long never-seen lines must not cost MiBs each.
+            om = self.online_miner.add(parsed.message[:ONLINE_MESSAGE_CHARS])
             tid, template, params, token = ONLINE_ID_BASE + om.template_id, om.template, om.params, 0
             for old_id, new_id in self.online_miner.take_merges():  # what the old id knew follows
                 self.explainer.rename_template(ONLINE_ID_BASE + old_id, ONLINE_ID_BASE + new_id)
