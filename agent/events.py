@@ -136,6 +136,7 @@ def incident_event(i: Incident, observed: float) -> dict[str, Any]:
         "incident.last_seen": rfc3339(i.last_seen),
         "incident.anomaly_count": i.anomaly_count,
         "incident.line_count": i.line_count,
+        "incident.repeats_not_emitted": i.repeats_not_emitted,
         "incident.entities": list(i.entities),
         "incident.leading_templates": [
             {"id": tid, "text": text, "count": count} for tid, text, count in i.leading_templates
@@ -276,7 +277,7 @@ _EXPLANATION = {
     "properties": {
         "kind": {"enum": [
             "NEW_TEMPLATE", "RARE_TEMPLATE", "UNUSUAL_TIME", "BURST", "SEQUENCE", "SEVERITY",
-            "UNUSUAL_PARAMETER",
+            "UNUSUAL_PARAMETER", "MODEL_OUTLIER",
         ]},
         "text": {"type": "string"},
         "facts": {"type": "object"},
@@ -387,6 +388,7 @@ _INCIDENT_ATTRS = {
         "incident.last_seen": _TS,
         "incident.anomaly_count": {"type": "integer", "minimum": 0},
         "incident.line_count": {"type": "integer", "minimum": 0},
+        "incident.repeats_not_emitted": {"type": "integer", "minimum": 0},
         "incident.entities": {"type": "array", "items": {"type": "string"}},
         "incident.leading_templates": {
             "type": "array",

@@ -124,8 +124,13 @@ class Explainer:
     """Explanations of flagged lines from the training profile and live window counts."""
 
     def __init__(
-        self, profile: dict[str, Any], templates: Mapping[int, str], config: ExplainConfig = ExplainConfig()
+        self, profile: dict[str, Any], templates: Mapping[int, str], config: ExplainConfig = ExplainConfig(),
+        model_types: Mapping[str, str] | None = None,
     ) -> None:
+        """`model_types` maps each bundle model's name to its type, so a model's alert is
+        explained in its own terms (`agent.explain_models`)."""
+        from agent.explain_models import ModelExplainer
+
         self.config = config
         self.templates = templates
         raw_templates = profile.get("templates") or {}
@@ -138,10 +143,14 @@ class Explainer:
         # actor -> its latest template; observed line -> the template its actor logged before it.
         self._last_by_actor: OrderedDict[str, int] = OrderedDict()
         self._previous: OrderedDict[int, tuple[tuple[int, int, float, str], int | None]] = OrderedDict()
+        # observed line -> its template's window count when it arrived (later lines of the same
+        # micro-batch must not count: verdicts may not depend on how input was batched).
+        self._count_at: dict[int, int] = {}
         self._tokens: dict[int, int] = {int(k): int(v) for k, v in (profile.get("tokens") or {}).items()}
         self._token_cap = max(config.max_tokens, len(self._tokens))
         # template id -> recent times of its lines, newest right; LRU over templates.
         self._windows: OrderedDict[int, deque[float]] = OrderedDict()
+        self._models = ModelExplainer(profile, self._label, self._token_template, model_types)
 
     # ---- live state
 
@@ -155,7 +164,9 @@ class Explainer:
         self._previous[id(line)] = (_fingerprint(line), self._last_by_actor.get(actor))
         self._previous.move_to_end(id(line))  # an id reused by a new object is fresh, not old
         if len(self._previous) > self.config.max_pending:
-            self._previous.popitem(last=False)
+            old, _ = self._previous.popitem(last=False)
+            self._count_at.pop(old, None)
+        self._count_at.pop(id(line), None)
         self._last_by_actor[actor] = line.template_id
         self._last_by_actor.move_to_end(actor)
         if len(self._last_by_actor) > self.config.max_actors:
@@ -177,6 +188,7 @@ class Explainer:
         horizon = t - self.config.window_secs
         while window and window[0] <= horizon:
             window.popleft()
+        self._count_at[id(line)] = len(window)
 
     def rename_template(self, old: int, new: int) -> None:
         """Template `old` was merged into `new` (the online miner): its window and the actors
@@ -299,7 +311,9 @@ class Explainer:
         """(count, mean, std, p99) when this template's window count is a burst."""
         if line.time_from_arrival:
             return None
-        count = self.window_count(line.template_id)
+        seen = self._previous.get(id(line))
+        count = self._count_at.get(id(line), 0) if seen is not None and seen[0] == _fingerprint(line) \
+            else self.window_count(line.template_id)
         cfg = self.config
         if count < cfg.min_burst:
             return None
@@ -514,6 +528,7 @@ class Explainer:
             self._severity(line),
             self._unusual_time(line),
             self._unusual_parameter(line),
+            *self._models.explain(ctx, scores),
         ]
         out = tuple(e for e in found if e is not None)
         if line.time_from_arrival:

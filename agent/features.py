@@ -35,6 +35,8 @@ FEATURE_NAMES: tuple[str, ...] = (
     "transition_prob",  # P(this template | the entity's previous template), from training
 )
 N_FEATURES = len(FEATURE_NAMES)
+MIN_TRAINING_SESSIONS = 10  # fewer training sessions say nothing about how a session ends
+MIN_END_SHARE = 0.01
 _IDX = {name: i for i, name in enumerate(FEATURE_NAMES)}
 
 
@@ -58,6 +60,12 @@ class FeatureStats:
     transitions: dict[int, dict[int, int]] = field(default_factory=dict)
     mean_window_freq: dict[int, float] = field(default_factory=dict)
     total: int = 0
+    # How training sessions (entities other than the whole stream) end: the last token of each
+    # and their count and shortest length, so the agent can tell a complete session from a
+    # fragment that only went quiet.
+    session_ends: dict[int, int] = field(default_factory=dict)
+    sessions: int = 0
+    session_min_len: int = 0
 
     def to_json(self) -> dict[str, Any]:
         """The training statistics as plain JSON (keys as strings)."""
@@ -66,6 +74,9 @@ class FeatureStats:
             "transitions": {str(a): {str(b): c for b, c in row.items()} for a, row in self.transitions.items()},
             "mean_window_freq": {str(k): v for k, v in self.mean_window_freq.items()},
             "total": self.total,
+            "session_ends": {str(k): v for k, v in self.session_ends.items()},
+            "sessions": self.sessions,
+            "session_min_len": self.session_min_len,
         }
 
     @classmethod
@@ -78,6 +89,9 @@ class FeatureStats:
             },
             mean_window_freq={int(k): float(v) for k, v in obj["mean_window_freq"].items()},
             total=int(obj["total"]),
+            session_ends={int(k): int(v) for k, v in (obj.get("session_ends") or {}).items()},
+            sessions=int(obj.get("sessions", 0)),
+            session_min_len=int(obj.get("session_min_len", 0)),
         )
 
 
@@ -85,9 +99,9 @@ class EntityState:
     """The recent past of one entity: its time window, history and session tokens."""
 
     __slots__ = ("counts", "history", "last_seen", "last_token", "levels", "session", "session_levels",
-                 "severe", "window")
+                 "severe", "whole_stream", "window")
 
-    def __init__(self, cfg: FeatureConfig) -> None:
+    def __init__(self, cfg: FeatureConfig, whole_stream: bool = False) -> None:
         self.window: deque[tuple[float, int, int]] = deque()
         self.counts: dict[int, int] = {}
         self.severe = 0
@@ -97,6 +111,7 @@ class EntityState:
         self.session_levels: deque[int] = deque(maxlen=cfg.max_session_tokens)
         self.last_token: int | None = None
         self.last_seen = 0.0
+        self.whole_stream = whole_stream  # the entity is the stream itself: no session to judge
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +122,7 @@ class EndedSession:
     tokens: tuple[int, ...]
     levels: tuple[int, ...]
     last_seen: float
+    whole_stream: bool = False
 
 
 class FeatureExtractor:
@@ -131,7 +147,7 @@ class FeatureExtractor:
         ent = line.line.entity
         state = self.entities.get(ent)
         if state is None:
-            state = EntityState(cfg)
+            state = EntityState(cfg, whole_stream=ent == line.line.source)
             self.entities[ent] = state
             if len(self.entities) > cfg.max_entities:
                 self.entities.popitem(last=False)
@@ -203,6 +219,17 @@ class FeatureExtractor:
             ended.append(_ended(ent, state))
         return ended
 
+    def looks_complete(self, session: EndedSession) -> bool:
+        """Whether a session looks whole by the training sessions' own statistics: enough training
+        sessions to say, at least as long as the shortest, and ending the way at least
+        `MIN_END_SHARE` of them ended. Anything else is a fragment (it only went quiet)."""
+        st = self.stats
+        if session.whole_stream or st.sessions < MIN_TRAINING_SESSIONS or not session.tokens:
+            return False
+        if len(session.tokens) < st.session_min_len:
+            return False
+        return st.session_ends.get(session.tokens[-1], 0) >= MIN_END_SHARE * st.sessions
+
     def end_all(self) -> list[EndedSession]:
         """End every entity's session and forget all state (stream end, reload)."""
         ended = [_ended(ent, state) for ent, state in self.entities.items()]
@@ -232,6 +259,14 @@ class FeatureExtractor:
                 row[tl.token] = row.get(tl.token, 0) + 1
             last[tl.line.entity] = tl.token
         stats.total = len(lines)
+        lengths: dict[str, int] = {}
+        for tl in lines:
+            if tl.line.entity != tl.line.source:
+                lengths[tl.line.entity] = lengths.get(tl.line.entity, 0) + 1
+        for entity in lengths:
+            stats.session_ends[last[entity]] = stats.session_ends.get(last[entity], 0) + 1
+        stats.sessions = len(lengths)
+        stats.session_min_len = min(lengths.values(), default=0)
         extractor = cls(cfg, stats)
         rows = np.array([extractor.update(tl)[0] for tl in lines], dtype=np.float32).reshape(-1, N_FEATURES)
         # Mean in-window frequency per template, then the burst ratio column it normalises.
@@ -259,7 +294,8 @@ def burst_ratio(freq: float, mean: float) -> float:
 
 
 def _ended(entity: str, state: EntityState) -> EndedSession:
-    return EndedSession(entity, tuple(state.session), tuple(state.session_levels), state.last_seen)
+    return EndedSession(entity, tuple(state.session), tuple(state.session_levels), state.last_seen,
+                        state.whole_stream)
 
 
 _SECONDS_PER_DAY = 86400.0

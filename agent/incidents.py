@@ -14,6 +14,11 @@ every `update_every_secs` (alert-storm control); `tick(now)` resolves incidents 
 so a batch scan of a week behaves like the week did; times that run backwards never make a
 negative span, and a jump of years simply starts a new incident.
 
+Every anomaly's own event carries the id of the incident it belongs to: a weak anomaly held
+back is decided (joined to an incident, or isolated when nothing related comes within
+`gap_secs`) before its event is released. `drain()` hands over the anomalies decided so far,
+each with its incident id (None: isolated), in the order they were decided.
+
 Repeated identical anomalies (same template, entity and explanation kinds within one incident)
 are counted in the incident but not re-emitted: `should_emit(anomaly)` says whether the pipeline
 should still emit this anomaly's own event. Call it right after `add(anomaly)` with the same
@@ -72,6 +77,13 @@ class IncidentConfig:
     hold_weak: bool = True
     max_held: int = 256
     weak_cluster: int = 5  # ... unless this many related weak anomalies come within gap_secs
+    # Never-seen templates in one stream (a host's own log, no entity of its own) that come this
+    # close together are one problem (a reboot's boot messages), whatever their words.
+    novel_burst_secs: float = 60.0
+    # A new template that keeps recurring stays in its incident ("new behaviour") this long
+    # after its last line: the incident is reopened under the same id, not opened anew.
+    new_behaviour_secs: float = 86400.0
+    max_new_behaviour: int = 1000  # new templates remembered for that
 
 
 _WORD = re.compile(r"[A-Za-z][A-Za-z_]{2,}")
@@ -187,11 +199,13 @@ class _Open:
         "kinds",
         "last_seen",
         "max_level",
+        "new_streams",
         "new_templates",
         "repeats",
         "samples",
         "services",
         "state",
+        "suppressed",
         "template_text",
         "templates",
         "values",
@@ -205,10 +219,12 @@ class _Open:
         self.last_seen = t
         self.anomalies = 0
         self.danger = 0
+        self.suppressed = 0  # identical repeats counted here but not emitted as events
         self.max_level = Level.UNKNOWN
         self.templates: Counter[int] = Counter()
         self.template_text: dict[int, str] = {}
         self.new_templates: set[int] = set()
+        self.new_streams: set[str] = set()  # streams (no entity of their own) with new templates here
         self.entities: list[str] = []
         self.extra_entities = 0
         self.services: set[str] = set()
@@ -249,6 +265,8 @@ class IncidentGrouper:
         self.suppressed = 0  # identical anomalies counted but not emitted
         self._held: deque[Anomaly] = deque()  # recent weak anomalies not (yet) in an incident
         self.isolated = 0  # weak anomalies that joined no incident when they arrived
+        self._decided: list[tuple[Anomaly, str | None]] = []  # events due: anomaly, its incident
+        self._new_behaviour: dict[int, _Open] = {}  # new template -> the incident it belongs to
 
     # ---- matching
 
@@ -264,6 +282,9 @@ class IncidentGrouper:
         line = anomaly.line
         if line.template_id in inc.templates:
             return True
+        if (line.is_new and line.line.source in inc.new_streams
+                and self._distance(inc, line.time) <= self.config.novel_burst_secs):
+            return True  # one machine's burst of never-seen lines (a reboot): one problem
         entity = actor_of(line.line)
         informative = bool(entity) and entity != line.line.source  # the stream's name relates nothing
         if informative and (entity in inc.entities or service_of(entity) in inc.services):
@@ -283,6 +304,12 @@ class IncidentGrouper:
 
     def _match(self, anomaly: Anomaly) -> _Open | None:
         t = anomaly.line.time
+        line = anomaly.line
+        recurring = self._new_behaviour.get(line.template_id) if line.is_new else None
+        if recurring is not None and 0 <= t - recurring.last_seen <= self.config.new_behaviour_secs:
+            if recurring.incident_id not in self._open:  # resolved meanwhile: reopen it
+                self._open[recurring.incident_id] = recurring
+            return recurring
         words = template_words(anomaly.line.template)
         best: _Open | None = None
         best_distance = math.inf
@@ -320,9 +347,9 @@ class IncidentGrouper:
         t = anomaly.line.time
         if self._advance_clock(t) and t - self._swept_at >= _SWEEP_EVERY_SECS:
             self._swept_at = t
-            stale = max(cfg.quiet_secs, cfg.gap_secs) + self._disorder
-            quiet = [i for i in self._open.values() if t - i.last_seen > stale]
+            quiet = [i for i in self._open.values() if self._is_stale(i, t)]
             events += [self._resolve(i) for i in sorted(quiet, key=lambda i: i.first_seen)]
+        self._expire_held(t)
         inc = self._match(anomaly)
         held: list[Anomaly] = []
         if (inc is None and cfg.hold_weak and not is_strong(anomaly)
@@ -340,13 +367,14 @@ class IncidentGrouper:
             inc = _Open(f"inc-{_clock(first.line.time)}-{self._seq}", first)
             self._open[inc.incident_id] = inc
             for h in held:
+                self._decide(inc, h)
                 self._absorb(inc, h)
                 self.isolated -= 1
-        emit = self._would_emit(inc, anomaly)
+        emit = self._decide(inc, anomaly)
         self._last_decision = (id(anomaly), emit)
-        if not emit:
-            self.suppressed += 1
         self._absorb(inc, anomaly)
+        if anomaly.line.is_new:
+            self._remember_new(anomaly.line.template_id, inc)
         if inc.state is IncidentState.OPEN and inc.anomalies == 1:
             inc.emitted_at = t
             events.append(self._snapshot(inc, IncidentState.OPEN))
@@ -356,12 +384,41 @@ class IncidentGrouper:
             events.append(self._snapshot(inc, IncidentState.UPDATE))
         return inc.incident_id, events
 
+    def _decide(self, inc: _Open, anomaly: Anomaly) -> bool:
+        """Queue `anomaly`'s event with the incident's id, unless it is an identical repeat."""
+        emit = self._would_emit(inc, anomaly)
+        if emit:
+            self._decided.append((anomaly, inc.incident_id))
+        else:
+            self.suppressed += 1
+            inc.suppressed += 1
+        return emit
+
+    def _remember_new(self, template_id: int, inc: _Open) -> None:
+        self._new_behaviour[template_id] = inc
+        if len(self._new_behaviour) > self.config.max_new_behaviour:
+            del self._new_behaviour[next(iter(self._new_behaviour))]
+
+    def drain(self) -> list[tuple[Anomaly, str | None]]:
+        """The anomalies decided since the last call, each with its incident id (None: isolated)."""
+        decided, self._decided = self._decided, []
+        return decided
+
+    def _expire_held(self, now: float) -> None:
+        """Held weak anomalies more than gap_secs before `now` joined nothing: isolated."""
+        horizon = now - self.config.gap_secs
+        while self._held and self._held[0].line.time < horizon:
+            self._decided.append((self._held.popleft(), None))
+
+    def _is_stale(self, inc: _Open, now: float) -> bool:
+        cfg = self.config
+        return now - inc.last_seen >= max(cfg.quiet_secs, cfg.gap_secs) + self._disorder
+
     def _hold(self, anomaly: Anomaly) -> None:
         self.isolated += 1
         self._held.append(anomaly)
-        horizon = anomaly.line.time - self.config.gap_secs
-        while self._held and (len(self._held) > self.config.max_held or self._held[0].line.time < horizon):
-            self._held.popleft()
+        while len(self._held) > self.config.max_held:
+            self._decided.append((self._held.popleft(), None))
 
     def _related_held(self, anomaly: Anomaly) -> list[Anomaly]:
         """The held weak anomalies related to `anomaly` and within gap_secs of it, in order."""
@@ -401,12 +458,15 @@ class IncidentGrouper:
         return True
 
     def tick(self, now: float) -> list[Incident]:
-        """Resolve the incidents whose last anomaly is `quiet_secs` or more before `now`."""
-        quiet = [i for i in self._open.values() if now - i.last_seen >= self.config.quiet_secs]
+        """Resolve the incidents quiet at `now` on the log's clock: by the same rule as the sweep
+        in `add`, so when a tick comes never changes which incident an anomaly joins."""
+        self._expire_held(now)
+        quiet = [i for i in self._open.values() if self._is_stale(i, now)]
         return [self._resolve(i) for i in sorted(quiet, key=lambda i: i.first_seen)]
 
     def close(self) -> list[Incident]:
-        """Resolve every open incident (end of a scan)."""
+        """Resolve every open incident (end of a scan); held anomalies are isolated."""
+        self._expire_held(math.inf)
         return [self._resolve(i) for i in sorted(list(self._open.values()), key=lambda i: i.first_seen)]
 
     @property
@@ -437,6 +497,8 @@ class IncidentGrouper:
             inc.templates[tid] += 1
         if line.is_new:
             inc.new_templates.add(tid)
+            if line.line.entity == line.line.source:
+                inc.new_streams.add(line.line.source)
         for value in line.params:
             if len(inc.values) < cfg.max_values and distinctive(value):
                 inc.values.add(value[:_MAX_VALUE_CHARS])
@@ -511,6 +573,7 @@ class IncidentGrouper:
             last_seen=max(inc.last_seen, inc.first_seen),
             anomaly_count=inc.anomalies,
             line_count=inc.anomalies,
+            repeats_not_emitted=inc.suppressed,
             entities=entities,
             leading_templates=leading,
             first_line=inc.first_line,

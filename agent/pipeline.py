@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -58,6 +59,7 @@ log = structlog.get_logger(__name__)
 ONLINE_ID_BASE = 1_000_000
 ONLINE_STATE = "templates_online.json"
 STITCH_IDLE_SECS = 0.5
+SWEEP_SECS = 1.0  # how often (in log time) idle entities are looked for
 
 
 ONLINE_MESSAGE_CHARS = 1024
@@ -143,13 +145,18 @@ class Pipeline:
         from agent.incidents import IncidentConfig, IncidentGrouper
 
         profile = bundle.read_json("profile.json")
-        self.explainer = Explainer(profile, TemplateTexts(self.miner, self.online_miner))
+        model_types = {name: str(section.get("type", name)) for name, section in manifest.get("models", {}).items()}
+        self.explainer = Explainer(profile, TemplateTexts(self.miner, self.online_miner), model_types=model_types)
         # The profile relates templates that follow each other in training (an auth failure and
         # the web's 401 it causes), so they group into one incident.
         self.grouper = IncidentGrouper(IncidentConfig(gap_secs=config.incident_gap_secs), profile=profile)
         self.provider = _provider_of(self.detectors)
         self.line_no = 0
         self._last_input = 0.0
+        # The log's own clock (the latest line time): entities go idle and incidents quiet on it,
+        # never on the arrival clock, so `scan` and live input give the same verdicts.
+        self._log_clock = -math.inf
+        self._swept_at = -math.inf
         self.lines = 0
         self.anomalies = 0
         self.observers: list[Callable[[LineResult], None]] = []
@@ -238,6 +245,7 @@ class Pipeline:
         for record in records:
             try:
                 tl = self._templated(record, now)
+                self._advance_log_clock(tl.time, out)
                 row, state = self.features.update(tl)
                 self.explainer.observe(tl)
                 contexts.append(
@@ -300,14 +308,12 @@ class Pipeline:
             return out
         explanations = self.explainer.explain(ctx, result.scores)
         anomaly = Anomaly(ctx.line, score, verdict, result.scores, explanations)
-        incident_id, incident_events = self.grouper.add(anomaly)
-        emit = self.grouper.should_emit(anomaly)  # identical repeats are counted, not re-emitted
-        if incident_id is not None:
-            anomaly = dataclasses.replace(anomaly, incident_id=incident_id)
+        _, incident_events = self.grouper.add(anomaly)
         self.anomalies += 1
         metrics.anomalies.labels(verdict=verdict.value).inc()
-        if emit:
-            out.append(anomaly)
+        # Each anomaly's event goes out once it is decided, with its incident's id (a weak one
+        # waits for a related strong one); identical repeats are counted, not emitted.
+        out.extend(self._decided())
         for inc in incident_events:
             if inc.state is IncidentState.OPEN:
                 metrics.incidents.labels(severity=inc.severity.name.lower()).inc()
@@ -321,6 +327,16 @@ class Pipeline:
         """Records dropped since the last call (the daemon counts, logs and dead-letters them)."""
         out, self.rejected = self.rejected, []
         return out
+
+    def _advance_log_clock(self, t: float, out: list[Output]) -> None:
+        """Move the log clock to line time `t`; every `SWEEP_SECS` of log time, end the sessions
+        of entities idle `idle_entity_secs` by that clock (before this line joins its entity)."""
+        if not math.isfinite(t) or t <= self._log_clock:
+            return
+        self._log_clock = t
+        if t - self._swept_at >= SWEEP_SECS:
+            self._swept_at = t
+            out.extend(self._session_verdicts(self.features.end_idle(t)))
 
     # -- records held back (multi-line stitching) ------------------------------------------------
 
@@ -349,8 +365,18 @@ class Pipeline:
             # A stitched record is complete only when the next line starts; on a quiet stream the
             # next line may never come, so hand on what is pending once input pauses.
             out.extend(self.flush_pending(now))
-        out.extend(self._session_verdicts(self.features.end_idle(now)))
-        out.extend(self.grouper.tick(now))
+        # Sessions end and incidents resolve on the log's clock (see _advance_log_clock). Only
+        # when input has stopped for `idle_entity_secs` does the wall clock move it on, so a
+        # quiet service's last sessions are judged and its incidents resolve.
+        silent = now - self._last_input
+        clock = self._log_clock
+        if silent >= self.config.idle_entity_secs and math.isfinite(clock):
+            clock += silent
+            out.extend(self._session_verdicts(self.features.end_idle(clock)))
+        if math.isfinite(clock):
+            resolved = self.grouper.tick(clock)
+            out.extend(self._decided())
+            out.extend(resolved)
         if self.snapshotter is not None and self.snapshotter.maybe_save(now):
             metrics.snapshot_bytes.set((self.snapshotter.path).stat().st_size)
         return out
@@ -359,15 +385,26 @@ class Pipeline:
         """End of input: everything held, every open session and incident, then a snapshot."""
         out = self.flush_pending(now)
         out.extend(self._session_verdicts(self.features.end_all()))
-        out.extend(self.grouper.close())
+        resolved = self.grouper.close()
+        out.extend(self._decided())
+        out.extend(resolved)
         self.save_state()
         return out
+
+    def _decided(self) -> list[Output]:
+        return [dataclasses.replace(a, incident_id=incident_id) for a, incident_id in self.grouper.drain()]
 
     def _session_verdicts(self, sessions: Iterable[Any]) -> list[Output]:
         out: list[Output] = []
         judges = self.detectors  # each says whether it judges sessions (per-line models return None)
         for s in sessions:
-            if len(s.tokens) < 2:
+            # The whole stream is no session; a session that only went quiet (or was cut by the
+            # end of input) and does not end the way training sessions end is a fragment: its
+            # set and order say nothing, so it is judged only when it holds a template never
+            # seen in training (then it is anomalous however it would have gone on).
+            if len(s.tokens) < 2 or s.whole_stream:
+                continue
+            if 0 not in s.tokens and not self.features.looks_complete(s):
                 continue
             scores: list[DetectorScore] = []
             for d in judges:

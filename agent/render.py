@@ -123,9 +123,14 @@ def render_summary(
     incidents: Sequence[Incident],
     color: bool,
     year_known: bool = True,
+    anomalous_lines: int | None = None,
 ) -> str:
     """The scan summary, then each incident's leading anomaly explained (see `render_anomaly`
-    for `year_known`)."""
+    for `year_known`).
+
+    `anomalous_lines` is every line judged anomalous (the pipeline's count); `anomalies` are the
+    emitted events, which leave out identical repeats counted in their incidents. The headline
+    counts lines, so it agrees with the incidents' own counts."""
     paint = _Paint(color)
     # The latest state of each incident (callers may pass every open/update/resolved event).
     latest: dict[str, Incident] = {}
@@ -133,11 +138,13 @@ def render_summary(
         latest[inc.incident_id] = inc
     ordered = sorted(latest.values(), key=lambda i: i.first_seen if math.isfinite(i.first_seen) else 0.0)
     groups = len(ordered)
-    out = [
-        paint(f"Scanned {lines_scanned:,} log line{'s' if lines_scanned != 1 else ''}", _BOLD),
-        f"Found {len(anomalies):,} anomal{'ies' if len(anomalies) != 1 else 'y'} "
-        f"in {groups:,} incident group{'s' if groups != 1 else ''}",
-    ]
+    found = len(anomalies) if anomalous_lines is None else anomalous_lines
+    isolated = sum(1 for a in anomalies if a.incident_id is None)
+    headline = (f"Found {found:,} anomalous line{'s' if found != 1 else ''} "
+                f"in {groups:,} incident group{'s' if groups != 1 else ''}")
+    if isolated and groups:
+        headline += f" ({isolated:,} isolated, in no incident)"
+    out = [paint(f"Scanned {lines_scanned:,} log line{'s' if lines_scanned != 1 else ''}", _BOLD), headline]
     if not ordered:
         if anomalies:
             out += ["", *(render_anomaly(a, color, (), year_known) for a in anomalies[:MAX_INCIDENTS_SHOWN])]

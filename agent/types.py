@@ -90,6 +90,7 @@ class ExplanationKind(enum.Enum):
     SEQUENCE = "SEQUENCE"
     SEVERITY = "SEVERITY"
     UNUSUAL_PARAMETER = "UNUSUAL_PARAMETER"
+    MODEL_OUTLIER = "MODEL_OUTLIER"  # what a learned model saw (features out of range, ...)
 
 
 class DetectorKind(enum.Enum):
@@ -244,6 +245,8 @@ class Incident:
     first_line: str
     samples: tuple[str, ...] = field(default_factory=tuple)
     explanation_kinds: tuple[ExplanationKind, ...] = ()
+    # anomaly_count = this incident's anomaly events + identical repeats counted, not emitted
+    repeats_not_emitted: int = 0
 
 
 @dataclass(frozen=True, slots=True)

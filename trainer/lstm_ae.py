@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from agent.bundle import BundleWriter
-from agent.detectors.lstm_ae import LEVEL_COUNT, LEVELS, OUTPUT, TOKENS, LstmAeScorer
+from agent.detectors.lstm_ae import LEVEL_COUNT, LEVELS, OUTPUT, TOKENS, WORST, LstmAeScorer
 from agent.errors import InputError
 from agent.onnx_session import OnnxModel, RuntimeOptions
 from trainer.calibrate import calibrate
@@ -60,6 +60,14 @@ def build_net(vocab_size: int, opts: LstmAeOptions) -> Any:
             self.level_head = nn.Linear(opts.hidden, LEVEL_COUNT)
 
         def forward(self, tokens: Any, levels: Any) -> Any:
+            per_position, mask = self.per_position(tokens, levels)
+            if self.training or opts.score == "mean":
+                return per_position.sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
+            # serving: the worst-rebuilt position, so one odd line is not averaged away
+            return per_position.max(dim=1).values
+
+        def per_position(self, tokens: Any, levels: Any) -> tuple[Any, Any]:
+            """Each position's negative log-likelihood (0 at padding), and the padding mask."""
             x = torch.cat([self.embed(tokens), self.level_embed(levels)], dim=-1)
             h, _ = self.enc1(x)
             h, _ = self.enc2(h)
@@ -69,13 +77,26 @@ def build_net(vocab_size: int, opts: LstmAeOptions) -> Any:
             tok_nll = -torch.log_softmax(self.token_head(d), dim=-1).gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
             lvl_nll = -torch.log_softmax(self.level_head(d), dim=-1).gather(-1, levels.unsqueeze(-1)).squeeze(-1)
             mask = (tokens != pad).to(tok_nll.dtype)
-            per_position = (tok_nll + lvl_nll) * mask
-            if self.training or opts.score == "mean":
-                return per_position.sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
-            # serving: the worst-rebuilt position, so one odd line is not averaged away
-            return per_position.max(dim=1).values
+            return (tok_nll + lvl_nll) * mask, mask
 
     return LstmAutoencoder()
+
+
+def served(net: Any) -> Any:
+    """The exported graph: the window's error and the position rebuilt worst (which line of
+    the window the explanation names)."""
+    torch = import_torch()
+
+    class Served(torch.nn.Module):  # type: ignore[name-defined,misc]
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = net
+
+        def forward(self, tokens: Any, levels: Any) -> Any:
+            per_position, _ = self.net.per_position(tokens, levels)
+            return self.net(tokens, levels), per_position.argmax(dim=1)
+
+    return Served()
 
 
 class LstmAeTrainer(SequenceTrainer[LstmAeOptions]):
@@ -109,8 +130,8 @@ def fit_and_export(
     onnx_path = writer.path_for(f"{name}.onnx")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # the LSTM batch-size note: parity below checks it
-        export_torch(trainer.model, (torch.as_tensor(toks[:2]), torch.as_tensor(lvls[:2])), onnx_path,
-                    [TOKENS, LEVELS], [OUTPUT])
+        export_torch(served(trainer.model), (torch.as_tensor(toks[:2]), torch.as_tensor(lvls[:2])), onnx_path,
+                     [TOKENS, LEVELS], [OUTPUT, WORST])
     rows = sample_rows(len(toks), 512, fit.seed)
     parity = max(
         check_parity(trainer.model, onnx_path, {TOKENS: toks[rows], LEVELS: lvls[rows]}, OUTPUT),
@@ -124,7 +145,8 @@ def fit_and_export(
         "curve": f"{name}_curve.png",
         "inputs": [TOKENS, LEVELS],
         "output": OUTPUT,
-        "outputs": [OUTPUT],
+        "outputs": [OUTPUT, WORST],
+        "worst_output": WORST,
         "opset": OPSET,
         "window": options.window,
         "vocab_size": vocab_size,

@@ -22,6 +22,8 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+import numpy as np
+
 from agent.lines import actor_of, as_number, ip_prefix
 from agent.types import Level, TemplatedLine
 
@@ -304,3 +306,14 @@ def hour_multipliers(
     raw = [per_hour[h] / typical if h in per_hour else 1.0 for h in range(24)]
     low, high = clip
     return [round(min(high, max(low, (raw[(h - 1) % 24] + raw[h] + raw[(h + 1) % 24]) / 3)), 4) for h in range(24)]
+
+
+def feature_ranges(rows: np.ndarray) -> dict[str, list[float]]:
+    """Each feature's [min, max] over the training rows: an Isolation Forest alert names the
+    features furthest outside them."""
+    from agent.features import FEATURE_NAMES
+
+    x = np.asarray(rows, dtype=np.float64).reshape(-1, len(FEATURE_NAMES))
+    if not len(x):
+        return {}
+    return {name: [float(x[:, i].min()), float(x[:, i].max())] for i, name in enumerate(FEATURE_NAMES)}

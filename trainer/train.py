@@ -206,9 +206,11 @@ def train(
         })
         writer.add_json("features.json", extractor.stats.to_json())
         writer.add_json("history.json", history.to_json())
-        from trainer.profile import build_profile
+        from trainer.profile import build_profile, feature_ranges
 
-        writer.add_json("profile.json", build_profile(train_tl))
+        profile = build_profile(train_tl)
+        profile["feature_ranges"] = feature_ranges(x_train)  # what a model's alert is compared with
+        writer.add_json("profile.json", profile)
         train_seqs, train_levels = sequences_by_entity(train_tl)
         val_seqs, val_levels = sequences_by_entity(val_tl)
         data = TrainingData(len(vocab) + 1, train_seqs, val_seqs, train_levels, val_levels, x_train, x_val)

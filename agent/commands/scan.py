@@ -153,7 +153,8 @@ def run(args: argparse.Namespace) -> int:
         from agent.render import render_summary
 
         color = args.color == "always" or (args.color == "auto" and sys.stdout.isatty())
-        text = render_summary(pipe.lines, anomalies, list(incidents.values()), color, year_known)
+        text = render_summary(pipe.lines, anomalies, list(incidents.values()), color, year_known,
+                              pipe.anomalies)
         if sessions:
             text += f"\n{plural(len(sessions), 'session')} judged anomalous as a whole (see --format json).\n"
         sys.stdout.write(text)

@@ -28,6 +28,7 @@ from agent.types import DetectorKind, DetectorScore, LineContext
 TOKENS = "tokens"
 LEVELS = "levels"
 OUTPUT = "error"
+WORST = "worst_position"  # second output: the window position rebuilt worst (explanations)
 LEVEL_COUNT = 8  # agent.types.Level values 0..7
 
 Window = tuple[tuple[int, ...], tuple[int, ...]]
@@ -77,6 +78,8 @@ class LstmAeScorer(OnnxScorer[Window, float]):
                     f"the manifest says {self.window}: the bundle is inconsistent, retrain it"
                 )
         self.output_name = str(section.get("output", OUTPUT))
+        worst = section.get("worst_output")
+        self.worst_name = str(worst) if worst and worst in model.output_names else None
 
     def compute(self, keys: list[Window]) -> list[float]:
         """Reconstruction errors of distinct windows, one ONNX call."""
@@ -86,6 +89,16 @@ class LstmAeScorer(OnnxScorer[Window, float]):
         if err.shape != (len(keys),):
             raise ModelError(f"{self.model.path}: output shape {err.shape}, expected ({len(keys)},)")
         return [float(e) for e in err]
+
+    def worst_positions(self, windows: Sequence[Window]) -> list[int | None]:
+        """The window position rebuilt worst, for the few windows an alert explains (one call;
+        None for a bundle whose graph does not output it)."""
+        if self.worst_name is None or not windows:
+            return [None] * len(windows)
+        toks = np.asarray([w[0] for w in windows], dtype=np.int64).reshape(len(windows), self.window)
+        lv = np.asarray([w[1] for w in windows], dtype=np.int64).reshape(len(windows), self.window)
+        (worst,) = self.model.run({self.tokens_name: toks, self.levels_name: lv}, [self.worst_name])
+        return [int(w) for w in np.asarray(worst).reshape(-1)]
 
     def errors(self, windows: Sequence[Window]) -> list[float]:
         """Reconstruction error of each window (memoised; one ONNX call for the misses)."""
@@ -130,17 +143,20 @@ class LstmAutoencoderDetector(MemoisedLines[Window]):
                                     s.pad) for i in todo]
 
     def score_keys(self, keys: list[Window]) -> list[DetectorScore]:
-        """Each window's reconstruction error against the line threshold."""
-        return [
-            DetectorScore(
-                detector=self.name,
-                score=err,
-                threshold=self.threshold,
-                fired=err > self.threshold,
-                details=(("reconstruction_error", round(err, 4)), ("window", self.scorer.window)),
-            )
-            for err in self.scorer.errors(keys)
-        ]
+        """Each window's reconstruction error against the line threshold; an alert also names the
+        position rebuilt worst."""
+        errors = self.scorer.errors(keys)
+        fired = [i for i, err in enumerate(errors) if err > self.threshold]
+        worst: dict[int, int | None] = dict(zip(fired, self.scorer.worst_positions([keys[i] for i in fired]),
+                                                strict=True))
+        out = []
+        for i, err in enumerate(errors):
+            details: tuple[tuple[str, object], ...] = (("reconstruction_error", round(err, 4)),
+                                                       ("window", self.scorer.window))
+            if worst.get(i) is not None:
+                details += (("worst_position", worst[i]),)
+            out.append(DetectorScore(self.name, err, self.threshold, err > self.threshold, details))
+        return out
 
     def score_session(self, tokens: Sequence[int], levels: Sequence[int]) -> DetectorScore | None:
         """The session's worst window error, naming the position it came from."""

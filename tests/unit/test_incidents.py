@@ -32,6 +32,7 @@ def anomaly(
     template_id: int | None = None,
     level: Level = Level.ERROR,
     verdict: Verdict = Verdict.WATCH,
+    new: bool = True,
     **line_kw: object,
 ) -> Anomaly:
     """An anomaly of a crafted line (template from the message, digits as variables)."""
@@ -39,7 +40,7 @@ def anomaly(
     template = " ".join("<*>" if _VAR.match(w) else w for w in words)
     tid = template_id if template_id is not None else abs(hash(template)) % 1_000_000
     parsed = ParsedLine(f"{entity}: {message}", message, t, level, entity, "test", 0)
-    line = TemplatedLine(parsed, tid, template, (), 0, True, t, **line_kw)  # type: ignore[arg-type]
+    line = TemplatedLine(parsed, tid, template, (), 0 if new else tid, new, t, **line_kw)  # type: ignore[arg-type]
     return Anomaly(line, 2.0, verdict, (), _NEW)
 
 
@@ -106,14 +107,14 @@ def test_time_gap_splits_incidents_and_lifecycle_is_open_update_resolved():
     grouper = IncidentGrouper(IncidentConfig(gap_secs=300, quiet_secs=300, update_every_secs=60))
     events: list[Incident] = []
     for k in range(30):  # one every 10 s for 5 minutes
-        events += grouper.add(anomaly("Replica-3 not responding", T0 + k * 10, "db-replica-3"))[1]
+        events += grouper.add(anomaly("Replica-3 not responding", T0 + k * 10, "db-replica-3", new=False))[1]
     assert [e.state for e in events][:1] == [IncidentState.OPEN]
     updates = [e for e in events if e.state is IncidentState.UPDATE]
     assert 1 <= len(updates) <= 290 / 60 + 1
     assert grouper.tick(T0 + 290 + 299) == []
     done = grouper.tick(T0 + 290 + 300)
     assert [e.state for e in done] == [IncidentState.RESOLVED] and done[0].anomaly_count == 30
-    iid, ev = grouper.add(anomaly("Replica-3 not responding", T0 + 1200, "db-replica-3"))
+    iid, ev = grouper.add(anomaly("Replica-3 not responding", T0 + 1200, "db-replica-3", new=False))
     assert iid != done[0].incident_id and ev[0].state is IncidentState.OPEN
 
 
@@ -256,7 +257,7 @@ def test_training_companions_relate_different_actors():
                 (f"Authentication failed for user u{k} from 203.0.113.9", 1, "auth-1"),
                 ("Request rejected: 401 Unauthorized (bad credentials) in 40 ms", 2, "web-1"),
             ):
-                a = anomaly(message, T0 + k * 5, "app.log", template_id=tid, level=Level.WARN)
+                a = anomaly(message, T0 + k * 5, "app.log", template_id=tid, level=Level.WARN, new=False)
                 parsed = replace(a.line.line, source="app.log", component=comp)
                 out.append(replace(a, line=replace(a.line, line=parsed)))
         return out
@@ -314,7 +315,7 @@ def test_a_long_scan_resolves_incidents_by_the_logs_own_clock():
     log's time moves on, so few stay open and each is resolved exactly once."""
     grouper = IncidentGrouper()
     stream = [
-        anomaly(f"Replica-3 not responding attempt {k}", T0 + hour * 3600 + k, "db-replica-3", template_id=7)
+        anomaly(f"Replica-3 not responding attempt {k}", T0 + hour * 3600 + k, "db-replica-3", template_id=7, new=False)
         for hour in range(7 * 24)
         for k in range(5)
     ]
@@ -334,3 +335,43 @@ def test_word_sets_are_bounded_for_a_huge_template() -> None:
     huge = " ".join(f"word{chr(97 + i % 26)}{chr(97 + i // 26 % 26)}{chr(97 + i // 676 % 26)}" for i in range(9000))
     words = template_words(huge)
     assert 0 < len(words) <= 64
+
+
+def test_a_recurring_new_template_stays_in_one_incident():
+    """A template never seen in training that recurs every hour for a day is one incident (resolved
+    when quiet, reopened under the same id), not 24; after `new_behaviour_secs` of silence it opens
+    a new one."""
+    grouper = IncidentGrouper(IncidentConfig(new_behaviour_secs=6 * 3600))
+    stream = [anomaly("notify question section contains no SOA", T0 + hour * 3600, "named", template_id=9)
+              for hour in range(24)]
+    ids, events = run(grouper, stream)
+    assert len(set(ids)) == 1
+    assert [e.state for e in events].count(IncidentState.OPEN) == 1
+    last = next(e for e in reversed(events) if e.state is IncidentState.RESOLVED)
+    assert last.anomaly_count == 24
+    later, _ = grouper.add(anomaly("notify question section contains no SOA", T0 + 40 * 3600, "named", template_id=9))
+    assert later is not None and later != ids[0]
+
+
+def test_a_burst_of_new_templates_in_one_stream_is_one_incident():
+    """A reboot: different never-seen lines from one host's log within seconds are one incident,
+    though their words share nothing; the same lines from two hosts' logs are two."""
+    boot = ["Linux version 2.6.5-1.358 (bhcompile@bugs.build.redhat.com)", "BIOS-provided physical RAM map:",
+            "ACPI: RSDP (v000 DELL ) @ 0x000fd650", "klogd 1.4.1, log source = /proc/kmsg started.",
+            "Memory: 125312k/129720k available", "CPU: L1 I cache: 16K, L1 D cache: 16K",
+            "Kernel command line: ro root=LABEL=/ rhgb quiet", "Console: colour VGA+ 80x25"]
+
+    disk = ["sd 0:0:0:0: SCSI error: return code = 0x08000002", "end_request: I/O error, dev sda, sector 1234",
+            "EXT3-fs error (device sda1): ext3_find_entry: reading directory #2 offset 0"]
+
+    def lines(source: str, t0: float, messages: list[str], first_id: int) -> list[Anomaly]:
+        out = []
+        for k, message in enumerate(messages):
+            a = anomaly(message, t0 + k, source, template_id=first_id + k)
+            out.append(replace(a, line=replace(a.line, line=replace(a.line.line, source=source))))
+        return out
+
+    ids, _ = run(IncidentGrouper(), lines("host-a", T0, boot, 100))
+    assert len(set(ids)) == 1
+    ids, _ = run(IncidentGrouper(), lines("host-a", T0, boot, 100) + lines("host-b", T0 + 0.5, disk, 200))
+    assert len(set(ids[: len(boot)])) == 1 and len(set(ids)) == 2

@@ -54,7 +54,7 @@ def test_summary_has_seed_002_shape(data_dir: Path):
     head = text.splitlines()
     groups = len({i.incident_id for i in incidents})
     assert head[0] == f"Scanned {lines:,} log lines"
-    assert head[1] == f"Found {len(anomalies):,} anomalies in {groups:,} incident groups"
+    assert head[1] == f"Found {len(anomalies):,} anomalous lines in {groups:,} incident groups"
     incident_lines = [row for row in head if row.startswith("Incident ")]
     assert incident_lines and all(_INCIDENT_LINE.match(row) for row in incident_lines)
     assert re.search(r'^  └─ \d[\d,]* anomalous lines?(,| across| :|:).*"', text, re.M)
@@ -98,5 +98,5 @@ def test_empty_scan():
     """A scan with no lines still prints the two count lines."""
     assert (
         render_summary(0, [], [], color=False)
-        == "Scanned 0 log lines\nFound 0 anomalies in 0 incident groups\n"
+        == "Scanned 0 log lines\nFound 0 anomalous lines in 0 incident groups\n"
     )

@@ -1,0 +1,152 @@
+"""What a learned model saw, in the terms of the line: the explanation of a model's alert.
+
+Each detector exposes the numbers behind its score in `DetectorScore.details`; this module turns
+them into an `Explanation` a person can check against the line:
+
+- Isolation Forest: the features furthest outside their training range, with the values and
+  the range (`profile["feature_ranges"]`, written at training).
+- LSTM autoencoder: the position of the window it rebuilt worst, how many lines back, and that
+  line's template.
+- LogBERT: how many of the masked templates of the window it failed to guess, or how far the
+  window lies from the training centre.
+
+DeepLog's expected-vs-actual templates are the SEQUENCE explanation (`agent.explain`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from agent.features import FEATURE_NAMES
+from agent.types import DetectorScore, Explanation, ExplanationKind, LineContext
+
+MAX_FEATURES = 3  # features quoted per Isolation Forest alert
+
+# How each feature reads to a person (the value as stored, then as said).
+_FEATURE_TEXT = {
+    "template_token": "template",
+    "template_log_freq": "template frequency (log10 of its share of training lines)",
+    "level": "level",
+    "hour_of_day": "hour of day (UTC)",
+    "day_of_week": "day of week (0 = Monday)",
+    "msg_length": "message length (bucket)",
+    "param_count": "parameters in the message",
+    "template_freq_window": "lines of this template in the last minute",
+    "burst_ratio": "that count over its training mean",
+    "level_ratio": "share of WARN-or-worse lines in the last minute",
+    "distinct_templates_window": "distinct templates in the last minute",
+    "new_template": "template never seen in training",
+    "transition_prob": "P(this template | the previous one) in training",
+}
+
+
+def _num(x: float) -> str:
+    return f"{x:.3g}" if abs(x) < 1000 else f"{x:,.0f}"
+
+
+class ModelExplainer:
+    """Explanations of model alerts; `label(template_id)` and `template_of(token)` come from the
+    line explainer (template text and the token → template map)."""
+
+    def __init__(self, profile: Mapping[str, Any], label: Callable[[int | None], str],
+                 template_of: Callable[[int], int | None], model_types: Mapping[str, str] | None = None) -> None:
+        self._types = dict(model_types or {})
+        ranges = profile.get("feature_ranges") or {}
+        self._ranges: dict[int, tuple[float, float]] = {}
+        for i, name in enumerate(FEATURE_NAMES):
+            pair = ranges.get(name)
+            if isinstance(pair, (list, tuple)) and len(pair) == 2:
+                self._ranges[i] = (float(pair[0]), float(pair[1]))
+        self._label = label
+        self._template_of = template_of
+
+    def explain(self, ctx: LineContext, scores: Sequence[DetectorScore]) -> list[Explanation]:
+        """One explanation per fired model whose type says how to read its numbers."""
+        out: list[Explanation] = []
+        for score in scores:
+            if not score.fired:
+                continue
+            details = dict(score.details)
+            kind = self._types.get(score.detector, score.detector)
+            found: Explanation | None = None
+            if kind == "lstm_ae":
+                found = self._lstm_ae(ctx, score, details)
+            elif kind == "logbert":
+                found = self._logbert(score, details)
+            elif kind == "isolation_forest":
+                found = self._isolation_forest(ctx, score)
+            if found is not None:
+                out.append(found)
+        return out
+
+    # ---- per model
+
+    def _isolation_forest(self, ctx: LineContext, score: DetectorScore) -> Explanation | None:
+        row = [float(v) for v in ctx.features]
+        if not self._ranges or len(row) != len(FEATURE_NAMES):
+            return None
+        outside: list[tuple[float, int, float, float, float]] = []
+        for i, value in enumerate(row):
+            if i not in self._ranges:
+                continue
+            low, high = self._ranges[i]
+            span = max(high - low, 1e-9 if high != low else 1.0)
+            if value > high:
+                outside.append(((value - high) / span, i, value, low, high))
+            elif value < low:
+                outside.append(((low - value) / span, i, value, low, high))
+        outside.sort(key=lambda o: -o[0])
+        head = f"ISOLATION FOREST (score {score.score:.3f} > threshold {score.threshold:.3f}):"
+        facts: list[tuple[str, object]] = [("detector", score.detector), ("score", score.score),
+                                           ("threshold", score.threshold)]
+        if not outside:
+            # Every feature inside its range: the combination is what is rare.
+            parts = [f"{_FEATURE_TEXT[FEATURE_NAMES[i]]} = {_num(row[i])}" for i in (3, 4, 7, 9)
+                     if i < len(row)]
+            text = f"{head} no single feature outside its training range; an unusual combination of " + \
+                "; ".join(parts)
+            facts.append(("outside_range", []))
+            return Explanation(ExplanationKind.MODEL_OUTLIER, text, tuple(facts))
+        said = []
+        listed = []
+        for _, i, value, low, high in outside[:MAX_FEATURES]:
+            name = FEATURE_NAMES[i]
+            said.append(f"{_FEATURE_TEXT[name]} = {_num(value)} (training {_num(low)} – {_num(high)})")
+            listed.append({"feature": name, "value": value, "min": low, "max": high})
+        facts.append(("outside_range", listed))
+        return Explanation(ExplanationKind.MODEL_OUTLIER, f"{head} " + "; ".join(said), tuple(facts))
+
+    def _lstm_ae(self, ctx: LineContext, score: DetectorScore, details: dict[str, object]) -> Explanation:
+        size = details.get("window")
+        window = size if isinstance(size, int) else 0
+        raw = details.get("worst_position")
+        facts: list[tuple[str, object]] = [("detector", score.detector), ("score", score.score),
+                                           ("threshold", score.threshold)]
+        head = (f"SEQUENCE RECONSTRUCTION: {score.detector} could not rebuild the last "
+                f"{min(window, len(ctx.history)) or window} lines of this entity "
+                f"(error {score.score:.2f} > threshold {score.threshold:.2f})")
+        if isinstance(raw, int) and window:
+            back = window - 1 - raw  # 0 = this line
+            history = ctx.history
+            token = history[len(history) - 1 - back] if 0 <= back < len(history) else None
+            template = self._template_of(token) if token else None
+            where = "this line" if back == 0 else f"{back} line{'s' if back != 1 else ''} before this one"
+            label = self._label(template) if template is not None else "a template never seen in training"
+            facts += [("worst_lines_back", back), ("worst_template", template)]
+            return Explanation(ExplanationKind.SEQUENCE,
+                               f"{head}\nWorst rebuilt: {where}, {label}", tuple(facts))
+        return Explanation(ExplanationKind.SEQUENCE, head, tuple(facts))
+
+    def _logbert(self, score: DetectorScore, details: dict[str, object]) -> Explanation:
+        facts: list[tuple[str, object]] = [("detector", score.detector), ("score", score.score),
+                                           ("threshold", score.threshold), *details.items()]
+        misses, positions = details.get("misses"), details.get("positions")
+        if details.get("path") != "distance" and isinstance(misses, int) and isinstance(positions, int) and misses:
+            text = (f"SEQUENCE CONTEXT: {score.detector} failed to guess {misses} of {positions} hidden templates "
+                    f"in this entity's recent lines from their neighbours (score {score.score:.2f} > "
+                    f"{score.threshold:.2f})")
+        else:
+            text = (f"SEQUENCE CONTEXT: {score.detector} places this entity's recent lines far from anything "
+                    f"in training (score {score.score:.2f} > {score.threshold:.2f})")
+        return Explanation(ExplanationKind.MODEL_OUTLIER, text, tuple(facts))
