@@ -154,7 +154,7 @@ def run(args: argparse.Namespace) -> int:
 
         color = args.color == "always" or (args.color == "auto" and sys.stdout.isatty())
         text = render_summary(pipe.lines, anomalies, list(incidents.values()), color, year_known,
-                              pipe.anomalies)
+                              anomalous_lines=pipe.anomalies)
         if sessions:
             text += f"\n{plural(len(sessions), 'session')} judged anomalous as a whole (see --format json).\n"
         sys.stdout.write(text)

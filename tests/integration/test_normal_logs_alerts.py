@@ -61,7 +61,7 @@ def test_counts_agree_in_every_view(linux: tuple[Pipeline, list[Output], list[st
         assert per_incident[iid] + inc.repeats_not_emitted == inc.anomaly_count
     isolated = sum(a.incident_id is None for a in anomalies)
     assert pipe.anomalies == sum(i.anomaly_count for i in incidents.values()) + isolated
-    text = render_summary(pipe.lines, anomalies, list(incidents.values()), False, pipe.anomalies)
+    text = render_summary(pipe.lines, anomalies, list(incidents.values()), False, anomalous_lines=pipe.anomalies)
     assert text.splitlines()[1].startswith(f"Found {pipe.anomalies:,} anomalous lines in {len(incidents)} ")
 
 
