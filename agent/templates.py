@@ -420,10 +420,13 @@ class TemplateMiner:
         best: _Template | None = None
         best_rank: tuple[int, int] | None = None
         templates = self._templates
+        all_values = all(t == PARAM for t in typed)
         for tid in self._leaf_ids(self._route(typed)):
             tpl = templates.get(tid)
             if tpl is None or not _fits(tpl.consts, typed):
                 continue
+            if not tpl.consts and not all_values:
+                continue  # a form of values only (`0x1f`) is not a pattern for words
             rank = (tpl.nwild, tid)
             if best_rank is None or rank < best_rank:
                 best, best_rank = tpl, rank

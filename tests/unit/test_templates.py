@@ -532,3 +532,11 @@ def test_snapshotter_timer_and_shutdown(data_dir: Path, tmp_path: Path) -> None:
     assert size == path.stat().st_size
     assert TemplateMiner.load(path).to_state() == miner.to_state()
     assert sorted(os.listdir(path.parent)) == ["miner.json"]
+
+
+def test_a_form_of_values_only_is_no_pattern_for_words(data_dir: Path) -> None:
+    """Android logs one-token messages of values and of words: a word stays novel (issue 11's
+    novel-event recall), it does not fit the all-`<*>` form of the values."""
+    miner = learn_templates(_contents(data_dir, "Android")[:800])
+    assert miner.match("mHeadsUpExistenceChangedRunnable") is None
+    assert miner.match("abandonAudioFocus") is None
