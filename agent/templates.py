@@ -79,7 +79,7 @@ from agent.token_types import PARAM, is_var, is_word, key_value, shown, typed_to
 __all__ = ["PARAM", "ChangeType", "MinerConfig", "Snapshotter", "TemplateMatch", "TemplateMiner", "learn_templates"]
 
 STATE_FORMAT = "logdetect.template_miner"
-STATE_VERSION = 2
+STATE_VERSION = 3
 V = TypeVar("V")
 _ID_BITS = 40
 _MAX_VALUE_WORDS = 50_000  # words learnt to be values, kept as evidence (bounded)
@@ -568,7 +568,10 @@ class TemplateMiner:
 
     @staticmethod
     def _rest(tokens: tuple[str, ...], pos: int) -> str:
-        return "\x1f".join(tokens[:pos]) + "\x1e" + "\x1f".join(tokens[pos + 1 :])
+        """The form without position `pos`, as a short digest: a sibling group's key costs the
+        same for a 500-token message as for a 5-token one (the text would cost O(n) per key)."""
+        rest = "\x1f".join(tokens[:pos]) + "\x1e" + "\x1f".join(tokens[pos + 1 :])
+        return hashlib.blake2b(rest.encode("utf-8", "surrogatepass"), digest_size=12).hexdigest()
 
     def _group(self, tpl: _Template) -> None:
         if len(tpl.skeleton) < 2:

@@ -401,7 +401,7 @@ def test_state_is_plain_versioned_json(data_dir: Path, tmp_path: Path) -> None:
     miner.save(path)
     text = path.read_text(encoding="utf-8")
     data = json.loads(text)
-    assert data["format"] == "logdetect.template_miner" and data["version"] == 2
+    assert data["format"] == "logdetect.template_miner" and data["version"] == 3
     assert data["config"] == MinerConfig().to_dict()
     assert "py/" not in text
     assert len({miner.resolve(t[0]) for t in data["templates"]}) == len(miner)
@@ -430,7 +430,7 @@ def test_state_refusals(data_dir: Path, tmp_path: Path) -> None:
     good = miner.to_state()
 
     with pytest.raises(BundleError, match="version"):
-        TemplateMiner.from_state({**good, "version": 1})
+        TemplateMiner.from_state({**good, "version": 2})
     with pytest.raises(BundleError, match="format"):
         TemplateMiner.from_state({"py/object": "drain3.drain.Drain"})
     with pytest.raises(BundleError, match="mask definitions"):
