@@ -1,17 +1,18 @@
 """DeepLog-format HDFS sessions: train the sequence models on normal sessions, judge labelled ones.
 
-Train every model of `session_models()` on `--train` (DeepLog format, normal sessions only) into a
-real bundle, load it back through the agent's registry (ONNX Runtime, the serving code), and
+Train every model that learns from sequences on `--train` (DeepLog format, normal sessions only)
+into a real bundle, load it back the way the agent does (ONNX Runtime, the serving code), and
 score whole sessions. The last `--holdout` of `--train` is held back, as `logdetect train` does:
 its first half sets the bundle's thresholds, its second half judges which learned detectors
-join the vote (`trainer/membership.py`). The headline rows are what a user gets — each detector
+join the vote. The headline rows are what a user gets — each detector
 and the vote at low/medium/high with the bundle's own settings, and the ablation of the vote at
 the same thresholds — and use no label. The labelled `--test` CSV (`Sequence,label`) is split
 deterministically, stratified, in two halves; every row is measured on the second. Rows marked
 `oracle:` had thresholds, DeepLog settings or ensemble weights chosen on the first (labelled)
 half: no user has that knowledge, they show what the models could reach. Precision is also
-adjusted to HDFS's real anomaly rate (2.93 %), since the labelled CSV is balanced. The three
-trivial rules of BASELINES.md (learned from all of `--train`) are computed in the same run.
+adjusted to HDFS's real anomaly rate (2.93 %), since the labelled CSV is balanced. Three trivial
+rules, learned from all of `--train`, are computed in the same run: the session holds a template
+never seen in training; a pair of neighbouring templates never seen; a set never seen.
 
 `--raw-log FILE --raw-labels FILE` also runs the raw path once as a functional check (header
 parse → Drain3 templates → block sessions → the same models); its figures are not a measure of
