@@ -66,7 +66,10 @@ def test_demo_excerpt_is_what_make_demo_prints(demo_run: DemoRun):
     at = 0
     for part in parts:
         found = demo_run.stdout.find(part, at)
-        assert found >= 0, f"not in the demo's output (after offset {at}):\n{part}\n\n--- output:\n{demo_run.stdout}"
+        assert found >= 0, (
+            "the demo's output changed: copy its new lines into README.md's 'What you get' excerpt.\n"
+            f"Not in the output (after offset {at}):\n{part}\n\n--- output:\n{demo_run.stdout}"
+        )
         at = found + len(part)
 
 
