@@ -84,25 +84,31 @@ def hdfs(data_dir: Path) -> tuple[list[list[int]], dict[int, int]]:
     return encode(sessions, vocab), vocab
 
 
-def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    """One line at the very end when tests were skipped for missing data or test tools."""
-    skipped = terminalreporter.stats.get("skipped", [])
+def skip_notes(skipped: list[pytest.TestReport]) -> list[str]:
+    """The closing lines for tests skipped for missing data or test tools (none when none were)."""
 
     def count(mark: str) -> int:
         return sum(1 for r in skipped if mark in str(getattr(r, "longrepr", "")))
 
     data, tools = count("labelled data not found"), count("make test-deps")
+    notes = []
     if data:
-        terminalreporter.write_line(
+        notes.append(
             f"NOTE: {data} data-dependent test{'s' if data != 1 else ''} skipped: the Loghub data is not at "
-            f"{DATA} (README.md 'Data' says how to get it; set LOGDETECT_DATA if it is elsewhere)",
-            yellow=True,
-            bold=True,
+            f"{DATA} (README.md 'Data' says how to get it; set LOGDETECT_DATA if it is elsewhere)"
         )
     if tools:
-        terminalreporter.write_line(
+        notes.append(
             f"NOTE: {tools} test{'s' if tools != 1 else ''} skipped for missing tools (Chromium, systemd, "
-            "the npm Forward client): `make test-deps` installs them",
-            yellow=True,
-            bold=True,
+            "the npm Forward client): `make test-deps` installs them"
         )
+    return notes
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Print the skip notes last, after pytest's own summary line, where a reader looks."""
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is None:
+        return
+    for note in skip_notes(reporter.stats.get("skipped", [])):
+        reporter.write_line(note, yellow=True, bold=True)
