@@ -51,6 +51,9 @@ class PipelineSettings:
     idle_entity_secs: float = option(600.0, "an entity (session) quiet this long is closed and judged")
     max_entities: int = option(100_000, "entities kept in memory (least recently seen go first)")
     max_online_templates: int = option(5_000, "templates born after training kept (least recently used go first)")
+    max_online_template_tokens: int = option(
+        65_536, "tokens kept across those templates (≈ 1 KiB each: the online miner's byte bound)"
+    )
     device: str = option("auto", "auto | cpu | cuda (ONNX Runtime provider)")
     intra_op_threads: int = option(1, "ONNX Runtime threads: keep a sidecar off the host's cores")
     learn_after: int = option(0, "learn a new template after this many occurrences with no other anomaly "
@@ -62,8 +65,11 @@ class PipelineSettings:
         out: list[str] = []
         if self.device not in DEVICES:
             out.append(f"device = {self.device!r}: use one of {', '.join(DEVICES)}")
-        if self.intra_op_threads < 1 or self.max_entities < 1 or self.max_online_templates < 1:
-            out.append("intra_op_threads, max_entities and max_online_templates must be >= 1")
+        counts = (self.intra_op_threads, self.max_entities, self.max_online_templates, self.max_online_template_tokens)
+        if min(counts) < 1:
+            out.append(
+                "intra_op_threads, max_entities, max_online_templates and max_online_template_tokens must be >= 1"
+            )
         if self.learn_after < 0 or self.learn_min_hours < 0:
             out.append("learn_after and learn_min_hours must be >= 0")
         if self.snapshot_interval_secs <= 0 or self.idle_entity_secs <= 0:
@@ -160,6 +166,7 @@ class AgentConfig:
             idle_entity_secs=self.pipeline.idle_entity_secs,
             max_entities=self.pipeline.max_entities,
             max_online_templates=self.pipeline.max_online_templates,
+            max_online_template_tokens=self.pipeline.max_online_template_tokens,
             emit_all=self.pipeline.emit_all,
             dynamic_thresholds=self.pipeline.dynamic_thresholds,
             drift=DriftConfig(learn_after=self.pipeline.learn_after, min_hours=self.pipeline.learn_min_hours),

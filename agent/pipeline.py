@@ -81,6 +81,9 @@ class PipelineConfig:
     # Templates born online kept at once (least recently used evicted; with content-derived ids
     # one seen again gets its old id back). Each costs the miner ~20 KiB (bench/resource_bounds.py).
     max_online_templates: int = 5_000
+    # ... and at most this many tokens across them: the byte bound (≈ 1 KiB of index per token of
+    # never-seen words, so ≈ 64 MiB), which long new messages reach long before the count cap.
+    max_online_template_tokens: int = 65_536
     micro_batch: int = 256
     emit_all: bool = False  # also emit a `logdetect.line` event for every processed line
     models: tuple[str, ...] | None = None  # restrict to these bundle models (None = all)
@@ -109,6 +112,7 @@ class Pipeline:
         online_cap = min(trained_cfg.max_clusters or config.max_online_templates, config.max_online_templates)
         online_cfg = dataclasses.replace(trained_cfg, content_ids=True, max_clusters=online_cap)
         self.online_miner = self._load_online_miner(online_cfg)
+        self.online_miner.limit_tokens(config.max_online_template_tokens)
         self.snapshotter: Snapshotter | None = None
         self.drift = DriftLearner.load(config.drift, config.state_dir)
         if config.state_dir is not None:

@@ -259,8 +259,13 @@ _Entry = tuple[int | None, int]
 class TemplateMiner:
     """Drain3's prefix tree with explicit config, one-pass masking, a memo and atomic JSON state."""
 
-    def __init__(self, config: MinerConfig | None = None) -> None:
+    def __init__(self, config: MinerConfig | None = None, max_tokens: int | None = None) -> None:
         self.config = config if config is not None else MinerConfig()
+        # A byte bound beside `max_clusters`: tokens across live forms (each costs the indexes
+        # ≈ 1 KiB on never-seen words), so long new messages cannot hold more MiB than short
+        # ones. Not part of the saved state: the owner sets it (`limit_tokens`).
+        self.max_tokens = max_tokens
+        self._live_tokens = 0
         masks = select_masks(self.config.masks)
         self._masker = Masker(masks)
         self._fingerprint = masks_fingerprint(masks)
@@ -521,6 +526,7 @@ class TemplateMiner:
 
     def _add_form(self, tpl: _Template) -> None:
         self._templates[tpl.id] = tpl
+        self._live_tokens += len(tpl.tokens)
         self._index(tpl)
         self._bump(len(tpl.tokens))
         self._group(tpl)
@@ -536,6 +542,7 @@ class TemplateMiner:
 
     def _drop_form(self, tpl: _Template) -> None:
         del self._templates[tpl.id]
+        self._live_tokens -= len(tpl.tokens)
         self._unfile(tpl)
         self._ungroup(tpl)
         self._bump(len(tpl.tokens))
@@ -757,9 +764,27 @@ class TemplateMiner:
                 self._merge_siblings(tpl)
         return self.merges - before
 
+    def limit_tokens(self, max_tokens: int | None) -> None:
+        """Bound the tokens held across live forms (None: no bound); evicts at once if over."""
+        if max_tokens is not None and max_tokens < 1:
+            raise ConfigError(f"miner max_tokens must be positive or None, got {max_tokens}")
+        self.max_tokens = max_tokens
+        self._evict()
+
+    def live_tokens(self) -> int:
+        """Tokens across live forms: what `max_tokens` bounds."""
+        return self._live_tokens
+
+    def _over(self) -> bool:
+        limit, budget = self.config.max_clusters, self.max_tokens
+        if limit is not None and len(self._templates) > limit:
+            return True
+        # The newest form always stays, however long: a single message cannot empty the miner
+        # and then be dropped itself.
+        return budget is not None and self._live_tokens > budget and len(self._templates) > 1
+
     def _evict(self) -> None:
-        limit = self.config.max_clusters
-        while limit is not None and len(self._templates) > limit:
+        while self._over():
             tpl = next(iter(self._templates.values()))
             self._drop_form(tpl)
             # The id lives on while another form of the template is live (`_root_form`).
@@ -886,6 +911,7 @@ class TemplateMiner:
                 shown = [None if d is None else str(d) for d in display]
                 tpl = _Template(int(tid), tuple(tokens), shown, int(size), (int(i) for i in fixed))
                 miner._templates[tpl.id] = tpl
+                miner._live_tokens += len(tpl.tokens)
                 miner._index(tpl)
             miner._alias = {int(old): int(new) for old, new in state["aliases"]}
             for pos, rest, words in state["groups"]:

@@ -497,6 +497,30 @@ def test_bounded_clusters_and_memo(data_dir: Path) -> None:
     assert again.template_id != first_id  # documented churn: an evicted id is not reused
 
 
+def test_token_budget_bounds_long_messages(data_dir: Path) -> None:
+    """`limit_tokens` bounds the tokens held across forms (the miner's bytes), not only the count:
+    long never-seen messages evict the least recently used forms; the newest always stays."""
+    lines = _contents(data_dir, "Mac")
+    miner = TemplateMiner(MinerConfig(max_clusters=None))
+    for line in lines:
+        miner.add(line)
+    unbounded = miner.live_tokens()
+    assert unbounded == sum(len(t.tokens) for t in miner._templates.values())
+    miner.limit_tokens(unbounded // 4)  # takes effect at once
+    assert miner.live_tokens() <= unbounded // 4
+    for i, line in enumerate(lines):
+        long = f"{line} " + " ".join(f"fresh{i}word{k}" for k in range(150))
+        miner.add(long)
+        assert miner.live_tokens() == sum(len(t.tokens) for t in miner._templates.values())
+        assert miner.live_tokens() <= unbounded // 4
+    assert len(miner._groups) <= miner.live_tokens()
+    miner.limit_tokens(1)  # one form longer than the whole budget: it alone stays
+    assert len(miner) == 1 and miner.template(miner.add(lines[-1]).template_id) is not None
+    # The budget is the owner's setting, not saved state; the count is rebuilt on load.
+    again = TemplateMiner.from_state(miner.to_state())
+    assert again.max_tokens is None and again.live_tokens() == miner.live_tokens()
+
+
 def test_sizes_count_lines(data_dir: Path) -> None:
     """Cluster sizes add up to the lines added (memo hits included), without eviction."""
     lines = _contents(data_dir, "HDFS")
