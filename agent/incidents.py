@@ -34,10 +34,10 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter, deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from agent.lines import actor_of, as_number
 from agent.types import (
@@ -201,6 +201,7 @@ class _Open:
         "max_level",
         "new_streams",
         "new_templates",
+        "order",
         "repeats",
         "samples",
         "services",
@@ -237,6 +238,7 @@ class _Open:
         self.emitted_at = -math.inf
         self.state = IncidentState.OPEN
         self.arrival = False
+        self.order = 0  # when it (re)entered the open set: ties in distance go to the earlier
 
 
 def _key(anomaly: Anomaly) -> tuple[int, str, tuple[str, ...]]:
@@ -267,6 +269,8 @@ class IncidentGrouper:
         self.isolated = 0  # weak anomalies that joined no incident when they arrived
         self._decided: list[tuple[Anomaly, str | None]] = []  # events due: anomaly, its incident
         self._new_behaviour: dict[int, _Open] = {}  # new template -> the incident it belongs to
+        self._index = _OpenIndex()
+        self._order = 0
 
     # ---- matching
 
@@ -308,18 +312,44 @@ class IncidentGrouper:
         recurring = self._new_behaviour.get(line.template_id) if line.is_new else None
         if recurring is not None and 0 <= t - recurring.last_seen <= self.config.new_behaviour_secs:
             if recurring.incident_id not in self._open:  # resolved meanwhile: reopen it
-                self._open[recurring.incident_id] = recurring
+                self._enter(recurring)
             return recurring
         words = template_words(anomaly.line.template)
         best: _Open | None = None
         best_distance = math.inf
-        for inc in self._open.values():
+        # Only incidents that share a key with the anomaly can be related (see `_OpenIndex`);
+        # visited in the order they entered the open set, as a scan of all of them would.
+        for inc in sorted(self._candidates(anomaly, words), key=_entry_order):
             distance = self._distance(inc, t)
             if distance > self.config.gap_secs or distance >= best_distance:
                 continue
             if self._related(inc, anomaly, words):
                 best, best_distance = inc, distance
         return best
+
+    def _candidates(self, anomaly: Anomaly, words: frozenset[str]) -> Sequence[_Open] | set[_Open]:
+        """The open incidents `_related` can accept for `anomaly`: those sharing its template,
+        a template linked to it, its stream (when new), its actor or service, a distinctive
+        value or a content word. A word-overlap threshold of 0 relates any two word sets, so
+        then every open incident is a candidate."""
+        if self.config.related_word_overlap <= 0:
+            return list(self._open.values())
+        line = anomaly.line
+        entity = actor_of(line.line)
+        return self._index.lookup(
+            templates=(line.template_id, *self._linked.get(line.template_id, ())),
+            stream=line.line.source if line.is_new else None,
+            actor=entity if entity and entity != line.line.source else None,
+            values=line.params,
+            words=words,
+        )
+
+    def _enter(self, inc: _Open) -> None:
+        """Put `inc` in the open set (new, or reopened) and index what it holds."""
+        self._order += 1
+        inc.order = self._order
+        self._open[inc.incident_id] = inc
+        self._index.add_all(inc)
 
     def _would_emit(self, inc: _Open | None, anomaly: Anomaly) -> bool:
         if inc is None:
@@ -365,14 +395,16 @@ class IncidentGrouper:
             self._seq += 1
             first = held[0] if held else anomaly
             inc = _Open(f"inc-{_clock(first.line.time)}-{self._seq}", first)
-            self._open[inc.incident_id] = inc
+            self._enter(inc)
             for h in held:
                 self._decide(inc, h)
                 self._absorb(inc, h)
+                self._index.add_line(inc, h)
                 self.isolated -= 1
         emit = self._decide(inc, anomaly)
         self._last_decision = (id(anomaly), emit)
         self._absorb(inc, anomaly)
+        self._index.add_line(inc, anomaly)
         if anomaly.line.is_new:
             self._remember_new(anomaly.line.template_id, inc)
         if inc.state is IncidentState.OPEN and inc.anomalies == 1:
@@ -582,8 +614,110 @@ class IncidentGrouper:
         )
 
     def _resolve(self, inc: _Open) -> Incident:
-        self._open.pop(inc.incident_id, None)
+        if self._open.pop(inc.incident_id, None) is not None:
+            self._index.remove(inc)
         return self._snapshot(inc, IncidentState.RESOLVED)
+
+
+def _entry_order(inc: _Open) -> int:
+    return inc.order
+
+
+class _OpenIndex:
+    """Open incidents by the keys that can relate an anomaly to them: template, new-template
+    stream, actor, service, distinctive value, content word. An incident is listed under a key
+    exactly while it is open and holds that key, so a lookup returns every incident `_related`
+    could accept (plus some it will not) at a cost set by the anomaly, not by how many are open."""
+
+    def __init__(self) -> None:
+        """Empty: no incident open."""
+        self.templates: dict[int, set[_Open]] = {}
+        self.streams: dict[str, set[_Open]] = {}
+        self.actors: dict[str, set[_Open]] = {}
+        self.services: dict[str, set[_Open]] = {}
+        self.values: dict[str, set[_Open]] = {}
+        self.words: dict[str, set[_Open]] = {}
+
+    def lookup(self, templates: Sequence[int], stream: str | None, actor: str | None,
+               values: Sequence[str], words: frozenset[str]) -> set[_Open]:
+        """The incidents listed under any of these keys."""
+        found: set[_Open] = set()
+        for tid in templates:
+            found |= self.templates.get(tid, set())
+        if stream is not None:
+            found |= self.streams.get(stream, set())
+        if actor is not None:
+            found |= self.actors.get(actor, set())
+            found |= self.services.get(service_of(actor), set())
+        for value in values:
+            found |= self.values.get(value[:_MAX_VALUE_CHARS], set())
+        for word in words:
+            found |= self.words.get(word, set())
+        return found
+
+    def add_line(self, inc: _Open, anomaly: Anomaly) -> None:
+        """List `inc` under the keys that absorbing `anomaly` may have given it."""
+        line = anomaly.line
+        tid = line.template_id
+        if tid in inc.templates:
+            _put(self.templates, tid, inc)
+            if inc.templates[tid] == 1:  # the template is new to the incident: so may its words be
+                for word in template_words(line.template):
+                    if word in inc.words:
+                        _put(self.words, word, inc)
+        if line.line.source in inc.new_streams:
+            _put(self.streams, line.line.source, inc)
+        entity = actor_of(line.line)
+        if entity in inc.entities:
+            _put(self.actors, entity, inc)
+            _put(self.services, service_of(entity), inc)
+        for value in line.params:
+            if value[:_MAX_VALUE_CHARS] in inc.values:
+                _put(self.values, value[:_MAX_VALUE_CHARS], inc)
+
+    def add_all(self, inc: _Open) -> None:
+        """List `inc` under every key it holds (an incident entering, or reopened)."""
+        for tid in inc.templates:
+            _put(self.templates, tid, inc)
+        for stream in inc.new_streams:
+            _put(self.streams, stream, inc)
+        for entity in inc.entities:
+            _put(self.actors, entity, inc)
+        for service in inc.services:
+            _put(self.services, service, inc)
+        for value in inc.values:
+            _put(self.values, value, inc)
+        for word in inc.words:
+            _put(self.words, word, inc)
+
+    def remove(self, inc: _Open) -> None:
+        """Unlist `inc` everywhere (it was resolved)."""
+        _drop(self.templates, inc.templates, inc)
+        _drop(self.streams, inc.new_streams, inc)
+        _drop(self.actors, inc.entities, inc)
+        _drop(self.services, inc.services, inc)
+        _drop(self.values, inc.values, inc)
+        _drop(self.words, inc.words, inc)
+
+
+_K = TypeVar("_K")
+
+
+def _put(index: dict[_K, set[_Open]], key: _K, inc: _Open) -> None:
+    bucket = index.get(key)
+    if bucket is None:
+        index[key] = {inc}
+    else:
+        bucket.add(inc)
+
+
+def _drop(index: dict[_K, set[_Open]], keys: Iterable[_K], inc: _Open) -> None:
+    for key in keys:
+        bucket = index.get(key)
+        if bucket is not None:
+            bucket.discard(inc)
+            if not bucket:
+                del index[key]
 
 
 def _stamp(t: float) -> str:
