@@ -257,7 +257,7 @@ _Entry = tuple[int | None, int]
 
 
 class TemplateMiner:
-    """Drain3's prefix tree with explicit config, one-pass masking, a memo and atomic JSON state."""
+    """Drain's prefix-tree layout (our implementation), token typing, merges, a memo and atomic JSON state."""
 
     def __init__(self, config: MinerConfig | None = None, max_tokens: int | None = None) -> None:
         self.config = config if config is not None else MinerConfig()
