@@ -269,7 +269,7 @@ class IncidentGrouper:
         self.isolated = 0  # weak anomalies that joined no incident when they arrived
         self._decided: list[tuple[Anomaly, str | None]] = []  # events due: anomaly, its incident
         self._new_behaviour: dict[int, _Open] = {}  # new template -> the incident it belongs to
-        self._index = _OpenIndex()
+        self._index = _OpenIndex(config.related_word_overlap)
         self._order = 0
 
     # ---- matching
@@ -627,10 +627,17 @@ class _OpenIndex:
     """Open incidents by the keys that can relate an anomaly to them: template, new-template
     stream, actor, service, distinctive value, content word. An incident is listed under a key
     exactly while it is open and holds that key, so a lookup returns every incident `_related`
-    could accept (plus some it will not) at a cost set by the anomaly, not by how many are open."""
+    could accept (plus some it will not) at a cost set by the anomaly, not by how many are open.
 
-    def __init__(self) -> None:
-        """Empty: no incident open."""
+    A word common to many incidents ("error") would list them all: the anomaly's most common
+    word is looked up only among incidents with so few words that one shared word can reach
+    the overlap threshold (`small_words`); an incident sharing two or more words is found
+    through its other word anyway."""
+
+    def __init__(self, word_overlap: float) -> None:
+        """Empty: no incident open. `word_overlap` is the Jaccard threshold that relates words."""
+        self.word_overlap = word_overlap
+        self.small_words: dict[str, set[_Open]] = {}
         self.templates: dict[int, set[_Open]] = {}
         self.streams: dict[str, set[_Open]] = {}
         self.actors: dict[str, set[_Open]] = {}
@@ -651,9 +658,16 @@ class _OpenIndex:
             found |= self.services.get(service_of(actor), set())
         for value in values:
             found |= self.values.get(value[:_MAX_VALUE_CHARS], set())
-        for word in words:
-            found |= self.words.get(word, set())
+        buckets = sorted(((self.words.get(w, _NONE), w) for w in words), key=lambda bw: len(bw[0]))
+        for bucket, _ in buckets[:-1]:
+            found |= bucket
+        if buckets:
+            found |= self.small_words.get(buckets[-1][1], _NONE)
         return found
+
+    def _small(self, inc: _Open) -> bool:
+        """One shared word can relate this incident: |its words| × threshold ≤ 1."""
+        return len(inc.words) * self.word_overlap <= 1.0 + 1e-9
 
     def add_line(self, inc: _Open, anomaly: Anomaly) -> None:
         """List `inc` under the keys that absorbing `anomaly` may have given it."""
@@ -665,6 +679,8 @@ class _OpenIndex:
                 for word in template_words(line.template):
                     if word in inc.words:
                         _put(self.words, word, inc)
+                        if self._small(inc):
+                            _put(self.small_words, word, inc)
         if line.line.source in inc.new_streams:
             _put(self.streams, line.line.source, inc)
         entity = actor_of(line.line)
@@ -689,6 +705,8 @@ class _OpenIndex:
             _put(self.values, value, inc)
         for word in inc.words:
             _put(self.words, word, inc)
+            if self._small(inc):
+                _put(self.small_words, word, inc)
 
     def remove(self, inc: _Open) -> None:
         """Unlist `inc` everywhere (it was resolved)."""
@@ -698,9 +716,11 @@ class _OpenIndex:
         _drop(self.services, inc.services, inc)
         _drop(self.values, inc.values, inc)
         _drop(self.words, inc.words, inc)
+        _drop(self.small_words, inc.words, inc)
 
 
 _K = TypeVar("_K")
+_NONE: frozenset[_Open] = frozenset()
 
 
 def _put(index: dict[_K, set[_Open]], key: _K, inc: _Open) -> None:
