@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("trainer.commands.train", "learn normal behaviour from log files and write a model bundle"),
     "templates": ("agent.commands.templates", "show how log lines group into templates (as train learns them)"),
     "drift": ("agent.commands.drift", "list templates learned online or still new since training"),
+    "feedback": ("agent.commands.feedback", "mark an incident or template as expected or as a real problem"),
     "scan": ("agent.commands.scan", "score a log file in batch and report anomalies and incidents"),
     "watch": ("agent.commands.watch", "follow a file (like tail -F) or stdin and emit events as lines arrive"),
     "agent": ("agent.commands.daemon", "run the daemon with the sources and sinks of a TOML config"),

@@ -39,6 +39,10 @@ lost_messages = Counter(
 )
 queue_depth = Gauge("logdetect_queue_records", "Records waiting in a queue", ["stage"], registry=REGISTRY)
 templates = Gauge("logdetect_templates", "Templates the miner knows", registry=REGISTRY)
+feedback_suppressed = Counter(
+    "logdetect_feedback_suppressed", "Lines judged normal because an operator marked their template as expected",
+    registry=REGISTRY,
+)
 templates_created = Counter("logdetect_templates_created", "Templates created online", registry=REGISTRY)
 entities = Gauge("logdetect_entities", "Entities (sessions) held in memory", registry=REGISTRY)
 inference_seconds = Histogram(

@@ -35,6 +35,7 @@ from agent.detectors.base import Detector, load_detectors
 from agent.drift import DriftConfig, DriftLearner
 from agent.errors import BundleError
 from agent.features import FeatureConfig, FeatureExtractor, FeatureStats
+from agent.feedback import Feedback
 from agent.multiline import Stitcher
 from agent.onnx_session import RuntimeOptions
 from agent.parsing import LineParser, ParserConfig
@@ -115,6 +116,7 @@ class Pipeline:
         self.online_miner.limit_tokens(config.max_online_template_tokens)
         self.snapshotter: Snapshotter | None = None
         self.drift = DriftLearner.load(config.drift, config.state_dir)
+        self.feedback = Feedback(config.state_dir)  # operator labels (`logdetect feedback`)
         if config.state_dir is not None:
             config.state_dir.mkdir(parents=True, exist_ok=True)
             self.snapshotter = Snapshotter(
@@ -194,6 +196,7 @@ class Pipeline:
     def save_state(self) -> None:
         """Snapshot the online miner now when a state dir is set (shutdown, reload); record size and time."""
         self.drift.save()
+        self.feedback.save()
         if self.snapshotter is not None:
             started = time.perf_counter()
             size = self.snapshotter.save_now()
@@ -298,6 +301,10 @@ class Pipeline:
         if verdict is Verdict.NORMAL and self.ensemble.facts and self.explainer.is_notable(ctx):
             # A template learned online is not in the training profile, but it is no longer news.
             verdict = Verdict.NORMAL if self.drift.is_learned(ctx.line.template_id) else Verdict.WATCH
+        if verdict is not Verdict.NORMAL and self.feedback.is_expected(ctx.line.template_id):
+            verdict = Verdict.NORMAL  # an operator marked this template as expected
+            self.feedback.suppressed += 1
+            metrics.feedback_suppressed.inc()
         learned = self.drift.observe(ctx.line.template_id, ctx.line.template, ctx.line.time,
                                      verdict is not Verdict.NORMAL, ctx.line.is_new)
         if learned is not None:  # said once, saved at once: it survives a restart
@@ -312,7 +319,9 @@ class Pipeline:
             return out
         explanations = self.explainer.explain(ctx, result.scores)
         anomaly = Anomaly(ctx.line, score, verdict, result.scores, explanations)
-        _, incident_events = self.grouper.add(anomaly)
+        incident_id, incident_events = self.grouper.add(anomaly)
+        if incident_id is not None:  # the incident's signature, for `logdetect feedback --incident`
+            self.feedback.remember(incident_id, ctx.line.template_id, ctx.line.template, ctx.line.line.message)
         self.anomalies += 1
         metrics.anomalies.labels(verdict=verdict.value).inc()
         # Each anomaly's event goes out once it is decided, with its incident's id (a weak one
@@ -365,6 +374,8 @@ class Pipeline:
     def tick(self, now: float) -> list[Output]:
         """Time-driven work: held records once input pauses, idle sessions, quiet incidents."""
         out: list[Output] = []
+        self.feedback.refresh()  # labels written by `logdetect feedback` apply at once
+        self.feedback.maybe_save(now)
         if now - self._last_input >= STITCH_IDLE_SECS:
             # A stitched record is complete only when the next line starts; on a quiet stream the
             # next line may never come, so hand on what is pending once input pauses.

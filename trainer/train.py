@@ -16,6 +16,7 @@ half judges which learned detectors earn a place in the vote (`trainer/membershi
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import importlib.metadata
 import importlib.util
@@ -32,6 +33,7 @@ import structlog
 from agent.bundle import BundleWriter
 from agent.errors import InputError, UserError
 from agent.features import FeatureConfig, FeatureExtractor
+from agent.feedback import Label, Labelled
 from agent.models import MODELS, NAMES, ModelSpec
 from agent.parsing import ParserConfig
 from agent.parsing.records import parse_records
@@ -66,6 +68,7 @@ class TrainOptions:
     progress: bool = True
     model_options: dict[str, Any] = field(default_factory=dict)  # name -> options object
     history: HistoryOptions = field(default_factory=HistoryOptions)  # incidents in the history
+    feedback: tuple[Labelled, ...] = ()  # operator labels (`logdetect feedback`, `train --feedback`)
 
 
 @dataclass
@@ -177,9 +180,13 @@ def train(
     # (so the novelty rule flags them) and their lines out of every learned model. Labelled
     # training (keep_line) is trusted as it is.
     history = _check_history(parsed, miner, options, trusted=keep_line is not None)
-    for msg in history.summary_lines():
+    normal_ids, problem = feedback_templates(miner, options.feedback)
+    if normal_ids:  # an operator said these are expected: never held back as suspect
+        history = dataclasses.replace(
+            history, suspects=tuple(s for s in history.suspects if s.template_id not in normal_ids))
+    for msg in history.summary_lines() + feedback_lines(normal_ids, problem):
         _say(options.progress, msg)
-    suspect = history.suspect_ids
+    suspect = history.suspect_ids | frozenset(problem)
     vocab = {tid: i + 1 for i, tid in enumerate(sorted(t for t in miner.templates() if t not in suspect))}
     train_tl, unmatched = template_lines(train_part, miner, vocab)
     val_tl, _ = template_lines(val_part, miner, vocab)
@@ -233,6 +240,8 @@ def train(
                 "seed": options.seed,
                 "target_fpr": options.target_fpr,
                 "held_back_as_suspect": {"templates": len(history.suspects), "lines": history.held_lines},
+                "feedback": {"normal_templates": len(normal_ids),
+                             "problem_templates": [{"template_id": t, "template": x} for t, x in problem.items()]},
             },
             "libraries": library_versions(),
             "vocab_size": len(vocab) + 1,
@@ -269,6 +278,33 @@ def _judge_members(
         known_sessions=known, records=[Record(p.raw, p.source) for p in judge_part], parser=options.parser,
         seed=options.seed)
     return support_lines(support) + apply_membership(writer.manifest["ensemble"], judgements, facts)
+
+
+def feedback_templates(miner: TemplateMiner, labels: Sequence[Labelled]) -> tuple[frozenset[int], dict[int, str]]:
+    """Operator labels as this training's template ids: the ones labelled normal, and the problem
+    ones with their text. A label is matched by its sample message, else by its template text;
+    a label that matches no template of this history is left out."""
+    normal: set[int] = set()
+    problem: dict[int, str] = {}
+    for lab in labels:
+        m = next((m for text in (lab.sample, lab.template) if text and (m := miner.match(text)) is not None), None)
+        if m is None:
+            continue
+        if lab.label is Label.NORMAL:
+            normal.add(m.template_id)
+        else:
+            problem[m.template_id] = m.template
+    return frozenset(normal - set(problem)), problem
+
+
+def feedback_lines(normal: frozenset[int], problem: dict[int, str]) -> list[str]:
+    """What `train` prints about the operator's labels."""
+    if not normal and not problem:
+        return []
+    out = [f"operator feedback: {len(normal)} template(s) labelled normal (learned, never held back), "
+           f"{len(problem)} labelled a problem (kept out of normal training)"]
+    out += [f"  labelled a problem: {text[:80]!r}" for text in problem.values()]
+    return out
 
 
 def _check_history(

@@ -62,17 +62,27 @@ def configure(p: argparse.ArgumentParser) -> None:
                    help="random seed of the models (default: 42)")
     p.add_argument("--force", action="store_true",
                    help="train even when most lines do not look like text (default: refuse)")
+    p.add_argument("--feedback", metavar="STATE_DIR",
+                   help="use the operator's labels kept in the agent's state dir (`logdetect feedback`): "
+                        "templates labelled normal are learned and never held back as suspect; those "
+                        "labelled a problem are kept out of normal training and listed (default: no labels)")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress output on stderr (default: progress)")
 
 
 def run(args: argparse.Namespace) -> int:
     """Check the options, train on the input files and write the bundle."""
     from agent.errors import UserError
+    from agent.feedback import Labelled, read_labels
 
     if not 0 < args.target_fpr < 0.5:
         raise UserError("--target-fpr must be between 0 and 0.5")
     if not 0 <= args.val_fraction < 0.9:
         raise UserError("--val-fraction must be between 0 and 0.9")
+    feedback: tuple[Labelled, ...] = ()
+    if args.feedback is not None:
+        if not Path(args.feedback).is_dir():
+            raise UserError(f"--feedback {args.feedback}: no such state directory")
+        feedback = tuple(read_labels(Path(args.feedback)).values())
     paths = check_inputs(args.input, allow_stdin=True)
     records = []
     for path in paths:
@@ -95,6 +105,7 @@ def run(args: argparse.Namespace) -> int:
         device=args.device,
         seed=args.seed,
         progress=not args.quiet,
+        feedback=feedback,
     )
     result = train(records, options)
     sys.stdout.write(

@@ -1,0 +1,115 @@
+"""Operator feedback (issue 13, item 4): real BGL lines, an incident marked as expected through the CLI."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from agent.feedback import Label, Labelled, read_labels
+from agent.parsing import ParserConfig
+from agent.pipeline import Pipeline, PipelineConfig
+from agent.types import Anomaly, Incident, LineResult, Output, Record
+from tests.conftest import need
+from trainer.eval.bgl_data import read_labelled
+from trainer.train import TrainOptions, train
+
+PARSER = ParserConfig(log_format="bgl", entity="stream", multiline=False)
+TLB = "data TLB error interrupt"  # the largest alert category of BGL_4k/6k: held back as suspect
+
+
+@pytest.fixture(scope="module")
+def history(data_dir: Path) -> list[Record]:
+    """BGL_4k + BGL_6k with their alerts: ten thousand lines over many days."""
+    paths = [data_dir / "bgl" / n for n in ("BGL_4k.log", "BGL_6k.log")]
+    need(all(p.is_file() for p in paths), "BGL_4k.log/BGL_6k.log not found")
+    return list(read_labelled(paths).records)
+
+
+@pytest.fixture(scope="module")
+def bundle(history: list[Record], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An Isolation Forest bundle trained on the contaminated history (TLB lines set aside)."""
+    out = tmp_path_factory.mktemp("feedback") / "model"
+    result = train(history, TrainOptions(output=out, parser=PARSER, models=("isolation_forest",), progress=False))
+    assert result.history is not None and any(TLB in s.template for s in result.history.suspects)
+    return out
+
+
+def _run(pipe: Pipeline, records: list[Record]) -> list[Output]:
+    out: list[Output] = []
+    for r in records:
+        out += pipe.process([r], 0.0)
+    return out
+
+
+def _tlb_anomalies(out: list[Output]) -> list[Anomaly]:
+    return [o for o in out if isinstance(o, Anomaly) and TLB in o.line.template]
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "agent.cli", *args], capture_output=True, text=True,
+                          timeout=120, check=False)
+
+
+def test_an_incident_marked_normal_stops_alerting_at_once_after_restart_and_in_the_next_train(
+    history: list[Record], bundle: Path, tmp_path: Path
+) -> None:
+    """Alerts → `feedback --incident ID --normal` → quiet in the running pipeline and after a
+    restart; `train --feedback` then learns the template instead of holding it back."""
+    state = tmp_path / "state"
+    tlb_lines = [r for r in history if TLB in r.line][:40]
+    pipe = Pipeline.from_bundle(bundle, PipelineConfig(state_dir=state))
+    out = _run(pipe, tlb_lines)
+    alerts = _tlb_anomalies(out)
+    assert alerts, "the TLB lines held back at training must alert"
+    pipe.tick(1.0)  # the agent's tick writes the incidents' signatures
+    incident_id = alerts[0].incident_id or next(o.incident_id for o in out if isinstance(o, Incident))
+    r = _cli("feedback", "--state", str(state), "--incident", incident_id, "--normal")
+    assert r.returncode == 0, r.stderr
+    assert TLB in r.stdout
+    labels = read_labels(state)
+    assert labels and all(v.label is Label.NORMAL and v.source == f"incident {incident_id}" for v in labels.values())
+
+    pipe.tick(2.0)  # the running pipeline picks the label up without a restart
+    again = _run(pipe, tlb_lines)
+    assert not _tlb_anomalies(again) and not any(isinstance(o, Incident) for o in again)
+    assert pipe.feedback.suppressed >= len(tlb_lines) // 2
+    pipe.close(3.0)
+
+    restarted = Pipeline.from_bundle(bundle, PipelineConfig(state_dir=state))
+    assert not _tlb_anomalies(_run(restarted, tlb_lines))
+    restarted.close(4.0)
+
+    listed = _cli("feedback", "--state", str(state))
+    assert listed.returncode == 0 and "normal: template" in listed.stdout and TLB in listed.stdout
+
+    # The next train uses the label: the TLB template is no longer held back, it joins the vocabulary.
+    result = train(history, TrainOptions(output=tmp_path / "retrained", parser=PARSER, models=("isolation_forest",),
+                                         progress=False, feedback=tuple(labels.values())))
+    assert result.history is not None and not any(TLB in s.template for s in result.history.suspects)
+    retrained = Pipeline.from_bundle(tmp_path / "retrained", PipelineConfig())
+    assert not any(r.line.is_new for r in _results(retrained, tlb_lines))
+    problem = {k: Labelled(v.template_id, v.template, v.sample, Label.PROBLEM, v.source, v.at)
+               for k, v in labels.items()}
+    held = train(history, TrainOptions(output=tmp_path / "held", parser=PARSER, models=("isolation_forest",),
+                                       progress=False, feedback=tuple(problem.values())))
+    assert held.history is not None
+    kept_out = Pipeline.from_bundle(tmp_path / "held", PipelineConfig())
+    assert all(r.line.is_new for r in _results(kept_out, tlb_lines))
+
+
+def _results(pipe: Pipeline, records: list[Record]) -> list[LineResult]:
+    results: list[LineResult] = []
+    pipe.observers.append(results.append)
+    _run(pipe, records)
+    pipe.observers.remove(results.append)
+    return results
+
+
+def test_the_train_command_reads_the_labels(tmp_path: Path) -> None:
+    """`train --feedback DIR` refuses a missing state dir with a clear message."""
+    r = _cli("train", "--input", str(tmp_path / "x.log"), "--output", str(tmp_path / "m"),
+             "--feedback", str(tmp_path / "nowhere"))
+    assert r.returncode == 2 and "no such state directory" in r.stderr
