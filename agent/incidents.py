@@ -31,6 +31,7 @@ and each keeps at most `max_samples` sample lines, `max_templates` template coun
 
 from __future__ import annotations
 
+import heapq
 import math
 import re
 from collections import Counter, deque
@@ -271,6 +272,11 @@ class IncidentGrouper:
         self._new_behaviour: dict[int, _Open] = {}  # new template -> the incident it belongs to
         self._index = _OpenIndex(config.related_word_overlap)
         self._order = 0
+        # Open incidents by (last_seen, order), stale entries skipped lazily: the stalest one is
+        # found without a scan when the open set is full. A NaN time (unordered) turns it off.
+        self._by_last_seen: list[tuple[float, int, int, _Open]] = []
+        self._pushes = 0
+        self._unordered = False
 
     # ---- matching
 
@@ -350,6 +356,29 @@ class IncidentGrouper:
         inc.order = self._order
         self._open[inc.incident_id] = inc
         self._index.add_all(inc)
+        self._touch(inc)
+
+    def _touch(self, inc: _Open) -> None:
+        """Record the open incident's current last_seen for `_stalest`."""
+        if math.isnan(inc.last_seen):
+            self._unordered = True
+        if self._unordered:
+            return
+        self._pushes += 1
+        heapq.heappush(self._by_last_seen, (inc.last_seen, inc.order, self._pushes, inc))
+        if len(self._by_last_seen) > 4 * len(self._open) + 64:
+            self._by_last_seen = [(i.last_seen, i.order, n, i) for n, i in enumerate(self._open.values())]
+            heapq.heapify(self._by_last_seen)
+
+    def _stalest(self) -> _Open:
+        """The open incident seen longest ago (the first opened among equals), as a scan finds."""
+        heap = self._by_last_seen
+        while heap and not self._unordered:
+            last_seen, order, _, inc = heap[0]
+            if self._open.get(inc.incident_id) is inc and inc.order == order and inc.last_seen == last_seen:
+                return inc
+            heapq.heappop(heap)
+        return min(self._open.values(), key=lambda i: i.last_seen)
 
     def _would_emit(self, inc: _Open | None, anomaly: Anomaly) -> bool:
         if inc is None:
@@ -390,7 +419,7 @@ class IncidentGrouper:
         if inc is None:
             held = self._take_held(anomaly)
             if len(self._open) >= cfg.max_open:
-                stalest = min(self._open.values(), key=lambda i: i.last_seen)
+                stalest = self._stalest()
                 events.append(self._resolve(stalest))
             self._seq += 1
             first = held[0] if held else anomaly
@@ -400,11 +429,13 @@ class IncidentGrouper:
                 self._decide(inc, h)
                 self._absorb(inc, h)
                 self._index.add_line(inc, h)
+                self._touch(inc)
                 self.isolated -= 1
         emit = self._decide(inc, anomaly)
         self._last_decision = (id(anomaly), emit)
         self._absorb(inc, anomaly)
         self._index.add_line(inc, anomaly)
+        self._touch(inc)
         if anomaly.line.is_new:
             self._remember_new(anomaly.line.template_id, inc)
         if inc.state is IncidentState.OPEN and inc.anomalies == 1:

@@ -8,11 +8,14 @@ indexed grouper (`IncidentGrouper`) and for the scan it replaced (every open inc
 kept here as `ScanGrouper`), in the same run, with a check that both assign the same incidents.
 
 `--shared-word` gives every template one common word ("error"): the word index then lists
-every open incident under it, which is the index's worst case.
+every open incident under it. `--unrelated` makes every storm anomaly a new problem (its own
+entity, template and words) with `max_open` = N: each opens an incident and the stalest open
+one is resolved to make room.
 
 usage:
   python bench/incident_storm.py
   python bench/incident_storm.py --sizes 10 100 1000 --storm 5000 --shared-word
+  python bench/incident_storm.py --unrelated
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from agent.incidents import IncidentGrouper, _Open
+from agent.incidents import IncidentConfig, IncidentGrouper, _Open
 from agent.types import (
     Anomaly,
     Explanation,
@@ -41,10 +44,13 @@ _NEW = (Explanation(ExplanationKind.NEW_TEMPLATE, "NEW TEMPLATE"),)
 
 
 class ScanGrouper(IncidentGrouper):
-    """The matcher before the index: every open incident is a candidate."""
+    """The matcher before the index: every open incident is a candidate; the stalest by a scan."""
 
     def _candidates(self, anomaly: Anomaly, words: frozenset[str]) -> Sequence[_Open]:
         return list(self._open.values())
+
+    def _stalest(self) -> _Open:
+        return min(self._open.values(), key=lambda i: i.last_seen)
 
 
 def word(k: int) -> str:
@@ -66,14 +72,15 @@ def anomaly(k: int, tid: int, t: float, shared: bool) -> Anomaly:
     return Anomaly(line, 2.0, Verdict.DANGER, (), _NEW)
 
 
-def storm(grouper: IncidentGrouper, n: int, size: int, shared: bool) -> tuple[float, list[str | None]]:
-    """Open `n` incidents, then `size` related anomalies: CPU µs per storm anomaly, their ids."""
+def storm(grouper: IncidentGrouper, n: int, size: int, shared: bool,
+          unrelated: bool = False) -> tuple[float, list[str | None]]:
+    """Open `n` incidents, then `size` storm anomalies: CPU µs per storm anomaly, their ids."""
     for k in range(n):
         grouper.add(anomaly(k, k, T0 + k * 0.01, shared))
     ids: list[str | None] = []
     start = time.process_time()
     for i in range(size):
-        k = i % n
+        k = n + i if unrelated else i % n
         tid = k if i % 3 == 0 else 1_000_000 + i  # a third repeat the incident's template
         iid, _ = grouper.add(anomaly(k, tid, T0 + n * 0.01 + i * 0.001, shared))
         ids.append(iid)
@@ -89,11 +96,13 @@ def main() -> None:
     ap.add_argument("--sizes", type=int, nargs="+", default=[10, 100, 1000])
     ap.add_argument("--storm", type=int, default=5000, help="anomalies in the storm")
     ap.add_argument("--shared-word", action="store_true", help="every template shares one word")
+    ap.add_argument("--unrelated", action="store_true", help="every storm anomaly is a new problem")
     args = ap.parse_args()
     sys.stdout.write(f"{'open incidents':>15} {'indexed µs/anomaly':>19} {'scan µs/anomaly':>16} {'same ids':>9}\n")
     for n in args.sizes:
-        indexed, ids = storm(IncidentGrouper(), n, args.storm, args.shared_word)
-        scan, scan_ids = storm(ScanGrouper(), n, args.storm, args.shared_word)
+        config = IncidentConfig(max_open=n) if args.unrelated else IncidentConfig()
+        indexed, ids = storm(IncidentGrouper(config), n, args.storm, args.shared_word, args.unrelated)
+        scan, scan_ids = storm(ScanGrouper(config), n, args.storm, args.shared_word, args.unrelated)
         sys.stdout.write(f"{n:>15,} {indexed:>19.1f} {scan:>16.1f} {ids == scan_ids!s:>9}\n")
 
 

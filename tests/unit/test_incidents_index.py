@@ -29,10 +29,14 @@ _WEAK = (Explanation(ExplanationKind.UNUSUAL_TIME, "UNUSUAL TIME"),)
 
 
 class ScanGrouper(IncidentGrouper):
-    """The matcher before the index: every open incident is a candidate, in open order."""
+    """The matcher before the index: every open incident is a candidate, in open order, and
+    the stalest is found by a scan."""
 
     def _candidates(self, anomaly: Anomaly, words: frozenset[str]) -> Sequence[_Open]:
         return list(self._open.values())
+
+    def _stalest(self) -> _Open:
+        return min(self._open.values(), key=lambda i: i.last_seen)
 
 
 def bgl_anomalies(path: Path) -> list[Anomaly]:
