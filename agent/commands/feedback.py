@@ -8,7 +8,8 @@ JSON, replaced atomically). A running agent picks them up on its next tick, with
 lines of a template marked `--normal` no longer raise anomalies or incidents (counted in
 logdetect_feedback_suppressed). `logdetect train --feedback STATE` uses both kinds: normal
 templates are never held back as suspect and join the training data; problem templates are kept
-out of normal training and listed. Without --normal/--problem, the labels kept are listed.
+out of normal training and listed. Without --normal/--problem, the labels kept and the last
+incidents the agent recorded (with their templates) are listed.
 
 examples:
   logdetect feedback --state /var/lib/logdetect --incident inc-20261201T101500Z-3f2a --normal
@@ -21,6 +22,8 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+
+RECENT = 10  # incidents listed when no label is given
 
 
 def configure(p: argparse.ArgumentParser) -> None:
@@ -52,6 +55,12 @@ def run(args: argparse.Namespace) -> int:
         labels = read_labels(state)
         out = [f"{v.label.value}: template {v.template_id} {v.template[:80]!r} ({v.source})"
                for v in labels.values()] or ["no labels yet"]
+        recent = list(read_incidents(state).items())[-RECENT:]
+        if recent:
+            out.append(f"recent incidents (last {len(recent)} the agent recorded) and their templates:")
+            for incident_id, sigs in reversed(recent):
+                out.append(f"  {incident_id}: " + "; ".join(f"{s.template_id} {s.template[:60]!r}" for s in sigs[:5])
+                           + (f" and {len(sigs) - 5} more" if len(sigs) > 5 else ""))
         sys.stdout.write("\n".join(out) + "\n")
         return 0
     if not (args.normal or args.problem):

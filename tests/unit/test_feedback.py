@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from agent import metrics
 from agent.feedback import Label, Labelled, read_labels
 from agent.parsing import ParserConfig
 from agent.pipeline import Pipeline, PipelineConfig
@@ -76,6 +77,8 @@ def test_an_incident_marked_normal_stops_alerting_at_once_after_restart_and_in_t
     again = _run(pipe, tlb_lines)
     assert not _tlb_anomalies(again) and not any(isinstance(o, Incident) for o in again)
     assert pipe.feedback.suppressed >= len(tlb_lines) // 2
+    served = metrics.REGISTRY.get_sample_value("logdetect_feedback_suppressed_total")  # what /metrics serves
+    assert served is not None and served >= pipe.feedback.suppressed
     pipe.close(3.0)
 
     restarted = Pipeline.from_bundle(bundle, PipelineConfig(state_dir=state))
@@ -84,6 +87,7 @@ def test_an_incident_marked_normal_stops_alerting_at_once_after_restart_and_in_t
 
     listed = _cli("feedback", "--state", str(state))
     assert listed.returncode == 0 and "normal: template" in listed.stdout and TLB in listed.stdout
+    assert f"  {incident_id}: " in listed.stdout  # the incidents an operator can label are listed
 
     # The next train uses the label: the TLB template is no longer held back, it joins the vocabulary.
     result = train(history, TrainOptions(output=tmp_path / "retrained", parser=PARSER, models=("isolation_forest",),
