@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -117,3 +118,60 @@ def test_the_train_command_reads_the_labels(tmp_path: Path) -> None:
     r = _cli("train", "--input", str(tmp_path / "x.log"), "--output", str(tmp_path / "m"),
              "--feedback", str(tmp_path / "nowhere"))
     assert r.returncode == 2 and "no such state directory" in r.stderr
+
+
+def test_a_running_watch_picks_the_label_up_without_restart(
+    history: list[Record], bundle: Path, tmp_path: Path
+) -> None:
+    """`logdetect watch --state-dir` follows a file: TLB lines alert; after `feedback --normal`
+    the same lines appended again raise nothing, with the process never restarted."""
+    import json
+    import threading
+    import time
+
+    state, log_file = tmp_path / "state", tmp_path / "bgl.log"
+    log_file.write_text("")
+    tlb = [r.line for r in history if TLB in r.line][:60]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "agent.cli", "watch", "--model", str(bundle), "--input", str(log_file),
+         "--state-dir", str(state)],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    events: list[dict[str, Any]] = []
+    reader = threading.Thread(target=lambda: events.extend(json.loads(x) for x in proc.stdout or () if x.strip()),
+                              daemon=True)
+    reader.start()
+
+    def tlb_anomalies() -> list[dict[str, Any]]:
+        return [e["attributes"] for e in list(events) if e.get("event_name") == "logdetect.anomaly"
+                and TLB in str(e["attributes"].get("template.text", ""))]
+
+    def wait(check: object, secs: float = 60.0) -> bool:
+        deadline = time.monotonic() + secs
+        while time.monotonic() < deadline:
+            if callable(check) and check():
+                return True
+            time.sleep(0.2)
+        return False
+
+    try:
+        time.sleep(3.0)  # the watcher opens the file at its end
+        with log_file.open("a") as f:
+            f.write("\n".join(tlb[:20]) + "\n")
+        assert wait(lambda: tlb_anomalies()), "TLB lines must alert"
+        assert wait(lambda: any(a.get("incident.id") for a in tlb_anomalies()))
+        incident_id = next(str(a["incident.id"]) for a in tlb_anomalies() if a.get("incident.id"))
+        assert wait(lambda: _cli("feedback", "--state", str(state), "--incident", incident_id,
+                                 "--normal").returncode == 0, 30.0)
+        time.sleep(3.0)  # a few ticks
+        before = len(events)
+        # Without the label these 40 lines raise ~40 events (anomalies and incident updates).
+        with log_file.open("a") as f:
+            f.write("\n".join(tlb[20:]) + "\n")
+        time.sleep(8.0)
+        # The incident opened by the first lines may resolve now (the log clock moved on); nothing new opens.
+        new = [e for e in events[before:]
+               if TLB in json.dumps(e) and e["attributes"].get("incident.state") != "resolved"]
+        assert not new, [(e["event_name"], e["attributes"].get("incident.state")) for e in new]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
