@@ -44,13 +44,14 @@ demo: $(BIN)/.installed-cpu,train
 	$(BIN)/logdetect demo --workdir demo-out
 
 # Optional: the system packages and tools a few tests use (Chromium for the HTML report, about
-# 113 MB to download and 480 MB on disk; systemd for the unit checks; the npm Forward client).
+# 113 MB to download and 480 MB on disk; systemd for the unit checks; the npm Forward client;
+# nats-server for the JetStream source and sink).
 # Without them those tests skip and say so; under CI=true they fail. .ci/run calls this first.
 test-deps:
-	@echo "== make test-deps: installing what some tests need (Chromium, systemd, the npm client @fluent-org/logger)"
+	@echo "== make test-deps: installing what some tests need (Chromium, systemd, the npm client @fluent-org/logger, nats-server)"
 	@for s in tests/setup/*.sh; do [ -e "$$s" ] || continue; echo "== $$s"; bash "$$s" || exit 1; done
 
-setup-test: $(BIN)/.installed-cpu,train,test
+setup-test: $(BIN)/.installed-cpu,train,fleet,test
 
 lint: setup-test
 	$(BIN)/ruff check agent trainer plugins tests bench

@@ -14,6 +14,8 @@ from plugins.file_sink import FileSink, FileSinkOptions
 from plugins.file_source import FileSource, FileSourceOptions
 from plugins.forward_sink import ForwardSink, ForwardSinkOptions
 from plugins.forward_source import ForwardSource, ForwardSourceOptions
+from plugins.nats_sink import NatsSink, NatsSinkOptions
+from plugins.nats_source import NatsSource, NatsSourceOptions
 from plugins.socket_source import SocketSource, SocketSourceOptions
 from plugins.stdin_source import StdinSource, StdinSourceOptions
 from plugins.stdout_sink import StdoutSink, StdoutSinkOptions
@@ -65,6 +67,14 @@ SOURCES: dict[str, SourceType] = {
         example_id="vector",
         contract_options=lambda tmp: SocketSourceOptions(listen="tcp:127.0.0.1:0"),
     ),
+    "nats": SourceType(
+        options=NatsSourceOptions,
+        build=lambda i, o, s: NatsSource(i, o, s),
+        summary="NATS JetStream durable pull consumer shared by many agents (work queue: each message to "
+        "one agent); a message is acked after its records are processed (needs logdetect[fleet])",
+        example_id="fleet_stream",
+        contract_options=lambda tmp: NatsSourceOptions(servers=["nats://127.0.0.1:0"], connect_timeout_secs=2.0),
+    ),
 }
 
 SINKS: dict[str, SinkType] = {
@@ -103,6 +113,15 @@ SINKS: dict[str, SinkType] = {
             address=f"unix:{tmp / 'forward.sock'}", max_retries=0, ack_timeout_secs=2.0,
             connect_timeout_secs=1.0,
         ),
+    ),
+    "nats": SinkType(
+        options=NatsSinkOptions,
+        build=lambda i, o: NatsSink(i, o),
+        summary="NATS subject, through JetStream by default (a batch counts as written once the stream "
+        "acked it); what `logdetect fleet` reads (needs logdetect[fleet])",
+        example_id="fleet_events",
+        contract_options=lambda tmp: NatsSinkOptions(servers=["nats://127.0.0.1:0"], connect_timeout_secs=2.0,
+                                                     publish_timeout_secs=2.0),
     ),
 }
 

@@ -100,7 +100,7 @@ def skip_notes(skipped: list[pytest.TestReport]) -> list[str]:
     if tools:
         notes.append(
             f"NOTE: {tools} test{'s' if tools != 1 else ''} skipped for missing tools (Chromium, systemd, "
-            "the npm Forward client): `make test-deps` installs them"
+            "the npm Forward client, nats-server): `make test-deps` installs them"
         )
     return notes
 

@@ -23,6 +23,7 @@ import msgpack
 import orjson
 import pytest
 import zmq
+from nats_server import SyncClient, free_port, shared_server, unique_name
 
 from agent import events
 from agent.components import Source
@@ -153,8 +154,24 @@ class SocketFeeder(Feeder):
         self.sock.close()
 
 
+class NatsFeeder(Feeder):
+    """One JetStream publish per unit, in the JSON Fluent Bit's `nats` output sends per flush:
+    `[[time, {record}], …]`."""
+
+    def __init__(self, source: Source, tmp: Path) -> None:
+        super().__init__(source, tmp)
+        self.client = SyncClient(source.options.servers[0])  # type: ignore[attr-defined]
+
+    def send(self, records: list[dict[str, Any]]) -> None:
+        self.client.publish(self.source.options.subject, orjson.dumps([[time.time(), r] for r in records]))  # type: ignore[attr-defined]
+
+    def close(self) -> None:
+        self.client.close()
+
+
 FEEDERS: dict[str, type[Feeder]] = {
     "forward": ForwardFeeder,
+    "nats": NatsFeeder,
     "zmq": ZmqFeeder,
     "stdin": StdinFeeder,
     "file": FileFeeder,
@@ -287,12 +304,46 @@ class ForwardReader(Reader):
             self.server.close()
 
 
+class NatsReader(Reader):
+    """Reads the stream the sink publishes into, with nats-py (an ordered consumer)."""
+
+    def peer(self) -> None:
+        self.client = SyncClient(self.options.servers[0])
+
+    def lines(self, expected: int) -> list[bytes]:
+        return self.client.read_all(self.options.subject, expected, STEP_SECS)
+
+    def close(self) -> None:
+        if hasattr(self, "client"):
+            self.client.close()
+
+    def broken(self) -> Any:
+        return dataclasses.replace(self.options, servers=[f"nats://127.0.0.1:{free_port()}"], connect_timeout_secs=1.0)
+
+
 READERS: dict[str, type[Reader]] = {
+    "nats": NatsReader,
     "stdout": StdoutReader,
     "file": FileReader,
     "zmq": ZmqReader,
     "forward": ForwardReader,
 }
+
+
+# --- services: a component whose peer is a server the test session runs --------------------------
+
+
+def prepared(kind: str, name: str, options: Any) -> Any:
+    """The contract options of a type, pointed at the servers this session runs: a `nats`
+    component's contract options name `nats://127.0.0.1:0` (no server); here they get the
+    session's nats-server and a stream and subject of their own."""
+    if name != "nats":
+        return options
+    server = shared_server()
+    stream = unique_name("C")
+    subject = f"{stream}.logs" if kind == "sources" else f"{stream}.events"
+    extra = {"durable": stream, "fetch_timeout_secs": 0.2} if kind == "sources" else {}
+    return dataclasses.replace(options, servers=[server.url], stream=stream, subject=subject, **extra)
 
 
 # --- events --------------------------------------------------------------------------------------

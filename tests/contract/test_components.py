@@ -51,6 +51,7 @@ from contract.harness import (
     STEP_SECS,
     Feeder,
     good,
+    prepared,
     run,
     sample_lines,
 )
@@ -145,7 +146,7 @@ def test_the_print_config_example_holds_every_registered_type(tmp_path: Path) ->
 async def started(name: str, tmp: Path, capacity: int = 10_000) -> tuple[Any, BatchQueue]:
     """A started source of this type with its contract options, and its queue."""
     spec: SourceType = REGISTRY.sources[name]
-    source = spec.build(unique(name), spec.contract_options(tmp), tmp / "state")
+    source = spec.build(unique(name), prepared("sources", name, spec.contract_options(tmp)), tmp / "state")
     queue = BatchQueue(capacity)
     await asyncio.wait_for(source.start(queue), STEP_SECS)
     return source, queue
@@ -267,7 +268,7 @@ def steps(sink: Any, lines: list[bytes]) -> list[BaseException]:
 def test_sink_delivers_every_event_kind_valid(name: str, short_tmp: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A sink delivers every event kind intact, and each validates against the schema."""
     spec: SinkType = REGISTRY.sinks[name]
-    options = spec.contract_options(short_tmp)
+    options = prepared("sinks", name, spec.contract_options(short_tmp))
     reader = READERS[name](options, monkeypatch)
     reader.peer()
     sink = spec.build(unique(name), options)
@@ -291,7 +292,7 @@ def test_sink_counts_what_it_cannot_deliver(name: str, short_tmp: Path, monkeypa
     then counts the batch as `sink_error` and does not ack it, so the client resends)."""
     need(Path(FULL_DISK).exists(), f"{FULL_DISK} is missing")
     spec: SinkType = REGISTRY.sinks[name]
-    reader = READERS[name](spec.contract_options(short_tmp), monkeypatch)
+    reader = READERS[name](prepared("sinks", name, spec.contract_options(short_tmp)), monkeypatch)
     sink = spec.build(unique(name), reader.broken())
     lines = sample_lines()
     errors = steps(sink, lines)

@@ -42,7 +42,7 @@ def test_every_agent_example_is_valid_and_named_in_the_readme() -> None:
     """Every example agent config validates and the examples README names every file."""
     readme = (EXAMPLES / "README.md").read_text()
     tomls = sorted(p.name for p in EXAMPLES.glob("*.toml"))
-    assert tomls == ["agent-exec.toml", "agent-forward.toml", "agent-stdin.toml", "agent-vector.toml"]
+    assert tomls == ["agent-exec.toml", "agent-forward.toml", "agent-nats.toml", "agent-stdin.toml", "agent-vector.toml"]
     for name in tomls:
         agent_config(name)
         assert f"`{name}`" in readme
@@ -123,3 +123,31 @@ def test_vector_socket_sink_and_exec_source_match_the_agent() -> None:
     assert exec_src["include_stderr"] is False
     assert exec_src["decoding"]["codec"] == "json"
     assert [s.type for s in config.sinks] == ["stdout"]
+
+
+def test_fluent_bit_and_vector_nats_outputs_feed_the_nats_source() -> None:
+    """Fluent Bit's `nats` output and Vector's `nats` sink publish inside the source's subject,
+    on its server, in payloads the source decodes with the example's options."""
+    from plugins.nats_source import NatsSource
+
+    config = agent_config("agent-nats.toml")
+    (source,) = only(config.sources, "nats")
+    servers = set(source.options.servers)
+    prefix = source.options.subject.removesuffix(">")
+    (fb_out,) = load_yaml("fluent-bit-nats.yaml")["pipeline"]["outputs"]
+    (fb_in,) = load_yaml("fluent-bit-nats.yaml")["pipeline"]["inputs"]
+    assert fb_out["name"] == "nats" and f"nats://{fb_out['host']}:{fb_out['port']}" in servers
+    assert fb_in["tag"].startswith(prefix)
+    vector = load_yaml("vector-nats.yaml")["sinks"]["logdetect"]
+    assert vector["type"] == "nats" and vector["url"] in servers
+    assert vector["subject"].startswith(prefix) and vector["encoding"]["codec"] == "json"
+    decoder = NatsSource(source.id, source.options)
+    # A Fluent Bit flush (tail records) and a Vector JSON event, as they arrive:
+    flush = orjson.dumps([[1_795_428_000.5, {"log": "GET / 200"}], [1_795_428_001.0, {"log": "GET /a 404"}]])
+    records = decoder._decode(flush, time.time())
+    assert [r.line for r in records] == ["GET / 200", "GET /a 404"] and records[0].time == 1_795_428_000.5
+    event = orjson.dumps({"message": "db timeout", "timestamp": "2026-11-23T10:00:01Z", "host": "h1"})
+    (record,) = decoder._decode(event, time.time())
+    assert record.line == "db timeout" and record.time == 1_795_428_001.0 and record.field("entity") == "h1"
+    (sink,) = only(config.sinks, "nats")
+    assert set(sink.options.servers) == servers and sink.options.jetstream
