@@ -90,6 +90,8 @@ MODELS: tuple[ModelSpec, ...] = (
     ModelSpec("deeplog", WINDOW, SEQUENCE, SEQUENCES, "DeepLogDetector", "DeepLogOptions", torch=True),
     ModelSpec("lstm_ae", WINDOW, SEQUENCE, SEQUENCES, "LstmAutoencoderDetector", "LstmAeOptions", torch=True),
     ModelSpec("logbert", WINDOW, SEMANTIC, SEQUENCES, "LogBertDetector", "LogBertOptions", torch=True),
+    # after the models whose scores it reads (table order is training and serving order)
+    ModelSpec("autolog", WINDOW, FEATURE, SEQUENCES, "AutoLogDetector", "AutoLogOptions", torch=True),
     ModelSpec("novelty", LINE, RULE, NOTHING, "NoveltyDetector", "NoveltyOptions", builtin=True),
 )
 

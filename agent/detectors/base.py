@@ -82,4 +82,15 @@ def load_detectors(
         if only is not None and name not in only and not (registered is not None and registered.builtin):
             continue
         detectors.append(load_detector(bundle, section, options, sensitivity))
+    share_inputs(detectors)
     return detectors
+
+
+def share_inputs(detectors: Sequence[Detector]) -> None:
+    """A model that reads other models' scores (AutoLog: `bind_inputs`) is given the served
+    instances of those models, so their memos answer it and nothing is scored twice."""
+    served = {d.name: d for d in detectors}
+    for d in detectors:
+        bind = getattr(d, "bind_inputs", None)
+        if bind is not None:
+            bind(served)

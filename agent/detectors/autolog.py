@@ -1,0 +1,227 @@
+"""AutoLog-style dense autoencoder (seed 001) served from ONNX: how badly does it rebuild a window's
+vector of template counts and of the other detectors' scores?
+
+A window's vector (`window_vector`) is
+- log(1 + count) of every model token in it (UNK token 0 included; padding is never counted),
+- log(1 + count) of every `Level` in it,
+- for each input model named in the section (`inputs`, e.g. DeepLog, the LSTM autoencoder), its
+  score for the same line (or session), centred and scaled by what it scores on held-back normal
+  data: z = (score − median) / (p99 − median), clipped to [−1, 10]; a line the input does not
+  judge counts as 0 (normal).
+The autoencoder (trainer/autolog.py: dense layers, ReLU) rebuilds the vector; its ONNX graph
+outputs the mean squared reconstruction error per row directly, so serving is one call.
+
+A line's score is the error of the window of the last `window` lines of its entity (history
+includes the line itself), with the inputs' line scores; a session's score is the error of the
+whole session's vector, with the inputs' session scores. Keys are the window's token and level
+counts plus the rounded input values, so windows with the same counts share one memo entry.
+
+Inputs are the served instances of the other models when the loader shares them
+(`bind_inputs`, called by `load_detectors`): their memos answer for the lines the pipeline has
+just scored, so AutoLog adds only its own dense pass. Served alone it loads its inputs from the
+bundle itself.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from agent.bundle import Bundle
+from agent.detectors.onnx_scorer import MemoisedLines, OnnxScorer
+from agent.detectors.section import ModelLoad, ModelSection
+from agent.errors import BundleError, ModelError
+from agent.onnx_session import OnnxModel, RuntimeOptions
+from agent.types import DetectorKind, DetectorScore, LineContext, Sensitivity
+
+INPUT = "x"
+OUTPUT = "error"
+LEVEL_COUNT = 8  # agent.types.Level values 0..7
+Z_MIN, Z_MAX = -1.0, 10.0
+Z_DECIMALS = 3  # input values are rounded into the memo key (and the vector)
+
+Counts = tuple[tuple[int, int], ...]
+Key = tuple[Counts, Counts, tuple[float, ...]]  # token counts, level counts, input values
+
+
+@dataclass(frozen=True, slots=True)
+class InputNorm:
+    """How one input model's raw score becomes a vector entry, per scope (line, session)."""
+
+    name: str
+    line: tuple[float, float]  # median, p99 − median on held-back normal line scores
+    session: tuple[float, float]
+
+    def z(self, score: DetectorScore | None, session: bool) -> float:
+        """The input's entry: 0 where it did not judge, else its centred, scaled score."""
+        if score is None:
+            return 0.0
+        centre, scale = self.session if session else self.line
+        value = (score.score - centre) / scale if scale > 0 else 0.0
+        return round(min(max(value, Z_MIN), Z_MAX), Z_DECIMALS)
+
+    def to_json(self) -> dict[str, Any]:
+        """The section's record of this input."""
+        return {"name": self.name, "line": list(self.line), "session": list(self.session)}
+
+    @staticmethod
+    def parse(raw: Mapping[str, Any]) -> InputNorm:
+        """From the section's `inputs` entry."""
+        line, session = raw["line"], raw["session"]
+        return InputNorm(str(raw["name"]), (float(line[0]), float(line[1])), (float(session[0]), float(session[1])))
+
+
+def key_of(tokens: Sequence[int], levels: Sequence[int], values: Sequence[float], vocab_size: int) -> Key:
+    """The memo key of a window or session: its token and level counts and the input values.
+    Tokens outside the vocabulary (padding, negative) are not counted; levels are clipped to 0..7."""
+    toks = Counter(t for t in tokens if 0 <= t <= vocab_size)
+    lv = Counter(min(max(int(v), 0), LEVEL_COUNT - 1) for v in levels)
+    return tuple(sorted(toks.items())), tuple(sorted(lv.items())), tuple(values)
+
+
+def width(vocab_size: int, inputs: int) -> int:
+    """The vector's length: one entry per token (UNK included), per level and per input."""
+    return vocab_size + 1 + LEVEL_COUNT + inputs
+
+
+def vectors(keys: Sequence[Key], vocab_size: int, inputs: int) -> np.ndarray:
+    """The float32 rows of the keys (shared by training and serving)."""
+    x = np.zeros((len(keys), width(vocab_size, inputs)), dtype=np.float32)
+    level_at = vocab_size + 1
+    input_at = level_at + LEVEL_COUNT
+    for i, (toks, lv, values) in enumerate(keys):
+        for t, c in toks:
+            x[i, t] = np.log1p(c)
+        for level, c in lv:
+            x[i, level_at + level] = np.log1p(c)
+        if values:
+            x[i, input_at : input_at + len(values)] = values
+    return x
+
+
+class AutoLogScorer(OnnxScorer[Key, float]):
+    """The ONNX autoencoder and its memo (the trainer calibrates through this same class)."""
+
+    def __init__(self, model: OnnxModel, section: Mapping[str, Any], name: str = "autolog",
+                 cache_size: int = 65536) -> None:
+        super().__init__(model, name, cache_size)
+        try:
+            self.window = int(section["window"])
+            self.vocab_size = int(section["vocab_size"])
+            self.inputs = [InputNorm.parse(x) for x in section.get("inputs", [])]
+        except (KeyError, TypeError, ValueError, IndexError) as exc:
+            raise BundleError(f"model {name!r}: malformed autolog section ({exc!r}): retrain") from None
+        self.input_name = str(section.get("input", INPUT))
+        self.output_name = str(section.get("output", OUTPUT))
+        model.check_inputs({self.input_name: 2})
+        shape = model.input_shape(self.input_name)
+        expected = width(self.vocab_size, len(self.inputs))
+        if isinstance(shape[1], int) and shape[1] != expected:
+            raise ModelError(f"{model.path}: input {self.input_name!r} takes {shape[1]} values, the manifest "
+                             f"says {expected}: the bundle is inconsistent, retrain it")
+
+    def compute(self, keys: list[Key]) -> list[float]:
+        """Reconstruction errors of distinct vectors, one ONNX call."""
+        (err,) = self.run({self.input_name: vectors(keys, self.vocab_size, len(self.inputs))}, [self.output_name])
+        if err.shape != (len(keys),):
+            raise ModelError(f"{self.model.path}: output shape {err.shape}, expected ({len(keys)},)")
+        return [float(e) for e in err]
+
+    def line_key(self, history: Sequence[int], levels: Sequence[int], values: Sequence[float]) -> Key:
+        """The key of the window of the last `window` lines of a history."""
+        lv = levels[-self.window :] if len(levels) == len(history) else ()
+        return key_of(history[-self.window :], lv, values, self.vocab_size)
+
+    def session_key(self, tokens: Sequence[int], levels: Sequence[int], values: Sequence[float]) -> Key:
+        """The key of a whole session."""
+        return key_of(tokens, levels if len(levels) == len(tokens) else (), values, self.vocab_size)
+
+
+class AutoLogDetector(MemoisedLines[Key]):
+    """Lines keyed by their window's counts and the inputs' scores; sessions by the whole session's."""
+
+    kind = DetectorKind.FEATURE
+    scorer: AutoLogScorer
+
+    def __init__(self, name: str, scorer: AutoLogScorer, threshold: float, session_threshold: float,
+                 line_cache_size: int = 16384, source: InputSource | None = None) -> None:
+        super().__init__(name, scorer, line_cache_size)
+        self.threshold = threshold
+        self.session_threshold = session_threshold
+        self.source = source
+        self.shared: dict[str, Any] = {}
+
+    @classmethod
+    def from_bundle(cls, load: ModelLoad) -> AutoLogDetector:
+        """The detector for a model's section, with the line and session thresholds of the load's sensitivity."""
+        cache_size = load.section.integer("cache_size", 65536)
+        scorer = AutoLogScorer(load.onnx(), load.section.raw, load.name, cache_size)
+        for x in scorer.inputs:
+            if x.name not in load.bundle.models:
+                raise BundleError(f"model {load.name!r} reads the scores of {x.name!r}, which the bundle lacks: "
+                                  "retrain the bundle")
+        return cls(load.name, scorer, load.threshold, load.session_threshold,
+                   load.section.integer("line_cache_size", 16384),
+                   InputSource(load.bundle, load.options, load.sensitivity))
+
+    def bind_inputs(self, served: Mapping[str, Any]) -> None:
+        """Use the served instances of the input models (their memos answer what the pipeline
+        has just scored) instead of loading private copies."""
+        self.shared = {x.name: served[x.name] for x in self.scorer.inputs if x.name in served}
+
+    def _input(self, name: str) -> Any:
+        found = self.shared.get(name)
+        if found is None:
+            if self.source is None:
+                raise BundleError(f"model {self.name!r}: input model {name!r} is not available")
+            found = self.shared[name] = self.source.load(name)
+        return found
+
+    def line_keys(self, contexts: Sequence[LineContext]) -> tuple[list[int], list[Key]]:
+        """Lines with history, and their window's counts with the inputs' line scores."""
+        todo = [i for i, c in enumerate(contexts) if c.history]
+        picked = [contexts[i] for i in todo]
+        columns = [[x.z(s, session=False) for s in self._input(x.name).score_lines(picked)]
+                   for x in self.scorer.inputs]
+        keys = [self.scorer.line_key(c.history, c.levels, [col[k] for col in columns])
+                for k, c in enumerate(picked)]
+        return todo, keys
+
+    def score_keys(self, keys: list[Key]) -> list[DetectorScore]:
+        """Each window's reconstruction error against the line threshold."""
+        errors = self.scorer.score(keys)
+        return [DetectorScore(self.name, err, self.threshold, err > self.threshold, self._details(err, key))
+                for err, key in zip(errors, keys, strict=True)]
+
+    def _details(self, err: float, key: Key) -> tuple[tuple[str, object], ...]:
+        inputs = tuple((f"input_{x.name}", v) for x, v in zip(self.scorer.inputs, key[2], strict=True))
+        return (("reconstruction_error", round(err, 4)), ("window", self.scorer.window), *inputs)
+
+    def score_session(self, tokens: Sequence[int], levels: Sequence[int]) -> DetectorScore | None:
+        """The whole session's reconstruction error, with the inputs' session scores."""
+        values = [x.z(self._input(x.name).score_session(tokens, levels), session=True) for x in self.scorer.inputs]
+        key = self.scorer.session_key(tokens, levels, values)
+        (score,) = self.scorer.score([key])
+        details = (("reconstruction_error", round(score, 4)), ("lines", len(tokens)),
+                   *((f"input_{x.name}", v) for x, v in zip(self.scorer.inputs, values, strict=True)))
+        return DetectorScore(self.name, score, self.session_threshold, score > self.session_threshold, details)
+
+
+@dataclass(frozen=True)
+class InputSource:
+    """Where an AutoLog served alone loads its input models from: its own bundle."""
+
+    bundle: Bundle
+    options: RuntimeOptions
+    sensitivity: Sensitivity
+
+    def load(self, name: str) -> Any:
+        """The served detector of the bundle's model `name`."""
+        from agent.detectors.base import load_detector
+
+        return load_detector(self.bundle, ModelSection.parse(name, self.bundle.models[name]), self.options,
+                             self.sensitivity)
