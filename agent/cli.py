@@ -25,6 +25,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "scan": ("agent.commands.scan", "score a log file in batch and report anomalies and incidents"),
     "watch": ("agent.commands.watch", "follow a file (like tail -F) or stdin and emit events as lines arrive"),
     "agent": ("agent.commands.daemon", "run the daemon with the sources and sinks of a TOML config"),
+    "fleet": ("agent.commands.fleet", "group many agents' anomaly events into incidents across hosts"),
     "validate": ("agent.commands.validate", "check a config file and its model bundle, listing every problem"),
     "print-config": ("agent.commands.print_config", "print a fully commented example agent config"),
     "eval": ("trainer.commands.evaluate", "measure precision/recall/F1 on labelled data (BGL, HDFS)"),
@@ -78,7 +79,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Import only the module of the command actually asked for.
     wanted = next((a for a in args_list if not a.startswith("-")), None)
     only = wanted if wanted in COMMANDS else None
-    if only != "agent":  # the daemon configures logging from its config file
+    if only not in ("agent", "fleet"):  # the daemon configures logging from its config file
         import os
 
         from agent.logging_setup import configure_logging

@@ -94,6 +94,7 @@ class AgentSettings:
     )
     log_level: str = option("info", "debug | info | warning | error (logs go to stderr)")
     log_format: str = option("json", "json | console | auto")
+    host_name: str = option("", 'resource `host.name` of every event (fleet joins); "" = this machine\'s hostname')
 
     def problems(self) -> list[str]:
         """Every invalid value in [agent], as messages naming the option (empty when valid)."""
@@ -135,6 +136,25 @@ class ComponentConfig(Generic[Spec]):
 
 
 @dataclass(frozen=True)
+class FleetSettings:
+    """`[fleet]`: how `logdetect fleet` groups the anomaly events of many agents (agent/fleet.py)."""
+
+    window_secs: float = option(600.0, "the same template on other hosts within this time joins the incident")
+    quiet_secs: float = option(900.0, "a fleet incident with no new anomaly for this long resolves")
+    min_hosts: int = option(2, "hosts an incident needs before it is emitted (one host: that agent's own)")
+    max_open: int = option(10_000, "open fleet incidents at most (the stalest resolves first)")
+
+    def problems(self) -> list[str]:
+        """Every invalid value in [fleet], as messages naming the option (empty when valid)."""
+        out: list[str] = []
+        if self.window_secs <= 0 or self.quiet_secs <= 0:
+            out.append("window_secs and quiet_secs must be > 0")
+        if self.min_hosts < 1 or self.max_open < 1:
+            out.append("min_hosts and max_open must be >= 1")
+        return out
+
+
+@dataclass(frozen=True)
 class AgentConfig:
     """The whole agent config, validated, with paths resolved against the config file."""
 
@@ -148,6 +168,7 @@ class AgentConfig:
     sinks: tuple[ComponentConfig[SinkType], ...]
     warnings: tuple[str, ...] = field(default_factory=tuple)
     registry: Registry | None = None  # the component registry this config was checked against
+    fleet: FleetSettings = field(default_factory=FleetSettings)  # `logdetect fleet` only
 
     def pipeline_config(self) -> Any:
         """The lead's `agent.pipeline.PipelineConfig` for these settings."""
@@ -271,14 +292,15 @@ def _resolve(base: Path, value: str) -> Path:
     return path if path.is_absolute() else base / path
 
 
-TOP_KEYS = ("model", "state_dir", "pipeline", "parser", "agent", "sources", "sinks")
+TOP_KEYS = ("model", "state_dir", "pipeline", "parser", "agent", "sources", "sinks", "fleet")
 
 
 def parse_config(
-    text: str, path: Path, registry: Registry | None = None
+    text: str, path: Path, registry: Registry | None = None, *, need_model: bool = True
 ) -> tuple[AgentConfig | None, list[str]]:
     """Parse config text against the component `registry` (default: the installed one);
-    (config or None, every problem found)."""
+    (config or None, every problem found). `logdetect fleet` reads anomaly events, not logs,
+    and needs no model (`need_model=False`)."""
     components = registry if registry is not None else installed_registry()
     problems: list[str] = []
     try:
@@ -291,7 +313,9 @@ def parse_config(
             problems.append(f"unknown top-level key {key!r} (valid keys: {', '.join(TOP_KEYS)})")
     model_value = raw.get("model")
     model = None
-    if not isinstance(model_value, str) or not model_value:
+    if model_value is None and not need_model:
+        model = Path()
+    elif not isinstance(model_value, str) or not model_value:
         problems.append('model: required, the model bundle directory (model = "/path/to/bundle")')
     else:
         model = _resolve(base, model_value)
@@ -312,6 +336,7 @@ def parse_config(
 
     pipeline = build_dataclass(PipelineSettings, table("pipeline"), "pipeline", problems)
     agent = build_dataclass(AgentSettings, table("agent"), "agent", problems)
+    fleet = build_dataclass(FleetSettings, table("fleet"), "fleet", problems)
     parser = table("parser")
     _check_parser(parser, problems)
 
@@ -322,7 +347,7 @@ def parse_config(
     if not table("sinks"):
         problems.append("no [sinks.<id>] table: the agent needs at least one sink")
     _check_conflicts(sources, sinks, problems)
-    if problems or model is None or pipeline is None or agent is None:
+    if problems or model is None or pipeline is None or agent is None or fleet is None:
         return None, problems
     return (
         AgentConfig(
@@ -335,6 +360,7 @@ def parse_config(
             sources=tuple(sources),
             sinks=tuple(sinks),
             registry=components,
+            fleet=fleet,
         ),
         problems,
     )
@@ -410,7 +436,7 @@ def _check_conflicts(
                 problems.append(f"only one {type_name} {kind} can exist")
 
 
-def load_config(path: str | Path, registry: Registry | None = None) -> AgentConfig:
+def load_config(path: str | Path, registry: Registry | None = None, *, need_model: bool = True) -> AgentConfig:
     """Load and check a config file against the component `registry` (default: the installed
     one); ConfigError listing every problem."""
     config_path = Path(path)
@@ -422,7 +448,7 @@ def load_config(path: str | Path, registry: Registry | None = None) -> AgentConf
         ) from None
     except OSError as exc:
         raise ConfigError(f"cannot read config file {config_path}: {exc}") from None
-    config, problems = parse_config(text, config_path.resolve(), registry)
+    config, problems = parse_config(text, config_path.resolve(), registry, need_model=need_model)
     if problems or config is None:
         if len(problems) == 1:  # one problem, one line
             raise ConfigError(f"{config_path}: {problems[0]}")

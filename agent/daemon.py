@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import socket
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -206,15 +207,24 @@ class Daemon:
                 log.error("sink failed", sink=sink.id, error=str(exc), cause=cause_of(exc), throttle=sink.id)
         return ok
 
+    def _resource(self, pipeline: PipelineLike) -> dict[str, str]:
+        """What every event says about where it comes from: this host and the bundle serving."""
+        resource = {"host.name": self.config.agent.host_name or socket.gethostname()}
+        bundle_id = getattr(pipeline, "bundle_id", "")
+        if bundle_id:
+            resource["logdetect.bundle.id"] = str(bundle_id)
+        return resource
+
     def _render(self, pipeline: PipelineLike, outputs: Sequence[Event], now: float) -> list[bytes]:
+        resource = self._resource(pipeline)
         try:
-            return events.encode_all(outputs, now, pipeline.provider)
+            return events.encode_all(outputs, now, pipeline.provider, resource)
         except Exception:
             pass
         lines: list[bytes] = []
         for output in outputs:
             try:
-                lines.extend(events.encode_all([output], now, pipeline.provider))
+                lines.extend(events.encode_all([output], now, pipeline.provider, resource))
             except Exception as exc:
                 line = getattr(getattr(output, "line", None), "line", None)
                 source, raw = (line.source, line.raw) if line is not None else ("pipeline", "")

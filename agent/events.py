@@ -12,7 +12,7 @@ names (`event.kind`, `template.id`, `incident.state`, ...). `schema_version` com
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -227,11 +227,17 @@ MAX_FIELD_CHARS = 16 * 1024
 cut at this many characters; the names of the cut fields are listed in `attributes.truncated`."""
 
 
-def encode_all(events: Sequence[Event], observed: float, provider: str) -> list[bytes]:
-    """Event lines (JSON, no newline) for the sinks, every field capped (`MAX_FIELD_CHARS`)."""
+def encode_all(
+    events: Sequence[Event], observed: float, provider: str, resource: Mapping[str, str] | None = None
+) -> list[bytes]:
+    """Event lines (JSON, no newline) for the sinks, every field capped (`MAX_FIELD_CHARS`).
+    `resource` (the agent's `host.name`, `logdetect.bundle.id`) joins every event's resource:
+    what lets `logdetect fleet` tell the hosts apart and join their events."""
     out = []
     for e in events:
         obj = render(e, observed, provider)
+        if resource:
+            obj["resource"] = {**resource, **obj["resource"]}
         line = encode(obj)
         if len(line) > MAX_FIELD_CHARS:  # only then can a field be over the cap
             line = encode(cap_fields(obj))

@@ -42,7 +42,9 @@ def test_every_agent_example_is_valid_and_named_in_the_readme() -> None:
     """Every example agent config validates and the examples README names every file."""
     readme = (EXAMPLES / "README.md").read_text()
     tomls = sorted(p.name for p in EXAMPLES.glob("*.toml"))
-    assert tomls == ["agent-exec.toml", "agent-forward.toml", "agent-nats.toml", "agent-stdin.toml", "agent-vector.toml"]
+    assert tomls == [
+        "agent-exec.toml", "agent-forward.toml", "agent-nats.toml", "agent-stdin.toml", "agent-vector.toml"
+    ]
     for name in tomls:
         agent_config(name)
         assert f"`{name}`" in readme

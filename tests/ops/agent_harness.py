@@ -97,7 +97,8 @@ class NotifyListener:
 
 
 class AgentProcess:
-    """`python -m agent.cli agent --config FILE` with stderr (JSON logs) collected."""
+    """`python -m agent.cli agent --config FILE` (or another daemon command: `fleet`) with stderr
+    (JSON logs) collected."""
 
     def __init__(
         self,
@@ -105,6 +106,7 @@ class AgentProcess:
         notify: NotifyListener | None,
         watchdog_usec: int = 0,
         prefix: list[str] | None = None,
+        command: str = "agent",
     ) -> None:
         env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}
         env.pop("NOTIFY_SOCKET", None)
@@ -118,7 +120,7 @@ class AgentProcess:
                 sys.executable,
                 "-m",
                 "agent.cli",
-                "agent",
+                command,
                 "--config",
                 str(config),
                 "--log-format",

@@ -1,0 +1,290 @@
+"""The fleet view: anomaly events of many agents in, one incident per problem across hosts out.
+
+`logdetect fleet --config FILE` runs the agent daemon (the same sources, sinks, queue, acks
+and delivery journal) with `FleetPipeline` in place of the model pipeline: its records are the
+anomaly events other agents emitted (read from NATS, Forward, a file …; the message field is the
+event's `body`). Each anomaly is keyed by its template:
+
+- an online template (id ≥ ONLINE_ID_BASE) by its id alone: online ids are derived from the
+  template's first typed form, so two agents name the same new message the same way whatever
+  their bundle;
+- a trained template by (bundle id, template id): trained ids are shared by the agents serving
+  one bundle;
+- an event without ids by its template text.
+
+The same template on several hosts within `window_secs` (on the events' own clock) is one fleet
+incident listing the hosts. It is emitted (a `logdetect.incident` event, the agents' schema, with
+the hosts as `incident.entities`) once it spans `min_hosts` hosts, updated when more hosts join
+(once per batch, not per anomaly), and resolved after `quiet_secs` without a new anomaly.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import heapq
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import orjson
+
+from agent.components import count_drop
+from agent.config import FleetSettings
+from agent.dead_letter import Rejected
+from agent.events import ANOMALY
+from agent.pipeline import ONLINE_ID_BASE
+from agent.types import ExplanationKind, Incident, IncidentSeverity, IncidentState, Output, Record
+
+COMPONENT = "fleet"
+MAX_SAMPLES = 5
+
+
+@dataclass(frozen=True, slots=True)
+class FleetAnomaly:
+    """What the fleet view reads of one agent's anomaly event."""
+
+    key: str
+    template_id: int
+    template_text: str
+    host: str
+    time: float
+    raw: str
+    danger: bool
+    kinds: tuple[ExplanationKind, ...]
+
+
+def template_key(template_id: int | None, text: str, bundle: str) -> str:
+    """How anomalies of one template are recognised across hosts (see the module docstring)."""
+    if template_id is None:
+        return f"text:{text}"
+    if template_id >= ONLINE_ID_BASE:
+        return f"online:{template_id}"
+    return f"bundle:{bundle}:{template_id}"
+
+
+def _event_time(stamp: str | None) -> float | None:
+    """An event's RFC 3339 `timestamp` as epoch seconds (None when absent or unreadable)."""
+    if not stamp:
+        return None
+    try:
+        return dt.datetime.fromisoformat(stamp).timestamp()
+    except ValueError:
+        return None
+
+
+def _kinds(text: str | None) -> tuple[ExplanationKind, ...]:
+    if not text:
+        return ()
+    try:
+        items = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return ()
+    out: list[ExplanationKind] = []
+    for item in items if isinstance(items, list) else []:
+        try:
+            out.append(ExplanationKind(item.get("kind")))
+        except (ValueError, AttributeError):
+            continue
+    return tuple(out)
+
+
+def read_anomaly(record: Record) -> FleetAnomaly | str:
+    """The anomaly an event record carries, or why it is not one (the reason it is skipped).
+
+    Sources flatten the event object into dotted fields (`attributes.template.id`,
+    `resource.host.name`); the record's line is the event's body."""
+    fields = dict(reversed(record.fields))
+    if fields.get("event_name") != ANOMALY:
+        return "not_an_anomaly_event"
+    text = fields.get("attributes.template.text", "")
+    raw_id = fields.get("attributes.template.id")
+    try:
+        template_id = int(raw_id) if raw_id is not None else None
+    except ValueError:
+        template_id = None
+    host = fields.get("resource.host.name") or fields.get("resource.log.source") or "unknown"
+    t = _event_time(fields.get("timestamp"))
+    return FleetAnomaly(
+        key=template_key(template_id, text, fields.get("resource.logdetect.bundle.id", "")),
+        template_id=template_id if template_id is not None else 0,
+        template_text=text,
+        host=host,
+        time=t if t is not None else record.received_at,
+        raw=fields.get("attributes.log.raw", record.line),
+        danger=fields.get("attributes.anomaly.verdict") == "danger",
+        kinds=_kinds(fields.get("attributes.anomaly.explanations")),
+    )
+
+
+@dataclass
+class _Open:
+    """One fleet incident being built (mutable, private to the grouper)."""
+
+    incident_id: str
+    first: FleetAnomaly
+    last_seen: float
+    hosts: dict[str, int] = field(default_factory=dict)  # host -> anomalies, in order of arrival
+    samples: list[str] = field(default_factory=list)
+    kinds: dict[ExplanationKind, None] = field(default_factory=dict)
+    danger: bool = False
+    emitted_hosts: int = 0  # hosts in the last emitted event (0: not emitted yet)
+
+    def add(self, a: FleetAnomaly) -> None:
+        if a.host not in self.hosts and len(self.samples) < MAX_SAMPLES:
+            self.samples.append(a.raw)
+        self.hosts[a.host] = self.hosts.get(a.host, 0) + 1
+        self.last_seen = max(self.last_seen, a.time)
+        self.danger = self.danger or a.danger
+        self.kinds.update(dict.fromkeys(a.kinds))
+
+    def incident(self, state: IncidentState) -> Incident:
+        n = len(self.hosts)
+        severity = (IncidentSeverity.CRITICAL if n >= 10 else IncidentSeverity.HIGH if n >= 3 or self.danger
+                    else IncidentSeverity.MEDIUM)
+        count = sum(self.hosts.values())
+        text = self.first.template_text or self.first.raw
+        return Incident(
+            incident_id=self.incident_id,
+            state=state,
+            severity=severity,
+            title=f"{text[:160]} — on {n} host{'s' if n != 1 else ''}",
+            first_seen=self.first.time,
+            last_seen=self.last_seen,
+            anomaly_count=count,
+            line_count=count,
+            entities=tuple(sorted(self.hosts)),
+            leading_templates=((self.first.template_id, text, count),),
+            first_line=self.first.raw,
+            samples=tuple(self.samples),
+            explanation_kinds=tuple(self.kinds),
+        )
+
+
+class FleetGrouper:
+    """Groups anomalies of the same template across hosts into fleet incidents (one owner thread)."""
+
+    def __init__(self, settings: FleetSettings) -> None:
+        self.settings = settings
+        self._open: dict[str, _Open] = {}
+        self._dirty: dict[str, None] = {}
+        self._by_last_seen: list[tuple[float, str]] = []  # lazy heap: (last_seen, key), stale entries skipped
+        self.clock = 0.0  # the latest event time seen
+
+    def add(self, a: FleetAnomaly) -> list[Incident]:
+        """Take one anomaly; what it resolved at once (a window passed, the open limit)."""
+        out: list[Incident] = []
+        self.clock = max(self.clock, a.time)
+        current = self._open.get(a.key)
+        if current is not None and a.time - current.last_seen > self.settings.window_secs:
+            out += self._resolve(a.key)
+            current = None
+        if current is None:
+            if len(self._open) >= self.settings.max_open:
+                out += self._resolve(self._stalest())
+            digest = hashlib.blake2b(f"{a.key}\x1f{a.time:.3f}".encode(), digest_size=6).hexdigest()
+            current = self._open[a.key] = _Open(f"fleet-{digest}", a, a.time)
+        current.add(a)
+        heapq.heappush(self._by_last_seen, (current.last_seen, a.key))
+        self._dirty[a.key] = None
+        return out
+
+    def changes(self) -> list[Incident]:
+        """The incidents to emit after a batch: newly spanning `min_hosts` hosts (open), or with
+        more hosts than last emitted (update)."""
+        out: list[Incident] = []
+        for key in self._dirty:
+            inc = self._open.get(key)
+            if inc is None or len(inc.hosts) < self.settings.min_hosts or len(inc.hosts) == inc.emitted_hosts:
+                continue
+            out.append(inc.incident(IncidentState.UPDATE if inc.emitted_hosts else IncidentState.OPEN))
+            inc.emitted_hosts = len(inc.hosts)
+        self._dirty.clear()
+        return out
+
+    def expire(self, clock: float) -> list[Incident]:
+        """Resolve the incidents quiet for `quiet_secs` at `clock` (event time)."""
+        out: list[Incident] = []
+        while self._by_last_seen and clock - self._by_last_seen[0][0] > self.settings.quiet_secs:
+            last_seen, key = heapq.heappop(self._by_last_seen)
+            inc = self._open.get(key)
+            if inc is not None and inc.last_seen == last_seen:
+                out += self._resolve(key)
+        return out
+
+    def close(self) -> list[Incident]:
+        """Resolve every open incident (shutdown)."""
+        out: list[Incident] = []
+        for key in list(self._open):
+            out += self._resolve(key)
+        return out
+
+    @property
+    def open_count(self) -> int:
+        """Fleet incidents open now (emitted or still below `min_hosts`)."""
+        return len(self._open)
+
+    def _stalest(self) -> str:
+        while True:
+            last_seen, key = heapq.heappop(self._by_last_seen)
+            inc = self._open.get(key)
+            if inc is not None and inc.last_seen == last_seen:
+                return key
+
+    def _resolve(self, key: str) -> list[Incident]:
+        inc = self._open.pop(key)
+        self._dirty.pop(key, None)
+        return [inc.incident(IncidentState.RESOLVED)] if inc.emitted_hosts else []
+
+
+class FleetPipeline:
+    """What the daemon runs for `logdetect fleet`: anomaly event records in, fleet incidents out.
+
+    Implements the daemon's `PipelineLike`: nothing is held between batches (every batch is
+    acked once its incidents are written), and the clock is the events' own time, moved on by
+    the wall clock only while input is silent (so a fleet incident still resolves)."""
+
+    provider = "none"
+
+    def __init__(self, settings: FleetSettings) -> None:
+        self.grouper = FleetGrouper(settings)
+        self._last_input: float | None = None
+
+    def process(self, records: Sequence[Record], now: float) -> Sequence[Output]:
+        """Group the anomaly events among `records`; the incidents opened, updated or resolved."""
+        out: list[Output] = []
+        for record in records:
+            anomaly = read_anomaly(record)
+            if isinstance(anomaly, str):
+                count_drop(COMPONENT, anomaly)
+                continue
+            out += self.grouper.add(anomaly)
+        if records:
+            self._last_input = now
+        out += self.grouper.changes()
+        out += self.grouper.expire(self.grouper.clock)
+        return out
+
+    def tick(self, now: float) -> Sequence[Output]:
+        """Resolve quiet incidents; a silent input moves the events' clock on by the silence."""
+        silence = now - self._last_input if self._last_input is not None else 0.0
+        return self.grouper.expire(self.grouper.clock + max(0.0, silence))
+
+    def close(self, now: float) -> Sequence[Output]:
+        """Resolve every open fleet incident."""
+        return self.grouper.close()
+
+    def pending_records(self) -> int:
+        """Nothing is held between batches."""
+        return 0
+
+    def flush_pending(self, now: float) -> Sequence[Output]:
+        """Nothing is held between batches."""
+        return []
+
+    def take_rejected(self) -> list[Rejected]:
+        """No record is rejected: one that is not an anomaly event is counted and skipped."""
+        return []
+
+    def held_by_source(self) -> dict[str, int]:
+        """Nothing is held between batches."""
+        return {}

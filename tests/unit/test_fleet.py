@@ -1,0 +1,107 @@
+"""The fleet grouper (agent/fleet.py) on anomaly events as agents render them and sources read them:
+the same new template on many hosts within minutes is one fleet incident listing the hosts."""
+
+from __future__ import annotations
+
+import time
+
+import jsonschema
+import orjson
+
+from agent import events
+from agent.config import FleetSettings
+from agent.fleet import FleetPipeline, read_anomaly, template_key
+from agent.pipeline import ONLINE_ID_BASE
+from agent.types import (
+    Anomaly,
+    DetectorScore,
+    Explanation,
+    ExplanationKind,
+    Incident,
+    IncidentState,
+    Level,
+    ParsedLine,
+    Record,
+    TemplatedLine,
+    Verdict,
+)
+from plugins.records import FieldMap, record_from_map
+
+T0 = 1_795_428_000.0
+NEW_TID = ONLINE_ID_BASE + 209_593_287_278
+VALIDATOR = jsonschema.Draft202012Validator(events.json_schema())
+
+
+def anomaly_record(host: str, t: float, tid: int, text: str, raw: str, bundle: str = "b1") -> Record:
+    """One agent's anomaly event, rendered with its host resource and read back as a source
+    reads a JSON event (message field `body`)."""
+    parsed = ParsedLine(raw, raw, t, Level.INFO, host, source="app", line_no=1)
+    line = TemplatedLine(parsed, tid, text, (), 0, True, t)
+    why = (Explanation(ExplanationKind.NEW_TEMPLATE, "never seen in training", ()),)
+    anomaly = Anomaly(line, 2.0, Verdict.WATCH, (DetectorScore("novelty", 1.0, 0.5, True),), why, None)
+    (encoded,) = events.encode_all([anomaly], t, "none", {"host.name": host, "logdetect.bundle.id": bundle})
+    record = record_from_map(orjson.loads(encoded), FieldMap(message=("body",)), "agents", t, None)
+    assert isinstance(record, Record)
+    return record
+
+
+def incidents(outputs: list[object]) -> list[Incident]:
+    """The incidents among pipeline outputs."""
+    return [o for o in outputs if isinstance(o, Incident)]
+
+
+def test_one_new_template_on_37_hosts_is_one_incident_listing_them() -> None:
+    """37 hosts meet the same new template within 5 minutes (each also has an anomaly of its
+    own): one fleet incident opens, grows, and resolves listing all 37 hosts; nothing else."""
+    hosts = [f"web-{i:02d}" for i in range(37)]
+    fleet = FleetPipeline(FleetSettings())
+    out: list[object] = []
+    for i, host in enumerate(hosts):
+        t = T0 + i * 8.0
+        batch = [
+            anomaly_record(host, t, NEW_TID, "connection from <IP> () at Sun Jul <NUM>", f"connection from 10.0.0.{i}"),
+            anomaly_record(host, t + 1, ONLINE_ID_BASE + 1000 + i, f"own problem {i} <*>", f"own problem {i} x"),
+        ]
+        out += fleet.process(batch, time.time())
+    out += fleet.close(time.time())
+    found = incidents(out)
+    assert {i.incident_id for i in found} == {found[0].incident_id}
+    assert [i.state for i in found[1:-1]] == [IncidentState.UPDATE] * 35  # one per host that joined
+    assert found[0].state == IncidentState.OPEN and found[-1].state == IncidentState.RESOLVED
+    assert found[-1].entities == tuple(hosts)
+    assert found[-1].anomaly_count == 37 and found[-1].leading_templates[0][0] == NEW_TID
+    assert "on 37 hosts" in found[-1].title
+    for event in events.encode_all(found, time.time(), "none"):
+        VALIDATOR.validate(orjson.loads(event))
+
+
+def test_hosts_beyond_the_window_start_a_new_incident_and_quiet_ones_resolve() -> None:
+    """Two hosts at T0, two more two hours later: two incidents; the first resolves on the events'
+    clock once `quiet_secs` passed, before the second opens."""
+    fleet = FleetPipeline(FleetSettings(window_secs=600, quiet_secs=900))
+    out: list[object] = []
+    for host, t in (("a", T0), ("b", T0 + 60), ("c", T0 + 7200), ("d", T0 + 7260)):
+        out += fleet.process([anomaly_record(host, t, NEW_TID, "disk <*> failed", f"disk {host} failed")], time.time())
+    out += fleet.close(time.time())
+    found = incidents(out)
+    assert [(i.state, i.entities) for i in found] == [
+        (IncidentState.OPEN, ("a", "b")),
+        (IncidentState.RESOLVED, ("a", "b")),
+        (IncidentState.OPEN, ("c", "d")),
+        (IncidentState.RESOLVED, ("c", "d")),
+    ]
+
+
+def test_trained_ids_join_only_within_one_bundle_and_other_events_are_skipped() -> None:
+    """A trained template id means the same template only for agents serving the same bundle;
+    line and incident events are not anomalies and are skipped."""
+    assert template_key(42, "x", "b1") != template_key(42, "x", "b2")
+    assert template_key(NEW_TID, "x", "b1") == template_key(NEW_TID, "y", "b2")
+    fleet = FleetPipeline(FleetSettings())
+    out = fleet.process(
+        [anomaly_record("a", T0, 42, "t <*>", "t 1", "b1"), anomaly_record("b", T0 + 1, 42, "t <*>", "t 2", "b2")],
+        time.time(),
+    )
+    assert incidents([*out, *fleet.close(time.time())]) == []
+    not_anomaly = Record("x", "agents", T0, None, (("event_name", "logdetect.line"),))
+    assert read_anomaly(not_anomaly) == "not_an_anomaly_event"
