@@ -38,10 +38,13 @@ def import_onnxruntime() -> Any:
 
 @dataclass(frozen=True)
 class RuntimeOptions:
-    """How to run models. `device`: auto (CUDA when usable, else CPU), cpu, or cuda."""
+    """How to run models. `device`: auto (CUDA when usable, else CPU), cpu, or cuda.
+    `numpy_trees`: walk a tree ensemble's stored arrays with numpy (the same scores; False serves
+    the whole ONNX graph, for benchmarks and parity tests)."""
 
     intra_op_threads: int = 1
     device: str = "auto"
+    numpy_trees: bool = True
 
     @staticmethod
     def from_env(device: str = "auto") -> RuntimeOptions:

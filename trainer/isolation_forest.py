@@ -16,6 +16,7 @@ from agent.bundle import BundleWriter
 from agent.features import FEATURE_NAMES
 from trainer.calibrate import calibrate
 from trainer.export import PARITY_TOLERANCE, max_abs_diff, onnx_outputs, require_parity
+from trainer.forest_arrays import write_forest
 from trainer.torch_base import FitConfig
 from trainer.training_data import TrainingData
 
@@ -67,7 +68,9 @@ def fit_and_export(
     )
     path = writer.path_for(f"{name}.onnx")
     path.write_bytes(onx.SerializeToString())
-    check_parity(model, path, np.concatenate([x[:500], np.asarray(val_x[:500], dtype=np.float32)]))
+    probe = np.concatenate([x[:500], np.asarray(val_x[:500], dtype=np.float32)])
+    check_parity(model, path, probe)
+    trees = write_forest(path, writer.path_for(f"{name}.trees.npz"), writer.path_for(f"{name}.tail.onnx"), probe)
     held_back = np.asarray(val_x if len(val_x) else x, dtype=np.float32)
     normal_scores = -model.decision_function(held_back)
     section: dict[str, Any] = {
@@ -81,6 +84,8 @@ def fit_and_export(
         "train_rows": len(x),
         **calibrate(normal_scores, target_fpr),
     }
+    if trees is not None:  # the trees as arrays beside the graph: the agent walks them with numpy
+        section.update(trees=trees.trees, tail=trees.tail, tail_input=trees.tail_input)
     return section
 
 

@@ -53,13 +53,16 @@ class OnnxScorer(ABC, Generic[K, V]):
             result = self.model.run(dict(feeds), list(outputs))
         except Exception as exc:  # ORT raises its own types: name the model and the batch
             raise ModelError(f"{self.name}: ONNX run failed on a batch of {rows} rows: {exc}") from None
-        elapsed = time.perf_counter() - began
+        self.record(rows, time.perf_counter() - began)
+        return result
+
+    def record(self, rows: int, elapsed: float) -> None:
+        """Count one model call of `rows` rows that took `elapsed` seconds (stats and histograms)."""
         self.calls += 1
         self.rows += rows
         self.seconds += elapsed
         metrics.inference_seconds.labels(model=self.name).observe(elapsed)
         metrics.inference_batch.labels(model=self.name).observe(rows)
-        return result
 
     def score_uncached(self, keys: Sequence[K]) -> list[V]:
         """Values of `keys` without the memo, in calls of at most `max_batch` keys."""
