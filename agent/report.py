@@ -7,7 +7,8 @@ It shows
 - a timeline of the line rate and the anomaly scores, with the incidents marked;
 - each incident with its explanations and sample lines;
 - the template histogram, templates never seen in training highlighted;
-- the score distribution of the training data against the scanned file.
+- the score distribution of the training data against the scanned file;
+- the incidents `train` found in the model's own training history (the bundle's history.json).
 
 The collector is bounded whatever the input: the timeline keeps at most `MAX_BUCKETS` buckets
 (one minute wide to start with, widened when a scan spans longer), score samples are reservoirs,
@@ -79,9 +80,13 @@ class _Reservoir:
 class ReportCollector:
     """Collects what the HTML report shows while a scan runs."""
 
-    def __init__(self, training_scores: Sequence[float] = (), year_known: bool = True) -> None:
-        """`year_known` False: the log's lines carry no year (syslog), so dates show none."""
+    def __init__(
+        self, training_scores: Sequence[float] = (), year_known: bool = True, history: dict[str, Any] | None = None
+    ) -> None:
+        """`year_known` False: the log's lines carry no year (syslog), so dates show none.
+        `history`: the bundle's history.json (the suspect periods found at training), if any."""
         self.year_known = year_known
+        self.history = history
         train = [float(s) for s in training_scores if _finite(s)]
         stride = max(1, math.ceil(len(train) / MAX_SCORE_SAMPLES))
         self._training = train[::stride]
@@ -326,6 +331,33 @@ class ReportCollector:
             parts.append(f'<p class="muted">… and {self._dropped_incidents:,} more incidents not kept.</p>')
         return "\n".join(parts)
 
+    def _history_html(self) -> str:
+        """The incidents `train` found in the training history, largest periods first."""
+        h = self.history
+        if not h:
+            return '<p class="empty">The model records no check of its training history.</p>'
+        if not h.get("judged"):
+            return f'<p class="empty">History not checked for incidents: {html.escape(str(h.get("note", "")))}</p>'
+        periods = [p for p in h.get("periods", []) if isinstance(p, dict)]
+        suspects = h.get("suspects", [])
+        if not periods and not suspects:
+            return '<p class="empty">No incidents found in the training history.</p>'
+        head = (f"<p>{plural(len(periods), 'suspect period')}, {plural(len(suspects), 'template')} and "
+                f"{int(h.get('held_lines', 0)):,} of {int(h.get('lines', 0)):,} lines held back as suspect "
+                "(not learned as normal).</p>")
+        rows = "".join(
+            f"<tr><td>{html.escape(_stamp(float(p['start'])))}</td><td>{html.escape(_stamp(float(p['end'])))}</td>"
+            f"<td>{int(p['lines']):,}</td><td>{int(p['entities']):,}</td><td>"
+            + ", ".join(f"{html.escape(str(t)[:80])} <span class='muted'>×{int(n):,}</span>" for t, n in p["templates"])
+            + (f" <span class='muted'>+{int(p['template_count']) - len(p['templates'])} more</span>"
+               if int(p["template_count"]) > len(p["templates"]) else "")
+            + "</td></tr>"
+            for p in sorted(periods, key=lambda p: -int(p["lines"]))[:DETAILED_INCIDENTS])
+        more = (f'<p class="muted">… and {len(periods) - DETAILED_INCIDENTS:,} smaller periods in history.json.</p>'
+                if len(periods) > DETAILED_INCIDENTS else "")
+        return (head + "<table class='compact' id='history'><tr><th>from (UTC)</th><th>to</th><th>lines</th>"
+                "<th>entities</th><th>templates</th></tr>" + rows + "</table>" + more)
+
     def data(self) -> dict[str, Any]:
         """Everything the page's charts draw (JSON-safe)."""
         return {
@@ -361,6 +393,7 @@ class ReportCollector:
             generated=_stamp(datetime.now(UTC).timestamp()),
             notes="".join(f'<p class="note">{html.escape(n)}</p>' for n in notes),
             incident_html=self._incident_html(),
+            history_html=self._history_html(),
             data=payload,
             script=_SCRIPT,
             style=_STYLE,
@@ -618,6 +651,10 @@ style-src 'unsafe-inline'; img-src data:">
 <p class="legend"><span><i class="swatch" style="background:#59a14f"></i>training (held-back normal)</span>
 <span><i class="swatch" style="background:#e15759"></i>this scan</span></p>
 <div class="chart" id="scores"></div>
+<h2>Incidents found in your history</h2>
+<p class="legend"><span class="muted">found by <code>train</code> in the model's training logs, without labels;
+their templates were not learned as normal</span></p>
+{history_html}
 <div id="footer"></div>
 <script type="application/json" id="report-data">{data}</script>
 <script>{script}</script>

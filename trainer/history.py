@@ -12,6 +12,17 @@ no learned model sees its lines).
     severe    ⇐ most of its lines are FATAL, or most are ERROR and it is rare (< rare_share of the
                 history: an ERROR template that makes up a visible share of every day is chronic,
                 not an incident)
+    detail    ⇐ suspect, and four fifths of its lines arrive inside episodes of at least
+                `report_templates` distinct suspect templates that another template opened
+
+An episode is a run of suspect lines (any suspect template) with no quiet gap longer than
+`burst_gap_secs`. When one episode holds many distinct severe templates at once, it is one event
+reported over many lines (a crash's register dump: `instruction address: …`, `machine check: …`,
+`data address: …`, one line each per node): the template that opens the episode is the incident,
+the others are its detail. Detail templates are not held back on their own (a dump without its
+opening failure is the system describing its state, and the opening line already flags the
+incident); `history.json` lists them under the incident that opened them, so nothing is hidden.
+A template that also shows up on its own, or opens episodes, keeps being held back.
 
 Parameters come from general principles, not from a test set: "steady" means present on at least
 one bucket in ten; "concentrated" means four fifths of the lines in three bursts; "rare" is the 0.5 %
@@ -24,6 +35,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from agent.types import Level, ParsedLine
 
@@ -41,6 +53,8 @@ class HistoryOptions:
     burst_gap_secs: float = HOUR  # a quiet gap this long ends a burst
     rare_share: float = 0.005  # an ERROR template below this share of the history is rare
     min_buckets: int = 10  # fewer buckets of history than this: too short to judge
+    report_templates: int = 10  # an episode with this many distinct suspect templates is one report
+    detail_share: float = 0.8  # a suspect with this share of lines following another's opening is detail
 
 
 @dataclass(frozen=True)
@@ -87,6 +101,52 @@ class Suspect:
 
 
 @dataclass(frozen=True)
+class Period:
+    """A suspect period: held-back lines (any suspect template) with no quiet gap longer than
+    `burst_gap_secs` — what an operator would call one incident of the history."""
+
+    start: float
+    end: float
+    lines: int
+    templates: tuple[tuple[str, int], ...]  # the period's templates, most lines first (at most 3)
+    template_count: int
+    entities: int
+
+    def describe(self) -> str:
+        """One operator-readable line: when, how much, what."""
+        def stamp(t: float) -> str:
+            return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%d %H:%M")
+
+        what = ", ".join(f"{t[:60]!r} ({n:,})" for t, n in self.templates)
+        extra = self.template_count - len(self.templates)
+        more = f" and {extra} more" if extra > 0 else ""
+        return (f"{stamp(self.start)} – {stamp(self.end)} UTC: {self.lines:,} line{'s' if self.lines != 1 else ''} "
+                f"on {self.entities:,} entit{'ies' if self.entities != 1 else 'y'}: {what}{more}")
+
+    def to_json(self) -> dict[str, object]:
+        """As stored in the bundle's history.json."""
+        return {"start": self.start, "end": self.end, "lines": self.lines, "template_count": self.template_count,
+                "templates": [list(t) for t in self.templates], "entities": self.entities,
+                "text": self.describe()}
+
+
+@dataclass(frozen=True)
+class Detail:
+    """A severe template that arrived as part of another incident's multi-line report (not held back)."""
+
+    template_id: int
+    template: str
+    lines: int
+    following: int  # of its lines, how many followed another template's opening of a report
+    opener: str  # the template that opened most of those reports
+
+    def to_json(self) -> dict[str, object]:
+        """As stored in the bundle's history.json."""
+        return {"template_id": self.template_id, "template": self.template, "lines": self.lines,
+                "following": self.following, "opened_by": self.opener}
+
+
+@dataclass(frozen=True)
 class HistoryReport:
     """The history check's result: the suspects, and whether the history could be judged at all."""
 
@@ -96,6 +156,8 @@ class HistoryReport:
     bucket: str
     judged: bool  # False: history too short (or cleaning turned off), nothing set aside
     note: str = ""
+    details: tuple[Detail, ...] = ()  # severe templates that only arrived as another incident's detail
+    periods: tuple[Period, ...] = ()  # the suspect periods, in time order
 
     @property
     def suspect_ids(self) -> frozenset[int]:
@@ -111,7 +173,9 @@ class HistoryReport:
         """As stored in the bundle's history.json."""
         return {"judged": self.judged, "note": self.note, "lines": self.lines, "held_lines": self.held_lines,
                 "history_buckets": self.history_buckets, "bucket": self.bucket,
-                "suspects": [s.to_json() for s in self.suspects]}
+                "suspects": [s.to_json() for s in self.suspects],
+                "details": [d.to_json() for d in self.details],
+                "periods": [p.to_json() for p in self.periods]}
 
     def summary_lines(self, limit: int = 12) -> list[str]:
         """What `train` prints: the incidents found in the history, largest first (all of them
@@ -120,13 +184,23 @@ class HistoryReport:
             return [f"history not checked for incidents: {self.note}"]
         if not self.suspects:
             return [f"no incidents found in your history ({self.history_buckets} {self.bucket}s checked)"]
-        out = [f"incidents found in your history: {len(self.suspects)} template(s), {self.held_lines:,} of "
-               f"{self.lines:,} lines held back as suspect (not learned as normal):"]
+        out = [f"incidents found in your history: {len(self.periods)} suspect period(s), {len(self.suspects)} "
+               f"template(s), {self.held_lines:,} of {self.lines:,} lines held back as suspect (not learned as normal)"]
+        largest = sorted(self.periods, key=lambda p: -p.lines)[:limit]
+        out += [f"  suspect period {p.describe()}" for p in sorted(largest, key=lambda p: p.start)]
+        if len(self.periods) > limit:
+            out.append(f"  ... and {len(self.periods) - limit} smaller period(s) "
+                       "(history.json in the bundle lists them all)")
         out += [f"  held back as suspect: {s.describe()}" for s in self.suspects[:limit]]
         rest = self.suspects[limit:]
         if rest:
             out.append(f"  ... and {len(rest)} more template(s), {sum(s.lines for s in rest):,} lines "
                        "(history.json in the bundle lists them all)")
+        if self.details:
+            openers = Counter(d.opener for d in self.details).most_common(2)
+            out.append(f"  {len(self.details)} more severe template(s), {sum(d.lines for d in self.details):,} lines, "
+                       "arrived as the detail of those incidents' multi-line reports (opened by "
+                       + ", ".join(repr(o[:60]) for o, _ in openers) + "); learned, not held back on their own")
         return out
 
 
@@ -194,5 +268,52 @@ def find_suspects(
         suspects.append(Suspect(tid, texts.get(tid, ""), n, buckets, history_buckets, bucket, tuple(bursts),
                                 tuple(entities.most_common(3)), len(entities), _level_name(levels),
                                 tuple(reasons)))
-    suspects.sort(key=lambda s: -s.lines)
-    return HistoryReport(tuple(suspects), len(lines), history_buckets, bucket, True)
+    details = _details(stamped, {s.template_id: s for s in suspects}, options)
+    kept = [s for s in suspects if s.template_id not in {d.template_id for d in details}]
+    kept.sort(key=lambda s: -s.lines)
+    return HistoryReport(tuple(kept), len(lines), history_buckets, bucket, True, details=details,
+                         periods=_periods(stamped, {s.template_id: s.template for s in kept}, options.burst_gap_secs))
+
+
+def _periods(stamped: Sequence[tuple[ParsedLine, int]], held: dict[int, str], gap: float) -> tuple[Period, ...]:
+    """The held-back lines split where no suspect line came for `gap` seconds."""
+    lines = sorted(((p.timestamp or 0.0, t, p.component or p.entity) for p, t in stamped if t in held),
+                   key=lambda x: x[0])
+    groups: list[list[tuple[float, int, str]]] = []
+    for x in lines:
+        if not groups or x[0] - groups[-1][-1][0] > gap:
+            groups.append([])
+        groups[-1].append(x)
+    out = []
+    for g in groups:
+        templates = Counter(t for _, t, _ in g)
+        out.append(Period(g[0][0], g[-1][0], len(g), tuple((held[t], n) for t, n in templates.most_common(3)),
+                          len(templates), len({e for _, _, e in g})))
+    return tuple(out)
+
+
+def _details(
+    stamped: Sequence[tuple[ParsedLine, int]], suspects: dict[int, Suspect], options: HistoryOptions
+) -> tuple[Detail, ...]:
+    """Suspects that mostly arrive after another template opened a many-template episode."""
+    times = sorted((p.timestamp or 0.0, t) for p, t in stamped if t in suspects)
+    episodes: list[list[int]] = []
+    prev = -float("inf")
+    for t, tid in times:
+        if t - prev > options.burst_gap_secs:
+            episodes.append([])
+        episodes[-1].append(tid)
+        prev = t
+    following: Counter[int] = Counter()
+    openers: dict[int, Counter[int]] = {}
+    for ep in episodes:
+        if len(set(ep)) < options.report_templates:
+            continue
+        for tid in ep:
+            if tid != ep[0]:
+                following[tid] += 1
+                openers.setdefault(tid, Counter())[ep[0]] += 1
+    out = [Detail(tid, suspects[tid].template, suspects[tid].lines, n,
+                  suspects[openers[tid].most_common(1)[0][0]].template)
+           for tid, n in following.items() if n >= options.detail_share * suspects[tid].lines]
+    return tuple(sorted(out, key=lambda d: -d.lines))

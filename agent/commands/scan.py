@@ -101,7 +101,8 @@ def run(args: argparse.Namespace) -> int:
 
         sample = pipe.bundle.read_json("score_sample.json")["scores"] if "score_sample.json" in \
             pipe.bundle.manifest["files"] else []
-        collector = ReportCollector(sample)
+        history = pipe.bundle.read_json("history.json") if "history.json" in pipe.bundle.manifest["files"] else None
+        collector = ReportCollector(sample, history=history)
         report = collector
 
         def observe(r: LineResult) -> None:

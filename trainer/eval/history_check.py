@@ -49,8 +49,9 @@ def _spans(intervals: Sequence[tuple[float, float]], gap: float) -> list[tuple[f
 
 
 def compare(report: HistoryReport, times: np.ndarray, alerts: np.ndarray, gap: float = 3600.0) -> HistoryCheck:
-    """`times` and `alerts` are the training lines' timestamps and labels (True = alert)."""
-    periods = _spans([(b.start, b.end) for s in report.suspects for b in s.bursts], gap)
+    """`times` and `alerts` are the training lines' timestamps and labels (True = alert); alert
+    spans are runs of alert lines split by `gap` seconds of quiet, as the report's periods are."""
+    periods = [(p.start, p.end) for p in report.periods]
     alert_times = np.sort(times[alerts])
     spans = _spans([(float(t), float(t)) for t in alert_times], gap)
 
