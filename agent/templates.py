@@ -365,6 +365,11 @@ class TemplateMiner:
             if value is not None and len(known) < _MAX_VALUE_WORDS:
                 known.add(value)
 
+    def masked_key(self, message: str) -> str:
+        """A message's masked tokens, joined: messages with the same key are learnt alike (the
+        memo's key). Distributed training mines one message per key (trainer/distributed.py)."""
+        return " ".join(self._masker.mask_tokens(self._tokens(message))[0])
+
     def match(self, message: str) -> TemplateMatch | None:
         """The template this message fits as it is, without learning; None when none does.
 

@@ -39,6 +39,7 @@ from agent.parsing import ParserConfig
 from agent.parsing.records import parse_records
 from agent.templates import MinerConfig, TemplateMiner, learn_templates
 from agent.types import DetectorKind, ParsedLine, Record, TemplatedLine
+from trainer.distributed import DataHalf, Match
 from trainer.history import HistoryOptions, HistoryReport, find_suspects
 from trainer.training_data import TrainingData
 
@@ -98,19 +99,25 @@ def _say(progress: bool, msg: str) -> None:
 
 
 def template_lines(
-    lines: Sequence[ParsedLine], miner: TemplateMiner, vocab: dict[int, int]
+    lines: Sequence[ParsedLine], miner: TemplateMiner, vocab: dict[int, int],
+    matches: Sequence[Match] | None = None,
 ) -> tuple[list[TemplatedLine], int]:
-    """Match lines the way the agent does (frozen miner); unknown → UNK token 0."""
+    """Match lines the way the agent does (frozen miner); unknown → UNK token 0. `matches`:
+    the lines already matched against this miner (by the Dask workers, trainer/distributed.py)."""
     out: list[TemplatedLine] = []
     unmatched = 0
-    for p in lines:
-        m = miner.match(p.message)
+    for i, p in enumerate(lines):
+        if matches is not None:
+            m = matches[i]
+        else:
+            found = miner.match(p.message)
+            m = None if found is None else (found.template_id, found.template, found.params)
         params: tuple[str, ...]
         if m is None:
             unmatched += 1
             tid, template, params, token = -1, p.message, (), 0
         else:
-            tid, template, params = m.template_id, m.template, m.params
+            tid, template, params = m
             token = vocab.get(tid, 0)
         t = p.timestamp if p.timestamp is not None else 0.0
         out.append(TemplatedLine(p, tid, template, params, token, token == 0, t, p.timestamp is None))
@@ -153,33 +160,43 @@ def train(
     records: Sequence[Record],
     options: TrainOptions,
     keep_line: Callable[[int], bool] | None = None,
+    prepared: DataHalf | None = None,
 ) -> TrainResult:
     """Train every requested model on `records` and write the bundle to `options.output`.
 
     `keep_line(i)` (optional) says whether record i may be learned from — `eval` uses it to
-    train on normal lines only; dropped lines are simply not seen.
+    train on normal lines only; dropped lines are simply not seen. `prepared`: the data half
+    (parsing, mining, matching) already done on a Dask cluster (`records` is then unused).
     """
     started = time.monotonic()
     if keep_line is not None:
         records = [r for i, r in enumerate(records) if keep_line(i)]
-    if not records:
+    if not records and prepared is None:
         raise InputError("no log lines to train on")
     unknown = [m for m in options.models if m not in ALL_MODELS]
     if unknown:
         raise UserError(f"unknown model(s) {unknown}: choose from {', '.join(ALL_MODELS)}")
-    _say(options.progress, f"reading {len(records):,} lines")
-    parsed, fmt = parse_records(records, options.parser)
+    if prepared is None:
+        _say(options.progress, f"reading {len(records):,} lines")
+        parsed, fmt = parse_records(records, options.parser)
+    else:
+        parsed, fmt = prepared.parsed, prepared.log_format
+        _say(options.progress, f"read and parsed {len(parsed):,} lines on {prepared.workers} Dask workers")
     n_val = int(len(parsed) * options.val_fraction)
     if len(parsed) - n_val < 20:
         raise InputError(f"only {len(parsed)} log lines: need at least a few hundred normal lines to learn from")
     train_part, val_part = parsed[: len(parsed) - n_val], parsed[len(parsed) - n_val :]
 
-    _say(options.progress, f"mining templates ({fmt} format) on {len(train_part):,} lines")
-    miner = learn_templates((p.message for p in train_part), options.miner)
+    if prepared is None:
+        _say(options.progress, f"mining templates ({fmt} format) on {len(train_part):,} lines")
+        miner = learn_templates((p.message for p in train_part), options.miner)
+        matches: list[Match] | None = None
+    else:  # mined per block and merged; every line matched by the workers
+        miner, matches = prepared.miner, prepared.matches
     # Incidents in the history must not define normal: their templates stay out of the vocabulary
     # (so the novelty rule flags them) and their lines out of every learned model. Labelled
     # training (keep_line) is trusted as it is.
-    history = _check_history(parsed, miner, options, trusted=keep_line is not None)
+    history = _check_history(parsed, miner, options, trusted=keep_line is not None, matches=matches)
     normal_ids, problem = feedback_templates(miner, options.feedback)
     if normal_ids:  # an operator said these are expected: never held back as suspect
         history = dataclasses.replace(
@@ -188,8 +205,9 @@ def train(
         _say(options.progress, msg)
     suspect = history.suspect_ids | frozenset(problem)
     vocab = {tid: i + 1 for i, tid in enumerate(sorted(t for t in miner.templates() if t not in suspect))}
-    train_tl, unmatched = template_lines(train_part, miner, vocab)
-    val_tl, _ = template_lines(val_part, miner, vocab)
+    n_train = len(train_part)
+    train_tl, unmatched = template_lines(train_part, miner, vocab, None if matches is None else matches[:n_train])
+    val_tl, _ = template_lines(val_part, miner, vocab, None if matches is None else matches[n_train:])
     if suspect:
         train_tl = [tl for tl in train_tl if tl.template_id not in suspect]
         val_part = [p for p, tl in zip(val_part, val_tl, strict=True) if tl.template_id not in suspect]
@@ -236,7 +254,8 @@ def train(
                 "held_back_lines": len(val_part),
                 "unmatched_train_lines": unmatched,
                 "templates": len(vocab),
-                "data_sha256": data_hash(records),
+                "data_sha256": data_hash(records) if prepared is None else prepared.data_sha256,
+                **({"distributed": prepared.facts()} if prepared is not None else {}),
                 "seed": options.seed,
                 "target_fpr": options.target_fpr,
                 "held_back_as_suspect": {"templates": len(history.suspects), "lines": history.held_lines},
@@ -308,12 +327,16 @@ def feedback_lines(normal: frozenset[int], problem: dict[int, str]) -> list[str]
 
 
 def _check_history(
-    parsed: Sequence[ParsedLine], miner: TemplateMiner, options: TrainOptions, *, trusted: bool
+    parsed: Sequence[ParsedLine], miner: TemplateMiner, options: TrainOptions, *, trusted: bool,
+    matches: Sequence[Match] | None = None,
 ) -> HistoryReport:
     """Incidents in the whole history (training and held-back part), by the frozen miner's templates."""
     if trusted:
         return HistoryReport((), len(parsed), 0, "day", False, "the training lines are labelled normal")
-    ids = [m.template_id if (m := miner.match(p.message)) is not None else -1 for p in parsed]
+    if matches is not None:
+        ids = [m[0] if m is not None else -1 for m in matches]
+    else:
+        ids = [m.template_id if (m := miner.match(p.message)) is not None else -1 for p in parsed]
     texts = {t: miner.template(t) or "" for t in set(ids) if t >= 0}
     return find_suspects(parsed, ids, texts, options.history)
 

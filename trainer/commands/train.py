@@ -18,8 +18,9 @@ from pathlib import Path
 
 from agent.parsing import ParserConfig
 from agent.reader import BINARY_REFUSE_SHARE, TextCheck, check_inputs, input_name, iter_records
+from agent.types import Record
 from agent.wording import plural
-from trainer.train import ALL_MODELS, TrainOptions, train
+from trainer.train import ALL_MODELS, TrainOptions, TrainResult, train
 
 
 def add_parser_options(p: argparse.ArgumentParser) -> None:
@@ -67,6 +68,12 @@ def configure(p: argparse.ArgumentParser) -> None:
                         "templates labelled normal are learned and never held back as suspect; those "
                         "labelled a problem are kept out of normal training and listed (default: no labels)")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress output on stderr (default: progress)")
+    p.add_argument("--dask", metavar="SCHEDULER",
+                   help="run the data half (reading, parsing, template mining, matching) on Dask: local:N "
+                        "starts N local worker processes, or give a scheduler address (tcp://HOST:8786); "
+                        "--input may then be fsspec URLs (s3://…); needs logdetect[fleet] (default: one process)")
+    p.add_argument("--dask-blocksize", type=int, default=64 * 1024 * 1024, metavar="BYTES",
+                   help="bytes of input per Dask task, cut at line ends (default: 67108864)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -83,18 +90,6 @@ def run(args: argparse.Namespace) -> int:
         if not Path(args.feedback).is_dir():
             raise UserError(f"--feedback {args.feedback}: no such state directory")
         feedback = tuple(read_labels(Path(args.feedback)).values())
-    paths = check_inputs(args.input, allow_stdin=True)
-    records = []
-    for path in paths:
-        check = TextCheck(input_name(path))
-        for record in iter_records(path):
-            check.add(record.line)
-            records.append(record)
-        problem = check.problem()
-        if problem is not None and check.share > BINARY_REFUSE_SHARE and not args.force:
-            raise UserError(f"{problem}: refusing to learn normal behaviour from it (--force trains anyway)")
-        if problem is not None:
-            sys.stderr.write(f"logdetect: warning: {problem}\n")
     options = TrainOptions(
         output=Path(args.output),
         parser=parser_config(args),
@@ -107,7 +102,7 @@ def run(args: argparse.Namespace) -> int:
         progress=not args.quiet,
         feedback=feedback,
     )
-    result = train(records, options)
+    result = _train_on_dask(args, options) if args.dask else train(_read(args), options)
     sys.stdout.write(
         f"Trained on {plural(result.train_lines, 'line')} ({result.log_format} format, "
         f"{plural(result.templates, 'template')}), "
@@ -118,3 +113,42 @@ def run(args: argparse.Namespace) -> int:
     for note in result.notes:
         sys.stdout.write(f"note: {note}\n")
     return 0
+
+
+def _train_on_dask(args: argparse.Namespace, options: TrainOptions) -> TrainResult:
+    """The data half on a Dask cluster, then the rest of training here."""
+    from agent.errors import UserError
+    from trainer.distributed import connect, prepare
+
+    if "-" in args.input:
+        raise UserError("--dask reads files (local paths or fsspec URLs), not standard input")
+    local = [p for p in args.input if "://" not in p]
+    check_inputs(local)  # local files must exist; remote ones are checked by fsspec
+    client = connect(args.dask)
+    try:
+        data = prepare(args.input, options.parser, options.miner, options.val_fraction, client, args.dask_blocksize)
+    finally:
+        client.close()
+        cluster = getattr(client, "cluster", None)
+        if cluster is not None:
+            cluster.close()
+    return train([], options, prepared=data)
+
+
+def _read(args: argparse.Namespace) -> list[Record]:
+    """The input files' lines, refusing (or warning about) binary input."""
+    from agent.errors import UserError
+
+    paths = check_inputs(args.input, allow_stdin=True)
+    records = []
+    for path in paths:
+        check = TextCheck(input_name(path))
+        for record in iter_records(path):
+            check.add(record.line)
+            records.append(record)
+        problem = check.problem()
+        if problem is not None and check.share > BINARY_REFUSE_SHARE and not args.force:
+            raise UserError(f"{problem}: refusing to learn normal behaviour from it (--force trains anyway)")
+        if problem is not None:
+            sys.stderr.write(f"logdetect: warning: {problem}\n")
+    return records
