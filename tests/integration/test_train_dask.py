@@ -38,7 +38,8 @@ def scored(bundle: Path, records: list[Record], labels: np.ndarray) -> dict[str,
 
 def test_train_on_dask_local_2_matches_one_process(data_dir: Path, tmp_path: Path) -> None:
     """Templates identical (ids and texts); precision, recall and F1 within 0.005."""
-    need(importlib.util.find_spec("distributed") is not None, "dask[distributed] is not installed (pip install '.[fleet]')")
+    need(importlib.util.find_spec("distributed") is not None,
+         "dask[distributed] is not installed (pip install '.[fleet]')")
     train_file = data_dir / "bgl" / "BGL_8k.log"
     seen = {r.line for r in iter_records(train_file)}
     test = [r for r in iter_records(data_dir / "bgl" / "BGL_16k.log") if r.line not in seen and r.line.strip()][:4000]
