@@ -8,7 +8,8 @@ reads it to turn `--incident ID` into template labels, and writes the labels to 
 its mtime changes, so a label takes effect at once, and loads it at start, so it survives
 restarts. A line of a template labelled normal is judged normal (counted as suppressed); the next
 `logdetect train --feedback DIR` matches each label's sample message against the new templates:
-normal ones are never held back as suspect, problem ones are kept out of normal training.
+normal ones are never held back as suspect (and their samples join the training lines), problem
+ones are kept out of normal training and check the new bundle's operating points.
 """
 
 from __future__ import annotations

@@ -187,9 +187,12 @@ def train(
         raise InputError(f"only {len(parsed)} log lines: need at least a few hundred normal lines to learn from")
     train_part, val_part = parsed[: len(parsed) - n_val], parsed[len(parsed) - n_val :]
 
+    # Templates an operator labelled normal join the training data even when this history lacks them
+    # (with `--dask` the workers' merged miner is kept as it is: the labels still match by sample).
+    expected = [lab.sample for lab in options.feedback if lab.label is Label.NORMAL and lab.sample]
     if prepared is None:
         _say(options.progress, f"mining templates ({fmt} format) on {len(train_part):,} lines")
-        miner = learn_templates((p.message for p in train_part), options.miner)
+        miner = learn_templates([*(p.message for p in train_part), *expected], options.miner)
         matches: list[Match] | None = None
     else:  # mined per block and merged; every line matched by the workers
         miner, matches = prepared.miner, prepared.matches
@@ -244,6 +247,9 @@ def train(
         trained = list(kinds)
         from agent.ensemble import default_section
 
+        feedback_record: dict[str, Any] = {
+            "normal_templates": len(normal_ids),
+            "problem_templates": [{"template_id": t, "template": x} for t, x in problem.items()]}
         manifest_fields = {
             "parser": {**asdict(options.parser), "log_format": fmt},
             "miner": asdict(options.miner),
@@ -259,8 +265,7 @@ def train(
                 "seed": options.seed,
                 "target_fpr": options.target_fpr,
                 "held_back_as_suspect": {"templates": len(history.suspects), "lines": history.held_lines},
-                "feedback": {"normal_templates": len(normal_ids),
-                             "problem_templates": [{"template_id": t, "template": x} for t, x in problem.items()]},
+                "feedback": feedback_record,
             },
             "libraries": library_versions(),
             "vocab_size": len(vocab) + 1,
@@ -268,6 +273,15 @@ def train(
         writer.manifest["ensemble"] = default_section(kinds, target_fpr=options.target_fpr)
         notes = _judge_members(writer, manifest_fields, train_tl, val_tl, judge_tl, judge_part, options)
         alert_rate = _calibrate_ensemble(writer, manifest_fields, judge_part, options)
+        if problem:  # the operator's problem labels: held out above, they check every operating point
+            from trainer.problem_check import check, problem_lines
+
+            checked = check(writer.draft(**manifest_fields), problem_lines(parsed, miner, list(problem)),
+                            options.parser, len(problem))
+            feedback_record["problem_check"] = checked.to_json()
+            for msg in checked.summary_lines():
+                _say(options.progress, msg)
+            notes += checked.summary_lines()[1:]
         out = writer.finish(**manifest_fields)
     except BaseException:
         writer.abort()

@@ -12,6 +12,7 @@ import pytest
 from agent import metrics
 from agent.feedback import Label, Labelled, read_labels
 from agent.parsing import ParserConfig
+from agent.parsing.records import parse_records
 from agent.pipeline import Pipeline, PipelineConfig
 from agent.types import Anomaly, Incident, LineResult, Output, Record
 from tests.conftest import need
@@ -55,11 +56,20 @@ def _cli(*args: str) -> subprocess.CompletedProcess[str]:
                           timeout=120, check=False)
 
 
+def _master_restart(data_dir: Path) -> Record:
+    """A real BGL line whose template BGL_4k/6k never show (it is in BGL_8k)."""
+    path = data_dir / "bgl" / "BGL_8k.log"
+    need(path.is_file(), "BGL_8k.log not found")
+    return next(r for r in read_labelled([path]).records if r.line.endswith("--autorestart y")
+                and "BGLMaster has been started" in r.line)
+
+
 def test_an_incident_marked_normal_stops_alerting_at_once_after_restart_and_in_the_next_train(
-    history: list[Record], bundle: Path, tmp_path: Path
+    history: list[Record], bundle: Path, tmp_path: Path, data_dir: Path
 ) -> None:
     """Alerts → `feedback --incident ID --normal` → quiet in the running pipeline and after a
-    restart; `train --feedback` then learns the template instead of holding it back."""
+    restart; `train --feedback` then learns the template instead of holding it back. Labelled a
+    problem instead, its lines are held out and check every operating point of the next bundle."""
     state = tmp_path / "state"
     tlb_lines = [r for r in history if TLB in r.line][:40]
     pipe = Pipeline.from_bundle(bundle, PipelineConfig(state_dir=state))
@@ -98,11 +108,23 @@ def test_an_incident_marked_normal_stops_alerting_at_once_after_restart_and_in_t
     assert not any(r.line.is_new for r in _results(retrained, tlb_lines))
     problem = {k: Labelled(v.template_id, v.template, v.sample, Label.PROBLEM, v.source, v.at)
                for k, v in labels.items()}
+    # With them, a normal label for a template this history lacks (a BGLMaster restart, from BGL_8k):
+    # its sample line joins the training data.
+    restart = _master_restart(data_dir)
+    expected = Labelled(7, "BGLMaster has been started: <*>", parse_records([restart], PARSER)[0][0].message,
+                        Label.NORMAL, "template", 0.0)
     held = train(history, TrainOptions(output=tmp_path / "held", parser=PARSER, models=("isolation_forest",),
-                                       progress=False, feedback=tuple(problem.values())))
+                                       progress=False, feedback=(*problem.values(), expected)))
     assert held.history is not None
     kept_out = Pipeline.from_bundle(tmp_path / "held", PipelineConfig())
     assert all(r.line.is_new for r in _results(kept_out, tlb_lines))
+    assert not any(r.line.is_new for r in _results(kept_out, [restart]))
+    assert kept_out.bundle.manifest["training"]["feedback"]["normal_templates"] == 1
+    # The problem-labelled lines, held out of training, check every operating point of the new bundle.
+    checked = kept_out.bundle.manifest["training"]["feedback"]["problem_check"]
+    assert checked["lines"] == sum(TLB in r.line for r in history) and checked["templates"] == 1
+    assert checked["caught"] == {"low": checked["lines"], "medium": checked["lines"], "high": checked["lines"]}
+    assert not checked["missed_templates"]
 
 
 def _results(pipe: Pipeline, records: list[Record]) -> list[LineResult]:
