@@ -178,7 +178,7 @@ def norm_of(name: str, scored: Scored) -> InputNorm:
 
 
 def keys_of(units: Sequence[Unit], seqs: Sequence[Sequence[int]], levels: Sequence[Sequence[int]],
-            scored: Scored, norms: Sequence[InputNorm], window: int, vocab_size: int) -> tuple[list[Key], list[Key]]:
+            scored: Scored, norms: Sequence[InputNorm], window: int) -> tuple[list[Key], list[Key]]:
     """Window keys (every position) and session keys (every unit), as the serving side builds them."""
     line_keys: list[Key] = []
     session_keys: list[Key] = []
@@ -191,9 +191,9 @@ def keys_of(units: Sequence[Unit], seqs: Sequence[Sequence[int]], levels: Sequen
         for p, i in enumerate(range(u.start, u.end)):
             lo = max(0, i + 1 - min(window, HISTORY))
             values = [z(x, scored.line[x.name][k][p], False) for x in norms]
-            line_keys.append(key_of(toks[lo : i + 1], lv[lo : i + 1], values, vocab_size))
+            line_keys.append(key_of(toks[lo : i + 1], lv[lo : i + 1], values))
         values = [z(x, scored.session[x.name][k], True) for x in norms]
-        session_keys.append(key_of(toks[u.start : u.end], lv[u.start : u.end], values, vocab_size))
+        session_keys.append(key_of(toks[u.start : u.end], lv[u.start : u.end], values))
     return line_keys, session_keys
 
 
@@ -236,16 +236,21 @@ def fit_and_export(
     cal_units = capped(cal_units, options.max_windows // 2)
     fit_scored = score_inputs(detectors, fit_units, seqs, levels)
     norms = [norm_of(n, fit_scored) for n in detectors]
-    line_keys, session_keys = keys_of(fit_units, seqs, levels, fit_scored, norms, options.window, vocab_size)
+    line_keys, session_keys = keys_of(fit_units, seqs, levels, fit_scored, norms, options.window)
     # sessions are few beside windows: repeat them so they are about a quarter of the rows
     repeat = max(1, len(line_keys) // max(3 * len(session_keys), 1))
     x = vectors(line_keys + session_keys * repeat, vocab_size, len(norms))
     dim = width(vocab_size, len(norms))
     trainer = AutoLogTrainer(dim, options, fit)
     trainer.name = name
-    hist = trainer.fit(x)
-
     torch = import_torch()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # a net this small runs fastest on one thread (more only add overhead)
+    try:
+        hist = trainer.fit(x)
+    finally:
+        torch.set_num_threads(threads)
+
     onnx_path = writer.path_for(f"{name}.onnx")
     export_torch(trainer.model, (torch.as_tensor(x[:2]),), onnx_path, [INPUT], [OUTPUT])
     rows = sample_rows(len(x), 512, fit.seed)
@@ -270,7 +275,7 @@ def fit_and_export(
     }
     scorer = AutoLogScorer(OnnxModel(onnx_path, RuntimeOptions(device="cpu")), section, name)
     cal_scored = score_inputs(detectors, cal_units, seqs, levels)
-    cal_lines, cal_sessions = keys_of(cal_units, seqs, levels, cal_scored, norms, options.window, vocab_size)
+    cal_lines, cal_sessions = keys_of(cal_units, seqs, levels, cal_scored, norms, options.window)
     line_cal = calibrate(np.asarray(scorer.score_uncached(cal_lines)), target_fpr)
     session_cal = calibrate(np.asarray(scorer.score_uncached(cal_sessions)), target_fpr)
     section["thresholds"] = line_cal["thresholds"]

@@ -13,8 +13,8 @@ outputs the mean squared reconstruction error per row directly, so serving is on
 
 A line's score is the error of the window of the last `window` lines of its entity (history
 includes the line itself), with the inputs' line scores; a session's score is the error of the
-whole session's vector, with the inputs' session scores. Keys are the window's token and level
-counts plus the rounded input values, so windows with the same counts share one memo entry.
+whole session's vector, with the inputs' session scores. Keys are the window's tokens and levels
+plus the rounded input values (the counts are taken only for the keys the memo misses).
 
 Inputs are the served instances of the other models when the loader shares them
 (`bind_inputs`, called by `load_detectors`): their memos answer for the lines the pipeline has
@@ -24,9 +24,9 @@ bundle itself.
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from itertools import chain
 from typing import Any
 
 import numpy as np
@@ -44,8 +44,7 @@ LEVEL_COUNT = 8  # agent.types.Level values 0..7
 Z_MIN, Z_MAX = -1.0, 10.0
 Z_DECIMALS = 3  # input values are rounded into the memo key (and the vector)
 
-Counts = tuple[tuple[int, int], ...]
-Key = tuple[Counts, Counts, tuple[float, ...]]  # token counts, level counts, input values
+Key = tuple[tuple[int, ...], tuple[int, ...], tuple[float, ...]]  # tokens, levels, input values
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,12 +74,10 @@ class InputNorm:
         return InputNorm(str(raw["name"]), (float(line[0]), float(line[1])), (float(session[0]), float(session[1])))
 
 
-def key_of(tokens: Sequence[int], levels: Sequence[int], values: Sequence[float], vocab_size: int) -> Key:
-    """The memo key of a window or session: its token and level counts and the input values.
-    Tokens outside the vocabulary (padding, negative) are not counted; levels are clipped to 0..7."""
-    toks = Counter(t for t in tokens if 0 <= t <= vocab_size)
-    lv = Counter(min(max(int(v), 0), LEVEL_COUNT - 1) for v in levels)
-    return tuple(sorted(toks.items())), tuple(sorted(lv.items())), tuple(values)
+def key_of(tokens: Sequence[int], levels: Sequence[int], values: Sequence[float]) -> Key:
+    """The memo key of a window or session: its tokens and levels (as tuples: cheap on the hot
+    path; the counts are taken only for keys the memo misses) and the input values."""
+    return tuple(tokens), tuple(levels), tuple(values)
 
 
 def width(vocab_size: int, inputs: int) -> int:
@@ -89,17 +86,23 @@ def width(vocab_size: int, inputs: int) -> int:
 
 
 def vectors(keys: Sequence[Key], vocab_size: int, inputs: int) -> np.ndarray:
-    """The float32 rows of the keys (shared by training and serving)."""
-    x = np.zeros((len(keys), width(vocab_size, inputs)), dtype=np.float32)
+    """The float32 rows of the keys (shared by training and serving). Tokens outside the
+    vocabulary (padding, negative) are not counted; levels are clipped to 0..7."""
+    n, w = len(keys), width(vocab_size, inputs)
     level_at = vocab_size + 1
     input_at = level_at + LEVEL_COUNT
-    for i, (toks, lv, values) in enumerate(keys):
-        for t, c in toks:
-            x[i, t] = np.log1p(c)
-        for level, c in lv:
-            x[i, level_at + level] = np.log1p(c)
-        if values:
-            x[i, input_at : input_at + len(values)] = values
+    toks = np.fromiter(chain.from_iterable(k[0] for k in keys), dtype=np.int64)
+    rows = np.repeat(np.arange(n, dtype=np.int64), np.fromiter((len(k[0]) for k in keys), np.int64, n))
+    keep = (toks >= 0) & (toks <= vocab_size)
+    flat = [rows[keep] * w + toks[keep]]
+    lv = np.fromiter(chain.from_iterable(k[1] for k in keys), dtype=np.int64)
+    if len(lv):
+        lrows = np.repeat(np.arange(n, dtype=np.int64), np.fromiter((len(k[1]) for k in keys), np.int64, n))
+        flat.append(lrows * w + level_at + np.clip(lv, 0, LEVEL_COUNT - 1))
+    x = np.bincount(np.concatenate(flat), minlength=n * w).astype(np.float32).reshape(n, w)
+    np.log1p(x[:, :input_at], out=x[:, :input_at])
+    if inputs:
+        x[:, input_at:] = np.asarray([k[2] for k in keys], dtype=np.float32).reshape(len(keys), inputs)
     return x
 
 
@@ -134,11 +137,11 @@ class AutoLogScorer(OnnxScorer[Key, float]):
     def line_key(self, history: Sequence[int], levels: Sequence[int], values: Sequence[float]) -> Key:
         """The key of the window of the last `window` lines of a history."""
         lv = levels[-self.window :] if len(levels) == len(history) else ()
-        return key_of(history[-self.window :], lv, values, self.vocab_size)
+        return key_of(history[-self.window :], lv, values)
 
     def session_key(self, tokens: Sequence[int], levels: Sequence[int], values: Sequence[float]) -> Key:
         """The key of a whole session."""
-        return key_of(tokens, levels if len(levels) == len(tokens) else (), values, self.vocab_size)
+        return key_of(tokens, levels if len(levels) == len(tokens) else (), values)
 
 
 class AutoLogDetector(MemoisedLines[Key]):

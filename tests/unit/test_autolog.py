@@ -44,9 +44,16 @@ def _train(out: Path, train: list[list[int]], val: list[list[int]], vocab_size: 
 def bundle(hdfs: tuple[list[list[int]], dict[int, int]], tmp_path_factory: pytest.TempPathFactory,
            torch_available: bool) -> Any:
     """DeepLog trained on 400 normal HDFS sessions; AutoLog on 400 later ones DeepLog never saw."""
+    import torch
+
     tokens, vocab = hdfs
-    return load_bundle(_train(tmp_path_factory.mktemp("autolog") / "bundle", tokens[:400], tokens[1500:1900],
-                              len(vocab) + 1))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # small nets: one thread is faster, and the machine is shared
+    try:
+        return load_bundle(_train(tmp_path_factory.mktemp("autolog") / "bundle", tokens[:400], tokens[1500:1900],
+                                  len(vocab) + 1))
+    finally:
+        torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
