@@ -9,6 +9,8 @@ them into an `Explanation` a person can check against the line:
   line's template.
 - LogBERT: how many of the masked templates of the window it failed to guess, or how far the
   window lies from the training centre.
+- AutoLog: the entry of the window's vector it rebuilt worst: a template's count, a level's
+  count, or another model's score.
 
 DeepLog's expected-vs-actual templates are the SEQUENCE explanation (`agent.explain`).
 """
@@ -19,7 +21,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from agent.features import FEATURE_NAMES
-from agent.types import DetectorScore, Explanation, ExplanationKind, LineContext
+from agent.types import DetectorScore, Explanation, ExplanationKind, Level, LineContext
 
 MAX_FEATURES = 3  # features quoted per Isolation Forest alert
 
@@ -76,6 +78,8 @@ class ModelExplainer:
                 found = self._logbert(score, details)
             elif kind == "isolation_forest":
                 found = self._isolation_forest(ctx, score)
+            elif kind == "autolog":
+                found = self._autolog(ctx, score, details)
             if found is not None:
                 out.append(found)
         return out
@@ -137,6 +141,26 @@ class ModelExplainer:
             return Explanation(ExplanationKind.SEQUENCE,
                                f"{head}\nWorst rebuilt: {where}, {label}", tuple(facts))
         return Explanation(ExplanationKind.SEQUENCE, head, tuple(facts))
+
+    def _autolog(self, ctx: LineContext, score: DetectorScore, details: dict[str, object]) -> Explanation:
+        size = details.get("window")
+        lines = min(size, len(ctx.history)) if isinstance(size, int) else len(ctx.history)
+        facts: list[tuple[str, object]] = [("detector", score.detector), ("score", score.score),
+                                           ("threshold", score.threshold), *details.items()]
+        head = (f"WINDOW PROFILE: {score.detector} could not rebuild what the last {lines} lines of this entity "
+                f"hold (error {score.score:.3f} > threshold {score.threshold:.3f})")
+        what, value = details.get("worst_entry"), details.get("worst_value")
+        said = ""
+        if what == "template_token" and isinstance(value, int):
+            template = self._template_of(value) if value else None
+            label = self._label(template) if template is not None else "templates never seen in training"
+            said = f"the count of {label} in them"
+        elif what == "level" and isinstance(value, int):
+            said = f"the count of {Level(value).name} lines in them"
+        elif what == "input":
+            said = f"{value}'s score here (scaled to its normal spread: {details.get(f'input_{value}')})"
+        return Explanation(ExplanationKind.MODEL_OUTLIER, f"{head}\nRebuilt worst: {said}" if said else head,
+                           tuple(facts))
 
     def _logbert(self, score: DetectorScore, details: dict[str, object]) -> Explanation:
         facts: list[tuple[str, object]] = [("detector", score.detector), ("score", score.score),

@@ -11,8 +11,9 @@ lines (membership judging) is never touched here. Without held-back data it fall
 training sessions and reads no other model's scores (no leakage, counts only).
 
 The network: D → hidden → latent → hidden → D, ReLU, trained on the mean squared error; the
-exported graph outputs that error per row. Rows are every window (the last `window` lines at
-each position) and every whole session of the fitting part.
+exported graph outputs that error per row, and the entry rebuilt worst (for explanations). Rows
+are every window (the last `window` lines at each position) and every whole session of the
+fitting part.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from agent.bundle import BundleWriter
-from agent.detectors.autolog import INPUT, OUTPUT, AutoLogScorer, InputNorm, Key, key_of, vectors, width
+from agent.detectors.autolog import INPUT, OUTPUT, WORST, AutoLogScorer, InputNorm, Key, key_of, vectors, width
 from agent.errors import InputError
 from agent.features import FEATURE_NAMES
 from agent.models import SEQUENCES, WINDOW, find
@@ -76,6 +77,22 @@ def build_net(dim: int, opts: AutoLogOptions) -> Any:
             return ((self.net(x) - x) ** 2).mean(dim=1)
 
     return DenseAutoencoder()
+
+
+def served(net: Any) -> Any:
+    """The exported graph: each row's error and the vector entry rebuilt worst (what an alert names)."""
+    torch = import_torch()
+
+    class Served(torch.nn.Module):  # type: ignore[name-defined,misc]
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = net
+
+        def forward(self, x: Any) -> Any:
+            residual = (self.net.net(x) - x) ** 2
+            return residual.mean(dim=1), residual.argmax(dim=1)
+
+    return Served()
 
 
 class AutoLogTrainer(TorchDetector):
@@ -252,7 +269,7 @@ def fit_and_export(
         torch.set_num_threads(threads)
 
     onnx_path = writer.path_for(f"{name}.onnx")
-    export_torch(trainer.model, (torch.as_tensor(x[:2]),), onnx_path, [INPUT], [OUTPUT])
+    export_torch(served(trainer.model), (torch.as_tensor(x[:2]),), onnx_path, [INPUT], [OUTPUT, WORST])
     rows = sample_rows(len(x), 512, fit.seed)
     parity = max(check_parity(trainer.model, onnx_path, {INPUT: x[rows]}, OUTPUT),
                  check_parity(trainer.model, onnx_path, {INPUT: x[rows[:1]]}, OUTPUT))
@@ -264,6 +281,8 @@ def fit_and_export(
         "curve": f"{name}_curve.png",
         "input": INPUT,
         "output": OUTPUT,
+        "outputs": [OUTPUT, WORST],
+        "worst_output": WORST,
         "opset": OPSET,
         "window": options.window,
         "vocab_size": vocab_size,

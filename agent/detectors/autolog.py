@@ -9,7 +9,8 @@ A window's vector (`window_vector`) is
   data: z = (score − median) / (p99 − median), clipped to [−1, 10]; a line the input does not
   judge counts as 0 (normal).
 The autoencoder (trainer/autolog.py: dense layers, ReLU) rebuilds the vector; its ONNX graph
-outputs the mean squared reconstruction error per row directly, so serving is one call.
+outputs the mean squared reconstruction error per row directly, so serving is one call (and the
+entry rebuilt worst, asked only for the rows that fire: what the explanation names).
 
 A line's score is the error of the window of the last `window` lines of its entity (history
 includes the line itself), with the inputs' line scores; a session's score is the error of the
@@ -40,6 +41,7 @@ from agent.types import DetectorKind, DetectorScore, LineContext, Sensitivity
 
 INPUT = "x"
 OUTPUT = "error"
+WORST = "worst_entry"  # second output: the vector entry rebuilt worst (explanations)
 LEVEL_COUNT = 8  # agent.types.Level values 0..7
 Z_MIN, Z_MAX = -1.0, 10.0
 Z_DECIMALS = 3  # input values are rounded into the memo key (and the vector)
@@ -120,6 +122,8 @@ class AutoLogScorer(OnnxScorer[Key, float]):
             raise BundleError(f"model {name!r}: malformed autolog section ({exc!r}): retrain") from None
         self.input_name = str(section.get("input", INPUT))
         self.output_name = str(section.get("output", OUTPUT))
+        worst = section.get("worst_output")
+        self.worst_name = str(worst) if worst and worst in model.output_names else None
         model.check_inputs({self.input_name: 2})
         shape = model.input_shape(self.input_name)
         expected = width(self.vocab_size, len(self.inputs))
@@ -133,6 +137,24 @@ class AutoLogScorer(OnnxScorer[Key, float]):
         if err.shape != (len(keys),):
             raise ModelError(f"{self.model.path}: output shape {err.shape}, expected ({len(keys)},)")
         return [float(e) for e in err]
+
+    def worst_entries(self, keys: Sequence[Key]) -> list[int | None]:
+        """The vector entry rebuilt worst, for the few keys an alert explains (one call; None for
+        a bundle whose graph does not output it)."""
+        if self.worst_name is None or not keys:
+            return [None] * len(keys)
+        x = vectors(keys, self.vocab_size, len(self.inputs))
+        (worst,) = self.model.run({self.input_name: x}, [self.worst_name])
+        return [int(w) for w in np.asarray(worst).reshape(-1)]
+
+    def entry(self, index: int) -> tuple[str, object]:
+        """What vector entry `index` counts: ("template_token", token), ("level", level) or
+        ("input", model name)."""
+        if index <= self.vocab_size:
+            return "template_token", index
+        if index < self.vocab_size + 1 + LEVEL_COUNT:
+            return "level", index - self.vocab_size - 1
+        return "input", self.inputs[index - self.vocab_size - 1 - LEVEL_COUNT].name
 
     def line_key(self, history: Sequence[int], levels: Sequence[int], values: Sequence[float]) -> Key:
         """The key of the window of the last `window` lines of a history."""
@@ -197,21 +219,30 @@ class AutoLogDetector(MemoisedLines[Key]):
     def score_keys(self, keys: list[Key]) -> list[DetectorScore]:
         """Each window's reconstruction error against the line threshold."""
         errors = self.scorer.score(keys)
-        return [DetectorScore(self.name, err, self.threshold, err > self.threshold, self._details(err, key))
-                for err, key in zip(errors, keys, strict=True)]
+        fired = [i for i, err in enumerate(errors) if err > self.threshold]
+        worst = dict(zip(fired, self.scorer.worst_entries([keys[i] for i in fired]), strict=True))
+        return [DetectorScore(self.name, err, self.threshold, err > self.threshold,
+                              self._details(err, key, worst.get(i), ("window", self.scorer.window)))
+                for i, (err, key) in enumerate(zip(errors, keys, strict=True))]
 
-    def _details(self, err: float, key: Key) -> tuple[tuple[str, object], ...]:
+    def _details(self, err: float, key: Key, worst: int | None,
+                 size: tuple[str, object]) -> tuple[tuple[str, object], ...]:
         inputs = tuple((f"input_{x.name}", v) for x, v in zip(self.scorer.inputs, key[2], strict=True))
-        return (("reconstruction_error", round(err, 4)), ("window", self.scorer.window), *inputs)
+        out: tuple[tuple[str, object], ...] = (("reconstruction_error", round(err, 4)), size, *inputs)
+        if worst is not None:
+            what, value = self.scorer.entry(worst)
+            out += (("worst_entry", what), ("worst_value", value))
+        return out
 
     def score_session(self, tokens: Sequence[int], levels: Sequence[int]) -> DetectorScore | None:
         """The whole session's reconstruction error, with the inputs' session scores."""
         values = [x.z(self._input(x.name).score_session(tokens, levels), session=True) for x in self.scorer.inputs]
         key = self.scorer.session_key(tokens, levels, values)
         (score,) = self.scorer.score([key])
-        details = (("reconstruction_error", round(score, 4)), ("lines", len(tokens)),
-                   *((f"input_{x.name}", v) for x, v in zip(self.scorer.inputs, values, strict=True)))
-        return DetectorScore(self.name, score, self.session_threshold, score > self.session_threshold, details)
+        fired = score > self.session_threshold
+        worst = self.scorer.worst_entries([key])[0] if fired else None
+        details = self._details(score, key, worst, ("lines", len(tokens)))
+        return DetectorScore(self.name, score, self.session_threshold, fired, details)
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from agent.bundle import BundleWriter, load_bundle
 from agent.detectors.autolog import AutoLogDetector
 from agent.detectors.base import load_detectors
 from agent.detectors.section import ModelLoad
-from agent.types import Level
+from agent.types import Level, Sensitivity
 
 pytestmark = pytest.mark.torch
 
@@ -134,3 +134,25 @@ def test_without_held_back_data_it_reads_no_other_model(hdfs: tuple[list[list[in
     data = TrainingData.of_sequences(tokens[:200], len(vocab) + 1)
     s = load_bundle(train_one("autolog", data, tmp_path / "b", fit=FitConfig(**FIT))).models["autolog"]  # type: ignore[arg-type]
     assert s["inputs"] == [] and s["training"]["fitted_on"] == "training"
+
+
+def test_an_alert_names_the_entry_rebuilt_worst(bundle: Any, labelled: tuple[list[list[int]], np.ndarray]) -> None:
+    """A fired window says which entry it rebuilt worst, and the explanation quotes it."""
+    from agent.explain_models import ModelExplainer
+    from trainer.autolog import contexts_of
+
+    det = AutoLogDetector.from_bundle(ModelLoad.of(bundle, "autolog", sensitivity=Sensitivity.HIGH))
+    seqs, labels = labelled
+    info = int(Level.INFO)
+    explainer = ModelExplainer({}, lambda t: f"template E{t}", lambda token: token, {"autolog": "autolog"})
+    said = []
+    for k in np.flatnonzero(labels == 1)[:40]:
+        s = seqs[k]
+        contexts = contexts_of(s, [info] * len(s), f"blk_{k}", 0, len(s))
+        for ctx, score in zip(contexts, det.score_lines(contexts), strict=True):
+            if score is not None and score.fired:
+                details = dict(score.details)
+                assert details["worst_entry"] in ("template_token", "level", "input")
+                said += [e.text for e in explainer.explain(ctx, [score])]
+    assert said and all(t.startswith("WINDOW PROFILE: autolog could not rebuild") for t in said)
+    assert any("Rebuilt worst: the count of" in t or "Rebuilt worst: deeplog's score" in t for t in said), said[:3]
