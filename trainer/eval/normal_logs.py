@@ -29,7 +29,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from agent.errors import InputError
 from agent.reader import iter_records
@@ -37,6 +37,8 @@ from agent.types import Anomaly, Incident, Record, Sensitivity, Verdict
 
 if TYPE_CHECKING:
     from agent.replay import ArrivalRate
+
+T = TypeVar("T")
 
 SYSTEMS = ("Android", "Apache", "BGL", "HDFS", "HPC", "Hadoop", "HealthApp", "Linux", "Mac", "OpenSSH",
            "OpenStack", "Proxifier", "Spark", "Windows", "Zookeeper")
@@ -63,6 +65,11 @@ class SystemRow:
     live_by_rate: dict[str, int] = field(default_factory=dict)
     known_alarm_events: dict[str, int] = field(default_factory=dict)  # top ground-truth events of the alarms
     seconds: float = 0.0
+    # each detector on its own at its served threshold (whether or not it votes): known-event lines
+    # it fires on, novel-event lines it fires on; and the vote's members at this sensitivity
+    detector_known_alarms: dict[str, int] = field(default_factory=dict)
+    detector_novel_flagged: dict[str, int] = field(default_factory=dict)
+    vote_members: tuple[str, ...] = ()
 
     @property
     def known_alarm_rate(self) -> float:
@@ -107,9 +114,10 @@ def event_ids(system_dir: Path, system: str) -> list[str]:
         return [row["EventId"] for row in csv.DictReader(fh)]
 
 
-def physical_verdicts(results: Sequence[tuple[str, Verdict]], n: int) -> list[Verdict]:
-    """Each physical line's verdict from the logical lines' (a stitched record spans several)."""
-    out: list[Verdict] = []
+def physical_verdicts(results: Sequence[tuple[str, T]], n: int) -> list[T]:
+    """Each physical line's verdict (or other value) from the logical lines' (a stitched record
+    spans several)."""
+    out: list[T] = []
     for raw, verdict in results:
         out.extend([verdict] * (raw.count("\n") + 1))
     if len(out) != n:
@@ -122,6 +130,8 @@ class Seen:
     """What one pass (scan or a live replay) produced."""
 
     lines: list[tuple[str, Verdict]] = field(default_factory=list)
+    fired: list[tuple[str, frozenset[str]]] = field(default_factory=list)  # detectors that fired, per line
+    members: tuple[str, ...] = ()  # the vote's members at the sensitivity
     anomaly_events: int = 0
     incidents: set[str] = field(default_factory=set)
     sessions: list[tuple[str, str]] = field(default_factory=list)
@@ -150,8 +160,10 @@ def run_pass(bundle: Path, records: Sequence[Record], options: RunOptions, rate:
 
     def observe(r: LineResult) -> None:
         seen.lines.append((r.line.line.raw, r.verdict))
+        seen.fired.append((r.line.line.raw, frozenset(s.detector for s in r.scores if s.fired)))
 
     pipe.observers.append(observe)
+    seen.members = tuple(sorted(pipe.ensemble.members))
     now = time.time()
     if rate is None:
         for start in range(0, len(records), 4096):  # as `logdetect scan` batches
@@ -187,6 +199,11 @@ def run_system(system_dir: Path, system: str, options: RunOptions, work: Path) -
     flagged = [v is not Verdict.NORMAL for v in verdicts]
     known_alarms = Counter(e for e, f in zip(scan_events, flagged, strict=True) if f and e in known)
     novel = [f for e, f in zip(scan_events, flagged, strict=True) if e not in known]
+    fired = physical_verdicts(scanned.fired, len(scan_records))
+    names = sorted({n for f in fired for n in f})
+    detector_known = {n: sum(n in f for e, f in zip(scan_events, fired, strict=True) if e in known) for n in names}
+    detector_novel = {n: sum(n in f for e, f in zip(scan_events, fired, strict=True) if e not in known)
+                      for n in names}
     by_rate: dict[str, int] = {}
     if options.live:
         from agent.replay import DEFAULT_RATES
@@ -212,6 +229,9 @@ def run_system(system_dir: Path, system: str, options: RunOptions, work: Path) -
         live_by_rate=by_rate,
         known_alarm_events=dict(known_alarms.most_common(5)),
         seconds=round(time.monotonic() - started, 1),
+        detector_known_alarms=detector_known,
+        detector_novel_flagged=detector_novel,
+        vote_members=scanned.members,
     )
 
 
