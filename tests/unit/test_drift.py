@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import structlog
 
 from agent.drift import DriftConfig, DriftLearner
 from agent.pipeline import Pipeline, PipelineConfig
@@ -61,7 +62,10 @@ def test_a_steady_new_template_is_learned_once_and_kept_after_restart(bundle: Pa
     config = PipelineConfig(state_dir=tmp_path / "state", drift=DRIFT)
     pipe = Pipeline.from_bundle(bundle, config)
     steady = [_line(60 + 15 * i, STEADY.format(n=40 + i)) for i in range(10)]  # every 15 min, 2h15
-    results = _run(pipe, steady)
+    with structlog.testing.capture_logs() as logs:
+        results = _run(pipe, steady)
+    said = [e for e in logs if e.get("event") == "template_learned"]
+    assert len(said) == 1 and str(said[0]["message"]).startswith("learned: template 'backup job")  # said once
     assert _novelty_fired(results[0]) and results[0].verdict is not Verdict.NORMAL
     learned_at = next(i for i, r in enumerate(results) if not r.line.is_new)
     assert learned_at >= 6  # not before the configured evidence: 6 occurrences over >= 1 hour
