@@ -37,6 +37,9 @@ class TrainingInput(enum.Enum):
     FEATURES = "features"  # per-line feature rows
     SEQUENCES = "sequences"  # per-entity sequences of model tokens (and levels)
     NOTHING = "nothing"  # a fixed rule: it only reads the vocabulary size and held-back data
+    # per-entity sequences of every line, anomalies included, with each line's label: trained
+    # only when `train` is given labels (`train --labels`), skipped otherwise
+    LABELLED = "labelled"
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +86,7 @@ LINE, WINDOW, SESSION = Scope.LINE, Scope.WINDOW, Scope.SESSION
 FEATURE, SEQUENCE, SEMANTIC, RULE = (DetectorKind.FEATURE, DetectorKind.SEQUENCE, DetectorKind.SEMANTIC,
                                      DetectorKind.RULE)
 FEATURES, SEQUENCES, NOTHING = TrainingInput.FEATURES, TrainingInput.SEQUENCES, TrainingInput.NOTHING
+LABELLED = TrainingInput.LABELLED
 
 MODELS: tuple[ModelSpec, ...] = (
     ModelSpec("isolation_forest", LINE, FEATURE, FEATURES, "IsolationForestDetector", "IsolationForestOptions"),
@@ -93,6 +97,8 @@ MODELS: tuple[ModelSpec, ...] = (
     # after the models whose scores it reads (table order is training and serving order)
     ModelSpec("autolog", WINDOW, FEATURE, SEQUENCES, "AutoLogDetector", "AutoLogOptions", torch=True),
     ModelSpec("novelty", LINE, RULE, NOTHING, "NoveltyDetector", "NoveltyOptions", builtin=True),
+    ModelSpec("supervised_lstm", WINDOW, SEQUENCE, LABELLED, "SupervisedLstmDetector", "SupervisedLstmOptions",
+              torch=True),
 )
 
 NAMES: tuple[str, ...] = tuple(m.name for m in MODELS)

@@ -9,6 +9,7 @@ torch is imported inside functions only.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -102,3 +103,22 @@ def sample_rows(n: int, k: int, seed: int) -> np.ndarray:
     """Up to `k` distinct row indices of `n`, sorted (the rows a parity check runs on)."""
     rng = np.random.default_rng(seed)
     return np.sort(rng.choice(n, size=min(n, k), replace=False))
+
+
+def export_windows(
+    module: Any, reference: Any, tokens: np.ndarray, levels: np.ndarray, path: Path, names: Sequence[str],
+    outputs: Sequence[str], seed: int,
+) -> float:
+    """Export a window model (windows of tokens and of levels in, `names` their inputs) and check
+    its first output against `reference` on up to 512 of the windows and on a batch of one; the
+    largest difference."""
+    torch = import_torch()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # the LSTM batch-size note: parity below checks it
+        export_torch(module, (torch.as_tensor(tokens[:2]), torch.as_tensor(levels[:2])), path, names, outputs)
+    rows = sample_rows(len(tokens), 512, seed)
+    tok, lvl = names
+    return max(
+        check_parity(reference, path, {tok: tokens[rows], lvl: levels[rows]}, outputs[0]),
+        check_parity(reference, path, {tok: tokens[rows[:1]], lvl: levels[rows[:1]]}, outputs[0]),
+    )

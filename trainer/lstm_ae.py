@@ -11,7 +11,6 @@ default the worst position's NLL (a mean over 20 positions dilutes a single odd 
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -23,7 +22,7 @@ from agent.detectors.lstm_ae import LEVEL_COUNT, LEVELS, OUTPUT, TOKENS, WORST, 
 from agent.errors import InputError
 from agent.onnx_session import OnnxModel, RuntimeOptions
 from trainer.calibrate import calibrate
-from trainer.export import OPSET, check_parity, export_torch, sample_rows
+from trainer.export import OPSET, export_windows
 from trainer.sequences import reconstruction_rows, spread_rows
 from trainer.torch_base import FitConfig, SequenceTrainer, import_torch
 from trainer.training_data import TrainingData
@@ -126,17 +125,9 @@ def fit_and_export(
     index, weight = spread_rows(counts)
     hist = trainer.fit(toks[index], lvls[index], weight)
 
-    torch = import_torch()
     onnx_path = writer.path_for(f"{name}.onnx")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # the LSTM batch-size note: parity below checks it
-        export_torch(served(trainer.model), (torch.as_tensor(toks[:2]), torch.as_tensor(lvls[:2])), onnx_path,
-                     [TOKENS, LEVELS], [OUTPUT, WORST])
-    rows = sample_rows(len(toks), 512, fit.seed)
-    parity = max(
-        check_parity(trainer.model, onnx_path, {TOKENS: toks[rows], LEVELS: lvls[rows]}, OUTPUT),
-        check_parity(trainer.model, onnx_path, {TOKENS: toks[rows[:1]], LEVELS: lvls[rows[:1]]}, OUTPUT),
-    )
+    parity = export_windows(served(trainer.model), trainer.model, toks, lvls, onnx_path, [TOKENS, LEVELS],
+                            [OUTPUT, WORST], fit.seed)
     trainer.save_curve(writer.path_for(f"{name}_curve.png"))
 
     section: dict[str, Any] = {

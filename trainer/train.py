@@ -34,14 +34,15 @@ from agent.bundle import BundleWriter
 from agent.errors import InputError, UserError
 from agent.features import FeatureConfig, FeatureExtractor
 from agent.feedback import Label, Labelled
-from agent.models import MODELS, NAMES, ModelSpec
+from agent.models import MODELS, NAMES, ModelSpec, TrainingInput
 from agent.parsing import ParserConfig
 from agent.parsing.records import parse_records
 from agent.templates import MinerConfig, TemplateMiner, learn_templates
 from agent.types import DetectorKind, ParsedLine, Record, TemplatedLine
 from trainer.distributed import DataHalf, Match
 from trainer.history import HistoryOptions, HistoryReport, find_suspects
-from trainer.training_data import TrainingData
+from trainer.labels import Labels, label_lines, only_in_anomalies
+from trainer.training_data import LabelledSequences, TrainingData
 
 log = structlog.get_logger(__name__)
 
@@ -70,6 +71,7 @@ class TrainOptions:
     model_options: dict[str, Any] = field(default_factory=dict)  # name -> options object
     history: HistoryOptions = field(default_factory=HistoryOptions)  # incidents in the history
     feedback: tuple[Labelled, ...] = ()  # operator labels (`logdetect feedback`, `train --feedback`)
+    labels: Labels | None = None  # which training lines were anomalies (`train --labels`, trainer/labels.py)
 
 
 @dataclass
@@ -136,6 +138,19 @@ def sequences_by_entity(lines: Sequence[TemplatedLine]) -> tuple[list[list[int]]
     return [seqs[k] for k in keys], [levels[k] for k in keys]
 
 
+def labelled_sequences(
+    lines: Sequence[TemplatedLine], flags: Sequence[bool] | np.ndarray
+) -> tuple[list[list[int]], list[list[int]], list[list[bool]]]:
+    """Each entity's tokens, levels and labels (True = anomaly) in line order."""
+    seqs: dict[str, tuple[list[int], list[int], list[bool]]] = {}
+    for tl, flag in zip(lines, flags, strict=True):
+        tokens, levels, labels = seqs.setdefault(tl.line.entity, ([], [], []))
+        tokens.append(tl.token)
+        levels.append(int(tl.line.level))
+        labels.append(bool(flag))
+    return [v[0] for v in seqs.values()], [v[1] for v in seqs.values()], [v[2] for v in seqs.values()]
+
+
 def data_hash(records: Sequence[Record]) -> str:
     """SHA-256 of the training lines, recorded in the manifest."""
     h = hashlib.sha256()
@@ -169,8 +184,13 @@ def train(
     (parsing, mining, matching) already done on a Dask cluster (`records` is then unused).
     """
     started = time.monotonic()
+    if keep_line is not None and options.labels is not None:
+        raise UserError("train: labels and a line filter cannot be combined")
     if keep_line is not None:
         records = [r for i, r in enumerate(records) if keep_line(i)]
+    if options.labels is not None and options.labels.by_line and options.parser.multiline:
+        # one label per input line: every line is its own record (no stack-trace joining)
+        options = dataclasses.replace(options, parser=dataclasses.replace(options.parser, multiline=False))
     if not records and prepared is None:
         raise InputError("no log lines to train on")
     unknown = [m for m in options.models if m not in ALL_MODELS]
@@ -198,27 +218,44 @@ def train(
         miner, matches = prepared.miner, prepared.matches
     # Incidents in the history must not define normal: their templates stay out of the vocabulary
     # (so the novelty rule flags them) and their lines out of every learned model. Labelled
-    # training (keep_line) is trusted as it is.
-    history = _check_history(parsed, miner, options, trusted=keep_line is not None, matches=matches)
+    # training (keep_line, labels) is trusted as it is.
+    history = _check_history(parsed, miner, options, trusted=keep_line is not None or options.labels is not None,
+                             matches=matches)
     normal_ids, problem = feedback_templates(miner, options.feedback)
     if normal_ids:  # an operator said these are expected: never held back as suspect
         history = dataclasses.replace(
             history, suspects=tuple(s for s in history.suspects if s.template_id not in normal_ids))
     for msg in history.summary_lines() + feedback_lines(normal_ids, problem):
         _say(options.progress, msg)
-    suspect = history.suspect_ids | frozenset(problem)
+    flags = np.zeros(len(parsed), dtype=bool)
+    alert_only: frozenset[int] = frozenset()
+    if options.labels is not None:
+        # labelled anomalies are not normal; templates seen only in them stay out of the vocabulary
+        ids = [m[0] if m is not None else -1 for m in matches] if matches is not None else [
+            m.template_id if (m := miner.match(p.message)) is not None else -1 for p in parsed]
+        flags = options.labels.flags(parsed, ids, problem)
+        alert_only = only_in_anomalies(ids, flags)
+        for msg in label_lines(options.labels, flags, alert_only):
+            _say(options.progress, msg)
+    suspect = history.suspect_ids | frozenset(problem) | alert_only
     vocab = {tid: i + 1 for i, tid in enumerate(sorted(t for t in miner.templates() if t not in suspect))}
     n_train = len(train_part)
-    train_tl, unmatched = template_lines(train_part, miner, vocab, None if matches is None else matches[:n_train])
-    val_tl, _ = template_lines(val_part, miner, vocab, None if matches is None else matches[n_train:])
-    if suspect:
-        train_tl = [tl for tl in train_tl if tl.template_id not in suspect]
-        val_part = [p for p, tl in zip(val_part, val_tl, strict=True) if tl.template_id not in suspect]
-        val_tl = [tl for tl in val_tl if tl.template_id not in suspect]
-    # thresholds on the first half of the held-back lines, vote membership on the second
-    judge_part = val_part[len(val_part) // 2 :]
-    judge_tl = val_tl[len(val_tl) // 2 :]
-    val_tl = val_tl[: len(val_tl) // 2]
+    all_train_tl, unmatched = template_lines(train_part, miner, vocab, None if matches is None else matches[:n_train])
+    all_val_tl, _ = template_lines(val_part, miner, vocab, None if matches is None else matches[n_train:])
+    train_flags, val_flags = flags[:n_train], flags[n_train:]
+    # what the unsupervised models learn and are judged on: normal lines only
+    train_tl = [tl for i, tl in enumerate(all_train_tl) if tl.template_id not in suspect and not train_flags[i]]
+    kept = [i for i, tl in enumerate(all_val_tl) if tl.template_id not in suspect and not val_flags[i]]
+    # thresholds on the first half of the held-back normal lines, vote membership on the second;
+    # `cut` splits the held-back part as it came (labelled anomalies included) at the same line
+    half = len(kept) // 2
+    cut = kept[half] if half < len(kept) else len(all_val_tl)
+    val_tl = [all_val_tl[i] for i in kept[:half]]
+    judge_tl = [all_val_tl[i] for i in kept[half:]]
+    judge_part = [val_part[i] for i in kept[half:]]
+    judged = Judged(judge_part, judge_tl)
+    if val_flags[cut:].any():  # the held-back part's labelled anomalies judge the vote
+        judged = Judged(val_part[cut:], all_val_tl[cut:], val_flags[cut:])
     _say(options.progress, f"{len(vocab)} templates; {unmatched} training lines did not match back")
 
     extractor, x_train = FeatureExtractor.fit(train_tl, options.features)
@@ -241,7 +278,12 @@ def train(
         writer.add_json("profile.json", profile)
         train_seqs, train_levels = sequences_by_entity(train_tl)
         val_seqs, val_levels = sequences_by_entity(val_tl)
-        data = TrainingData(len(vocab) + 1, train_seqs, val_seqs, train_levels, val_levels, x_train, x_val)
+        labelled = None
+        if options.labels is not None:
+            labelled = LabelledSequences(*labelled_sequences(all_train_tl, train_flags),
+                                         *labelled_sequences(all_val_tl[:cut], val_flags[:cut]))
+        data = TrainingData(len(vocab) + 1, train_seqs, val_seqs, train_levels, val_levels, x_train, x_val,
+                            labelled)
         specs = [m for m in MODELS if m.name in options.models or m.builtin]
         kinds = _train_models(specs, data, writer, options)
         trained = list(kinds)
@@ -266,12 +308,16 @@ def train(
                 "target_fpr": options.target_fpr,
                 "held_back_as_suspect": {"templates": len(history.suspects), "lines": history.held_lines},
                 "feedback": feedback_record,
+                **({"labels": {**options.labels.to_json(), "anomalous_lines": int(flags.sum()),
+                               "anomalous_train_lines": int(train_flags.sum()),
+                               "templates_only_in_anomalies": len(alert_only)}}
+                   if options.labels is not None else {}),
             },
             "libraries": library_versions(),
             "vocab_size": len(vocab) + 1,
         }
         writer.manifest["ensemble"] = default_section(kinds, target_fpr=options.target_fpr)
-        notes = _judge_members(writer, manifest_fields, train_tl, val_tl, judge_tl, judge_part, options)
+        notes = _judge_members(writer, manifest_fields, train_tl, val_tl, judged, options)
         alert_rate = _calibrate_ensemble(writer, manifest_fields, judge_part, options)
         if problem:  # the operator's problem labels: held out above, they check every operating point
             from trainer.problem_check import check, problem_lines
@@ -290,10 +336,27 @@ def train(
                        time.monotonic() - started, fmt, alert_rate, history, tuple(notes))
 
 
+@dataclass(frozen=True)
+class Judged:
+    """The second half of the held-back lines, on which the vote's members are judged: normal
+    lines only, or (given labels) every line with its label."""
+
+    part: Sequence[ParsedLine]
+    lines: Sequence[TemplatedLine]
+    anomalous: np.ndarray | None = None  # given labels: True where a line is a labelled anomaly
+
+    def sessions(self) -> tuple[list[list[int]], list[list[int]] | None]:
+        """The held-back normal sessions, and (given labels) the sessions holding a labelled anomaly."""
+        if self.anomalous is None:
+            return sequences_by_entity(self.lines)[0], None
+        seqs, _, flags = labelled_sequences(self.lines, self.anomalous)
+        return ([s for s, f in zip(seqs, flags, strict=True) if not any(f)],
+                [s for s, f in zip(seqs, flags, strict=True) if any(f)])
+
+
 def _judge_members(
     writer: BundleWriter, manifest_fields: dict[str, Any], train_tl: Sequence[TemplatedLine],
-    val_tl: Sequence[TemplatedLine], judge_tl: Sequence[TemplatedLine], judge_part: Sequence[ParsedLine],
-    options: TrainOptions,
+    val_tl: Sequence[TemplatedLine], judged: Judged, options: TrainOptions,
 ) -> list[str]:
     """Say which sensitivities the held-back data supports, and judge each learned detector's
     place in the vote on the second half of the held-back lines (and their sessions)."""
@@ -304,12 +367,13 @@ def _judge_members(
 
     support = sensitivity_support(writer.manifest["models"])
     manifest_fields["training"]["sensitivity_support"] = support
-    judged_sessions = sequences_by_entity(judge_tl)[0]
+    judged_sessions, anomalous_sessions = judged.sessions()
     known = sequences_by_entity(train_tl)[0] + sequences_by_entity(val_tl)[0]
     judgements, facts = judge(
         writer.draft(**manifest_fields), level_targets(options.target_fpr), sessions=judged_sessions,
-        known_sessions=known, records=[Record(p.raw, p.source) for p in judge_part], parser=options.parser,
-        seed=options.seed)
+        known_sessions=known, records=[Record(p.raw, p.source) for p in judged.part], parser=options.parser,
+        seed=options.seed, anomalous_sessions=anomalous_sessions,
+        anomalous_lines=None if judged.anomalous is None else [bool(f) for f in judged.anomalous])
     return support_lines(support) + apply_membership(writer.manifest["ensemble"], judgements, facts)
 
 
@@ -346,7 +410,9 @@ def _check_history(
 ) -> HistoryReport:
     """Incidents in the whole history (training and held-back part), by the frozen miner's templates."""
     if trusted:
-        return HistoryReport((), len(parsed), 0, "day", False, "the training lines are labelled normal")
+        reason = "the training lines are labelled" if options.labels is not None else \
+            "the training lines are labelled normal"
+        return HistoryReport((), len(parsed), 0, "day", False, reason)
     if matches is not None:
         ids = [m[0] if m is not None else -1 for m in matches]
     else:
@@ -368,6 +434,13 @@ def _train_models(
         log.warning("torch_missing_skipping_models", models=torch_wanted)
         _say(options.progress, f"torch is not installed: skipping {', '.join(torch_wanted)}")
         specs = [m for m in specs if not m.torch]
+    labelled = [m.name for m in specs if m.data is TrainingInput.LABELLED]
+    if labelled and (data.labelled is None or data.labelled.anomalies == 0):
+        # a supervised model learns from labels: without labelled anomalies it is not trained
+        if data.labelled is not None:
+            _say(options.progress, f"no training line is labelled an anomaly: not training {', '.join(labelled)}")
+        log.info("no_labels_skipping_models", models=labelled)
+        specs = [m for m in specs if m.data is not TrainingInput.LABELLED]
     fit = FitConfig(epochs=options.epochs, batch_size=options.batch_size, lr=options.learning_rate,
                     seed=options.seed, device=options.device, progress=options.progress,
                     max_seconds=options.max_train_seconds)

@@ -7,7 +7,8 @@
 sequences) split into a training part and a held-back part of normal data; each model reads the
 one its `ModelSpec.data` names. The returned section holds `type`, `thresholds` per sensitivity
 (calibrated on the held-back part) and whatever the serving class reads back in `from_bundle`;
-the caller adds it to the bundle.
+the caller adds it to the bundle. A supervised model (`TrainingInput.LABELLED`) reads `labelled`:
+every line, anomalies included, with its label; it is there only when `train` was given labels.
 """
 
 from __future__ import annotations
@@ -30,6 +31,25 @@ def _no_rows() -> np.ndarray:
 
 
 @dataclass(frozen=True)
+class LabelledSequences:
+    """Every line of the labelled training data (anomalies included), per entity in line order:
+    model tokens, levels and whether each line was labelled an anomaly (`trainer/labels.py`).
+    `train_*` is the training part, `val_*` the first half of the held-back part (thresholds)."""
+
+    train_seqs: Sequences
+    train_levels: Sequences
+    train_flags: Sequence[Sequence[bool]]
+    val_seqs: Sequences = ()
+    val_levels: Sequences = ()
+    val_flags: Sequence[Sequence[bool]] = ()
+
+    @property
+    def anomalies(self) -> int:
+        """Training lines labelled an anomaly."""
+        return sum(sum(1 for f in flags if f) for flags in self.train_flags)
+
+
+@dataclass(frozen=True)
 class TrainingData:
     """Normal data to learn from (`train_*`) and to calibrate thresholds on (`val_*`).
 
@@ -44,6 +64,7 @@ class TrainingData:
     val_levels: Sequences | None = None
     train_x: np.ndarray = field(default_factory=_no_rows)
     val_x: np.ndarray = field(default_factory=_no_rows)
+    labelled: LabelledSequences | None = None  # given labels only (`TrainingInput.LABELLED`)
 
     @staticmethod
     def of_sequences(

@@ -15,7 +15,7 @@ prefixes), so every line with any history is scored.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Self
 
 import numpy as np
 
@@ -116,8 +116,9 @@ class LstmAeScorer(OnnxScorer[Window, float]):
         return max(self.errors(self.session_windows(tokens, levels)))
 
 
-class LstmAutoencoderDetector(MemoisedLines[Window]):
-    """Lines keyed by the window ending at them; sessions by their worst window."""
+class WindowDetector(MemoisedLines[Window]):
+    """A window model served through `LstmAeScorer`: lines keyed by the window ending at them
+    (the LSTM-AE here, the supervised classifier in `agent.detectors.supervised_lstm`)."""
 
     kind = DetectorKind.SEQUENCE
     scorer: LstmAeScorer
@@ -129,7 +130,7 @@ class LstmAutoencoderDetector(MemoisedLines[Window]):
         self.session_threshold = session_threshold
 
     @classmethod
-    def from_bundle(cls, load: ModelLoad) -> LstmAutoencoderDetector:
+    def from_bundle(cls, load: ModelLoad) -> Self:
         """The detector for a model's section, with the line and session thresholds of the load's sensitivity."""
         cache_size = load.section.integer("cache_size", 65536)
         return cls(load.name, LstmAeScorer(load.onnx(), load.section.raw, load.name, cache_size), load.threshold,
@@ -141,6 +142,10 @@ class LstmAutoencoderDetector(MemoisedLines[Window]):
         todo = [i for i, c in enumerate(contexts) if c.history]
         return todo, [window_ending(contexts[i].history, contexts[i].levels, len(contexts[i].history), s.window,
                                     s.pad) for i in todo]
+
+
+class LstmAutoencoderDetector(WindowDetector):
+    """Lines keyed by the window ending at them; sessions by their worst window."""
 
     def score_keys(self, keys: list[Window]) -> list[DetectorScore]:
         """Each window's reconstruction error against the line threshold; an alert also names the

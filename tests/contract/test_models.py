@@ -2,7 +2,11 @@
 
 Registering a model is enough to have it checked here: one bundle is trained through the real
 trainer (`trainer.train.train`, every registered model, small and fast settings) on normal
-HDFS blocks of the dev slice, and each model is loaded back through the agent's loader.
+HDFS blocks of the dev slice, and each model is loaded back through the agent's loader. So that
+the supervised model (`TrainingInput.LABELLED`) trains too, a few labelled anomalies (a FATAL
+line of a template the normal blocks never show, unlike the checks' planted line) are set into
+the early training lines and named by line labels (`trainer.labels.Labels`); the held-back tail
+holds none, so the other models are judged as without labels.
 
 For every model:
 - a planted anomaly (a line whose template was never seen, at FATAL, inserted into normal
@@ -40,6 +44,7 @@ from agent.onnx_session import RuntimeOptions
 from agent.parsing import ParserConfig
 from agent.templates import TemplateMiner
 from agent.types import DetectorScore, Level, LineContext, Record, Sensitivity
+from trainer.labels import Labels
 
 PARSER = ParserConfig(log_format="hdfs", entity=r"regex:(blk_-?\d+)")
 TRAIN_LINES = 5000  # normal lines the bundle learns from (the trainer holds back the last 20 %)
@@ -47,6 +52,9 @@ TEST_LINES = 2500  # later normal lines the checks score
 PLANT_EVERY = 40  # one planted line per this many test lines, in the block of the line before
 PLANTED = "FATAL dfs.DataNode$DataXceiver: zq kernel panic quarantined {blk} on shelf qq"
 SESSIONS = 60  # normal sessions compared with their planted copies
+# labelled anomalies set into the training lines (only before the held-back tail), for supervised models
+LABELLED = "FATAL dfs.DataNode$DataXceiver: zq controller fenced {blk} after parity storm"
+LABEL_EVERY, LABEL_BEFORE = 60, 3000
 NOT_SCORED = -1e30  # where a model gives no score: below any score it gives
 # torch models: a high learning rate on small batches learns these few templates in a few epochs;
 # early stopping usually ends sooner, and the time budget is only a safety net
@@ -62,6 +70,7 @@ SMALL: dict[str, dict[str, Any]] = {
     "lstm_ae": {"window": 10, "embed_dim": 8, "level_dim": 2, "hidden": 16, "latent": 8},
     "logbert": {"hidden": 16, "layers": 1, "heads": 2, "ff": 32, "severity_dim": 4, "max_len": 16,
                 "parity_windows": 16, "score_every_lines": 1},  # every line: line scores are a function of the line
+    "supervised_lstm": {"window": 8, "embed_dim": 8, "level_dim": 2, "hidden": 16},
 }
 
 
@@ -75,6 +84,20 @@ class World:
     planted_at: list[int]  # indexes of the planted lines in `planted`
     sessions: list[tuple[list[int], list[int]]]  # normal sessions (tokens, levels)
     planted_sessions: list[tuple[list[int], list[int]]]  # each with one planted line in the middle
+
+
+def _with_labelled_anomalies(lines: Sequence[str]) -> tuple[list[str], Labels]:
+    """The training lines with a labelled anomaly after every LABEL_EVERY-th of the first LABEL_BEFORE."""
+    out: list[str] = []
+    anomalous: set[int] = set()
+    for i, line in enumerate(lines):
+        out.append(line)
+        if i < LABEL_BEFORE and i % LABEL_EVERY == LABEL_EVERY - 1:
+            header = " ".join(line.split(" ", 3)[:3])
+            blk = re.search(r"blk_-?\d+", line)
+            anomalous.add(len(out))
+            out.append(f"{header} {LABELLED.format(blk=blk.group(0) if blk else 'blk_1')}")
+    return out, Labels("contract fixture", frozenset(anomalous), by_line=True)
 
 
 def _normal_lines(data_dir: Path) -> list[str]:
@@ -120,9 +143,10 @@ def world(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> World:
         if spec.name in SMALL:
             options[spec.name] = replace(spec.default_options(), **SMALL[spec.name])
     out = tmp_path_factory.mktemp("contract") / "bundle"
-    train([Record(line, "hdfs") for line in lines[:TRAIN_LINES]],
+    train_lines, labels = _with_labelled_anomalies(lines[:TRAIN_LINES])
+    train([Record(line, "hdfs") for line in train_lines],
           TrainOptions(output=out, parser=PARSER, models=tuple(m.name for m in MODELS), device="cpu", seed=7,
-                       progress=False, model_options=options, target_fpr=0.01, **FIT))
+                       progress=False, model_options=options, target_fpr=0.01, labels=labels, **FIT))
     bundle = load_bundle(out)
 
     test = lines[TRAIN_LINES : TRAIN_LINES + TEST_LINES]

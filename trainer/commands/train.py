@@ -8,11 +8,15 @@ examples:
   logdetect train --input /var/log/app/*.log --output model/
   logdetect train --input hdfs.log --log-format hdfs --entity 'regex:(blk_-?\d+)' --output hdfs-model/
   logdetect train --input app.log --models isolation_forest --output quick-model/   # no torch needed
+  logdetect train --input BGL_8k.log --labels column --output bgl-model/   # Loghub label column: supervised
+  logdetect train --input hdfs.log --log-format hdfs --entity 'regex:(blk_-?\d+)' --labels anomaly_label.csv \
+                  --output hdfs-model/                                    # entity,label CSV: supervised
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -67,6 +71,14 @@ def configure(p: argparse.ArgumentParser) -> None:
                    help="use the operator's labels kept in the agent's state dir (`logdetect feedback`): "
                         "templates labelled normal are learned and never held back as suspect; those "
                         "labelled a problem are kept out of normal training and listed (default: no labels)")
+    p.add_argument("--labels", metavar="SOURCE",
+                   help="which training lines were anomalies; adds the supervised classifier supervised_lstm "
+                        "and keeps the anomalies out of normal training. SOURCE is `column` (the logs carry "
+                        "Loghub's label column: `-` normal, else an alert tag), a CSV with a header "
+                        "`entity,label` (or HDFS's `BlockId,Label`) or `line,label` (1-based line numbers "
+                        "over the inputs), or an agent state dir (the operator's problem labels from "
+                        "`logdetect feedback`). Labels -, 0, normal, false, no are normal; anything else an "
+                        "anomaly (default: no labels)")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress output on stderr (default: progress)")
     p.add_argument("--dask", metavar="SCHEDULER",
                    help="run the data half (reading, parsing, template mining, matching) on Dask: local:N "
@@ -80,6 +92,7 @@ def run(args: argparse.Namespace) -> int:
     """Check the options, train on the input files and write the bundle."""
     from agent.errors import UserError
     from agent.feedback import Labelled, read_labels
+    from trainer.labels import COLUMN, labels_from, strip_label_column
 
     if not 0 < args.target_fpr < 0.5:
         raise UserError("--target-fpr must be between 0 and 0.5")
@@ -90,6 +103,13 @@ def run(args: argparse.Namespace) -> int:
         if not Path(args.feedback).is_dir():
             raise UserError(f"--feedback {args.feedback}: no such state directory")
         feedback = tuple(read_labels(Path(args.feedback)).values())
+    labels = None
+    if args.labels is not None and args.dask:
+        raise UserError("--labels reads the labelled lines in one process: it cannot be combined with --dask")
+    if args.labels is not None and args.labels != COLUMN:
+        labels = labels_from(args.labels)
+        if labels.problem_templates and not feedback:  # the state dir's labels serve both purposes
+            feedback = tuple(read_labels(Path(args.labels)).values())
     options = TrainOptions(
         output=Path(args.output),
         parser=parser_config(args),
@@ -101,8 +121,16 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         progress=not args.quiet,
         feedback=feedback,
+        labels=labels,
     )
-    result = _train_on_dask(args, options) if args.dask else train(_read(args), options)
+    if args.dask:
+        result = _train_on_dask(args, options)
+    else:
+        records = _read(args)
+        if args.labels == COLUMN:  # the label column is stripped before anything reads the lines
+            records, column = strip_label_column(records)
+            options = dataclasses.replace(options, labels=column)
+        result = train(records, options)
     sys.stdout.write(
         f"Trained on {plural(result.train_lines, 'line')} ({result.log_format} format, "
         f"{plural(result.templates, 'template')}), "
