@@ -16,6 +16,10 @@ share data):
   stream. Perturbations that reproduce a normal session are discarded; of the rest, those the
   rules already flag are set aside. A detector's catch rate is its share of the remaining ones.
 
+Given labels (`train --labels`) and labelled anomalies in the judged half, those real anomalies
+replace the pseudo-anomalies, and only the half's normal lines count for false alarms
+(`trainer/judging.py`); the rule below is the same.
+
 A learned detector is kept at a level when its false alarms are within the allowance, it catches
 at least `MIN_CATCH` of what the rules miss, and its catch rate is at least `MIN_LIFT` times the
 rate at which it fires on normal data (it separates, it does not just fire often). Kept

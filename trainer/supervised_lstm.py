@@ -179,15 +179,16 @@ def _calibrate(section: dict[str, Any], scorer: LstmAeScorer, lab: LabelledSeque
     if not normal:
         raise InputError("supervised_lstm: no normal line to set thresholds on")
     line_cal = calibrate(np.asarray(normal), target_fpr)
-    section["thresholds"] = line_cal["thresholds"]
+    # a probability never exceeds 1: a level whose extrapolated tail lies beyond never fires
+    section["thresholds"] = {level: min(t, 1.0) for level, t in line_cal["thresholds"].items()}
     section["calibration"] = {**line_cal["calibration"], "target_fpr": line_cal["target_fpr"], "level": "line",
                               "on": "validation" if on_val else "training"}
     if len(sessions) >= 2:
         session_cal = calibrate(np.asarray(sessions), target_fpr)
-        section["session_thresholds"] = session_cal["thresholds"]
+        section["session_thresholds"] = {level: min(t, 1.0) for level, t in session_cal["thresholds"].items()}
         section["session_calibration"] = {**session_cal["calibration"], "level": "session"}
     a = np.asarray(anomalous)
     section["held_back_anomalies"] = {
         "lines": len(a), "normal_lines": len(normal),
-        "caught": {level: int((a > t).sum()) for level, t in line_cal["thresholds"].items()},
+        "caught": {level: int((a > t).sum()) for level, t in section["thresholds"].items()},
     }
