@@ -99,7 +99,7 @@ class EntityState:
     """The recent past of one entity: its time window, history and session tokens."""
 
     __slots__ = ("counts", "history", "last_seen", "last_token", "levels", "session", "session_levels",
-                 "severe", "whole_stream", "window")
+                 "session_templates", "severe", "whole_stream", "window")
 
     def __init__(self, cfg: FeatureConfig, whole_stream: bool = False) -> None:
         self.window: deque[tuple[float, int, int]] = deque()
@@ -109,6 +109,9 @@ class EntityState:
         self.levels: deque[int] = deque(maxlen=cfg.history_len)
         self.session: deque[int] = deque(maxlen=cfg.max_session_tokens)
         self.session_levels: deque[int] = deque(maxlen=cfg.max_session_tokens)
+        # The distinct template ids of the session (None once more than max_session_tokens), so
+        # a verdict can tell which templates it rests on (operator feedback).
+        self.session_templates: set[int] | None = set()
         self.last_token: int | None = None
         self.last_seen = 0.0
         self.whole_stream = whole_stream  # the entity is the stream itself: no session to judge
@@ -123,6 +126,7 @@ class EndedSession:
     levels: tuple[int, ...]
     last_seen: float
     whole_stream: bool = False
+    templates: frozenset[int] | None = None  # distinct template ids (None: too many to keep)
 
 
 class FeatureExtractor:
@@ -203,6 +207,12 @@ class FeatureExtractor:
         state.levels.append(level)
         state.session.append(token)
         state.session_levels.append(level)
+        seen = state.session_templates
+        if seen is not None and line.template_id not in seen:
+            if len(seen) >= cfg.max_session_tokens:
+                state.session_templates = None
+            else:
+                seen.add(line.template_id)
         state.last_token = token
         state.last_seen = now
         return row_values, state
@@ -294,8 +304,9 @@ def burst_ratio(freq: float, mean: float) -> float:
 
 
 def _ended(entity: str, state: EntityState) -> EndedSession:
+    seen = state.session_templates
     return EndedSession(entity, tuple(state.session), tuple(state.session_levels), state.last_seen,
-                        state.whole_stream)
+                        state.whole_stream, frozenset(seen) if seen is not None else None)
 
 
 _SECONDS_PER_DAY = 86400.0

@@ -6,7 +6,9 @@ pipeline records each incident's signature (id, text and one sample message per 
 reads it to turn `--incident ID` into template labels, and writes the labels to `feedback.json`
 (plain JSON, atomically). The running pipeline stats that file on its tick and reloads it when
 its mtime changes, so a label takes effect at once, and loads it at start, so it survives
-restarts. A line of a template labelled normal is judged normal (counted as suppressed); the next
+restarts. A line of a template labelled normal is judged normal (counted as suppressed), and a
+session verdict is dropped when, judged without the lines of labelled templates, the session is
+not anomalous (its only reasons were expected; counted as suppressed_sessions); the next
 `logdetect train --feedback DIR` matches each label's sample message against the new templates:
 normal ones are never held back as suspect (and their samples join the training lines), problem
 ones are kept out of normal training and check the new bundle's operating points.
@@ -110,6 +112,7 @@ class Feedback:
         self.state_dir = state_dir
         self.expected: frozenset[int] = frozenset()
         self.suppressed = 0  # lines judged normal because of a label
+        self.suppressed_sessions = 0  # session verdicts dropped: their only reasons were labelled normal
         self._mtime: int | None = None
         self.incidents: dict[str, dict[int, Signature]] = {}
         self._dirty = False

@@ -43,6 +43,11 @@ feedback_suppressed = Counter(
     "logdetect_feedback_suppressed", "Lines judged normal because an operator marked their template as expected",
     registry=REGISTRY,
 )
+feedback_suppressed_sessions = Counter(
+    "logdetect_feedback_suppressed_sessions",
+    "Session verdicts dropped because their only reasons are templates an operator marked as expected",
+    registry=REGISTRY,
+)
 templates_created = Counter("logdetect_templates_created", "Templates created online", registry=REGISTRY)
 entities = Gauge("logdetect_entities", "Entities (sessions) held in memory", registry=REGISTRY)
 inference_seconds = Histogram(

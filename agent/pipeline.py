@@ -34,7 +34,7 @@ from agent.dead_letter import Rejected, rejected
 from agent.detectors.base import Detector, load_detectors
 from agent.drift import DriftConfig, DriftLearner
 from agent.errors import BundleError
-from agent.features import FeatureConfig, FeatureExtractor, FeatureStats
+from agent.features import EndedSession, FeatureConfig, FeatureExtractor, FeatureStats
 from agent.feedback import Feedback
 from agent.multiline import Stitcher
 from agent.onnx_session import RuntimeOptions
@@ -409,29 +409,58 @@ class Pipeline:
     def _decided(self) -> list[Output]:
         return [dataclasses.replace(a, incident_id=incident_id) for a, incident_id in self.grouper.drain()]
 
-    def _session_verdicts(self, sessions: Iterable[Any]) -> list[Output]:
+    def _session_verdicts(self, sessions: Iterable[EndedSession]) -> list[Output]:
         out: list[Output] = []
-        judges = self.detectors  # each says whether it judges sessions (per-line models return None)
         for s in sessions:
-            # The whole stream is no session; a session that only went quiet (or was cut by the
-            # end of input) and does not end the way training sessions end is a fragment: its
-            # set and order say nothing, so it is judged only when it holds a template never
-            # seen in training (then it is anomalous however it would have gone on).
-            if len(s.tokens) < 2 or s.whole_stream:
+            judged = self._judge_session(s)
+            if judged is None or judged[2] is Verdict.NORMAL:
                 continue
-            if 0 not in s.tokens and not self.features.looks_complete(s):
+            if self._rests_on_expected(s):  # an operator marked what makes it anomalous as expected
+                self.feedback.suppressed_sessions += 1
+                metrics.feedback_suppressed_sessions.inc()
                 continue
-            scores: list[DetectorScore] = []
-            for d in judges:
-                judged = d.score_session(s.tokens, s.levels)
-                if judged is not None:
-                    scores.append(judged)
-            if not scores:
-                continue
-            score, verdict = self.ensemble.combine(scores, self.kinds)
-            if verdict is not Verdict.NORMAL:
-                out.append(SessionVerdict(s.entity, s.tokens, tuple(scores), score, verdict, s.last_seen))
+            scores, score, verdict = judged
+            out.append(SessionVerdict(s.entity, s.tokens, scores, score, verdict, s.last_seen))
         return out
+
+    def _judge_session(self, s: EndedSession) -> tuple[tuple[DetectorScore, ...], float, Verdict] | None:
+        """The session models' verdict on one ended session, None when it is not judged."""
+        # The whole stream is no session; a session that only went quiet (or was cut by the
+        # end of input) and does not end the way training sessions end is a fragment: its
+        # set and order say nothing, so it is judged only when it holds a template never
+        # seen in training (then it is anomalous however it would have gone on).
+        if len(s.tokens) < 2 or s.whole_stream:
+            return None
+        if 0 not in s.tokens and not self.features.looks_complete(s):
+            return None
+        scores: list[DetectorScore] = []
+        for d in self.detectors:  # each says whether it judges sessions (per-line models return None)
+            judged = d.score_session(s.tokens, s.levels)
+            if judged is not None:
+                scores.append(judged)
+        if not scores:
+            return None
+        score, verdict = self.ensemble.combine(scores, self.kinds)
+        return tuple(scores), score, verdict
+
+    def _rests_on_expected(self, s: EndedSession) -> bool:
+        """True when the session holds templates an operator marked as expected and, judged
+        without their lines, is not anomalous: the verdict's only reasons are expected ones.
+        A token is dropped only when every template of the session behind it is expected (all
+        templates unknown to training share token 0)."""
+        expected = self.feedback.expected
+        if not expected or s.templates is None or expected.isdisjoint(s.templates):
+            return False
+        all_expected: dict[int, bool] = {}
+        for tid in s.templates:
+            token = self.vocab.get(tid, 0)
+            all_expected[token] = all_expected.get(token, True) and tid in expected
+        drop = {token for token, yes in all_expected.items() if yes}
+        keep = [i for i, token in enumerate(s.tokens) if token not in drop]
+        rest = dataclasses.replace(s, tokens=tuple(s.tokens[i] for i in keep),
+                                   levels=tuple(s.levels[i] for i in keep if i < len(s.levels)))
+        judged = self._judge_session(rest)
+        return judged is None or judged[2] is Verdict.NORMAL
 
     def detector_stats(self) -> dict[str, dict[str, float]]:
         """Each detector's counters, by name."""
