@@ -64,7 +64,11 @@ def test_train_labels_writes_the_classifier_and_what_the_labels_said(trained: Tr
     labels = trained.bundle.manifest["training"]["labels"]
     assert labels["kind"] == "lines" and labels["anomalous_train_lines"] > 100  # BGL_4k: 294 alert lines
     assert section["training"]["anomalous_lines"] == labels["anomalous_train_lines"]
-    assert "supervised_lstm" in trained.bundle.manifest["ensemble"]["members"]
+    ensemble = trained.bundle.manifest["ensemble"]
+    assert "supervised_lstm" in ensemble["members"]
+    # its place in the vote was judged on the held-back part's real labelled alerts
+    assert ensemble["membership"]["judged_on"]["lines"]["labelled_anomalies"] > 0
+    assert "supervised_lstm" in ensemble["membership"]["detectors"]
     assert "lines are anomalies" in trained.stdout
 
 

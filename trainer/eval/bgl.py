@@ -76,7 +76,8 @@ def configure(p: argparse.ArgumentParser) -> None:
                    help="also train with the training files' labels (train --labels): the supervised classifier "
                         "supervised_lstm beside the models trained on normal lines only (default: off)")
     p.add_argument("--supervised-seconds", type=float, default=300.0, metavar="S",
-                   help="time budget of each torch model's training with --supervised (default: 300)")
+                   help="wall-clock budget of each torch model's training with --supervised; 0 = none, "
+                        "--epochs alone bounds it (default: 300)")
     p.add_argument("--logbert-ablation", action="store_true",
                    help="also train LogBERT with and without the severity embedding (20-line windows) and add "
                         "their rows (default: off)")
@@ -206,7 +207,7 @@ def run(args: argparse.Namespace) -> int:
                             frozenset(int(i) for i in np.flatnonzero(train_set.labels)), by_line=True)
             scored = train_and_score(train_set, test_set, TrainOptions(
                 output=bundle, parser=parser, models=(*models, "supervised_lstm"), epochs=args.epochs,
-                max_train_seconds=args.supervised_seconds, progress=not args.json, labels=labels),
+                max_train_seconds=args.supervised_seconds or None, progress=not args.json, labels=labels),
                 args.sensitivity, None)
         else:
             scored = train_and_score(train_set, test_set, TrainOptions(
