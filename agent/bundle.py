@@ -71,6 +71,11 @@ class Bundle:
         """The manifest section of one model, or None when the bundle has no such model."""
         return self.models.get(name)
 
+    @property
+    def identity(self) -> str:
+        """A short id of the bundle's content (its files' digests): the same model anywhere."""
+        return hashlib.sha256(json.dumps(self.manifest["files"], sort_keys=True).encode()).hexdigest()[:16]
+
 
 def load_bundle(path: str | os.PathLike[str]) -> Bundle:
     """Load and verify a bundle; raise BundleError with what to do when anything is off."""

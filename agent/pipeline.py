@@ -16,8 +16,6 @@ every host and after a lost snapshot) and whose state is snapshotted to `state_d
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import math
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -105,7 +103,7 @@ class Pipeline:
         self.config = config
         manifest = bundle.manifest
         check_bundle_compatible(bundle)
-        self.bundle_id = hashlib.sha256(json.dumps(manifest["files"], sort_keys=True).encode()).hexdigest()[:16]
+        self.bundle_id = bundle.identity
         self.miner = TemplateMiner.from_state(bundle.read_json("drain_state.json"))
         # Online ids come from the first message's form (content ids): a template found after a
         # crash that lost the snapshot, or on another host, gets the same id.
@@ -115,7 +113,7 @@ class Pipeline:
         self.online_miner = self._load_online_miner(online_cfg)
         self.online_miner.limit_tokens(config.max_online_template_tokens)
         self.snapshotter: Snapshotter | None = None
-        self.drift = DriftLearner.load(config.drift, config.state_dir)
+        self.drift = DriftLearner.load(config.drift, config.state_dir, self.bundle_id)
         self.feedback = Feedback(config.state_dir)  # operator labels (`logdetect feedback`)
         if config.state_dir is not None:
             config.state_dir.mkdir(parents=True, exist_ok=True)
@@ -252,6 +250,7 @@ class Pipeline:
         for record in records:
             try:
                 tl = self._templated(record, now)
+                self.drift.count(tl.token)  # what training predicts vs what comes (newly rare)
                 self._advance_log_clock(tl.time, out)
                 row, state = self.features.update(tl)
                 self.explainer.observe(tl)
@@ -394,6 +393,7 @@ class Pipeline:
             out.extend(resolved)
         if self.snapshotter is not None and self.snapshotter.maybe_save(now):
             metrics.snapshot_bytes.set((self.snapshotter.path).stat().st_size)
+            self.drift.save()  # the online counts go with the snapshot
         return out
 
     def close(self, now: float) -> list[Output]:

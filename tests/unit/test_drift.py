@@ -120,3 +120,44 @@ def test_the_drift_command_lists_what_was_learned(bundle: Path, tmp_path: Path) 
                         str(tmp_path / "state")], capture_output=True, text=True, timeout=60, check=False)
     assert r.returncode == 0, r.stderr
     assert "learned: template 'backup job" in r.stdout
+
+
+def test_a_template_that_stopped_is_listed_as_newly_rare_after_enough_lines_and_a_restart(
+    bundle: Path, data_dir: Path, tmp_path: Path
+) -> None:
+    """On the real OpenSSH lines after training (Dec 10 → later), the 'reverse mapping ...
+    POSSIBLE BREAK-IN' warning, 65 of the training lines, never comes again: not listed after 100
+    lines (too few expected), listed after 1,000 counted across a restart, and nothing that kept
+    coming is; `logdetect drift --json` carries the same list."""
+    import json
+    import subprocess
+    import sys
+
+    from agent.bundle import load_bundle
+    from agent.drift import training_counts
+
+    later = list(iter_records(data_dir / "loghub_2k" / "OpenSSH" / "OpenSSH_2k.log"))[1000:]
+    config = PipelineConfig(state_dir=tmp_path / "state")
+    training = training_counts(load_bundle(bundle))
+    pipe = Pipeline.from_bundle(bundle, config)
+    _run(pipe, later[:100])
+    assert pipe.drift.lines == 100 and not pipe.drift.newly_rare(*training)  # 8 expected: too little evidence
+    _run(pipe, later[100:500])
+    pipe.close(0.0)
+
+    again = Pipeline.from_bundle(bundle, config)  # a restart: the counts come back from drift.json
+    assert again.drift.lines == 500
+    _run(again, later[500:])
+    again.close(0.0)
+    rare = again.drift.newly_rare(*training)
+    (stopped,) = rare  # the one template that stopped; those that kept coming are not listed
+    assert "POSSIBLE BREAK-IN" in stopped.template
+    assert stopped.seen == 0 and stopped.expected >= 20 and stopped.training_lines > 0
+    assert any(line.startswith("newly rare: template 'reverse mapping") for line in again.drift.report_lines(rare))
+
+    r = subprocess.run([sys.executable, "-m", "agent.cli", "drift", "--model", str(bundle), "--state",
+                        str(config.state_dir), "--json"], capture_output=True, text=True, timeout=60, check=False)
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    assert doc["lines_since_training"] == 1000 and not doc["counted_for_another_bundle"]
+    assert [d["template"] for d in doc["newly_rare"]] == [stopped.template]
