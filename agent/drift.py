@@ -97,6 +97,7 @@ class DriftLearner:
         self.bundle_id = ""  # the bundle the counts below are for
         self.lines = 0  # lines seen since training
         self.seen: dict[int, int] = {}  # lines per training token since training (token 0 not kept)
+        self.quiet_sessions = 0  # session verdicts dropped: their only news was a learned template
 
     @classmethod
     def load(cls, config: DriftConfig, state_dir: Path | None, bundle_id: str | None = None) -> DriftLearner:

@@ -19,6 +19,7 @@ import dataclasses
 import math
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -415,9 +416,13 @@ class Pipeline:
             judged = self._judge_session(s)
             if judged is None or judged[2] is Verdict.NORMAL:
                 continue
-            if self._rests_on_expected(s):  # an operator marked what makes it anomalous as expected
+            expected = self.feedback.expected
+            if expected and self._rests_on(s, expected):  # an operator marked what makes it anomalous as expected
                 self.feedback.suppressed_sessions += 1
                 metrics.feedback_suppressed_sessions.inc()
+                continue
+            if self.drift.learned and self._rests_on(s, expected | self.drift.learned.keys()):
+                self.drift.quiet_sessions += 1  # its only news is a template learned online
                 continue
             scores, score, verdict = judged
             out.append(SessionVerdict(s.entity, s.tokens, scores, score, verdict, s.last_seen))
@@ -443,13 +448,12 @@ class Pipeline:
         score, verdict = self.ensemble.combine(scores, self.kinds)
         return tuple(scores), score, verdict
 
-    def _rests_on_expected(self, s: EndedSession) -> bool:
-        """True when the session holds templates an operator marked as expected and, judged
-        without their lines, is not anomalous: the verdict's only reasons are expected ones.
-        A token is dropped only when every template of the session behind it is expected (all
-        templates unknown to training share token 0)."""
-        expected = self.feedback.expected
-        if not expected or s.templates is None or expected.isdisjoint(s.templates):
+    def _rests_on(self, s: EndedSession, expected: AbstractSet[int]) -> bool:
+        """True when the session holds `expected` templates (labelled normal by an operator, or
+        learned online) and, judged without their lines, is not anomalous: the verdict's only
+        reasons are expected ones. A token is dropped only when every template of the session
+        behind it is expected (all templates unknown to training share token 0)."""
+        if s.templates is None or expected.isdisjoint(s.templates):
             return False
         all_expected: dict[int, bool] = {}
         for tid in s.templates:

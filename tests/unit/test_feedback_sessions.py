@@ -84,3 +84,23 @@ def test_sessions_flagged_only_for_an_expected_template_are_dropped_at_once_and_
     restarted = Pipeline.from_bundle(bundle, PipelineConfig(state_dir=state))
     again = _sessions(restarted.process(stream, 0.0) + restarted.close(4.0))
     assert set(again) == set(after) and restarted.feedback.suppressed_sessions == len(dropped)
+
+
+def test_a_template_learned_online_no_longer_flags_a_session_on_its_own(
+    hdfs_lines: list[Record], bundle: Path
+) -> None:
+    """The same stream with online learning (3 occurrences, no spread or quiet period asked, so
+    the block-scanner's line is learned early): the sessions whose only news was that line are
+    not flagged, the others are, exactly as with the operator's label."""
+    from agent.drift import DriftConfig
+
+    stream = hdfs_lines[4000:]
+    plain = Pipeline.from_bundle(bundle, PipelineConfig())
+    before = _sessions(plain.process(stream, 0.0) + plain.close(0.0))
+    pipe = Pipeline.from_bundle(bundle, PipelineConfig(drift=DriftConfig(learn_after=3, min_hours=0.0,
+                                                                          quiet_secs=0.0)))
+    after = _sessions(pipe.process(stream, 0.0) + pipe.close(0.0))
+    assert [v.template for v in pipe.drift.learned.values()] == ["Verification succeeded for <BLK>"]
+    dropped = set(before) - set(after)
+    assert set(after) <= set(before) and len(dropped) == pipe.drift.quiet_sessions >= 1
+    assert all(0 in before[e].tokens for e in dropped)  # each held the (then) new template
