@@ -150,29 +150,32 @@ class Explainer:
         self._token_cap = max(config.max_tokens, len(self._tokens))
         # template id -> recent times of its lines, newest right; LRU over templates.
         self._windows: OrderedDict[int, deque[float]] = OrderedDict()
+        self._floors: dict[int, float] = {}  # template id -> burst_floor (from the profile)
         self._models = ModelExplainer(profile, self._label, self._token_template, model_types)
 
     # ---- live state
 
     def observe(self, line: TemplatedLine) -> None:
         """Count `line` in its template's sliding window (call for every line, in order)."""
+        previous, count = self.note(line)
+        self.remember(line, previous, count)
+
+    def note(self, line: TemplatedLine) -> tuple[int | None, int]:
+        """The live state every line updates (its actor's latest template, its template's window),
+        without remembering the line for a later explanation: the pipeline's short road calls this
+        alone for a line it judges NORMAL. Returns the template the actor logged before it and the
+        template's window count with it (0 for a line timed by its arrival)."""
         if line.token and line.token not in self._tokens and len(self._tokens) < self._token_cap:
             self._tokens[line.token] = line.template_id
         actor = actor_of(line.line)
-        # Keyed by the line object's id and checked by a small fingerprint, not the line itself:
-        # holding 20,000 lines (raw text, message, template) would cost up to GiBs of memory.
-        self._previous[id(line)] = (_fingerprint(line), self._last_by_actor.get(actor))
-        self._previous.move_to_end(id(line))  # an id reused by a new object is fresh, not old
-        if len(self._previous) > self.config.max_pending:
-            old, _ = self._previous.popitem(last=False)
-            self._count_at.pop(old, None)
-        self._count_at.pop(id(line), None)
-        self._last_by_actor[actor] = line.template_id
-        self._last_by_actor.move_to_end(actor)
-        if len(self._last_by_actor) > self.config.max_actors:
-            self._last_by_actor.popitem(last=False)
+        last_by_actor = self._last_by_actor
+        previous = last_by_actor.get(actor)
+        last_by_actor[actor] = line.template_id
+        last_by_actor.move_to_end(actor)
+        if len(last_by_actor) > self.config.max_actors:
+            last_by_actor.popitem(last=False)
         if line.time_from_arrival or not math.isfinite(line.time):
-            return
+            return previous, 0
         t = line.time
         window = self._windows.get(line.template_id)
         if window is None:
@@ -188,7 +191,34 @@ class Explainer:
         horizon = t - self.config.window_secs
         while window and window[0] <= horizon:
             window.popleft()
-        self._count_at[id(line)] = len(window)
+        return previous, len(window)
+
+    def remember(self, line: TemplatedLine, previous: int | None, count: int) -> None:
+        """Keep what `explain` needs of a noted line: the template its actor logged before it and
+        its window count on arrival (later lines of its micro-batch must not count)."""
+        # Keyed by the line object's id and checked by a small fingerprint, not the line itself:
+        # holding 20,000 lines (raw text, message, template) would cost up to GiBs of memory.
+        self._previous[id(line)] = (_fingerprint(line), previous)
+        self._previous.move_to_end(id(line))  # an id reused by a new object is fresh, not old
+        if len(self._previous) > self.config.max_pending:
+            old, _ = self._previous.popitem(last=False)
+            self._count_at.pop(old, None)
+        self._count_at.pop(id(line), None)
+        if count and not line.time_from_arrival:
+            self._count_at[id(line)] = count
+
+    def burst_floor(self, template_id: int) -> float:
+        """The largest window count of this template that is no burst (`_burst_numbers`): a
+        line counted at most this many is not notable for its count."""
+        floor = self._floors.get(template_id)
+        if floor is None:
+            cfg = self.config
+            burst = (self._profile.get(template_id) or {}).get("burst") or {}
+            p99 = max(float(burst.get("p99", 0.0)), float(burst.get("p99_present", 0.0)))
+            floor = max(cfg.min_burst - 1, cfg.burst_factor * p99,
+                        float(burst.get("mean", 0.0)) + cfg.burst_sigmas * float(burst.get("std", 0.0)))
+            self._floors[template_id] = floor
+        return floor
 
     def rename_template(self, old: int, new: int) -> None:
         """Template `old` was merged into `new` (the online miner): its window and the actors
@@ -414,12 +444,7 @@ class Explainer:
         cfg = self.config
         entry = self._profile.get(line.template_id)
         if entry is not None and not line.is_new:
-            levels: dict[str, int] = entry.get("levels") or {}
-            total = sum(levels.values())
-            same = int(levels.get(level.name, 0))
-            if total >= cfg.min_level_samples and same / total < cfg.rare_level_share:
-                return "template", "this template", same, total
-            return None
+            return self._template_level_rare(entry, level)
         entity = actor_of(line.line)
         entity_levels = self._entities.get(entity)
         if entity_levels is not None:
@@ -432,6 +457,15 @@ class Explainer:
         same = int((overall or {}).get("count", 0))
         if self._training_lines >= cfg.min_level_samples and same / self._training_lines < cfg.rare_level_share:
             return "all", "the training logs", same, self._training_lines
+        return None
+
+    def _template_level_rare(self, entry: dict[str, Any], level: Level) -> tuple[str, str, int, int] | None:
+        """(scope, subject, lines with this level, lines) when the template rarely had this level."""
+        levels: dict[str, int] = entry.get("levels") or {}
+        total = sum(levels.values())
+        same = int(levels.get(level.name, 0))
+        if total >= self.config.min_level_samples and same / total < self.config.rare_level_share:
+            return "template", "this template", same, total
         return None
 
     def _severity(self, line: TemplatedLine) -> Explanation | None:
@@ -543,19 +577,20 @@ class Explainer:
         almost never had.
         """
         line = ctx.line
-        if self._profile and (line.is_new or line.template_id not in self._profile):
+        if self.notable_template(line.template_id, line.is_new, line.line.level):
             return True
-        entry = self._profile.get(line.template_id)
+        return line.template_id in self._profile and self._burst_numbers(line) is not None
+
+    def notable_template(self, template_id: int, is_new: bool, level: Level) -> bool:
+        """The part of `is_notable` fixed by the template and the level (all of it but the burst)."""
+        if self._profile and (is_new or template_id not in self._profile):
+            return True
+        entry = self._profile.get(template_id)
         if entry is None:
             return False
-        level = line.line.level
         if level >= Level.ERROR and float(entry.get("frequency", 0.0)) < self.config.rare_frequency:
             return True
-        if self._burst_numbers(line) is not None:
-            return True
-        severity = self._severity_numbers(line)
-        return severity is not None and severity[0] == "template" and level >= Level.ERROR
-
+        return level >= Level.ERROR and not is_new and self._template_level_rare(entry, level) is not None
 
 def _expected_pairs(details: dict[str, object]) -> list[tuple[int, float]]:
     """A detector's expected next tokens with probabilities, from the usual `details` shapes.

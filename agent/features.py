@@ -98,8 +98,8 @@ class FeatureStats:
 class EntityState:
     """The recent past of one entity: its time window, history and session tokens."""
 
-    __slots__ = ("counts", "history", "last_seen", "last_token", "levels", "session", "session_levels",
-                 "session_templates", "severe", "whole_stream", "window")
+    __slots__ = ("context", "counts", "history", "last_seen", "last_token", "levels", "session",
+                 "session_levels", "session_templates", "severe", "whole_stream", "window")
 
     def __init__(self, cfg: FeatureConfig, whole_stream: bool = False) -> None:
         self.window: deque[tuple[float, int, int]] = deque()
@@ -115,6 +115,7 @@ class EntityState:
         self.last_token: int | None = None
         self.last_seen = 0.0
         self.whole_stream = whole_stream  # the entity is the stream itself: no session to judge
+        self.context: list[int] | None = None  # the short road's context ids (agent/short_road.py)
 
 
 @dataclass(frozen=True, slots=True)

@@ -38,12 +38,14 @@ from agent.feedback import Feedback
 from agent.multiline import Stitcher
 from agent.onnx_session import RuntimeOptions
 from agent.parsing import LineParser, ParserConfig
+from agent.short_road import ShortRoad
 from agent.templates import ChangeType, MinerConfig, Snapshotter, TemplateMiner, remap_ids
 from agent.types import (
     Anomaly,
     DetectorKind,
     DetectorScore,
     IncidentState,
+    Level,
     LineContext,
     LineResult,
     Output,
@@ -94,6 +96,9 @@ class PipelineConfig:
     dynamic_thresholds: bool = False
     # Online learning of new templates that recur steadily with no other anomaly around (off by default).
     drift: DriftConfig = field(default_factory=DriftConfig)
+    # Normal lines whose verdict is already known skip the models (agent/short_road.py); off only
+    # to check that it changes nothing.
+    short_road: bool = True
 
 
 class Pipeline:
@@ -156,6 +161,17 @@ class Pipeline:
         # the web's 401 it causes), so they group into one incident.
         self.grouper = IncidentGrouper(IncidentConfig(gap_secs=config.incident_gap_secs), profile=profile)
         self.provider = _provider_of(self.detectors)
+        # Normal lines whose verdict is already known skip the models (None: a detector that is
+        # not pure per line is served, so every line takes the full road).
+        self.short_road: ShortRoad | None = (
+            ShortRoad.for_detectors(self.detectors, self.ensemble, self.kinds, feat_cfg.history_len)
+            if config.short_road and self.hour_multipliers is None else None
+        )
+        # detector id -> its index among the short road's scheduled detectors
+        self._scheduled: dict[int, int] = (
+            {id(d): j for j, d in enumerate(self.short_road.scheduled)} if self.short_road is not None else {}
+        )
+        self._notable: dict[tuple[int, int], bool] = {}  # (template id, level) -> Explainer.notable_template
         self.line_no = 0
         self._last_input = 0.0
         # The log's own clock (the latest line time): entities go idle and incidents quiet on it,
@@ -246,50 +262,119 @@ class Pipeline:
 
     def _process_batch(self, records: Sequence[Record], now: float, out: list[Output]) -> None:
         """One micro-batch. A record that makes a stage raise is dropped alone (`rejected`):
-        one record can only ever hurt itself, never the rest of its batch."""
+        one record can only ever hurt itself, never the rest of its batch.
+
+        A line whose verdict is already known takes the short road (`agent/short_road.py`): no
+        `LineContext`, no model, no judging; observers still see its `LineResult`, in order."""
         contexts: list[LineContext] = []
+        # id(context) -> (feature row, context ids) of a training-template line: the full road
+        # teaches the short road its scores under these keys
+        keys: dict[int, tuple[tuple[float, ...], tuple[int, ...]]] = {}
+        due: dict[int, tuple[bool, ...]] = {}  # id(context) -> which scheduled detectors are due on it
+        # With observers (or emit_all), every line's result goes out in line order: short-road
+        # results wait in `order` between the contexts still to be judged.
+        collect = bool(self.observers) or self.config.emit_all
+        order: list[LineContext | LineResult] = []
+        road = self.short_road
+        explainer = self.explainer
+        facts = self.ensemble.facts
+        short = 0
         for record in records:
             try:
                 tl = self._templated(record, now)
                 self.drift.count(tl.token)  # what training predicts vs what comes (newly rare)
                 self._advance_log_clock(tl.time, out)
                 row, state = self.features.update(tl)
-                self.explainer.observe(tl)
-                contexts.append(
-                    LineContext(tl, np.asarray(row, dtype=np.float32), tuple(state.history), tuple(state.levels))
-                )
+                key = None
+                if road is not None:
+                    ids = road.advance(state, tl.token, tl.line.level)
+                    flags = road.schedule(tl.line.entity)
+                    if tl.token:
+                        key = (tuple(row), tuple(ids))
+                        if not any(flags) and road.check(key[0], ids, collect) and not (
+                                facts and self._notable_template(tl.template_id, tl.line.level)):
+                            previous, count = explainer.note(tl)
+                            if not facts or count <= explainer.burst_floor(tl.template_id):
+                                road.taken += 1
+                                short += 1
+                                if collect:
+                                    known, combined = road.scores(*key)
+                                    order.append(LineResult(tl, known, combined, Verdict.NORMAL))
+                                continue
+                            explainer.remember(tl, previous, count)
+                        else:
+                            explainer.observe(tl)
+                    else:
+                        explainer.observe(tl)
+                else:
+                    explainer.observe(tl)
+                ctx = LineContext(tl, np.asarray(row, dtype=np.float32), tuple(state.history), tuple(state.levels))
+                contexts.append(ctx)
+                if road is not None:
+                    due[id(ctx)] = flags
+                    if key is not None:
+                        keys[id(ctx)] = key
+                if collect:
+                    order.append(ctx)
             except Exception as exc:
                 self._reject(record.source, record.line, "parse", exc)
-        self.lines += len(contexts)
-        contexts, per_detector = self._score(contexts)
-        for i, ctx in enumerate(contexts):
+        self.lines += len(contexts) + short
+        kept, per_detector = self._score(contexts, due)
+        scored = {id(ctx): i for i, ctx in enumerate(kept)}
+        for item in order if collect else kept:
+            if isinstance(item, LineResult):
+                self._observed(item, out)
+                continue
+            i = scored.get(id(item))
+            if i is None:  # dropped by a detector that failed on it (`_score`)
+                continue
+            scores = [d[i] for d in per_detector]
+            key = keys.get(id(item))
+            if key is not None and road is not None:
+                road.learn(key[0], key[1], scores, collect)
             try:
-                out.extend(self._judge(ctx, [d[i] for d in per_detector]))
+                out.extend(self._judge(item, scores))
             except Exception as exc:
-                self._reject(ctx.line.line.source, ctx.line.line.raw, "judge", exc)
+                self._reject(item.line.line.source, item.line.line.raw, "judge", exc)
         metrics.entities.set(len(self.features.entities))
         metrics.templates.set(len(self.miner) + len(self.online_miner))
 
     def _score(
-        self, contexts: list[LineContext]
+        self, contexts: list[LineContext], due: Mapping[int, tuple[bool, ...]]
     ) -> tuple[list[LineContext], list[Sequence[DetectorScore | None]]]:
         """Every detector's scores for the batch (one call each); when a call raises, the
-        batch is scored line by line and only the lines a detector fails on are dropped."""
+        batch is scored line by line and only the lines a detector fails on are dropped.
+        With a short road, scheduled detectors already counted every line (`due`: id(context) ->
+        the flags) and score the due ones only."""
         try:
-            return contexts, [d.score_lines(contexts) for d in self.detectors]
+            return contexts, [self._score_with(d, contexts, due) for d in self.detectors]
         except Exception:
             pass
         kept: list[LineContext] = []
         rows: list[list[DetectorScore | None]] = []
         for ctx in contexts:
             try:
-                row = [d.score_lines([ctx])[0] for d in self.detectors]
+                row = [self._score_with(d, [ctx], due)[0] for d in self.detectors]
             except Exception as exc:
                 self._reject(ctx.line.line.source, ctx.line.line.raw, "score", exc)
                 continue
             kept.append(ctx)
             rows.append(row)
         return kept, [[row[k] for row in rows] for k in range(len(self.detectors))]
+
+    def _score_with(
+        self, d: Detector, contexts: list[LineContext], due: Mapping[int, tuple[bool, ...]]
+    ) -> Sequence[DetectorScore | None]:
+        j = self._scheduled.get(id(d))
+        if j is None:
+            return d.score_lines(contexts)
+        result: list[DetectorScore | None] = [None] * len(contexts)
+        todo = [i for i, ctx in enumerate(contexts) if due[id(ctx)][j]]
+        scheduled = self.short_road.scheduled[j] if self.short_road is not None else None
+        if todo and scheduled is not None:
+            for i, score in zip(todo, scheduled.score_due([contexts[i] for i in todo]), strict=True):
+                result[i] = score
+        return result
 
     def _judge(self, ctx: LineContext, detector_scores: list[DetectorScore | None]) -> list[Output]:
         """Ensemble, explanation and incident grouping of one scored line."""
@@ -311,10 +396,7 @@ class Pipeline:
             log.info("template_learned", message=learned.describe(), template_id=learned.template_id)
             self.drift.save()
         result = LineResult(ctx.line, tuple(scores), score, verdict)
-        for observe in self.observers:
-            observe(result)
-        if self.config.emit_all:
-            out.append(result)
+        self._observed(result, out)
         if verdict is Verdict.NORMAL:
             return out
         explanations = self.explainer.explain(ctx, result.scores)
@@ -332,6 +414,23 @@ class Pipeline:
                 metrics.incidents.labels(severity=inc.severity.name.lower()).inc()
         out.extend(incident_events)
         return out
+
+    def _notable_template(self, template_id: int, level: Level) -> bool:
+        """`Explainer.notable_template` of a training template at a level, remembered."""
+        key = (template_id, level)
+        found = self._notable.get(key)
+        if found is None:
+            if len(self._notable) >= 65_536:
+                self._notable.clear()
+            found = self._notable[key] = self.explainer.notable_template(template_id, False, level)
+        return found
+
+    def _observed(self, result: LineResult, out: list[Output]) -> None:
+        """Every line's result goes to the observers (and out, with `emit_all`)."""
+        for observe in self.observers:
+            observe(result)
+        if self.config.emit_all:
+            out.append(result)
 
     def _reject(self, source: str, line: str, stage: str, exc: BaseException) -> None:
         self.rejected.append(rejected(source, line, stage, exc))

@@ -1,84 +1,263 @@
-"""End-to-end throughput of the agent pipeline versus bare Drain3, on the same lines, same run.
+"""End-to-end throughput of the agent pipeline against bare Drain3, four streams in one run.
 
-The baseline is Drain3's own `TemplateMiner.add_log_message` with the same masking (as Drain3
-regexes) on the message bodies of the same lines — the cost every Drain3-based detector pays
-before it scores anything. The pipeline figure includes header parsing, template matching,
-features, every model in the bundle through ONNX Runtime (micro-batched, memoised), ensemble,
-explanations and incident grouping.
+Each stream is trained on its first part and scanned once over the rest (one pass: no replay
+that would continue every entity's history with timestamps that start over). Both sides get
+the same raw records and parse their headers with the same `LineParser`: the baseline is
+`LineParser.parse` + Drain3's own `TemplateMiner.add_log_message` with the same masks (as Drain3
+regexes), fresh state; the pipeline figure is `Pipeline.process` + `close` with every model of
+the bundle, and every output encoded as the event lines the sinks receive (`events.encode_all`).
+
+Streams (names for `--streams`):
+  hdfs       HDFS dev slice, entity = block id: train on the first half, scan the second
+  bgl        BGL_14k, entity = component: train on the first half, scan the second
+  openssh    OpenSSH_2k (syslog), entity = the sshd process (one connection): same split
+  simulated  trainer/simulator: 2 normal days at 10k lines/day, then scan a 20k-line day with
+             every incident kind, entity = component
+
+Per stream it prints the median over `--runs` of pipeline / bare Drain3 (alternating, fresh
+state every run, same process), then one instrumented run's per-stage µs per line
+(exclusive time of each stage; "rest" is that run's total minus the stages: per-line objects,
+batching, glue and the wrappers' own cost).
 
 usage:
-  python bench/throughput.py                                  # HDFS dev slice, IF + DeepLog bundle
-  python bench/throughput.py --log FILE --format iso --models isolation_forest --repeat 5
+  python bench/throughput.py                                   # four streams, all four models
+  python bench/throughput.py --models isolation_forest,deeplog --streams hdfs,bgl
+  python bench/throughput.py --bundles /tmp/tp-bundles         # keep trained bundles between runs
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 DATA = Path(os.environ.get("LOGDETECT_DATA", REPO.parent / "shared" / "data"))
 
+ALL_FOUR = "isolation_forest,deeplog,lstm_ae,logbert"
+BATCH = 4096  # records per `process` call, as `logdetect scan` batches
 
-def main() -> int:
-    """Scan the HDFS sample with and without the models and print the throughput ratio."""
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--log", default=str(DATA / "hdfs/HDFS_v1_head20k_dev.log"))
-    ap.add_argument("--format", default="hdfs")
-    ap.add_argument("--entity", default=r"regex:(blk_-?\d+)")
-    ap.add_argument("--models", default="isolation_forest,deeplog")
-    ap.add_argument("--repeat", type=int, default=3, help="scan the file this many times (default: 3)")
-    ap.add_argument("--bundle", help="use this bundle instead of training one")
-    args = ap.parse_args()
 
-    from drain3 import TemplateMiner as Drain3Miner
+@dataclass(frozen=True)
+class Stream:
+    """One benchmark stream: records to train on, records to scan, and how to parse them."""
 
-    from agent.parsing import LineParser, ParserConfig
-    from agent.pipeline import Pipeline, PipelineConfig
+    name: str
+    train: list[Any]
+    scan: list[Any]
+    log_format: str
+    entity: str
+    multiline: bool = True
+
+
+def _split(path: Path) -> tuple[list[Any], list[Any]]:
     from agent.reader import iter_records
-    from agent.templates import MinerConfig
+
+    records = list(iter_records(path))
+    half = len(records) // 2
+    return records[:half], records[half:]
+
+
+def load_stream(name: str, work: Path) -> Stream:
+    """The records of a named stream (see the module docstring)."""
+    from agent.reader import iter_records
+
+    if name == "hdfs":
+        train, scan = _split(DATA / "hdfs/HDFS_v1_head20k_dev.log")
+        return Stream(name, train, scan, "hdfs", r"regex:(blk_-?\d+)")
+    if name == "bgl":
+        train, scan = _split(DATA / "bgl/BGL_14k.log")
+        return Stream(name, train, scan, "bgl", "component", multiline=False)
+    if name == "openssh":
+        train, scan = _split(DATA / "loghub_2k/OpenSSH/OpenSSH_2k.log")
+        return Stream(name, train, scan, "auto", r"regex:sshd\[(\d+)\]")
+    if name == "simulated":
+        from trainer.simulator import simulate
+
+        normal, day = work / "sim-normal.log", work / "sim-incidents.log"
+        if not normal.exists():
+            simulate(normal, days=2, seed=11, start=datetime(2026, 11, 2, tzinfo=UTC), lines_per_day=10_000)
+        if not day.exists():
+            simulate(day, days=1, seed=12, incidents=("all",), start=datetime(2026, 11, 4, tzinfo=UTC),
+                     lines_per_day=20_000)
+        return Stream(name, list(iter_records(normal)), list(iter_records(day)), "iso", "component")
+    raise SystemExit(f"unknown stream {name!r}: choose hdfs, bgl, openssh, simulated")
+
+
+def bundle_for(stream: Stream, models: tuple[str, ...], bundles: Path) -> Path:
+    """The stream's bundle for these models (trained once per `--bundles` directory)."""
+    from agent.parsing import ParserConfig
     from trainer.train import TrainOptions, train
 
-    log = Path(args.log)
-    records = list(iter_records(log))
-    parser_cfg = ParserConfig(log_format=args.format, entity=args.entity)
+    out = bundles / f"{stream.name}-{'+'.join(models)}"
+    if not (out / "manifest.json").exists():
+        parser = ParserConfig(log_format=stream.log_format, entity=stream.entity, multiline=stream.multiline)
+        train(stream.train, TrainOptions(output=out, parser=parser, models=models, epochs=3, progress=False,
+                                         max_train_seconds=60))
+    return out
+
+
+def run_drain(stream: Stream, bundle: Path) -> float:
+    """Seconds for bare Drain3 over the scanned records, headers parsed with the same parser."""
+    from drain3 import TemplateMiner as Drain3Miner
+
+    from agent.bundle import load_bundle
+    from agent.parsing import LineParser, ParserConfig
+    from agent.templates import MinerConfig
+
+    manifest = load_bundle(bundle).manifest
+    parser = LineParser(ParserConfig(**manifest["parser"]))
+    drain = Drain3Miner(config=MinerConfig().drain3_config())
+    began = time.perf_counter()
+    for line_no, record in enumerate(stream.scan, 1):
+        drain.add_log_message(parser.parse(record, line_no).message)
+    return time.perf_counter() - began
+
+
+def run_pipeline(stream: Stream, bundle: Path, timers: StageTimers | None = None) -> tuple[float, dict[str, int]]:
+    """Seconds for the pipeline over the scanned records, outputs encoded; and what came out."""
+    from agent import events
+    from agent.pipeline import Pipeline, PipelineConfig
+
+    pipe = Pipeline.from_bundle(bundle, PipelineConfig())
+    encode: Callable[..., list[bytes]] = events.encode_all
+    if timers is not None:
+        timers.instrument(pipe)
+        encode = timers.wrap("event encoding", encode)
+    counts: dict[str, int] = {}
+    records = stream.scan
+    began = time.perf_counter()
+    for start in range(0, len(records), BATCH):
+        outputs = pipe.process(records[start : start + BATCH], 0.0)
+        encode(outputs, 0.0, pipe.provider)
+        _count(outputs, counts)
+    outputs = pipe.close(0.0)
+    encode(outputs, 0.0, pipe.provider)
+    _count(outputs, counts)
+    return time.perf_counter() - began, counts
+
+
+def _count(outputs: Sequence[Any], counts: dict[str, int]) -> None:
+    for o in outputs:
+        kind = type(o).__name__
+        counts[kind] = counts.get(kind, 0) + 1
+
+
+class StageTimers:
+    """Exclusive wall time per named stage, by wrapping the pipeline's parts (one run only:
+    the wrappers cost about a microsecond per call)."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self._stack: list[float] = []  # child time accumulated inside each open call
+
+    def wrap(self, stage: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+        """`fn`, timed into `stage` (time spent in other wrapped stages inside it excluded)."""
+        seconds, stack, clock = self.seconds, self._stack, time.perf_counter
+        seconds.setdefault(stage, 0.0)
+
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            stack.append(0.0)
+            began = clock()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                elapsed = clock() - began
+                inner = stack.pop()
+                seconds[stage] += elapsed - inner
+                if stack:
+                    stack[-1] += elapsed
+
+        return timed
+
+    def patch(self, stage: str, owner: object | None, attr: str) -> None:
+        """Time `owner.attr` (a bound method) into `stage`; skipped when it does not exist."""
+        if owner is not None and callable(getattr(owner, attr, None)):
+            setattr(owner, attr, self.wrap(stage, getattr(owner, attr)))
+
+    def instrument(self, pipe: Any) -> None:
+        """Wrap every stage the pipeline has (missing ones are skipped, so the table follows the code)."""
+        self.patch("stitch", pipe.stitcher, "feed")
+        self.patch("header parse", pipe.parser, "parse")
+        self.patch("template match", pipe.miner, "match")
+        self.patch("template match", pipe.online_miner, "add")
+        self.patch("features", pipe.features, "update")
+        self.patch("explainer observe + is_notable", pipe.explainer, "observe")
+        self.patch("explainer observe + is_notable", pipe.explainer, "is_notable")
+        self.patch("short road", pipe, "_short_road")
+        for d in pipe.detectors:
+            self.patch(f"detector {d.name}", d, "score_lines")
+            self.patch("session verdicts", d, "score_session")
+        self.patch("ensemble", pipe.ensemble, "combine")
+        self.patch("explanations", pipe.explainer, "explain")
+        self.patch("incident grouping", pipe.grouper, "add")
+        self.patch("incident grouping", pipe.grouper, "tick")
+        self.patch("session verdicts", pipe, "_session_verdicts")
+
+
+def _stage_table(timers: StageTimers, lines: int, total_secs: float) -> list[tuple[str, float]]:
+    rows = [(stage, secs * 1e6 / lines) for stage, secs in timers.seconds.items() if secs > 0]
+    rows.sort(key=lambda r: -r[1])
+    rest = total_secs * 1e6 / lines - sum(us for _, us in rows)
+    rows.append(("rest: per-line objects, glue, timing", rest))
+    rows.append(("total (instrumented run)", total_secs * 1e6 / lines))
+    return rows
+
+
+def main() -> int:
+    """Train (or reuse) a bundle per stream, then print the ratios and the per-stage table."""
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--streams", default="hdfs,bgl,openssh,simulated")
+    ap.add_argument("--models", default=ALL_FOUR)
+    ap.add_argument("--runs", type=int, default=3, help="timed runs per stream; the median is reported")
+    ap.add_argument("--bundles", help="directory to keep trained bundles in (default: a temporary one)")
+    ap.add_argument("--no-stages", action="store_true", help="skip the instrumented per-stage run")
+    args = ap.parse_args()
+    models = tuple(m for m in args.models.split(",") if m)
+
     with tempfile.TemporaryDirectory() as tmp:
-        bundle = Path(args.bundle) if args.bundle else Path(tmp) / "model"
-        if not args.bundle:
-            train(records, TrainOptions(output=bundle, parser=parser_cfg, models=tuple(args.models.split(",")),
-                                        epochs=3, progress=False, max_train_seconds=60))
-        parser = LineParser(parser_cfg)
-        bodies = [parser.parse(r).message for r in records]
-        stream = records * args.repeat
-
-        # Baseline: bare Drain3 with equivalent masking, fresh state, same lines.
-        drain = Drain3Miner(config=MinerConfig().drain3_config())
-        t = time.perf_counter()
-        for _ in range(args.repeat):
-            for body in bodies:
-                drain.add_log_message(body)
-        drain_secs = time.perf_counter() - t
-
-        pipe = Pipeline.from_bundle(bundle, PipelineConfig())
-        t = time.perf_counter()
-        for start in range(0, len(stream), 4096):
-            pipe.process(stream[start : start + 4096], 0.0)
-        pipe.close(0.0)
-        pipe_secs = time.perf_counter() - t
-        stats = pipe.detector_stats()
-
-    n = len(stream)
-    print(f"lines: {n:,} ({log.name} x{args.repeat}); models: {', '.join(stats) or 'none'}")
-    print(f"bare Drain3 add_log_message : {n / drain_secs:>10,.0f} lines/s")
-    print(f"logdetect pipeline (e2e)    : {n / pipe_secs:>10,.0f} lines/s")
-    print(f"ratio pipeline / bare Drain3: {drain_secs / pipe_secs:.2f}x")
-    for name, s in stats.items():
-        print(f"  {name}: {s}")
+        bundles = Path(args.bundles) if args.bundles else Path(tmp)
+        bundles.mkdir(parents=True, exist_ok=True)
+        summary: list[str] = []
+        for name in args.streams.split(","):
+            stream = load_stream(name, bundles)
+            bundle = bundle_for(stream, models, bundles)
+            n = len(stream.scan)
+            drain_runs: list[float] = []
+            pipe_runs: list[float] = []
+            counts: dict[str, int] = {}
+            for _ in range(max(1, args.runs)):
+                drain_runs.append(run_drain(stream, bundle))
+                secs, counts = run_pipeline(stream, bundle)
+                pipe_runs.append(secs)
+            ratio = statistics.median(d / p for d, p in zip(drain_runs, pipe_runs, strict=True))
+            drain_med, pipe_med = statistics.median(drain_runs), statistics.median(pipe_runs)
+            print(f"\n== {name}: {n:,} lines scanned once (trained on {len(stream.train):,}); models: {args.models}")
+            for label, secs in (("bare Drain3 (parse + add_log_message)", drain_med),
+                                ("logdetect pipeline (+ encoding)", pipe_med)):
+                print(f"  {label:<37}: {n / secs:>9,.0f} lines/s  {secs * 1e6 / n:6.1f} µs/line")
+            print(f"  ratio pipeline / bare Drain3         : {ratio:.2f}x   (runs: "
+                  + ", ".join(f"{d / p:.2f}" for d, p in zip(drain_runs, pipe_runs, strict=True)) + ")")
+            print(f"  outputs: {', '.join(f'{k} {v:,}' for k, v in sorted(counts.items())) or 'none'}")
+            summary.append(f"{name:<10} {ratio:5.2f}x")
+            if not args.no_stages:
+                timers = StageTimers()
+                instrumented, _ = run_pipeline(stream, bundle, timers)
+                print("  per stage, µs per line (one instrumented run; exclusive times):")
+                for stage, us in _stage_table(timers, n, instrumented):
+                    print(f"    {stage:<40} {us:7.2f}")
+        print("\npipeline / bare Drain3, models " + args.models)
+        for line in summary:
+            print("  " + line)
     return 0
 
 

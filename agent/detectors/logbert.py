@@ -432,29 +432,35 @@ class LogBertDetector:
         """Ask for a score at this entity's next line, whatever `score_every` says."""
         self._asked.add(entity)
 
+    def schedule(self, entity: str) -> bool:
+        """Count one line of `entity`; True when it is due for a score (every `score_every`
+        lines of the entity, or when asked). `score_lines` = `schedule` each line, then
+        `score_due` the due ones; the pipeline's short road calls the two itself, so that lines
+        it judges without a model call are counted in their place."""
+        count = self._seen.pop(entity, 0) + 1
+        due = entity in self._asked or bool(self.score_every and count >= self.score_every)
+        if due:
+            self._asked.discard(entity)
+            count = 0
+        self._seen[entity] = count
+        if len(self._seen) > self._max_entities:
+            self._seen.popitem(last=False)
+        return due
+
+    def score_due(self, contexts: Sequence[LineContext]) -> list[DetectorScore]:
+        """Scores of lines `schedule` found due: the window of each one's last `max_len` lines."""
+        if not contexts:
+            return []
+        tail = -self.layout.max_len
+        windows = [sanitise(ctx.history[tail:], ctx.levels[tail:], self.layout) for ctx in contexts]
+        return [self._score(ws) for ws in self.score_windows(windows)]
+
     def score_lines(self, contexts: Sequence[LineContext]) -> list[DetectorScore | None]:
         """A score for a line only every `score_every` lines of its entity (or when asked)."""
-        due: list[int] = []
-        for i, ctx in enumerate(contexts):
-            entity = ctx.line.line.entity
-            count = self._seen.pop(entity, 0) + 1
-            if entity in self._asked or (self.score_every and count >= self.score_every):
-                self._asked.discard(entity)
-                count = 0
-                due.append(i)
-            self._seen[entity] = count
-            if len(self._seen) > self._max_entities:
-                self._seen.popitem(last=False)
+        due = [i for i, ctx in enumerate(contexts) if self.schedule(ctx.line.line.entity)]
         result: list[DetectorScore | None] = [None] * len(contexts)
-        if not due:
-            return result
-        windows = []
-        for i in due:
-            ctx = contexts[i]
-            tail = -self.layout.max_len
-            windows.append(sanitise(ctx.history[tail:], ctx.levels[tail:], self.layout))
-        for i, ws in zip(due, self.score_windows(windows), strict=True):
-            result[i] = self._score(ws)
+        for i, score in zip(due, self.score_due([contexts[i] for i in due]), strict=True):
+            result[i] = score
         return result
 
     def score_session(self, tokens: Sequence[int], levels: Sequence[int]) -> DetectorScore | None:

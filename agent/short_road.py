@@ -1,0 +1,240 @@
+"""The short road: a normal line whose verdict is already known skips the models.
+
+Most lines of a running system are a known template in a known context whose scores are far
+below every threshold. Such a line costs a parse, its template match, its feature row and a
+few dictionary hits: no `LineContext`, no model call, no ensemble, no explanation, no incident
+grouper, no event. Every other line takes the full road, unchanged.
+
+Each served detector scores a line of a training template (model token > 0) from one *key*:
+- the Isolation Forest from the feature row;
+- DeepLog from the entity's last `window + 1` (token, level) pairs, the LSTM-AE from its last
+  `window` pairs (a *context*: interned to an int per entity and reach, so advancing it costs a
+  dict hit per line, on both roads);
+- novelty and novel_set never score such a line;
+- LogBERT (*scheduled*) scores every `score_every` lines of an entity and nothing in between.
+
+The full road teaches the short road each score it computes under its key (`learn`). A score of
+an ensemble member is kept only when it is *clear*: not fired, and scaled (`Member.scale`) to at
+most `CLEAR_SHARE` of the ensemble's threshold. A line takes the short road (`check`) when
+
+1. its template is a training template;
+2. every member's key for it holds a clear score: the weighted mean of the scaled scores is then
+   at most `CLEAR_SHARE` of the threshold and nothing fired, so the vote is NORMAL;
+3. the explanation facts cannot make it notable: not by its template and level
+   (`Explainer.notable_template`, fixed per pair), nor by a burst (its template's window count
+   is at most `Explainer.burst_floor`);
+4. no scheduled detector is due on it. With a short road the pipeline runs every scheduled
+   detector's schedule itself, on every line in line order (`schedule`), and has the due lines
+   of the full road scored (`score_due`): the detector counts exactly as its `score_lines`
+   would have, short-road lines included.
+
+Drift learning and operator feedback act only on lines that are not NORMAL, so they are not
+concerned. With observers (`scan`, `eval`, reports), every detector's score for the line comes
+from the same caches (detectors outside the vote are kept whatever they scored) and the
+`LineResult` carries exactly what the full road would have built. A pipeline serving a detector
+that is neither keyed, silent nor scheduled, or hour-dependent thresholds, has no short road.
+Every cache is bounded: when one is full it is emptied (context ids are never reused, so nothing
+stale can hit). `tests/integration/test_short_road.py` compares both roads line for line.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from agent.detectors.base import Detector
+from agent.ensemble import Ensemble
+from agent.features import EntityState
+from agent.types import DetectorKind, DetectorScore, LineContext
+
+CLEAR_SHARE = 0.5  # a clear score is at most this share of the ensemble threshold, once scaled
+MAX_SCORES = 32_768  # scores kept per detector (each cache emptied when full)
+MAX_CONTEXTS = 32_768  # interned contexts kept per reach (≈ 0.5 KB each at reach 20)
+ROW = -1  # the key of a detector that reads the feature row
+
+
+class Scheduled(Protocol):
+    """A detector that scores only some lines of an entity, on a schedule it keeps (LogBERT):
+    `score_lines` is `schedule` on every line, then `score_due` on the due ones."""
+
+    name: str
+
+    def schedule(self, entity: str) -> bool:
+        """Count one line of the entity; whether it is due for a score."""
+
+    def score_due(self, contexts: Sequence[LineContext]) -> list[DetectorScore]:
+        """Scores of lines `schedule` found due."""
+
+
+def line_key(detector: Detector) -> int | None:
+    """What a detector's score of a training-template line is a pure function of: ROW (the
+    feature row), a reach > 0 (the entity's last `reach` (token, level) pairs), 0 (it never
+    scores such a line); None when it is none of these."""
+    from agent.detectors.deeplog import DeepLogDetector
+    from agent.detectors.isolation_forest import IsolationForestDetector
+    from agent.detectors.lstm_ae import LstmAutoencoderDetector
+    from agent.detectors.novel_set import NovelSetDetector
+    from agent.detectors.novelty import NoveltyDetector
+
+    if isinstance(detector, DeepLogDetector):
+        return detector.scorer.window + 1
+    if isinstance(detector, LstmAutoencoderDetector):
+        return detector.scorer.window
+    if isinstance(detector, IsolationForestDetector):
+        return ROW
+    if isinstance(detector, NoveltyDetector | NovelSetDetector):
+        return 0
+    return None
+
+
+class Contexts:
+    """Interned contexts of one reach: the flat (token, level, token, level, ...) of an entity's
+    last `reach` lines, as ints; the transition (context, token, level) → context is one dict hit."""
+
+    def __init__(self, reach: int) -> None:
+        self.reach = reach
+        self._span = 2 * reach
+        self._next: dict[tuple[int, int, int], int] = {}
+        self._flat: dict[int, tuple[int, ...]] = {0: ()}
+        self._ids: dict[tuple[int, ...], int] = {(): 0}
+        self._last_id = 0
+
+    def advance(self, old: int, token: int, level: int, state: EntityState) -> int:
+        """The context after a line (`state`'s history already ends with it)."""
+        step = (old, token, level)
+        ctx = self._next.get(step)
+        if ctx is None:
+            ctx = self._intern(old, token, level, state)
+            self._next[step] = ctx
+        return ctx
+
+    def _intern(self, old: int, token: int, level: int, state: EntityState) -> int:
+        before = self._flat.get(old)
+        if before is None:  # emptied since: rebuild from the entity's history
+            n = min(self.reach, len(state.history))
+            tokens = list(state.history)[len(state.history) - n :]
+            levels = list(state.levels)[len(state.levels) - n :]
+            flat = tuple(v for pair in zip(tokens, levels, strict=True) for v in pair)
+        else:
+            flat = (*before, token, level)[-self._span :]
+        ctx = self._ids.get(flat)
+        if ctx is None:
+            if len(self._flat) >= MAX_CONTEXTS:
+                self._flat.clear()
+                self._ids.clear()
+                self._next.clear()
+                self._flat[0], self._ids[()] = (), 0
+            self._last_id += 1
+            ctx = self._last_id
+            self._flat[ctx] = flat
+            self._ids[flat] = ctx
+        return ctx
+
+    def __len__(self) -> int:
+        return len(self._flat)
+
+
+@dataclass
+class Keyed:
+    """One detector whose scores the short road keeps: where its key comes from, and the scores."""
+
+    name: str
+    slot: int  # ROW, or the index of its reach in `ShortRoad.reaches`
+    member: bool  # votes: only clear scores are kept
+    scores: dict[object, DetectorScore] = field(default_factory=dict)
+
+
+class ShortRoad:
+    """The caches behind the short road (see the module docstring)."""
+
+    def __init__(self, keyed: Sequence[Keyed], order: Sequence[Keyed | None], reaches: Sequence[int],
+                 scheduled: Sequence[Scheduled], ensemble: Ensemble, kinds: Mapping[str, DetectorKind]) -> None:
+        self.keyed = list(keyed)
+        self.members = [k for k in keyed if k.member]
+        self.order = list(order)  # per served detector: its Keyed, or None (silent, scheduled)
+        self.contexts = [Contexts(r) for r in reaches]
+        self.scheduled = list(scheduled)
+        self.ensemble = ensemble
+        self.kinds = dict(kinds)
+        self.clear_below = CLEAR_SHARE * ensemble.threshold
+        self._scale = {k.name: m.scale for k in keyed if (m := ensemble.member(k.name, kinds)) is not None}
+        self.taken = 0  # lines that took the short road
+
+    @classmethod
+    def for_detectors(
+        cls, detectors: Sequence[Detector], ensemble: Ensemble, kinds: Mapping[str, DetectorKind], history_len: int
+    ) -> ShortRoad | None:
+        """The short road for these detectors, or None when one of them is neither keyed, silent
+        nor scheduled, or reads more history than the pipeline keeps."""
+        reaches: list[int] = []
+        keyed: list[Keyed] = []
+        order: list[Keyed | None] = []
+        scheduled: list[Scheduled] = []
+        for d in detectors:
+            key = line_key(d)
+            if key is None:
+                if not (callable(getattr(d, "schedule", None)) and callable(getattr(d, "score_due", None))):
+                    return None
+                scheduled.append(d)  # type: ignore[arg-type]  # has schedule and score_due: checked above
+                order.append(None)
+                continue
+            if key == 0:
+                order.append(None)
+                continue
+            if key > history_len:
+                return None
+            if key > 0 and key not in reaches:
+                reaches.append(key)
+            k = Keyed(d.name, ROW if key == ROW else reaches.index(key), ensemble.member(d.name, kinds) is not None)
+            keyed.append(k)
+            order.append(k)
+        return cls(keyed, order, reaches, scheduled, ensemble, kinds)
+
+    # -- every line -----------------------------------------------------------------------------
+
+    def advance(self, state: EntityState, token: int, level: int) -> list[int]:
+        """Move the entity's contexts on by its line (every line, on either road); its context ids."""
+        ids: list[int] | None = state.context
+        if ids is None:
+            ids = state.context = [0] * len(self.contexts)
+        for j, contexts in enumerate(self.contexts):
+            ids[j] = contexts.advance(ids[j], token, level, state)
+        return ids
+
+    def check(self, row: tuple[float, ...], ids: Sequence[int], everyone: bool) -> bool:
+        """Whether every member (every keyed detector with `everyone`) has a known clear score for
+        this line (the facts and the schedule are the caller's)."""
+        for k in self.keyed if everyone else self.members:
+            if (row if k.slot == ROW else ids[k.slot]) not in k.scores:
+                return False
+        return True
+
+    def schedule(self, entity: str) -> tuple[bool, ...]:
+        """Count the line in every scheduled detector's schedule; which of them it is due for."""
+        return tuple(d.schedule(entity) for d in self.scheduled)
+
+    def scores(self, row: tuple[float, ...], ids: Sequence[int]) -> tuple[tuple[DetectorScore, ...], float]:
+        """The line's scores, in the detectors' order, and their combined score (for observers;
+        after `check` with `everyone`)."""
+        out = tuple(k.scores[row if k.slot == ROW else ids[k.slot]] for k in self.order if k is not None)
+        return out, self.ensemble.combine(out, self.kinds)[0]
+
+    # -- the full road teaches ------------------------------------------------------------------
+
+    def learn(self, row: tuple[float, ...], ids: Sequence[int], scores: Sequence[DetectorScore | None],
+              everyone: bool) -> None:
+        """Keep the scores the full road computed for a training-template line, under their keys:
+        a member's only when clear, the others' (only needed by observers) when `everyone`."""
+        for k, s in zip(self.order, scores, strict=True):
+            if k is None or s is None:
+                continue
+            if k.member:
+                if s.fired or self._scale[k.name](s) > self.clear_below:
+                    continue
+            elif not everyone:
+                continue
+            cache = k.scores
+            if len(cache) >= MAX_SCORES:
+                cache.clear()
+            cache[row if k.slot == ROW else ids[k.slot]] = s
