@@ -38,6 +38,7 @@ N_FEATURES = len(FEATURE_NAMES)
 MIN_TRAINING_SESSIONS = 10  # fewer training sessions say nothing about how a session ends
 MIN_END_SHARE = 0.01
 _IDX = {name: i for i, name in enumerate(FEATURE_NAMES)}
+_WARN = int(Level.WARN)
 
 
 @dataclass(frozen=True)
@@ -145,6 +146,24 @@ class FeatureExtractor:
         self._log_freq = {t: math.log10(c / total) for t, c in self.stats.token_counts.items()}
         self._floor_log_freq = math.log10(0.5 / total)
         self._trans_total = {a: sum(row.values()) for a, row in self.stats.transitions.items()}
+        self._trans: dict[tuple[int | None, int], float] = {}  # (previous, token) -> transition_prob
+        self._lengths: dict[int, float] = {}  # message length -> length_bucket
+        self._clock_at, self._clock = math.nan, (0.0, 0.0)  # the last line time -> (hour, day of week)
+
+    def _transition(self, prev: int | None, token: int) -> float:
+        """P(token | prev) in training, rounded as the feature is (1.0 for an entity's first line)."""
+        trans = 0.0
+        if prev is not None:
+            row = self.stats.transitions.get(prev)
+            if row:
+                trans = row.get(token, 0) / self._trans_total[prev]
+        else:
+            trans = 1.0  # the first line of an entity has no predecessor to disagree with
+        trans = round(trans, 2)
+        if len(self._trans) >= 65_536:
+            self._trans.clear()
+        self._trans[(prev, token)] = trans
+        return trans
 
     def update(self, line: TemplatedLine) -> tuple[list[float], EntityState]:
         """Advance the line's entity by this line; return its feature row and the entity state."""
@@ -172,37 +191,39 @@ class FeatureExtractor:
                 counts[old_token] = c
             else:
                 del counts[old_token]
-            if old_level >= Level.WARN:
+            if old_level >= _WARN:
                 state.severe -= 1
         window.append((now, token, level))
-        counts[token] = counts.get(token, 0) + 1
-        if level >= Level.WARN:
+        freq = counts[token] = counts.get(token, 0) + 1
+        if level >= _WARN:
             state.severe += 1
-        freq = counts[token]
+        # The same few values recur line after line: remember them (each a pure function of its key).
         prev = state.last_token
-        trans = 0.0
-        if prev is not None:
-            row = self.stats.transitions.get(prev)
-            if row:
-                trans = row.get(token, 0) / self._trans_total[prev]
-        else:
-            trans = 1.0  # the first line of an entity has no predecessor to disagree with
+        trans = self._trans.get((prev, token))
+        if trans is None:
+            trans = self._transition(prev, token)
+        if now != self._clock_at:
+            self._clock_at, self._clock = now, _hour_dow(now)
+        hour, dow = self._clock
+        n = len(line.line.message)
+        length = self._lengths.get(n)
+        if length is None:
+            length = self._lengths[n] = length_bucket(n)
         mean = self.stats.mean_window_freq.get(token, 1.0)
-        hour, dow = _hour_dow(now)
         row_values = [
             float(token),
             self._log_freq.get(token, self._floor_log_freq),
             float(level),
             hour,
             dow,
-            length_bucket(len(line.line.message)),
+            length,
             float(len(line.params)),
             float(freq),
-            burst_ratio(freq, mean),
+            round(freq / max(mean, 1.0), 1),  # burst_ratio
             round(state.severe / len(window), 2),
             float(len(counts)),
             1.0 if line.is_new else 0.0,
-            round(trans, 2),
+            trans,
         ]
         state.history.append(token)
         state.levels.append(level)

@@ -39,7 +39,7 @@ from agent.multiline import Stitcher
 from agent.onnx_session import RuntimeOptions
 from agent.parsing import LineParser, ParserConfig
 from agent.short_road import ShortRoad
-from agent.templates import ChangeType, MinerConfig, Snapshotter, TemplateMiner, remap_ids
+from agent.templates import ChangeType, MinerConfig, Snapshotter, TemplateMatch, TemplateMiner, remap_ids
 from agent.types import (
     Anomaly,
     DetectorKind,
@@ -63,6 +63,9 @@ ONLINE_STATE = "templates_online.json"
 STITCH_IDLE_SECS = 0.5
 SWEEP_SECS = 1.0  # how often (in log time) idle entities are looked for
 
+
+MATCH_MEMO = 16_384  # raw messages whose frozen-miner match is remembered (emptied when full)
+_UNSEEN = TemplateMatch(-1, "", (), ChangeType.NONE)  # not in the memo (compared by identity)
 
 ONLINE_MESSAGE_CHARS = 1024
 """Characters of a message the online miner sees (≈ 0.26 MiB per never-seen template at 1,024
@@ -111,6 +114,7 @@ class Pipeline:
         check_bundle_compatible(bundle)
         self.bundle_id = bundle.identity
         self.miner = TemplateMiner.from_state(bundle.read_json("drain_state.json"))
+        self._matched: dict[str, TemplateMatch | None] = {}  # raw message -> frozen match
         # Online ids come from the first message's form (content ids): a template found after a
         # crash that lost the snapshot, or on another host, gets the same id.
         trained_cfg = MinerConfig(**manifest.get("miner", {}))
@@ -239,7 +243,15 @@ class Pipeline:
     def _templated(self, record: Record, now: float) -> TemplatedLine:
         self.line_no += 1
         parsed = self.parser.parse(record, self.line_no)
-        m = self.miner.match(parsed.message)
+        # The training miner is frozen (`match` never changes it): a message seen before has the
+        # same template and parameters, answered by its raw text without masking.
+        raw = self._matched
+        m = raw.get(parsed.message, _UNSEEN)
+        if m is _UNSEEN:
+            m = self.miner.match(parsed.message)
+            if len(raw) >= MATCH_MEMO:
+                raw.clear()
+            raw[parsed.message] = m
         if m is not None:
             tid, template, params = m.template_id, m.template, m.params
             token = self.vocab.get(tid, 0)

@@ -52,6 +52,7 @@ CLEAR_SHARE = 0.5  # a clear score is at most this share of the ensemble thresho
 MAX_SCORES = 32_768  # scores kept per detector (each cache emptied when full)
 MAX_CONTEXTS = 32_768  # interned contexts kept per reach (≈ 0.5 KB each at reach 20)
 ROW = -1  # the key of a detector that reads the feature row
+_DUE, _NOT_DUE = (True,), (False,)
 
 
 class Scheduled(Protocol):
@@ -155,6 +156,7 @@ class ShortRoad:
         self.order = list(order)  # per served detector: its Keyed, or None (silent, scheduled)
         self.contexts = [Contexts(r) for r in reaches]
         self.scheduled = list(scheduled)
+        self._one = self.scheduled[0] if len(self.scheduled) == 1 else None
         self.ensemble = ensemble
         self.kinds = dict(kinds)
         self.clear_below = CLEAR_SHARE * ensemble.threshold
@@ -212,6 +214,8 @@ class ShortRoad:
 
     def schedule(self, entity: str) -> tuple[bool, ...]:
         """Count the line in every scheduled detector's schedule; which of them it is due for."""
+        if self._one is not None:
+            return _DUE if self._one.schedule(entity) else _NOT_DUE
         return tuple(d.schedule(entity) for d in self.scheduled)
 
     def scores(self, row: tuple[float, ...], ids: Sequence[int]) -> tuple[tuple[DetectorScore, ...], float]:

@@ -193,9 +193,9 @@ class StageTimers:
         self.patch("features", pipe.features, "update")
         self.patch("explainer observe + is_notable", pipe.explainer, "observe")
         self.patch("explainer observe + is_notable", pipe.explainer, "is_notable")
-        self.patch("short road", pipe, "_short_road")
         for d in pipe.detectors:
             self.patch(f"detector {d.name}", d, "score_lines")
+            self.patch(f"detector {d.name}", d, "score_due")  # scheduled (LogBERT) beside a short road
             self.patch("session verdicts", d, "score_session")
         self.patch("ensemble", pipe.ensemble, "combine")
         self.patch("explanations", pipe.explainer, "explain")
