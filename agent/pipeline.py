@@ -64,7 +64,8 @@ STITCH_IDLE_SECS = 0.5
 SWEEP_SECS = 1.0  # how often (in log time) idle entities are looked for
 
 
-MATCH_MEMO = 16_384  # raw messages whose frozen-miner match is remembered (emptied when full)
+MATCH_MEMO = 8_192  # raw messages whose frozen-miner match is remembered (emptied when full) ...
+MATCH_MEMO_CHARS = 512  # ... when at most this long: ≤ ≈ 7 MiB in all
 _UNSEEN = TemplateMatch(-1, "", (), ChangeType.NONE)  # not in the memo (compared by identity)
 
 ONLINE_MESSAGE_CHARS = 1024
@@ -249,9 +250,10 @@ class Pipeline:
         m = raw.get(parsed.message, _UNSEEN)
         if m is _UNSEEN:
             m = self.miner.match(parsed.message)
-            if len(raw) >= MATCH_MEMO:
-                raw.clear()
-            raw[parsed.message] = m
+            if len(parsed.message) <= MATCH_MEMO_CHARS:
+                if len(raw) >= MATCH_MEMO:
+                    raw.clear()
+                raw[parsed.message] = m
         if m is not None:
             tid, template, params = m.template_id, m.template, m.params
             token = self.vocab.get(tid, 0)
