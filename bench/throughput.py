@@ -23,6 +23,7 @@ usage:
   python bench/throughput.py                                   # four streams, all four models
   python bench/throughput.py --models isolation_forest,deeplog --streams hdfs,bgl
   python bench/throughput.py --bundles /tmp/tp-bundles         # keep trained bundles between runs
+  python bench/throughput.py --rss                             # also the agent's peak RSS, idle and busy
 """
 
 from __future__ import annotations
@@ -204,6 +205,31 @@ class StageTimers:
         self.patch("session verdicts", pipe, "_session_verdicts")
 
 
+RSS_CHILD = (
+    "import resource, sys\n"
+    "from agent.cli import main\n"
+    "code = main(sys.argv[1:])\n"
+    "sys.stderr.write(f'PEAK_RSS_KIB {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}\\n')\n"
+    "raise SystemExit(code)\n"
+)
+
+
+def peak_rss_mib(bundle: Path, log: Path) -> float:
+    """Peak RSS of `logdetect scan --format json` over `log` in a fresh process (the agent's code
+    only: no torch, no trainer); an empty log gives the RSS of the loaded bundle, idle."""
+    import subprocess
+
+    run = subprocess.run(
+        [sys.executable, "-c", RSS_CHILD, "scan", "--model", str(bundle), "--input", str(log), "--format", "json"],
+        env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        text=True, timeout=1800, check=False,
+    )
+    for line in run.stderr.splitlines():
+        if line.startswith("PEAK_RSS_KIB "):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"scan failed ({run.returncode}): {run.stderr[-2000:]}")
+
+
 def _stage_table(timers: StageTimers, lines: int, total_secs: float) -> list[tuple[str, float]]:
     rows = [(stage, secs * 1e6 / lines) for stage, secs in timers.seconds.items() if secs > 0]
     rows.sort(key=lambda r: -r[1])
@@ -221,6 +247,9 @@ def main() -> int:
     ap.add_argument("--runs", type=int, default=3, help="timed runs per stream; the median is reported")
     ap.add_argument("--bundles", help="directory to keep trained bundles in (default: a temporary one)")
     ap.add_argument("--no-stages", action="store_true", help="skip the instrumented per-stage run")
+    ap.add_argument("--rss", action="store_true",
+                    help="also the agent's peak RSS per stream: `logdetect scan` in a fresh process, idle "
+                         "(empty input) and over the scanned lines")
     args = ap.parse_args()
     models = tuple(m for m in args.models.split(",") if m)
 
@@ -249,6 +278,14 @@ def main() -> int:
                   + ", ".join(f"{d / p:.2f}" for d, p in zip(drain_runs, pipe_runs, strict=True)) + ")")
             print(f"  outputs: {', '.join(f'{k} {v:,}' for k, v in sorted(counts.items())) or 'none'}")
             summary.append(f"{name:<10} {ratio:5.2f}x")
+            if args.rss:
+                empty, scanned = bundles / f"{name}-empty.log", bundles / f"{name}-scan.log"
+                empty.write_text("")
+                scanned.write_text("".join(r.line + "\n" for r in stream.scan))
+                idle, busy = peak_rss_mib(bundle, empty), peak_rss_mib(bundle, scanned)
+                print(f"  agent peak RSS (logdetect scan, fresh process): idle {idle:.0f} MiB, "
+                      f"scanning these lines {busy:.0f} MiB")
+                summary[-1] += f"   peak RSS idle {idle:.0f} MiB, scanning {busy:.0f} MiB"
             if not args.no_stages:
                 timers = StageTimers()
                 instrumented, _ = run_pipeline(stream, bundle, timers)
