@@ -8,8 +8,9 @@ grouper, no event. Every other line takes the full road, unchanged.
 Each served detector scores a line of a training template (model token > 0) from one *key*:
 - the Isolation Forest from the feature row;
 - DeepLog from the entity's last `window + 1` (token, level) pairs, the LSTM-AE from its last
-  `window` pairs (a *context*: interned to an int per entity and reach, so advancing it costs a
-  dict hit per line, on both roads);
+  `window` pairs, AutoLog from its last `window` pairs and its inputs' windows (a *context*:
+  interned to an int per entity and reach, so advancing it costs a dict hit per line, on both
+  roads);
 - novelty and novel_set never score such a line;
 - LogBERT (*scheduled*) scores every `score_every` lines of an entity and nothing in between.
 
@@ -68,10 +69,12 @@ class Scheduled(Protocol):
         """Scores of lines `schedule` found due."""
 
 
-def line_key(detector: Detector) -> int | None:
+def line_key(detector: Detector, served: Mapping[str, Detector] | None = None) -> int | None:
     """What a detector's score of a training-template line is a pure function of: ROW (the
     feature row), a reach > 0 (the entity's last `reach` (token, level) pairs), 0 (it never
-    scores such a line); None when it is none of these."""
+    scores such a line); None when it is none of these. `served`: the pipeline's detectors by
+    name (AutoLog reads the line scores of served sequence models)."""
+    from agent.detectors.autolog import AutoLogDetector
     from agent.detectors.deeplog import DeepLogDetector
     from agent.detectors.isolation_forest import IsolationForestDetector
     from agent.detectors.lstm_ae import LstmAutoencoderDetector
@@ -86,6 +89,18 @@ def line_key(detector: Detector) -> int | None:
         return ROW
     if isinstance(detector, NoveltyDetector | NovelSetDetector):
         return 0
+    if isinstance(detector, AutoLogDetector):
+        # the window's counts and the line scores of its inputs, each a function of its own window
+        reach = detector.scorer.window
+        for x in detector.scorer.inputs:
+            given: Detector | None = served.get(x.name) if served is not None else None
+            if given is None or id(detector.shared.get(x.name)) != id(given):
+                return None  # an input the pipeline does not serve (AutoLog loaded its own copy)
+            r = line_key(given)
+            if r is None or r <= 0:
+                return None
+            reach = max(reach, r)
+        return reach
     return None
 
 
@@ -173,8 +188,9 @@ class ShortRoad:
         keyed: list[Keyed] = []
         order: list[Keyed | None] = []
         scheduled: list[Scheduled] = []
+        served = {d.name: d for d in detectors}
         for d in detectors:
-            key = line_key(d)
+            key = line_key(d, served)
             if key is None:
                 if not (callable(getattr(d, "schedule", None)) and callable(getattr(d, "score_due", None))):
                     return None

@@ -205,11 +205,14 @@ class StageTimers:
         self.patch("session verdicts", pipe, "_session_verdicts")
 
 
+# The child reports VmHWM (peak RSS of its own address space): getrusage's ru_maxrss would keep
+# the forking parent's peak across exec on Linux.
 RSS_CHILD = (
-    "import resource, sys\n"
+    "import re, sys\n"
     "from agent.cli import main\n"
     "code = main(sys.argv[1:])\n"
-    "sys.stderr.write(f'PEAK_RSS_KIB {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}\\n')\n"
+    "hwm = re.search(r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read())\n"
+    "sys.stderr.write(f'PEAK_RSS_KIB {hwm.group(1)}\\n')\n"
     "raise SystemExit(code)\n"
 )
 
