@@ -7,10 +7,10 @@ grouper, no event. Every other line takes the full road, unchanged.
 
 Each served detector scores a line of a training template (model token > 0) from one *key*:
 - the Isolation Forest from the feature row;
-- DeepLog from the entity's last `window + 1` (token, level) pairs, the LSTM-AE from its last
-  `window` pairs, AutoLog from its last `window` pairs and its inputs' windows (a *context*:
-  interned to an int per entity and reach, so advancing it costs a dict hit per line, on both
-  roads);
+- DeepLog from the entity's last `window + 1` (token, level) pairs, the LSTM-AE and the
+  supervised classifier from their last `window` pairs, AutoLog from its last `window` pairs
+  and its inputs' windows (a *context*: interned to an int per entity and reach, so advancing
+  it costs a dict hit per line, on both roads);
 - novelty and novel_set never score such a line;
 - LogBERT (*scheduled*) scores every `score_every` lines of an entity and nothing in between.
 
@@ -77,13 +77,13 @@ def line_key(detector: Detector, served: Mapping[str, Detector] | None = None) -
     from agent.detectors.autolog import AutoLogDetector
     from agent.detectors.deeplog import DeepLogDetector
     from agent.detectors.isolation_forest import IsolationForestDetector
-    from agent.detectors.lstm_ae import LstmAutoencoderDetector
+    from agent.detectors.lstm_ae import WindowDetector
     from agent.detectors.novel_set import NovelSetDetector
     from agent.detectors.novelty import NoveltyDetector
 
     if isinstance(detector, DeepLogDetector):
         return detector.scorer.window + 1
-    if isinstance(detector, LstmAutoencoderDetector):
+    if isinstance(detector, WindowDetector):  # the LSTM-AE, the supervised classifier
         return detector.scorer.window
     if isinstance(detector, IsolationForestDetector):
         return ROW
