@@ -61,6 +61,9 @@ class ModelSpec:
     # A rule every bundle carries: trained whatever `--models` says, served whatever `--models`
     # says, and served with its class's `default_section()` from bundles written before it existed.
     builtin: bool = False
+    # Trained only when `--models` names it (costly to train, or measured not to earn its place
+    # by default); served whenever a bundle carries it.
+    opt_in: bool = False
     module: str = ""
 
     def serving_class(self) -> Any:
@@ -99,9 +102,12 @@ MODELS: tuple[ModelSpec, ...] = (
     ModelSpec("novelty", LINE, RULE, NOTHING, "NoveltyDetector", "NoveltyOptions", builtin=True),
     ModelSpec("supervised_lstm", WINDOW, SEQUENCE, LABELLED, "SupervisedLstmDetector", "SupervisedLstmOptions",
               torch=True),
+    ModelSpec("loganomaly", WINDOW, SEQUENCE, SEQUENCES, "LogAnomalyDetector", "LogAnomalyOptions", torch=True,
+              opt_in=True),
 )
 
 NAMES: tuple[str, ...] = tuple(m.name for m in MODELS)
+DEFAULT_NAMES: tuple[str, ...] = tuple(m.name for m in MODELS if not m.opt_in)  # what `train` trains unasked
 _BY_NAME = {m.name: m for m in MODELS}
 
 

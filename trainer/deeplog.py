@@ -33,14 +33,11 @@ from trainer.training_data import TrainingData
 
 
 @dataclass
-class DeepLogOptions:
-    """DeepLog's architecture and its rules (window h, top-g, rare-template share)."""
+class NextTokenOptions:
+    """The rules of a next-template model (DeepLog, LogAnomaly): window h, top-g, rare-template share."""
 
     window: int = 10  # h: previous templates the model sees
     top_g: int = 9  # a template outside the g most likely next ones is a miss
-    embed_dim: int = 16
-    hidden: int = 64
-    layers: int = 2
     rare_fraction: float = 0.001  # below this share of training events a template is "rare"
     predict_end: bool = True  # also predict the end of a session (judged by score_session)
     end_top_g: int | None = None  # END is a miss outside the top end_top_g (None: top_g)
@@ -49,6 +46,15 @@ class DeepLogOptions:
     rare_context: str = "previous"
     session_score: str = "misses"  # "misses" (count) or "fraction" (per position)
     min_session_threshold: float = 0.5  # never below "at least one miss"
+
+
+@dataclass
+class DeepLogOptions(NextTokenOptions):
+    """DeepLog's architecture on top of its rules."""
+
+    embed_dim: int = 16
+    hidden: int = 64
+    layers: int = 2
 
 
 def build_net(vocab_size: int, opts: DeepLogOptions) -> Any:
@@ -80,11 +86,17 @@ class DeepLogTrainer(SequenceTrainer[DeepLogOptions]):
     net = staticmethod(build_net)
 
     def loss(self, model: Any, batch: Sequence[Any]) -> Any:
-        """Weighted cross-entropy of the next token (weights: how often each distinct row occurs)."""
-        torch = import_torch()
-        x, y, weight = batch
-        nll = torch.nn.functional.cross_entropy(model.logits(x), y, reduction="none")
-        return (nll * weight).sum() / weight.sum()
+        """Weighted cross-entropy of the next token."""
+        return next_token_loss(model, batch)
+
+
+def next_token_loss(model: Any, batch: Sequence[Any]) -> Any:
+    """Weighted cross-entropy of the next token (weights: how often each distinct row occurs);
+    `model.logits(window)` gives the next-token logits (DeepLog, LogAnomaly)."""
+    torch = import_torch()
+    x, y, weight = batch
+    nll = torch.nn.functional.cross_entropy(model.logits(x), y, reduction="none")
+    return (nll * weight).sum() / weight.sum()
 
 
 def fit_and_export(
@@ -92,6 +104,18 @@ def fit_and_export(
     target_fpr: float | None,
 ) -> dict[str, Any]:
     """Train DeepLog on normal sessions of model tokens and return its manifest section."""
+    trainer = DeepLogTrainer(data.vocab_size, options, fit)
+    trainer.name = name
+    return fit_next_token(data, writer, name, options, trainer, "deeplog", target_fpr)
+
+
+def fit_next_token(
+    data: TrainingData, writer: BundleWriter, name: str, options: NextTokenOptions, trainer: SequenceTrainer[Any],
+    model_type: str, target_fpr: float | None,
+) -> dict[str, Any]:
+    """Fit a next-template model (window of tokens in, probabilities of the next token and END
+    out), export it with the parity check, and calibrate its thresholds through `DeepLogScorer`
+    on the held-back sessions: the one recipe of DeepLog and LogAnomaly."""
     train_seqs, val_seqs, vocab_size = data.train_seqs, data.val_seqs, data.vocab_size
     if vocab_size < 2:
         raise InputError(f"{name}: a vocabulary of {vocab_size} tokens is too small to learn sequences")
@@ -101,8 +125,6 @@ def fit_and_export(
         raise InputError(f"{name}: every training session is empty")
     rare = {t for t in range(1, vocab_size) if counts.get(t, 0) < options.rare_fraction * total}
     x, y, c = next_token_rows(train_seqs, options.window, vocab_size, options.predict_end)
-    trainer = DeepLogTrainer(vocab_size, options, fit)
-    trainer.name = name
     index, weight = spread_rows(c)
     hist = trainer.fit(x[index], y[index], weight)
 
@@ -110,7 +132,7 @@ def fit_and_export(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # the LSTM batch-size note: parity below checks it
         export_torch(trainer.model, (import_torch().as_tensor(x[:2]),), onnx_path, [INPUT], [OUTPUT])
-    rows = sample_rows(len(x), 512, fit.seed)
+    rows = sample_rows(len(x), 512, trainer.config.seed)
     parity = max(
         check_parity(trainer.model, onnx_path, {INPUT: x[rows]}, OUTPUT),
         check_parity(trainer.model, onnx_path, {INPUT: x[rows[:1]]}, OUTPUT),
@@ -119,7 +141,7 @@ def fit_and_export(
 
     line_threshold = options.top_g - 0.5
     section: dict[str, Any] = {
-        "type": "deeplog",
+        "type": model_type,
         "file": f"{name}.onnx",
         "curve": f"{name}_curve.png",
         "input": INPUT,

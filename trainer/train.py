@@ -34,7 +34,7 @@ from agent.bundle import BundleWriter
 from agent.errors import InputError, UserError
 from agent.features import FeatureConfig, FeatureExtractor
 from agent.feedback import Label, Labelled
-from agent.models import MODELS, NAMES, ModelSpec, TrainingInput
+from agent.models import DEFAULT_NAMES, MODELS, NAMES, ModelSpec, TrainingInput
 from agent.parsing import ParserConfig
 from agent.parsing.records import parse_records
 from agent.templates import MinerConfig, TemplateMiner, learn_templates
@@ -47,6 +47,7 @@ from trainer.training_data import LabelledSequences, TrainingData
 log = structlog.get_logger(__name__)
 
 ALL_MODELS = NAMES  # every registered model (`agent.models`), in table order
+DEFAULT_MODELS = DEFAULT_NAMES  # what `train` trains when `--models` is not given (opt-in rows left out)
 LIBRARIES = ("drain3", "numpy", "onnxruntime", "onnx", "torch", "scikit-learn", "skl2onnx")
 
 
@@ -58,7 +59,7 @@ class TrainOptions:
     parser: ParserConfig = field(default_factory=ParserConfig)
     miner: MinerConfig = field(default_factory=MinerConfig)
     features: FeatureConfig = field(default_factory=FeatureConfig)
-    models: tuple[str, ...] = ALL_MODELS
+    models: tuple[str, ...] = DEFAULT_MODELS
     target_fpr: float = 0.001
     val_fraction: float = 0.2
     epochs: int = 10
@@ -282,8 +283,9 @@ def train(
         if options.labels is not None:
             labelled = LabelledSequences(*labelled_sequences(all_train_tl, train_flags),
                                          *labelled_sequences(all_val_tl[:cut], val_flags[:cut]))
+        texts = {k: miner.template(t) or "" for t, k in vocab.items()}
         data = TrainingData(len(vocab) + 1, train_seqs, val_seqs, train_levels, val_levels, x_train, x_val,
-                            labelled)
+                            labelled, texts)
         specs = [m for m in MODELS if m.name in options.models or m.builtin]
         kinds = _train_models(specs, data, writer, options)
         trained = list(kinds)

@@ -13,7 +13,7 @@ every line, anomalies included, with its label; it is there only when `train` wa
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -55,7 +55,8 @@ class TrainingData:
 
     `vocab_size` counts the model tokens including UNK (token 0). Levels, when given, align
     with the sequences (None: the format carries no levels). Feature rows are float32
-    (rows × `agent.features.FEATURE_NAMES`)."""
+    (rows × `agent.features.FEATURE_NAMES`). `templates` maps model tokens to their template
+    text, for models that read the words of templates (empty: the texts are not known)."""
 
     vocab_size: int
     train_seqs: Sequences = ()
@@ -65,6 +66,7 @@ class TrainingData:
     train_x: np.ndarray = field(default_factory=_no_rows)
     val_x: np.ndarray = field(default_factory=_no_rows)
     labelled: LabelledSequences | None = None  # given labels only (`TrainingInput.LABELLED`)
+    templates: Mapping[int, str] = field(default_factory=dict)
 
     @staticmethod
     def of_sequences(
@@ -73,9 +75,12 @@ class TrainingData:
         val_seqs: Sequences = (),
         train_levels: Sequences | None = None,
         val_levels: Sequences | None = None,
+        templates: Mapping[int, str] | None = None,
     ) -> TrainingData:
-        """Training data for a sequence or session model: token sequences and their levels."""
-        return TrainingData(vocab_size, train_seqs, val_seqs, train_levels, val_levels)
+        """Training data for a sequence or session model: token sequences, their levels, and the
+        template texts of the tokens when known."""
+        return TrainingData(vocab_size, train_seqs, val_seqs, train_levels, val_levels,
+                            templates=dict(templates or {}))
 
     @staticmethod
     def of_features(train_x: np.ndarray, val_x: np.ndarray) -> TrainingData:

@@ -212,25 +212,27 @@ class DeepLogDetector(MemoisedLines[tuple[int, ...]]):
     def score_keys(self, keys: list[tuple[int, ...]]) -> list[DetectorScore]:
         """The lines not in the memo: one model call for their distinct windows."""
         s = self.scorer
-        out: list[DetectorScore] = []
         windows = [k[:-1] for k in keys]
-        for window, key, p in zip(windows, keys, s.probabilities(windows), strict=True):
-            j = s.judge(window, key[-1], p)
-            out.append(DetectorScore(
-                detector=self.name,
-                score=float(j.rank),
-                threshold=self.line_threshold,
-                fired=j.rank > self.line_threshold,
-                details=(
-                    ("actual", j.actual),
-                    ("actual_prob", round(j.prob, 4)),
-                    ("rank", j.rank),
-                    ("top_g", s.top_g),
-                    ("path", j.path),
-                    ("expected", s.expected(p)),
-                ),
-            ))
-        return out
+        return [self.line_score(s.judge(window, key[-1], p), p)
+                for window, key, p in zip(windows, keys, s.probabilities(windows), strict=True)]
+
+    def line_score(self, j: Judgement, probs: np.ndarray, extra: tuple[tuple[str, object], ...] = ()) -> DetectorScore:
+        """A line's score: its rank against the line threshold, with what the model expected."""
+        return DetectorScore(
+            detector=self.name,
+            score=float(j.rank),
+            threshold=self.line_threshold,
+            fired=j.rank > self.line_threshold,
+            details=(
+                ("actual", j.actual),
+                ("actual_prob", round(j.prob, 4)),
+                ("rank", j.rank),
+                ("top_g", self.scorer.top_g),
+                ("path", j.path),
+                ("expected", self.scorer.expected(probs)),
+                *extra,
+            ),
+        )
 
     def score_session(self, tokens: Sequence[int], levels: Sequence[int]) -> DetectorScore | None:
         """The session's misses against its calibrated session threshold."""

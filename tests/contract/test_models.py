@@ -67,6 +67,7 @@ pytestmark = pytest.mark.timeout(600)
 # Small settings so the whole suite trains in seconds; a model not listed trains with defaults.
 SMALL: dict[str, dict[str, Any]] = {
     "deeplog": {"embed_dim": 8, "hidden": 16, "layers": 1},
+    "loganomaly": {"semantic_dim": 8, "hidden": 16, "layers": 1},
     "lstm_ae": {"window": 10, "embed_dim": 8, "level_dim": 2, "hidden": 16, "latent": 8},
     "logbert": {"hidden": 16, "layers": 1, "heads": 2, "ff": 32, "severity_dim": 4, "max_len": 16,
                 "parity_windows": 16, "score_every_lines": 1},  # every line: line scores are a function of the line

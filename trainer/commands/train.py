@@ -24,7 +24,7 @@ from agent.parsing import ParserConfig
 from agent.reader import BINARY_REFUSE_SHARE, TextCheck, check_inputs, input_name, iter_records
 from agent.types import Record
 from agent.wording import plural
-from trainer.train import ALL_MODELS, TrainOptions, TrainResult, train
+from trainer.train import ALL_MODELS, DEFAULT_MODELS, TrainOptions, TrainResult, train
 
 
 def add_parser_options(p: argparse.ArgumentParser) -> None:
@@ -55,8 +55,9 @@ def configure(p: argparse.ArgumentParser) -> None:
                         "stricter, high 10x looser (default: 0.001)")
     p.add_argument("--val-fraction", type=float, default=0.2, metavar="SHARE",
                    help="last share of lines held back for thresholds (default: 0.2)")
-    p.add_argument("--models", default=",".join(ALL_MODELS), metavar="LIST",
-                   help=f"comma list of models to train (default: {','.join(ALL_MODELS)})")
+    p.add_argument("--models", default=",".join(DEFAULT_MODELS), metavar="LIST",
+                   help=f"comma list of models to train, of {','.join(ALL_MODELS)} "
+                        f"(default: {','.join(DEFAULT_MODELS)})")
     p.add_argument("--epochs", type=int, default=10, metavar="N",
                    help="at most this many passes over the training data for deeplog, lstm_ae and logbert; "
                         "each stops earlier when it no longer improves (default: 10)")

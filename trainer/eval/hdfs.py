@@ -102,7 +102,7 @@ def _f1_adjusted(pred: np.ndarray, labels: np.ndarray) -> float:
 
 
 # Tuners set serving knobs of a model on the tuning half (thresholds are always tuned there).
-TUNERS: dict[str, Tuner] = {"deeplog": tune_deeplog}
+TUNERS: dict[str, Tuner] = {"deeplog": tune_deeplog, "loganomaly": tune_deeplog}
 
 
 def session_models() -> list[ModelSpec]:
@@ -143,8 +143,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--raw-labels", type=Path, metavar="CSV",
                         help="BlockId,Label CSV of --raw-log (default: none)")
     parser.add_argument("--raw-templates", type=Path, metavar="CSV",
-                        help="loghub HDFS_templates.csv mapping template text to "
-                        "the E-numbers of the session files (default: found beside the data)")
+                        help="loghub HDFS_templates.csv mapping template text to the E-numbers of the session "
+                        "files, for the raw-log check and the models that read template words (loganomaly) "
+                        "(default: found beside the data)")
     parser.add_argument("--keep-bundle", type=Path, metavar="DIR",
                         help="also write the trained bundle here (default: a temporary directory)")
     parser.add_argument("--logbert-ablation", action="store_true",
@@ -247,7 +248,8 @@ def train_bundle(
         for spec in specs:
             fit = FitConfig(epochs=args.epochs, seed=args.seed, device=args.device, progress=sys.stderr.isatty())
             began = time.monotonic()
-            data = TrainingData.of_sequences(train_tokens, len(vocab) + 1, calib_tokens)
+            data = TrainingData.of_sequences(train_tokens, len(vocab) + 1, calib_tokens,
+                                             templates=template_texts(args, vocab))
             section = spec.trainer_function()(data, writer, spec.name, spec.default_options(), fit, None)
             seconds[spec.name] = round(time.monotonic() - began, 2)
             writer.add_model(spec.name, section)
@@ -390,6 +392,33 @@ def run(args: argparse.Namespace) -> int:
 
 
 # -- the raw path (functional check) ----------------------------------------------------------
+def templates_csv(args: argparse.Namespace) -> Path | None:
+    """`--raw-templates`, else loghub's HDFS_templates.csv in a `loghub_2k/HDFS` beside the data."""
+    if args.raw_templates is not None:
+        return Path(args.raw_templates)
+    for parent in Path(args.train).resolve().parents:
+        found = parent / "loghub_2k" / "HDFS" / "HDFS_templates.csv"
+        if found.is_file():
+            return found
+    return None
+
+
+def template_texts(args: argparse.Namespace, vocab: dict[int, int]) -> dict[int, str]:
+    """Model token → template text (loghub's E-numbers are the session files' numbers); empty
+    when no templates file is found (a model reading words then knows each token by its number)."""
+    import csv
+
+    path = templates_csv(args)
+    if path is None:
+        return {}
+    try:
+        with path.open(newline="", encoding="utf-8") as fh:
+            rows = [(int(r["EventId"].lstrip("E")), r["EventTemplate"]) for r in csv.DictReader(fh)]
+    except (OSError, KeyError, ValueError) as exc:
+        raise InputError(f"cannot read templates {path}: {exc}") from None
+    return {vocab[event]: text for event, text in rows if event in vocab}
+
+
 def template_patterns(path: Path) -> list[tuple[int, re.Pattern[str]]]:
     """loghub `EventId,EventTemplate` rows as (E-number, regex), most specific first."""
     import csv
@@ -415,8 +444,8 @@ def raw_log_check(args: argparse.Namespace, vocab: dict[int, int], detectors: Se
 
     if args.raw_labels is None:
         raise InputError("--raw-log needs --raw-labels (the BlockId,Label CSV)")
-    templates_csv = args.raw_templates or args.raw_log.parent.parent / "loghub_2k" / "HDFS" / "HDFS_templates.csv"
-    patterns = template_patterns(templates_csv)
+    patterns = template_patterns(
+        args.raw_templates or args.raw_log.parent.parent / "loghub_2k" / "HDFS" / "HDFS_templates.csv")
     try:
         lines = args.raw_log.read_text(encoding="utf-8", errors="replace").splitlines()
         with args.raw_labels.open(newline="", encoding="utf-8") as fh:
