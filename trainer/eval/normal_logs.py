@@ -64,6 +64,8 @@ class SystemRow:
     live_differences: int
     live_by_rate: dict[str, int] = field(default_factory=dict)
     known_alarm_events: dict[str, int] = field(default_factory=dict)  # top ground-truth events of the alarms
+    # "-model": the same bundle scanned without that model: flagged lines, known alarms, incidents, novel flagged
+    ablation: dict[str, dict[str, int]] = field(default_factory=dict)
     seconds: float = 0.0
     # each detector on its own at its served threshold (whether or not it votes): known-event lines
     # it fires on, novel-event lines it fires on; and the vote's members at this sensitivity
@@ -103,6 +105,8 @@ class RunOptions:
     models: tuple[str, ...] | None = None  # None: train's default set
     sensitivity: Sensitivity = Sensitivity.MEDIUM
     live: bool = True
+    ablate: tuple[str, ...] = ()  # also scan with each of these models left out of serving (same bundle)
+    reuse: bool = False  # a bundle already in the work folder is scanned, not trained again
 
 
 def event_ids(system_dir: Path, system: str) -> list[str]:
@@ -149,13 +153,15 @@ class Seen:
                 self.sessions.append((o.entity, o.verdict.value))
 
 
-def run_pass(bundle: Path, records: Sequence[Record], options: RunOptions, rate: ArrivalRate | None) -> Seen:
-    """Scan (rate None: `logdetect scan`'s calls) or replay live at `rate`; what came out."""
+def run_pass(bundle: Path, records: Sequence[Record], options: RunOptions, rate: ArrivalRate | None,
+             models: tuple[str, ...] | None = None) -> Seen:
+    """Scan (rate None: `logdetect scan`'s calls) or replay live at `rate` with the bundle's
+    `models` (None: all); what came out."""
     from agent.pipeline import Pipeline, PipelineConfig
     from agent.replay import replay
     from agent.types import LineResult
 
-    pipe = Pipeline.from_bundle(bundle, PipelineConfig(sensitivity=options.sensitivity))
+    pipe = Pipeline.from_bundle(bundle, PipelineConfig(sensitivity=options.sensitivity, models=models))
     seen = Seen()
 
     def observe(r: LineResult) -> None:
@@ -193,7 +199,8 @@ def run_system(system_dir: Path, system: str, options: RunOptions, work: Path) -
                               progress=False)
     if options.models is not None:
         train_opts.models = options.models
-    train(train_records, train_opts)
+    if not (options.reuse and (bundle / "manifest.json").is_file()):
+        train(train_records, train_opts)
     scanned = run_pass(bundle, scan_records, options, None)
     verdicts = physical_verdicts(scanned.lines, len(scan_records))
     flagged = [v is not Verdict.NORMAL for v in verdicts]
@@ -204,6 +211,22 @@ def run_system(system_dir: Path, system: str, options: RunOptions, work: Path) -
     detector_known = {n: sum(n in f for e, f in zip(scan_events, fired, strict=True) if e in known) for n in names}
     detector_novel = {n: sum(n in f for e, f in zip(scan_events, fired, strict=True) if e not in known)
                       for n in names}
+    ablation: dict[str, dict[str, int]] = {}
+    if options.ablate:
+        import json
+
+        served = tuple(json.loads((bundle / "manifest.json").read_text(encoding="utf-8")).get("models", {}))
+        for name in options.ablate:
+            if name not in served:
+                continue
+            without = run_pass(bundle, scan_records, options, None, tuple(m for m in served if m != name))
+            marks = [v is not Verdict.NORMAL for v in physical_verdicts(without.lines, len(scan_records))]
+            ablation[f"-{name}"] = {
+                "flagged_lines": sum(marks),
+                "known_event_alarms": sum(1 for e, f in zip(scan_events, marks, strict=True) if f and e in known),
+                "incidents": len(without.incidents),
+                "novel_event_flagged": sum(1 for e, f in zip(scan_events, marks, strict=True) if f and e not in known),
+            }
     by_rate: dict[str, int] = {}
     if options.live:
         from agent.replay import DEFAULT_RATES
@@ -228,6 +251,7 @@ def run_system(system_dir: Path, system: str, options: RunOptions, work: Path) -
         live_differences=sum(by_rate.values()),
         live_by_rate=by_rate,
         known_alarm_events=dict(known_alarms.most_common(5)),
+        ablation=ablation,
         seconds=round(time.monotonic() - started, 1),
         detector_known_alarms=detector_known,
         detector_novel_flagged=detector_novel,
@@ -268,6 +292,11 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true",
                    help="one JSON object with `results` instead of a table (default: a table)")
     p.add_argument("--keep", metavar="DIR", help="keep the bundles here (default: a temporary directory)")
+    p.add_argument("--reuse", action="store_true",
+                   help="scan a bundle already in --keep instead of training it again (default: train)")
+    p.add_argument("--ablate", default="", metavar="LIST",
+                   help="also scan each system without each of these models (same bundle) and report the "
+                        "difference in the JSON rows' `ablation` (default: none)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -283,7 +312,11 @@ def run(args: argparse.Namespace) -> int:
         models=tuple(m.strip() for m in args.models.split(",")) if args.models else None,
         sensitivity=Sensitivity(args.sensitivity),
         live=not args.no_live,
+        ablate=tuple(m.strip() for m in args.ablate.split(",") if m.strip()),
+        reuse=args.reuse,
     )
+    if args.reuse and not args.keep:
+        raise InputError("--reuse needs --keep DIR (where the bundles are)")
     rows: list[SystemRow] = []
     with tempfile.TemporaryDirectory(prefix="logdetect-normal-") as tmp:
         work = Path(args.keep) if args.keep else Path(tmp)
