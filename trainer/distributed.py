@@ -77,6 +77,11 @@ def connect(spec: str) -> Any:
     for name in ("distributed", "distributed.scheduler", "distributed.nanny", "distributed.core",
                  "distributed.http.proxy", "distributed.worker"):
         logging.getLogger(name).setLevel(logging.ERROR)  # their INFO chatter is not ours to print
+    import dask
+
+    # The workers' statistical profiler samples every thread every 10 ms: CPU spent on every
+    # worker for a dashboard nobody reads here (it cost ~1 CPU-second per worker per run).
+    dask.config.set({"distributed.worker.profile.enabled": False})
     if spec.startswith("local:"):
         try:
             n = int(spec.removeprefix("local:"))
