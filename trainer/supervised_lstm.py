@@ -7,11 +7,14 @@ an anomaly, from what came before it as well as from the line itself. Identical 
 rows are merged with their count as weight, and the two classes are balanced (anomalies are
 rare); the loss is the weighted binary cross-entropy.
 
-The exported ONNX graph outputs the probability per window. Thresholds are calibrated like every
-model's: quantiles of its scores on the held-back normal lines of the labelled training data
-(the first half of the held-back part); the section also records how many held-back labelled
-anomalies each level catches. Whether it votes is judged with the other learned detectors on
-the second half (`trainer/membership.py`, real labelled anomalies there).
+The exported ONNX graph outputs the probability per window. Thresholds start like every model's:
+quantiles of its scores on the held-back normal lines of the labelled training data (the first
+half of the held-back part), at each level's target false-positive rate. The held-back labelled
+anomalies of that half then raise each level's threshold half-way towards the lowest anomaly it
+catches (`raised`): no held-back anomaly is lost, false alarms can only drop. The section
+records both, and how many held-back anomalies each level catches. Whether it votes is judged
+with the other learned detectors on the second half (`trainer/membership.py`, real labelled
+anomalies there).
 """
 
 from __future__ import annotations
@@ -179,16 +182,26 @@ def _calibrate(section: dict[str, Any], scorer: LstmAeScorer, lab: LabelledSeque
     if not normal:
         raise InputError("supervised_lstm: no normal line to set thresholds on")
     line_cal = calibrate(np.asarray(normal), target_fpr)
+    a = np.asarray(anomalous)
     # a probability never exceeds 1: a level whose extrapolated tail lies beyond never fires
-    section["thresholds"] = {level: min(t, 1.0) for level, t in line_cal["thresholds"].items()}
+    at_rate = {level: min(t, 1.0) for level, t in line_cal["thresholds"].items()}
+    section["thresholds"] = {level: raised(t, a) for level, t in at_rate.items()}
     section["calibration"] = {**line_cal["calibration"], "target_fpr": line_cal["target_fpr"], "level": "line",
-                              "on": "validation" if on_val else "training"}
+                              "on": "validation" if on_val else "training", "at_target_rate": at_rate}
     if len(sessions) >= 2:
         session_cal = calibrate(np.asarray(sessions), target_fpr)
         section["session_thresholds"] = {level: min(t, 1.0) for level, t in session_cal["thresholds"].items()}
         section["session_calibration"] = {**session_cal["calibration"], "level": "session"}
-    a = np.asarray(anomalous)
     section["held_back_anomalies"] = {
         "lines": len(a), "normal_lines": len(normal),
         "caught": {level: int((a > t).sum()) for level, t in section["thresholds"].items()},
     }
+
+
+def raised(threshold: float, anomalous: np.ndarray) -> float:
+    """A level's threshold raised, by the held-back labelled anomalies, half-way towards the
+    lowest of them that it catches: up to there a higher threshold loses no held-back anomaly and
+    only drops false alarms, and half-way keeps a margin below the anomalies. Unchanged when it
+    catches none. Monotone in `threshold`, so the levels keep their order."""
+    above = anomalous[anomalous > threshold]
+    return float((threshold + above.min()) / 2) if len(above) else threshold
