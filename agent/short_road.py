@@ -7,7 +7,8 @@ grouper, no event. Every other line takes the full road, unchanged.
 
 Each served detector scores a line of a training template (model token > 0) from one *key*:
 - the Isolation Forest from the feature row;
-- DeepLog from the entity's last `window + 1` (token, level) pairs, the LSTM-AE and the
+- DeepLog (and LogAnomaly, which keys a training-template line as DeepLog does) from the
+  entity's last `window + 1` (token, level) pairs, the LSTM-AE and the
   supervised classifier from their last `window` pairs, AutoLog from its last `window` pairs
   and its inputs' windows (a *context*: interned to an int per entity and reach, so advancing
   it costs a dict hit per line, on both roads);
@@ -81,7 +82,7 @@ def line_key(detector: Detector, served: Mapping[str, Detector] | None = None) -
     from agent.detectors.novel_set import NovelSetDetector
     from agent.detectors.novelty import NoveltyDetector
 
-    if isinstance(detector, DeepLogDetector):
+    if isinstance(detector, DeepLogDetector):  # LogAnomaly too: a training template keys as in DeepLog
         return detector.scorer.window + 1
     if isinstance(detector, WindowDetector):  # the LSTM-AE, the supervised classifier
         return detector.scorer.window
