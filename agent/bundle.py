@@ -6,7 +6,8 @@ Layout (DESIGN §4):
                          and the sha256 of every other file
     manifest.sha256      sha256 of manifest.json itself, so an edited manifest is refused
     drain_state.json     Drain3 state as plain JSON written by our code (never jsonpickle)
-    vocab.json           template id <-> model token (token 0 = UNK)
+    vocab.json           template id <-> model token (token 0 = UNK); `known_templates`: seen only
+                         in the held-back part of the history (known, but UNK to the models)
     *.onnx               one file per model
     *.json / *.png       statistics for explanations, training curves
 

@@ -36,6 +36,10 @@ class ExplainConfig:
     min_burst: int = 5
     burst_factor: float = 3.0
     burst_sigmas: float = 4.0
+    # ... and only when the training history covers this many active windows: with fewer (the
+    # Android and Spark histories span under a minute, Hadoop's 4.5 minutes) its counts cannot
+    # say what a normal window holds, so nothing is called a burst.
+    min_burst_windows: int = 30
     # UNUSUAL_TIME: this hour holds less than rare_hour_share of the template's (or level's)
     # timed training lines, judged only with at least min_hour_samples of them.
     rare_hour_share: float = 0.005
@@ -137,6 +141,8 @@ class Explainer:
         self._profile: dict[int, dict[str, Any]] = {int(k): v for k, v in raw_templates.items()}
         totals = profile.get("totals") or {}
         self._training_lines = int(totals.get("lines") or 0)
+        # Windows of history with any line (None: a profile that does not say).
+        self._active_windows: int | None = (int(totals["active_windows"]) if "active_windows" in totals else None)
         self._levels: dict[str, dict[str, Any]] = dict(profile.get("levels") or {})
         self._entities: dict[str, dict[str, int]] = dict(profile.get("entities") or {})
         self._entity_hours: dict[str, dict[str, list[int]]] = dict(profile.get("entity_hours") or {})
@@ -349,6 +355,9 @@ class Explainer:
             return None
         entry = self._profile.get(line.template_id)
         burst = (entry or {}).get("burst") or {}
+        windows = burst.get("windows", self._active_windows)
+        if windows is not None and float(windows) < cfg.min_burst_windows:
+            return None
         mean = float(burst.get("mean", 0.0))
         std = float(burst.get("std", 0.0))
         p99 = max(float(burst.get("p99", 0.0)), float(burst.get("p99_present", 0.0)))

@@ -82,8 +82,10 @@ class IncidentConfig:
     # close together are one problem (a reboot's boot messages), whatever their words.
     novel_burst_secs: float = 60.0
     # A new template that keeps recurring stays in its incident ("new behaviour") this long
-    # after its last line: the incident is reopened under the same id, not opened anew.
-    new_behaviour_secs: float = 86400.0
+    # after its last line: the incident is reopened under the same id, not opened anew. A month:
+    # until the template is learned (a retrain, drift learning, an operator's label) it is the
+    # same new behaviour, however rarely it comes (BGL's recur days apart, Zookeeper's weeks).
+    new_behaviour_secs: float = 30 * 86400.0
     max_new_behaviour: int = 1000  # new templates remembered for that
 
 
@@ -316,7 +318,9 @@ class IncidentGrouper:
         t = anomaly.line.time
         line = anomaly.line
         recurring = self._new_behaviour.get(line.template_id) if line.is_new else None
-        if recurring is not None and 0 <= t - recurring.last_seen <= self.config.new_behaviour_secs:
+        # Within the period of the incident's span on either side: a log whose lines come out of
+        # time order (HPC's) must not open a new incident for every line that is earlier.
+        if recurring is not None and self._distance(recurring, t) <= self.config.new_behaviour_secs:
             if recurring.incident_id not in self._open:  # resolved meanwhile: reopen it
                 self._enter(recurring)
             return recurring

@@ -94,6 +94,8 @@ class PipelineConfig:
     emit_all: bool = False  # also emit a `logdetect.line` event for every processed line
     models: tuple[str, ...] | None = None  # restrict to these bundle models (None = all)
     incident_gap_secs: float = 300.0
+    # A new template recurring within this long stays in its incident (`IncidentConfig`).
+    new_behaviour_secs: float = 30 * 86400.0
     # Seed 002's dynamic thresholds: every detector's threshold times the bundle's multiplier for
     # the line's hour (learned on held-back normal data), so a nightly job that always scores
     # high does not page at 02:00.
@@ -136,6 +138,10 @@ class Pipeline:
         self.vocab: dict[int, int] = remap_ids(
             {int(k): int(v) for k, v in vocab["template_to_token"].items()}, self.miner.aliases()
         )
+        # Templates of the history's held-back part: seen in training (not new), but no model
+        # learnt them, so they are UNK (token 0) to the models (`trainer/whole_history.py`).
+        self.known_templates: frozenset[int] = frozenset(
+            self.miner.resolve(int(t)) or int(t) for t in vocab.get("known_templates", ()))
         parser_cfg = config.parser or ParserConfig(**manifest.get("parser", {}))
         if parser_cfg.log_format == "auto" and manifest.get("parser", {}).get("log_format"):
             # The format resolved at training is the best guess for the same system's live logs.
@@ -164,7 +170,8 @@ class Pipeline:
         self.explainer = Explainer(profile, TemplateTexts(self.miner, self.online_miner), model_types=model_types)
         # The profile relates templates that follow each other in training (an auth failure and
         # the web's 401 it causes), so they group into one incident.
-        self.grouper = IncidentGrouper(IncidentConfig(gap_secs=config.incident_gap_secs), profile=profile)
+        self.grouper = IncidentGrouper(IncidentConfig(gap_secs=config.incident_gap_secs,
+                                                    new_behaviour_secs=config.new_behaviour_secs), profile=profile)
         self.provider = _provider_of(self.detectors)
         # Normal lines whose verdict is already known skip the models (None: a detector that is
         # not pure per line is served, so every line takes the full road).
@@ -271,7 +278,7 @@ class Pipeline:
         from_arrival = t is None
         if t is None:
             t = record.received_at or now  # the parser already fell back to a sane record.time
-        is_new = token == 0 and not self.drift.is_learned(tid)
+        is_new = token == 0 and tid not in self.known_templates and not self.drift.is_learned(tid)
         return TemplatedLine(parsed, tid, template, params, token, is_new, t, from_arrival)
 
     def _process_batch(self, records: Sequence[Record], now: float, out: list[Output]) -> None:

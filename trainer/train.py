@@ -43,6 +43,7 @@ from trainer.distributed import DataHalf, Match
 from trainer.history import HistoryOptions, HistoryReport, find_suspects
 from trainer.labels import Labels, label_lines, only_in_anomalies
 from trainer.training_data import LabelledSequences, TrainingData
+from trainer.whole_history import extend_miner, served_only
 
 log = structlog.get_logger(__name__)
 
@@ -217,10 +218,15 @@ def train(
         matches: list[Match] | None = None
     else:  # mined per block and merged; every line matched by the workers
         miner, matches = prepared.miner, prepared.matches
+    # What the bundle serves as "seen": the templates of the whole history, held-back part
+    # included (`trainer/whole_history.py`); calibration below still uses the training miner.
+    served = extend_miner(miner, (p.message for p in val_part))
     # Incidents in the history must not define normal: their templates stay out of the vocabulary
     # (so the novelty rule flags them) and their lines out of every learned model. Labelled
-    # training (keep_line, labels) is trusted as it is.
-    history = _check_history(parsed, miner, options, trusted=keep_line is not None or options.labels is not None,
+    # training (keep_line, labels) is trusted as it is. The whole history is judged with the served
+    # templates (with `--dask`, by the workers' matches against the training miner).
+    history = _check_history(parsed, served if matches is None else miner, options,
+                             trusted=keep_line is not None or options.labels is not None,
                              matches=matches)
     normal_ids, problem = feedback_templates(miner, options.feedback)
     if normal_ids:  # an operator said these are expected: never held back as suspect
@@ -238,7 +244,11 @@ def train(
         alert_only = only_in_anomalies(ids, flags)
         for msg in label_lines(options.labels, flags, alert_only):
             _say(options.progress, msg)
-    suspect = history.suspect_ids | frozenset(problem) | alert_only
+    if options.labels is not None:  # labelled anomalies of the held-back part never become "seen"
+        served = extend_miner(miner, (p.message for p, f in zip(val_part, flags[len(train_part):], strict=True)
+                                      if not f))
+    served_suspect = history.suspect_ids | frozenset(problem) | alert_only
+    suspect = served_suspect | {t for t in miner.templates() if served.resolve(t) in served_suspect}
     vocab = {tid: i + 1 for i, tid in enumerate(sorted(t for t in miner.templates() if t not in suspect))}
     n_train = len(train_part)
     all_train_tl, unmatched = template_lines(train_part, miner, vocab, None if matches is None else matches[:n_train])
@@ -255,6 +265,8 @@ def train(
     judge_tl = [all_val_tl[i] for i in kept[half:]]
     judge_part = [val_part[i] for i in kept[half:]]
     judged = Judged(judge_part, judge_tl)
+    # the history's normal lines, for the served profile (`_serve_whole_history`)
+    history_normal = [p for p, f in zip(train_part, train_flags, strict=True) if not f] + [val_part[i] for i in kept]
     if val_flags[cut:].any():  # the held-back part's labelled anomalies judge the vote
         judged = Judged(val_part[cut:], all_val_tl[cut:], val_flags[cut:])
     _say(options.progress, f"{len(vocab)} templates; {unmatched} training lines did not match back")
@@ -294,7 +306,7 @@ def train(
         feedback_record: dict[str, Any] = {
             "normal_templates": len(normal_ids),
             "problem_templates": [{"template_id": t, "template": x} for t, x in problem.items()]}
-        manifest_fields = {
+        manifest_fields: dict[str, Any] = {
             "parser": {**asdict(options.parser), "log_format": fmt},
             "miner": asdict(options.miner),
             "features": asdict(options.features),
@@ -330,6 +342,11 @@ def train(
             for msg in checked.summary_lines():
                 _say(options.progress, msg)
             notes += checked.summary_lines()[1:]
+        known = _serve_whole_history(writer, miner, served, vocab, served_suspect, history_normal,
+                                     profile["feature_ranges"])
+        manifest_fields["training"]["held_back_templates"] = len(known)
+        if known:
+            _say(options.progress, f"{len(known)} template(s) first seen in the held-back part: served as known")
         out = writer.finish(**manifest_fields)
     except BaseException:
         writer.abort()
@@ -354,6 +371,33 @@ class Judged:
         seqs, _, flags = labelled_sequences(self.lines, self.anomalous)
         return ([s for s, f in zip(seqs, flags, strict=True) if not any(f)],
                 [s for s, f in zip(seqs, flags, strict=True) if any(f)])
+
+
+def _serve_whole_history(
+    writer: BundleWriter, miner: TemplateMiner, served: TemplateMiner, vocab: dict[int, int],
+    served_suspect: frozenset[int], history: Sequence[ParsedLine], feature_ranges: dict[str, Any],
+) -> frozenset[int]:
+    """Serve the whole history's templates (`trainer/whole_history.py`): the extended miner, its
+    held-back-only templates listed as known in the vocabulary, and the explanation profile
+    rebuilt over every non-suspect line of the history. Returns the held-back-only templates."""
+    from trainer.profile import build_profile
+
+    known = served_only(miner, served, served_suspect)
+    if not known:
+        return known
+    writer.add_json("drain_state.json", served.to_state())
+    writer.add_json("vocab.json", {
+        "template_to_token": {str(t): k for t, k in vocab.items()},
+        "templates": {str(k): miner.template(t) for t, k in vocab.items()},
+        "known_templates": sorted(known),
+        "unk": 0,
+    })
+    profile_vocab = {**{served.resolve(t) or t: k for t, k in vocab.items()}, **dict.fromkeys(known, 0)}
+    lines, _ = template_lines(history, served, profile_vocab)
+    profile = build_profile([tl for tl in lines if tl.template_id >= 0 and tl.template_id not in served_suspect])
+    profile["feature_ranges"] = feature_ranges  # what the Isolation Forest learnt from: the training part
+    writer.add_json("profile.json", profile)
+    return known
 
 
 def _judge_members(

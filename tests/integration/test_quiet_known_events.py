@@ -1,0 +1,95 @@
+"""Quiet on known events (issue 11): what the history holds is not news, a burst needs a history
+long enough to say what a normal window holds, and a recurring new template stays one incident
+even when the log's lines come out of time order. Real Loghub-2k files, trained on the first
+half and the second half scanned, as `logdetect eval normal-logs` does."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+
+from agent.pipeline import Pipeline, PipelineConfig
+from agent.reader import iter_records
+from agent.types import Incident, LineResult, Output, Record, Verdict
+from trainer.train import TrainOptions, train
+
+MODELS = ("novel_set",)  # the behaviour under test is the rules and facts (no Isolation Forest: 1 s, not 60)
+
+
+def _halves(data_dir: Path, system: str) -> tuple[list[Record], list[Record], list[str]]:
+    folder = data_dir / "loghub_2k" / system
+    records = list(iter_records(folder / f"{system}_2k.log"))
+    with (folder / f"{system}_2k.log_structured_corrected.csv").open(newline="") as fh:
+        events = [row["EventId"] for row in csv.DictReader(fh)]
+    assert len(events) == len(records)  # one physical line per record in these two files
+    return records[: len(records) // 2], records[len(records) // 2 :], events
+
+
+def _scan(bundle: Path, records: list[Record]) -> tuple[list[LineResult], list[Output]]:
+    pipe = Pipeline.from_bundle(bundle, PipelineConfig())
+    results: list[LineResult] = []
+    pipe.observers.append(results.append)
+    outputs = pipe.process(records, 0.0) + pipe.close(0.0)
+    return results, outputs
+
+
+@pytest.fixture(scope="module")
+def spark(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[LineResult], list[str]]:
+    """Spark_2k trained on its first half (16 seconds of log), the second half scanned."""
+    train_part, scan_part, events = _halves(data_dir, "Spark")
+    out = tmp_path_factory.mktemp("spark") / "m"
+    train(train_part, TrainOptions(output=out, models=MODELS, progress=False))
+    results, _ = _scan(out, scan_part)
+    return out, results, events
+
+
+def test_templates_of_the_held_back_history_are_not_new(spark: tuple[Path, list[LineResult], list[str]]) -> None:
+    """Spark's task-commit events (E1, E8, E25) first occur in the held-back fifth of the
+    training half: the bundle lists their templates as known, and none of their 38 scanned
+    lines is new or flagged (all 38 were "template never seen in training" before). A message
+    the history never held is still new."""
+    bundle, results, events = spark
+    vocab = json.loads((bundle / "vocab.json").read_text())
+    assert len(vocab["known_templates"]) >= 3
+    scanned = events[len(events) // 2 :]
+    commits = [r for r, e in zip(results, scanned, strict=True) if e in {"E1", "E8", "E25"}]
+    assert len(commits) == 38
+    assert not any(r.line.is_new for r in commits)
+    assert all(r.verdict is Verdict.NORMAL for r in commits)
+    new_line = Record("17/06/09 20:11:11 ERROR executor.Executor: disk quota exceeded on /data7", "t")
+    (result,), _ = _scan(bundle, [new_line])
+    assert result.line.is_new and result.verdict is not Verdict.NORMAL
+
+
+def test_no_burst_without_a_history_long_enough_to_say_what_a_window_holds(
+    spark: tuple[Path, list[LineResult], list[str]],
+) -> None:
+    """Spark's history spans one 2-minute window: its "Input split" lines (E12, 5 in training,
+    40 scanned) were all flagged as a BURST; now no known-event line of the scan is flagged."""
+    _, results, events = spark
+    half = len(events) // 2
+    known = set(events[:half])
+    flagged_known = [r for r, e in zip(results, events[half:], strict=True)
+                     if e in known and r.verdict is not Verdict.NORMAL]
+    assert flagged_known == []
+
+
+def test_a_new_template_out_of_time_order_stays_one_incident(data_dir: Path, tmp_path: Path) -> None:
+    """HPC_2k's lines are not in time order (2003-2006 interleaved). "Linkerror event interval
+    expired", never in training, recurs 291 times: it opened 202 incidents when only a later
+    line could rejoin its incident; now it is in at most 2 (the month-long new-behaviour period
+    splits lines years apart). Every novel-event line is still flagged."""
+    train_part, scan_part, events = _halves(data_dir, "HPC")
+    out = tmp_path / "m"
+    train(train_part, TrainOptions(output=out, models=MODELS, progress=False))
+    results, outputs = _scan(out, scan_part)
+    known = set(events[: len(train_part)])
+    novel = [r for r, e in zip(results, events[len(train_part) :], strict=True) if e not in known]
+    assert len(novel) == 544 and all(r.verdict is not Verdict.NORMAL for r in novel)
+    incidents = {o.incident_id: o for o in outputs if isinstance(o, Incident)}
+    linkerror = {i for i, inc in incidents.items() if any("Linkerror" in t for _, t, _ in inc.leading_templates)}
+    assert 1 <= len(linkerror) <= 2
+    assert len(incidents) <= 15  # 299 before
