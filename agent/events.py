@@ -20,7 +20,6 @@ import orjson
 from agent.types import (
     Anomaly,
     DataGap,
-    DetectorScore,
     Event,
     Explanation,
     Incident,
@@ -149,12 +148,13 @@ def incident_event(i: Incident, observed: float) -> dict[str, Any]:
     return _envelope(INCIDENT, i.last_seen, observed, level, body, attrs, {})
 
 
-def session_event(entity: str, tokens: Sequence[int], scores: Sequence[DetectorScore], score: float,
-                  verdict: Verdict, t: float, observed: float, provider: str) -> dict[str, Any]:
-    """A whole session (an entity gone idle, or the end of input) judged by the sequence models."""
-    fired = [s.detector for s in scores if s.fired]
-    body = (f"{verdict.value.upper()} session {entity}: {len(tokens)} lines, "
-            f"flagged by {', '.join(fired) or 'no single detector'} (score {score:.2f})")
+def session_event(v: SessionVerdict, observed: float, provider: str) -> dict[str, Any]:
+    """A whole session (an entity gone idle, or the end of input) judged by the session models;
+    the body says what they saw (each explanation's first line), never only which one fired."""
+    entity, tokens, scores, score, verdict = v.entity, v.tokens, v.scores, v.score, v.verdict
+    said = "; ".join(e.text.splitlines()[0] for e in v.explanations if e.text) or (
+        "combined score over the threshold: " + ", ".join(f"{s.detector} {s.score:.2f}" for s in scores))
+    body = f"{verdict.value.upper()} session {entity}: {len(tokens)} lines: {said} (score {score:.2f})"
     attrs: dict[str, Any] = {
         "event.kind": "alert",
         "event.category": "anomaly",
@@ -169,9 +169,10 @@ def session_event(entity: str, tokens: Sequence[int], scores: Sequence[DetectorS
         "entity": entity,
         "session.length": len(tokens),
         "session.unknown_templates": sum(1 for t in tokens if t == 0),
+        "anomaly.explanations": [explanation_dict(e) for e in v.explanations],
         "model.provider": provider,
     }
-    return _envelope(SESSION, t, observed, _VERDICT_LEVEL[verdict], body, attrs, {})
+    return _envelope(SESSION, v.last_seen, observed, _VERDICT_LEVEL[verdict], body, attrs, {})
 
 
 def line_event(tl_raw: str, entity: str, t: float, observed: float, level: Level, template_id: int,
@@ -213,8 +214,7 @@ def render(event: Event, observed: float, provider: str) -> dict[str, Any]:
     if isinstance(event, Incident):
         return incident_event(event, observed)
     if isinstance(event, SessionVerdict):
-        return session_event(event.entity, event.tokens, event.scores, event.score, event.verdict,
-                             event.last_seen, observed, provider)
+        return session_event(event, observed, provider)
     if isinstance(event, LineResult):
         pl = event.line.line
         return line_event(pl.raw, pl.entity, event.line.time, observed, pl.level, event.line.template_id,
@@ -344,6 +344,7 @@ _SESSION_ATTRS = {
         "entity": {"type": "string"},
         "session.length": {"type": "integer", "minimum": 0},
         "session.unknown_templates": {"type": "integer", "minimum": 0},
+        "anomaly.explanations": {"type": "array", "items": _EXPLANATION},
         "model.provider": {"type": "string"},
     },
 }

@@ -560,6 +560,10 @@ class Explainer:
 
     # ---- the public surface
 
+    def explain_session(self, tokens: Sequence[int], scores: Sequence[DetectorScore]) -> tuple[Explanation, ...]:
+        """Why a session was judged anomalous, in the terms of its lines (`agent.explain_models`)."""
+        return tuple(self._models.explain_session(tokens, scores))
+
     def explain(self, ctx: LineContext, scores: Sequence[DetectorScore]) -> tuple[Explanation, ...]:
         """Every fact that holds for this line, most decisive first."""
         line = ctx.line

@@ -12,7 +12,13 @@ them into an `Explanation` a person can check against the line:
 - AutoLog: the entry of the window's vector it rebuilt worst: a template's count, a level's
   count, or another model's score.
 
-DeepLog's expected-vs-actual templates are the SEQUENCE explanation (`agent.explain`).
+DeepLog's expected-vs-actual templates are the SEQUENCE explanation of a line (`agent.explain`).
+
+A session verdict (`explain_session`) is explained the same way, in the terms of the session's
+lines: DeepLog where it first went wrong (the templates it expected there, and the one that came
+or that the session stopped), the LSTM-AE the line ending the window it rebuilt worst and that
+line's template, LogBERT its missed guesses, the novelty rule the lines never seen in training,
+and the set rule that these templates never made up a training session together.
 """
 
 from __future__ import annotations
@@ -62,6 +68,81 @@ class ModelExplainer:
                 self._ranges[i] = (float(pair[0]), float(pair[1]))
         self._label = label
         self._template_of = template_of
+
+    def explain_session(self, tokens: Sequence[int], scores: Sequence[DetectorScore]) -> list[Explanation]:
+        """One explanation per fired detector of a session verdict, in the terms of its lines."""
+        out: list[Explanation] = []
+        for score in scores:
+            if not score.fired:
+                continue
+            details = dict(score.details)
+            kind = self._types.get(score.detector, score.detector)
+            if kind == "deeplog":
+                out.append(self._deeplog_session(tokens, score, details))
+            elif kind == "lstm_ae":
+                out.append(self._lstm_ae_session(tokens, score, details))
+            elif kind == "logbert":
+                out.append(self._logbert(score, details))
+            elif kind == "novelty":
+                out.append(self._novelty_session(tokens, score))
+            elif kind == "novel_set":
+                out.append(self._novel_set_session(tokens, score))
+        return out
+
+    def _token_label(self, token: int) -> str:
+        template = self._template_of(token) if token else None
+        return self._label(template) if template is not None else "a template never seen in training"
+
+    def _deeplog_session(self, tokens: Sequence[int], score: DetectorScore, details: dict[str, object]) -> Explanation:
+        facts: list[tuple[str, object]] = [("detector", score.detector), ("score", score.score),
+                                           ("threshold", score.threshold), ("misses", details.get("misses")),
+                                           ("positions", details.get("positions"))]
+        head = (f"SEQUENCE ANOMALY: {score.detector} did not expect {details.get('misses')} of the "
+                f"{details.get('positions')} steps of this session (threshold {score.threshold:g})")
+        where, actual, end = details.get("first_miss"), details.get("actual"), details.get("end")
+        raw = details.get("expected")
+        expected = [(int(t), float(p)) for t, p in raw] if isinstance(raw, (list, tuple)) else []
+        if not isinstance(where, int) or not isinstance(actual, int):
+            return Explanation(ExplanationKind.SEQUENCE, head, tuple(facts))
+
+        def said(token: int) -> str:
+            return "the end of the session" if token == end else self._token_label(token)
+
+        came = "the session ended" if actual == end else f"line {where + 1} was {said(actual)}"
+        listing = ", ".join(f"{said(t)} {p:.0%}" for t, p in expected[:3])
+        facts += [("first_miss", where), ("actual_template", None if actual == end else self._template_of(actual)),
+                  ("expected_templates", [self._template_of(t) for t, _ in expected[:3]])]
+        text = f"{head}\nFirst unexpected: {came}\nExpected there: {listing}"
+        return Explanation(ExplanationKind.SEQUENCE, text, tuple(facts))
+
+    def _lstm_ae_session(self, tokens: Sequence[int], score: DetectorScore, details: dict[str, object]) -> Explanation:
+        worst = details.get("worst_position")
+        facts: list[tuple[str, object]] = [("detector", score.detector), ("score", score.score),
+                                           ("threshold", score.threshold)]
+        head = (f"SEQUENCE RECONSTRUCTION: {score.detector} could not rebuild this session of {len(tokens)} lines "
+                f"(worst window error {score.score:.2f} > threshold {score.threshold:.2f})")
+        if isinstance(worst, int) and 0 <= worst < len(tokens):
+            template = self._template_of(tokens[worst]) if tokens[worst] else None
+            facts += [("worst_line", worst + 1), ("worst_template", template)]
+            head += f"\nWorst rebuilt: the window ending at line {worst + 1}, {self._token_label(tokens[worst])}"
+        return Explanation(ExplanationKind.SEQUENCE, head, tuple(facts))
+
+    def _novelty_session(self, tokens: Sequence[int], score: DetectorScore) -> Explanation:
+        unknown = [i for i, t in enumerate(tokens) if t == 0]
+        first = f", the first at line {unknown[0] + 1}" if unknown else ""
+        text = (f"NEW TEMPLATE: {len(unknown)} of this session's {len(tokens)} lines have a template never "
+                f"seen in training{first}")
+        return Explanation(ExplanationKind.NEW_TEMPLATE, text, (
+            ("detector", score.detector), ("unknown_lines", len(unknown)),
+            ("first_unknown_line", unknown[0] + 1 if unknown else None)))
+
+    def _novel_set_session(self, tokens: Sequence[int], score: DetectorScore) -> Explanation:
+        distinct = sorted({int(t) for t in tokens})
+        named = "; ".join(self._token_label(t) for t in distinct[:4]) + (" …" if len(distinct) > 4 else "")
+        text = (f"NEW COMBINATION: no training session held exactly this set of {len(distinct)} templates: "
+                f"{named}")
+        return Explanation(ExplanationKind.SEQUENCE, text, (
+            ("detector", score.detector), ("templates", [self._template_of(t) for t in distinct])))
 
     def explain(self, ctx: LineContext, scores: Sequence[DetectorScore]) -> list[Explanation]:
         """One explanation per fired model whose type says how to read its numbers."""

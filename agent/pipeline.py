@@ -545,7 +545,8 @@ class Pipeline:
                 self.drift.quiet_sessions += 1  # its only news is a template learned online
                 continue
             scores, score, verdict = judged
-            out.append(SessionVerdict(s.entity, s.tokens, scores, score, verdict, s.last_seen))
+            out.append(SessionVerdict(s.entity, s.tokens, scores, score, verdict, s.last_seen,
+                                      self.explainer.explain_session(s.tokens, scores)))
         return out
 
     def _judge_session(self, s: EndedSession) -> tuple[tuple[DetectorScore, ...], float, Verdict] | None:

@@ -269,6 +269,8 @@ class SessionVerdict:
     score: float
     verdict: Verdict
     last_seen: float
+    # What the detectors saw, in the terms of the session's lines (`agent.explain_models`).
+    explanations: tuple[Explanation, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -236,21 +236,26 @@ class DeepLogDetector(MemoisedLines[tuple[int, ...]]):
 
     def score_session(self, tokens: Sequence[int], levels: Sequence[int]) -> DetectorScore | None:
         """The session's misses against its calibrated session threshold."""
-        judged = self.scorer.judge_session(tokens)
+        s = self.scorer
+        judged = s.judge_session(tokens)
         misses = [k for k, j in enumerate(judged) if j.miss]
         score = len(misses) / max(len(judged), 1) if self.session_mode == "fraction" else float(len(misses))
-        return DetectorScore(
-            detector=self.name,
-            score=score,
-            threshold=self.session_threshold,
-            fired=score > self.session_threshold,
-            details=(
-                ("misses", len(misses)),
-                ("positions", len(judged)),
-                ("first_miss", misses[0] if misses else None),
-                ("unknown", sum(j.path == "unknown" for j in judged)),
-            ),
+        fired = score > self.session_threshold
+        details: tuple[tuple[str, object], ...] = (
+            ("misses", len(misses)),
+            ("positions", len(judged)),
+            ("first_miss", misses[0] if misses else None),
+            ("unknown", sum(j.path == "unknown" for j in judged)),
         )
+        if fired and misses:
+            # What it expected where it first went wrong, and what came (the END token: the session stopped).
+            k = misses[0]
+            seq = [int(t) for t in tokens] + ([s.end] if s.predict_end else [])
+            (probs,) = s.probabilities([window_before(seq, k, s.window, s.pad)])
+            details += (("actual", judged[k].actual), ("end", s.end), ("path", judged[k].path),
+                        ("expected", s.expected(probs)))
+        return DetectorScore(detector=self.name, score=score, threshold=self.session_threshold, fired=fired,
+                             details=details)
 
     def stats(self) -> dict[str, float]:
         """The shared counters plus the hit ratio of the window cache."""

@@ -290,3 +290,37 @@ def test_the_trainers_section_round_trips_through_from_bundle(world: World, spec
             if s is not None:
                 assert s.threshold == section.session_threshold(sensitivity)
         assert lines or any(s is not None for s in judged), f"{spec.name} judged nothing"
+
+
+def test_session_verdicts_say_what_each_model_saw(world: World) -> None:
+    """Every registered model that fires on a planted session explains it in the session's own
+    terms (DeepLog: where it first went wrong, what it expected there; the LSTM-AE: the line
+    ending its worst window and its template; the rules: the unseen lines, the unseen set),
+    never as "flagged by X"; the session event's body carries it."""
+    from agent.events import session_event
+    from agent.pipeline import Pipeline, PipelineConfig
+    from agent.types import SessionVerdict, Verdict
+
+    pipe = Pipeline(world.bundle, PipelineConfig(runtime=RuntimeOptions(device="cpu")))
+    expected_words = {"deeplog": "Expected there: [", "lstm_ae": "Worst rebuilt: the window ending at line",
+                      "novelty": "have a template never seen in training", "novel_set": "no training session held"}
+    # One planted line in the middle, and three leading ones (DeepLog at medium allows one miss).
+    candidates = [*world.planted_sessions,
+                  *(([0, 0, 0, *t], [int(Level.FATAL)] * 3 + lv) for t, lv in world.sessions)]
+    explained: set[str] = set()
+    for det in pipe.detectors:
+        for tokens, levels in candidates:
+            score = det.score_session(tokens, levels)
+            if score is None or not score.fired:
+                continue
+            (e,) = pipe.explainer.explain_session(tokens, [score])
+            assert "flagged by" not in e.text
+            assert expected_words.get(det.name, "") in e.text, e.text
+            event = session_event(SessionVerdict("blk_1", tuple(tokens), (score,), 2.0, Verdict.WATCH, 0.0, (e,)),
+                                  0.0, "cpu")
+            assert e.text.splitlines()[0] in event["body"]
+            explained.add(det.name)
+            break
+    assert {"novelty", "novel_set"} <= explained
+    trained = {m.name for m in MODELS if m.name in world.bundle.models}
+    assert not (trained & {"deeplog", "lstm_ae"}) - explained
