@@ -274,4 +274,50 @@ def apply_membership(ensemble: dict[str, Any], judgements: Sequence[Judgement], 
         else:
             ensemble["members"][name]["levels"] = section[name]["levels"]
     ensemble["membership"] = {"rule": "trainer/membership.py", "judged_on": dict(facts), "detectors": section}
-    return left_out_lines(section)
+    same = same_operating_points(ensemble)
+    ensemble["same_operating_point"] = [list(levels) for levels, _ in same]
+    return left_out_lines(section) + [same_point_line(levels, voters) for levels, voters in same]
+
+
+LEVELS = ("low", "medium", "high")
+
+
+def voters_at(ensemble: Mapping[str, Any], level: str) -> frozenset[str]:
+    """The members voting at `level` (no `levels`: every level), with `facts` when facts may raise a line there."""
+    out = {name for name, m in ensemble.get("members", {}).items()
+           if m.get("vote", True) and level in m.get("levels", LEVELS)}
+    facts = ensemble.get(FACTS)
+    if level in (facts.get("levels", ()) if isinstance(facts, Mapping) else LEVELS):  # no section: facts everywhere
+        out.add(FACTS)
+    return frozenset(out)
+
+
+def same_operating_points(ensemble: Mapping[str, Any]) -> list[tuple[tuple[str, ...], frozenset[str]]]:
+    """Runs of neighbouring sensitivities that serve one operating point: the same voters, and
+    every voter a plain rule or the facts (whose thresholds do not move with the level). A learned
+    voter's thresholds differ per level, so levels that share one are distinct points."""
+    members = ensemble.get("members", {})
+
+    def fixed(name: str) -> bool:
+        return name == FACTS or members.get(name, {}).get("kind") == "rule"
+
+    out: list[tuple[tuple[str, ...], frozenset[str]]] = []
+    run: list[str] = []
+    for level in LEVELS:
+        voters = voters_at(ensemble, level)
+        if run and voters == voters_at(ensemble, run[0]) and all(fixed(v) for v in voters):
+            run.append(level)
+            continue
+        if len(run) > 1:
+            out.append((tuple(run), voters_at(ensemble, run[0])))
+        run = [level] if all(fixed(v) for v in voters) else []
+    if len(run) > 1:
+        out.append((tuple(run), voters_at(ensemble, run[0])))
+    return out
+
+
+def same_point_line(levels: Sequence[str], voters: frozenset[str]) -> str:
+    """`train`'s plain note that the data cannot tell these sensitivities apart."""
+    return (f"sensitivity {' and '.join(levels)} are ONE operating point on this data: the same vote "
+            f"({', '.join(sorted(voters)) or 'nobody'}), whose rules do not depend on the level; no learned "
+            "detector earned a place at any of them on the held-back data (train on more lines to separate them)")

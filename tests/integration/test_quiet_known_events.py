@@ -93,3 +93,22 @@ def test_a_new_template_out_of_time_order_stays_one_incident(data_dir: Path, tmp
     linkerror = {i for i, inc in incidents.items() if any("Linkerror" in t for _, t, _ in inc.leading_templates)}
     assert 1 <= len(linkerror) <= 2
     assert len(incidents) <= 15  # 299 before
+
+
+def test_train_says_when_sensitivities_are_one_operating_point(
+    spark: tuple[Path, list[LineResult], list[str]],
+) -> None:
+    """Spark's bundle votes with the plain rules and the facts only, at every level: the three
+    sensitivities cannot differ, and the bundle records it (train prints the same, from
+    `trainer/membership.py`)."""
+    from trainer.membership import same_operating_points, same_point_line
+
+    bundle, _, _ = spark
+    ensemble = json.loads((bundle / "manifest.json").read_text())["ensemble"]
+    assert ensemble["same_operating_point"] == [["low", "medium", "high"]]
+    ((levels, voters),) = same_operating_points(ensemble)
+    assert {"novelty", "novel_set"} <= voters
+    assert "low and medium and high are ONE operating point" in same_point_line(levels, voters)
+    # A learned voter at medium only separates medium from its neighbours.
+    ensemble["members"]["novel_set"] = {**ensemble["members"]["novel_set"], "kind": "sequence", "levels": ["medium"]}
+    assert same_operating_points(ensemble) == []
