@@ -87,7 +87,26 @@ class ModelExplainer:
                 out.append(self._novelty_session(tokens, score))
             elif kind == "novel_set":
                 out.append(self._novel_set_session(tokens, score))
+            elif kind == "autolog":
+                out.append(self._autolog_session(tokens, score, details))
         return out
+
+    def _autolog_session(self, tokens: Sequence[int], score: DetectorScore, details: dict[str, object]) -> Explanation:
+        """The counts it could not rebuild: the unseen lines, and its input models' scaled scores
+        (z: 0 = the normal median, 1 = the normal p99)."""
+        inputs = {k.removeprefix("input_"): float(v) for k, v in details.items()
+                  if k.startswith("input_") and isinstance(v, (int, float))}
+        unknown = sum(1 for t in tokens if t == 0)
+        said = "; ".join(f"{name} at {z:.1f}× its normal p99 excess" for name, z in
+                         sorted(inputs.items(), key=lambda kv: -kv[1]) if z > 1.0)
+        text = (f"COUNT RECONSTRUCTION: {score.detector} could not rebuild this session's template and level "
+                f"counts ({len(tokens)} lines, {unknown} of a template never seen in training; error "
+                f"{score.score:.2f} > threshold {score.threshold:.2f})")
+        if said:
+            text += f"\nInputs over normal: {said}"
+        return Explanation(ExplanationKind.MODEL_OUTLIER, text, (
+            ("detector", score.detector), ("score", score.score), ("threshold", score.threshold),
+            ("unknown_lines", unknown), ("inputs", inputs)))
 
     def _token_label(self, token: int) -> str:
         template = self._template_of(token) if token else None
