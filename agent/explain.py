@@ -213,6 +213,11 @@ class Explainer:
         if count and not line.time_from_arrival:
             self._count_at[id(line)] = count
 
+    def _burst_judged(self, burst: Mapping[str, Any]) -> bool:
+        """Whether the history covers enough windows (`min_burst_windows`) to call a count a burst."""
+        windows = burst.get("windows", self._active_windows)
+        return windows is None or float(windows) >= self.config.min_burst_windows
+
     def burst_floor(self, template_id: int) -> float:
         """The largest window count of this template that is no burst (`_burst_numbers`): a
         line counted at most this many is not notable for its count."""
@@ -223,6 +228,8 @@ class Explainer:
             p99 = max(float(burst.get("p99", 0.0)), float(burst.get("p99_present", 0.0)))
             floor = max(cfg.min_burst - 1, cfg.burst_factor * p99,
                         float(burst.get("mean", 0.0)) + cfg.burst_sigmas * float(burst.get("std", 0.0)))
+            if not self._burst_judged(burst):
+                floor = math.inf  # no count is a burst on this history
             self._floors[template_id] = floor
         return floor
 
@@ -355,8 +362,7 @@ class Explainer:
             return None
         entry = self._profile.get(line.template_id)
         burst = (entry or {}).get("burst") or {}
-        windows = burst.get("windows", self._active_windows)
-        if windows is not None and float(windows) < cfg.min_burst_windows:
+        if not self._burst_judged(burst):
             return None
         mean = float(burst.get("mean", 0.0))
         std = float(burst.get("std", 0.0))
