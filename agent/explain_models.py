@@ -89,7 +89,23 @@ class ModelExplainer:
                 out.append(self._novel_set_session(tokens, score))
             elif kind == "autolog":
                 out.append(self._autolog_session(tokens, score, details))
+            elif kind == "supervised_lstm":
+                out.append(self._supervised_session(tokens, score, details))
         return out
+
+    def _supervised_session(self, tokens: Sequence[int], score: DetectorScore,
+                            details: dict[str, object]) -> Explanation:
+        """The window the classifier found most like the labelled anomalies, and its last line's template."""
+        where = details.get("position")
+        text = (f"LIKE A LABELLED ANOMALY: {score.detector} gives this session's most anomalous window "
+                f"probability {score.score:.2f} (threshold {score.threshold:.2f})")
+        facts: list[tuple[str, object]] = [("detector", score.detector), ("score", score.score),
+                                           ("threshold", score.threshold)]
+        if isinstance(where, int) and 0 <= where < len(tokens):
+            text += f"\nThat window ends at line {where + 1}, {self._token_label(tokens[where])}"
+            facts += [("window_end_line", where + 1),
+                      ("template", self._template_of(tokens[where]) if tokens[where] else None)]
+        return Explanation(ExplanationKind.MODEL_OUTLIER, text, tuple(facts))
 
     def _autolog_session(self, tokens: Sequence[int], score: DetectorScore, details: dict[str, object]) -> Explanation:
         """The counts it could not rebuild: the unseen lines, and its input models' scaled scores

@@ -304,7 +304,8 @@ def test_session_verdicts_say_what_each_model_saw(world: World) -> None:
     pipe = Pipeline(world.bundle, PipelineConfig(runtime=RuntimeOptions(device="cpu")))
     expected_words = {"deeplog": "Expected there: [", "lstm_ae": "Worst rebuilt: the window ending at line",
                       "novelty": "have a template never seen in training", "novel_set": "no training session held",
-                      "autolog": "could not rebuild this session's template and level counts"}
+                      "autolog": "could not rebuild this session's template and level counts",
+                      "supervised_lstm": "That window ends at line"}
     # One planted line in the middle, and three leading ones (DeepLog at medium allows one miss).
     candidates = [*world.planted_sessions,
                   *(([0, 0, 0, *t], [int(Level.FATAL)] * 3 + lv) for t, lv in world.sessions)]
