@@ -31,6 +31,7 @@ from agent import __version__, metrics
 from agent.bundle import Bundle, load_bundle
 from agent.dead_letter import Rejected, rejected
 from agent.detectors.base import Detector, load_detectors
+from agent.detectors.cascade import Cascade, score_where
 from agent.drift import DriftConfig, DriftLearner
 from agent.errors import BundleError
 from agent.features import EndedSession, FeatureConfig, FeatureExtractor, FeatureStats
@@ -105,6 +106,8 @@ class PipelineConfig:
     # Normal lines whose verdict is already known skip the models (agent/short_road.py); off only
     # to check that it changes nothing.
     short_road: bool = True
+    # Detectors outside the served vote run only where the vote finds something (agent/detectors/cascade.py).
+    cascade: bool = True
 
 
 class Pipeline:
@@ -158,6 +161,7 @@ class Pipeline:
         from agent.ensemble import Ensemble
 
         self.ensemble = Ensemble.from_manifest(manifest.get("ensemble", {}), config.sensitivity.value)
+        self.cascade = Cascade.plan(self.detectors, self.ensemble, config.cascade)
         multipliers = manifest.get("ensemble", {}).get("hour_multipliers")
         self.hour_multipliers: list[float] | None = (
             [float(m) for m in multipliers] if config.dynamic_thresholds and multipliers else None
@@ -363,32 +367,25 @@ class Pipeline:
     def _score(
         self, contexts: list[LineContext], due: Mapping[int, tuple[bool, ...]]
     ) -> tuple[list[LineContext], list[Sequence[DetectorScore | None]]]:
-        """Every detector's scores for the batch (one call each); when a call raises, the
-        batch is scored line by line and only the lines a detector fails on are dropped.
-        With a short road, scheduled detectors already counted every line (`due`: id(context) ->
-        the flags) and score the due ones only."""
-        try:
-            return contexts, [self._score_with(d, contexts, due) for d in self.detectors]
-        except Exception:
-            pass
-        kept: list[LineContext] = []
-        rows: list[list[DetectorScore | None]] = []
-        for ctx in contexts:
-            try:
-                row = [self._score_with(d, [ctx], due)[0] for d in self.detectors]
-            except Exception as exc:
-                self._reject(ctx.line.line.source, ctx.line.line.raw, "score", exc)
-                continue
-            kept.append(ctx)
-            rows.append(row)
-        return kept, [[row[k] for row in rows] for k in range(len(self.detectors))]
+        """Every detector's scores for the batch (one call each; `agent/detectors/cascade.py`:
+        detectors outside the vote only on lines that may be emitted, unless every line's result
+        is wanted); a line a detector raises on is dropped alone. With a short road, scheduled
+        detectors already counted every line (`due`: id(context) -> the flags) and score the due
+        ones only."""
+        full = self.config.emit_all or bool(self.observers)
+        kept, columns = self.cascade.score_lines(
+            contexts, full, lambda ctx, scores: self._line_verdict(ctx, scores)[2] is not Verdict.NORMAL,
+            lambda ctx, exc: self._reject(ctx.line.line.source, ctx.line.line.raw, "score", exc),
+            lambda d, batch: self._score_with(d, batch, due),
+            lambda d, batch, wanted: self._score_some(d, batch, wanted, due))
+        return kept, list(columns)
 
     def _score_with(
         self, d: Detector, contexts: list[LineContext], due: Mapping[int, tuple[bool, ...]]
-    ) -> Sequence[DetectorScore | None]:
+    ) -> list[DetectorScore | None]:
         j = self._scheduled.get(id(d))
         if j is None:
-            return d.score_lines(contexts)
+            return list(d.score_lines(contexts))
         result: list[DetectorScore | None] = [None] * len(contexts)
         todo = [i for i, ctx in enumerate(contexts) if due[id(ctx)][j]]
         scheduled = self.short_road.scheduled[j] if self.short_road is not None else None
@@ -397,9 +394,23 @@ class Pipeline:
                 result[i] = score
         return result
 
-    def _judge(self, ctx: LineContext, detector_scores: list[DetectorScore | None]) -> list[Output]:
-        """Ensemble, explanation and incident grouping of one scored line."""
-        out: list[Output] = []
+    def _score_some(
+        self, d: Detector, contexts: list[LineContext], wanted: list[int], due: Mapping[int, tuple[bool, ...]]
+    ) -> list[DetectorScore | None]:
+        """A detector outside the vote on the `wanted` lines only (the cascade); a scheduled one
+        was already counted on every line by the short road, else it counts them itself."""
+        if id(d) not in self._scheduled:
+            return score_where(d, contexts, wanted)
+        column: list[DetectorScore | None] = [None] * len(contexts)
+        for i, score in zip(wanted, self._score_with(d, [contexts[i] for i in wanted], due), strict=True):
+            column[i] = score
+        return column
+
+    def _line_verdict(
+        self, ctx: LineContext, detector_scores: Sequence[DetectorScore | None]
+    ) -> tuple[list[DetectorScore], float, Verdict]:
+        """The line's scores (at the hour's thresholds), combined score and verdict before operator
+        feedback: the ensemble's vote, or WATCH when the explanation facts alone are notable."""
         scores: list[DetectorScore] = [s for s in detector_scores if s is not None]
         if self.hour_multipliers is not None:
             scores = _at_hour(scores, self.hour_multipliers[int(ctx.line.time // 3600) % 24], self.kinds)
@@ -407,6 +418,12 @@ class Pipeline:
         if verdict is Verdict.NORMAL and self.ensemble.facts and self.explainer.is_notable(ctx):
             # A template learned online is not in the training profile, but it is no longer news.
             verdict = Verdict.NORMAL if self.drift.is_learned(ctx.line.template_id) else Verdict.WATCH
+        return scores, score, verdict
+
+    def _judge(self, ctx: LineContext, detector_scores: list[DetectorScore | None]) -> list[Output]:
+        """Ensemble, explanation and incident grouping of one scored line."""
+        out: list[Output] = []
+        scores, score, verdict = self._line_verdict(ctx, detector_scores)
         if verdict is not Verdict.NORMAL and self.feedback.is_expected(ctx.line.template_id):
             verdict = Verdict.NORMAL  # an operator marked this template as expected
             self.feedback.suppressed += 1
@@ -531,9 +548,11 @@ class Pipeline:
         return [dataclasses.replace(a, incident_id=incident_id) for a, incident_id in self.grouper.drain()]
 
     def _session_verdicts(self, sessions: Iterable[EndedSession]) -> list[Output]:
+        # Sessions ending together are judged together (agent/detectors/cascade.py: windows batched
+        # across them; detectors outside the vote only on the sessions the vote flags).
+        ended = [s for s in sessions if self._judged(s)]
         out: list[Output] = []
-        for s in sessions:
-            judged = self._judge_session(s)
+        for s, judged in zip(ended, self.cascade.judge_sessions(ended, self.ensemble, self.kinds), strict=True):
             if judged is None or judged[2] is Verdict.NORMAL:
                 continue
             expected = self.feedback.expected
@@ -545,29 +564,23 @@ class Pipeline:
                 self.drift.quiet_sessions += 1  # its only news is a template learned online
                 continue
             scores, score, verdict = judged
-            out.append(SessionVerdict(s.entity, s.tokens, scores, score, verdict, s.last_seen,
-                                      self.explainer.explain_session(s.tokens, scores)))
+            out.append(SessionVerdict(s.entity, s.tokens, tuple(scores), score, verdict, s.last_seen,
+                                      self.explainer.explain_session(s.tokens, tuple(scores))))
         return out
 
-    def _judge_session(self, s: EndedSession) -> tuple[tuple[DetectorScore, ...], float, Verdict] | None:
-        """The session models' verdict on one ended session, None when it is not judged."""
+    def _judged(self, s: EndedSession) -> bool:
+        """Whether an ended session is judged at all."""
         # The whole stream is no session; a session that only went quiet (or was cut by the
         # end of input) and does not end the way training sessions end is a fragment: its
         # set and order say nothing, so it is judged only when it holds a template never
         # seen in training (then it is anomalous however it would have gone on).
         if len(s.tokens) < 2 or s.whole_stream:
-            return None
-        if 0 not in s.tokens and not self.features.looks_complete(s):
-            return None
-        scores: list[DetectorScore] = []
-        for d in self.detectors:  # each says whether it judges sessions (per-line models return None)
-            judged = d.score_session(s.tokens, s.levels)
-            if judged is not None:
-                scores.append(judged)
-        if not scores:
-            return None
-        score, verdict = self.ensemble.combine(scores, self.kinds)
-        return tuple(scores), score, verdict
+            return False
+        return 0 in s.tokens or self.features.looks_complete(s)
+
+    def _judge_session(self, s: EndedSession) -> tuple[list[DetectorScore], float, Verdict] | None:
+        """The session models' verdict on one ended session, None when it is not judged."""
+        return self.cascade.judge_sessions([s], self.ensemble, self.kinds)[0] if self._judged(s) else None
 
     def _rests_on(self, s: EndedSession, expected: AbstractSet[int]) -> bool:
         """True when the session holds `expected` templates (labelled normal by an operator, or

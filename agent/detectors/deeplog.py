@@ -147,12 +147,16 @@ class DeepLogScorer(OnnxScorer[tuple[int, ...], np.ndarray]):
         top = np.argsort(-probs, kind="stable")[:k]
         return tuple((t, round(p, 4)) for t, p in zip(top.tolist(), probs[top].tolist(), strict=True))
 
-    def judge_session(self, tokens: Sequence[int]) -> list[Judgement]:
-        """Every position of a session (and END after the last, when the model predicts it)."""
+    def session_positions(self, tokens: Sequence[int]) -> tuple[list[int], list[tuple[int, ...]]]:
+        """A session's judged tokens (END appended when the model predicts it) and the window before each."""
         seq = [int(t) for t in tokens]
         if self.predict_end:
             seq.append(self.end)
-        windows = [window_before(seq, i, self.window, self.pad) for i in range(len(seq))]
+        return seq, [window_before(seq, i, self.window, self.pad) for i in range(len(seq))]
+
+    def judge_session(self, tokens: Sequence[int]) -> list[Judgement]:
+        """Every position of a session (and END after the last, when the model predicts it)."""
+        seq, windows = self.session_positions(tokens)
         probs = self.probabilities(windows)
         return [self.judge(w, a, p) for w, a, p in zip(windows, seq, probs, strict=True)]
 
@@ -233,6 +237,10 @@ class DeepLogDetector(MemoisedLines[tuple[int, ...]]):
                 *extra,
             ),
         )
+
+    def prefetch_sessions(self, sessions: Sequence[tuple[Sequence[int], Sequence[int]]]) -> None:
+        """The windows of every position of these sessions, into the memo in one batch of calls."""
+        self.scorer.fill([w for tokens, _ in sessions for w in self.scorer.session_positions(tokens)[1]])
 
     def score_session(self, tokens: Sequence[int], levels: Sequence[int]) -> DetectorScore | None:
         """The session's misses against its calibrated session threshold."""

@@ -457,7 +457,13 @@ class LogBertDetector:
 
     def score_lines(self, contexts: Sequence[LineContext]) -> list[DetectorScore | None]:
         """A score for a line only every `score_every` lines of its entity (or when asked)."""
-        due = [i for i, ctx in enumerate(contexts) if self.schedule(ctx.line.line.entity)]
+        return self.score_lines_where(contexts, range(len(contexts)))
+
+    def score_lines_where(self, contexts: Sequence[LineContext], wanted: Sequence[int]) -> list[DetectorScore | None]:
+        """`score_lines` restricted to the lines at `wanted` (the cascade): every line still counts
+        towards its entity's schedule, so a line is scored exactly when the full schedule would."""
+        wanted_set = wanted if isinstance(wanted, range) and len(wanted) == len(contexts) else set(wanted)
+        due = [i for i, ctx in enumerate(contexts) if self.schedule(ctx.line.line.entity) and i in wanted_set]
         result: list[DetectorScore | None] = [None] * len(contexts)
         for i, score in zip(due, self.score_due([contexts[i] for i in due]), strict=True):
             result[i] = score

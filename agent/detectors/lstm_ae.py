@@ -163,6 +163,10 @@ class LstmAutoencoderDetector(WindowDetector):
             out.append(DetectorScore(self.name, err, self.threshold, err > self.threshold, details))
         return out
 
+    def prefetch_sessions(self, sessions: Sequence[tuple[Sequence[int], Sequence[int]]]) -> None:
+        """The windows of these sessions, into the memo in one batch of calls."""
+        self.scorer.fill([w for tokens, levels in sessions for w in self.scorer.session_windows(tokens, levels)])
+
     def score_session(self, tokens: Sequence[int], levels: Sequence[int]) -> DetectorScore | None:
         """The session's worst window error, naming the position it came from."""
         windows = self.scorer.session_windows(tokens, levels)

@@ -27,6 +27,10 @@ class BoundedCache(Generic[K, V]):
     def __len__(self) -> int:
         return len(self._data)
 
+    def __contains__(self, key: object) -> bool:
+        """Whether `key` is cached (not counted as a hit or a miss, not moved)."""
+        return key in self._data
+
     def get(self, key: K) -> V | None:
         """The cached value (now most recently used), or None."""
         value = self._data.get(key)

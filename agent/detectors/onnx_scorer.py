@@ -75,6 +75,13 @@ class OnnxScorer(ABC, Generic[K, V]):
         """Values of `keys`, the model run once per distinct key not in the memo."""
         return score_unique(keys, self.cache, self.score_uncached)
 
+    def fill(self, keys: Sequence[K]) -> None:
+        """Score the distinct keys not in the memo, in as few calls as `max_batch` allows, into the
+        memo (uncounted: the lookups that follow count as they would have)."""
+        missing = list(dict.fromkeys(k for k in keys if k not in self.cache))
+        for key, value in zip(missing, self.score_uncached(missing), strict=True):
+            self.cache.put(key, value)
+
     def stats(self) -> dict[str, float]:
         """Model calls, rows run and seconds spent in ONNX Runtime."""
         return {"calls": float(self.calls), "rows": float(self.rows), "inference_seconds": self.seconds}

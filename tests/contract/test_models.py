@@ -326,3 +326,35 @@ def test_session_verdicts_say_what_each_model_saw(world: World) -> None:
     assert {"novelty", "novel_set"} <= explained
     trained = {m.name for m in MODELS if m.name in world.bundle.models}
     assert not (trained & {"deeplog", "lstm_ae"}) - explained
+
+
+def _scan(bundle: Bundle, records: list[Record], sensitivity: Sensitivity, cascade: bool) -> tuple[Any, list[Any]]:
+    from agent.pipeline import Pipeline, PipelineConfig
+
+    pipe = Pipeline(bundle, PipelineConfig(parser=PARSER, sensitivity=sensitivity, cascade=cascade))
+    out = []
+    for start in range(0, len(records), 1024):
+        out.extend(pipe.process(records[start : start + 1024], 0.0))
+    out.extend(pipe.close(0.0))
+    return pipe, out
+
+
+def test_the_cascade_changes_no_output(world: World) -> None:
+    """Real HDFS lines with planted anomalies, every registered model: the pipeline emits the very
+    same outputs (anomalies with every score and explanation, incidents, session verdicts) with
+    and without the cascade, at every sensitivity, as trained and with the learned models left
+    out of the vote (then they only explain, and run only on the lines the vote flags)."""
+    records = [Record(c.line.line.raw, "hdfs") for c in world.planted]
+    ensemble = world.bundle.manifest.get("ensemble", {})
+    learned = [m.name for m in MODELS if not m.builtin and m.name != "novel_set" and m.name in world.bundle.models]
+    left_out = {**ensemble, "members": {name: ({**m, "levels": []} if name in learned else m)
+                                        for name, m in ensemble.get("members", {}).items()}}
+    bundles = [world.bundle, Bundle(world.bundle.path, {**world.bundle.manifest, "ensemble": left_out})]
+    witnessed = 0
+    for bundle in bundles:
+        for sensitivity in Sensitivity:
+            _, expected = _scan(bundle, records, sensitivity, cascade=False)
+            pipe, got = _scan(bundle, records, sensitivity, cascade=True)
+            assert got == expected, (sensitivity, sorted(pipe.cascade.witness_names))
+            witnessed += len(pipe.cascade.witness_names)
+    assert witnessed >= 3 * len(learned)  # the learned models were witnesses at least when left out
