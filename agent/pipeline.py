@@ -197,6 +197,9 @@ class Pipeline:
         self.lines = 0
         self.anomalies = 0
         self.observers: list[Callable[[LineResult], None]] = []
+        # Observers of every line's verdict and combined score only: they leave the cascade on, so
+        # their LineResult of a normal line may lack the scores of detectors outside the vote.
+        self.verdict_observers: list[Callable[[LineResult], None]] = []
         self.rejected: list[Rejected] = []
         metrics.model_info.info({"bundle": str(bundle.path), "bundle_id": self.bundle_id,
                                  "provider": self.provider, "models": ",".join(d.name for d in self.detectors)})
@@ -298,7 +301,7 @@ class Pipeline:
         due: dict[int, tuple[bool, ...]] = {}  # id(context) -> which scheduled detectors are due on it
         # With observers (or emit_all), every line's result goes out in line order: short-road
         # results wait in `order` between the contexts still to be judged.
-        collect = bool(self.observers) or self.config.emit_all
+        collect = bool(self.observers or self.verdict_observers) or self.config.emit_all
         order: list[LineContext | LineResult] = []
         road = self.short_road
         explainer = self.explainer
@@ -466,6 +469,8 @@ class Pipeline:
     def _observed(self, result: LineResult, out: list[Output]) -> None:
         """Every line's result goes to the observers (and out, with `emit_all`)."""
         for observe in self.observers:
+            observe(result)
+        for observe in self.verdict_observers:
             observe(result)
         if self.config.emit_all:
             out.append(result)

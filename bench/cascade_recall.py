@@ -5,8 +5,9 @@ only where the vote finds something. This measures, for the bundles the dev eval
 every sensitivity, each labelled unit's verdict with and without it:
 
 - `--bgl-bundle DIR` (the bundle `logdetect eval bgl --bundle DIR` kept): the test lines scanned
-  through the real pipeline, as `eval bgl` scans them; per line, flagged or not; recall against
-  the labels; the outputs compared whole; seconds of each scan.
+  through the real pipeline, as `eval bgl` scans them; each line's verdict (`verdict_observers`,
+  which leave the cascade on); recall against the labels; the outputs compared whole (`==`);
+  seconds of each scan.
 - `--hdfs-bundle DIR` (`logdetect eval hdfs-sessions --keep-bundle DIR`): every labelled session
   of `--hdfs-test` judged as the agent judges ended sessions (`Cascade.judge_sessions`, sessions
   batched 256 at a time as if they ended together) against each detector's own `score_session`
@@ -36,36 +37,35 @@ def bgl(bundle: Path, tests: list[Path]) -> None:
 
     from agent.parsing import ParserConfig
     from agent.pipeline import Pipeline, PipelineConfig
-    from agent.types import Anomaly, Sensitivity
+    from agent.types import Sensitivity, Verdict
     from trainer.eval.bgl_data import read_labelled
 
     labelled = read_labelled(tests)
     parser = ParserConfig(log_format="bgl", entity="stream", multiline=False)
     print(f"BGL: {len(labelled.records):,} test lines ({int(labelled.labels.sum()):,} alerts), bundle {bundle}")
     print("| sensitivity | witnesses | recall full | recall cascade | flagged lines full / cascade | "
-          "outputs identical | scan s full / cascade |")
+          "outputs and line verdicts identical | scan s full / cascade |")
     print("|---|---|---|---|---|---|---|")
     for sensitivity in Sensitivity:
         found = {}
         for cascade in (False, True):
             pipe = Pipeline.from_bundle(bundle, PipelineConfig(parser=parser, sensitivity=sensitivity,
                                                                cascade=cascade))
+            verdicts: list[Verdict] = []
+            pipe.verdict_observers.append(lambda r, seen=verdicts: seen.append(r.verdict))
             began = time.perf_counter()
             out = []
             for s in range(0, len(labelled.records), 2048):  # as `eval bgl` scans
                 out.extend(pipe.process(labelled.records[s : s + 2048], 0.0))
             out.extend(pipe.close(0.0))
             secs = time.perf_counter() - began
-            flagged = np.zeros(len(labelled.records), dtype=bool)
-            for o in out:
-                if isinstance(o, Anomaly):
-                    flagged[o.line.line.line_no - 1] = True
-            found[cascade] = (out, flagged, secs, sorted(pipe.cascade.witness_names))
-        (out_f, fl_f, s_f, _), (out_c, fl_c, s_c, witnesses) = found[False], found[True]
+            flagged = np.asarray([v is not Verdict.NORMAL for v in verdicts], dtype=bool)
+            found[cascade] = (out, flagged, secs, sorted(pipe.cascade.witness_names), verdicts)
+        (out_f, fl_f, s_f, _, v_f), (out_c, fl_c, s_c, witnesses, v_c) = found[False], found[True]
         y = labelled.labels
         print(f"| {sensitivity.value} | {', '.join(witnesses) or 'none'} | {fl_f[y].mean():.4f} | "
               f"{fl_c[y].mean():.4f} | {int(fl_f.sum()):,} / {int(fl_c.sum()):,} | "
-              f"{'yes' if out_f == out_c else 'NO'} | {s_f:.1f} / {s_c:.1f} |")
+              f"{'yes' if out_f == out_c and v_f == v_c else 'NO'} | {s_f:.1f} / {s_c:.1f} |")
 
 
 def hdfs(bundle_path: Path, train: Path, test: Path, holdout: float) -> None:

@@ -4,9 +4,9 @@ something (`agent/detectors/cascade.py`), and every event is the one the full sc
 The stream is the demo's incident day (entity = component, every model of the demo bundle: the
 trainer left the Isolation Forest, DeepLog, the LSTM-AE and LogBERT out of the vote at every
 level there, so all four only explain). It is scanned twice, with and without the cascade, as
-`logdetect scan` batches it; the outputs must be equal, anomaly for anomaly (scores, explanations,
-incident ids), incident for incident and session for session, and every line gets the same
-verdict. The contract suite (`tests/contract/test_models.py`) checks the same on real HDFS lines.
+`logdetect scan` batches it; the outputs must be equal (`tests/cascade_outputs.py`: anomaly for
+anomaly, incident for incident, session for session) and every line gets the same verdict. The
+contract suite (`tests/contract/test_models.py`) checks the same on real HDFS lines.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from cascade_outputs import assert_same_outputs
 from conftest import DEMO_TIMEOUT, DemoRun
 
 from agent.pipeline import Pipeline, PipelineConfig
@@ -42,13 +43,13 @@ def verdicts(outputs: list[Output], lines: int) -> list[Verdict]:
 
 @pytest.mark.timeout(DEMO_TIMEOUT + 120)  # the session's demo run (shared with test_readme) counts as setup
 def test_same_outputs_with_and_without_the_cascade_on_the_incident_day(demo_run: DemoRun) -> None:
-    """Line for line the same verdicts, and the very same events; the models outside the vote
-    ran on a small part of the lines."""
+    """Line for line the same verdicts, and the same events; the models outside the vote ran on
+    a small part of the lines."""
     records = list(iter_records(demo_run.workdir / "incident-day.log"))
     full, expected = scan(demo_run.workdir / "model", records, cascade=False)
     fast, got = scan(demo_run.workdir / "model", records, cascade=True)
     assert fast.cascade.witness_names and not full.cascade.witness_names
-    assert got == expected
+    assert_same_outputs(got, expected, fast.cascade.witness_names)
     assert verdicts(got, fast.lines) == verdicts(expected, full.lines)
     flagged = sum(v is not Verdict.NORMAL for v in verdicts(got, fast.lines))
     assert 0 < flagged < fast.lines // 10
