@@ -136,6 +136,10 @@ class WindowDetector(MemoisedLines[Window]):
         return cls(load.name, LstmAeScorer(load.onnx(), load.section.raw, load.name, cache_size), load.threshold,
                    load.session_threshold, load.section.integer("line_cache_size", 16384))
 
+    def prefetch_sessions(self, sessions: Sequence[tuple[Sequence[int], Sequence[int]]]) -> None:
+        """The windows of these sessions, into the memo in one batch of calls."""
+        self.scorer.fill([w for tokens, levels in sessions for w in self.scorer.session_windows(tokens, levels)])
+
     def line_keys(self, contexts: Sequence[LineContext]) -> tuple[list[int], list[Window]]:
         """Lines with history, and the window ending at each of them."""
         s = self.scorer
@@ -162,10 +166,6 @@ class LstmAutoencoderDetector(WindowDetector):
                 details += (("worst_position", worst[i]),)
             out.append(DetectorScore(self.name, err, self.threshold, err > self.threshold, details))
         return out
-
-    def prefetch_sessions(self, sessions: Sequence[tuple[Sequence[int], Sequence[int]]]) -> None:
-        """The windows of these sessions, into the memo in one batch of calls."""
-        self.scorer.fill([w for tokens, levels in sessions for w in self.scorer.session_windows(tokens, levels)])
 
     def score_session(self, tokens: Sequence[int], levels: Sequence[int]) -> DetectorScore | None:
         """The session's worst window error, naming the position it came from."""
