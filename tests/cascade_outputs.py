@@ -28,9 +28,7 @@ def _score(s: DetectorScore, witnesses: frozenset[str]) -> Any:
 
 def comparable(o: Output, witnesses: frozenset[str]) -> Any:
     """`o` with witnesses' scores as (name, threshold, fired, ≈score) and explanations by kind."""
-    if isinstance(o, SessionVerdict):
-        return dataclasses.replace(o, scores=tuple(_score(s, witnesses) for s in o.scores))
-    if isinstance(o, Anomaly):
+    if isinstance(o, SessionVerdict | Anomaly):
         return dataclasses.replace(o, scores=tuple(_score(s, witnesses) for s in o.scores),
                                    explanations=tuple(e.kind for e in o.explanations))
     return o
