@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,6 +23,16 @@ OTHERS = ("disk sda reported I/O error", "out of memory: killed process", "segfa
           "certificate expired for host", "clock skew too large detected", "checksum mismatch in block")
 BURSTY = "replication lag on replica {n} exceeded limit"
 DRIFT = DriftConfig(learn_after=6, min_hours=1.0, quiet_secs=120.0)
+
+
+@pytest.fixture(autouse=True)
+def _info_logged() -> Iterator[None]:
+    """Info logs reach `capture_logs` whatever level an earlier in-process CLI run configured
+    (`capture_logs` swaps the processors, not the level filter)."""
+    old = structlog.get_config()
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.DEBUG))
+    yield
+    structlog.configure(**old)
 
 
 @pytest.fixture(scope="module")
