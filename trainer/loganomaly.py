@@ -11,7 +11,8 @@ by the same rules (top-g, the rare path, misses per session; `agent.detectors.lo
 
 A template born after training is judged as its nearest training template by the words they
 share (the paper's template approximation), when their cosine similarity reaches
-`min_similarity`; otherwise it is unknown, as in DeepLog.
+`min_similarity` and its line's level is not above the highest level that template had in
+training; otherwise it is unknown, as in DeepLog.
 """
 
 from __future__ import annotations
@@ -106,5 +107,19 @@ def fit_and_export(
     section = fit_next_token(data, writer, name, options, trainer, "loganomaly", target_fpr)
     section["semantic"] = {"file": words_file, "dim": vectors.dim, "words": len(vectors.words),
                            "min_similarity": options.min_similarity,
-                           "templates_with_text": sum(1 for t in range(1, vocab_size) if data.templates.get(t))}
+                           "templates_with_text": sum(1 for t in range(1, vocab_size) if data.templates.get(t)),
+                           "max_level": max_levels(data, vocab_size)}
     return section
+
+
+def max_levels(data: TrainingData, vocab_size: int) -> list[int]:
+    """The highest level each token was seen at in training (empty: the data has no levels). A
+    never-seen template logged above its neighbour's highest level is not judged as that neighbour."""
+    if data.train_levels is None:
+        return []
+    top = [0] * vocab_size
+    for seq, levels in zip(data.train_seqs, data.train_levels, strict=True):
+        for t, level in zip(seq, levels, strict=True):
+            if 0 <= t < vocab_size and level > top[t]:
+                top[t] = int(level)
+    return top

@@ -6,8 +6,10 @@ answers the same next-token probabilities, so lines and sessions are judged by D
 
 What differs is a line whose template was born after training (token 0): its words are embedded
 with the bundle's template vectors (`agent.template_vectors`) and, when its nearest training
-template is at least `min_similarity` alike (cosine), the line is judged as that template (path
-`approximated`): a message whose wording changed by one word ranks where its neighbour would.
+template is at least `min_similarity` alike (cosine) and the line's level is not above the
+highest level that template had in training (`max_level`), the line is judged as that template
+(path `approximated`): a message whose wording changed by one word ranks where its neighbour
+would, but a FATAL variant of an INFO message does not pass for it.
 Otherwise it is unknown, a miss, as in DeepLog. Templates born after training that sit earlier in
 the window stay UNK (a window holds tokens, not texts); sessions are judged on tokens.
 """
@@ -40,6 +42,7 @@ class LogAnomalyDetector(DeepLogDetector):
         super().__init__(name, scorer, session_threshold, session_mode, line_cache_size, line_threshold)
         self.vectors = vectors
         self.min_similarity = min_similarity
+        self.max_level: tuple[int, ...] = ()  # per token, its highest training level (empty: not gated)
         self.neighbours: BoundedCache[str, Neighbour] = BoundedCache(neighbour_cache_size)
 
     @classmethod
@@ -51,9 +54,11 @@ class LogAnomalyDetector(DeepLogDetector):
             raise BundleError(f"model {load.name!r}: the section names no template vectors: retrain the bundle")
         vectors = TemplateVectors.load(load.bundle.file(str(semantic["file"])))
         scorer = DeepLogScorer(load.onnx(), section.raw, load.name, section.integer("cache_size", 65536))
-        return cls(load.name, scorer, vectors, float(semantic.get("min_similarity", 0.85)), load.session_threshold,
-                   str(section.get("session_score", "misses")), section.integer("line_cache_size", 16384),
-                   load.threshold)
+        det = cls(load.name, scorer, vectors, float(semantic.get("min_similarity", 0.85)), load.session_threshold,
+                  str(section.get("session_score", "misses")), section.integer("line_cache_size", 16384),
+                  load.threshold)
+        det.max_level = tuple(int(x) for x in semantic.get("max_level", []))
+        return det
 
     def neighbour(self, text: str) -> Neighbour:
         """The nearest training template of a template text (memoised by text)."""
@@ -72,9 +77,14 @@ class LogAnomalyDetector(DeepLogDetector):
                 out.append((*key, KNOWN))
                 continue
             n = self.neighbour(contexts[i].line.template)
-            token = n.token if n.similarity >= self.min_similarity else 0
+            token = n.token if n.similarity >= self.min_similarity and self._level_fits(n.token, contexts[i]) else 0
             out.append((*key[:-1], token, round(n.similarity * PERMILLE)))
         return todo, out
+
+    def _level_fits(self, token: int, context: LineContext) -> bool:
+        """Whether the line's level is at most the highest level `token` had in training."""
+        top = self.max_level
+        return not top or token >= len(top) or int(context.line.line.level) <= top[token]
 
     def score_keys(self, keys: list[tuple[int, ...]]) -> list[DetectorScore]:
         """One model call for the distinct windows; approximated lines are judged as their neighbour."""

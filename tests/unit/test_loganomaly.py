@@ -52,9 +52,9 @@ def detector(bundle: Any) -> LogAnomalyDetector:
     return LogAnomalyDetector.from_bundle(ModelLoad.of(bundle, "loganomaly"))
 
 
-def line(history: tuple[int, ...], template: str) -> LineContext:
-    """A line of entity blk_1 with this history (ending with its own token) and template text."""
-    parsed = ParsedLine(raw=template, message=template, timestamp=0.0, level=Level.INFO, entity="blk_1")
+def line(history: tuple[int, ...], template: str, level: Level = Level.INFO) -> LineContext:
+    """A line of entity blk_1 with this history (ending with its own token), template text and level."""
+    parsed = ParsedLine(raw=template, message=template, timestamp=0.0, level=level, entity="blk_1")
     tl = TemplatedLine(parsed, 1, template, (), history[-1], history[-1] == 0, 0.0)
     return LineContext(tl, np.zeros(1, dtype=np.float32), history, (int(Level.INFO),) * len(history))
 
@@ -113,3 +113,29 @@ def test_a_template_one_word_away_from_a_known_one_is_judged_as_its_neighbour(
         assert n.score < f.score and f.fired and dict(f.details)["path"] == "unknown"
     assert sum(not n.fired for n in near) >= 0.95 * len(cases)
     assert det.stats()["neighbour_cache_hit_ratio"] > 0.9  # two texts, looked up once each
+
+
+def test_a_never_seen_template_above_its_neighbours_levels_is_not_approximated(
+    trained: tuple[Any, dict[int, str]], hdfs: tuple[list[list[int]], dict[int, int]],
+) -> None:
+    """The one-word variant of E11 passes for E11 at INFO, the highest level E11 had in training;
+    logged at FATAL it is unknown and fires. The trainer records each token's highest level."""
+    from trainer.loganomaly import max_levels
+    from trainer.training_data import TrainingData
+
+    assert max_levels(TrainingData.of_sequences([[1, 2, 1]], 3, train_levels=[[3, 6, 2]]), 3) == [0, 3, 6]
+    assert max_levels(TrainingData.of_sequences([[1, 2]], 3), 3) == []  # no levels: not gated
+    bundle, texts = trained
+    tokens, vocab = hdfs
+    known = vocab[TERMINATING]
+    raw = dict(bundle.models["loganomaly"])
+    raw["semantic"] = {**raw["semantic"], "max_level": [int(Level.INFO)] * raw["vocab_size"]}
+    det = LogAnomalyDetector.from_bundle(ModelLoad(bundle, ModelSection.parse("loganomaly", raw)))
+    session = next(s for s in tokens[2000:2400] if known in s[3:])
+    history = (*session[: session.index(known, 3)], 0)
+    changed = texts[known].replace("terminating", "closing")
+    info, fatal, as_known = det.score_lines([line(history, changed), line(history, changed, Level.FATAL),
+                                             line((*history[:-1], known), texts[known])])
+    assert info is not None and fatal is not None and as_known is not None
+    assert dict(info.details)["path"] == "approximated" and info.score == as_known.score
+    assert dict(fatal.details)["path"] == "unknown" and fatal.fired and fatal.score > info.score
