@@ -77,7 +77,7 @@ class ModelExplainer:
                 continue
             details = dict(score.details)
             kind = self._types.get(score.detector, score.detector)
-            if kind == "deeplog":
+            if kind in ("deeplog", "loganomaly"):  # LogAnomaly is judged by DeepLog's rules
                 out.append(self._deeplog_session(tokens, score, details))
             elif kind == "lstm_ae":
                 out.append(self._lstm_ae_session(tokens, score, details))
