@@ -30,7 +30,7 @@ from agent.errors import InputError
 from agent.features import FEATURE_NAMES
 from agent.models import SEQUENCES, WINDOW, find
 from agent.onnx_session import OnnxModel, RuntimeOptions
-from agent.types import DetectorScore, Level, LineContext, ParsedLine, TemplatedLine
+from agent.types import Level, LineContext, ParsedLine, TemplatedLine
 from trainer.calibrate import calibrate
 from trainer.export import OPSET, check_parity, export_torch, sample_rows
 from trainer.torch_base import FitConfig, TorchDetector, import_torch
@@ -199,17 +199,14 @@ def keys_of(units: Sequence[Unit], seqs: Sequence[Sequence[int]], levels: Sequen
     """Window keys (every position) and session keys (every unit), as the serving side builds them."""
     line_keys: list[Key] = []
     session_keys: list[Key] = []
-
-    def z(x: InputNorm, raw: float | None, session: bool) -> float:
-        return x.z(None if raw is None else DetectorScore(x.name, raw, 0.0, False), session)
-
     for k, u in enumerate(units):
         toks, lv = seqs[u.session], levels[u.session]
-        for p, i in enumerate(range(u.start, u.end)):
+        columns = [x.z(scored.line[x.name][k], session=False) for x in norms]
+        rows = list(zip(*columns, strict=True)) if columns else [()] * (u.end - u.start)
+        for i, values in zip(range(u.start, u.end), rows, strict=True):
             lo = max(0, i + 1 - min(window, HISTORY))
-            values = [z(x, scored.line[x.name][k][p], False) for x in norms]
             line_keys.append(key_of(toks[lo : i + 1], lv[lo : i + 1], values))
-        values = [z(x, scored.session[x.name][k], True) for x in norms]
+        values = tuple(v for x in norms for v in x.z([scored.session[x.name][k]], session=True))
         session_keys.append(key_of(toks[u.start : u.end], lv[u.start : u.end], values))
     return line_keys, session_keys
 

@@ -57,13 +57,14 @@ class InputNorm:
     line: tuple[float, float]  # median, p99 − median on held-back normal line scores
     session: tuple[float, float]
 
-    def z(self, score: DetectorScore | None, session: bool) -> float:
-        """The input's entry: 0 where it did not judge, else its centred, scaled score."""
-        if score is None:
-            return 0.0
+    def z(self, scores: Sequence[float | None], session: bool) -> list[float]:
+        """The input's entries for raw scores: 0 where it did not judge (None), else the score
+        centred, scaled, clipped to [Z_MIN, Z_MAX] and rounded (one numpy pass per batch)."""
         centre, scale = self.session if session else self.line
-        value = (score.score - centre) / scale if scale > 0 else 0.0
-        return round(min(max(value, Z_MIN), Z_MAX), Z_DECIMALS)
+        raw = np.fromiter((np.nan if s is None else s for s in scores), dtype=np.float64, count=len(scores))
+        value = (raw - centre) / scale if scale > 0 else np.zeros_like(raw)
+        out: list[float] = np.round(np.clip(np.nan_to_num(value, nan=0.0), Z_MIN, Z_MAX), Z_DECIMALS).tolist()
+        return out
 
     def to_json(self) -> dict[str, Any]:
         """The section's record of this input."""
@@ -210,11 +211,11 @@ class AutoLogDetector(MemoisedLines[Key]):
         """Lines with history, and their window's counts with the inputs' line scores."""
         todo = [i for i, c in enumerate(contexts) if c.history]
         picked = [contexts[i] for i in todo]
-        columns = [[x.z(s, session=False) for s in self._input(x.name).score_lines(picked)]
-                   for x in self.scorer.inputs]
-        keys = [self.scorer.line_key(c.history, c.levels, [col[k] for col in columns])
-                for k, c in enumerate(picked)]
-        return todo, keys
+        columns = [x.z([None if s is None else s.score for s in self._input(x.name).score_lines(picked)],
+                       session=False) for x in self.scorer.inputs]
+        rows = list(zip(*columns, strict=True)) if columns else [()] * len(picked)
+        line_key = self.scorer.line_key
+        return todo, [line_key(c.history, c.levels, row) for c, row in zip(picked, rows, strict=True)]
 
     def score_keys(self, keys: list[Key]) -> list[DetectorScore]:
         """Each window's reconstruction error against the line threshold."""
@@ -236,7 +237,10 @@ class AutoLogDetector(MemoisedLines[Key]):
 
     def score_session(self, tokens: Sequence[int], levels: Sequence[int]) -> DetectorScore | None:
         """The whole session's reconstruction error, with the inputs' session scores."""
-        values = [x.z(self._input(x.name).score_session(tokens, levels), session=True) for x in self.scorer.inputs]
+        values = []
+        for x in self.scorer.inputs:
+            judged = self._input(x.name).score_session(tokens, levels)
+            values += x.z([None if judged is None else judged.score], session=True)
         key = self.scorer.session_key(tokens, levels, values)
         (score,) = self.scorer.score([key])
         fired = score > self.session_threshold
