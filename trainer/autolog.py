@@ -10,6 +10,10 @@ normalisation, the second sets its thresholds. The trainer's own second half of 
 lines (membership judging) is never touched here. Without held-back data it falls back to the
 training sessions and reads no other model's scores (no leakage, counts only).
 
+The held-back part is small (a tenth of the lines by default), so the counts are also learned
+from the training sessions (`counts_from_training`), with every input entry neutral (0, as for a
+line an input does not judge): those rows carry no input model's score, so nothing leaks.
+
 The network: D → hidden → latent → hidden → D, ReLU, trained on the mean squared error; the
 exported graph outputs that error per row, and the entry rebuilt worst (for explanations). Rows
 are every window (the last `window` lines at each position) and every whole session of the
@@ -48,6 +52,9 @@ class AutoLogOptions:
     latent: int = 8
     inputs: tuple[str, ...] = ("deeplog", "lstm_ae")  # read where the bundle has them
     max_windows: int = 60000  # held-back positions scored by the inputs (sessions beyond are left out)
+    # also learn the counts from the training sessions, their input entries neutral (0): the
+    # held-back part alone is small, and these rows carry no input model's score (no leakage)
+    counts_from_training: bool = True
 
 
 @dataclass(frozen=True)
@@ -251,6 +258,17 @@ def fit_and_export(
     fit_scored = score_inputs(detectors, fit_units, seqs, levels)
     norms = [norm_of(n, fit_scored) for n in detectors]
     line_keys, session_keys = keys_of(fit_units, seqs, levels, fit_scored, norms, options.window)
+    count_rows = 0
+    if held_back and options.counts_from_training and data.train_seqs:
+        train_levels = data.train_levels or [[0] * len(s) for s in data.train_seqs]
+        order = np.random.default_rng(fit.seed).permutation(len(data.train_seqs))
+        units = capped([Unit(int(i), 0, len(data.train_seqs[int(i)])) for i in order if data.train_seqs[int(i)]],
+                       options.max_windows)
+        neutral = Scored({n.name: [[None] * (u.end - u.start) for u in units] for n in norms},
+                         {n.name: [None] * len(units) for n in norms})
+        more_lines, more_sessions = keys_of(units, data.train_seqs, train_levels, neutral, norms, options.window)
+        line_keys, session_keys = line_keys + more_lines, session_keys + more_sessions
+        count_rows = len(more_lines) + len(more_sessions)
     # sessions are few beside windows: repeat them so they are about a quarter of the rows
     repeat = max(1, len(line_keys) // max(3 * len(session_keys), 1))
     x = vectors(line_keys + session_keys * repeat, vocab_size, len(norms))
@@ -286,7 +304,8 @@ def fit_and_export(
         "inputs": [n.to_json() for n in norms],
         "options": asdict(options),
         "training": {"rows": len(x), "windows": len(line_keys), "sessions": len(session_keys),
-                     "fitted_on": "held-back" if held_back else "training", **hist.summary()},
+                     "fitted_on": "held-back" if held_back else "training",
+                     "training_rows_inputs_neutral": count_rows, **hist.summary()},
         "parity_max_abs_diff": parity,
     }
     scorer = AutoLogScorer(OnnxModel(onnx_path, RuntimeOptions(device="cpu")), section, name)

@@ -237,9 +237,15 @@ class AutoLogDetector(MemoisedLines[Key]):
 
     def score_session(self, tokens: Sequence[int], levels: Sequence[int]) -> DetectorScore | None:
         """The whole session's reconstruction error, with the inputs' session scores."""
+        return self.score_session_given(tokens, levels, {})
+
+    def score_session_given(self, tokens: Sequence[int], levels: Sequence[int],
+                            given: Mapping[str, DetectorScore | None]) -> DetectorScore | None:
+        """`score_session`, reading the inputs' session scores from `given` where they are
+        there (the pipeline has just computed them: `agent.detectors.base.judge_session`)."""
         values = []
         for x in self.scorer.inputs:
-            judged = self._input(x.name).score_session(tokens, levels)
+            judged = given[x.name] if x.name in given else self._input(x.name).score_session(tokens, levels)
             values += x.z([None if judged is None else judged.score], session=True)
         key = self.scorer.session_key(tokens, levels, values)
         (score,) = self.scorer.score([key])

@@ -86,6 +86,21 @@ def load_detectors(
     return detectors
 
 
+def judge_session(detectors: Sequence[Detector], tokens: Sequence[int], levels: Sequence[int]) -> list[DetectorScore]:
+    """Every detector's score of one ended session, in order (those that judge sessions). A
+    model that reads other models' session scores (AutoLog: `score_session_given`) is handed the
+    ones already computed instead of asking for them again."""
+    scores: list[DetectorScore] = []
+    given: dict[str, DetectorScore | None] = {}
+    for d in detectors:
+        with_given = getattr(d, "score_session_given", None)
+        judged = with_given(tokens, levels, given) if with_given is not None else d.score_session(tokens, levels)
+        given[d.name] = judged
+        if judged is not None:
+            scores.append(judged)
+    return scores
+
+
 def share_inputs(detectors: Sequence[Detector]) -> None:
     """A model that reads other models' scores (AutoLog: `bind_inputs`) is given the served
     instances of those models, so their memos answer it and nothing is scored twice."""

@@ -11,7 +11,7 @@ import pytest
 
 from agent.bundle import BundleWriter, load_bundle
 from agent.detectors.autolog import AutoLogDetector
-from agent.detectors.base import load_detectors
+from agent.detectors.base import judge_session, load_detectors
 from agent.detectors.section import ModelLoad
 from agent.types import Level, Sensitivity
 
@@ -106,8 +106,8 @@ def test_anomalous_hdfs_blocks_score_above_normal_ones(bundle: Any,
 
 def test_served_in_a_bundle_it_shares_deeplog_and_scores_the_same(
         bundle: Any, labelled: tuple[list[list[int]], np.ndarray]) -> None:
-    """Loaded with the bundle, AutoLog reads the served DeepLog (no second DeepLog run) and gives
-    the scores it gives served alone."""
+    """Loaded with the bundle, AutoLog reads the served DeepLog (no second DeepLog run; at session
+    close, DeepLog's session score just computed) and gives the scores it gives served alone."""
     from trainer.autolog import contexts_of
 
     seqs, _ = labelled
@@ -122,6 +122,10 @@ def test_served_in_a_bundle_it_shares_deeplog_and_scores_the_same(
     assert deeplog.stats()["rows"] == rows  # ... and AutoLog's read of it ran no DeepLog rows
     alone = _detector(bundle).score_lines(contexts)
     assert [s.score if s else None for s in together] == pytest.approx([s.score if s else None for s in alone])
+    # at session close it reads DeepLog's session score from the ones just computed
+    for s in seqs[:10]:
+        judged = {x.detector: x for x in judge_session(list(served.values()), s, [0] * len(s))}
+        assert judged["autolog"].score == pytest.approx(_detector(bundle).score_session(s, [0] * len(s)).score)  # type: ignore[union-attr]
 
 
 def test_without_held_back_data_it_reads_no_other_model(hdfs: tuple[list[list[int]], dict[int, int]],
