@@ -98,7 +98,8 @@ MODELS: tuple[ModelSpec, ...] = (
     ModelSpec("lstm_ae", WINDOW, SEQUENCE, SEQUENCES, "LstmAutoencoderDetector", "LstmAeOptions", torch=True),
     ModelSpec("logbert", WINDOW, SEMANTIC, SEQUENCES, "LogBertDetector", "LogBertOptions", torch=True),
     # after the models whose scores it reads (table order is training and serving order)
-    ModelSpec("autolog", WINDOW, FEATURE, SEQUENCES, "AutoLogDetector", "AutoLogOptions", torch=True),
+    ModelSpec("autolog", WINDOW, FEATURE, SEQUENCES, "AutoLogDetector", "AutoLogOptions", torch=True,
+              opt_in=True),
     ModelSpec("novelty", LINE, RULE, NOTHING, "NoveltyDetector", "NoveltyOptions", builtin=True),
     ModelSpec("supervised_lstm", WINDOW, SEQUENCE, LABELLED, "SupervisedLstmDetector", "SupervisedLstmOptions",
               torch=True),

@@ -22,6 +22,7 @@ fitting part.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -55,6 +56,10 @@ class AutoLogOptions:
     # also learn the counts from the training sessions, their input entries neutral (0): the
     # held-back part alone is small, and these rows carry no input model's score (no leakage)
     counts_from_training: bool = True
+    # the net is tiny and its data often small: at least this many passes (early stopping and
+    # the time budget still apply), at this learning rate, whatever the torch models' settings
+    min_epochs: int = 40
+    learning_rate: float = 1e-2
 
 
 @dataclass(frozen=True)
@@ -187,14 +192,16 @@ def score_inputs(detectors: dict[str, Any], units: Sequence[Unit], seqs: Sequenc
 
 
 def norm_of(name: str, scored: Scored) -> InputNorm:
-    """An input's centre (median) and scale (p99 − median) on the fitting units, per scope."""
+    """An input's centre (median) and scale (p99 − median, at least 5 % of the median) on the
+    fitting units, per scope."""
 
     def centre_scale(values: list[float]) -> tuple[float, float]:
         if not values:
             return 0.0, 0.0
         a = np.asarray(values, dtype=np.float64)
         median = float(np.median(a))
-        return median, max(float(np.quantile(a, 0.99)) - median, 1e-6)
+        # floor: a near-constant score on few held-back lines must not turn noise into outliers
+        return median, max(float(np.quantile(a, 0.99)) - median, 0.05 * abs(median), 1e-6)
 
     lines = [s for unit in scored.line[name] for s in unit if s is not None]
     sessions = [s for s in scored.session[name] if s is not None]
@@ -273,6 +280,7 @@ def fit_and_export(
     repeat = max(1, len(line_keys) // max(3 * len(session_keys), 1))
     x = vectors(line_keys + session_keys * repeat, vocab_size, len(norms))
     dim = width(vocab_size, len(norms))
+    fit = dataclasses.replace(fit, epochs=max(fit.epochs, options.min_epochs), lr=options.learning_rate)
     trainer = AutoLogTrainer(dim, options, fit)
     trainer.name = name
     torch = import_torch()
