@@ -96,7 +96,7 @@ def test_anomalous_hdfs_blocks_score_above_normal_ones(bundle: Any,
         scores = det.score_lines(contexts_of(s, [info] * len(s), f"blk_{k}", 0, len(s)))
         worst_window.append(max(x.score for x in scores if x is not None))
     windows = np.asarray(worst_window)
-    for scores, min_auc in ((sessions, 0.85), (windows, 0.65)):  # measured: 0.90 and 0.70 (DeepLog: 0.95, 0.66)
+    for scores, min_auc in ((sessions, 0.85), (windows, 0.65)):  # measured: 0.98 and 0.74 (DeepLog: 0.95, 0.66)
         normal, anomalous = scores[labels == 0], scores[labels == 1]
         assert np.median(anomalous) > np.quantile(normal, 0.75), (np.median(anomalous), np.quantile(normal, 0.75))
         # ranking: how often an anomalous block outscores a normal one (AUC)

@@ -137,7 +137,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=1, metavar="N",
                         help="CPU threads for training and scoring (default: 1)")
     parser.add_argument("--only", nargs="+", metavar="MODEL",
-                        help="evaluate only these detectors, e.g. deeplog lstm_ae (default: all)")
+                        help="evaluate only these detectors, e.g. deeplog lstm_ae autolog (default: those "
+                             "`train` trains unasked)")
     parser.add_argument("--raw-log", type=Path, metavar="FILE",
                         help="also run a raw HDFS log through the whole agent as a functional check (default: none)")
     parser.add_argument("--raw-labels", type=Path, metavar="CSV",
@@ -272,7 +273,7 @@ def train_bundle(
 def run(args: argparse.Namespace) -> int:
     """Train, tune thresholds on one labelled half, report rows on the other, print or emit JSON."""
     known = session_models()
-    specs = [s for s in known if not args.only or s.name in args.only]
+    specs = [s for s in known if (s.name in args.only if args.only else not s.opt_in)]  # as `train` does
     if not specs:
         raise InputError(f"--only names no known detector (known: {', '.join(s.name for s in known)})")
     if not 0.0 < args.tune_fraction < 1.0:
