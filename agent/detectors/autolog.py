@@ -242,7 +242,7 @@ class AutoLogDetector(MemoisedLines[Key]):
     def score_session_given(self, tokens: Sequence[int], levels: Sequence[int],
                             given: Mapping[str, DetectorScore | None]) -> DetectorScore | None:
         """`score_session`, reading the inputs' session scores from `given` where they are
-        there (the pipeline has just computed them: `agent.detectors.base.judge_session`)."""
+        there (a caller that has just computed them: `agent.detectors.base.judge_session`)."""
         values = []
         for x in self.scorer.inputs:
             judged = given[x.name] if x.name in given else self._input(x.name).score_session(tokens, levels)
