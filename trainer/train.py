@@ -224,8 +224,8 @@ def train(
     # Incidents in the history must not define normal: their templates stay out of the vocabulary
     # (so the novelty rule flags them) and their lines out of every learned model. Labelled
     # training (keep_line, labels) is trusted as it is. The whole history is judged with the served
-    # templates (with `--dask`, by the workers' matches against the training miner).
-    history = _check_history(parsed, served if matches is None else miner, options,
+    # templates (with `--dask`, the workers' matches, resolved in the served miner).
+    history = _check_history(parsed, served, options,
                              trusted=keep_line is not None or options.labels is not None,
                              matches=matches)
     normal_ids, problem = feedback_templates(miner, options.feedback)
@@ -454,13 +454,17 @@ def _check_history(
     parsed: Sequence[ParsedLine], miner: TemplateMiner, options: TrainOptions, *, trusted: bool,
     matches: Sequence[Match] | None = None,
 ) -> HistoryReport:
-    """Incidents in the whole history (training and held-back part), by the frozen miner's templates."""
+    """Incidents in the whole history (training and held-back part), by the served miner's templates
+    (the training miner extended with the held-back part, `trainer/whole_history.py`)."""
     if trusted:
         reason = "the training lines are labelled" if options.labels is not None else \
             "the training lines are labelled normal"
         return HistoryReport((), len(parsed), 0, "day", False, reason)
-    if matches is not None:
-        ids = [m[0] if m is not None else -1 for m in matches]
+    if matches is not None:  # the workers' ids (training miner) as `miner` serves them; the lines
+        # they could not match (held-back-only templates) matched here, as one process does
+        ids = [(miner.resolve(m[0]) or m[0]) if m is not None else
+               (s.template_id if (s := miner.match(p.message)) is not None else -1)
+               for m, p in zip(matches, parsed, strict=True)]
     else:
         ids = [m.template_id if (m := miner.match(p.message)) is not None else -1 for p in parsed]
     texts = {t: miner.template(t) or "" for t in set(ids) if t >= 0}

@@ -148,11 +148,14 @@ def test_a_stage_that_raises_drops_only_the_record_it_raised_on(
     the culprit is returned by `take_rejected` with its stage and cause, and `DeadLetters`
     keeps it (bounded in bytes)."""
     from agent.dead_letter import DeadLetters
+    from agent.detectors.cascade import Cascade
     from agent.pipeline import Pipeline, PipelineConfig
     from agent.types import LineResult, Record
 
     pipeline = Pipeline.from_bundle(bundles["a"], PipelineConfig(emit_all=True))
     pipeline.detectors = [_FailsOn(d, "POISON") for d in pipeline.detectors]
+    # the cascade plans its calls over the detectors it was built with: re-plan over the wrapped ones
+    pipeline.cascade = Cascade.plan(pipeline.detectors, pipeline.ensemble)
     now = time.time()
     lines = lines_of(data_dir, SYSTEMS[0])[:99]
     lines.insert(50, "Dec 10 06:55:46 LabSZ sshd[1]: POISON a line a model cannot score")
