@@ -69,6 +69,9 @@ class PipelineLike(Protocol):
     def held_by_source(self) -> dict[str, int]:
         """Physical lines held back per source; a batch is acked only once none are."""
 
+    # Optional: `checkpoint()`, called once a batch's events are written and before its acks go
+    # out (the fleet view saves its open incidents there); an OSError withholds the acks.
+
 
 def build_pipeline(config: AgentConfig) -> PipelineLike:
     """Load and verify the bundle and build the pipeline (runs in the worker thread)."""
@@ -295,8 +298,11 @@ class Daemon:
             written = self._write(pipeline, outputs, now)
             if written and journal is not None:
                 journal.commit(progress)
+            checkpoint = getattr(pipeline, "checkpoint", None)  # state that must be saved before acks
+            if written and checkpoint is not None:
+                checkpoint()
         except OSError as exc:
-            log.error("delivery journal write failed", error=str(exc), throttle=True)
+            log.error("delivery journal or state write failed", error=str(exc), throttle=True)
             written = False
         if not written:
             # A sink or the journal did not take the events: no ack, the client resends.

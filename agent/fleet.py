@@ -16,6 +16,11 @@ The same template on several hosts within `window_secs` (on the events' own cloc
 incident listing the hosts. It is emitted (a `logdetect.incident` event, the agents' schema, with
 the hosts as `incident.entities`) once it spans `min_hosts` hosts, updated when more hosts join
 (once per batch, not per anomaly), and resolved after `quiet_secs` without a new anomaly.
+
+With a `state_dir` the open incidents survive a restart (`agent.fleet_state`): they are saved
+after every batch whose events were written (before its acks), and a shutdown keeps them open
+instead of resolving them, so the fleet view restarted goes on updating the same incident ids.
+Without a `state_dir` a shutdown resolves every open incident.
 """
 
 from __future__ import annotations
@@ -25,15 +30,21 @@ import hashlib
 import heapq
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import orjson
+import structlog
 
 from agent.components import count_drop
 from agent.config import FleetSettings
 from agent.dead_letter import Rejected
 from agent.events import ANOMALY
+from agent.fleet_state import FLEET_STATE, kinds_of, load_state, save_state
 from agent.pipeline import ONLINE_ID_BASE
 from agent.types import ExplanationKind, Incident, IncidentSeverity, IncidentState, Output, Record
+
+log = structlog.get_logger(__name__)
 
 COMPONENT = "fleet"
 MAX_SAMPLES = 5
@@ -51,6 +62,16 @@ class FleetAnomaly:
     raw: str
     danger: bool
     kinds: tuple[ExplanationKind, ...]
+
+    def to_state(self) -> list[Any]:
+        """JSON-ready (`agent.fleet_state`)."""
+        return [self.key, self.template_id, self.template_text, self.host, self.time, self.raw, self.danger,
+                [k.value for k in self.kinds]]
+
+    @classmethod
+    def from_state(cls, v: list[Any]) -> FleetAnomaly:
+        """The anomaly `to_state` wrote."""
+        return cls(str(v[0]), int(v[1]), str(v[2]), str(v[3]), float(v[4]), str(v[5]), bool(v[6]), kinds_of(v[7]))
 
 
 def template_key(template_id: int | None, text: str, bundle: str) -> str:
@@ -137,6 +158,33 @@ class _Open:
         self.danger = self.danger or a.danger
         self.kinds.update(dict.fromkeys(a.kinds))
 
+    def to_state(self) -> dict[str, Any]:
+        """JSON-ready (`agent.fleet_state`): hosts as pairs, in their order of arrival."""
+        return {
+            "id": self.incident_id,
+            "first": self.first.to_state(),
+            "last_seen": self.last_seen,
+            "hosts": list(self.hosts.items()),
+            "samples": self.samples,
+            "kinds": [k.value for k in self.kinds],
+            "danger": self.danger,
+            "emitted_hosts": self.emitted_hosts,
+        }
+
+    @classmethod
+    def from_state(cls, v: dict[str, Any]) -> _Open:
+        """The incident `to_state` wrote."""
+        return cls(
+            incident_id=str(v["id"]),
+            first=FleetAnomaly.from_state(v["first"]),
+            last_seen=float(v["last_seen"]),
+            hosts={str(h): int(n) for h, n in v["hosts"]},
+            samples=[str(x) for x in v["samples"]],
+            kinds=dict.fromkeys(kinds_of(v["kinds"])),
+            danger=bool(v["danger"]),
+            emitted_hosts=int(v["emitted_hosts"]),
+        )
+
     def incident(self, state: IncidentState) -> Incident:
         n = len(self.hosts)
         severity = (IncidentSeverity.CRITICAL if n >= 10 else IncidentSeverity.HIGH if n >= 3 or self.danger
@@ -169,11 +217,25 @@ class FleetGrouper:
         self._dirty: dict[str, None] = {}
         self._by_last_seen: list[tuple[float, str]] = []  # lazy heap: (last_seen, key), stale entries skipped
         self.clock = 0.0  # the latest event time seen
+        self.revision = 0  # moves on with every change of the open incidents (what a save needs)
+
+    def to_state(self) -> dict[str, Any]:
+        """The open incidents and the clock, JSON-ready (`agent.fleet_state`)."""
+        return {"clock": self.clock, "open": [[key, inc.to_state()] for key, inc in self._open.items()]}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Take back the open incidents `to_state` wrote (replacing any open now)."""
+        self._open = {str(key): _Open.from_state(inc) for key, inc in state["open"]}
+        self._by_last_seen = [(inc.last_seen, key) for key, inc in self._open.items()]
+        heapq.heapify(self._by_last_seen)
+        self._dirty.clear()
+        self.clock = float(state["clock"])
 
     def add(self, a: FleetAnomaly) -> list[Incident]:
         """Take one anomaly; what it resolved at once (a window passed, the open limit)."""
         out: list[Incident] = []
         self.clock = max(self.clock, a.time)
+        self.revision += 1
         current = self._open.get(a.key)
         if current is not None and a.time - current.last_seen > self.settings.window_secs:
             out += self._resolve(a.key)
@@ -198,6 +260,7 @@ class FleetGrouper:
                 continue
             out.append(inc.incident(IncidentState.UPDATE if inc.emitted_hosts else IncidentState.OPEN))
             inc.emitted_hosts = len(inc.hosts)
+            self.revision += 1
         self._dirty.clear()
         return out
 
@@ -231,6 +294,7 @@ class FleetGrouper:
                 return key
 
     def _resolve(self, key: str) -> list[Incident]:
+        self.revision += 1
         inc = self._open.pop(key)
         self._dirty.pop(key, None)
         return [inc.incident(IncidentState.RESOLVED)] if inc.emitted_hosts else []
@@ -241,13 +305,38 @@ class FleetPipeline:
 
     Implements the daemon's `PipelineLike`: nothing is held between batches (every batch is
     acked once its incidents are written), and the clock is the events' own time, moved on by
-    the wall clock only while input is silent (so a fleet incident still resolves)."""
+    the wall clock only while input is silent (so a fleet incident still resolves). With a
+    `state_dir` its open incidents are restored at start and saved by `checkpoint`."""
 
     provider = "none"
 
-    def __init__(self, settings: FleetSettings) -> None:
+    def __init__(self, settings: FleetSettings, state_dir: Path | None = None) -> None:
         self.grouper = FleetGrouper(settings)
         self._last_input: float | None = None
+        self.state_path = state_dir / FLEET_STATE if state_dir is not None else None
+        self._saved_revision = 0
+        state = load_state(self.state_path) if self.state_path is not None else None
+        if state is not None:
+            try:
+                self.grouper.restore(state)
+            except (KeyError, TypeError, ValueError, IndexError) as exc:
+                reason = str(exc) or type(exc).__name__
+                log.warning("fleet state unusable; starting with no open incident", error=reason)
+                self.grouper = FleetGrouper(settings)
+            else:
+                # The wall time of the last input before the stop: the time it was down counts as
+                # silence, so the restored incidents still resolve when no input comes.
+                last_input = state.get("last_input")
+                self._last_input = float(last_input) if isinstance(last_input, int | float) else None
+                log.info("fleet incidents restored", open=self.grouper.open_count, path=str(self.state_path))
+
+    def checkpoint(self) -> None:
+        """Save the open incidents if they changed (the daemon calls it once a batch's events are
+        written, before its acks go out)."""
+        if self.state_path is None or self.grouper.revision == self._saved_revision:
+            return
+        save_state(self.state_path, {**self.grouper.to_state(), "last_input": self._last_input})
+        self._saved_revision = self.grouper.revision
 
     def process(self, records: Sequence[Record], now: float) -> Sequence[Output]:
         """Group the anomaly events among `records`; the incidents opened, updated or resolved."""
@@ -270,7 +359,10 @@ class FleetPipeline:
         return self.grouper.expire(self.grouper.clock + max(0.0, silence))
 
     def close(self, now: float) -> Sequence[Output]:
-        """Resolve every open fleet incident."""
+        """With a state dir: keep the open incidents (saved; the next start takes them back).
+        Without one: resolve every open fleet incident."""
+        if self.state_path is not None:
+            return []
         return self.grouper.close()
 
     def pending_records(self) -> int:

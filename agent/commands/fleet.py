@@ -43,6 +43,6 @@ def run(args: argparse.Namespace) -> int:
     sys.stderr.flush()
 
     def build(c: AgentConfig) -> FleetPipeline:
-        return FleetPipeline(c.fleet)
+        return FleetPipeline(c.fleet, c.state_dir)
 
     return asyncio.run(Daemon(config, pipeline_factory=build).run())

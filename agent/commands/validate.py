@@ -6,8 +6,13 @@ the state directory, file sink paths and Unix socket directories can be written)
 with one line per problem. A port another process holds is only known when the agent starts:
 it then exits with code 2 and one line.
 
+A `logdetect fleet` config (`--fleet`, or a config with a `[fleet]` table and no `model`) is
+checked as the fleet view reads it: no model is needed, the `[fleet]` settings must be valid,
+and every source must hand over the agents' JSON events with `body` as the message field.
+
 examples:
   logdetect validate --config /etc/logdetect/agent.toml
+  logdetect validate --config /etc/logdetect/fleet.toml --fleet
 """
 
 from __future__ import annotations
@@ -21,10 +26,13 @@ from typing import Any
 def configure(p: argparse.ArgumentParser) -> None:
     """Options of `logdetect validate`: the TOML config to check."""
     p.add_argument("--config", "-c", required=True, metavar="FILE", help="the agent's TOML config")
+    p.add_argument("--fleet", action="store_true",
+                   help="check it as a `logdetect fleet` config (the default when it has [fleet] and no model)")
 
 
-def check(config_path: Path) -> list[str]:
-    """Every problem with the config and its bundle (empty when all is well)."""
+def check(config_path: Path, fleet: bool | None = None) -> list[str]:
+    """Every problem with the config and its bundle (empty when all is well). `fleet`: check it
+    as a `logdetect fleet` config (None: when it has a `[fleet]` table and no `model`)."""
     from agent.bundle import load_bundle
     from agent.config import parse_config
     from agent.errors import LogdetectError
@@ -33,8 +41,13 @@ def check(config_path: Path) -> list[str]:
         text = config_path.read_text(encoding="utf-8")
     except OSError as exc:
         return [f"cannot read {config_path}: {exc.strerror or exc}"]
-    config, problems = parse_config(text, config_path.resolve())
+    if fleet is None:
+        fleet = is_fleet_config(text)
+    config, problems = parse_config(text, config_path.resolve(), need_model=not fleet)
     model = config.model if config is not None else _model_path(text, config_path)
+    if fleet:
+        model = None  # the fleet view loads no model
+        problems.extend(_fleet_sources(text))
     if model is not None:
         try:
             bundle = load_bundle(model)
@@ -47,6 +60,44 @@ def check(config_path: Path) -> list[str]:
     if config is not None:
         problems.extend(_io_paths(config))
     return problems
+
+
+def _toml(text: str) -> dict[str, Any] | None:
+    import tomllib
+
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError:
+        return None
+
+
+def is_fleet_config(text: str) -> bool:
+    """A `logdetect fleet` config: a `[fleet]` table and no `model` (an unparsable file is not)."""
+    raw = _toml(text)
+    return raw is not None and "fleet" in raw and "model" not in raw
+
+
+def _fleet_sources(text: str) -> list[str]:
+    """The fleet view reads the agents' JSON events: a source whose message field is not the
+    events' `body` (no source's default is), or that reads plain lines, drops every event. Read
+    from the TOML itself, so these are reported beside any other problem of the config."""
+    raw = _toml(text)
+    if raw is None:
+        return []
+    sources = raw.get("sources")
+    if not isinstance(sources, dict) or not sources:
+        return ["sources: the fleet view needs at least one source of the agents' events"]
+    out: list[str] = []
+    for sid, table in sources.items():
+        if not isinstance(table, dict):
+            continue
+        fields = table.get("message_field")
+        if fields is None or (isinstance(fields, list) and "body" not in fields):
+            said = "the default" if fields is None else repr(fields)
+            out.append(f'sources.{sid}.message_field: must include "body" (the events\' message field), not {said}')
+        if table.get("format") == "plain":
+            out.append(f'sources.{sid}.format: "plain" reads no JSON; the fleet view reads the agents\' JSON events')
+    return out
 
 
 def _io_paths(config: Any) -> list[str]:
@@ -131,11 +182,19 @@ def _writable_dir(path: Path, what: str) -> list[str]:
 def run(args: argparse.Namespace) -> int:
     """Print every problem with the config and its bundle; exit 1 when there is any."""
     path = Path(args.config)
-    problems = check(path)
+    problems = check(path, True if args.fleet else None)
     if problems:
         sys.stderr.write(f"{path}: {len(problems)} problem(s)\n")
         for problem in problems:
             sys.stderr.write(f"  - {problem}\n")
         return 1
-    sys.stdout.write(f"{path}: OK\n")
+    kind = " (fleet config)" if args.fleet or _is_fleet_file(path) else ""
+    sys.stdout.write(f"{path}: OK{kind}\n")
     return 0
+
+
+def _is_fleet_file(path: Path) -> bool:
+    try:
+        return is_fleet_config(path.read_text(encoding="utf-8"))
+    except OSError:
+        return False

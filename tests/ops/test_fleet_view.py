@@ -8,7 +8,10 @@ them, onto a JetStream subject that a real `logdetect fleet` process reads.
 from __future__ import annotations
 
 import json
+import os
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -18,7 +21,7 @@ from nats_server import SyncClient, shared_server, unique_name
 from agent import events
 from agent.pipeline import ONLINE_ID_BASE, Pipeline, PipelineConfig
 from agent.types import Anomaly, Record
-from ops.agent_harness import AgentProcess, wait_until
+from ops.agent_harness import REPO, AgentProcess, wait_until
 from ops.conftest import SYSTEMS, lines_of
 
 HOSTS = 6
@@ -57,7 +60,12 @@ def test_logdetect_fleet_turns_one_new_template_on_n_hosts_into_one_incident(
     bundles: dict[str, Path], data_dir: Path, tmp_path: Path
 ) -> None:
     """Six hosts each see the ftpd line (other values) among their own traffic; their anomaly
-    events reach `logdetect fleet` through JetStream: one incident, listing the six hosts."""
+    events reach `logdetect fleet` through JetStream: one incident, listing the six hosts.
+
+    `logdetect validate` accepts the fleet config. Half way (three hosts in, every event acked)
+    the fleet view is killed with SIGKILL and restarted on the same state dir: the other three
+    hosts update the SAME incident (its open incidents were saved before the acks), and a clean
+    stop keeps it open (saved) instead of resolving it."""
     server = shared_server()
     stream = unique_name("F")
     known, new = lines_of(data_dir, SYSTEMS[0]), ftpd_lines(data_dir)
@@ -88,18 +96,31 @@ type = "file"
 path = "{out}"
 """
     )
-    fleet = AgentProcess(config, None, command="fleet")
-    try:
+    checked = subprocess.run([sys.executable, "-m", "agent.cli", "validate", "--config", str(config)],
+                             capture_output=True, text=True, timeout=60, env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert checked.returncode == 0 and "OK (fleet config)" in checked.stdout, checked.stderr
+
+    def start() -> AgentProcess:
+        fleet = AgentProcess(config, None, command="fleet")
         wait_until(lambda: "agent ready" in fleet.log_events() or fleet.proc.poll() is not None, 60, "fleet ready")
         assert fleet.proc.poll() is None, "\n".join(fleet.raw_stderr[-20:])
-        published = 0
-        for h in range(HOSTS):
-            host = f"db-{h}"
+        return fleet
+
+    def publish(hosts: range) -> None:
+        for h in hosts:
             anomalies = run_agent(bundles["a"], known[h * 100 : h * 100 + 100], [new[h]])
-            for line in events.encode_all(anomalies, time.time(), "none", {"host.name": host}):
+            for line in events.encode_all(anomalies, time.time(), "none", {"host.name": f"db-{h}"}):
                 client.publish(f"{stream}.events", line)
-                published += 1
-        wait_until(lambda: client.stream_messages(stream) == 0, 30, f"the fleet to ack {published} events")
+        wait_until(lambda: client.stream_messages(stream) == 0, 30, "the fleet to ack every event")
+
+    fleet = start()
+    try:
+        publish(range(HOSTS // 2))
+        fleet.proc.kill()  # SIGKILL: no shutdown, only what was saved before the acks
+        fleet.wait(timeout=10)
+        fleet = start()
+        assert "fleet incidents restored" in fleet.log_events()
+        publish(range(HOSTS // 2, HOSTS))
         fleet.signal(signal.SIGTERM)
         assert fleet.wait(timeout=20) == 0
     finally:
@@ -108,8 +129,9 @@ path = "{out}"
     found = [json.loads(raw) for raw in out.read_bytes().splitlines()]
     incidents = {e["attributes"]["incident.id"] for e in found if e["event_name"] == "logdetect.incident"}
     assert len(incidents) == 1, found
+    states = [e["attributes"]["incident.state"] for e in found]
+    assert states[0] == "open" and set(states[1:]) == {"update"}, states  # kept open over both stops
     last = found[-1]["attributes"]
-    assert last["incident.state"] == "resolved"
     assert last["incident.entities"] == [f"db-{h}" for h in range(HOSTS)]
     assert last["incident.leading_templates"][0]["id"] >= ONLINE_ID_BASE
     validator = jsonschema.Draft202012Validator(events.json_schema())

@@ -4,6 +4,7 @@ the same new template on many hosts within minutes is one fleet incident listing
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import jsonschema
 import orjson
@@ -11,6 +12,7 @@ import orjson
 from agent import events
 from agent.config import FleetSettings
 from agent.fleet import FleetPipeline, read_anomaly, template_key
+from agent.fleet_state import FLEET_STATE
 from agent.pipeline import ONLINE_ID_BASE
 from agent.types import (
     Anomaly,
@@ -105,3 +107,30 @@ def test_trained_ids_join_only_within_one_bundle_and_other_events_are_skipped() 
     assert incidents([*out, *fleet.close(time.time())]) == []
     not_anomaly = Record("x", "agents", T0, None, (("event_name", "logdetect.line"),))
     assert read_anomaly(not_anomaly) == "not_an_anomaly_event"
+
+
+def test_open_fleet_incidents_survive_a_restart_with_a_state_dir(tmp_path: Path) -> None:
+    """Three hosts, then the fleet view stops (nothing resolves: the incident is saved) and a new
+    one starts on the same state dir: two more hosts update the SAME incident, listing all five.
+    A state file that cannot be read starts an empty fleet view instead of failing."""
+    text = "disk <*> failed"
+    first = FleetPipeline(FleetSettings(), tmp_path)
+    out = [*first.process([anomaly_record(h, T0 + i, NEW_TID, text, f"disk {h} failed")
+                           for i, h in enumerate("abc")], time.time())]
+    first.checkpoint()  # what the daemon does once the events are written
+    assert first.close(time.time()) == []
+    assert (tmp_path / FLEET_STATE).is_file()
+    second = FleetPipeline(FleetSettings(), tmp_path)
+    assert second.grouper.open_count == 1
+    out += second.process([anomaly_record(h, T0 + 60, NEW_TID, text, f"disk {h} failed") for h in "de"], time.time())
+    found = incidents(out)
+    assert [i.state for i in found] == [IncidentState.OPEN, IncidentState.UPDATE]
+    assert found[0].incident_id == found[1].incident_id
+    assert found[1].entities == ("a", "b", "c", "d", "e") and found[1].first_seen == T0
+    assert found[1].samples == tuple(f"disk {h} failed" for h in "abcde")
+    second.checkpoint()
+    third = FleetPipeline(FleetSettings(quiet_secs=900), tmp_path)
+    resolved = incidents(list(third.tick(time.time() + 1000)))  # quiet for longer than quiet_secs
+    assert [(i.state, i.incident_id) for i in resolved] == [(IncidentState.RESOLVED, found[0].incident_id)]
+    (tmp_path / FLEET_STATE).write_bytes(b'{"version": 1, "open": [["x"')
+    assert FleetPipeline(FleetSettings(), tmp_path).grouper.open_count == 0
