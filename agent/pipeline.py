@@ -31,7 +31,7 @@ from agent import __version__, metrics
 from agent.bundle import Bundle, load_bundle
 from agent.dead_letter import Rejected, rejected
 from agent.detectors.base import Detector, load_detectors
-from agent.detectors.cascade import Cascade, score_where
+from agent.detectors.cascade import Cascade, SessionMemo, score_where
 from agent.drift import DriftConfig, DriftLearner
 from agent.errors import BundleError
 from agent.features import EndedSession, FeatureConfig, FeatureExtractor, FeatureStats
@@ -106,7 +106,8 @@ class PipelineConfig:
     # Normal lines whose verdict is already known skip the models (agent/short_road.py); off only
     # to check that it changes nothing.
     short_road: bool = True
-    # Detectors outside the served vote run only where the vote finds something (agent/detectors/cascade.py).
+    # Detectors outside the served vote run only where the vote finds something, and ended sessions
+    # are judged once per (tokens, levels) (agent/detectors/cascade.py).
     cascade: bool = True
 
 
@@ -162,6 +163,8 @@ class Pipeline:
 
         self.ensemble = Ensemble.from_manifest(manifest.get("ensemble", {}), config.sensitivity.value)
         self.cascade = Cascade.plan(self.detectors, self.ensemble, config.cascade)
+        # Ended sessions judged once per (tokens, levels) (agent/detectors/cascade.py).
+        self.session_memo: SessionMemo | None = SessionMemo() if config.cascade else None
         multipliers = manifest.get("ensemble", {}).get("hour_multipliers")
         self.hour_multipliers: list[float] | None = (
             [float(m) for m in multipliers] if config.dynamic_thresholds and multipliers else None
@@ -557,7 +560,10 @@ class Pipeline:
         # across them; detectors outside the vote only on the sessions the vote flags).
         ended = [s for s in sessions if self._judged(s)]
         out: list[Output] = []
-        for s, judged in zip(ended, self.cascade.judge_sessions(ended, self.ensemble, self.kinds), strict=True):
+        if not ended:
+            return out
+        verdicts = self.cascade.judge_sessions(ended, self.ensemble, self.kinds, self.session_memo)
+        for s, judged in zip(ended, verdicts, strict=True):
             if judged is None or judged[2] is Verdict.NORMAL:
                 continue
             expected = self.feedback.expected
@@ -585,7 +591,9 @@ class Pipeline:
 
     def _judge_session(self, s: EndedSession) -> tuple[list[DetectorScore], float, Verdict] | None:
         """The session models' verdict on one ended session, None when it is not judged."""
-        return self.cascade.judge_sessions([s], self.ensemble, self.kinds)[0] if self._judged(s) else None
+        if not self._judged(s):
+            return None
+        return self.cascade.judge_sessions([s], self.ensemble, self.kinds, self.session_memo)[0]
 
     def _rests_on(self, s: EndedSession, expected: AbstractSet[int]) -> bool:
         """True when the session holds `expected` templates (labelled normal by an operator, or

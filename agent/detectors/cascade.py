@@ -22,6 +22,15 @@ outputs, line for line, with and without the cascade, on a real stream with ever
 **Fewer calls.** Sessions that end together are judged together: each voter that can
 (`prefetch_sessions`) scores the windows of all of them in one memoised batch before each
 session is scored from the memo.
+
+**Sessions judged once per shape.** Every served detector's `score_session` is a pure function
+of the session's tokens and levels (the models are frozen; LogBERT's line schedule is not read
+by it), and so are the ensemble's vote and the cascade's split. So a session whose (tokens,
+levels) was judged before gets the same scores, combined score and verdict from `SessionMemo`
+without a model call (HDFS blocks, sshd connections and BGL components repeat a few shapes);
+sessions ending together with the same shape are judged once. What the pipeline does next
+(operator feedback, drift, the explanation) still runs per session. Only the detectors' own
+counters (sessions judged, new sets) see fewer sessions.
 """
 
 from __future__ import annotations
@@ -66,6 +75,54 @@ class Session(Protocol):
     @property
     def levels(self) -> Sequence[int]:
         """Their `Level` values."""
+
+
+Judged = tuple[list[DetectorScore], float, Verdict]
+"""A session's scores (pipeline order), combined score and verdict."""
+
+MEMO_SESSIONS = 4096  # session shapes remembered (the memo is emptied when full) ...
+MEMO_SESSION_TOKENS = 256  # ... of at most this many lines: ≤ ≈ 16 MiB of keys in all
+
+
+class SessionMemo:
+    """Verdicts of ended sessions by their (tokens, levels): see the module docstring."""
+
+    def __init__(self, capacity: int = MEMO_SESSIONS, max_tokens: int = MEMO_SESSION_TOKENS) -> None:
+        self.capacity = capacity
+        self.max_tokens = max_tokens
+        self._known: dict[tuple[tuple[int, ...], tuple[int, ...]], Judged | None] = {}
+        self.hits = 0
+        self.misses = 0
+
+    @staticmethod
+    def key(session: Session) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        """What a session's verdict is a function of."""
+        return tuple(session.tokens), tuple(session.levels)
+
+    def judge(self, sessions: Sequence[Session], judge: Callable[[Sequence[Session]], list[Judged | None]]
+              ) -> list[Judged | None]:
+        """Each session's verdict: remembered, or `judge`d once per distinct shape not remembered."""
+        keys = [self.key(s) for s in sessions]
+        todo: dict[tuple[tuple[int, ...], tuple[int, ...]], int] = {}
+        for k, key in enumerate(keys):
+            if key not in self._known and key not in todo:
+                todo[key] = k
+        self.misses += len(todo)
+        self.hits += len(sessions) - len(todo)
+        fresh = dict(zip(todo, judge([sessions[k] for k in todo.values()]), strict=True)) if todo else {}
+        for key, judged in fresh.items():
+            if len(key[0]) <= self.max_tokens:
+                if len(self._known) >= self.capacity:
+                    self._known.clear()
+                self._known[key] = judged
+        out: list[Judged | None] = []
+        for key in keys:
+            judged = fresh[key] if key in fresh else self._known[key]
+            out.append(None if judged is None else (list(judged[0]), judged[1], judged[2]))
+        return out
+
+    def __len__(self) -> int:
+        return len(self._known)
 
 
 @dataclass(frozen=True)
@@ -152,14 +209,18 @@ class Cascade:
     # -- sessions ---------------------------------------------------------------------------
 
     def judge_sessions(
-        self, sessions: Sequence[Session], ensemble: Ensemble, kinds: Mapping[str, DetectorKind]
-    ) -> list[tuple[list[DetectorScore], float, Verdict] | None]:
+        self, sessions: Sequence[Session], ensemble: Ensemble, kinds: Mapping[str, DetectorKind],
+        memo: SessionMemo | None = None,
+    ) -> list[Judged | None]:
         """Each session's scores (pipeline order), combined score and verdict; None where no
         detector judges it. Voters judge all sessions (their windows batched across sessions),
-        witnesses only the sessions the voters find not normal."""
+        witnesses only the sessions the voters find not normal. With a `memo`, a session shape
+        judged before is not judged again."""
+        if memo is not None:
+            return memo.judge(sessions, lambda todo: self.judge_sessions(todo, ensemble, kinds))
         voters = self.voters
         voted = session_columns(voters, sessions)
-        out: list[tuple[list[DetectorScore], float, Verdict] | None] = []
+        out: list[Judged | None] = []
         doubtful = []
         for k in range(len(sessions)):
             scores = [s for s in (col[k] for col in voted) if s is not None]

@@ -108,3 +108,25 @@ def test_short_road_gives_every_line_the_full_roads_verdict(stream: tuple[Path, 
     assert quiet_out == full_out
     assert quiet.short_road is not None
     assert quiet.short_road.taken > max(0.3 * len(records), short.short_road.taken), quiet.short_road.taken
+
+
+def test_sessions_judged_once_per_shape_give_the_same_outputs(stream: tuple[Path, list[Record]]) -> None:
+    """Ended sessions judged through the memo (`SessionMemo`, on with the cascade) give the very
+    outputs of judging every session with every detector; BGL components repeat their shapes."""
+    from cascade_outputs import assert_same_outputs
+
+    bundle, records = stream
+    outputs = {}
+    pipes = {}
+    for cascade in (False, True):
+        pipe = pipes[cascade] = Pipeline.from_bundle(bundle, PipelineConfig(cascade=cascade))
+        got: list[Output] = []
+        for start in range(0, len(records), 1000):
+            got.extend(pipe.process(records[start : start + 1000], 0.0))
+        got.extend(pipe.close(0.0))
+        outputs[cascade] = got
+    assert pipes[False].session_memo is None
+    memo = pipes[True].session_memo
+    assert memo is not None and memo.hits > 0 and memo.misses > 0, (memo.hits, memo.misses)
+    assert any(isinstance(o, SessionVerdict) for o in outputs[False])
+    assert_same_outputs(outputs[True], outputs[False], pipes[True].cascade.witness_names)
