@@ -200,6 +200,12 @@ class Sink(abc.ABC):
     def write(self, events: Sequence[bytes]) -> None:
         """Write event lines (without newline). Must not raise for a single bad event."""
 
+    def write_with_ids(self, events: Sequence[bytes], ids: Sequence[str | None]) -> None:
+        """Write event lines with their identities (`events.event_id`, None for an event without
+        one), aligned. A sink that can have a repeated identity dropped overrides it (the `nats`
+        sink's `Nats-Msg-Id`); the others write the lines (the id is also the `event.id` field)."""
+        self.write(events)
+
     def flush(self) -> None:  # noqa: B027 - optional hook
         """Make what was written durable/visible (called after every batch)."""
 

@@ -2,7 +2,7 @@
 
     sources (asyncio tasks / reader threads) ──Batch──► BatchQueue (bounded, in records)
         ──► main loop ──► ONE worker thread: pipeline.process(records) → typed outputs
-        ──► events.encode_all (the one place events are rendered) → sink.write + flush
+        ──► events.encode_all (the one place events are rendered) → sink.write_with_ids + flush
         ──► batch.done = True ──► forward acks, file offsets commit
 
 The pipeline is synchronous and not thread-safe, so every call to it (process, tick, close,
@@ -198,11 +198,11 @@ class Daemon:
         """Render the events once (the sink edge) and write them to every sink (worker thread).
         An output that cannot be rendered is dropped alone; a failing sink never stops the
         others. False when a sink failed (its batches must not be acked: the client resends)."""
-        lines = self._render(pipeline, outputs, now)
+        lines, ids = self._render(pipeline, outputs, now)
         ok = True
         for sink in self.sinks:
             try:
-                sink.write(lines)
+                sink.write_with_ids(lines, ids)
                 sink.flush()
             except Exception as exc:
                 ok = False
@@ -218,21 +218,26 @@ class Daemon:
             resource["logdetect.bundle.id"] = str(bundle_id)
         return resource
 
-    def _render(self, pipeline: PipelineLike, outputs: Sequence[Event], now: float) -> list[bytes]:
+    def _render(
+        self, pipeline: PipelineLike, outputs: Sequence[Event], now: float
+    ) -> tuple[list[bytes], list[str | None]]:
+        """The event lines and, aligned, their identities (`events.event_id`)."""
         resource = self._resource(pipeline)
         try:
-            return events.encode_all(outputs, now, pipeline.provider, resource)
+            return events.encode_all(outputs, now, pipeline.provider, resource), [events.event_id(o) for o in outputs]
         except Exception:
             pass
         lines: list[bytes] = []
+        ids: list[str | None] = []
         for output in outputs:
             try:
                 lines.extend(events.encode_all([output], now, pipeline.provider, resource))
+                ids.append(events.event_id(output))
             except Exception as exc:
                 line = getattr(getattr(output, "line", None), "line", None)
                 source, raw = (line.source, line.raw) if line is not None else ("pipeline", "")
                 self._rejected([rejected(source, raw, "render", exc)], now)
-        return lines
+        return lines, ids
 
     def _process(self, pipeline: PipelineLike, batches: list[Batch]) -> _Delivered:
         """Process a set of batches and deliver the events (worker thread).

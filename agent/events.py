@@ -7,6 +7,11 @@ edge (the daemon, `scan`).
 The envelope follows the OpenTelemetry log data model (timestamp, observed_timestamp,
 severity_text/number, body, resource, attributes, event_name); attributes use ECS-style dotted
 names (`event.kind`, `template.id`, `incident.state`, ...). `schema_version` comes first.
+
+A line or anomaly event of a line whose source gave it an `origin` (a JetStream message) carries
+`event.id` (`event_id`): the same whichever agent processed the line, so a sink can have the
+re-publication after a redelivery dropped (the `nats` sink's `Nats-Msg-Id`) and a reader of
+several agents' files can drop the copies.
 """
 
 from __future__ import annotations
@@ -82,6 +87,19 @@ def _envelope(name: str, t: float, observed: float, level: Level, body: str, att
     }
 
 
+def event_id(event: Event) -> str | None:
+    """The identity of an event derived from one input line alone (its line and anomaly events):
+    the line's `origin` and the event's kind, the same on whichever agent processes the line.
+    None for the others (incidents, sessions, data gaps: an agent's own aggregates)."""
+    if isinstance(event, LineResult):
+        origin = event.line.line.origin
+        return f"{origin}/line" if origin else None
+    if isinstance(event, Anomaly):
+        origin = event.line.line.origin
+        return f"{origin}/anomaly" if origin else None
+    return None
+
+
 def anomaly_event(a: Anomaly, observed: float, provider: str, scope: str = "line") -> dict[str, Any]:
     """The event of one anomalous line (or session with scope='session')."""
     tl = a.line
@@ -113,6 +131,8 @@ def anomaly_event(a: Anomaly, observed: float, provider: str, scope: str = "line
         "incident.id": a.incident_id,
         "model.provider": provider,
     }
+    if pl.origin:
+        attrs["event.id"] = f"{pl.origin}/anomaly"
     return _envelope(ANOMALY, tl.time, observed, level, body, attrs, {"log.source": pl.source})
 
 
@@ -176,9 +196,9 @@ def session_event(v: SessionVerdict, observed: float, provider: str) -> dict[str
 
 
 def line_event(tl_raw: str, entity: str, t: float, observed: float, level: Level, template_id: int,
-               score: float, verdict: Verdict, source: str) -> dict[str, Any]:
+               score: float, verdict: Verdict, source: str, origin: str = "") -> dict[str, Any]:
     """The event of one scored line (emitted only when every line is asked for)."""
-    attrs = {
+    attrs: dict[str, Any] = {
         "event.kind": "event",
         "event.category": "line",
         "event.type": "scored",
@@ -188,6 +208,8 @@ def line_event(tl_raw: str, entity: str, t: float, observed: float, level: Level
         "anomaly.score": round(score, 6),
         "anomaly.verdict": verdict.value,
     }
+    if origin:
+        attrs["event.id"] = f"{origin}/line"
     return _envelope(LINE, t, observed, level, tl_raw[:200], attrs, {"log.source": source})
 
 
@@ -218,7 +240,7 @@ def render(event: Event, observed: float, provider: str) -> dict[str, Any]:
     if isinstance(event, LineResult):
         pl = event.line.line
         return line_event(pl.raw, pl.entity, event.line.time, observed, pl.level, event.line.template_id,
-                          event.score, event.verdict, pl.source)
+                          event.score, event.verdict, pl.source, pl.origin)
     return data_gap_event(event, observed)
 
 
@@ -310,6 +332,7 @@ _ANOMALY_ATTRS = {
     ],
     "properties": {
         "truncated": _TRUNCATED,
+        "event.id": {"type": "string"},
         "event.kind": {"const": "alert"},
         "event.category": {"const": "anomaly"},
         "event.type": {"const": "line"},
@@ -353,6 +376,7 @@ _LINE_ATTRS = {
     "required": ["log.raw", "entity", "template.id", "anomaly.score", "anomaly.verdict"],
     "properties": {
         "truncated": _TRUNCATED,
+        "event.id": {"type": "string"},
         "log.raw": {"type": "string"},
         "entity": {"type": "string"},
         "template.id": {"type": "integer"},

@@ -124,6 +124,10 @@ class Record:
     received_at: float = 0.0
     time: float | None = None
     fields: tuple[tuple[str, str], ...] = ()
+    # Where the line came from, unique in its input and the same when the input is delivered
+    # again (a JetStream message's stream, sequence and line index): the identity of the events
+    # derived from this line alone (`events.event_id`). "" when the source has no such identity.
+    origin: str = ""
 
     def field(self, name: str) -> str | None:
         """The value of a structured field the source supplied, or None."""
@@ -153,6 +157,7 @@ class ParsedLine:
     # Header fields the format carries besides the above (syslog host/pid, BGL node, a JSON
     # line's other keys flattened to dotted paths), in `Record.fields` style.
     fields: tuple[tuple[str, str], ...] = ()
+    origin: str = ""  # the record's `origin` (a stitched record: its first line's)
 
     def field(self, name: str) -> str | None:
         """The value of a header or JSON field of the line, or None."""

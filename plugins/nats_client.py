@@ -85,11 +85,14 @@ async def connect(options: NatsConnectionOptions, name: str) -> Any:
         raise ConnectionError(f"cannot connect to NATS at {', '.join(options.servers)}: {reason}") from None
 
 
-async def ensure_stream(js: Any, options: NatsConnectionOptions, work_queue: bool) -> None:
+async def ensure_stream(
+    js: Any, options: NatsConnectionOptions, work_queue: bool, duplicate_window: float | None = None
+) -> None:
     """Create the stream (capturing `subject`) when `create_stream` is on and it does not exist.
 
     A source creates it with work-queue retention (a message is deleted once one agent acked it);
-    an existing stream is used as it is."""
+    a sink with limits retention and its `duplicate_window` (seconds; None: the server's default,
+    2 minutes). An existing stream is used as it is."""
     if not options.create_stream or not options.stream:
         return
     from nats.js import api
@@ -101,4 +104,8 @@ async def ensure_stream(js: Any, options: NatsConnectionOptions, work_queue: boo
     except NotFoundError:
         pass
     retention = api.RetentionPolicy.WORK_QUEUE if work_queue else api.RetentionPolicy.LIMITS
-    await js.add_stream(name=options.stream, subjects=[options.subject], retention=retention)
+    extra = {"duplicate_window": duplicate_window} if duplicate_window is not None else {}
+    try:
+        await js.add_stream(name=options.stream, subjects=[options.subject], retention=retention, **extra)
+    except Exception:
+        await js.stream_info(options.stream)  # another agent created it first: use it; else raise

@@ -7,6 +7,16 @@ it (`sink_error`) and withholds the acks of its source (the shipper or the strea
 With `jetstream = false` events are plain NATS publishes, flushed to the server after each
 batch (nobody stores them; subscribers that are away miss them).
 
+Exactly once in the stream: an event derived from one input line (its line and anomaly events,
+`agent.events.event_id`) is published with a `Nats-Msg-Id` header built from the line's origin (a
+JetStream source's stream, sequence and line index). When a message is redelivered to another
+agent (its first agent died after writing, before its ack reached the server), the second
+agent's publication of the same events carries the same ids and the stream drops it (JetStream
+deduplication, counted here as `duplicate_event` drops), as long as it comes within the stream's
+`duplicate_window` of the first (`duplicate_window_secs` when this sink creates the stream;
+keep it above the source's `ack_wait_secs` plus the time a redelivery waits in a queue).
+Incident, session and data-gap events have no such id: they are each agent's own aggregates.
+
 nats-py is asynchronous; the sink is called from the pipeline's worker thread, so it runs its
 client on an event loop of its own in one background thread.
 """
@@ -22,12 +32,14 @@ from typing import Any, TypeVar
 import structlog
 
 from agent import metrics
-from agent.components import Sink, option
+from agent.components import Sink, count_drop, option
 from plugins.nats_client import DEFAULT_SERVER, SERVERS_DOC, NatsConnectionOptions, connect, ensure_stream
 
 log = structlog.get_logger(__name__)
 
 T = TypeVar("T")
+
+MSG_ID = "Nats-Msg-Id"  # JetStream drops a message whose id it stored within the duplicate window
 
 
 @dataclass(frozen=True)
@@ -39,6 +51,9 @@ class NatsSinkOptions(NatsConnectionOptions):
     jetstream: bool = option(True, "publish through JetStream and wait for the stream's ack")
     stream: str = option("LOGDETECT_EVENTS", "the stream capturing `subject` (created if missing)")
     create_stream: bool = option(True, "create the stream (limits retention) if it does not exist")
+    duplicate_window_secs: float = option(
+        120.0, "a stream this sink creates drops an event whose Nats-Msg-Id it stored within this time"
+    )
     publish_timeout_secs: float = option(5.0, "a batch not taken by the server within this time raises")
     connect_timeout_secs: float = option(5.0, "give up connecting at start after this time")
 
@@ -49,6 +64,8 @@ class NatsSinkOptions(NatsConnectionOptions):
             out.append("subject must not hold wildcards (events are published to it)")
         if self.publish_timeout_secs <= 0:
             out.append("publish_timeout_secs must be > 0")
+        if self.duplicate_window_secs < 1:
+            out.append("duplicate_window_secs must be >= 1")
         return out
 
 
@@ -87,26 +104,40 @@ class NatsSink(Sink):
             self._client = self._call(connect(o, f"logdetect sink {self.id}"), o.connect_timeout_secs + 1.0)
             if o.jetstream:
                 self._js = self._client.jetstream()
-                self._call(ensure_stream(self._js, o, work_queue=False), o.publish_timeout_secs)
+                self._call(
+                    ensure_stream(self._js, o, work_queue=False, duplicate_window=o.duplicate_window_secs),
+                    o.publish_timeout_secs,
+                )
         except Exception:
             self.close()
             raise
 
     def write(self, events: Sequence[bytes]) -> None:
-        """Publish the events; raises when the server did not take them all in time."""
+        """Publish the events (no ids); raises when the server did not take them all in time."""
+        self.write_with_ids(events, [None] * len(events))
+
+    def write_with_ids(self, events: Sequence[bytes], ids: Sequence[str | None]) -> None:
+        """Publish the events, each with its id as `Nats-Msg-Id` (JetStream drops one it stored
+        within its duplicate window); raises when the server did not take them all in time."""
         if not events:
             return
-        self._call(self._publish(list(events)), self.options.publish_timeout_secs + 1.0)
-        metrics.records_out.labels(component=self.id).inc(len(events))
+        duplicates = self._call(self._publish(list(events), list(ids)), self.options.publish_timeout_secs + 1.0)
+        count_drop(self.id, "duplicate_event", duplicates)
+        metrics.records_out.labels(component=self.id).inc(len(events) - duplicates)
 
-    async def _publish(self, events: list[bytes]) -> None:
+    async def _publish(self, events: list[bytes], ids: list[str | None]) -> int:
+        """Publish; the number of events the stream dropped as duplicates."""
         subject, timeout = self.options.subject, self.options.publish_timeout_secs
         if self._js is not None:
-            await asyncio.gather(*(self._js.publish(subject, e, timeout=timeout) for e in events))
-        else:
-            for event in events:
-                await self._client.publish(subject, event)
-            await self._client.flush(timeout)
+            acks = await asyncio.gather(*(
+                self._js.publish(subject, e, timeout=timeout, headers={MSG_ID: i} if i else None)
+                for e, i in zip(events, ids, strict=True)
+            ))
+            return sum(1 for ack in acks if ack.duplicate)
+        for event in events:
+            await self._client.publish(subject, event)
+        await self._client.flush(timeout)
+        return 0
 
     def close(self) -> None:
         """Flush and close the connection, then stop the client's loop."""

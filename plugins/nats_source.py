@@ -11,8 +11,13 @@ progress, so a slow pipeline does not cause a redelivery to another agent.
 Each message's key (`<stream>:<stream sequence>`) goes into the delivery journal
 (`agent.delivery`) like a Forward chunk id: a message redelivered to the same agent after a
 crash is acked without emitting its records again (or only its unwritten rest). A redelivery to
-another agent is processed there: delivery is at-least-once across agents, and twice only for
-the messages whose events were written but whose ack had not reached the server.
+another agent is processed there: processing is at-least-once across agents, and twice only for
+the messages whose events were written but whose ack had not reached the server. Each record's
+`origin` is `<stream>@<incarnation>:<stream sequence>:<index in the message>` (the incarnation:
+a hash of the stream's creation time, so a stream deleted and made again does not reuse the ids
+of the old one): the same on whichever agent the message lands, it is the identity of the
+line's events, which the `nats` sink publishes as `Nats-Msg-Id` so the events stream keeps one
+copy (exactly-once output; see `plugins/nats_sink.py`).
 
 Payloads, by first byte: `[` a Fluent Bit `nats` output flush (`[[time, {record}], …]`),
 `{` one JSON record (Vector's `nats` sink with `encoding.codec = "json"`), otherwise plain text
@@ -23,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -100,6 +106,7 @@ class NatsSource(Source):
         self._unqueued: list[Any] = []  # fetched, not yet in the queue (nak'ed at stop)
         self._recent: dict[bytes, None] = {}
         self._delivered: dict[bytes, Progress] = {}
+        self._origin = ""  # `<stream>@<incarnation>`: the prefix of the records' origins
 
     def restore_delivered(self, delivered: dict[bytes, Progress]) -> None:
         """Messages emitted before a restart: a redelivery is acked without emitting twice."""
@@ -123,9 +130,12 @@ class NatsSource(Source):
                 filter_subject=o.subject,
             )
             self._sub = await js.pull_subscribe(o.subject, durable=o.durable, stream=o.stream, config=config)
+            info = await js.stream_info(o.stream)
         except Exception as exc:
             await self._client.close()
             raise ConnectionError(f"JetStream stream {o.stream!r}, consumer {o.durable!r}: {exc}") from None
+        created = str(info.created) if info.created is not None else ""
+        self._origin = f"{o.stream}@{hashlib.blake2b(created.encode(), digest_size=4).hexdigest()}"
         loop = asyncio.get_running_loop()
         self._pull = loop.create_task(self._pull_loop())
         self._keepalive = loop.create_task(self._keep_in_progress())
@@ -196,7 +206,11 @@ class NatsSource(Source):
             count_drop(self.id, "duplicate_message")
             await self._ack(msg)
             return
-        records = self._decode(msg.data, now())
+        origin = f"{self._origin}:{meta.sequence.stream}"
+        records = [
+            Record(r.line, r.source, r.received_at, r.time, r.fields, f"{origin}:{i}")
+            for i, r in enumerate(self._decode(msg.data, now()))
+        ]
         skip = 0
         before = self._delivered.get(key)
         if before is not None:  # redelivered after a restart: emit only what was not

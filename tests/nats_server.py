@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import contextlib
 import importlib.util
 import shutil
 import socket
@@ -149,3 +150,78 @@ class SyncClient:
         finally:
             self.loop.call_soon_threadsafe(self.loop.stop)
             self.thread.join(5.0)
+
+
+class AckCutProxy:
+    """A TCP proxy in front of the NATS server that can lose a client's JetStream acks.
+
+    Clients connect to `url`; the bytes go both ways unchanged until `drop_acks` is set: from then
+    on every publish from a client to a `$JS.ACK.` subject (ack, nak, in-progress) is dropped and
+    counted in `dropped`, and everything else still passes. This is the fault "the agent wrote
+    the events, but its ack never reached the server", made on purpose instead of by a lucky
+    kill -9 timing."""
+
+    def __init__(self, upstream_port: int) -> None:
+        self.upstream_port = upstream_port
+        self.drop_acks = threading.Event()
+        self.dropped = 0
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"nats://127.0.0.1:{self._listener.getsockname()[1]}"
+        self._closed = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while not self._closed:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", self.upstream_port), timeout=STARTUP_SECS)
+            upstream.settimeout(None)
+            threading.Thread(target=self._copy, args=(upstream, client), daemon=True).start()
+            threading.Thread(target=self._client_to_server, args=(client, upstream), daemon=True).start()
+
+    @staticmethod
+    def _copy(src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                with contextlib.suppress(OSError):
+                    s.shutdown(socket.SHUT_RDWR)
+
+    def _client_to_server(self, src: socket.socket, dst: socket.socket) -> None:
+        """Forward protocol operations one by one (`PUB subject [reply] size`, `HPUB subject
+        [reply] header_size total_size`, each followed by its payload), dropping acks when asked."""
+        buf = b""
+        try:
+            while data := src.recv(65536):
+                buf += data
+                out = bytearray()
+                while (end := buf.find(b"\r\n")) >= 0:
+                    head = buf[:end].split()
+                    op = head[0].upper() if head else b""
+                    size = int(head[-1]) + 2 if op in (b"PUB", b"HPUB") else 0
+                    if len(buf) < end + 2 + size:
+                        break  # the payload is still on its way
+                    frame, buf = buf[: end + 2 + size], buf[end + 2 + size :]
+                    if size and self.drop_acks.is_set() and head[1].startswith(b"$JS.ACK."):
+                        self.dropped += 1
+                        continue
+                    out += frame
+                if out:
+                    dst.sendall(out)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                with contextlib.suppress(OSError):
+                    s.shutdown(socket.SHUT_RDWR)
+
+    def close(self) -> None:
+        """Stop accepting (open connections end when their ends close)."""
+        self._closed = True
+        self._listener.close()

@@ -258,6 +258,7 @@ class LineParser:
             line_no,
             component,
             fields,
+            record.origin,
         )
 
     def _sane_time(self, header_time: float | None, record: Record) -> float | None:

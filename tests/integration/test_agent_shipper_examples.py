@@ -143,6 +143,7 @@ def test_fluent_bit_and_vector_nats_outputs_feed_the_nats_source() -> None:
     vector = load_yaml("vector-nats.yaml")["sinks"]["logdetect"]
     assert vector["type"] == "nats" and vector["url"] in servers
     assert vector["subject"].startswith(prefix) and vector["encoding"]["codec"] == "json"
+    assert vector["jetstream"] is True  # Vector waits for the stream's ack (plain NATS would not)
     decoder = NatsSource(source.id, source.options)
     # A Fluent Bit flush (tail records) and a Vector JSON event, as they arrive:
     flush = orjson.dumps([[1_795_428_000.5, {"log": "GET / 200"}], [1_795_428_001.0, {"log": "GET /a 404"}]])
