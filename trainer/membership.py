@@ -20,7 +20,21 @@ Given labels (`train --labels`) and labelled anomalies in the judged half, those
 replace the pseudo-anomalies, and only the half's normal lines count for false alarms
 (`trainer/judging.py`); the rule below is the same.
 
-A learned detector is kept at a level when its false alarms are within the allowance, it catches
+The three sensitivities are three operating points with a fixed meaning:
+
+- **low** raises only what training never saw: the plain rules, and the facts where they raised
+  no false alarm on the held-back data. Learned detectors score and explain there but do not
+  vote (`QUIET_LEVEL`): the fewest alarms, at the cost of anomalies that lie only in the order or
+  counts of known events.
+- **medium** (the default) adds the learned detectors that earn a place within its budget,
+  ⌊0.001 × units⌋ false alarms — none on fewer than 1,000 held-back units.
+- **high** adds those that earn a place within ⌊0.01 × units⌋, at their looser high thresholds:
+  more recall for more alarms.
+
+Where no learned detector earns a place at medium, low and medium are one point, and `train`
+says so (`same_operating_points`).
+
+A learned detector is kept at medium or high when its false alarms are within the allowance, it catches
 at least `MIN_CATCH` of what the rules miss, and its catch rate is at least `MIN_LIFT` times the
 rate at which it fires on normal data (it separates, it does not just fire often). Kept
 detectors join greedily, most catches first; one joins only while the vote's false alarms stay
@@ -49,6 +63,8 @@ FACTS = "facts"
 MIN_CATCH = 0.05
 MIN_LIFT = 5.0
 SESSION_PERTURBATIONS = ("shuffle", "swap", "drop", "repeat", "inject")
+QUIET_LEVEL = "low"  # the level at which no learned detector votes
+QUIET_REASON = "learned detectors explain but do not vote at low (only what training never saw raises there)"
 
 
 @dataclass(frozen=True)
@@ -115,7 +131,9 @@ def decide(fired: Fired, level: str, target_fpr: float) -> list[Judgement]:
     out: dict[str, Judgement] = {}
     eligible: list[Judgement] = []
     for j in alone.values():
-        if j.pseudo == 0:
+        if level == QUIET_LEVEL:
+            out[j.detector] = _left(j, QUIET_REASON)
+        elif j.pseudo == 0:
             out[j.detector] = _left(j, "no pseudo-anomaly escapes the rules here: nothing to add")
         elif j.false_alarms > j.allowed:
             out[j.detector] = _left(j, f"{j.false_alarms} false alarms on {j.units} held-back normal {j.unit}s "
@@ -276,7 +294,12 @@ def apply_membership(ensemble: dict[str, Any], judgements: Sequence[Judgement], 
     ensemble["membership"] = {"rule": "trainer/membership.py", "judged_on": dict(facts), "detectors": section}
     same = same_operating_points(ensemble)
     ensemble["same_operating_point"] = [list(levels) for levels, _ in same]
-    return left_out_lines(section) + [same_point_line(levels, voters) for levels, voters in same]
+    budgets = {level: sorted({(j.unit, j.units, j.allowed) for j in judgements if j.level == level})
+               for level in LEVELS}
+    ensemble["budgets"] = {level: [{"unit": u, "units": n, "allowed": a} for u, n, a in b]
+                           for level, b in budgets.items() if b}
+    return (left_out_lines(section) + [same_point_line(levels, voters) for levels, voters in same]
+            + [operating_points_line(ensemble)])
 
 
 LEVELS = ("low", "medium", "high")
@@ -318,6 +341,27 @@ def same_operating_points(ensemble: Mapping[str, Any]) -> list[tuple[tuple[str, 
 
 def same_point_line(levels: Sequence[str], voters: frozenset[str]) -> str:
     """`train`'s plain note that the data cannot tell these sensitivities apart."""
+    judged = [level for level in levels if level != QUIET_LEVEL]
+    why = (f"learned detectors never vote at {QUIET_LEVEL}, and none earned a place at {' or '.join(judged)}"
+           if QUIET_LEVEL in levels else "no learned detector earned a place at any of them")
     return (f"sensitivity {' and '.join(levels)} are ONE operating point on this data: the same vote "
-            f"({', '.join(sorted(voters)) or 'nobody'}), whose rules do not depend on the level; no learned "
-            "detector earned a place at any of them on the held-back data (train on more lines to separate them)")
+            f"({', '.join(sorted(voters)) or 'nobody'}), whose rules do not depend on the level; {why} on the "
+            "held-back data (train on more lines to separate them)")
+
+
+def operating_points_line(ensemble: Mapping[str, Any]) -> str:
+    """`train`'s one-line statement of what each sensitivity serves: its voters (beyond the
+    level below) and the false alarms it was allowed on the held-back data."""
+    parts: list[str] = []
+    below: frozenset[str] = frozenset()
+    for level in LEVELS:
+        voters = voters_at(ensemble, level) - (set() if FACTS in ensemble else {FACTS})  # facts judge lines
+        added, dropped = sorted(voters - below), sorted(below - voters)
+        who = ", ".join(added) if not parts else " ".join(
+            [*(f"+{n}" for n in added), *(f"-{n}" for n in dropped)]) or "the same voters"
+        budget = "; ".join(f"{b['allowed']} false alarms allowed on {b['units']} held-back {b['unit']}s"
+                           for b in ensemble.get("budgets", {}).get(level, []))
+        note = " (learned detectors do not vote)" if level == QUIET_LEVEL else (f" ({budget})" if budget else "")
+        parts.append(f"{level} = {who}{note}")
+        below = voters
+    return "operating points: " + "; ".join(parts)

@@ -32,7 +32,8 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
     """Options shared by the commands that serve a bundle (scan, watch)."""
     p.add_argument("--model", "-m", required=True, metavar="BUNDLE", help="model bundle written by `logdetect train`")
     p.add_argument("--sensitivity", choices=[s.value for s in Sensitivity], default="medium",
-                   help="low = fewest alerts, high = most; each is a threshold set at training "
+                   help="low = fewest alerts (only what training never saw; learned models explain), "
+                        "medium = + the learned models that earned a vote, high = most; each set at training "
                         "(default: medium)")
     p.add_argument("--log-format", default=None, metavar="FORMAT",
                    help="read the lines in this format instead of the one the model was trained on "

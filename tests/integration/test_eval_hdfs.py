@@ -64,6 +64,39 @@ def test_eval_rows_split_baselines_and_raw_path(
     assert set(check["flagged"]) == {"deeplog", "lstm_ae"}
 
 
+def test_low_medium_and_high_are_three_operating_points(
+    data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], torch_available: bool
+) -> None:
+    """Where DeepLog earns a vote (2,000 real training sessions), the served levels differ: low
+    votes with the plain rules only, medium adds DeepLog at no held-back false alarm, high adds
+    its looser threshold. Measured on labelled sessions whose event set training has seen (the
+    rules are silent there, so only the learned detector can tell the levels apart)."""
+    from trainer.sequences import read_labelled, read_sessions
+
+    deeplog = data_dir / "hdfs" / "deeplog"
+    train = tmp_path / "train"
+    train.write_text("".join((deeplog / "hdfs_train").read_text().splitlines(keepends=True)[:2000]))
+    seen = {frozenset(s) for s in read_sessions(train)}
+    ids, labels = read_labelled(deeplog / "robust_log_train.csv")
+    silent = [i for i, s in enumerate(ids) if frozenset(s) in seen]
+    chosen = sorted([i for i in silent if labels[i]] + [i for i in silent if not labels[i]][:392])
+    assert len(chosen) == 400 and sum(labels[i] for i in chosen) == 8
+    test = tmp_path / "test.csv"
+    test.write_text("Sequence,label\n" + "".join(f"{' '.join(map(str, ids[i]))},{int(labels[i])}\n" for i in chosen))
+    code = main(["eval", "hdfs-sessions", "--train", str(train), "--test", str(test), "--json", "--epochs", "2",
+                 "--device", "cpu", "--only", "deeplog", "novel_set"])
+    assert code == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["vote_members"]["low"] == ["novel_set", "novelty"]  # learned detectors do not vote at low
+    assert "deeplog" in out["vote_members"]["medium"]
+    rows = {r["detector"]: r for r in out["results"]}
+    flagged = {level: (rows[f"ensemble:vote@{level}"]["tp"], rows[f"ensemble:vote@{level}"]["fp"])
+               for level in ("low", "medium", "high")}
+    assert len(set(flagged.values())) == 3, flagged
+    assert sum(flagged["low"]) < sum(flagged["medium"]) < sum(flagged["high"]), flagged
+    assert flagged["medium"][1] == 0 < flagged["medium"][0]  # medium: catches, no false alarm
+
+
 def test_split_is_deterministic_stratified_and_disjoint() -> None:
     """The tuning/report split is the same for a seed, keeps the label ratio and never overlaps."""
     labels = np.asarray([0] * 70 + [1] * 30)

@@ -88,6 +88,9 @@ def test_the_bundle_section_records_levels_and_reasons(split: tuple[Sessions, Se
     assert ensemble["members"]["long"]["levels"] == []
     record = ensemble["membership"]["detectors"]["long"]["judged"]
     assert set(record) == {"low", "medium", "high"} and not record["medium"]["kept"]
-    assert lines and lines[0].startswith("long left out of the vote at low: 6 false alarms")
+    assert lines and lines[0].startswith("long left out of the vote at low: learned detectors explain but do not vote")
+    assert "medium: 6 false alarms" in lines[0] and record["low"]["evidence"][0]["false_alarms"] == 6
+    assert lines[-1].startswith("operating points: low = novel_set (learned detectors do not vote); medium")
+    assert "(5 false alarms allowed on 500 held-back sessions)" in lines[-1]
     back_in = with_membership(ensemble, "long", "high", member=True)
     assert back_in["members"]["long"]["levels"] == ["high"] and ensemble["members"]["long"]["levels"] == []
