@@ -8,6 +8,9 @@ acks go out: the client's own buffer (Fluent Bit's retry/backlog) holds the data
 
 Processed chunk ids are also journaled with the batch they belong to (`agent.delivery`), so a
 chunk resent after a crash is acked without being emitted again (or only its unwritten rest).
+A chunk's records carry the `origin` `forward:<chunk id>:<index>`: a chunk the client resends
+to another agent (its first agent died before the ack) gives that agent's events the same ids
+(`event.id`, the `nats` sink's `Nats-Msg-Id`), so an events stream keeps one copy.
 
 A bad connection (malformed msgpack, a frame over `max_frame_bytes`, failed handshake, idle
 past `idle_timeout_secs`) is counted by reason and closed; other connections are unaffected.
@@ -36,7 +39,7 @@ from plugins.forward_codec import (
     encode_ack,
     new_unpacker,
 )
-from plugins.records import DEFAULT_MAX_RECORD_BYTES, RecordFieldOptions
+from plugins.records import DEFAULT_MAX_RECORD_BYTES, RecordFieldOptions, with_origins
 
 log = structlog.get_logger(__name__)
 
@@ -280,6 +283,8 @@ class ForwardSource(Source):
             self._ack_after(self._chunks[chunk], chunk, writer)
             return
         records, skip = request.records, 0
+        if chunk is not None:  # the chunk id is the same on any agent it is (re)sent to
+            records = with_origins(records, "forward:" + chunk.decode("utf-8", "replace").strip())
         before = self._delivered.get(chunk) if chunk is not None else None
         if before is not None:
             # A resend of a chunk written before a restart: emit only what was not.

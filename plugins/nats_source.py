@@ -41,7 +41,13 @@ from agent.components import BatchQueue, Source, count_drop, now, option
 from agent.delivery import Progress
 from agent.types import Batch, Record
 from plugins.nats_client import DEFAULT_SERVER, SERVERS_DOC, NatsConnectionOptions, connect, ensure_stream
-from plugins.records import DEFAULT_MAX_RECORD_BYTES, RecordFieldOptions, cap_record, record_from_map
+from plugins.records import (
+    DEFAULT_MAX_RECORD_BYTES,
+    RecordFieldOptions,
+    cap_record,
+    record_from_map,
+    with_origins,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -206,11 +212,7 @@ class NatsSource(Source):
             count_drop(self.id, "duplicate_message")
             await self._ack(msg)
             return
-        origin = f"{self._origin}:{meta.sequence.stream}"
-        records = [
-            Record(r.line, r.source, r.received_at, r.time, r.fields, f"{origin}:{i}")
-            for i, r in enumerate(self._decode(msg.data, now()))
-        ]
+        records = with_origins(self._decode(msg.data, now()), f"{self._origin}:{meta.sequence.stream}")
         skip = 0
         before = self._delivered.get(key)
         if before is not None:  # redelivered after a restart: emit only what was not

@@ -150,6 +150,12 @@ def record_from_map(
     )
 
 
+def with_origins(records: list[Record], prefix: str) -> list[Record]:
+    """`records` with `origin` `<prefix>:<index>`: the identity of one message's lines, the same
+    whichever agent the message is delivered to (`Record.origin`)."""
+    return [Record(r.line, r.source, r.received_at, r.time, r.fields, f"{prefix}:{i}") for i, r in enumerate(records)]
+
+
 def cap_record(record: Record, max_chars: int) -> tuple[Record, bool]:
     """`record` with its line and every field value cut at `max_chars` characters and at most
     `MAX_FIELDS` fields; True when anything was cut (the caller counts `record_truncated`).

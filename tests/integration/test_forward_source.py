@@ -256,6 +256,14 @@ def test_ack_only_after_processing_and_duplicates_processed_once() -> None:
             assert dropped(h.id, "duplicate_chunk") == 3
             sock.close()
             sock2.close()
+        # The chunk resent to another agent: its records have the same origins (event ids).
+        async with Harness() as other:
+            sock3 = socket.create_connection(("127.0.0.1", other.port), timeout=5)
+            sock3.sendall(packed_request(["a", "b", "c"], chunk))
+            assert await asyncio.to_thread(recv_ack, sock3, 5) == {b"ack": chunk}
+            sock3.close()
+        origins = [f"forward:{chunk.decode()}:{i}" for i in range(3)]
+        assert [r.origin for r in h.records] == [r.origin for r in other.records] == origins
 
     run(scenario())
 
