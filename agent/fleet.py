@@ -21,6 +21,11 @@ With a `state_dir` the open incidents survive a restart (`agent.fleet_state`): t
 after every batch whose events were written (before its acks), and a shutdown keeps them open
 instead of resolving them, so the fleet view restarted goes on updating the same incident ids.
 Without a `state_dir` a shutdown resolves every open incident.
+
+An anomaly event that carries an `event.id` (its line came from a JetStream message or a Forward
+chunk) is counted once: the latest `RECENT_EVENT_IDS` ids are remembered (and saved with the
+incidents), so the same line's anomaly from two agents' sinks, or redelivered to the fleet view
+after a crash between its save and its acks, is skipped (`duplicate_anomaly`).
 """
 
 from __future__ import annotations
@@ -48,6 +53,7 @@ log = structlog.get_logger(__name__)
 
 COMPONENT = "fleet"
 MAX_SAMPLES = 5
+RECENT_EVENT_IDS = 4096  # anomaly event ids remembered (and saved) to count each line once
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +68,7 @@ class FleetAnomaly:
     raw: str
     danger: bool
     kinds: tuple[ExplanationKind, ...]
+    event_id: str = ""  # the agent's `event.id` (from the line's input message), "" when none
 
     def to_state(self) -> list[Any]:
         """JSON-ready (`agent.fleet_state`)."""
@@ -134,6 +141,7 @@ def read_anomaly(record: Record) -> FleetAnomaly | str:
         raw=fields.get("attributes.log.raw", record.line),
         danger=fields.get("attributes.anomaly.verdict") == "danger",
         kinds=_kinds(fields.get("attributes.anomaly.explanations")),
+        event_id=fields.get("attributes.event.id", ""),
     )
 
 
@@ -218,10 +226,23 @@ class FleetGrouper:
         self._by_last_seen: list[tuple[float, str]] = []  # lazy heap: (last_seen, key), stale entries skipped
         self.clock = 0.0  # the latest event time seen
         self.revision = 0  # moves on with every change of the open incidents (what a save needs)
+        self._seen: dict[str, None] = {}  # the latest RECENT_EVENT_IDS anomaly event ids taken
+
+    def first_sight(self, event_id: str) -> bool:
+        """True the first time an anomaly event id comes (among the latest RECENT_EVENT_IDS): the
+        same line's anomaly from a second agent, or redelivered after a crash, is not counted twice."""
+        if event_id in self._seen:
+            return False
+        self._seen[event_id] = None
+        if len(self._seen) > RECENT_EVENT_IDS:
+            del self._seen[next(iter(self._seen))]
+        self.revision += 1
+        return True
 
     def to_state(self) -> dict[str, Any]:
-        """The open incidents and the clock, JSON-ready (`agent.fleet_state`)."""
-        return {"clock": self.clock, "open": [[key, inc.to_state()] for key, inc in self._open.items()]}
+        """The open incidents, the clock and the recent event ids, JSON-ready (`agent.fleet_state`)."""
+        return {"clock": self.clock, "open": [[key, inc.to_state()] for key, inc in self._open.items()],
+                "seen": list(self._seen)}
 
     def restore(self, state: dict[str, Any]) -> None:
         """Take back the open incidents `to_state` wrote (replacing any open now)."""
@@ -230,6 +251,7 @@ class FleetGrouper:
         heapq.heapify(self._by_last_seen)
         self._dirty.clear()
         self.clock = float(state["clock"])
+        self._seen = dict.fromkeys(str(i) for i in state.get("seen", []))
 
     def add(self, a: FleetAnomaly) -> list[Incident]:
         """Take one anomaly; what it resolved at once (a window passed, the open limit)."""
@@ -345,6 +367,9 @@ class FleetPipeline:
             anomaly = read_anomaly(record)
             if isinstance(anomaly, str):
                 count_drop(COMPONENT, anomaly)
+                continue
+            if anomaly.event_id and not self.grouper.first_sight(anomaly.event_id):
+                count_drop(COMPONENT, "duplicate_anomaly")
                 continue
             out += self.grouper.add(anomaly)
         if records:

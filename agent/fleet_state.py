@@ -3,9 +3,11 @@
 One JSON file in the config's `state_dir` (`fleet_incidents.json`), replaced atomically
 (`agent.atomic.write_atomic`: temp file, fsync, rename) as the agent writes its template
 snapshot; never pickle. `FleetPipeline.checkpoint` saves it after every batch whose events were
-written and before the batch is acked, so an acked anomaly event is in the saved state; a crash
-between the write and the save makes the redelivered events count again (incident counts may
-then be too high, hosts are a set and stay right).
+written and before the batch is acked, so an acked anomaly event is in the saved state. A crash
+between the write and the save restarts from the state before that batch: the redelivered batch
+is counted once, and its incident events are written again. A crash between the save and the
+acks redelivers events the saved state holds: those with an `event.id` are skipped (the recent
+ids are saved too), those without one count again (counts too high; hosts are a set).
 
 A file that cannot be read (another version, cut short by hand) is logged and ignored: the fleet
 view starts with no open incident rather than not at all.

@@ -34,10 +34,12 @@ NEW_TID = ONLINE_ID_BASE + 209_593_287_278
 VALIDATOR = jsonschema.Draft202012Validator(events.json_schema())
 
 
-def anomaly_record(host: str, t: float, tid: int, text: str, raw: str, bundle: str = "b1") -> Record:
+def anomaly_record(
+    host: str, t: float, tid: int, text: str, raw: str, bundle: str = "b1", origin: str = ""
+) -> Record:
     """One agent's anomaly event, rendered with its host resource and read back as a source
-    reads a JSON event (message field `body`)."""
-    parsed = ParsedLine(raw, raw, t, Level.INFO, host, source="app", line_no=1)
+    reads a JSON event (message field `body`); `origin`: where its line came from."""
+    parsed = ParsedLine(raw, raw, t, Level.INFO, host, source="app", line_no=1, origin=origin)
     line = TemplatedLine(parsed, tid, text, (), 0, True, t)
     why = (Explanation(ExplanationKind.NEW_TEMPLATE, "never seen in training", ()),)
     anomaly = Anomaly(line, 2.0, Verdict.WATCH, (DetectorScore("novelty", 1.0, 0.5, True),), why, None)
@@ -134,3 +136,20 @@ def test_open_fleet_incidents_survive_a_restart_with_a_state_dir(tmp_path: Path)
     assert [(i.state, i.incident_id) for i in resolved] == [(IncidentState.RESOLVED, found[0].incident_id)]
     (tmp_path / FLEET_STATE).write_bytes(b'{"version": 1, "open": [["x"')
     assert FleetPipeline(FleetSettings(), tmp_path).grouper.open_count == 0
+
+
+def test_the_same_lines_anomaly_counts_once_also_across_a_restart(tmp_path: Path) -> None:
+    """Anomaly events with the same `event.id` (one line, processed by two agents, or redelivered
+    after a crash between the save and the acks) count once, before and after a restart; events
+    without an id each count."""
+    text = "disk <*> failed"
+    line = anomaly_record("a", T0, NEW_TID, text, "disk a failed", origin="LOGS@1:7:0")
+    other = anomaly_record("b", T0 + 1, NEW_TID, text, "disk b failed", origin="LOGS@1:8:0")
+    first = FleetPipeline(FleetSettings(), tmp_path)
+    out = incidents(list(first.process([line, other, line], time.time())))
+    assert out[-1].anomaly_count == 2 and out[-1].entities == ("a", "b")
+    first.checkpoint()
+    second = FleetPipeline(FleetSettings(), tmp_path)
+    no_id = anomaly_record("c", T0 + 2, NEW_TID, text, "disk c failed")
+    out = incidents(list(second.process([line, other, no_id, no_id], time.time())))
+    assert [(i.state, i.anomaly_count, i.entities) for i in out] == [(IncidentState.UPDATE, 4, ("a", "b", "c"))]
