@@ -16,6 +16,7 @@ several agents' files can drop the copies.
 
 from __future__ import annotations
 
+import enum
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -27,8 +28,10 @@ from agent.types import (
     DataGap,
     Event,
     Explanation,
+    ExplanationKind,
     Incident,
     IncidentSeverity,
+    IncidentState,
     Level,
     LineResult,
     SessionVerdict,
@@ -52,6 +55,14 @@ _INCIDENT_LEVEL = {
     IncidentSeverity.HIGH: Level.ERROR,
     IncidentSeverity.CRITICAL: Level.FATAL,
 }
+# Enum names and values read once (an Enum member's `.name`/`.value` is a descriptor call each
+# time); the event path reads them for every anomaly, explanation and incident.
+# (one dict per IntEnum: Level.TRACE == IncidentSeverity.LOW as ints)
+_LEVEL_NAME: dict[Level, str] = {m: m.name for m in Level}
+_SEVERITY_NAME: dict[IncidentSeverity, str] = {m: m.name for m in IncidentSeverity}
+_VALUE: dict[enum.Enum, str] = {m: m.value for e in (Verdict, IncidentState, ExplanationKind) for m in e}
+_OTEL: dict[Level, int] = {m: m.otel_number for m in Level}
+_SECONDS: dict[int, str] = {}  # whole second -> its RFC 3339 text up to the seconds (bounded)
 
 
 def rfc3339(t: float) -> str:
@@ -60,7 +71,12 @@ def rfc3339(t: float) -> str:
         t = 0.0
     secs = int(t // 1)
     ms = int((t - secs) * 1000)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs)) + f".{ms:03d}Z"
+    head = _SECONDS.get(secs)
+    if head is None:
+        if len(_SECONDS) >= 4096:
+            _SECONDS.clear()
+        head = _SECONDS[secs] = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs))
+    return f"{head}.{ms:03d}Z"
 
 
 def _facts(pairs: tuple[tuple[str, object], ...]) -> dict[str, object]:
@@ -69,7 +85,7 @@ def _facts(pairs: tuple[tuple[str, object], ...]) -> dict[str, object]:
 
 def explanation_dict(e: Explanation) -> dict[str, Any]:
     """An explanation as event attributes: kind, text and its facts."""
-    return {"kind": e.kind.value, "text": e.text, "facts": _facts(e.facts)}
+    return {"kind": _VALUE[e.kind], "text": e.text, "facts": _facts(e.facts)}
 
 
 def _envelope(name: str, t: float, observed: float, level: Level, body: str, attrs: dict[str, Any],
@@ -79,8 +95,8 @@ def _envelope(name: str, t: float, observed: float, level: Level, body: str, att
         "event_name": name,
         "timestamp": rfc3339(t),
         "observed_timestamp": rfc3339(observed),
-        "severity_text": level.name,
-        "severity_number": level.otel_number,
+        "severity_text": _LEVEL_NAME[level],
+        "severity_number": _OTEL[level],
         "body": body,
         "resource": resource,
         "attributes": attrs,
@@ -105,14 +121,15 @@ def anomaly_event(a: Anomaly, observed: float, provider: str, scope: str = "line
     tl = a.line
     pl = tl.line
     level = _VERDICT_LEVEL[a.verdict]
-    kinds = ", ".join(e.kind.value for e in a.explanations) or "model score"
-    body = f"{a.verdict.value.upper()} {pl.entity}: {kinds} (score {a.score:.2f}): {pl.message[:200]}"
+    verdict = _VALUE[a.verdict]
+    kinds = ", ".join(_VALUE[e.kind] for e in a.explanations) or "model score"
+    body = f"{verdict.upper()} {pl.entity}: {kinds} (score {a.score:.2f}): {pl.message[:200]}"
     attrs: dict[str, Any] = {
         "event.kind": "alert",
         "event.category": "anomaly",
         "event.type": scope,
         "anomaly.score": round(a.score, 6),
-        "anomaly.verdict": a.verdict.value,
+        "anomaly.verdict": verdict,
         "anomaly.scores": [
             {"detector": s.detector, "score": round(s.score, 6), "threshold": round(s.threshold, 6),
              "fired": s.fired}
@@ -120,7 +137,7 @@ def anomaly_event(a: Anomaly, observed: float, provider: str, scope: str = "line
         ],
         "anomaly.explanations": [explanation_dict(e) for e in a.explanations],
         "log.raw": pl.raw,
-        "log.level": pl.level.name,
+        "log.level": _LEVEL_NAME[pl.level],
         "log.line_no": pl.line_no,
         "log.time_from_arrival": tl.time_from_arrival,
         "entity": pl.entity,
@@ -139,17 +156,15 @@ def anomaly_event(a: Anomaly, observed: float, provider: str, scope: str = "line
 def incident_event(i: Incident, observed: float) -> dict[str, Any]:
     """The event of an incident opening, updating or resolving."""
     level = _INCIDENT_LEVEL[i.severity]
-    body = (
-        f"Incident {i.incident_id} {i.state.value}: {i.title} [{i.severity.name}] — "
-        f"{i.anomaly_count} anomalous lines"
-    )
+    state, severity = _VALUE[i.state], _SEVERITY_NAME[i.severity]
+    body = f"Incident {i.incident_id} {state}: {i.title} [{severity}] — {i.anomaly_count} anomalous lines"
     attrs: dict[str, Any] = {
         "event.kind": "alert",
         "event.category": "incident",
-        "event.type": i.state.value,
+        "event.type": state,
         "incident.id": i.incident_id,
-        "incident.state": i.state.value,
-        "incident.severity": i.severity.name.lower(),
+        "incident.state": state,
+        "incident.severity": severity.lower(),
         "incident.title": i.title,
         "incident.first_seen": rfc3339(i.first_seen),
         "incident.last_seen": rfc3339(i.last_seen),
@@ -162,7 +177,7 @@ def incident_event(i: Incident, observed: float) -> dict[str, Any]:
         ],
         "incident.first_line": i.first_line,
         "incident.samples": list(i.samples),
-        "incident.explanation_kinds": [k.value for k in i.explanation_kinds],
+        "incident.explanation_kinds": [_VALUE[k] for k in i.explanation_kinds],
         "aggregation_key": i.incident_id,
     }
     return _envelope(INCIDENT, i.last_seen, observed, level, body, attrs, {})
@@ -174,13 +189,13 @@ def session_event(v: SessionVerdict, observed: float, provider: str) -> dict[str
     entity, tokens, scores, score, verdict = v.entity, v.tokens, v.scores, v.score, v.verdict
     said = "; ".join(e.text.splitlines()[0] for e in v.explanations if e.text) or (
         "combined score over the threshold: " + ", ".join(f"{s.detector} {s.score:.2f}" for s in scores))
-    body = f"{verdict.value.upper()} session {entity}: {len(tokens)} lines: {said} (score {score:.2f})"
+    body = f"{_VALUE[verdict].upper()} session {entity}: {len(tokens)} lines: {said} (score {score:.2f})"
     attrs: dict[str, Any] = {
         "event.kind": "alert",
         "event.category": "anomaly",
         "event.type": "session",
         "anomaly.score": round(score, 6),
-        "anomaly.verdict": verdict.value,
+        "anomaly.verdict": _VALUE[verdict],
         "anomaly.scores": [
             {"detector": s.detector, "score": round(s.score, 6), "threshold": round(s.threshold, 6),
              "fired": s.fired}

@@ -396,17 +396,17 @@ class Explainer:
     def _sequence(self, ctx: LineContext, scores: Sequence[DetectorScore]) -> Explanation | None:
         line = ctx.line
         previous = self.previous_template(ctx)
-        this = f"[{short_template(line.template, 40)}]"  # a new template is in no mapping yet
-        actual_path = [self._label(previous), this] if previous is not None else []
         for score in scores:
-            details = dict(score.details)
-            expected = _expected_pairs(details)
-            if not score.fired or not expected:
+            if not score.fired:  # (before reading its details: most scores of an anomaly did not fire)
+                continue
+            expected = _expected_pairs(dict(score.details))
+            if not expected:
                 continue
             pairs = [(self._token_template(tok), prob) for tok, prob in expected[:5]]
             listing = ", ".join(f"{self._label(t)} {prob:.0%}" for t, prob in pairs)
             normal_path = [self._label(previous)] if previous is not None else []
             normal_path.append(self._label(pairs[0][0]))
+            this, actual_path = self._actual_path(line, previous)
             return Explanation(
                 ExplanationKind.SEQUENCE,
                 f"SEQUENCE ANOMALY: {score.detector} did not expect this template here\n"
@@ -436,6 +436,7 @@ class Explainer:
         ranked = sorted(((int(k), float(v)) for k, v in nexts.items()), key=lambda kv: -kv[1])[:3]
         listing = ", ".join(f"{self._label(t)} {p:.0%}" for t, p in ranked)
         path = [int(t) for t in entry.get("path") or [previous]]
+        _, actual_path = self._actual_path(line, previous)
         return Explanation(
             ExplanationKind.SEQUENCE,
             f"SEQUENCE ANOMALY: P(this | previous) = {prob:.3g} in training\n"
@@ -450,6 +451,12 @@ class Explainer:
                 ("normal_path", path),
             ),
         )
+
+    def _actual_path(self, line: TemplatedLine, previous: int | None) -> tuple[str, list[str]]:
+        """The line's label and the path that came: (previous →) this (built only for a fact
+        that holds)."""
+        this = f"[{short_template(line.template, 40)}]"  # a new template is in no mapping yet
+        return this, ([self._label(previous), this] if previous is not None else [])
 
     def _severity_numbers(self, line: TemplatedLine) -> tuple[str, str, int, int] | None:
         """(scope, subject, lines with this level, lines) when the level is unusual."""

@@ -45,6 +45,7 @@ from agent.types import (
     Anomaly,
     DetectorKind,
     DetectorScore,
+    IncidentSeverity,
     IncidentState,
     Level,
     LineContext,
@@ -68,6 +69,25 @@ SWEEP_SECS = 1.0  # how often (in log time) idle entities are looked for
 MATCH_MEMO = 8_192  # raw messages whose frozen-miner match is remembered (emptied when full) ...
 MATCH_MEMO_CHARS = 512  # ... when at most this long: ≤ ≈ 7 MiB in all
 _UNSEEN = TemplateMatch(-1, "", (), ChangeType.NONE)  # not in the memo (compared by identity)
+
+# The labelled counters of the anomaly path, each looked up once, when first counted (`labels`
+# costs a lock and a dict lookup per call).
+_ANOMALY_COUNTS: dict[Verdict, Any] = {}
+_INCIDENT_COUNTS: dict[IncidentSeverity, Any] = {}
+
+
+def _count_anomaly(verdict: Verdict) -> None:
+    counter = _ANOMALY_COUNTS.get(verdict)
+    if counter is None:
+        counter = _ANOMALY_COUNTS[verdict] = metrics.anomalies.labels(verdict=verdict.value)
+    counter.inc()
+
+
+def _count_incident(severity: IncidentSeverity) -> None:
+    counter = _INCIDENT_COUNTS.get(severity)
+    if counter is None:
+        counter = _INCIDENT_COUNTS[severity] = metrics.incidents.labels(severity=severity.name.lower())
+    counter.inc()
 
 ONLINE_MESSAGE_CHARS = 1024
 """Characters of a message the online miner sees (≈ 0.26 MiB per never-seen template at 1,024
@@ -449,13 +469,13 @@ class Pipeline:
         if incident_id is not None:  # the incident's signature, for `logdetect feedback --incident`
             self.feedback.remember(incident_id, ctx.line.template_id, ctx.line.template, ctx.line.line.message)
         self.anomalies += 1
-        metrics.anomalies.labels(verdict=verdict.value).inc()
+        _count_anomaly(verdict)
         # Each anomaly's event goes out once it is decided, with its incident's id (a weak one
         # waits for a related strong one); identical repeats are counted, not emitted.
         out.extend(self._decided())
         for inc in incident_events:
             if inc.state is IncidentState.OPEN:
-                metrics.incidents.labels(severity=inc.severity.name.lower()).inc()
+                _count_incident(inc.severity)
         out.extend(incident_events)
         return out
 
