@@ -221,7 +221,7 @@ def line_event(tl_raw: str, entity: str, t: float, observed: float, level: Level
         "entity": entity,
         "template.id": template_id,
         "anomaly.score": round(score, 6),
-        "anomaly.verdict": verdict.value,
+        "anomaly.verdict": _VALUE[verdict],
     }
     if origin:
         attrs["event.id"] = f"{origin}/line"
