@@ -3,7 +3,8 @@ JetStream ingest with 1 and 2 agents, each pair on the same input in the same ru
 
     .venv/bin/python bench/fleet_scaling.py [--copies 8] [--messages 2000] [--skip-nats] [--json]
 
-1. Data half (`trainer/distributed.py`: read, parse, mine per block + merge, match, gather), on
+1. Data half (`trainer/distributed.py`: read, parse, mine per block + merge, match, the entity
+   shuffle to per-entity sequences; then, timed apart, every line brought to the driver), on
    `--copies` copies of Loghub BGL_16k (one file per simulated host, in a temp dir), with a
    local Dask cluster of 1 worker and then of 2 (one thread each); the cluster is started
    before the clock and the best of `--repeats` runs counts. The single-process data half
@@ -49,7 +50,8 @@ def host_files(tmp: Path, copies: int) -> list[Path]:
 
 
 def single_process(paths: list[Path]) -> tuple[float, int, int]:
-    """The data half in this process: seconds, lines, templates."""
+    """The data half in this process (parse, mine, match every line, each entity's template ids
+    in line order): seconds, lines, templates."""
     from agent.parsing import ParserConfig
     from agent.parsing.records import parse_records
     from agent.reader import iter_records
@@ -60,8 +62,10 @@ def single_process(paths: list[Path]) -> tuple[float, int, int]:
     parsed, _ = parse_records(records, ParserConfig())
     n_train = len(parsed) - int(len(parsed) * 0.2)
     miner = learn_templates((p.message for p in parsed[:n_train]), MinerConfig())
+    sequences: dict[str, list[int]] = {}
     for p in parsed:
-        miner.match(p.message)
+        m = miner.match(p.message)
+        sequences.setdefault(p.entity, []).append(-1 if m is None else m.template_id)
     return time.perf_counter() - started, len(parsed), len(miner.templates())
 
 
@@ -73,34 +77,50 @@ def _cpu_secs() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def on_dask(paths: list[Path], workers: int, repeats: int) -> tuple[float, int, dict[str, Any]]:
-    """The data half on a local cluster of `workers`: best wall seconds, templates, and its
-    phases with the CPU seconds of each worker and of the driver. On a machine other jobs load,
-    the CPU seconds show how the work was split where the wall clock cannot: the busiest
-    worker's plus the driver's CPU time is the run's critical path on idle cores."""
+PHASES = ("read_parse_keys", "merge_mine", "match_shuffle")
+
+
+def on_dask(paths: list[Path], workers: int, repeats: int) -> dict[str, Any]:
+    """The data half on a local cluster of `workers`: the best of `repeats` runs (wall seconds,
+    templates, entities, its phases, the CPU seconds of each worker and of the driver), then one
+    more run that also brings every line to the driver (`prepare(lines=True)`, what `train`
+    needs today) for its extra cost. On a machine other jobs load, the CPU seconds show how the
+    work was split where the wall clock cannot: the busiest worker's plus the driver's CPU time
+    is the run's critical path on idle cores."""
     from agent.parsing import ParserConfig
     from agent.templates import MinerConfig
     from trainer.distributed import connect, prepare
 
     client = connect(f"local:{workers}")
     try:
-        best: tuple[float, int, dict[str, Any]] | None = None
+        best: dict[str, Any] | None = None
         for _ in range(repeats):
             before, driver = client.run(_cpu_secs), time.process_time()
             started = time.perf_counter()
-            data = prepare([str(p) for p in paths], ParserConfig(), MinerConfig(), 0.2, client, 2 * 1024 * 1024)
+            data = prepare([str(p) for p in paths], ParserConfig(), MinerConfig(), 0.2, client, 2 * 1024 * 1024,
+                           lines=False)
             secs = time.perf_counter() - started
             after, driver = client.run(_cpu_secs), time.process_time() - driver
             cpu = sorted(round(after[w] - before[w], 2) for w in after)
-            facts = {**data.seconds, "worker_cpu_secs": cpu, "driver_cpu_secs": round(driver, 2),
-                     "critical_path_cpu_secs": round(max(cpu) + driver, 2)}
-            if best is None or secs < best[0]:
-                best = (secs, len(data.miner.templates()), facts)
+            run = {"secs": round(secs, 2), "templates": len(data.miner.templates()),
+                   "lines": len(data.sequences), "entities": len(data.sequences.entities), **data.seconds,
+                   "worker_cpu_secs": cpu, "driver_cpu_secs": round(driver, 2),
+                   "critical_path_cpu_secs": round(max(cpu) + driver, 2)}
+            if best is None or secs < best["secs"]:
+                best = run
         assert best is not None
+        started = time.perf_counter()
+        data = prepare([str(p) for p in paths], ParserConfig(), MinerConfig(), 0.2, client, 2 * 1024 * 1024)
+        best["with_lines_secs"] = round(time.perf_counter() - started, 2)
+        best["lines_to_driver"] = data.seconds["lines_to_driver"]
         return best
     finally:
         client.close()
         client.cluster.close()
+
+
+def _ratio(a: float, b: float) -> float:
+    return round(a / b, 2) if b > 0 else 0.0
 
 
 def data_half(copies: int, repeats: int) -> dict[str, Any]:
@@ -114,12 +134,11 @@ def data_half(copies: int, repeats: int) -> dict[str, Any]:
     return {
         "files": copies, "bytes": size, "lines": lines,
         "single_process_secs": round(single_secs, 2), "single_process_templates": single_templates,
-        "dask_1_secs": round(one[0], 2), "dask_1_phases": one[2],
-        "dask_2_secs": round(two[0], 2), "dask_2_phases": two[2],
-        "templates_1": one[1], "templates_2": two[1],
-        "speedup_2_over_1": round(one[0] / two[0], 2),
-        "critical_path_ratio_2_over_1": round(
-            one[2]["critical_path_cpu_secs"] / two[2]["critical_path_cpu_secs"], 2),
+        "dask_1": one, "dask_2": two,
+        "speedup_2_over_1": _ratio(one["secs"], two["secs"]),
+        "phase_ratios_2_over_1": {k: _ratio(one[k], two[k]) for k in PHASES},
+        "critical_path_ratio_2_over_1": _ratio(one["critical_path_cpu_secs"], two["critical_path_cpu_secs"]),
+        "with_lines_ratio_2_over_1": _ratio(one["with_lines_secs"], two["with_lines_secs"]),
     }
 
 
@@ -209,12 +228,19 @@ def main() -> int:
         return 0
     d = out["data_half"]
     print(f"data half on {d['files']} files, {d['lines']:,} lines, {d['bytes'] / 1e6:.1f} MB "
-          f"(load average {out['load_average']})")
+          f"(load average {out['load_average']}, {out['cpus']} CPUs)")
     print(f"  one process      {d['single_process_secs']:7.2f} s  ({d['single_process_templates']} templates)")
-    print(f"  Dask, 1 worker   {d['dask_1_secs']:7.2f} s  ({d['templates_1']} templates) {d['dask_1_phases']}")
-    print(f"  Dask, 2 workers  {d['dask_2_secs']:7.2f} s  ({d['templates_2']} templates) {d['dask_2_phases']}")
-    print(f"  2 workers vs 1: {d['speedup_2_over_1']}x wall clock, "
-          f"{d['critical_path_ratio_2_over_1']}x on the CPU-time critical path")
+    for k, name in (("dask_1", "Dask, 1 worker "), ("dask_2", "Dask, 2 workers")):
+        r = d[k]
+        phases = ", ".join(f"{p} {r[p]:.2f} s" for p in PHASES)
+        print(f"  {name}  {r['secs']:7.2f} s  ({r['templates']} templates, {r['entities']} entities; {phases}; "
+              f"CPU s: workers {r['worker_cpu_secs']}, driver {r['driver_cpu_secs']}, "
+              f"critical path {r['critical_path_cpu_secs']}; "
+              f"+ lines to the driver {r['lines_to_driver']:.2f} s = {r['with_lines_secs']:.2f} s)")
+    ratios = ", ".join(f"{p} {v}x" for p, v in d["phase_ratios_2_over_1"].items())
+    print(f"  2 workers vs 1: {d['speedup_2_over_1']}x wall clock ({ratios}); "
+          f"{d['critical_path_ratio_2_over_1']}x on the CPU-time critical path; "
+          f"{d['with_lines_ratio_2_over_1']}x with the lines brought to the driver")
     if "jetstream_ingest" in out:
         j = out["jetstream_ingest"]
         print(f"JetStream ingest, {j['lines']:,} lines in {j['messages']:,} messages, real agents:")

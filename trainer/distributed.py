@@ -1,26 +1,32 @@
-"""The data half of training on Dask: reading, header parsing, template mining and matching
-spread over the workers of a Dask cluster (`logdetect train --dask local:N | ADDRESS`).
+"""The data half of training on Dask: reading, header parsing, template mining, matching and
+per-entity sequences spread over the workers of a Dask cluster (`logdetect train --dask local:N | ADDRESS`).
 
     files (fsspec: local paths, s3://…, gs://… when their fsspec package is installed)
-      ─► blocks of whole lines (dask.bytes.read_bytes) ─► each worker: stitch + parse its blocks,
-         and the first line of every masked key in them
+      ─► blocks of whole lines ─► each block's task: read, stitch + parse, and reduce to columns
+         (`BlockKeys`: each line's masked key, entity and level; the first line of every key);
+         the parsed lines stay on the worker
       ─► driver: the split point (held-back part = the last val_fraction of the lines, as in one
          process); the keys of all blocks merged (the earliest occurrence wins: the same result
          whatever the partitioning and whatever order the blocks finish in), and one miner mined
          on the first occurrences that are training lines, in line order, then consolidated
-      ─► each worker: every line of its blocks matched against the merged, frozen miner
-      ─► driver: the parsed lines and their matches, in line order, for the rest of `train`
+      ─► each block's task: one line per key matched against the merged, frozen miner, every
+         line's template id by its key, the lines cut by owner = crc32(entity) % partitions
+      ─► each partition's owner: its entities' lines sorted into per-entity sequences
+         (trainer/entity_shuffle.py) ─► driver: the partitions' arrays concatenated
+      ─► (lines=True) every parsed line and its match, in line order, for the rest of `train`
 
 Why the first occurrence per masked key: the miner learns lines with the same masked key alike
 (a memo hit only counts them), so one process and the merged run see the same sequence of
 distinct keys in the same order; what can differ is only what the counts influence (template
-sizes in the state, and forms evicted by `max_clusters`). Multi-line records are stitched within
-a block; a stack trace cut by a block boundary becomes two records (blocks are `blocksize` bytes,
+sizes in the state, and forms evicted by `max_clusters`). Matching per key holds for the same
+reason (the frozen miner's memo is keyed by it). Multi-line records are stitched within a
+block; a stack trace cut by a block boundary becomes two records (blocks are `blocksize` bytes,
 64 MiB by default, so this is rare).
 
-The driver then holds every parsed line: the features, the models and the calibration that
-follow run in the driver process, as in a single-process run (see ARCHITECTURE.md, "Beyond one
-machine", for where that limits a fleet's history).
+The driver's own work up to the sequences grows with blocks × keys, templates and entities, not
+lines. `train` then still reads every parsed line (history check, features, profile,
+calibration) and fits the models in the driver process, as in a single-process run (see
+ARCHITECTURE.md, "Beyond one machine", for where that limits a fleet's history).
 """
 
 from __future__ import annotations
@@ -33,12 +39,15 @@ from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Any
 
+import numpy as np
+
 from agent.errors import UserError
 from agent.multiline import Stitcher
 from agent.parsing import LineParser, ParserConfig
 from agent.reader import decode_line
 from agent.templates import MinerConfig, TemplateMiner, learn_templates
 from agent.types import Level, ParsedLine, Record
+from trainer.entity_shuffle import EntitySequences, Piece, entity_columns, split_block
 
 DEFAULT_BLOCKSIZE = 64 * 1024 * 1024
 SAMPLE_LINES = 200  # what format detection reads (as agent.parsing.records.parse_records)
@@ -53,10 +62,11 @@ class DataHalf:
     """What the cluster hands back to `train`: every line parsed, the merged miner, each line's
     match against it, and how the run went."""
 
-    parsed: list[ParsedLine]
+    parsed: list[ParsedLine]  # empty unless `prepare(lines=True)`
     log_format: str
     miner: TemplateMiner
-    matches: list[Match]
+    matches: list[Match]  # as `parsed`
+    sequences: EntitySequences  # every line's template id and level, by entity (the shuffle)
     data_sha256: str
     workers: int
     blocks: int
@@ -64,7 +74,8 @@ class DataHalf:
 
     def facts(self) -> dict[str, Any]:
         """What the manifest records of the distributed run."""
-        return {"workers": self.workers, "blocks": self.blocks, "seconds": self.seconds}
+        return {"workers": self.workers, "blocks": self.blocks, "partitions": self.workers,
+                "entities": len(self.sequences.entities), "seconds": self.seconds}
 
 
 def connect(spec: str) -> Any:
@@ -121,30 +132,109 @@ def _parse(data: bytes, source: str, parser: ParserConfig, sample: list[str]) ->
 FirstKeys = dict[str, tuple[int, str]]  # masked key -> (line index, message) of its first line
 
 
-def _first_keys(parsed: list[ParsedLine], config: MinerConfig) -> tuple[int, FirstKeys]:
-    """A block's line count and the first (index in the block, message) of every masked key.
-    Over all its lines: a key whose first line is held back has no training line at all."""
+@dataclass(frozen=True)
+class BlockKeys:
+    """What a block's worker hands on after parsing, in columns: its line count, the first (index
+    in the block, message) of every masked key in it (over all its lines: a key whose first line
+    is held back has no training line at all), each line's key as an index into `first`
+    (insertion order), each line's entity (an index into `entities`) and level, and the digest
+    of its raw lines. All that matching and the entity shuffle need, without the lines."""
+
+    count: int
+    first: FirstKeys
+    codes: np.ndarray  # int32, per line
+    entities: tuple[str, ...]
+    entity_codes: np.ndarray  # int32, per line
+    levels: np.ndarray  # int8, per line
+    digest: bytes = b""
+
+
+def _first_keys(parsed: list[ParsedLine], config: MinerConfig, data: bytes | None = None) -> BlockKeys:
+    """A block's `BlockKeys` (`data`: its raw bytes, for the digest)."""
     miner = TemplateMiner(config)
     out: FirstKeys = {}
+    index: dict[str, int] = {}
+    codes = np.empty(len(parsed), dtype=np.int32)
     for i, p in enumerate(parsed):
         key = miner.masked_key(p.message)
-        if key not in out:
+        code = index.get(key)
+        if code is None:
+            code = index[key] = len(index)
             out[key] = (i, p.message)
-    return len(parsed), out
+        codes[i] = code
+    entities, entity_codes, levels = entity_columns(parsed)
+    return BlockKeys(len(parsed), out, codes, entities, entity_codes, levels,
+                     b"" if data is None else _digest(data))
 
 
-def merge_first_keys(parts: Sequence[tuple[int, FirstKeys]], n_train: int) -> list[str]:
+ParsedBlock = tuple[list[ParsedLine], BlockKeys]
+
+
+@dataclass(frozen=True)
+class Block:
+    """`length` bytes of a file from `offset`, widened to whole lines (fsspec's read_block: a
+    block starts after the first newline at or past its offset and ends at the first past its
+    end), as dask.bytes.read_bytes cuts them."""
+
+    fs: Any  # an fsspec file system (pickles to the workers)
+    path: str
+    offset: int
+    length: int
+
+    @property
+    def source(self) -> str:
+        """The file's name: what one process records as the lines' source."""
+        return PurePosixPath(self.path).name
+
+    def read(self) -> bytes:
+        """The block's bytes (on the worker that parses it)."""
+        from fsspec.utils import read_block
+
+        with self.fs.open(self.path, "rb") as f:
+            return bytes(read_block(f, self.offset, self.length, b"\n"))
+
+
+def list_blocks(paths: Sequence[str], blocksize: int) -> tuple[list[Block], bytes]:
+    """The blocks of every input file (fsspec: local paths, s3://…) and the first 256 KiB of
+    whole lines of the first file (what format detection samples)."""
+    from fsspec.core import get_fs_token_paths
+    from fsspec.utils import read_block
+
+    fs, _, expanded = get_fs_token_paths(list(paths), mode="rb")
+    if not expanded:
+        raise FileNotFoundError(", ".join(paths))
+    blocks = []
+    for path in expanded:
+        size = int(fs.info(path)["size"])
+        blocks += [Block(fs, path, offset, blocksize) for offset in range(0, max(size, 1), blocksize)]
+    with fs.open(expanded[0], "rb") as f:
+        sample = bytes(read_block(f, 0, 256 * 1024, b"\n"))
+    return blocks, sample
+
+
+def _parse_block(block: Block, parser: ParserConfig, sample: list[str], config: MinerConfig) -> ParsedBlock:
+    """One block read and parsed (kept on its worker for `_packed`) with its `BlockKeys`."""
+    data = block.read()
+    parsed = _parse(data, block.source, parser, sample)
+    return parsed, _first_keys(parsed, config, data)
+
+
+def _keys_of(block: ParsedBlock) -> BlockKeys:
+    return block[1]
+
+
+def merge_first_keys(parts: Sequence[BlockKeys], n_train: int) -> list[str]:
     """The training messages of all blocks' keys (`parts` in file order, as the driver lists the
     blocks whatever order they finished in), each key's earliest occurrence, in line order. The
     result does not depend on where the blocks were cut: the earliest line of a key is the same."""
     merged: FirstKeys = {}
     start = 0
-    for count, part in parts:
-        for key, (i, message) in part.items():
+    for part in parts:
+        for key, (i, message) in part.first.items():
             seen = merged.get(key)
             if seen is None or start + i < seen[0]:
                 merged[key] = (start + i, message)
-        start += count
+        start += part.count
     return [message for index, message in sorted(merged.values()) if index < n_train]
 
 
@@ -160,9 +250,31 @@ def _unpack(t: Packed) -> ParsedLine:
     return ParsedLine(t[0], t[1], t[2], _LEVELS[t[3]], t[4], t[5], t[6], t[7], t[8])
 
 
-def _match(parsed: list[ParsedLine], state: dict[str, Any]) -> tuple[list[Packed], list[Match]]:
-    """Every line of a block matched against the merged miner (frozen: match never learns),
-    with the block's lines packed for the trip to the driver."""
+Matched = tuple[list[Piece], list[Match]]
+
+
+def _match(keys: BlockKeys, state: dict[str, Any], start: int, parts: int) -> list[Piece]:
+    """A block's lines matched against the merged miner (frozen: match never learns) and cut
+    into one piece per entity partition for the shuffle. Lines with the same masked key match
+    alike (the miner's memo is keyed by it), so one line per key is matched: O(keys), not lines,
+    and from the block's columns alone (the parsed lines never travel between workers)."""
+    miner = TemplateMiner.from_state(state)
+    by_key = np.empty(len(keys.first), dtype=np.int64)
+    for code, (_, message) in enumerate(keys.first.values()):
+        m = miner.match(message)
+        by_key[code] = -1 if m is None else m.template_id
+    ids = by_key[keys.codes] if len(keys.codes) else np.empty(0, dtype=np.int64)
+    return split_block(keys.entities, keys.entity_codes, keys.levels, ids, start, parts)
+
+
+def _assemble(k: int, *matched: list[Piece]) -> EntitySequences:
+    """Partition k's owner: its pieces of every block, grouped by entity, in line order."""
+    return EntitySequences.assemble([pieces[k] for pieces in matched])
+
+
+def _packed(block: ParsedBlock, state: dict[str, Any]) -> tuple[list[Packed], list[Match]]:
+    """A block's lines packed for the trip to the driver, with their matches (params included)."""
+    parsed = block[0]
     miner = TemplateMiner.from_state(state)
     out: list[Match] = []
     for p in parsed:
@@ -186,9 +298,12 @@ def prepare(
     val_fraction: float,
     client: Any,
     blocksize: int = DEFAULT_BLOCKSIZE,
+    lines: bool = True,
 ) -> DataHalf:
-    """Run the data half on the cluster behind `client` (see the module docstring)."""
-    from dask.bytes.core import read_bytes
+    """Run the data half on the cluster behind `client` (see the module docstring). `lines`:
+    also bring every parsed line and its match to the driver (what `train`'s features, history
+    check, profile and calibration still read); without it, only the merged miner and the
+    per-entity sequences come back."""
     from dask.distributed import as_completed
 
     clock = time.monotonic()
@@ -201,45 +316,51 @@ def prepare(
         clock = now
 
     try:
-        sample_bytes, blocks_per_file, names = read_bytes(  # type: ignore[no-untyped-call]
-            list(paths), delimiter=b"\n", blocksize=blocksize, sample="256 KiB", include_path=True)
+        blocks, sample_bytes = list_blocks(paths, blocksize)
     except (OSError, ValueError) as exc:
         raise UserError(f"--input: cannot read {', '.join(paths)}: {exc}") from None
-    sample = [line for line in _lines(sample_bytes or b"")[:SAMPLE_LINES] if line.strip()]
-    sample_parser = LineParser(parser, sample)
-    fmt = sample_parser.format
-    parse_tasks = []
-    for name, blocks in zip(names, blocks_per_file, strict=True):
-        source = PurePosixPath(str(name)).name
-        parse_tasks += [(block, source) for block in blocks]
-    data_futures = client.compute([block for block, _ in parse_tasks])
-    parsed_futures = [client.submit(_parse, data, source, parser, sample, pure=False)
-                      for data, (_, source) in zip(data_futures, parse_tasks, strict=True)]
-    digests = client.map(_digest, data_futures)
-    keys = client.gather([client.submit(_first_keys, pf, miner_config, pure=False) for pf in parsed_futures])
+    sample = [line for line in _lines(sample_bytes)[:SAMPLE_LINES] if line.strip()]
+    fmt = LineParser(parser, sample).format
+    parsed_futures = [client.submit(_parse_block, block, parser, sample, miner_config, pure=False)
+                      for block in blocks]
+    key_futures = [client.submit(_keys_of, pf, pure=False) for pf in parsed_futures]
+    keys: list[BlockKeys] = client.gather(key_futures)
     phase("read_parse_keys")
-    total = sum(count for count, _ in keys)
+    total = sum(k.count for k in keys)
     n_train = total - int(total * val_fraction)
     miner = learn_templates(merge_first_keys(keys, n_train), miner_config)
     phase("merge_mine")
     state = client.scatter(miner.to_state(), broadcast=True)
-    match_futures = [client.submit(_match, pf, state, pure=False) for pf in parsed_futures]
-    order = {f.key: i for i, f in enumerate(match_futures)}
-    results: list[tuple[list[ParsedLine], list[Match]]] = [([], [])] * len(match_futures)
-    for future, (packed, matched) in as_completed(match_futures, with_results=True):  # type: ignore[no-untyped-call]
-        results[order[future.key]] = ([_unpack(t) for t in packed], matched)  # while the others still run
-        future.release()
+    parts = max(1, len(client.scheduler_info().get("workers", {})))
+    starts = np.cumsum([0] + [k.count for k in keys])
+    matched = [client.submit(_match, kf, state, int(start), parts, pure=False)
+               for kf, start in zip(key_futures, starts, strict=False)]
+    owners = [client.submit(_assemble, k, *matched, pure=False) for k in range(parts)]
+    sequences = EntitySequences.concat(client.gather(owners))
     h = hashlib.sha256()
-    for d in client.gather(digests):
-        h.update(d)
-    phase("match_gather")
+    for k in keys:
+        h.update(k.digest)
+    phase("match_shuffle")
+    parsed: list[ParsedLine] = []
+    matches: list[Match] = []
+    if lines:
+        packed_futures = [client.submit(_packed, pf, state, pure=False) for pf in parsed_futures]
+        order = {f.key: i for i, f in enumerate(packed_futures)}
+        results: list[tuple[list[ParsedLine], list[Match]]] = [([], [])] * len(packed_futures)
+        for future, (packed, found) in as_completed(packed_futures, with_results=True):  # type: ignore[no-untyped-call]
+            results[order[future.key]] = ([_unpack(t) for t in packed], found)  # while the others still run
+            future.release()
+        parsed = [p for block, _ in results for p in block]
+        matches = [m for _, found in results for m in found]
+        phase("lines_to_driver")
     return DataHalf(
-        parsed=[p for lines, _ in results for p in lines],
+        parsed=parsed,
         log_format=fmt,
         miner=miner,
-        matches=[m for _, matched in results for m in matched],
+        matches=matches,
+        sequences=sequences,
         data_sha256=h.hexdigest(),
-        workers=len(client.scheduler_info().get("workers", {})),
-        blocks=len(parse_tasks),
+        workers=parts,
+        blocks=len(blocks),
         seconds=seconds,
     )

@@ -265,6 +265,10 @@ def train(
     judge_tl = [all_val_tl[i] for i in kept[half:]]
     judge_part = [val_part[i] for i in kept[half:]]
     judged = Judged(judge_part, judge_tl)
+    if prepared is not None:  # the sessions the workers' shuffle built (trainer/entity_shuffle.py)
+        n_judged = n_train + cut
+        judged = Judged(judge_part, judge_tl, given=prepared.sequences.select(
+            n_judged, len(parsed), suspect, vocab)[0])
     # the history's normal lines, for the served profile (`_serve_whole_history`)
     history_normal = [p for p, f in zip(train_part, train_flags, strict=True) if not f] + [val_part[i] for i in kept]
     if val_flags[cut:].any():  # the held-back part's labelled anomalies judge the vote
@@ -289,8 +293,12 @@ def train(
         profile = build_profile(train_tl)
         profile["feature_ranges"] = feature_ranges(x_train)  # what a model's alert is compared with
         writer.add_json("profile.json", profile)
-        train_seqs, train_levels = sequences_by_entity(train_tl)
-        val_seqs, val_levels = sequences_by_entity(val_tl)
+        if prepared is None:
+            train_seqs, train_levels = sequences_by_entity(train_tl)
+            val_seqs, val_levels = sequences_by_entity(val_tl)
+        else:  # the same sessions, built by the Dask workers' shuffle keyed by entity
+            train_seqs, train_levels = prepared.sequences.select(0, n_train, suspect, vocab)
+            val_seqs, val_levels = prepared.sequences.select(n_train, n_train + cut, suspect, vocab)
         labelled = None
         if options.labels is not None:
             labelled = LabelledSequences(*labelled_sequences(all_train_tl, train_flags),
@@ -331,7 +339,7 @@ def train(
             "vocab_size": len(vocab) + 1,
         }
         writer.manifest["ensemble"] = default_section(kinds, target_fpr=options.target_fpr)
-        notes = _judge_members(writer, manifest_fields, train_tl, val_tl, judged, options)
+        notes = _judge_members(writer, manifest_fields, train_seqs + val_seqs, judged, options)
         alert_rate = _calibrate_ensemble(writer, manifest_fields, judge_part, options)
         if problem:  # the operator's problem labels: held out above, they check every operating point
             from trainer.problem_check import check, problem_lines
@@ -363,11 +371,12 @@ class Judged:
     part: Sequence[ParsedLine]
     lines: Sequence[TemplatedLine]
     anomalous: np.ndarray | None = None  # given labels: True where a line is a labelled anomaly
+    given: list[list[int]] | None = None  # the normal sessions, already built (by the Dask shuffle)
 
     def sessions(self) -> tuple[list[list[int]], list[list[int]] | None]:
         """The held-back normal sessions, and (given labels) the sessions holding a labelled anomaly."""
         if self.anomalous is None:
-            return sequences_by_entity(self.lines)[0], None
+            return (self.given if self.given is not None else sequences_by_entity(self.lines)[0]), None
         seqs, _, flags = labelled_sequences(self.lines, self.anomalous)
         return ([s for s, f in zip(seqs, flags, strict=True) if not any(f)],
                 [s for s, f in zip(seqs, flags, strict=True) if any(f)])
@@ -401,11 +410,12 @@ def _serve_whole_history(
 
 
 def _judge_members(
-    writer: BundleWriter, manifest_fields: dict[str, Any], train_tl: Sequence[TemplatedLine],
-    val_tl: Sequence[TemplatedLine], judged: Judged, options: TrainOptions,
+    writer: BundleWriter, manifest_fields: dict[str, Any], known: list[list[int]], judged: Judged,
+    options: TrainOptions,
 ) -> list[str]:
     """Say which sensitivities the held-back data supports, and judge each learned detector's
-    place in the vote on the second half of the held-back lines (and their sessions)."""
+    place in the vote on the second half of the held-back lines (and their sessions). `known`:
+    the training and threshold-setting sessions."""
     from trainer.calibrate import level_targets
     from trainer.judging import judge
     from trainer.membership import apply_membership
@@ -414,7 +424,6 @@ def _judge_members(
     support = sensitivity_support(writer.manifest["models"])
     manifest_fields["training"]["sensitivity_support"] = support
     judged_sessions, anomalous_sessions = judged.sessions()
-    known = sequences_by_entity(train_tl)[0] + sequences_by_entity(val_tl)[0]
     judgements, facts = judge(
         writer.draft(**manifest_fields), level_targets(options.target_fpr), sessions=judged_sessions,
         known_sessions=known, records=[Record(p.raw, p.source) for p in judged.part], parser=options.parser,

@@ -82,7 +82,8 @@ def configure(p: argparse.ArgumentParser) -> None:
                         "anomaly (default: no labels)")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress output on stderr (default: progress)")
     p.add_argument("--dask", metavar="SCHEDULER",
-                   help="run the data half (reading, parsing, template mining, matching) on Dask: local:N "
+                   help="run the data half (reading, parsing, template mining, matching, per-entity sequences) on "
+                        "Dask: local:N "
                         "starts N local worker processes, or give a scheduler address (tcp://HOST:8786); "
                         "--input may then be fsspec URLs (s3://…); needs logdetect[fleet] (default: one process)")
     p.add_argument("--dask-blocksize", type=int, default=64 * 1024 * 1024, metavar="BYTES",
