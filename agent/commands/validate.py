@@ -2,7 +2,8 @@
 
 Exit status 0 when the agent would start with this config (the config parses, every key is
 known and well-typed, every port is in range and every address parses, the bundle verifies,
-the state directory, file sink paths and Unix socket directories can be written); otherwise 1,
+the state directory, file sink paths and Unix socket directories can be written, a `nats` sink's
+duplicate window outlasts a `nats` source's ack wait); otherwise 1,
 with one line per problem. A port another process holds is only known when the agent starts:
 it then exits with code 2 and one line.
 
@@ -59,7 +60,25 @@ def check(config_path: Path, fleet: bool | None = None) -> list[str]:
         problems.extend(_writable_dir(config.state_dir, "state_dir"))
     if config is not None:
         problems.extend(_io_paths(config))
+        problems.extend(_dedupe_window(config))
     return problems
+
+
+def _dedupe_window(config: Any) -> list[str]:
+    """A `nats` sink's events stream drops a line's re-published events only within its duplicate
+    window; a `nats` source's redelivery comes after `ack_wait_secs`: the window must be longer."""
+    out: list[str] = []
+    waits = [(c.id, c.options.ack_wait_secs) for c in config.sources if c.type == "nats"]
+    for sink in config.sinks:
+        window = getattr(sink.options, "duplicate_window_secs", None)
+        if sink.type != "nats" or window is None or not sink.options.jetstream:
+            continue
+        for source_id, wait in waits:
+            if window <= wait:
+                out.append(f"sinks.{sink.id}.duplicate_window_secs ({window:g}) must exceed "
+                           f"sources.{source_id}.ack_wait_secs ({wait:g}): a redelivered line's events "
+                           "would be stored twice")
+    return out
 
 
 def _toml(text: str) -> dict[str, Any] | None:

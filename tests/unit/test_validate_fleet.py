@@ -1,5 +1,6 @@
 """`logdetect validate` on a `logdetect fleet` config: accepted without a model, and checked as the
-fleet view reads it (its `[fleet]` settings, sources that hand over the agents' JSON events)."""
+fleet view reads it (its `[fleet]` settings, sources that hand over the agents' JSON events); and
+on an agent config, the `nats` sink's duplicate window against the `nats` source's ack wait."""
 
 from __future__ import annotations
 
@@ -53,3 +54,23 @@ def test_a_fleet_config_is_checked_as_the_fleet_view_reads_it(tmp_path: Path) ->
     plain.write_text(f'[fleet]\n[sources.f]\ntype = "file"\npath = "{tmp_path / "x.jsonl"}"\nformat = "plain"\n'
                      f'message_field = ["body"]\n[sinks.o]\ntype = "stdout"\n')
     assert any(p.startswith("sources.f.format") for p in check(plain)), check(plain)
+
+
+def test_a_duplicate_window_shorter_than_the_redelivery_is_a_problem(tmp_path: Path) -> None:
+    """An agent with a `nats` source and a `nats` sink: the events stream's duplicate window must
+    outlast the source's ack wait, or a redelivered line's events are stored twice."""
+    text = """
+model = "no-bundle-here"
+[sources.s]
+type = "nats"
+ack_wait_secs = 60
+[sinks.k]
+type = "nats"
+duplicate_window_secs = {window}
+"""
+    path = tmp_path / "agent.toml"
+    for window, expected in ((30, 1), (120, 0)):
+        path.write_text(text.format(window=window))
+        found = [p for p in check(path) if p.startswith("sinks.k.duplicate_window_secs")]
+        assert len(found) == expected, found
+        assert all("(30) must exceed sources.s.ack_wait_secs (60)" in p for p in found)
