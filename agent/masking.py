@@ -160,6 +160,18 @@ class Masker:
                 values[i] = tuple(found)
         return out, values
 
+    def values_within(self, token: str) -> tuple[str, ...]:
+        """The values `mask_tokens` finds in a token that is not wholly one value, in order."""
+        if self._pattern is None:
+            return ()
+        return tuple(m.group() for m in self._pattern.finditer(token))
+
+    def spans_within(self, token: str) -> list[tuple[int, int]]:
+        """Where `values_within` finds its values in the token, as (start, end)."""
+        if self._pattern is None:
+            return []
+        return [m.span() for m in self._pattern.finditer(token)]
+
     def mask(self, message: str) -> str:
         """The masked message with tokens joined by single spaces (for tests and tools)."""
         return " ".join(self.mask_tokens(message.split())[0])

@@ -39,8 +39,9 @@ from agent.feedback import Feedback
 from agent.multiline import Stitcher
 from agent.onnx_session import RuntimeOptions
 from agent.parsing import LineParser, ParserConfig
+from agent.shapes import Parts, ShapeMatcher
 from agent.short_road import ShortRoad
-from agent.templates import ChangeType, MinerConfig, Snapshotter, TemplateMatch, TemplateMiner, remap_ids
+from agent.templates import ChangeType, MinerConfig, Snapshotter, TemplateMiner, remap_ids
 from agent.types import (
     Anomaly,
     DetectorKind,
@@ -68,7 +69,7 @@ SWEEP_SECS = 1.0  # how often (in log time) idle entities are looked for
 
 MATCH_MEMO = 8_192  # raw messages whose frozen-miner match is remembered (emptied when full) ...
 MATCH_MEMO_CHARS = 512  # ... when at most this long: ≤ ≈ 7 MiB in all
-_UNSEEN = TemplateMatch(-1, "", (), ChangeType.NONE)  # not in the memo (compared by identity)
+_UNSEEN: Parts = (-1, "", ())  # not in the memo (compared by identity)
 
 # The labelled counters of the anomaly path, each looked up once, when first counted (`labels`
 # costs a lock and a dict lookup per call).
@@ -141,7 +142,9 @@ class Pipeline:
         check_bundle_compatible(bundle)
         self.bundle_id = bundle.identity
         self.miner = TemplateMiner.from_state(bundle.read_json("drain_state.json"))
-        self._matched: dict[str, TemplateMatch | None] = {}  # raw message -> frozen match
+        self.shapes = ShapeMatcher(self.miner)  # the frozen miner's matches by raw shape
+        # raw message -> frozen match (template id, text, params)
+        self._matched: dict[str, Parts | None] = {}
         # Online ids come from the first message's form (content ids): a template found after a
         # crash that lost the snapshot, or on another host, gets the same id.
         trained_cfg = MinerConfig(**manifest.get("miner", {}))
@@ -286,13 +289,14 @@ class Pipeline:
         raw = self._matched
         m = raw.get(parsed.message, _UNSEEN)
         if m is _UNSEEN:
-            m = self.miner.match(parsed.message)
+            # a message of a known raw shape is answered without masking (agent/shapes.py)
+            m = self.shapes.parts(parsed.message)
             if len(parsed.message) <= MATCH_MEMO_CHARS:
                 if len(raw) >= MATCH_MEMO:
                     raw.clear()
                 raw[parsed.message] = m
         if m is not None:
-            tid, template, params = m.template_id, m.template, m.params
+            tid, template, params = m
             token = self.vocab.get(tid, 0)
         else:
             # A template born online is mined from the message's first ONLINE_MESSAGE_CHARS: what

@@ -251,6 +251,21 @@ class MemoStats:
     misses: int = 0
 
 
+@dataclass(frozen=True, slots=True)
+class MatchedForm:
+    """How `TemplateMiner.match_form` matched a message: its tokens, masked tokens, the mask
+    values per token index, the match, the form's parameter slots and typed tokens, and whether the form was
+    virtual (fitted by the template's words only)."""
+
+    tokens: list[str]
+    masked: list[str]
+    values: dict[int, tuple[str, ...]]
+    match: TemplateMatch | None
+    slots: tuple[tuple[int, int], ...]
+    typed: tuple[str, ...]
+    virtual: bool
+
+
 # A memo entry: (template id or None for "nothing fits", generation of its token count,
 # usable by `add` (False when `match` found nothing and `add` must still create)).
 _Entry = tuple[int | None, int]
@@ -289,6 +304,10 @@ class TemplateMiner:
         self.stats = MemoStats()
 
     # -- the hot path -------------------------------------------------------------------------
+
+    def tokens(self, message: str) -> list[str]:
+        """The message's tokens as the miner splits them (whitespace and `extra_delimiters`)."""
+        return self._tokens(message)
 
     def _tokens(self, message: str) -> list[str]:
         if not self._delimiters:
@@ -380,6 +399,33 @@ class TemplateMiner:
         """
         tokens = self._tokens(message)
         masked, values = self._masker.mask_tokens(tokens)
+        tpl, _ = self._match_masked(tokens, masked)
+        if tpl is None:
+            return None
+        return TemplateMatch(self._owner(tpl.id), tpl.text, self._params(tpl, tokens, values), ChangeType.NONE)
+
+    def match_form(self, message: str) -> tuple[TemplateMatch | None, MatchedForm]:
+        """`match`, and how the message matched (`agent.shapes` answers messages of the same
+        raw shape from it without masking them)."""
+        tokens = self._tokens(message)
+        masked, values = self._masker.mask_tokens(tokens)
+        tpl, virtual = self._match_masked(tokens, masked)
+        if tpl is None:
+            return None, MatchedForm(tokens, masked, values, None, (), (), virtual)
+        found = TemplateMatch(self._owner(tpl.id), tpl.text, self._params(tpl, tokens, values), ChangeType.NONE)
+        return found, MatchedForm(tokens, masked, values, found, tpl.slots, tpl.tokens, virtual)
+
+    def values_within(self, token: str) -> tuple[str, ...]:
+        """The mask values inside a token that is not wholly one value, in order."""
+        return self._masker.values_within(token)
+
+    def spans_within(self, token: str) -> list[tuple[int, int]]:
+        """Where `values_within` finds its values in the token."""
+        return self._masker.spans_within(token)
+
+    def _match_masked(self, tokens: list[str], masked: list[str]) -> tuple[_Template | None, bool]:
+        """The form `match` finds for a masked message, and whether it was fitted by its words
+        only (a virtual form, remembered by its first message)."""
         key = " ".join(masked)
         ntokens = len(masked)
         memo = self._memo
@@ -407,9 +453,8 @@ class TemplateMiner:
                     tpl = None
             else:
                 tpl = None if entry[0] is None else self._templates.get(entry[0])
-        if tpl is None:
-            return None
-        return TemplateMatch(self._owner(tpl.id), tpl.text, self._params(tpl, tokens, values), ChangeType.NONE)
+            tid = entry[0]
+        return tpl, tid == _VIRTUAL
 
     def _by_words(self, typed: tuple[str, ...], tokens: list[str], masked: list[str]) -> _Template | None:
         """A form for `typed` under the one template whose forms have its words in order."""

@@ -190,6 +190,7 @@ class StageTimers:
         self.patch("stitch", pipe.stitcher, "feed")
         self.patch("header parse", pipe.parser, "parse")
         self.patch("template match", pipe.miner, "match")
+        self.patch("template match", getattr(pipe, "shapes", None), "parts")
         self.patch("template match", pipe.online_miner, "add")
         self.patch("features", pipe.features, "update")
         self.patch("explainer observe + is_notable", pipe.explainer, "observe")

@@ -1,0 +1,182 @@
+"""Template lookup keyed by a message's raw shape: known shapes skip masking.
+
+The frozen training miner masks every message token by token (`agent.masking`) before it can
+look the masked message up. Most messages of a running system differ from one seen before
+only in their numbers (block ids, addresses, ports, counts), and the masks decide on a number
+by its digits' *places*, not their values: every character class of the masks holds all ten
+ASCII digits alike; a mask starts only where no letter or digit precedes, so it never starts
+inside a run of digits nor splits one; and the only digit written literally is the `0` that
+starts a hex value (`0x…`, a zero-padded `0…` of eight or more hex characters), which is then
+the first digit of its run. So two messages that are the same with every ASCII digit read as
+`0` (the *shape*, `shape_key`: one C-level `bytes.translate`) and that agree on `0` at the
+places where a hex value could start with it (`zero_places`, fixed by the shape) are masked
+alike: the same spans of the same masks, each covering whole digit runs. A masked token that
+still holds a digit (`user123`, `ssh2`) keeps the message's own, so the entry keeps the text of
+those tokens and a message must repeat them exactly (else the miner answers it); then its
+masked message is the first one's, and so is the frozen miner's template. What changes is the
+parameters, read straight off the message's tokens by the form's slots (a wholly masked token
+is its own value), with no regex except inside partly masked tokens.
+
+Only real forms are kept: a form fitted by a template's words alone (`_by_words`) is
+remembered by the miner under its first message, and is left to it. The cache is bounded
+(emptied when full). `tests/unit/test_shapes.py` compares it with `TemplateMiner.match` on
+real logs and on the edge cases of the masks.
+"""
+
+from __future__ import annotations
+
+import re
+
+from agent.templates import ChangeType, TemplateMatch, TemplateMiner
+from agent.token_types import values_of
+
+MAX_SHAPES = 8_192  # shapes kept (the cache is emptied when full)
+MAX_ZERO_FLAGS = 64  # entries per shape by its `zero_places` flags (emptied when full)
+MAX_SHAPE_CHARS = 1_024  # longer messages are matched by the miner directly
+
+_STR_AS_ZERO = str.maketrans("0123456789", "0000000000")
+_AS_ZERO = bytes.maketrans(b"0123456789", b"0000000000")
+_ASCII_DIGIT = re.compile(r"[0-9]").search
+# A digit run where a mask may start (no letter or digit before it): its `0` may start a hex value
+_RUN_START = re.compile(r"(?<![A-Za-z0-9])0")
+_HEX_RUN = re.compile(r"[0-9a-fA-F]*")
+
+# How a form's parameter slot reads the message's token (`_Template.slots`, by `kind`).
+_TOKEN = 0  # the whole token (a whole-token mask value, or a `<*>` position)
+_NONE = 1  # nothing (a mask slot whose token held no mask value)
+_MASKED = 2  # the mask values inside a partly masked token
+_TYPED = 3  # the values at the `<*>` parts of a typed token (`key=<*>`)
+_SLICE = 4  # the one mask value inside a token, between text of fixed lengths (`/<IP>`)
+
+Parts = tuple[int, str, tuple[str, ...]]  # a match as (template id, template text, params)
+_Plan = tuple[tuple[int, int, int, int, str], ...]  # (token index, kind, chars before, chars after, typed)
+# (template id or None, template text, (token index, text) every message of the shape repeats, plan)
+_Entry = tuple[int | None, str, tuple[tuple[int, str], ...], _Plan]
+
+
+def shape_key(message: str) -> bytes:
+    """The message (UTF-8) with every ASCII digit as `0`: one C-level pass."""
+    return message.encode("utf-8", "surrogatepass").translate(_AS_ZERO)
+
+
+def zero_places(shape: str) -> tuple[int, ...]:
+    """Where a digit's being `0` can change the masking of a message of this shape (the message
+    with every ASCII digit as `0`): the first digit of a run with no letter or digit before it
+    that a hex mask could start with (`0x…`, or eight or more hex characters not after a `.`)."""
+    places = []
+    for m in _RUN_START.finditer(shape):
+        p = m.start()
+        if shape[p + 1 : p + 2] in ("x", "X"):
+            places.append(p)
+            continue
+        run = _HEX_RUN.match(shape, p)
+        if (p == 0 or shape[p - 1] != ".") and run is not None and run.end() - p >= 8:
+            places.append(p)
+    return tuple(places)
+
+
+def _parts(found: TemplateMatch | None) -> Parts | None:
+    return None if found is None else (found.template_id, found.template, found.params)
+
+
+class ShapeMatcher:
+    """`TemplateMiner.match` of a frozen miner, answered by the message's shape when known."""
+
+    def __init__(self, miner: TemplateMiner) -> None:
+        self.miner = miner
+        # Extra delimiters with a digit would split messages by their digits' values.
+        self._usable = not any(_ASCII_DIGIT(d) for d in miner.config.extra_delimiters)
+        self._split = miner.config.extra_delimiters == ()
+        # shape -> (zero places, zero flags there -> the entry, None for a virtual form)
+        self._shapes: dict[bytes, tuple[tuple[int, ...], dict[tuple[bool, ...], _Entry | None]]] = {}
+        self.hits = 0
+        self.misses = 0
+
+    def match(self, message: str) -> TemplateMatch | None:
+        """What `miner.match(message)` returns (the miner is frozen: never learns)."""
+        found = self.parts(message)
+        return None if found is None else TemplateMatch(*found, ChangeType.NONE)
+
+    def parts(self, message: str) -> Parts | None:
+        """`match(message)` as (template id, template text, params), None when nothing fits."""
+        if not self._usable or len(message) > MAX_SHAPE_CHARS:
+            return _parts(self.miner.match(message))
+        key = message.encode("utf-8", "surrogatepass").translate(_AS_ZERO)  # shape_key
+        shape = self._shapes.get(key)
+        if shape is None:
+            return self._learn(message, key, None)
+        places, by_zeros = shape
+        zeros = tuple([message[p] == "0" for p in places]) if places else ()
+        if zeros not in by_zeros:
+            return self._learn(message, key, zeros)
+        entry = by_zeros[zeros]
+        if entry is None:  # a virtual form: the miner's own memo answers it
+            return _parts(self.miner.match(message))
+        tid, text, checks, plan = entry
+        tokens = message.split() if self._split else self.miner.tokens(message)
+        for i, held in checks:
+            if tokens[i] != held:  # another masked message: ask the miner (not remembered)
+                self.misses += 1
+                return _parts(self.miner.match(message))
+        self.hits += 1
+        if tid is None:
+            return None
+        if not plan:
+            return tid, text, ()
+        params: list[str] = []
+        for i, kind, start, end, typed in plan:
+            if kind == _TOKEN:
+                params.append(tokens[i])
+            elif kind == _SLICE:
+                tok = tokens[i]
+                params.append(tok[start : len(tok) - end])
+            elif kind == _TYPED:
+                params.extend(values_of(typed, tokens[i]))
+            elif kind == _MASKED:
+                params.extend(self.miner.values_within(tokens[i]))
+        return tid, text, tuple(params)
+
+    def _learn(self, message: str, key: bytes, zeros: tuple[bool, ...] | None) -> Parts | None:
+        self.misses += 1
+        found, form = self.miner.match_form(message)
+        shapes = self._shapes
+        if zeros is None:
+            if len(shapes) >= MAX_SHAPES:
+                shapes.clear()
+            places = zero_places(message.translate(_STR_AS_ZERO))
+            shapes[key] = (places, {})
+            zeros = tuple([message[p] == "0" for p in places])
+        by_zeros = shapes[key][1]
+        if len(by_zeros) >= MAX_ZERO_FLAGS:
+            by_zeros.clear()
+        if form.virtual:
+            by_zeros[zeros] = None
+            return _parts(found)
+        tokens, values = form.tokens, form.values
+        # a digit left in a masked token is the message's own: it must repeat
+        checks = tuple((i, tok) for i, (tok, masked) in enumerate(zip(tokens, form.masked, strict=True))
+                       if _ASCII_DIGIT(masked) is not None)
+        plan: list[tuple[int, int, int, int, str]] = []
+        for i, how in form.slots:
+            tok = tokens[i]
+            if how == 1:
+                plan.append((i, _TOKEN, 0, 0, ""))
+            elif how == 2:
+                plan.append((i, _TYPED, 0, 0, form.typed[i]))
+            elif (held := values.get(i)) is None:
+                plan.append((i, _NONE, 0, 0, ""))
+            elif held == (tok,):
+                plan.append((i, _TOKEN, 0, 0, ""))
+            elif len(spans := self.miner.spans_within(tok)) == 1:
+                # one value inside text that is the same in every message of the shape
+                plan.append((i, _SLICE, spans[0][0], len(tok) - spans[0][1], ""))
+            else:
+                plan.append((i, _MASKED, 0, 0, ""))
+        if found is None:
+            by_zeros[zeros] = (None, "", checks, ())
+            return None
+        by_zeros[zeros] = (found.template_id, found.template, checks, tuple(plan))
+        return _parts(found)
+
+    def __len__(self) -> int:
+        return len(self._shapes)

@@ -1,0 +1,99 @@
+"""The shape lookup gives exactly what the frozen miner's `match` gives, and answers known shapes.
+
+Real logs: a miner learns the first half of each Loghub 2k system (as training freezes it);
+every line of the system is then matched by the miner and by the shape lookup. Edge cases of
+the masks (a zero-padded hex value against a plain number, `0x`, the length of an address's
+octets, digits left in a masked token, non-ASCII digits) are matched the same way.
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+
+from agent.shapes import ShapeMatcher, shape_key, zero_places
+from agent.templates import MinerConfig, TemplateMiner, learn_templates
+
+SYSTEMS = ("Android", "Apache", "BGL", "HDFS", "HPC", "Hadoop", "HealthApp", "Linux", "Mac", "OpenSSH",
+           "OpenStack", "Proxifier", "Spark", "Windows", "Zookeeper")
+
+
+def _contents(data_dir: Path, system: str) -> list[str]:
+    path = data_dir / "loghub_2k" / system / f"{system}_2k.log_structured_corrected.csv"
+    with path.open(newline="", encoding="utf-8") as f:
+        return [row["Content"] for row in csv.DictReader(f)]
+
+
+def _same(miner: TemplateMiner, messages: list[str]) -> ShapeMatcher:
+    """Match every message with `miner` and with a shape lookup over a copy of it."""
+    shapes = ShapeMatcher(TemplateMiner.from_state(miner.to_state()))
+    for message in messages:
+        assert shapes.match(message) == miner.match(message), message
+    return shapes
+
+
+def test_shapes_match_as_the_miner_on_real_logs(data_dir: Path) -> None:
+    """Every line of 15 Loghub systems: the same template and params; most lines by shape."""
+    hits = total = 0
+    for system in SYSTEMS:
+        path = data_dir / "loghub_2k" / system
+        if not path.is_dir():
+            continue
+        lines = _contents(data_dir, system)
+        miner = learn_templates(lines[: len(lines) // 2])
+        shapes = _same(miner, lines)
+        hits, total = hits + shapes.hits, total + len(lines)
+    assert total >= 20_000
+    assert hits > 0.5 * total, (hits, total)
+
+
+TRAINING = [
+    "load 12345678 done", "load 23456789 done", "at 0x1f ok", "at 0x2e ok", "from 1.2.3.4 port 80",
+    "from 10.20.30.40 port 8080", "user u123 logged in", "user u456 logged in", "id abcdef12 seen",
+    "id abcdef1 seen", "ver v.01234567 up", "ver v.12345678 up", "read /a/1/b now", "read /c/2/d now",
+    "job 123e4567-e89b-12d3-a456-426614174000 ran", "job deadbeef-dead-beef-dead-beefdeadbeef ran",
+    "got ٣٤ items", "got 34 items", "size=12 kb", "size=345 kb", "p /10.1.2.3:50010 q", "p /10.1.2.3:5 q",
+]
+VARIANTS = [
+    "load 01234567 done", "load 00000000 done", "load 98765432 done", "load 0123456 done", "at 0x9 ok",
+    "at 1x1f ok", "at 0X1F ok", "from 1234.2.3.4 port 80", "from 0.0.0.0 port 0", "from 99.2.3.4 port 99999",
+    "user u124 logged in", "user u999 logged in", "user 124 logged in", "id abcdef99 seen", "id 0bcdef12 seen",
+    "ver v.00000000 up", "ver w 01234567 up", "read /a/9/b now", "read /0/0/0 now", "job 023e4567-e89b-12d3-a456-"
+    "426614174000 ran", "got ٣٥ items", "got 35 items", "size=0 kb", "size=9999 kb", "p /10.1.2.3:0 q",
+    "p /0.0.0.0:50010 q", "p /1.1.1.1x:1 q", "x 0x0x0 y", "a.0x1 b", "_01234567 c", "-01234567 d",
+]
+
+
+def test_shapes_match_as_the_miner_on_the_edges_of_the_masks() -> None:
+    """Digits whose value changes the masking (a leading 0, `0x`) or stays in the masked text."""
+    miner = learn_templates(TRAINING)
+    for first in (TRAINING + VARIANTS, VARIANTS + TRAINING, VARIANTS[::-1] + TRAINING[::-1]):
+        _same(miner, first + first)  # the second pass meets every shape again
+
+
+def test_shape_key_and_zero_places() -> None:
+    """The shape reads every ASCII digit as 0; only a hex value's possible first 0 is a place."""
+    assert shape_key("blk_-123 at 10.2.3.4") == shape_key("blk_-987 at 99.8.7.6") == b"blk_-000 at 00.0.0.0"
+    assert shape_key("got ٣٤") != shape_key("got ٣٥")
+    assert zero_places("x 00000000 y") == (2,)  # a zero-padded hex value may start here
+    assert zero_places("x 0x00 y") == (2,)
+    assert zero_places("x 0000000 y") == ()  # seven digits: never hex
+    assert zero_places("x.00000000 y") == ()  # after a dot: never a zero-padded hex value
+    assert zero_places("a00000000 y") == ()  # after a letter: no mask starts here
+
+
+def test_extra_delimiters_with_digits_leave_it_to_the_miner() -> None:
+    """A delimiter holding a digit would split messages by their digits: no shapes then."""
+    miner = learn_templates(["a1b 2 c", "a1b 3 c"], MinerConfig(extra_delimiters=("1",)))
+    shapes = ShapeMatcher(TemplateMiner.from_state(miner.to_state()))
+    for message in ("a1b 4 c", "a2b 4 c"):
+        assert shapes.match(message) == miner.match(message)
+    assert len(shapes) == 0
+
+
+@pytest.mark.parametrize("message", ["", "   ", "no digits at all"])
+def test_messages_without_digits(message: str) -> None:
+    miner = learn_templates(["no digits at all", "some digits 12"])
+    _same(miner, [message, message])
