@@ -95,5 +95,6 @@ def test_extra_delimiters_with_digits_leave_it_to_the_miner() -> None:
 
 @pytest.mark.parametrize("message", ["", "   ", "no digits at all"])
 def test_messages_without_digits(message: str) -> None:
+    """Empty, blank and digit-free messages: one shape each, answered as the miner does."""
     miner = learn_templates(["no digits at all", "some digits 12"])
     _same(miner, [message, message])
