@@ -36,6 +36,12 @@ FEATURE_NAMES: tuple[str, ...] = (
 )
 N_FEATURES = len(FEATURE_NAMES)
 MIN_TRAINING_SESSIONS = 10  # fewer training sessions say nothing about how a session ends
+# A calendar feature says something only where the history covers its cycle twice: the hour of
+# day from two days of history, the day of week from two weeks. A history of four weekdays
+# makes every other weekday "outside its training range" (Mac_2k's Isolation Forest flagged
+# routine lines on a Sunday for that alone); below the span the feature is served as 0 in
+# training and serving alike, so no model can split on it.
+CLOCK_SPANS: dict[str, float] = {"hour_of_day": 2 * 86400.0, "day_of_week": 14 * 86400.0}
 MIN_END_SHARE = 0.01
 _IDX = {name: i for i, name in enumerate(FEATURE_NAMES)}
 _WARN = int(Level.WARN)
@@ -67,6 +73,13 @@ class FeatureStats:
     session_ends: dict[int, int] = field(default_factory=dict)
     sessions: int = 0
     session_min_len: int = 0
+    # Seconds between the first and last training line (None: a bundle from before it was kept,
+    # whose calendar features are all served); gates the calendar features (`CLOCK_SPANS`).
+    span_secs: float | None = None
+
+    def clock_used(self, name: str) -> bool:
+        """Whether the history is long enough for this calendar feature (`CLOCK_SPANS`)."""
+        return self.span_secs is None or self.span_secs >= CLOCK_SPANS[name]
 
     def to_json(self) -> dict[str, Any]:
         """The training statistics as plain JSON (keys as strings)."""
@@ -78,6 +91,7 @@ class FeatureStats:
             "session_ends": {str(k): v for k, v in self.session_ends.items()},
             "sessions": self.sessions,
             "session_min_len": self.session_min_len,
+            "span_secs": self.span_secs,
         }
 
     @classmethod
@@ -93,6 +107,7 @@ class FeatureStats:
             session_ends={int(k): int(v) for k, v in (obj.get("session_ends") or {}).items()},
             sessions=int(obj.get("sessions", 0)),
             session_min_len=int(obj.get("session_min_len", 0)),
+            span_secs=None if obj.get("span_secs") is None else float(obj["span_secs"]),
         )
 
 
@@ -149,6 +164,7 @@ class FeatureExtractor:
         self._trans: dict[tuple[int | None, int], float] = {}  # (previous, token) -> transition_prob
         self._lengths: dict[int, float] = {}  # message length -> length_bucket
         self._clock_at, self._clock = math.nan, (0.0, 0.0)  # the last line time -> (hour, day of week)
+        self._clock_used = (self.stats.clock_used("hour_of_day"), self.stats.clock_used("day_of_week"))
 
     def _transition(self, prev: int | None, token: int) -> float:
         """P(token | prev) in training, rounded as the feature is (1.0 for an entity's first line)."""
@@ -203,7 +219,9 @@ class FeatureExtractor:
         if trans is None:
             trans = self._transition(prev, token)
         if now != self._clock_at:
-            self._clock_at, self._clock = now, _hour_dow(now)
+            hour_dow = _hour_dow(now)
+            self._clock_at = now
+            self._clock = (hour_dow[0] if self._clock_used[0] else 0.0, hour_dow[1] if self._clock_used[1] else 0.0)
         hour, dow = self._clock
         n = len(line.line.message)
         length = self._lengths.get(n)
@@ -283,9 +301,11 @@ class FeatureExtractor:
         lines = list(lines)
         stats = FeatureStats()
         last: dict[str, int] = {}
+        prevs: list[int | None] = []  # each line's predecessor in its entity
         for tl in lines:
             stats.token_counts[tl.token] = stats.token_counts.get(tl.token, 0) + 1
             prev = last.get(tl.line.entity)
+            prevs.append(prev)
             if prev is not None:
                 row = stats.transitions.setdefault(prev, {})
                 row[tl.token] = row.get(tl.token, 0) + 1
@@ -299,6 +319,8 @@ class FeatureExtractor:
             stats.session_ends[last[entity]] = stats.session_ends.get(last[entity], 0) + 1
         stats.sessions = len(lengths)
         stats.session_min_len = min(lengths.values(), default=0)
+        times = [tl.time for tl in lines]
+        stats.span_secs = max(times) - min(times) if times else 0.0
         extractor = cls(cfg, stats)
         rows = np.array([extractor.update(tl)[0] for tl in lines], dtype=np.float32).reshape(-1, N_FEATURES)
         # Mean in-window frequency per template, then the burst ratio column it normalises.
@@ -308,6 +330,17 @@ class FeatureExtractor:
             stats.mean_window_freq[int(token)] = float(freq[tokens == token].mean())
         rows[:, _IDX["burst_ratio"]] = [burst_ratio(f, stats.mean_window_freq[int(t)])
                                         for f, t in zip(freq.tolist(), tokens.tolist(), strict=True)]
+        # Each training row's transition probability leaves its own transition out. Counted in,
+        # every training transition has been seen at least once, so a model learns that "never
+        # seen" (0) does not happen and then flags every new pair of routine templates (most of
+        # Mac_2k's Isolation Forest alarms); left out, a pair seen once in training reads 0 there
+        # too, as a new pair will when served.
+        totals = {a: sum(row.values()) for a, row in stats.transitions.items()}
+        column = _IDX["transition_prob"]
+        for i, (prev, tl) in enumerate(zip(prevs, lines, strict=True)):
+            if prev is not None:
+                total = totals[prev] - 1
+                rows[i, column] = round((stats.transitions[prev][tl.token] - 1) / total, 2) if total else 0.0
         fresh = cls(cfg, stats)
         return fresh, rows
 

@@ -29,12 +29,63 @@ def _lines(data_dir: Path, n: int = 2000) -> list[TemplatedLine]:
 
 
 def test_fit_matches_serving(data_dir: Path) -> None:
-    """The rows `fit` returns are exactly what a fresh extractor computes line by line."""
+    """The rows `fit` returns are exactly what a fresh extractor computes line by line, except the
+    transition probability, which leaves the row's own transition out (a pair seen once in
+    training reads 0, as a new pair does when served)."""
     lines = _lines(data_dir)
     fitted, rows = FeatureExtractor.fit(lines)
     assert rows.shape == (len(lines), len(FEATURE_NAMES))
     replay = np.array([fitted.update(tl)[0] for tl in lines], dtype=np.float32)
-    np.testing.assert_allclose(replay, rows, rtol=1e-6)
+    trans = feature_index("transition_prob")
+    others = [i for i in range(len(FEATURE_NAMES)) if i != trans]
+    np.testing.assert_allclose(replay[:, others], rows[:, others], rtol=1e-6)
+    assert (rows[:, trans] <= replay[:, trans] + 1e-6).all()  # one count fewer can only lower it
+
+
+def test_training_transitions_leave_their_own_pair_out(data_dir: Path) -> None:
+    """Counted in, every training transition has been seen, so 0 never occurs in training rows
+    and a model learns that any new pair is out of range. Left out: a pair that occurs once in
+    training reads 0 in its training row, exactly as a pair never seen reads when served."""
+    lines = _lines(data_dir)
+    _, rows = FeatureExtractor.fit(lines)
+    trans = rows[:, feature_index("transition_prob")]
+    pairs: dict[tuple[str, int], int] = {}
+    prev: dict[str, int] = {}
+    keys: list[tuple[str, int] | None] = []
+    for tl in lines:
+        p = prev.get(tl.line.entity)
+        keys.append(None if p is None else (f"{p}", tl.token))
+        if p is not None:
+            pairs[(f"{p}", tl.token)] = pairs.get((f"{p}", tl.token), 0) + 1
+        prev[tl.line.entity] = tl.token
+    once = [i for i, k in enumerate(keys) if k is not None and pairs[k] == 1]
+    assert len(once) >= 5
+    assert (trans[once] == 0.0).all()
+    first = [i for i, k in enumerate(keys) if k is None]
+    assert (trans[first] == 1.0).all()
+
+
+def test_calendar_features_need_the_history_to_cover_their_cycle_twice(data_dir: Path) -> None:
+    """HDFS_2k's lines here span 2,000 seconds: neither the hour of day nor the day of week can
+    be learned from it, so both are 0 in training and when served (a model cannot split on a
+    calendar it never saw). Spread over three weeks, both are kept; a bundle from before the
+    span was recorded serves them as it always did."""
+    from agent.features import FeatureStats
+
+    lines = _lines(data_dir)
+    fitted, rows = FeatureExtractor.fit(lines)
+    assert fitted.stats.span_secs is not None and fitted.stats.span_secs < 2 * 86400
+    hour, dow = feature_index("hour_of_day"), feature_index("day_of_week")
+    assert (rows[:, [hour, dow]] == 0.0).all()
+    later = TemplatedLine(lines[0].line, 1, "x", (), 1, False, lines[0].time + 5 * 86400 + 7 * 3600)
+    row, _ = fitted.update(later)
+    assert row[hour] == 0.0 and row[dow] == 0.0
+    spread = [TemplatedLine(tl.line, tl.template_id, tl.template, (), tl.token, False, tl.time + 1000.0 * i)
+              for i, tl in enumerate(lines)]  # 2,000 lines over 23 days
+    _, wide_rows = FeatureExtractor.fit(spread)
+    assert len(set(wide_rows[:, hour].tolist())) == 24 and len(set(wide_rows[:, dow].tolist())) == 7
+    old = FeatureStats.from_json({k: v for k, v in fitted.stats.to_json().items() if k != "span_secs"})
+    assert old.clock_used("hour_of_day") and old.clock_used("day_of_week")
 
 
 def test_transition_probability_and_novelty(data_dir: Path) -> None:
