@@ -36,12 +36,12 @@ FEATURE_NAMES: tuple[str, ...] = (
 )
 N_FEATURES = len(FEATURE_NAMES)
 MIN_TRAINING_SESSIONS = 10  # fewer training sessions say nothing about how a session ends
-# A calendar feature says something only where the history covers its cycle twice: the hour of
-# day from two days of history, the day of week from two weeks. A history of four weekdays
-# makes every other weekday "outside its training range" (Mac_2k's Isolation Forest flagged
-# routine lines on a Sunday for that alone); below the span the feature is served as 0 in
-# training and serving alike, so no model can split on it.
-CLOCK_SPANS: dict[str, float] = {"hour_of_day": 2 * 86400.0, "day_of_week": 14 * 86400.0}
+# A calendar feature says something only where the history covers its whole cycle: the hour of
+# day from a day of history, the day of week from a week. A history of four weekdays makes
+# every other weekday "outside its training range" (Mac_2k's Isolation Forest flagged routine
+# lines on a Sunday for that alone); below the span the feature is served as 0 in training and
+# serving alike, so no model can split on it.
+CLOCK_SPANS: dict[str, float] = {"hour_of_day": 86400.0, "day_of_week": 7 * 86400.0}
 MIN_END_SHARE = 0.01
 _IDX = {name: i for i, name in enumerate(FEATURE_NAMES)}
 _WARN = int(Level.WARN)
