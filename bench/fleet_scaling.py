@@ -80,6 +80,11 @@ def _cpu_secs() -> float:
 PHASES = ("read_parse_keys", "merge_mine", "match_shuffle")
 
 
+def _warm() -> None:
+    """Import what the workers' tasks run (on each worker, before the clock)."""
+    import trainer.distributed  # noqa: F401
+
+
 def on_dask(paths: list[Path], workers: int, repeats: int) -> dict[str, Any]:
     """The data half on a local cluster of `workers`: the best of `repeats` runs (wall seconds,
     templates, entities, its phases, the CPU seconds of each worker and of the driver), then one
@@ -94,7 +99,9 @@ def on_dask(paths: list[Path], workers: int, repeats: int) -> dict[str, Any]:
 
     client = connect(f"local:{workers}")
     try:
+        client.run(_warm)  # the workers' imports are start-up, as the cluster's start is
         best: dict[str, Any] | None = None
+        critical_paths = []
         for _ in range(repeats):
             before, driver = client.run(_cpu_secs), time.process_time()
             main_thread = time.thread_time()
@@ -110,9 +117,11 @@ def on_dask(paths: list[Path], workers: int, repeats: int) -> dict[str, Any]:
                    "worker_cpu_secs": cpu, "driver_cpu_secs": round(driver, 2),
                    "driver_main_thread_cpu_secs": round(main_thread, 2),
                    "critical_path_cpu_secs": round(max(cpu) + driver, 2)}
+            critical_paths.append(run["critical_path_cpu_secs"])
             if best is None or secs < best["secs"]:
                 best = run
         assert best is not None
+        best["critical_path_cpu_secs_per_run"] = critical_paths
         started = time.perf_counter()
         data = prepare([str(p) for p in paths], ParserConfig(), MinerConfig(), 0.2, client, 2 * 1024 * 1024)
         best["with_lines_secs"] = round(time.perf_counter() - started, 2)
@@ -141,7 +150,8 @@ def data_half(copies: int, repeats: int) -> dict[str, Any]:
         "dask_1": one, "dask_2": two,
         "speedup_2_over_1": _ratio(one["secs"], two["secs"]),
         "phase_ratios_2_over_1": {k: _ratio(one[k], two[k]) for k in PHASES},
-        "critical_path_ratio_2_over_1": _ratio(one["critical_path_cpu_secs"], two["critical_path_cpu_secs"]),
+        "critical_path_ratio_2_over_1": _ratio(min(one["critical_path_cpu_secs_per_run"]),
+                                               min(two["critical_path_cpu_secs_per_run"])),
         "with_lines_ratio_2_over_1": _ratio(one["with_lines_secs"], two["with_lines_secs"]),
     }
 
@@ -240,11 +250,11 @@ def main() -> int:
         print(f"  {name}  {r['secs']:7.2f} s  ({r['templates']} templates, {r['entities']} entities; {phases}; "
               f"CPU s: workers {r['worker_cpu_secs']}, driver {r['driver_cpu_secs']} "
               f"(our code's thread {r['driver_main_thread_cpu_secs']}, the rest the local scheduler), "
-              f"critical path {r['critical_path_cpu_secs']}; "
+              f"critical path {r['critical_path_cpu_secs']} (every run: {r['critical_path_cpu_secs_per_run']}); "
               f"+ lines to the driver {r['lines_to_driver']:.2f} s = {r['with_lines_secs']:.2f} s)")
     ratios = ", ".join(f"{p} {v}x" for p, v in d["phase_ratios_2_over_1"].items())
     print(f"  2 workers vs 1: {d['speedup_2_over_1']}x wall clock ({ratios}); "
-          f"{d['critical_path_ratio_2_over_1']}x on the CPU-time critical path; "
+          f"{d['critical_path_ratio_2_over_1']}x on the CPU-time critical path (best runs); "
           f"{d['with_lines_ratio_2_over_1']}x with the lines brought to the driver")
     if "jetstream_ingest" in out:
         j = out["jetstream_ingest"]

@@ -4,7 +4,7 @@ per-entity sequences spread over the workers of a Dask cluster (`logdetect train
     files (fsspec: local paths, s3://…, gs://… when their fsspec package is installed)
       ─► blocks of whole lines ─► each block's task: read, stitch + parse, and reduce to columns
          (`BlockKeys`: each line's masked key, entity and level; the first line of every key);
-         the parsed lines stay on the worker
+         the parsed lines stay on the worker only when the driver will ask for them (lines=True)
       ─► driver: the split point (held-back part = the last val_fraction of the lines, as in one
          process); the keys of all blocks merged (the earliest occurrence wins: the same result
          whatever the partitioning and whatever order the blocks finish in), and one miner mined
@@ -91,8 +91,14 @@ def connect(spec: str) -> Any:
     import dask
 
     # The workers' statistical profiler samples every thread every 10 ms: CPU spent on every
-    # worker for a dashboard nobody reads here (it cost ~1 CPU-second per worker per run).
-    dask.config.set({"distributed.worker.profile.enabled": False})
+    # worker for a dashboard nobody reads here (it cost ~1 CPU-second per worker per run). The
+    # event-loop health tick (every 20 ms), the system monitor (500 ms) and the memory monitor
+    # (100 ms) likewise wake every process for dashboards; slower here, they cost less of the
+    # cores the tasks need (local clusters only: a remote cluster keeps its own settings).
+    dask.config.set({"distributed.worker.profile.enabled": False,
+                     "distributed.admin.tick.interval": "500ms",
+                     "distributed.admin.system-monitor.interval": "2s",
+                     "distributed.worker.memory.monitor-interval": "500ms"})
     if spec.startswith("local:"):
         try:
             n = int(spec.removeprefix("local:"))
@@ -219,6 +225,11 @@ def _parse_block(block: Block, parser: ParserConfig, sample: list[str], config: 
     return parsed, _first_keys(parsed, config, data)
 
 
+def _parse_keys(block: Block, parser: ParserConfig, sample: list[str], config: MinerConfig) -> BlockKeys:
+    """One block read and parsed, reduced to its `BlockKeys` (the lines are dropped)."""
+    return _parse_block(block, parser, sample, config)[1]
+
+
 def _keys_of(block: ParsedBlock) -> BlockKeys:
     return block[1]
 
@@ -321,9 +332,14 @@ def prepare(
         raise UserError(f"--input: cannot read {', '.join(paths)}: {exc}") from None
     sample = [line for line in _lines(sample_bytes)[:SAMPLE_LINES] if line.strip()]
     fmt = LineParser(parser, sample).format
-    parsed_futures = [client.submit(_parse_block, block, parser, sample, miner_config, pure=False)
-                      for block in blocks]
-    key_futures = [client.submit(_keys_of, pf, pure=False) for pf in parsed_futures]
+    if lines:  # the parsed lines stay on their workers until the driver asks for them
+        parsed_futures = [client.submit(_parse_block, block, parser, sample, miner_config, pure=False)
+                          for block in blocks]
+        key_futures = [client.submit(_keys_of, pf, pure=False) for pf in parsed_futures]
+    else:  # only the columns are kept
+        parsed_futures = []
+        key_futures = [client.submit(_parse_keys, block, parser, sample, miner_config, pure=False)
+                       for block in blocks]
     keys: list[BlockKeys] = client.gather(key_futures)
     phase("read_parse_keys")
     total = sum(k.count for k in keys)
