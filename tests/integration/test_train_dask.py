@@ -62,3 +62,33 @@ def test_train_on_dask_local_2_matches_one_process(data_dir: Path, tmp_path: Pat
     assert labels.sum() > 0
     for name in ("precision", "recall", "f1"):
         assert abs(figures[0][name] - figures[1][name]) <= 0.005, (name, figures)
+
+
+def test_train_on_dask_builds_the_sessions_one_process_builds(data_dir: Path, tmp_path: Path) -> None:
+    """HDFS with one session per block id (over a thousand entities, lines of one session in
+    several Dask blocks): the session model (`novel_set`, which learns the training sessions and
+    is judged on the held-back ones) and everything else in the bundle equal one process's,
+    except the template sizes in the miner's state and the data hash."""
+    need(importlib.util.find_spec("distributed") is not None,
+         "dask[distributed] is not installed (pip install '.[fleet]')")
+    lines = (data_dir / "hdfs" / "HDFS_v1_head20k_dev.log").read_bytes().splitlines(keepends=True)[:6000]
+    train_file = tmp_path / "hdfs.log"
+    train_file.write_bytes(b"".join(lines))
+    args = ["--input", str(train_file), "--log-format", "hdfs", "--entity", r"regex:(blk_-?\d+)",
+            "--models", "novel_set", "--quiet"]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    for out, extra in (("single", []), ("dask", ["--dask", "local:2", "--dask-blocksize", "200000"])):
+        command = [sys.executable, "-m", "agent.cli", "train", *extra, *args, "--output", str(tmp_path / out)]
+        run = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
+        assert run.returncode == 0, run.stderr[-3000:]
+    single, dask = tmp_path / "single", tmp_path / "dask"
+    files = sorted(p.name for p in single.iterdir())
+    assert files == sorted(p.name for p in dask.iterdir())
+    assert "novel_set.json" in files or any("novel_set" in f for f in files), files
+    for name in set(files) - {"drain_state.json", "manifest.json", "manifest.sha256"}:
+        assert (single / name).read_bytes() == (dask / name).read_bytes(), name
+    manifests = [json.loads((b / "manifest.json").read_text()) for b in (single, dask)]
+    distributed = manifests[1]["training"]["distributed"]
+    assert distributed["blocks"] >= 3 and distributed["entities"] > 500
+    assert manifests[0]["models"] == manifests[1]["models"]
+    assert manifests[0]["ensemble"] == manifests[1]["ensemble"]
