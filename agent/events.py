@@ -23,9 +23,11 @@ from typing import Any
 
 import orjson
 
+from agent.explain_models import raised_by
 from agent.types import (
     Anomaly,
     DataGap,
+    DetectorScore,
     Event,
     Explanation,
     ExplanationKind,
@@ -88,6 +90,14 @@ def explanation_dict(e: Explanation) -> dict[str, Any]:
     return {"kind": _VALUE[e.kind], "text": e.text, "facts": _facts(e.facts)}
 
 
+def said_in_body(explanations: Sequence[Explanation], scores: Sequence[DetectorScore]) -> str:
+    """What an alert's body says: the first line of each explanation (each says what was seen,
+    a model's in the terms of the line); with none, which detectors fired and by how much. Never
+    the ensemble's combined score: it has no unit a person knows (a rule alone makes it 2.00)."""
+    said = "; ".join(e.text.splitlines()[0] for e in explanations if e.text)
+    return said or raised_by(scores)
+
+
 def _envelope(name: str, t: float, observed: float, level: Level, body: str, attrs: dict[str, Any],
               resource: dict[str, str]) -> dict[str, Any]:
     return {
@@ -122,8 +132,7 @@ def anomaly_event(a: Anomaly, observed: float, provider: str, scope: str = "line
     pl = tl.line
     level = _VERDICT_LEVEL[a.verdict]
     verdict = _VALUE[a.verdict]
-    kinds = ", ".join(_VALUE[e.kind] for e in a.explanations) or "model score"
-    body = f"{verdict.upper()} {pl.entity}: {kinds} (score {a.score:.2f}): {pl.message[:200]}"
+    body = f"{verdict.upper()} {pl.entity}: {pl.message[:200]} — {said_in_body(a.explanations, a.scores)}"
     attrs: dict[str, Any] = {
         "event.kind": "alert",
         "event.category": "anomaly",
@@ -187,9 +196,7 @@ def session_event(v: SessionVerdict, observed: float, provider: str) -> dict[str
     """A whole session (an entity gone idle, or the end of input) judged by the session models;
     the body says what they saw (each explanation's first line), never only which one fired."""
     entity, tokens, scores, score, verdict = v.entity, v.tokens, v.scores, v.score, v.verdict
-    said = "; ".join(e.text.splitlines()[0] for e in v.explanations if e.text) or (
-        "combined score over the threshold: " + ", ".join(f"{s.detector} {s.score:.2f}" for s in scores))
-    body = f"{_VALUE[verdict].upper()} session {entity}: {len(tokens)} lines: {said} (score {score:.2f})"
+    body = f"{_VALUE[verdict].upper()} session {entity}: {len(tokens)} lines: {said_in_body(v.explanations, scores)}"
     attrs: dict[str, Any] = {
         "event.kind": "alert",
         "event.category": "anomaly",

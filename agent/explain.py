@@ -129,13 +129,15 @@ class Explainer:
 
     def __init__(
         self, profile: dict[str, Any], templates: Mapping[int, str], config: ExplainConfig = ExplainConfig(),
-        model_types: Mapping[str, str] | None = None,
+        model_types: Mapping[str, str] | None = None, witnesses: frozenset[str] = frozenset(),
     ) -> None:
         """`model_types` maps each bundle model's name to its type, so a model's alert is
-        explained in its own terms (`agent.explain_models`)."""
+        explained in its own terms (`agent.explain_models`); `witnesses` are the served models
+        outside the ensemble at the served sensitivity (their explanations say so)."""
         from agent.explain_models import ModelExplainer
 
         self.config = config
+        self.witnesses = witnesses
         self.templates = templates
         raw_templates = profile.get("templates") or {}
         self._profile: dict[int, dict[str, Any]] = {int(k): v for k, v in raw_templates.items()}
@@ -157,7 +159,7 @@ class Explainer:
         # template id -> recent times of its lines, newest right; LRU over templates.
         self._windows: OrderedDict[int, deque[float]] = OrderedDict()
         self._floors: dict[int, float] = {}  # template id -> burst_floor (from the profile)
-        self._models = ModelExplainer(profile, self._label, self._token_template, model_types)
+        self._models = ModelExplainer(profile, self._named, self._token_template, model_types)
 
     # ---- live state
 
@@ -279,6 +281,10 @@ class Explainer:
     def _label(self, template_id: int | None) -> str:
         return f"[{short_template(self.template_text(template_id), 40)}]"
 
+    def _named(self, template_id: int | None) -> str:
+        """A template as a model's explanation names it: its id and its text, "#12 [text]"."""
+        return self._label(template_id) if template_id is None else f"#{template_id} {self._label(template_id)}"
+
     # ---- the individual facts (None when the fact does not hold)
 
     def _new_template(self, line: TemplatedLine) -> Explanation | None:
@@ -393,35 +399,38 @@ class Explainer:
             ),
         )
 
-    def _sequence(self, ctx: LineContext, scores: Sequence[DetectorScore]) -> Explanation | None:
+    def _sequence(self, ctx: LineContext, scores: Sequence[DetectorScore]) -> list[Explanation]:
+        """What each fired next-template model (DeepLog, LogAnomaly) expected here and what came;
+        without one, the training profile's transition probabilities (`_profile_sequence`)."""
         line = ctx.line
         previous = self.previous_template(ctx)
+        out: list[Explanation] = []
         for score in scores:
             if not score.fired:  # (before reading its details: most scores of an anomaly did not fire)
                 continue
-            expected = _expected_pairs(dict(score.details))
-            if not expected:
+            said = self._models.deeplog_line(score, line.template_id, line.template, previous, line.is_new)
+            if said is None:
                 continue
-            pairs = [(self._token_template(tok), prob) for tok, prob in expected[:5]]
-            listing = ", ".join(f"{self._label(t)} {prob:.0%}" for t, prob in pairs)
+            text, facts = said
+            named: list[dict[str, object]] = dict(facts)["expected_templates"]  # type: ignore[assignment]
             normal_path = [self._label(previous)] if previous is not None else []
-            normal_path.append(self._label(pairs[0][0]))
+            normal_path.append(str(named[0]["said"]))
             this, actual_path = self._actual_path(line, previous)
-            return Explanation(
+            out.append(Explanation(
                 ExplanationKind.SEQUENCE,
-                f"SEQUENCE ANOMALY: {score.detector} did not expect this template here\n"
-                f"Expected: {listing}\n"
+                f"{text}\n"
                 f"Normal: {' → '.join(normal_path)}\n"
                 f"Actual: {' → '.join(actual_path) or this}",
-                (
-                    ("detector", score.detector),
-                    ("score", score.score),
-                    ("threshold", score.threshold),
-                    ("expected", [[t, p] for t, p in pairs]),
-                    ("actual", line.template_id),
-                    ("previous", previous),
-                ),
-            )
+                tuple(facts),
+            ))
+        if out:
+            return out
+        found = self._profile_sequence(ctx, previous)
+        return [found] if found is not None else []
+
+    def _profile_sequence(self, ctx: LineContext, previous: int | None) -> Explanation | None:
+        """P(this template | the previous one) in training, when it is near zero."""
+        line = ctx.line
         if previous is None:
             return None
         entry = self._profile.get(previous)
@@ -439,7 +448,8 @@ class Explainer:
         _, actual_path = self._actual_path(line, previous)
         return Explanation(
             ExplanationKind.SEQUENCE,
-            f"SEQUENCE ANOMALY: P(this | previous) = {prob:.3g} in training\n"
+            f"SEQUENCE ANOMALY: after {self._named(previous)} training saw {listing}; this template followed it "
+            f"with P = {prob:.3g}\n"
             f"Expected: {listing}\n"
             f"Normal: {' → '.join(self._label(t) for t in path)}\n"
             f"Actual: {' → '.join(actual_path)}",
@@ -575,7 +585,21 @@ class Explainer:
 
     def explain_session(self, tokens: Sequence[int], scores: Sequence[DetectorScore]) -> tuple[Explanation, ...]:
         """Why a session was judged anomalous, in the terms of its lines (`agent.explain_models`)."""
-        return tuple(self._models.explain_session(tokens, scores))
+        return tuple(self._witnessed(self._models.explain_session(tokens, scores)))
+
+    def _witnessed(self, found: Sequence[Explanation]) -> list[Explanation]:
+        """Explanations of models outside the vote (the cascade's witnesses) say so: what they saw
+        is true, but they did not raise the alert."""
+        if not self.witnesses:
+            return list(found)
+        out = []
+        for e in found:
+            if dict(e.facts).get("detector") in self.witnesses:
+                first, _, rest = e.text.partition("\n")
+                e = Explanation(e.kind, f"{first} [witness: not in the vote at this sensitivity]"
+                                + (f"\n{rest}" if rest else ""), (*e.facts, ("in_vote", False)))
+            out.append(e)
+        return out
 
     def explain(self, ctx: LineContext, scores: Sequence[DetectorScore]) -> tuple[Explanation, ...]:
         """Every fact that holds for this line, most decisive first."""
@@ -584,13 +608,13 @@ class Explainer:
             self._new_template(line),
             self._rare_template(line),
             self._burst(line),
-            self._sequence(ctx, scores),
+            *self._sequence(ctx, scores),
             self._severity(line),
             self._unusual_time(line),
             self._unusual_parameter(line),
             *self._models.explain(ctx, scores),
         ]
-        out = tuple(e for e in found if e is not None)
+        out = tuple(self._witnessed([e for e in found if e is not None]))
         if line.time_from_arrival:
             out = tuple(Explanation(e.kind, e.text, (*e.facts, ("time_from_arrival", True))) for e in out)
         return out
@@ -617,37 +641,6 @@ class Explainer:
         if level >= Level.ERROR and float(entry.get("frequency", 0.0)) < self.config.rare_frequency:
             return True
         return level >= Level.ERROR and not is_new and self._template_level_rare(entry, level) is not None
-
-def _expected_pairs(details: dict[str, object]) -> list[tuple[int, float]]:
-    """A detector's expected next tokens with probabilities, from the usual `details` shapes.
-
-    Accepts `expected`/`top_expected`/`top` as a list of [token, prob] pairs or of
-    {"token": t, "prob"|"probability": p} objects, or parallel `expected_tokens`/`expected_probs`.
-    """
-    raw: object = None
-    for key in ("expected", "top_expected", "top", "topk", "top_k"):
-        if key in details:
-            raw = details[key]
-            break
-    pairs: list[tuple[int, float]] = []
-    if isinstance(raw, (list, tuple)):
-        for item in raw:
-            if isinstance(item, dict):
-                token = item.get("token", item.get("id"))
-                prob = item.get("prob", item.get("probability", item.get("p")))
-            elif isinstance(item, (list, tuple)) and len(item) >= 2:
-                token, prob = item[0], item[1]
-            else:
-                continue
-            if isinstance(token, (int, float)) and isinstance(prob, (int, float)):
-                pairs.append((int(token), float(prob)))
-    if not pairs:
-        tokens = details.get("expected_tokens")
-        probs = details.get("expected_probs")
-        if isinstance(tokens, (list, tuple)) and isinstance(probs, (list, tuple)):
-            pairs = [(int(t), float(p)) for t, p in zip(tokens, probs, strict=False)]
-    return pairs
-
 
 def _fingerprint(line: TemplatedLine) -> tuple[int, int, float, str]:
     """Enough to tell a line from another object that reuses its id (the parser numbers lines)."""

@@ -1,23 +1,26 @@
 """What a learned model saw, in the terms of the line: the explanation of a model's alert.
 
 Each detector exposes the numbers behind its score in `DetectorScore.details`; this module turns
-them into an `Explanation` a person can check against the line:
+them into an `Explanation` a person can check against the line. The first line of every text
+says what the model saw (it is what an event's body quotes); the lines after it add the detail:
 
+- DeepLog / LogAnomaly (any next-template model): the templates it expected there, with their
+  probabilities, and the one that came (id and text).
 - Isolation Forest: the features furthest outside their training range, with the values and
-  the range (`profile["feature_ranges"]`, written at training).
+  the range (`profile["feature_ranges"]`, written at training); with every feature inside its
+  range, the ones nearest the edges of their ranges: the combination that is unusual.
 - LSTM autoencoder: the position of the window it rebuilt worst, how many lines back, and that
   line's template.
-- LogBERT: how many of the masked templates of the window it failed to guess, or how far the
-  window lies from the training centre.
+- LogBERT: the masked lines it could not predict from their neighbours and their templates, or
+  how far the window lies from the training centre.
 - AutoLog: the entry of the window's vector it rebuilt worst: a template's count, a level's
   count, or another model's score.
-
-DeepLog's expected-vs-actual templates are the SEQUENCE explanation of a line (`agent.explain`).
+- Any other model that fired: its score against its threshold (`_plain`), never less.
 
 A session verdict (`explain_session`) is explained the same way, in the terms of the session's
 lines: DeepLog where it first went wrong (the templates it expected there, and the one that came
 or that the session stopped), the LSTM-AE the line ending the window it rebuilt worst and that
-line's template, LogBERT its missed guesses, the novelty rule the lines never seen in training,
+line's template, LogBERT its missed lines, the novelty rule the lines never seen in training,
 and the set rule that these templates never made up a training session together.
 """
 
@@ -30,6 +33,8 @@ from agent.features import FEATURE_NAMES
 from agent.types import DetectorScore, Explanation, ExplanationKind, Level, LineContext
 
 MAX_FEATURES = 3  # features quoted per Isolation Forest alert
+MAX_NAMED = 3  # templates named on an explanation's first line (expected ones, missed lines)
+MAX_LISTED = 5  # ... and in its detail lines and facts
 
 # How each feature reads to a person (the value as stored, then as said).
 _FEATURE_TEXT = {
@@ -47,15 +52,51 @@ _FEATURE_TEXT = {
     "new_template": "template never seen in training",
     "transition_prob": "P(this template | the previous one) in training",
 }
+# A token id is a name, not a magnitude: "outside its range" says nothing about it.
+_NOT_A_MAGNITUDE = frozenset({"template_token"})
+# Sequence models whose details carry the templates they expected next.
+NEXT_TEMPLATE_TYPES = frozenset({"deeplog", "loganomaly"})
 
 
 def _num(x: float) -> str:
     return f"{x:.3g}" if abs(x) < 1000 else f"{x:,.0f}"
 
 
+def vs(score: float, threshold: float, digits: int = 2) -> str:
+    """"7.452 > threshold 7.439": a score past its threshold, with as many decimals as it takes
+    for the two to differ (a score just past it must not read "7.44 > 7.44")."""
+    a = b = ""
+    for d in range(digits, 7):
+        a, b = f"{score:,.{d}f}", f"{threshold:,.{d}f}"
+        if a != b:
+            break
+    return f"{a} > threshold {b}"
+
+
+def past(score: DetectorScore) -> str:
+    """How far a detector's score lies past its threshold, in its own units (`vs`)."""
+    return vs(score.score, score.threshold, 3 if abs(score.threshold) < 1 else 2)
+
+
+def raised_by(scores: Sequence[DetectorScore]) -> str:
+    """Which detectors fired, each with its score past its threshold, for an alert's header
+    (the ensemble's combined score is in no unit a person knows: a rule alone makes it 2.00)."""
+    fired = [s for s in scores if s.fired]
+    if not fired:
+        return "no model fired: raised by the facts below"
+    return "fired: " + ", ".join(s.detector if s.detector in _RULES else f"{s.detector} {past(s)}" for s in fired)
+
+
+_RULES = frozenset({"novelty", "novel_set"})  # 1.0 against 0.5: the score says nothing more than "fired"
+
+
+def _back(n: int) -> str:
+    return "this line" if n == 0 else f"{n} line{'s' if n != 1 else ''} back"
+
+
 class ModelExplainer:
-    """Explanations of model alerts; `label(template_id)` and `template_of(token)` come from the
-    line explainer (template text and the token → template map)."""
+    """Explanations of model alerts; `label(template_id)` ("#12 [text]") and `template_of(token)`
+    come from the line explainer (template text and the token → template map)."""
 
     def __init__(self, profile: Mapping[str, Any], label: Callable[[int | None], str],
                  template_of: Callable[[int], int | None], model_types: Mapping[str, str] | None = None) -> None:
@@ -69,6 +110,25 @@ class ModelExplainer:
         self._label = label
         self._template_of = template_of
 
+    def kind_of(self, detector: str) -> str:
+        """The model type of a detector (its name when the bundle does not say)."""
+        return self._types.get(detector, detector)
+
+    # ---- naming what a model saw
+
+    def _token_label(self, token: int) -> str:
+        template = self._template_of(token) if token else None
+        if template is not None:
+            return self._label(template)
+        return "a template never seen in training" if not token else f"token {token} (no template)"
+
+    def _token_fact(self, token: int) -> dict[str, object]:
+        template = self._template_of(token) if token else None
+        return {"token": token, "template_id": template, "template": self._label(template) if template is not None
+                else None}
+
+    # ---- sessions
+
     def explain_session(self, tokens: Sequence[int], scores: Sequence[DetectorScore]) -> list[Explanation]:
         """One explanation per fired detector of a session verdict, in the terms of its lines."""
         out: list[Explanation] = []
@@ -76,13 +136,13 @@ class ModelExplainer:
             if not score.fired:
                 continue
             details = dict(score.details)
-            kind = self._types.get(score.detector, score.detector)
-            if kind in ("deeplog", "loganomaly"):  # LogAnomaly is judged by DeepLog's rules
+            kind = self.kind_of(score.detector)
+            if kind in NEXT_TEMPLATE_TYPES:  # LogAnomaly is judged by DeepLog's rules
                 out.append(self._deeplog_session(tokens, score, details))
             elif kind == "lstm_ae":
                 out.append(self._lstm_ae_session(tokens, score, details))
             elif kind == "logbert":
-                out.append(self._logbert(score, details))
+                out.append(self._logbert(score, details, self._session_lines(tokens, details), "this session"))
             elif kind == "novelty":
                 out.append(self._novelty_session(tokens, score))
             elif kind == "novel_set":
@@ -91,6 +151,8 @@ class ModelExplainer:
                 out.append(self._autolog_session(tokens, score, details))
             elif kind == "supervised_lstm":
                 out.append(self._supervised_session(tokens, score, details))
+            else:
+                out.append(self._plain(score, "this session"))
         return out
 
     def _supervised_session(self, tokens: Sequence[int], score: DetectorScore,
@@ -102,7 +164,10 @@ class ModelExplainer:
         facts: list[tuple[str, object]] = [("detector", score.detector), ("score", score.score),
                                            ("threshold", score.threshold)]
         if isinstance(where, int) and 0 <= where < len(tokens):
-            text += f"\nThat window ends at line {where + 1}, {self._token_label(tokens[where])}"
+            text = (f"LIKE A LABELLED ANOMALY: {score.detector} finds the window ending at line {where + 1}, "
+                    f"{self._token_label(tokens[where])}, most like the labelled anomalies (probability "
+                    f"{vs(score.score, score.threshold)})\n"
+                    f"That window ends at line {where + 1}, {self._token_label(tokens[where])}")
             facts += [("window_end_line", where + 1),
                       ("template", self._template_of(tokens[where]) if tokens[where] else None)]
         return Explanation(ExplanationKind.MODEL_OUTLIER, text, tuple(facts))
@@ -115,18 +180,16 @@ class ModelExplainer:
         unknown = sum(1 for t in tokens if t == 0)
         said = "; ".join(f"{name} at {z:.1f}× its normal p99 excess" for name, z in
                          sorted(inputs.items(), key=lambda kv: -kv[1]) if z > 1.0)
+        worst = self._autolog_worst(details, "this session")
         text = (f"COUNT RECONSTRUCTION: {score.detector} could not rebuild this session's template and level "
-                f"counts ({len(tokens)} lines, {unknown} of a template never seen in training; error "
-                f"{score.score:.2f} > threshold {score.threshold:.2f})")
+                f"counts{': worst ' + worst if worst else ''} ({len(tokens)} lines, {unknown} of a template "
+                f"never seen in training; error {vs(score.score, score.threshold)})")
         if said:
             text += f"\nInputs over normal: {said}"
         return Explanation(ExplanationKind.MODEL_OUTLIER, text, (
             ("detector", score.detector), ("score", score.score), ("threshold", score.threshold),
-            ("unknown_lines", unknown), ("inputs", inputs)))
-
-    def _token_label(self, token: int) -> str:
-        template = self._template_of(token) if token else None
-        return self._label(template) if template is not None else "a template never seen in training"
+            ("unknown_lines", unknown), ("inputs", inputs), ("worst_entry", details.get("worst_entry")),
+            ("worst_value", details.get("worst_value"))))
 
     def _deeplog_session(self, tokens: Sequence[int], score: DetectorScore, details: dict[str, object]) -> Explanation:
         facts: list[tuple[str, object]] = [("detector", score.detector), ("score", score.score),
@@ -135,8 +198,7 @@ class ModelExplainer:
         head = (f"SEQUENCE ANOMALY: {score.detector} did not expect {details.get('misses')} of the "
                 f"{details.get('positions')} steps of this session (threshold {score.threshold:g})")
         where, actual, end = details.get("first_miss"), details.get("actual"), details.get("end")
-        raw = details.get("expected")
-        expected = [(int(t), float(p)) for t, p in raw] if isinstance(raw, (list, tuple)) else []
+        expected = _pairs(details.get("expected"))
         if not isinstance(where, int) or not isinstance(actual, int):
             return Explanation(ExplanationKind.SEQUENCE, head, tuple(facts))
 
@@ -144,9 +206,14 @@ class ModelExplainer:
             return "the end of the session" if token == end else self._token_label(token)
 
         came = "the session ended" if actual == end else f"line {where + 1} was {said(actual)}"
-        listing = ", ".join(f"{said(t)} {p:.0%}" for t, p in expected[:3])
+        first = ", ".join(f"{said(t)} {p:.0%}" for t, p in expected[:MAX_NAMED])
+        listing = ", ".join(f"{said(t)} {p:.0%}" for t, p in expected[:MAX_LISTED])
         facts += [("first_miss", where), ("actual_template", None if actual == end else self._template_of(actual)),
-                  ("expected_templates", [self._template_of(t) for t, _ in expected[:3]])]
+                  ("expected_templates", [self._template_of(t) for t, _ in expected[:MAX_LISTED]]),
+                  ("expected", [{**self._token_fact(t), "probability": p} for t, p in expected[:MAX_LISTED]])]
+        head = (f"SEQUENCE ANOMALY: {score.detector} did not expect {details.get('misses')} of the "
+                f"{details.get('positions')} steps of this session; first at step {where + 1}: expected {first}, "
+                f"but {came} (threshold {score.threshold:g} misses)")
         text = f"{head}\nFirst unexpected: {came}\nExpected there: {listing}"
         return Explanation(ExplanationKind.SEQUENCE, text, tuple(facts))
 
@@ -155,12 +222,26 @@ class ModelExplainer:
         facts: list[tuple[str, object]] = [("detector", score.detector), ("score", score.score),
                                            ("threshold", score.threshold)]
         head = (f"SEQUENCE RECONSTRUCTION: {score.detector} could not rebuild this session of {len(tokens)} lines "
-                f"(worst window error {score.score:.2f} > threshold {score.threshold:.2f})")
+                f"(worst window error {vs(score.score, score.threshold)})")
         if isinstance(worst, int) and 0 <= worst < len(tokens):
             template = self._template_of(tokens[worst]) if tokens[worst] else None
             facts += [("worst_line", worst + 1), ("worst_template", template)]
-            head += f"\nWorst rebuilt: the window ending at line {worst + 1}, {self._token_label(tokens[worst])}"
+            label = self._token_label(tokens[worst])
+            head = (f"SEQUENCE RECONSTRUCTION: {score.detector} rebuilt worst the window ending at line {worst + 1} "
+                    f"of {len(tokens)}, {label} (error {vs(score.score, score.threshold)})"
+                    f"\nWorst rebuilt: the window ending at line {worst + 1}, {label}")
         return Explanation(ExplanationKind.SEQUENCE, head, tuple(facts))
+
+    def _session_lines(self, tokens: Sequence[int], details: dict[str, object]) -> list[tuple[str, int, int]]:
+        """LogBERT's missed positions as (where, line number, token) in a session's worst chunk."""
+        start = details.get("chunk_start")
+        offset = start if isinstance(start, int) else 0
+        out = []
+        for p in _ints(details.get("missed_positions")):
+            k = offset + p
+            if 0 <= k < len(tokens):
+                out.append((f"line {k + 1}", k + 1, int(tokens[k])))
+        return out
 
     def _novelty_session(self, tokens: Sequence[int], score: DetectorScore) -> Explanation:
         unknown = [i for i, t in enumerate(tokens) if t == 0]
@@ -179,36 +260,88 @@ class ModelExplainer:
         return Explanation(ExplanationKind.SEQUENCE, text, (
             ("detector", score.detector), ("templates", [self._template_of(t) for t in distinct])))
 
+    # ---- lines
+
     def explain(self, ctx: LineContext, scores: Sequence[DetectorScore]) -> list[Explanation]:
-        """One explanation per fired model whose type says how to read its numbers."""
+        """One explanation per fired model, read by its type (a next-template model's is the
+        line explainer's SEQUENCE fact, `deeplog_line`); a model of no known type says its score."""
         out: list[Explanation] = []
         for score in scores:
             if not score.fired:
                 continue
             details = dict(score.details)
-            kind = self._types.get(score.detector, score.detector)
+            kind = self.kind_of(score.detector)
             found: Explanation | None = None
             if kind == "lstm_ae":
                 found = self._lstm_ae(ctx, score, details)
             elif kind == "logbert":
-                found = self._logbert(score, details)
+                found = self._logbert(score, details, self._line_lines(ctx, details), "this entity's recent lines")
             elif kind == "isolation_forest":
                 found = self._isolation_forest(ctx, score)
             elif kind == "autolog":
                 found = self._autolog(ctx, score, details)
-            if found is not None:
-                out.append(found)
+            elif _pairs(details.get("expected")) or kind in ("novelty", "novel_set"):
+                continue  # the SEQUENCE fact (`deeplog_line`) or the NEW_TEMPLATE fact says it
+            if found is None:
+                found = self._plain(score, "this line")
+            out.append(found)
         return out
 
+    def deeplog_line(self, score: DetectorScore, actual: int, actual_text: str, previous: int | None,
+                     is_new: bool = False) -> tuple[str, list[tuple[str, object]]] | None:
+        """A next-template model's alert on a line: the templates it expected (with their
+        probabilities) and the one that came, as the first lines of the SEQUENCE text, and its
+        facts; None when its details name no expected template."""
+        details = dict(score.details)
+        expected = _pairs(details.get("expected"))
+        if not expected:
+            return None
+        end = details.get("end")
+
+        def said(token: int) -> str:
+            return "the end of a session" if token == end else self._token_label(token)
+
+        named = [(self._template_of(t), t, p) for t, p in expected[:MAX_LISTED]]
+        first = ", ".join(f"{said(t)} {p:.0%}" for _, t, p in named[:MAX_NAMED])
+        prob = details.get("actual_prob")
+        rank = details.get("rank")
+        how = []
+        if isinstance(prob, (int, float)):
+            how.append(f"P {float(prob):.2g}" if prob > 0 else "P < 0.0001")
+        if isinstance(rank, (int, float)):
+            how.append(f"rank {_num(float(rank))} > threshold {_num(score.threshold)}")
+        else:
+            how.append(past(score))
+        this = f"{'new template ' if is_new else ''}#{actual} [{_short(actual_text)}]"
+        listing = ", ".join(f"{said(t)} {p:.0%}" for _, t, p in named)
+        text = (f"SEQUENCE ANOMALY: {score.detector} expected {first}; got {this} ({', '.join(how)})\n"
+                f"Expected: {listing}")
+        facts: list[tuple[str, object]] = [
+            ("detector", score.detector), ("score", score.score), ("threshold", score.threshold),
+            ("expected", [[t, p] for t, _, p in named]),  # template ids and probabilities
+            ("expected_templates", [{**self._token_fact(tok), "said": said(tok), "probability": p}
+                                    for _, tok, p in named]),
+            ("actual", actual), ("actual_template", actual_text[:300]), ("actual_prob", prob), ("rank", rank),
+            ("previous", previous),
+        ]
+        return text, facts
+
     # ---- per model
+
+    def _plain(self, score: DetectorScore, what: str) -> Explanation:
+        """A model whose details this module cannot read: its score against its threshold."""
+        return Explanation(ExplanationKind.MODEL_OUTLIER,
+                           f"MODEL SCORE: {score.detector} scores {what} {past(score)}",
+                           (("detector", score.detector), ("score", score.score), ("threshold", score.threshold)))
 
     def _isolation_forest(self, ctx: LineContext, score: DetectorScore) -> Explanation | None:
         row = [float(v) for v in ctx.features]
         if not self._ranges or len(row) != len(FEATURE_NAMES):
             return None
         outside: list[tuple[float, int, float, float, float]] = []
+        inside: list[tuple[float, int, float, float, float]] = []
         for i, value in enumerate(row):
-            if i not in self._ranges:
+            if i not in self._ranges or FEATURE_NAMES[i] in _NOT_A_MAGNITUDE:
                 continue
             low, high = self._ranges[i]
             span = max(high - low, 1e-9 if high != low else 1.0)
@@ -216,26 +349,35 @@ class ModelExplainer:
                 outside.append(((value - high) / span, i, value, low, high))
             elif value < low:
                 outside.append(((low - value) / span, i, value, low, high))
+            elif high > low:
+                # How near the edge of its range (0 = on it): the rare corners of a combination.
+                inside.append((min(value - low, high - value) / span, i, value, low, high))
         outside.sort(key=lambda o: -o[0])
-        head = f"ISOLATION FOREST (score {score.score:.3f} > threshold {score.threshold:.3f}):"
+        inside.sort(key=lambda o: o[0])
+        margin = f"score {vs(score.score, score.threshold, 3)}"
         facts: list[tuple[str, object]] = [("detector", score.detector), ("score", score.score),
                                            ("threshold", score.threshold)]
+
+        def said(picked: list[tuple[float, int, float, float, float]]) -> tuple[str, list[dict[str, object]]]:
+            parts, listed = [], []
+            for _, i, value, low, high in picked[:MAX_FEATURES]:
+                name = FEATURE_NAMES[i]
+                parts.append(f"{_FEATURE_TEXT[name]} = {_num(value)} (training {_num(low)} – {_num(high)})")
+                listed.append({"feature": name, "value": value, "min": low, "max": high})
+            return "; ".join(parts), listed
+
         if not outside:
-            # Every feature inside its range: the combination is what is rare.
-            parts = [f"{_FEATURE_TEXT[FEATURE_NAMES[i]]} = {_num(row[i])}" for i in (3, 4, 7, 9)
-                     if i < len(row)]
-            text = f"{head} no single feature outside its training range; an unusual combination of " + \
-                "; ".join(parts)
-            facts.append(("outside_range", []))
-            return Explanation(ExplanationKind.MODEL_OUTLIER, text, tuple(facts))
-        said = []
-        listed = []
-        for _, i, value, low, high in outside[:MAX_FEATURES]:
-            name = FEATURE_NAMES[i]
-            said.append(f"{_FEATURE_TEXT[name]} = {_num(value)} (training {_num(low)} – {_num(high)})")
-            listed.append({"feature": name, "value": value, "min": low, "max": high})
+            # Every feature inside its range: the combination is what is rare; the features at
+            # the edges of their ranges are its unusual corners.
+            text, listed = said(inside)
+            facts += [("outside_range", []), ("nearest_edges", listed)]
+            what = f"an unusual combination of {text}" if text else "an unusual combination of ordinary values"
+            return Explanation(ExplanationKind.MODEL_OUTLIER,
+                               f"ISOLATION FOREST: no single feature outside its training range; {what} ({margin})",
+                               tuple(facts))
+        text, listed = said(outside)
         facts.append(("outside_range", listed))
-        return Explanation(ExplanationKind.MODEL_OUTLIER, f"{head} " + "; ".join(said), tuple(facts))
+        return Explanation(ExplanationKind.MODEL_OUTLIER, f"ISOLATION FOREST: {text} ({margin})", tuple(facts))
 
     def _lstm_ae(self, ctx: LineContext, score: DetectorScore, details: dict[str, object]) -> Explanation:
         size = details.get("window")
@@ -243,9 +385,10 @@ class ModelExplainer:
         raw = details.get("worst_position")
         facts: list[tuple[str, object]] = [("detector", score.detector), ("score", score.score),
                                            ("threshold", score.threshold)]
-        head = (f"SEQUENCE RECONSTRUCTION: {score.detector} could not rebuild the last "
-                f"{min(window, len(ctx.history)) or window} lines of this entity "
-                f"(error {score.score:.2f} > threshold {score.threshold:.2f})")
+        lines = min(window, len(ctx.history)) or window
+        margin = f"error {vs(score.score, score.threshold)}"
+        head = (f"SEQUENCE RECONSTRUCTION: {score.detector} could not rebuild the last {lines} lines of this "
+                f"entity ({margin})")
         if isinstance(raw, int) and window:
             back = window - 1 - raw  # 0 = this line
             history = ctx.history
@@ -253,40 +396,100 @@ class ModelExplainer:
             template = self._template_of(token) if token else None
             where = "this line" if back == 0 else f"{back} line{'s' if back != 1 else ''} before this one"
             label = self._label(template) if template is not None else "a template never seen in training"
-            facts += [("worst_lines_back", back), ("worst_template", template)]
+            facts += [("worst_lines_back", back), ("worst_template", template), ("window_lines", lines)]
             return Explanation(ExplanationKind.SEQUENCE,
-                               f"{head}\nWorst rebuilt: {where}, {label}", tuple(facts))
+                               f"SEQUENCE RECONSTRUCTION: {score.detector} rebuilt worst {where}, {label}, of the "
+                               f"last {lines} lines of this entity ({margin})\nWorst rebuilt: {where}, {label}",
+                               tuple(facts))
         return Explanation(ExplanationKind.SEQUENCE, head, tuple(facts))
+
+    def _autolog_worst(self, details: dict[str, object], where: str) -> str:
+        what, value = details.get("worst_entry"), details.get("worst_value")
+        if what == "template_token" and isinstance(value, int):
+            template = self._template_of(value) if value else None
+            label = self._label(template) if template is not None else "templates never seen in training"
+            return f"the count of {label} in {where}"
+        if what == "level" and isinstance(value, int):
+            return f"the count of {Level(value).name} lines in {where}"
+        if what == "input":
+            return f"{value}'s score (scaled to its normal spread: {details.get(f'input_{value}')})"
+        return ""
 
     def _autolog(self, ctx: LineContext, score: DetectorScore, details: dict[str, object]) -> Explanation:
         size = details.get("window")
         lines = min(size, len(ctx.history)) if isinstance(size, int) else len(ctx.history)
         facts: list[tuple[str, object]] = [("detector", score.detector), ("score", score.score),
                                            ("threshold", score.threshold), *details.items()]
-        head = (f"WINDOW PROFILE: {score.detector} could not rebuild what the last {lines} lines of this entity "
-                f"hold (error {score.score:.3f} > threshold {score.threshold:.3f})")
-        what, value = details.get("worst_entry"), details.get("worst_value")
-        said = ""
-        if what == "template_token" and isinstance(value, int):
-            template = self._template_of(value) if value else None
-            label = self._label(template) if template is not None else "templates never seen in training"
-            said = f"the count of {label} in them"
-        elif what == "level" and isinstance(value, int):
-            said = f"the count of {Level(value).name} lines in them"
-        elif what == "input":
-            said = f"{value}'s score here (scaled to its normal spread: {details.get(f'input_{value}')})"
-        return Explanation(ExplanationKind.MODEL_OUTLIER, f"{head}\nRebuilt worst: {said}" if said else head,
-                           tuple(facts))
+        said = self._autolog_worst(details, "them")
+        margin = f"error {vs(score.score, score.threshold, 3)}"
+        if said:
+            text = (f"WINDOW PROFILE: {score.detector} rebuilt worst {said}, of what the last {lines} lines of "
+                    f"this entity hold ({margin})\nRebuilt worst: {said}")
+        else:
+            text = (f"WINDOW PROFILE: {score.detector} could not rebuild what the last {lines} lines of this "
+                    f"entity hold ({margin})")
+        return Explanation(ExplanationKind.MODEL_OUTLIER, text, tuple(facts))
 
-    def _logbert(self, score: DetectorScore, details: dict[str, object]) -> Explanation:
+    def _line_lines(self, ctx: LineContext, details: dict[str, object]) -> list[tuple[str, int, int]]:
+        """LogBERT's missed positions as (where, lines back, token) in the window ending at this
+        line (its last `positions` lines of the entity's history), this line first."""
+        size = details.get("positions")
+        history = ctx.history
+        n = min(size, len(history)) if isinstance(size, int) else len(history)
+        out = []
+        for p in _ints(details.get("missed_positions")):
+            back = n - 1 - p
+            if 0 <= back < len(history):
+                out.append((_back(back), back, int(history[len(history) - 1 - back])))
+        out.sort(key=lambda m: m[1])
+        return out
+
+    def _logbert(self, score: DetectorScore, details: dict[str, object],
+                 missed: Sequence[tuple[str, int, int]], where: str) -> Explanation:
+        """The masked lines of `where` it could not predict (`missed`: where, a number, the
+        token), or the distance of the window from anything in training."""
         facts: list[tuple[str, object]] = [("detector", score.detector), ("score", score.score),
                                            ("threshold", score.threshold), *details.items()]
         misses, positions = details.get("misses"), details.get("positions")
+        margin = f"score {vs(score.score, score.threshold)}"
         if details.get("path") != "distance" and isinstance(misses, int) and isinstance(positions, int) and misses:
-            text = (f"SEQUENCE CONTEXT: {score.detector} failed to guess {misses} of {positions} hidden templates "
-                    f"in this entity's recent lines from their neighbours (score {score.score:.2f} > "
-                    f"{score.threshold:.2f})")
+            named = "; ".join(f"{w}: {self._token_label(tok)}" for w, _, tok in missed[:MAX_NAMED])
+            more = f" (+{len(missed) - MAX_NAMED} more)" if len(missed) > MAX_NAMED else ""
+            said = f": {named}{more}" if named else ""
+            text = (f"SEQUENCE CONTEXT: {score.detector} could not predict {misses} of {positions} masked lines "
+                    f"of {where} from their neighbours{said} ({margin})")
+            if len(missed) > MAX_NAMED:
+                text += "\nMissed: " + "; ".join(f"{w}: {self._token_label(tok)}" for w, _, tok in
+                                                  missed[:MAX_LISTED * 2])
+            facts.append(("missed", [{"where": w, **self._token_fact(tok)} for w, _, tok in missed[:MAX_LISTED * 2]]))
         else:
-            text = (f"SEQUENCE CONTEXT: {score.detector} places this entity's recent lines far from anything "
-                    f"in training (score {score.score:.2f} > {score.threshold:.2f})")
+            text = (f"SEQUENCE CONTEXT: {score.detector} places {where} far from anything in training "
+                    f"({margin})")
         return Explanation(ExplanationKind.MODEL_OUTLIER, text, tuple(facts))
+
+
+def _short(text: str, limit: int = 40) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _ints(raw: object) -> list[int]:
+    return [int(p) for p in raw if isinstance(p, int)] if isinstance(raw, (list, tuple)) else []
+
+
+def _pairs(raw: object) -> list[tuple[int, float]]:
+    """[(token, probability)] from a detector's `expected` detail ([token, prob] pairs or
+    {"token": t, "prob"|"probability": p} objects); [] when it holds none."""
+    pairs: list[tuple[int, float]] = []
+    if isinstance(raw, (list, tuple)):
+        for item in raw:
+            if isinstance(item, dict):
+                token = item.get("token", item.get("id"))
+                prob = item.get("prob", item.get("probability", item.get("p")))
+            elif isinstance(item, (list, tuple)) and len(item) >= 2:
+                token, prob = item[0], item[1]
+            else:
+                continue
+            if isinstance(token, (int, float)) and isinstance(prob, (int, float)):
+                pairs.append((int(token), float(prob)))
+    return pairs

@@ -197,7 +197,9 @@ class Pipeline:
 
         profile = bundle.read_json("profile.json")
         model_types = {name: str(section.get("type", name)) for name, section in manifest.get("models", {}).items()}
-        self.explainer = Explainer(profile, TemplateTexts(self.miner, self.online_miner), model_types=model_types)
+        witnesses = frozenset(d.name for d in self.detectors if self.ensemble.member(d.name, self.kinds) is None)
+        self.explainer = Explainer(profile, TemplateTexts(self.miner, self.online_miner), model_types=model_types,
+                                   witnesses=witnesses)
         # The profile relates templates that follow each other in training (an auth failure and
         # the web's 401 it causes), so they group into one incident.
         self.grouper = IncidentGrouper(IncidentConfig(gap_secs=config.incident_gap_secs,

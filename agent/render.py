@@ -20,6 +20,7 @@ import math
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
+from agent.explain_models import raised_by
 from agent.lines import actor_of
 from agent.types import Anomaly, Incident, IncidentSeverity
 
@@ -90,7 +91,7 @@ def render_anomaly(
     if line.time_from_arrival:
         stamp += " (arrival time: the line carries no timestamp)"
     out = [
-        paint(f"ANOMALY DETECTED [Score: {anomaly.score:.2f}]", _RED) + f"  {anomaly.verdict.value.upper()}",
+        paint("ANOMALY DETECTED", _RED) + f"  {anomaly.verdict.value.upper()} ({raised_by(anomaly.scores)})",
         _RULE,
         f"Timestamp: {stamp}",
         f"Entity:    {_printable(line.line.entity)}",
@@ -108,8 +109,7 @@ def render_anomaly(
             out.append(f"  • {shown}")
             out.extend(f"      {r}" for r in rest)
     else:
-        fired = [s.detector for s in anomaly.scores if s.fired]
-        out += ["", "Anomaly Factors:", f"  • MODEL SCORE: flagged by {', '.join(fired) or 'the ensemble'}"]
+        out += ["", "Anomaly Factors:", f"  • MODEL SCORE: {raised_by(anomaly.scores)}"]
     if related:
         out += ["", "Related Anomalies (same incident):"]
         for r in related[:MAX_RELATED]:

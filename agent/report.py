@@ -172,8 +172,10 @@ class ReportCollector:
             return
         kinds = self._explanations.setdefault(iid, {})
         for e in anomaly.explanations:
-            if e.kind.value not in kinds and len(kinds) < MAX_EXPLANATIONS:
-                kinds[e.kind.value] = e
+            # One per kind and model: the Isolation Forest's MODEL_OUTLIER must not hide LogBERT's.
+            key = f"{e.kind.value}/{dict(e.facts).get('detector', '')}"
+            if key not in kinds and len(kinds) < MAX_EXPLANATIONS:
+                kinds[key] = e
         leading = self._leading.get(iid)
         if leading is None or anomaly.score > leading.score:
             self._leading[iid] = anomaly

@@ -234,6 +234,7 @@ class DeepLogDetector(MemoisedLines[tuple[int, ...]]):
                 ("top_g", self.scorer.top_g),
                 ("path", j.path),
                 ("expected", self.scorer.expected(probs)),
+                ("end", self.scorer.end),  # the token of "the session ends here" among the expected
                 *extra,
             ),
         )

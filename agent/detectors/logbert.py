@@ -123,6 +123,7 @@ class WindowScore:
     cosine: float  # cosine distance of the mean embedding to the training mean embedding
     rare_fraction: float
     unknown: int  # positions holding a template never seen in training
+    missed: tuple[int, ...] = ()  # the masked positions it failed to predict (0 = the window's first)
 
 
 @dataclass(frozen=True, slots=True)
@@ -249,7 +250,8 @@ def reduce_batch(
     for w, (toks, _levs) in enumerate(windows):
         base = w * per
         sel = batch.masked[base : base + per - 1]
-        misses = int((miss[base : base + per - 1] & sel).sum())
+        missed = (miss[base : base + per - 1] & sel).any(axis=0)[1:]  # each position is masked once
+        misses = int(missed.sum())
         n = len(toks)
         plain = base + per - 1  # the unmasked row
         d = dist_emb[plain] - centre
@@ -265,6 +267,7 @@ def reduce_batch(
                 cosine=cos,
                 rare_fraction=float(rare[t].mean()) if n else 0.0,
                 unknown=int((t == UNK).sum()),
+                missed=tuple(int(p) for p in np.flatnonzero(missed[:n])),
             )
         )
     return scores
@@ -412,7 +415,8 @@ class LogBertDetector:
         publish_hit_ratio(self.name, self.scorer.cache)
         return result
 
-    def _score(self, ws: WindowScore, chunks: int = 1) -> DetectorScore:
+    def _score(self, ws: WindowScore, chunks: int = 1, start: int = 0) -> DetectorScore:
+        """The score of one window; `start` is its first line's place in the session (a chunk's)."""
         score, fired, path = judge(ws, self.thresholds)
         details: tuple[tuple[str, object], ...] = (
             ("path", path),
@@ -423,9 +427,11 @@ class LogBertDetector:
             ("cosine", round(ws.cosine, 6)),
             ("unknown_templates", ws.unknown),
             ("top_k", self.layout.top_k),
+            # what the explanation names: the positions it could not predict (the window's first = 0)
+            ("missed_positions", ws.missed),
         )
         if chunks > 1:
-            details += (("chunks", chunks),)
+            details += (("chunks", chunks), ("chunk_start", start))
         return DetectorScore(self.name, float(score), 1.0, fired, details)
 
     def request(self, entity: str) -> None:
@@ -474,7 +480,9 @@ class LogBertDetector:
         if not tokens:
             return None
         chunks = self.session_windows(tokens, levels)
-        scored = [self._score(ws, len(chunks)) for ws in self.score_windows(chunks)]
+        starts = range(0, len(tokens), self.layout.max_len)  # `split_window`'s chunks
+        scored = [self._score(ws, len(chunks), start)
+                  for ws, start in zip(self.score_windows(chunks), starts, strict=True)]
         return max(scored, key=lambda s: s.score)
 
     def session_windows(self, tokens: Sequence[int], levels: Sequence[int] | None) -> list[Window]:

@@ -302,8 +302,8 @@ def test_session_verdicts_say_what_each_model_saw(world: World) -> None:
     from agent.types import SessionVerdict, Verdict
 
     pipe = Pipeline(world.bundle, PipelineConfig(runtime=RuntimeOptions(device="cpu")))
-    expected_words = {"deeplog": "Expected there: [", "loganomaly": "Expected there: [",
-                      "lstm_ae": "Worst rebuilt: the window ending at line",
+    expected_words = {"deeplog": "Expected there: ", "loganomaly": "Expected there: ",
+                      "lstm_ae": "Worst rebuilt: the window ending at line", "logbert": "this session",
                       "novelty": "have a template never seen in training", "novel_set": "no training session held",
                       "autolog": "could not rebuild this session's template and level counts",
                       "supervised_lstm": "That window ends at line"}

@@ -105,27 +105,55 @@ def test_sessions_are_judged_only_when_they_are_sessions(data_dir: Path, tmp_pat
 
 
 def test_model_alerts_name_what_the_model_saw(data_dir: Path, tmp_path: Path) -> None:
-    """Zookeeper: every Isolation Forest alert names the features outside their training range
-    with values and ranges (or says none is); every LSTM-AE alert names the line it rebuilt
-    worst; none is left at "flagged by X"."""
+    """Zookeeper, every learned model trained: each model fact of an alert says what the model
+    saw in the terms of the line, on its first line (what the event's body quotes): DeepLog the
+    templates it expected, with probabilities, and the one that came (id and text); the LSTM-AE
+    the line it rebuilt worst and its template; the Isolation Forest the features outside their
+    training range with values and ranges (or the combination that is unusual); LogBERT the
+    masked lines it could not predict and their templates. None is left at "flagged by X", and
+    no body or header quotes the ensemble's combined score (a rule alone makes it 2.00)."""
     import importlib.util
 
-    models = ("isolation_forest", "lstm_ae") if importlib.util.find_spec("torch") else ("isolation_forest",)
+    from agent.events import anomaly_event
+    from agent.render import render_anomaly
+
+    torch = importlib.util.find_spec("torch") is not None
+    models = ("isolation_forest", "lstm_ae", "deeplog", "logbert") if torch else ("isolation_forest",)
     train_part, scan_part, _ = _halves(data_dir, "Zookeeper")
     out = tmp_path / "m"
-    train(train_part, TrainOptions(output=out, models=models, progress=False, epochs=2, max_train_seconds=5))
+    train(train_part, TrainOptions(output=out, models=models, progress=False, epochs=1, max_train_seconds=3))
     _, outputs = _scan(out, scan_part)
     checked = Counter[str]()
     for a in (o for o in outputs if isinstance(o, Anomaly)):
         fired = {s.detector for s in a.scores if s.fired}
-        texts = [e.text for e in a.explanations]
+        firsts = [e.text.splitlines()[0] for e in a.explanations]
         assert a.explanations, a.line.line.raw
+        assert not [t for t in firsts if t.startswith("MODEL SCORE")], firsts  # every model here is read
         if "isolation_forest" in fired:
-            (text,) = [t for t in texts if t.startswith("ISOLATION FOREST")]
-            assert re.search(r"= [-\d.,]+ \(training [-\d.,]+ – [-\d.,]+\)", text) or "no single feature" in text
+            (text,) = [t for t in firsts if t.startswith("ISOLATION FOREST")]
+            assert re.search(r"= [-\d.,]+ \(training [-\d.,]+ – [-\d.,]+\)", text), text
             checked["isolation_forest"] += 1
         if "lstm_ae" in fired:
-            (text,) = [t for t in texts if t.startswith("SEQUENCE RECONSTRUCTION")]
-            assert "Worst rebuilt: " in text
+            (text,) = [t for t in firsts if t.startswith("SEQUENCE RECONSTRUCTION")]
+            assert re.search(r"rebuilt worst (this line|\d+ lines? before this one), (#\d+ \[|a template never)",
+                             text), text
             checked["lstm_ae"] += 1
+        if "deeplog" in fired:
+            (text,) = [t for t in firsts if t.startswith("SEQUENCE ANOMALY: deeplog")]
+            assert re.search(r"expected (#\d+ \[.+\]|a template never seen in training|the end of a session) "
+                             r"\d+%.*; got "
+                             r"(new template )?#\d+ \[", text), text
+            facts = dict(next(e.facts for e in a.explanations if e.text.startswith("SEQUENCE ANOMALY: deeplog")))
+            assert facts["actual"] == a.line.template_id and facts["expected_templates"]
+            checked["deeplog"] += 1
+        if "logbert" in fired:
+            (text,) = [t for t in firsts if t.startswith("SEQUENCE CONTEXT")]
+            assert re.search(r"could not predict \d+ of \d+ masked lines .*: (this line|\d+ lines? back): "
+                             r"(#\d+ \[|a template never)", text) or "far from anything in training" in text, text
+            checked["logbert"] += 1
+        body = anomaly_event(a, 0.0, "cpu")["body"]
+        assert all(t in body for t in firsts) and not re.search(r"\(score \d+\.\d\d\)", body)
+        assert "[Score:" not in render_anomaly(a, color=False)
     assert checked["isolation_forest"] > 0
+    if torch:
+        assert checked["deeplog"] > 0 and checked["lstm_ae"] + checked["logbert"] > 0, checked

@@ -345,3 +345,39 @@ def test_a_merged_online_template_keeps_its_window():
     after = crafted("session closed", T0 + 50, 5, "session closed")
     explainer.observe(after)
     assert explainer.previous_template(ctx(after)) == 1_000_003  # the actor's last line, renamed
+
+
+def test_isolation_forest_names_features_out_of_range_or_the_unusual_combination():
+    """Features outside their training range are named with value and range, furthest first,
+    never the template's token (an id, not a magnitude); with all inside, the ones at the edges
+    of their ranges are the combination named. A model outside the vote says it is a witness,
+    and a score just past its threshold never reads as equal to it."""
+    from agent.explain_models import vs
+    from agent.features import FEATURE_NAMES
+
+    ranges = {name: [0.0, 10.0] for name in FEATURE_NAMES}
+    ranges["param_count"] = [0.0, 2.0]
+    explainer = Explainer({"templates": {}, "feature_ranges": ranges}, {},
+                          model_types={"iforest": "isolation_forest"}, witnesses=frozenset({"iforest"}))
+    line = crafted("disk sda failed", T0, 5, "disk <*> failed", ("sda",))
+    score = DetectorScore("iforest", 0.1812, 0.1809, True)
+    row = np.full(len(FEATURE_NAMES), 5.0, dtype=np.float32)
+    row[FEATURE_NAMES.index("param_count")] = 7.0
+    row[FEATURE_NAMES.index("template_token")] = 99.0
+    out = LineContext(line, row, (line.token,), (int(Level.INFO),))
+    (e,) = explainer.explain(out, [score])
+    first = e.text.splitlines()[0]
+    assert first.startswith("ISOLATION FOREST: parameters in the message = 7 (training 0 – 2)")
+    assert "template = " not in first and "0.1812 > threshold 0.1809" in first
+    assert first.endswith("[witness: not in the vote at this sensitivity]") and dict(e.facts)["in_vote"] is False
+    assert [f["feature"] for f in dict(e.facts)["outside_range"]] == ["param_count"]  # type: ignore[union-attr]
+
+    row = np.full(len(FEATURE_NAMES), 5.0, dtype=np.float32)
+    row[FEATURE_NAMES.index("param_count")] = 1.0
+    row[FEATURE_NAMES.index("hour_of_day")] = 10.0
+    row[FEATURE_NAMES.index("level_ratio")] = 0.5
+    inside = LineContext(line, row, (line.token,), (int(Level.INFO),))
+    (e,) = explainer.explain(inside, [score])
+    assert "no single feature outside its training range; an unusual combination of hour of day (UTC) = 10 " \
+           "(training 0 – 10); share of WARN-or-worse lines in the last minute = 0.5 (training 0 – 10)" in e.text
+    assert vs(7.4441, 7.4389) == "7.444 > threshold 7.439" and vs(2.0, 1.0) == "2.00 > threshold 1.00"

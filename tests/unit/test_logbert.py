@@ -138,6 +138,9 @@ def test_long_session_is_split_into_chunks_and_scores_as_its_worst(hdfs_bundle: 
     assert dict(result.details)["chunks"] == 4
     parts = [det.score_session(long[i : i + MAX_LEN], []) for i in range(0, len(long), MAX_LEN)]
     assert result.score == pytest.approx(max(p.score for p in parts if p is not None))
+    # The explanation's anchor: where the worst chunk starts in the session.
+    worst = max(range(len(parts)), key=lambda k: parts[k].score)  # type: ignore[union-attr]
+    assert dict(result.details)["chunk_start"] == worst * MAX_LEN
 
 
 def test_unknown_templates_count_as_misses(hdfs_bundle: Path) -> None:
@@ -154,6 +157,10 @@ def test_unknown_templates_count_as_misses(hdfs_bundle: Path) -> None:
     one_new = det.score_session([*normal[:7], vocab + 7, *normal[7:12]], [])
     assert one_new is not None and one_new.fired  # unknown_fires: one new template is enough
     assert dict(one_new.details)["unknown_templates"] == 1
+    # The missed positions (what the explanation names) are the misses, the new line among them.
+    missed = dict(one_new.details)["missed_positions"]
+    assert len(missed) == dict(one_new.details)["misses"] and 7 in missed
+    assert dict(result.details)["missed_positions"] == tuple(range(10))
 
 
 def test_unknown_severities_become_the_neutral_token(bgl_bundle: Path) -> None:
