@@ -95,7 +95,7 @@ def said_in_body(explanations: Sequence[Explanation], scores: Sequence[DetectorS
     a model's in the terms of the line); with none, which detectors fired and by how much. Never
     the ensemble's combined score: it has no unit a person knows (a rule alone makes it 2.00)."""
     said = "; ".join(e.text.splitlines()[0] for e in explanations if e.text)
-    return said or raised_by(scores)
+    return said or raised_by(scores, explanations)
 
 
 def _envelope(name: str, t: float, observed: float, level: Level, body: str, attrs: dict[str, Any],

@@ -78,13 +78,20 @@ def past(score: DetectorScore) -> str:
     return vs(score.score, score.threshold, 3 if abs(score.threshold) < 1 else 2)
 
 
-def raised_by(scores: Sequence[DetectorScore]) -> str:
-    """Which detectors fired, each with its score past its threshold, for an alert's header
-    (the ensemble's combined score is in no unit a person knows: a rule alone makes it 2.00)."""
-    fired = [s for s in scores if s.fired]
-    if not fired:
-        return "no model fired: raised by the facts below"
-    return "fired: " + ", ".join(s.detector if s.detector in _RULES else f"{s.detector} {past(s)}" for s in fired)
+def raised_by(scores: Sequence[DetectorScore], explanations: Sequence[Explanation] = ()) -> str:
+    """Which detectors raised an alert, each with its score past its threshold, for its header
+    (the ensemble's combined score is in no unit a person knows: a rule alone makes it 2.00).
+    Models outside the vote (explanations with `in_vote` False) are named apart: they fired
+    but did not raise it."""
+    witnesses = {dict(e.facts).get("detector") for e in explanations if dict(e.facts).get("in_vote") is False}
+
+    def said(s: DetectorScore) -> str:
+        return s.detector if s.detector in _RULES else f"{s.detector} {past(s)}"
+
+    voted = [said(s) for s in scores if s.fired and s.detector not in witnesses]
+    outside = [said(s) for s in scores if s.fired and s.detector in witnesses]
+    head = f"raised by {', '.join(voted)}" if voted else "no voting model fired: raised by the facts below"
+    return head + (f"; outside the vote, also fired: {', '.join(outside)}" if outside else "")
 
 
 _RULES = frozenset({"novelty", "novel_set"})  # 1.0 against 0.5: the score says nothing more than "fired"
@@ -453,15 +460,22 @@ class ModelExplainer:
         misses, positions = details.get("misses"), details.get("positions")
         margin = f"score {vs(score.score, score.threshold)}"
         if details.get("path") != "distance" and isinstance(misses, int) and isinstance(positions, int) and misses:
-            named = "; ".join(f"{w}: {self._token_label(tok)}" for w, _, tok in missed[:MAX_NAMED])
-            more = f" (+{len(missed) - MAX_NAMED} more)" if len(missed) > MAX_NAMED else ""
-            said = f": {named}{more}" if named else ""
+            # By template, nearest line first: "this line: #3 [...] (+54 more lines of it)".
+            groups: dict[int, list[str]] = {}
+            for w, _, tok in missed:
+                groups.setdefault(tok, []).append(w)
+            said = [f"{ws[0]}: {self._token_label(tok)}" + (f" (+{len(ws) - 1} more line{'s' if len(ws) > 2 else ''}"
+                                                            " of it)" if len(ws) > 1 else "")
+                    for tok, ws in groups.items()]
+            more = f"; +{len(said) - MAX_NAMED} more templates" if len(said) > MAX_NAMED else ""
+            named = f": {'; '.join(said[:MAX_NAMED])}{more}" if said else ""
             text = (f"SEQUENCE CONTEXT: {score.detector} could not predict {misses} of {positions} masked lines "
-                    f"of {where} from their neighbours{said} ({margin})")
-            if len(missed) > MAX_NAMED:
-                text += "\nMissed: " + "; ".join(f"{w}: {self._token_label(tok)}" for w, _, tok in
-                                                  missed[:MAX_LISTED * 2])
+                    f"of {where} from their neighbours{named} ({margin})")
+            if len(said) > MAX_NAMED:
+                text += "\nMissed: " + "; ".join(said[:MAX_LISTED * 2])
             facts.append(("missed", [{"where": w, **self._token_fact(tok)} for w, _, tok in missed[:MAX_LISTED * 2]]))
+            facts.append(("missed_templates", [{**self._token_fact(tok), "lines": len(ws), "nearest": ws[0]}
+                                               for tok, ws in list(groups.items())[:MAX_LISTED * 2]]))
         else:
             text = (f"SEQUENCE CONTEXT: {score.detector} places {where} far from anything in training "
                     f"({margin})")

@@ -90,8 +90,9 @@ def render_anomaly(
     stamp = _time(line.time, True, year_known or line.time_from_arrival)
     if line.time_from_arrival:
         stamp += " (arrival time: the line carries no timestamp)"
+    raised = raised_by(anomaly.scores, anomaly.explanations)
     out = [
-        paint("ANOMALY DETECTED", _RED) + f"  {anomaly.verdict.value.upper()} ({raised_by(anomaly.scores)})",
+        paint("ANOMALY DETECTED", _RED) + f"  {anomaly.verdict.value.upper()} ({raised})",
         _RULE,
         f"Timestamp: {stamp}",
         f"Entity:    {_printable(line.line.entity)}",
@@ -109,7 +110,7 @@ def render_anomaly(
             out.append(f"  • {shown}")
             out.extend(f"      {r}" for r in rest)
     else:
-        out += ["", "Anomaly Factors:", f"  • MODEL SCORE: {raised_by(anomaly.scores)}"]
+        out += ["", "Anomaly Factors:", f"  • MODEL SCORE: {raised}"]
     if related:
         out += ["", "Related Anomalies (same incident):"]
         for r in related[:MAX_RELATED]:

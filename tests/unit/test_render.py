@@ -59,7 +59,7 @@ def test_summary_has_seed_002_shape(data_dir: Path):
     assert incident_lines and all(_INCIDENT_LINE.match(row) for row in incident_lines)
     assert re.search(r'^  └─ \d[\d,]* anomalous lines?(,| across| :|:).*"', text, re.M)
     # No combined score in the header: it has no unit a person knows (a rule alone makes it 2.00).
-    assert "ANOMALY DETECTED  WATCH (no model fired: raised by the facts below)" in text
+    assert "ANOMALY DETECTED  WATCH (no voting model fired: raised by the facts below)" in text
     assert "[Score:" not in text
     assert "NEW TEMPLATE: Never seen before in training data" in text
     assert "\x1b[" not in text
@@ -87,7 +87,7 @@ def test_anomaly_block_lists_every_factor():
     a = Anomaly(line, 0.89, Verdict.DANGER, (), explainer.explain(ctx, []))
     block = render_anomaly(a, color=False)
     rows = block.splitlines()
-    assert rows[0] == "ANOMALY DETECTED  DANGER (no model fired: raised by the facts below)"
+    assert rows[0] == "ANOMALY DETECTED  DANGER (no voting model fired: raised by the facts below)"
     assert "Timestamp: 2024-01-15 03:42:18" in block
     assert 'Log Line:  "Database connection pool exhausted, 0 available"' in block
     factors = [r for r in rows if r.startswith("  • ")]
