@@ -287,6 +287,14 @@ class ModelExplainer:
                 found = self._isolation_forest(ctx, score)
             elif kind == "autolog":
                 found = self._autolog(ctx, score, details)
+            elif kind == "supervised_lstm":
+                size = details.get("window")
+                lines = min(size, len(ctx.history)) if isinstance(size, int) else len(ctx.history)
+                found = Explanation(ExplanationKind.MODEL_OUTLIER, (
+                    f"LIKE A LABELLED ANOMALY: {score.detector} finds the last {lines} lines of this entity, ending "
+                    f"at this one, like the labelled anomalies (probability {past(score)})"),
+                    (("detector", score.detector), ("score", score.score), ("threshold", score.threshold),
+                     ("window_lines", lines)))
             elif _pairs(details.get("expected")) or kind in ("novelty", "novel_set"):
                 continue  # the SEQUENCE fact (`deeplog_line`) or the NEW_TEMPLATE fact says it
             if found is None:
