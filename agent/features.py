@@ -165,6 +165,7 @@ class FeatureExtractor:
         self._lengths: dict[int, float] = {}  # message length -> length_bucket
         self._clock_at, self._clock = math.nan, (0.0, 0.0)  # the last line time -> (hour, day of week)
         self._clock_used = (self.stats.clock_used("hour_of_day"), self.stats.clock_used("day_of_week"))
+        self._mean_window_freq = self.stats.mean_window_freq  # the same dict (fit fills it in place)
 
     def _transition(self, prev: int | None, token: int) -> float:
         """P(token | prev) in training, rounded as the feature is (1.0 for an entity's first line)."""
@@ -181,26 +182,29 @@ class FeatureExtractor:
         self._trans[(prev, token)] = trans
         return trans
 
-    def update(self, line: TemplatedLine) -> tuple[list[float], EntityState]:
+    def update(self, line: TemplatedLine) -> tuple[tuple[float, ...], EntityState]:
         """Advance the line's entity by this line; return its feature row and the entity state."""
         cfg = self.config
-        ent = line.line.entity
-        state = self.entities.get(ent)
+        parsed = line.line
+        ent = parsed.entity
+        entities = self.entities
+        state = entities.get(ent)
         if state is None:
-            state = EntityState(cfg, whole_stream=ent == line.line.source)
-            self.entities[ent] = state
-            if len(self.entities) > cfg.max_entities:
-                self.entities.popitem(last=False)
+            state = EntityState(cfg, whole_stream=ent == parsed.source)
+            entities[ent] = state
+            if len(entities) > cfg.max_entities:
+                entities.popitem(last=False)
                 self.evicted_over_cap += 1
         else:
-            self.entities.move_to_end(ent)
+            entities.move_to_end(ent)
         now = line.time
         token = line.token
-        level = int(line.line.level)
+        level = int(parsed.level)
         window, counts = state.window, state.counts
         # Expire lines older than the window (times may go backwards: keep those, never crash).
         horizon = now - cfg.window_secs
-        while window and (window[0][0] < horizon or len(window) >= cfg.max_window_lines):
+        cap = cfg.max_window_lines
+        while window and (window[0][0] < horizon or len(window) >= cap):
             _, old_token, old_level = window.popleft()
             c = counts[old_token] - 1
             if c:
@@ -223,12 +227,12 @@ class FeatureExtractor:
             self._clock_at = now
             self._clock = (hour_dow[0] if self._clock_used[0] else 0.0, hour_dow[1] if self._clock_used[1] else 0.0)
         hour, dow = self._clock
-        n = len(line.line.message)
+        n = len(parsed.message)
         length = self._lengths.get(n)
         if length is None:
             length = self._lengths[n] = length_bucket(n)
-        mean = self.stats.mean_window_freq.get(token, 1.0)
-        row_values = [
+        mean = self._mean_window_freq.get(token, 1.0)
+        row = (
             float(token),
             self._log_freq.get(token, self._floor_log_freq),
             float(level),
@@ -242,7 +246,7 @@ class FeatureExtractor:
             float(len(counts)),
             1.0 if line.is_new else 0.0,
             trans,
-        ]
+        )
         state.history.append(token)
         state.levels.append(level)
         state.session.append(token)
@@ -255,7 +259,7 @@ class FeatureExtractor:
                 seen.add(line.template_id)
         state.last_token = token
         state.last_seen = now
-        return row_values, state
+        return row, state
 
     def end_idle(self, now: float) -> list[EndedSession]:
         """Remove entities idle for `idle_secs` and hand back their sessions for verdicts."""

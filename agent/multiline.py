@@ -21,6 +21,7 @@ excess starts a record of its own (counted in `splits`), never dropped.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import replace
 
 from agent.types import Record
@@ -73,6 +74,33 @@ class Stitcher:
     def feed(self, record: Record) -> list[Record]:
         """Completed logical records, in order (usually the previous one of this stream)."""
         pending = self._pending.get(record.source)
+        if pending is not None and not self._continues(pending, record.line):
+            return [self._restart(record, pending)]
+        return self._held(record, pending)
+
+    def feed_all(self, records: Iterable[Record]) -> list[Record]:
+        """`feed` of each record in turn: the completed records of them all, in order."""
+        out: list[Record] = []
+        pending_by, continues, start = self._pending, self._continues, self._start
+        for record in records:
+            source = record.source
+            pending = pending_by.get(source)
+            if pending is not None and not continues(pending, record.line):
+                del pending_by[source]  # `_restart`, inlined: the usual case of a line
+                pending_by[source] = start(record)
+                out.append(pending.first if len(pending.lines) == 1 else self._emit(pending))
+            else:
+                out.extend(self._held(record, pending))
+        return out
+
+    def _restart(self, record: Record, pending: _Pending) -> Record:
+        """A new header line closes its stream's pending record and starts the next."""
+        del self._pending[record.source]  # re-insert: dict order = least recently started first
+        self._pending[record.source] = self._start(record)
+        return self._emit(pending)
+
+    def _held(self, record: Record, pending: _Pending | None) -> list[Record]:
+        """A stream's first record, or a line that continues its pending record."""
         if pending is None:
             self._pending[record.source] = self._start(record)
             if len(self._pending) > self.max_streams:
@@ -81,21 +109,17 @@ class Stitcher:
                 return [self._emit(self._pending.pop(oldest))]
             return []
         line = record.line
-        if self._continues(pending, line):
-            if len(pending.lines) < self.max_lines and pending.chars + 1 + len(line) <= self.max_chars:
-                pending.lines.append(line)
-                pending.chars += 1 + len(line)
-                self.joined += 1
-                return []
-            # over the bound: the excess continues as a record of its own, in the same trace state
-            self.splits += 1
-            fresh = _Pending(record)
-            fresh.py_state = pending.py_state
-            del self._pending[record.source]  # re-insert: dict order = least recently started first
-            self._pending[record.source] = fresh
-            return [self._emit(pending)]
-        del self._pending[record.source]
-        self._pending[record.source] = self._start(record)
+        if len(pending.lines) < self.max_lines and pending.chars + 1 + len(line) <= self.max_chars:
+            pending.lines.append(line)
+            pending.chars += 1 + len(line)
+            self.joined += 1
+            return []
+        # over the bound: the excess continues as a record of its own, in the same trace state
+        self.splits += 1
+        fresh = _Pending(record)
+        fresh.py_state = pending.py_state
+        del self._pending[record.source]  # re-insert: dict order = least recently started first
+        self._pending[record.source] = fresh
         return [self._emit(pending)]
 
     def flush(self) -> list[Record]:

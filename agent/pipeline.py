@@ -272,9 +272,7 @@ class Pipeline:
         if records:
             self._last_input = now
         if self.stitcher is not None:
-            logical: list[Record] = []
-            for r in records:
-                logical.extend(self.stitcher.feed(r))
+            logical: list[Record] = self.stitcher.feed_all(records)
         else:
             logical = list(records)
         out: list[Output] = []
@@ -336,20 +334,23 @@ class Pipeline:
         explainer = self.explainer
         facts = self.ensemble.facts
         short = 0
+        templated, count_token, update = self._templated, self.drift.count, self.features.update
         for record in records:
             try:
-                tl = self._templated(record, now)
-                self.drift.count(tl.token)  # what training predicts vs what comes (newly rare)
-                self._advance_log_clock(tl.time, out)
-                row, state = self.features.update(tl)
+                tl = templated(record, now)
+                count_token(tl.token)  # what training predicts vs what comes (newly rare)
+                if tl.time > self._log_clock:  # else `_advance_log_clock` has nothing to do
+                    self._advance_log_clock(tl.time, out)
+                row, state = update(tl)
                 key = None
                 if road is not None:
-                    ids = road.advance(state, tl.token, tl.line.level)
+                    level = tl.line.level
+                    ids = road.advance(state, tl.token, level)
                     flags = road.schedule(tl.line.entity)
                     if tl.token:
-                        key = (tuple(row), tuple(ids))
-                        if not any(flags) and road.check(key[0], ids, collect) and not (
-                                facts and self._notable_template(tl.template_id, tl.line.level)):
+                        key = (row, tuple(ids))
+                        if not any(flags) and road.check(row, ids, collect) and not (
+                                facts and self._notable_template(tl.template_id, level)):
                             previous, count = explainer.note(tl)
                             if not facts or count <= explainer.burst_floor(tl.template_id):
                                 road.taken += 1

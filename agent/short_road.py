@@ -112,7 +112,7 @@ class Contexts:
     def __init__(self, reach: int) -> None:
         self.reach = reach
         self._span = 2 * reach
-        self._next: dict[tuple[int, int, int], int] = {}
+        self.known: dict[tuple[int, int, int], int] = {}  # (context, token, level) -> context
         self._flat: dict[int, tuple[int, ...]] = {0: ()}
         self._ids: dict[tuple[int, ...], int] = {(): 0}
         self._last_id = 0
@@ -120,10 +120,10 @@ class Contexts:
     def advance(self, old: int, token: int, level: int, state: EntityState) -> int:
         """The context after a line (`state`'s history already ends with it)."""
         step = (old, token, level)
-        ctx = self._next.get(step)
+        ctx = self.known.get(step)
         if ctx is None:
             ctx = self._intern(old, token, level, state)
-            self._next[step] = ctx
+            self.known[step] = ctx
         return ctx
 
     def _intern(self, old: int, token: int, level: int, state: EntityState) -> int:
@@ -140,7 +140,7 @@ class Contexts:
             if len(self._flat) >= MAX_CONTEXTS:
                 self._flat.clear()
                 self._ids.clear()
-                self._next.clear()
+                self.known.clear()
                 self._flat[0], self._ids[()] = (), 0
             self._last_id += 1
             ctx = self._last_id
@@ -218,7 +218,9 @@ class ShortRoad:
         if ids is None:
             ids = state.context = [0] * len(self.contexts)
         for j, contexts in enumerate(self.contexts):
-            ids[j] = contexts.advance(ids[j], token, level, state)
+            old = ids[j]
+            ctx = contexts.known.get((old, token, level))  # `Contexts.advance`, its dict hit inlined
+            ids[j] = ctx if ctx is not None else contexts.advance(old, token, level, state)
         return ids
 
     def check(self, row: tuple[float, ...], ids: Sequence[int], everyone: bool) -> bool:

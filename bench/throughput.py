@@ -188,6 +188,7 @@ class StageTimers:
     def instrument(self, pipe: Any) -> None:
         """Wrap every stage the pipeline has (missing ones are skipped, so the table follows the code)."""
         self.patch("stitch", pipe.stitcher, "feed")
+        self.patch("stitch", pipe.stitcher, "feed_all")
         self.patch("header parse", pipe.parser, "parse")
         self.patch("template match", pipe.miner, "match")
         self.patch("template match", getattr(pipe, "shapes", None), "parts")

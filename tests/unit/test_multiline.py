@@ -264,3 +264,20 @@ def test_stitching_keeps_every_line_in_order(feed: list[tuple[str, str]], max_li
         got = [line for r in out if r.source == source for line in r.line.split("\n") if line]
         assert got == sent
     assert all(len(r.line.split("\n")) <= max_lines for r in out)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    feed=st.lists(st.tuples(st.sampled_from(POOL), st.sampled_from(["a", "b", "c"])), max_size=60),
+    max_lines=st.integers(min_value=1, max_value=8),
+    max_streams=st.integers(min_value=1, max_value=3),
+)
+def test_feed_all_is_feed_of_each_record(feed: list[tuple[str, str]], max_lines: int, max_streams: int) -> None:
+    """The batch path the pipeline takes gives the same records, counters and state as `feed`."""
+    one, many = Stitcher(max_lines=max_lines, max_streams=max_streams), Stitcher(max_lines=max_lines,
+                                                                                max_streams=max_streams)
+    records = [Record(line, source=source) for line, source in feed]
+    singly = [r for record in records for r in one.feed(record)]
+    assert many.feed_all(records) == singly
+    assert (many.joined, many.splits, many.held()) == (one.joined, one.splits, one.held())
+    assert many.flush() == one.flush()
