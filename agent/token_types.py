@@ -67,9 +67,29 @@ _UNITS = frozenset(
 _PUNCT = "()[]{},;:.'\""
 
 
+_TYPE_MEMO: dict[str, str] = {}  # masked token -> `_type_token` (a pure function; emptied when full)
+_TYPE_MEMO_SIZE = 65_536
+_TYPE_MEMO_CHARS = 256  # longer tokens are typed afresh
+
+
+def _types(masked: list[str]) -> list[str]:
+    memo = _TYPE_MEMO
+    out = []
+    for t in masked:
+        typed = memo.get(t)
+        if typed is None:
+            typed = _type_token(t)
+            if len(t) <= _TYPE_MEMO_CHARS:
+                if len(memo) >= _TYPE_MEMO_SIZE:
+                    memo.clear()
+                memo[t] = typed
+        out.append(typed)
+    return out
+
+
 def typed_tokens(masked: list[str]) -> tuple[str, ...]:
     """Each masked token's type: words stay, values become `<*>` (quoted values span tokens)."""
-    out = [_type_token(t) for t in masked]
+    out = _types(masked)
     n = len(out)
     quoted = False  # inside a key="quoted value" that spans tokens: the rest is the value too
     for i, tok in enumerate(masked):
