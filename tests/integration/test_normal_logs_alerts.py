@@ -102,6 +102,15 @@ def test_sessions_are_judged_only_when_they_are_sessions(data_dir: Path, tmp_pat
     _, outputs = _scan(bundle, fragment + novel)
     judged = {o.entity for o in outputs if isinstance(o, SessionVerdict)}
     assert "blk_222222222222" in judged and "blk_111111111111" not in judged
+    # The verdict says what was seen, in the session's terms, and its body quotes it (no score).
+    from agent.events import session_event
+
+    (verdict,) = [o for o in outputs if isinstance(o, SessionVerdict) and o.entity == "blk_222222222222"]
+    said = [e.text.splitlines()[0] for e in verdict.explanations]
+    assert "NEW TEMPLATE: 1 of this session's 2 lines have a template never seen in training, the first at " \
+           "line 2" in said
+    body = session_event(verdict, 0.0, "cpu")["body"]
+    assert all(t in body for t in said) and not re.search(r"\(score \d+\.\d\d\)", body)
 
 
 def test_model_alerts_name_what_the_model_saw(data_dir: Path, tmp_path: Path) -> None:
