@@ -359,7 +359,8 @@ def operating_points_line(ensemble: Mapping[str, Any]) -> str:
         added, dropped = sorted(voters - below), sorted(below - voters)
         who = ", ".join(added) if not parts else " ".join(
             [*(f"+{n}" for n in added), *(f"-{n}" for n in dropped)]) or "the same voters"
-        budget = "; ".join(f"{b['allowed']} false alarms allowed on {b['units']} held-back {b['unit']}s"
+        budget = "; ".join(f"{b['allowed']} false alarm{'' if b['allowed'] == 1 else 's'} allowed on "
+                           f"{b['units']} held-back {b['unit']}s"
                            for b in ensemble.get("budgets", {}).get(level, []))
         note = " (learned detectors do not vote)" if level == QUIET_LEVEL else (f" ({budget})" if budget else "")
         parts.append(f"{level} = {who}{note}")
