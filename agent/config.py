@@ -59,6 +59,14 @@ class PipelineSettings:
     learn_after: int = option(0, "learn a new template after this many occurrences with no other anomaly "
                                  "around (0: never; learned templates are kept in state_dir)")
     learn_min_hours: float = option(6.0, "... spread over at least this many hours")
+    episode_gap_secs: float = option(
+        3600.0, "one incident per episode of trouble: never-seen lines on one stream, or anomalies on one "
+                "entity or component, with no quiet gap longer than this between them")
+    incident_gap_secs: float = option(
+        300.0, "other related anomalies (shared values, words, training neighbours) join an incident this close")
+    new_behaviour_days: float = option(
+        365.0, "a never-seen template (or a variant of it) that comes back within this long is an update of "
+               "its first incident, not a new one")
 
     def problems(self) -> list[str]:
         """Every invalid value in [pipeline], as messages naming the option (empty when valid)."""
@@ -74,6 +82,8 @@ class PipelineSettings:
             out.append("learn_after and learn_min_hours must be >= 0")
         if self.snapshot_interval_secs <= 0 or self.idle_entity_secs <= 0:
             out.append("snapshot_interval_secs and idle_entity_secs must be > 0")
+        if min(self.episode_gap_secs, self.incident_gap_secs, self.new_behaviour_days) <= 0:
+            out.append("episode_gap_secs, incident_gap_secs and new_behaviour_days must be > 0")
         return out
 
 
@@ -191,6 +201,9 @@ class AgentConfig:
             emit_all=self.pipeline.emit_all,
             dynamic_thresholds=self.pipeline.dynamic_thresholds,
             drift=DriftConfig(learn_after=self.pipeline.learn_after, min_hours=self.pipeline.learn_min_hours),
+            incident_gap_secs=self.pipeline.incident_gap_secs,
+            episode_gap_secs=self.pipeline.episode_gap_secs,
+            new_behaviour_secs=self.pipeline.new_behaviour_days * 86400.0,
         )
 
 

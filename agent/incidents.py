@@ -1,18 +1,25 @@
 """Anomalies grouped into incidents: one alert per problem, not one per line.
 
-An anomaly joins an open incident when it is close in time (within `gap_secs` of the incident's
-span) AND related to it: the same template, the same actor (entity, or component when the entity
-is only the stream) or service (the actor's first name part, `db` for `db-replica-2`), a shared
-distinctive parameter value (an address, an id), templates that share content words, or
-templates that follow each other in training (when the profile is given). So two simultaneous
-unrelated failures become two incidents, while a database failover that touches the primary
-and two replicas is one.
+An anomaly joins an incident by the first of these that holds (ARCHITECTURE.md states the rule):
+1. A never-seen template that an incident already reported, or a variant of one (most content
+   words shared), rejoins that incident for `new_behaviour_secs` on either side of its span: it
+   is reopened under the same id and updated (new behaviour, not a new problem).
+2. In the incident's current *episode* (`agent/episodes.py`: no quiet gap longer than
+   `episode_gap_secs`): the same template, a never-seen line of the same stream (a host's own
+   log, no entity of its own: a reboot, a restart), or the same actor (entity, or component when
+   the entity is only the stream) or service (the actor's first name part, `db` for
+   `db-replica-2`).
+3. Within `gap_secs` of the incident's span: a shared distinctive parameter value (an address,
+   an id), templates that share content words, or templates that follow each other in training
+   (when the profile is given).
+So two simultaneous unrelated failures on different actors become two incidents, while a
+database failover that touches the primary and two replicas is one.
 
 Lifecycle: the first anomaly emits the incident `open`; later anomalies emit an `update` at most
 every `update_every_secs` (alert-storm control); `tick(now)` resolves incidents quiet for
-`quiet_secs`, `close()` resolves everything. All times are the anomalies' own times (log time),
-so a batch scan of a week behaves like the week did; times that run backwards never make a
-negative span, and a jump of years simply starts a new incident.
+`quiet_secs` and whose episode is over, `close()` resolves everything. All times are the
+anomalies' own times (log time), so a batch scan of a week behaves like the week did; times
+that run backwards never make a negative span, and a jump of years simply starts a new incident.
 
 Every anomaly's own event carries the id of the incident it belongs to: a weak anomaly held
 back is decided (joined to an incident, or isolated when nothing related comes within
@@ -40,6 +47,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
+from agent.episodes import EPISODE_GAP_SECS, starts_new_episode
 from agent.lines import actor_of, as_number
 from agent.types import (
     Anomaly,
@@ -50,6 +58,8 @@ from agent.types import (
     Level,
     Verdict,
 )
+
+NEW_BEHAVIOUR_SECS = 365 * 86400.0  # how long a never-seen template stays its first incident's
 
 
 @dataclass(frozen=True)
@@ -78,15 +88,23 @@ class IncidentConfig:
     hold_weak: bool = True
     max_held: int = 256
     weak_cluster: int = 5  # ... unless this many related weak anomalies come within gap_secs
-    # Never-seen templates in one stream (a host's own log, no entity of its own) that come this
-    # close together are one problem (a reboot's boot messages), whatever their words.
-    novel_burst_secs: float = 60.0
+    # One episode of trouble is one incident (`agent/episodes.py`: lines with no quiet gap longer
+    # than this between them, the history check's definition too). Never-seen templates in one
+    # stream (a host's own log, no entity of its own), or anomalies on one actor (an entity, a
+    # component), in the same episode of an incident join it, whatever their words: a reboot's
+    # boot messages, a laptop's wake-up, a node's crash report.
+    episode_gap_secs: float = EPISODE_GAP_SECS
     # A new template that keeps recurring stays in its incident ("new behaviour") this long
-    # after its last line: the incident is reopened under the same id, not opened anew. A month:
-    # until the template is learned (a retrain, drift learning, an operator's label) it is the
-    # same new behaviour, however rarely it comes (BGL's recur days apart, Zookeeper's weeks).
-    new_behaviour_secs: float = 30 * 86400.0
+    # after its last line: the incident is reopened under the same id, not opened anew (an
+    # update). A year: until the template is learned (a retrain, drift learning, an operator's
+    # label) it is the same new behaviour, however rarely it comes (BGL's recur weeks apart,
+    # HPC's months); the period only lets one that was gone for longer be reported afresh.
+    new_behaviour_secs: float = NEW_BEHAVIOUR_SECS
     max_new_behaviour: int = 1000  # new templates remembered for that
+    # A never-seen template whose content words overlap a remembered new template's this much
+    # (Jaccard) is a variant of it (the miner split one message on a varying word: "ciod: LOGIN
+    # chdir(pwd) failed" and "ciod: LOGIN chdir(<*>) failed"): the same new behaviour.
+    variant_word_overlap: float = 0.6
 
 
 _WORD = re.compile(r"[A-Za-z][A-Za-z_]{2,}")
@@ -195,6 +213,9 @@ class _Open:
         "danger",
         "emitted_at",
         "entities",
+        "episode_end",
+        "episode_start",
+        "episodes",
         "extra_entities",
         "first_line",
         "first_seen",
@@ -242,6 +263,11 @@ class _Open:
         self.state = IncidentState.OPEN
         self.arrival = False
         self.order = 0  # when it (re)entered the open set: ties in distance go to the earlier
+        # Its current episode (`agent/episodes.py`) and how many it has had: a recurring new
+        # template starts another episode of the same incident.
+        self.episode_start = t
+        self.episode_end = t
+        self.episodes = 0
 
 
 def _key(anomaly: Anomaly) -> tuple[int, str, tuple[str, ...]]:
@@ -272,6 +298,10 @@ class IncidentGrouper:
         self.isolated = 0  # weak anomalies that joined no incident when they arrived
         self._decided: list[tuple[Anomaly, str | None]] = []  # events due: anomaly, its incident
         self._new_behaviour: dict[int, _Open] = {}  # new template -> the incident it belongs to
+        self._new_words: dict[int, frozenset[str]] = {}  # ... and its content words
+        self._new_by_word: dict[str, set[int]] = {}  # content word -> remembered new templates with it
+        self._new_order: dict[int, int] = {}  # ... and when each was first remembered
+        self._seen_new = 0
         self._index = _OpenIndex(config.related_word_overlap)
         self._order = 0
         # Open incidents by (last_seen, order), stale entries skipped lazily: the stalest one is
@@ -290,17 +320,33 @@ class IncidentGrouper:
             return inc.first_seen - t
         return 0.0
 
-    def _related(self, inc: _Open, anomaly: Anomaly, words: frozenset[str]) -> bool:
+    def _episode_distance(self, inc: _Open, t: float) -> float:
+        """Seconds between `t` and the incident's current episode (0 inside it)."""
+        if not inc.episodes:
+            return self._distance(inc, t)
+        if t > inc.episode_end:
+            return t - inc.episode_end
+        if t < inc.episode_start:
+            return inc.episode_start - t
+        return 0.0
+
+    def _related(self, inc: _Open, anomaly: Anomaly, words: frozenset[str], distance: float) -> bool:
+        """Whether `anomaly` (`distance` seconds from the incident's span) belongs to `inc`: in
+        the incident's episode of trouble on the same template, stream (never-seen lines) or
+        actor; or within `gap_secs` and sharing a value, words or a training companion."""
+        cfg = self.config
         line = anomaly.line
-        if line.template_id in inc.templates:
-            return True
-        if (line.is_new and line.line.source in inc.new_streams
-                and self._distance(inc, line.time) <= self.config.novel_burst_secs):
-            return True  # one machine's burst of never-seen lines (a reboot): one problem
         entity = actor_of(line.line)
         informative = bool(entity) and entity != line.line.source  # the stream's name relates nothing
-        if informative and (entity in inc.entities or service_of(entity) in inc.services):
-            return True
+        if self._episode_distance(inc, line.time) <= cfg.episode_gap_secs:
+            if line.template_id in inc.templates:
+                return True
+            if line.is_new and line.line.source in inc.new_streams:
+                return True  # one machine's episode of never-seen lines (a reboot, a wake-up): one problem
+            if informative and (entity in inc.entities or service_of(entity) in inc.services):
+                return True  # trouble on one actor
+        if distance > cfg.gap_secs:
+            return False
         if any(value[:_MAX_VALUE_CHARS] in inc.values for value in line.params):
             return True
         linked = self._linked.get(line.template_id)
@@ -310,30 +356,29 @@ class IncidentGrouper:
             overlap = len(words & inc.words) / len(words | inc.words)
             # A new template's words against the union of the incident's words: "Replica-3 not
             # responding" relates to "Failover initiated to replica-3" through "replica".
-            if overlap >= self.config.related_word_overlap or len(words & inc.words) >= 2:
+            if overlap >= cfg.related_word_overlap or len(words & inc.words) >= 2:
                 return True
         return False
 
     def _match(self, anomaly: Anomaly) -> _Open | None:
         t = anomaly.line.time
         line = anomaly.line
-        recurring = self._new_behaviour.get(line.template_id) if line.is_new else None
-        # Within the period of the incident's span on either side: a log whose lines come out of
-        # time order (HPC's) must not open a new incident for every line that is earlier.
-        if recurring is not None and self._distance(recurring, t) <= self.config.new_behaviour_secs:
+        words = template_words(anomaly.line.template)
+        recurring = self._recurring(line.template_id, words, t) if line.is_new else None
+        if recurring is not None:
             if recurring.incident_id not in self._open:  # resolved meanwhile: reopen it
                 self._enter(recurring)
             return recurring
-        words = template_words(anomaly.line.template)
         best: _Open | None = None
         best_distance = math.inf
         # Only incidents that share a key with the anomaly can be related (see `_OpenIndex`);
         # visited in the order they entered the open set, as a scan of all of them would.
+        reach = max(self.config.gap_secs, self.config.episode_gap_secs)
         for inc in sorted(self._candidates(anomaly, words), key=_entry_order):
             distance = self._distance(inc, t)
-            if distance > self.config.gap_secs or distance >= best_distance:
+            if distance > reach or distance >= best_distance:
                 continue
-            if self._related(inc, anomaly, words):
+            if self._related(inc, anomaly, words, distance):
                 best, best_distance = inc, distance
         return best
 
@@ -441,7 +486,7 @@ class IncidentGrouper:
         self._index.add_line(inc, anomaly)
         self._touch(inc)
         if anomaly.line.is_new:
-            self._remember_new(anomaly.line.template_id, inc)
+            self._remember_new(anomaly.line.template_id, template_words(anomaly.line.template), inc)
         if inc.state is IncidentState.OPEN and inc.anomalies == 1:
             inc.emitted_at = t
             events.append(self._snapshot(inc, IncidentState.OPEN))
@@ -461,10 +506,49 @@ class IncidentGrouper:
             inc.suppressed += 1
         return emit
 
-    def _remember_new(self, template_id: int, inc: _Open) -> None:
+    def _recurring(self, template_id: int, words: frozenset[str], t: float) -> _Open | None:
+        """The incident whose new behaviour this never-seen template repeats: its own, or the one
+        of a template it is a variant of (most words in common; the first remembered among equals).
+        Within the period of the incident's span on either side: a log whose lines come out of time
+        order (HPC's) must not open a new incident for every line that is earlier."""
+        period = self.config.new_behaviour_secs
+        own = self._new_behaviour.get(template_id)
+        if own is not None and self._distance(own, t) <= period:
+            return own
+        best: _Open | None = None
+        best_overlap = self.config.variant_word_overlap
+        candidates: set[int] = set()
+        for word in words:
+            candidates |= self._new_by_word.get(word, set())
+        for tid in sorted(candidates, key=self._remembered_order):
+            other = self._new_words[tid]
+            overlap = len(words & other) / len(words | other)
+            if overlap >= best_overlap and len(words & other) >= 2:
+                inc = self._new_behaviour[tid]
+                if self._distance(inc, t) <= period and (best is None or overlap > best_overlap):
+                    best, best_overlap = inc, overlap
+        return best
+
+    def _remembered_order(self, template_id: int) -> int:
+        return self._new_order[template_id]
+
+    def _remember_new(self, template_id: int, words: frozenset[str], inc: _Open) -> None:
+        if template_id not in self._new_behaviour:
+            self._seen_new += 1
+            self._new_order[template_id] = self._seen_new
+            self._new_words[template_id] = words
+            for word in words:
+                self._new_by_word.setdefault(word, set()).add(template_id)
         self._new_behaviour[template_id] = inc
         if len(self._new_behaviour) > self.config.max_new_behaviour:
-            del self._new_behaviour[next(iter(self._new_behaviour))]
+            oldest = next(iter(self._new_behaviour))
+            del self._new_behaviour[oldest]
+            del self._new_order[oldest]
+            for word in self._new_words.pop(oldest):
+                bucket = self._new_by_word[word]
+                bucket.discard(oldest)
+                if not bucket:
+                    del self._new_by_word[word]
 
     def drain(self) -> list[tuple[Anomaly, str | None]]:
         """The anomalies decided since the last call, each with its incident id (None: isolated)."""
@@ -479,7 +563,7 @@ class IncidentGrouper:
 
     def _is_stale(self, inc: _Open, now: float) -> bool:
         cfg = self.config
-        return now - inc.last_seen >= max(cfg.quiet_secs, cfg.gap_secs) + self._disorder
+        return now - inc.last_seen >= max(cfg.quiet_secs, cfg.gap_secs, cfg.episode_gap_secs) + self._disorder
 
     def _hold(self, anomaly: Anomaly) -> None:
         self.isolated += 1
@@ -496,7 +580,7 @@ class IncidentGrouper:
         t = anomaly.line.time
         return [h for h in self._held
                 if abs(t - h.line.time) <= self.config.gap_secs
-                and self._related(probe, h, template_words(h.line.template))]
+                and self._related(probe, h, template_words(h.line.template), self._distance(probe, h.line.time))]
 
     def _take_held(self, anomaly: Anomaly) -> list[Anomaly]:
         """Remove and return the held anomalies that join the incident `anomaly` is opening."""
@@ -550,6 +634,14 @@ class IncidentGrouper:
         if math.isfinite(t):
             inc.first_seen = min(inc.first_seen, t) if math.isfinite(inc.first_seen) else t
             inc.last_seen = max(inc.last_seen, t) if math.isfinite(inc.last_seen) else t
+            gap = cfg.episode_gap_secs
+            if not inc.episodes or starts_new_episode(inc.episode_end, t, gap) or starts_new_episode(
+                    t, inc.episode_start, gap):
+                inc.episodes += 1
+                inc.episode_start = inc.episode_end = t
+            else:
+                inc.episode_start = min(inc.episode_start, t)
+                inc.episode_end = max(inc.episode_end, t)
         inc.anomalies += 1
         inc.arrival = inc.arrival or line.time_from_arrival
         if anomaly.verdict is Verdict.DANGER:

@@ -33,9 +33,11 @@ from agent.dead_letter import Rejected, rejected
 from agent.detectors.base import Detector, load_detectors
 from agent.detectors.cascade import Cascade, SessionMemo, score_where
 from agent.drift import DriftConfig, DriftLearner
+from agent.episodes import EPISODE_GAP_SECS
 from agent.errors import BundleError
 from agent.features import EndedSession, FeatureConfig, FeatureExtractor, FeatureStats
 from agent.feedback import Feedback
+from agent.incidents import NEW_BEHAVIOUR_SECS
 from agent.multiline import Stitcher
 from agent.onnx_session import RuntimeOptions
 from agent.parsing import LineParser, ParserConfig
@@ -116,8 +118,10 @@ class PipelineConfig:
     emit_all: bool = False  # also emit a `logdetect.line` event for every processed line
     models: tuple[str, ...] | None = None  # restrict to these bundle models (None = all)
     incident_gap_secs: float = 300.0
+    # Anomalies of one episode of trouble (no quiet gap this long) on a stream or actor: one incident.
+    episode_gap_secs: float = EPISODE_GAP_SECS
     # A new template recurring within this long stays in its incident (`IncidentConfig`).
-    new_behaviour_secs: float = 30 * 86400.0
+    new_behaviour_secs: float = NEW_BEHAVIOUR_SECS
     # Seed 002's dynamic thresholds: every detector's threshold times the bundle's multiplier for
     # the line's hour (learned on held-back normal data), so a nightly job that always scores
     # high does not page at 02:00.
@@ -203,6 +207,7 @@ class Pipeline:
         # The profile relates templates that follow each other in training (an auth failure and
         # the web's 401 it causes), so they group into one incident.
         self.grouper = IncidentGrouper(IncidentConfig(gap_secs=config.incident_gap_secs,
+                                                    episode_gap_secs=config.episode_gap_secs,
                                                     new_behaviour_secs=config.new_behaviour_secs), profile=profile)
         self.provider = _provider_of(self.detectors)
         # Normal lines whose verdict is already known skip the models (None: a detector that is

@@ -16,7 +16,8 @@ no learned model sees its lines).
                 `report_templates` distinct suspect templates that another template opened
 
 An episode is a run of suspect lines (any suspect template) with no quiet gap longer than
-`burst_gap_secs`. When one episode holds many distinct severe templates at once, it is one event
+`burst_gap_secs` (an hour: `agent/episodes.py`, the same definition the agent's incidents use).
+When one episode holds many distinct severe templates at once, it is one event
 reported over many lines (a crash's register dump: `instruction address: …`, `machine check: …`,
 `data address: …`, one line each per node): the template that opens the episode is the incident,
 the others are its detail. Detail templates are not held back on their own (a dump without its
@@ -37,6 +38,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from agent.episodes import EPISODE_GAP_SECS, split_episodes
 from agent.types import Level, ParsedLine
 
 DAY = 86400.0
@@ -50,7 +52,7 @@ class HistoryOptions:
     enabled: bool = True
     min_dispersion: float = 0.1  # share of the history's buckets a severe template must occur on
     max_burst_share: float = 0.8  # a severe template with this share of lines in 3 bursts is an incident
-    burst_gap_secs: float = HOUR  # a quiet gap this long ends a burst
+    burst_gap_secs: float = EPISODE_GAP_SECS  # a quiet gap this long ends a burst (`agent/episodes.py`)
     rare_share: float = 0.005  # an ERROR template below this share of the history is rare
     min_buckets: int = 10  # fewer buckets of history than this: too short to judge
     report_templates: int = 10  # an episode with this many distinct suspect templates is one report
@@ -208,18 +210,8 @@ class HistoryReport:
 
 
 def _bursts(times: Sequence[float], gap: float) -> list[Burst]:
-    ts = sorted(times)
-    out: list[Burst] = []
-    start = prev = ts[0]
-    n = 0
-    for t in ts:
-        if t - prev > gap:
-            out.append(Burst(start, prev, n))
-            start, n = t, 0
-        prev = t
-        n += 1
-    out.append(Burst(start, prev, n))
-    return sorted(out, key=lambda b: -b.lines)
+    runs = split_episodes(sorted(times), float, gap)
+    return sorted((Burst(r[0], r[-1], len(r)) for r in runs), key=lambda b: -b.lines)
 
 
 def _level_name(levels: Counter[int]) -> str:
@@ -337,11 +329,7 @@ def _periods(stamped: Sequence[tuple[ParsedLine, int]], held: dict[int, str], ga
     """The held-back lines split where no suspect line came for `gap` seconds."""
     lines = sorted(((p.timestamp or 0.0, t, p.component or p.entity) for p, t in stamped if t in held),
                    key=lambda x: x[0])
-    groups: list[list[tuple[float, int, str]]] = []
-    for x in lines:
-        if not groups or x[0] - groups[-1][-1][0] > gap:
-            groups.append([])
-        groups[-1].append(x)
+    groups = split_episodes(lines, lambda x: x[0], gap)
     out = []
     for g in groups:
         templates = Counter(t for _, t, _ in g)
@@ -355,13 +343,7 @@ def _details(
 ) -> tuple[Detail, ...]:
     """Suspects that mostly arrive after another template opened a many-template episode."""
     times = sorted((p.timestamp or 0.0, t) for p, t in stamped if t in suspects)
-    episodes: list[list[int]] = []
-    prev = -float("inf")
-    for t, tid in times:
-        if t - prev > options.burst_gap_secs:
-            episodes.append([])
-        episodes[-1].append(tid)
-        prev = t
+    episodes = [[tid for _, tid in run] for run in split_episodes(times, lambda x: x[0], options.burst_gap_secs)]
     following: Counter[int] = Counter()
     openers: dict[int, Counter[int]] = {}
     for ep in episodes:

@@ -19,6 +19,9 @@ import time
 from pathlib import Path
 
 from agent import events
+from agent.durations import duration_arg
+from agent.episodes import EPISODE_GAP_SECS
+from agent.incidents import NEW_BEHAVIOUR_SECS
 from agent.onnx_session import RuntimeOptions
 from agent.parsing import ParserConfig
 from agent.parsing.clock import year_is_known
@@ -52,6 +55,13 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dynamic-thresholds", action="store_true",
                    help="raise or lower thresholds by hour of day, as learned from the training logs "
                         "(default: off, one threshold all day)")
+    p.add_argument("--episode-gap", type=duration_arg, default=EPISODE_GAP_SECS, metavar="DURATION",
+                   help="one incident per episode of trouble: never-seen lines on one stream, or anomalies "
+                        "on one entity or component, with no quiet gap longer than this between them "
+                        "(90s, 30m, 1h, ...; default: 1h)")
+    p.add_argument("--new-behaviour", type=duration_arg, default=NEW_BEHAVIOUR_SECS, metavar="DURATION",
+                   help="a never-seen template (or a variant of it) that comes back within this long is an "
+                        "update of the incident that first reported it, not a new incident (default: 365d)")
 
 
 def pipeline_config(args: argparse.Namespace, **extra: object) -> PipelineConfig:
@@ -75,6 +85,8 @@ def pipeline_config(args: argparse.Namespace, **extra: object) -> PipelineConfig
         runtime=RuntimeOptions(intra_op_threads=max(1, args.threads), device=args.device),
         models=models,
         dynamic_thresholds=args.dynamic_thresholds,
+        episode_gap_secs=args.episode_gap,
+        new_behaviour_secs=args.new_behaviour,
         **extra,  # type: ignore[arg-type]
     )
 

@@ -46,6 +46,8 @@ def config_text(args: argparse.Namespace) -> str:
         f"device = {q(args.device)}",
         f"intra_op_threads = {max(1, args.threads)}",
         f"dynamic_thresholds = {'true' if args.dynamic_thresholds else 'false'}",
+        f"episode_gap_secs = {args.episode_gap!r}",
+        f"new_behaviour_days = {args.new_behaviour / 86400.0!r}",
         "[agent]",
         'metrics_listen = ""',
         'log_format = "auto"',

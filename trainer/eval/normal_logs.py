@@ -31,7 +31,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from agent.durations import duration_arg
+from agent.episodes import EPISODE_GAP_SECS
 from agent.errors import InputError
+from agent.incidents import NEW_BEHAVIOUR_SECS
 from agent.reader import iter_records
 from agent.types import Anomaly, Incident, Record, Sensitivity, Verdict
 
@@ -107,6 +110,8 @@ class RunOptions:
     live: bool = True
     ablate: tuple[str, ...] = ()  # also scan with each of these models left out of serving (same bundle)
     reuse: bool = False  # a bundle already in the work folder is scanned, not trained again
+    episode_gap_secs: float = EPISODE_GAP_SECS  # the incidents' episode gap (`agent/episodes.py`)
+    new_behaviour_secs: float = NEW_BEHAVIOUR_SECS  # how long a new template stays its first incident's
 
 
 def event_ids(system_dir: Path, system: str) -> list[str]:
@@ -161,7 +166,9 @@ def run_pass(bundle: Path, records: Sequence[Record], options: RunOptions, rate:
     from agent.replay import replay
     from agent.types import LineResult
 
-    pipe = Pipeline.from_bundle(bundle, PipelineConfig(sensitivity=options.sensitivity, models=models))
+    pipe = Pipeline.from_bundle(bundle, PipelineConfig(sensitivity=options.sensitivity, models=models,
+                                                       episode_gap_secs=options.episode_gap_secs,
+                                                       new_behaviour_secs=options.new_behaviour_secs))
     seen = Seen()
 
     def observe(r: LineResult) -> None:
@@ -294,6 +301,10 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--keep", metavar="DIR", help="keep the bundles here (default: a temporary directory)")
     p.add_argument("--reuse", action="store_true",
                    help="scan a bundle already in --keep instead of training it again (default: train)")
+    p.add_argument("--episode-gap", type=duration_arg, default=EPISODE_GAP_SECS, metavar="DURATION",
+                   help="scan with this incident episode gap, as `scan --episode-gap` (default: 1h)")
+    p.add_argument("--new-behaviour", type=duration_arg, default=NEW_BEHAVIOUR_SECS, metavar="DURATION",
+                   help="scan with this new-behaviour period, as `scan --new-behaviour` (default: 365d)")
     p.add_argument("--ablate", default="", metavar="LIST",
                    help="also scan each system without each of these models (same bundle) and report the "
                         "difference in the JSON rows' `ablation` (default: none)")
@@ -314,6 +325,8 @@ def run(args: argparse.Namespace) -> int:
         live=not args.no_live,
         ablate=tuple(m.strip() for m in args.ablate.split(",") if m.strip()),
         reuse=args.reuse,
+        episode_gap_secs=args.episode_gap,
+        new_behaviour_secs=args.new_behaviour,
     )
     if args.reuse and not args.keep:
         raise InputError("--reuse needs --keep DIR (where the bundles are)")
