@@ -104,7 +104,7 @@ class IncidentConfig:
     # A never-seen template whose content words overlap a remembered new template's this much
     # (Jaccard) is a variant of it (the miner split one message on a varying word: "ciod: LOGIN
     # chdir(pwd) failed" and "ciod: LOGIN chdir(<*>) failed"): the same new behaviour.
-    variant_word_overlap: float = 0.6
+    variant_word_overlap: float = 0.5
 
 
 _WORD = re.compile(r"[A-Za-z][A-Za-z_]{2,}")

@@ -85,8 +85,8 @@ def test_no_burst_without_a_history_long_enough_to_say_what_a_window_holds(
 def test_a_new_template_out_of_time_order_stays_one_incident(data_dir: Path, tmp_path: Path) -> None:
     """HPC_2k's lines are not in time order (2003-2006 interleaved). "Linkerror event interval
     expired", never in training, recurs 291 times: it opened 202 incidents when only a later
-    line could rejoin its incident; now it is in at most 2 (the month-long new-behaviour period
-    splits lines years apart). Every novel-event line is still flagged."""
+    line could rejoin its incident; now it is in at most 2 (one with the year-long new-behaviour
+    period). Every novel-event line is still flagged."""
     train_part, scan_part, events = _halves(data_dir, "HPC")
     out = tmp_path / "m"
     train(train_part, TrainOptions(output=out, models=MODELS, progress=False))
