@@ -124,6 +124,11 @@ _MAX_INCIDENT_WORDS = 512
 _MAX_VALUE_CHARS = 128
 
 
+# A content word shared by more remembered new templates than this is too common to find a
+# variant by (the lookup stays bounded: at most 64 words × this many candidates per new line).
+_MAX_VARIANT_BUCKET = 64
+_NO_IDS: frozenset[int] = frozenset()
+
 _MASK = re.compile(r"<[A-Z_*]*>")
 # Explanation kinds that alone make an incident worth more than LOW: weak ones (an unusual
 # order, hour or value) accompany real problems but also decorate the model's false alarms.
@@ -519,7 +524,9 @@ class IncidentGrouper:
         best_overlap = self.config.variant_word_overlap
         candidates: set[int] = set()
         for word in words:
-            candidates |= self._new_by_word.get(word, set())
+            bucket = self._new_by_word.get(word, _NO_IDS)
+            if len(bucket) <= _MAX_VARIANT_BUCKET:  # a word in many new templates ("error") finds nothing
+                candidates |= bucket
         for tid in sorted(candidates, key=self._remembered_order):
             other = self._new_words[tid]
             overlap = len(words & other) / len(words | other)
