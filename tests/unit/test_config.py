@@ -185,3 +185,16 @@ def _block_of_type(text: str, kind: str, type_name: str) -> str:
         if block.startswith(f"[{kind}.") and re.search(rf'^type = "{type_name}"', block, flags=re.M):
             return block
     raise AssertionError(f"no {kind} block of type {type_name}")
+
+
+def test_incident_grouping_options_reach_the_pipeline(tmp_path: Path) -> None:
+    """`[pipeline]` episode_gap_secs, incident_gap_secs and new_behaviour_days become the incident
+    grouper's settings; zero or less is named as a problem."""
+    text = MINIMAL + "[pipeline]\nepisode_gap_secs = 1800\nincident_gap_secs = 120\nnew_behaviour_days = 30\n"
+    config, problems = parse(text, tmp_path)
+    assert problems == [] and config is not None
+    pipeline = config.pipeline_config()  # type: ignore[attr-defined]
+    assert (pipeline.episode_gap_secs, pipeline.incident_gap_secs, pipeline.new_behaviour_secs) == (
+        1800.0, 120.0, 30 * 86400.0)
+    _, problems = parse(MINIMAL + "[pipeline]\nepisode_gap_secs = 0\n", tmp_path)
+    assert any("episode_gap_secs" in p for p in problems)
