@@ -14,6 +14,8 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from agent.episodes import EPISODE_GAP_SECS
+from agent.incidents import NEW_BEHAVIOUR_SECS
 from agent.wording import plural
 
 DEFAULT_EPOCHS = 1
@@ -82,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
     scan_args = argparse.Namespace(
         model=str(bundle), sensitivity="medium", log_format=None, entity=None, models=None, device="cpu",
         threads=args.threads, input=[str(incident_day)], format="text", report=str(report), color="auto",
-        dynamic_thresholds=False,
+        dynamic_thresholds=False, episode_gap=EPISODE_GAP_SECS, new_behaviour=NEW_BEHAVIOUR_SECS,
     )
     scan.run(scan_args)
     out.write("\nInjected (ground truth):\n")
