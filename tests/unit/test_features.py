@@ -115,3 +115,21 @@ def test_state_is_bounded(data_dir: Path) -> None:
     ended = fitted.end_idle(lines[-1].time + 11.0)
     assert ended and not fitted.entities
     assert all(len(s.tokens) >= 1 for s in ended)
+
+
+def test_an_unusual_combination_never_names_a_feature_constant_in_training(data_dir: Path) -> None:
+    """HDFS_2k's 2,000 seconds leave hour of day and day of week at 0 in every training row: an
+    Isolation Forest alert with every feature in range names the window features, not them."""
+    from agent.explain_models import ModelExplainer
+    from agent.types import DetectorScore, LineContext
+    from trainer.profile import feature_ranges
+
+    lines = _lines(data_dir)
+    fitted, rows = FeatureExtractor.fit(lines)
+    explainer = ModelExplainer({"feature_ranges": feature_ranges(rows)}, lambda t: f"T{t}", lambda token: token,
+                               {"isolation_forest": "isolation_forest"})
+    row, _ = fitted.update(lines[100])
+    score = DetectorScore("isolation_forest", 0.2, 0.1, True)
+    (said,) = explainer.explain(LineContext(lines[100], np.array(row, dtype=np.float32), (), ()), [score])
+    assert "unusual combination" in said.text
+    assert "hour of day" not in said.text and "day of week" not in said.text
