@@ -30,9 +30,8 @@ import re
 from agent.templates import ChangeType, TemplateMatch, TemplateMiner
 from agent.token_types import values_of
 
-MAX_SHAPES = 8_192  # shapes kept (the cache is emptied when full)
-MAX_ZERO_FLAGS = 64  # entries per shape by its `zero_places` flags (emptied when full)
-MAX_SHAPE_CHARS = 1_024  # longer messages are matched by the miner directly
+MAX_SHAPES = 4_096  # entries kept across all shapes (all emptied when full): ≤ ≈ 12 MiB
+MAX_SHAPE_CHARS = 512  # longer messages are matched by the miner directly
 
 _STR_AS_ZERO = str.maketrans("0123456789", "0000000000")
 _AS_ZERO = bytes.maketrans(b"0123456789", b"0000000000")
@@ -89,6 +88,7 @@ class ShapeMatcher:
         self._split = miner.config.extra_delimiters == ()
         # shape -> (zero places, zero flags there -> the entry, None for a virtual form)
         self._shapes: dict[bytes, tuple[tuple[int, ...], dict[tuple[bool, ...], _Entry | None]]] = {}
+        self._entries = 0  # entries across all shapes (bounded by MAX_SHAPES)
         self.hits = 0
         self.misses = 0
 
@@ -140,15 +140,16 @@ class ShapeMatcher:
         self.misses += 1
         found, form = self.miner.match_form(message)
         shapes = self._shapes
+        if self._entries >= MAX_SHAPES:
+            shapes.clear()
+            self._entries = 0
+            zeros = None
         if zeros is None:
-            if len(shapes) >= MAX_SHAPES:
-                shapes.clear()
             places = zero_places(message.translate(_STR_AS_ZERO))
             shapes[key] = (places, {})
             zeros = tuple([message[p] == "0" for p in places])
         by_zeros = shapes[key][1]
-        if len(by_zeros) >= MAX_ZERO_FLAGS:
-            by_zeros.clear()
+        self._entries += 1
         if form.virtual:
             by_zeros[zeros] = None
             return _parts(found)

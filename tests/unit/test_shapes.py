@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from agent import shapes as shapes_module
 from agent.shapes import ShapeMatcher, shape_key, zero_places
 from agent.templates import MinerConfig, TemplateMiner, learn_templates
 
@@ -98,3 +99,15 @@ def test_messages_without_digits(message: str) -> None:
     """Empty, blank and digit-free messages: one shape each, answered as the miner does."""
     miner = learn_templates(["no digits at all", "some digits 12"])
     _same(miner, [message, message])
+
+
+def test_entries_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Many shapes, and many zero flags of one shape: never more entries than the bound, and the
+    answers stay the miner's after the cache is emptied."""
+    monkeypatch.setattr(shapes_module, "MAX_SHAPES", 8)
+    miner = learn_templates(TRAINING)
+    messages = [f"load {'1' * n} done" for n in range(1, 20)]
+    messages += [f"k {a}1234567 {b}1234567 {c}1234567" for a in "01" for b in "01" for c in "01"]
+    long = ["load " + "1" * 600 + " done"]  # over MAX_SHAPE_CHARS: the miner answers it
+    shapes = _same(miner, messages + long + messages + long)
+    assert 0 < shapes._entries <= 8
