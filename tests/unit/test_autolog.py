@@ -158,5 +158,6 @@ def test_an_alert_names_the_entry_rebuilt_worst(bundle: Any, labelled: tuple[lis
                 details = dict(score.details)
                 assert details["worst_entry"] in ("template_token", "level", "input")
                 said += [e.text for e in explainer.explain(ctx, [score])]
-    assert said and all(t.startswith("WINDOW PROFILE: autolog could not rebuild") for t in said)
+    # The first line (what an event body quotes) says what it rebuilt worst.
+    assert said and all(t.startswith("WINDOW PROFILE: autolog rebuilt worst ") for t in said)
     assert any("Rebuilt worst: the count of" in t or "Rebuilt worst: deeplog's score" in t for t in said), said[:3]
