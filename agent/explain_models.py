@@ -26,7 +26,7 @@ and the set rule that these templates never made up a training session together.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 from agent.features import FEATURE_NAMES
@@ -121,6 +121,12 @@ class ModelExplainer:
         """The model type of a detector (its name when the bundle does not say)."""
         return self._types.get(detector, detector)
 
+    def _fired(self, scores: Sequence[DetectorScore]) -> Iterator[tuple[DetectorScore, dict[str, object], str]]:
+        """The fired scores with their details and model type: what every explanation reads."""
+        for score in scores:
+            if score.fired:
+                yield score, dict(score.details), self.kind_of(score.detector)
+
     # ---- naming what a model saw
 
     def _token_label(self, token: int) -> str:
@@ -139,11 +145,7 @@ class ModelExplainer:
     def explain_session(self, tokens: Sequence[int], scores: Sequence[DetectorScore]) -> list[Explanation]:
         """One explanation per fired detector of a session verdict, in the terms of its lines."""
         out: list[Explanation] = []
-        for score in scores:
-            if not score.fired:
-                continue
-            details = dict(score.details)
-            kind = self.kind_of(score.detector)
+        for score, details, kind in self._fired(scores):
             if kind in NEXT_TEMPLATE_TYPES:  # LogAnomaly is judged by DeepLog's rules
                 out.append(self._deeplog_session(tokens, score, details))
             elif kind == "lstm_ae":
@@ -273,11 +275,7 @@ class ModelExplainer:
         """One explanation per fired model, read by its type (a next-template model's is the
         line explainer's SEQUENCE fact, `deeplog_line`); a model of no known type says its score."""
         out: list[Explanation] = []
-        for score in scores:
-            if not score.fired:
-                continue
-            details = dict(score.details)
-            kind = self.kind_of(score.detector)
+        for score, details, kind in self._fired(scores):
             found: Explanation | None = None
             if kind == "lstm_ae":
                 found = self._lstm_ae(ctx, score, details)

@@ -152,6 +152,13 @@ class SyncClient:
             self.thread.join(5.0)
 
 
+def _shut_both(*sockets: socket.socket) -> None:
+    """End both directions of a proxied connection, whichever side closed first."""
+    for sock in sockets:
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
+
+
 class AckCutProxy:
     """A TCP proxy in front of the NATS server that can lose a client's JetStream acks.
 
@@ -189,9 +196,7 @@ class AckCutProxy:
         except OSError:
             pass
         finally:
-            for s in (src, dst):
-                with contextlib.suppress(OSError):
-                    s.shutdown(socket.SHUT_RDWR)
+            _shut_both(src, dst)
 
     def _client_to_server(self, src: socket.socket, dst: socket.socket) -> None:
         """Forward protocol operations one by one (`PUB subject [reply] size`, `HPUB subject
@@ -217,9 +222,7 @@ class AckCutProxy:
         except OSError:
             pass
         finally:
-            for s in (src, dst):
-                with contextlib.suppress(OSError):
-                    s.shutdown(socket.SHUT_RDWR)
+            _shut_both(src, dst)
 
     def close(self) -> None:
         """Stop accepting (open connections end when their ends close)."""

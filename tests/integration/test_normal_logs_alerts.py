@@ -5,45 +5,27 @@ own terms."""
 
 from __future__ import annotations
 
-import csv
 import re
 from collections import Counter
 from pathlib import Path
 
 import pytest
+from loghub_halves import assert_incident_counts_agree, final_incidents, halves, scan_records
 
-from agent.pipeline import Pipeline, PipelineConfig
+from agent.pipeline import Pipeline
 from agent.reader import iter_records
-from agent.types import Anomaly, Incident, Output, Record, SessionVerdict
+from agent.types import Anomaly, Output, Record, SessionVerdict
 from trainer.train import TrainOptions, train
-
-
-def _halves(data_dir: Path, system: str) -> tuple[list[Record], list[Record], list[str]]:
-    folder = data_dir / "loghub_2k" / system
-    records = list(iter_records(folder / f"{system}_2k.log"))
-    with (folder / f"{system}_2k.log_structured_corrected.csv").open(newline="") as fh:
-        events = [row["EventId"] for row in csv.DictReader(fh)]
-    half = len(records) // 2
-    return records[:half], records[half:], events
-
-
-def _scan(bundle: Path, records: list[Record]) -> tuple[Pipeline, list[Output]]:
-    pipe = Pipeline.from_bundle(bundle, PipelineConfig())
-    return pipe, pipe.process(records, 0.0) + pipe.close(0.0)
 
 
 @pytest.fixture(scope="module")
 def linux(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Pipeline, list[Output], list[str]]:
     """Linux_2k: trained on the first half (Isolation Forest and the set rule), the second scanned."""
-    train_part, scan_part, events = _halves(data_dir, "Linux")
+    train_part, scan_part, events = halves(data_dir, "Linux")
     out = tmp_path_factory.mktemp("linux") / "m"
     train(train_part, TrainOptions(output=out, models=("isolation_forest", "novel_set"), progress=False))
-    pipe, outputs = _scan(out, scan_part)
+    pipe, outputs = scan_records(out, scan_part)
     return pipe, outputs, events
-
-
-def _final(outputs: list[Output]) -> dict[str, Incident]:
-    return {o.incident_id: o for o in outputs if isinstance(o, Incident)}
 
 
 def test_counts_agree_in_every_view(linux: tuple[Pipeline, list[Output], list[str]]) -> None:
@@ -53,14 +35,9 @@ def test_counts_agree_in_every_view(linux: tuple[Pipeline, list[Output], list[st
     from agent.render import render_summary
 
     pipe, outputs, _ = linux
-    incidents = _final(outputs)
+    assert_incident_counts_agree(pipe, outputs)
+    incidents = final_incidents(outputs)
     anomalies = [o for o in outputs if isinstance(o, Anomaly)]
-    per_incident = Counter(a.incident_id for a in anomalies if a.incident_id is not None)
-    assert set(per_incident) == set(incidents)
-    for iid, inc in incidents.items():
-        assert per_incident[iid] + inc.repeats_not_emitted == inc.anomaly_count
-    isolated = sum(a.incident_id is None for a in anomalies)
-    assert pipe.anomalies == sum(i.anomaly_count for i in incidents.values()) + isolated
     text = render_summary(pipe.lines, anomalies, list(incidents.values()), False, anomalous_lines=pipe.anomalies)
     assert text.splitlines()[1].startswith(f"Found {pipe.anomalies:,} anomalous lines in {len(incidents)} ")
 
@@ -72,7 +49,7 @@ def test_a_reboot_and_a_recurring_new_template_are_one_incident_each(
     is one incident, and "notify question section contains no SOA", recurring over hours, stays
     in one incident instead of opening one each time."""
     _, outputs, _ = linux
-    incidents = _final(outputs)
+    incidents = final_incidents(outputs)
     boot = [a for a in outputs if isinstance(a, Anomaly) and a.line.line.raw.startswith("Jul 27 14:4")
             and a.line.is_new]
     assert len(boot) >= 30
@@ -99,7 +76,7 @@ def test_sessions_are_judged_only_when_they_are_sessions(data_dir: Path, tmp_pat
     novel = [Record(lines[0].replace(block.group(1), "222222222222"), "t"),
              Record(lines[0].split(" INFO ")[0] + " WARN dfs.DataNode: Exception in receiveBlock for "
                     "blk_222222222222 reset", "t")]
-    _, outputs = _scan(bundle, fragment + novel)
+    _, outputs = scan_records(bundle, fragment + novel)
     judged = {o.entity for o in outputs if isinstance(o, SessionVerdict)}
     assert "blk_222222222222" in judged and "blk_111111111111" not in judged
     # The verdict says what was seen, in the session's terms, and its body quotes it (no score).
@@ -128,10 +105,10 @@ def test_model_alerts_name_what_the_model_saw(data_dir: Path, tmp_path: Path) ->
 
     torch = importlib.util.find_spec("torch") is not None
     models = ("isolation_forest", "lstm_ae", "deeplog", "logbert") if torch else ("isolation_forest",)
-    train_part, scan_part, _ = _halves(data_dir, "Zookeeper")
+    train_part, scan_part, _ = halves(data_dir, "Zookeeper")
     out = tmp_path / "m"
     train(train_part, TrainOptions(output=out, models=models, progress=False, epochs=1, max_train_seconds=3))
-    _, outputs = _scan(out, scan_part)
+    _, outputs = scan_records(out, scan_part)
     checked = Counter[str]()
     for a in (o for o in outputs if isinstance(o, Anomaly)):
         fired = {s.detector for s in a.scores if s.fired}
