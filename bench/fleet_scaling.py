@@ -3,8 +3,9 @@ JetStream ingest with 1 and 2 agents, each pair on the same input in the same ru
 
     .venv/bin/python bench/fleet_scaling.py [--copies 8] [--messages 2000] [--skip-nats] [--json]
 
-1. Data half (`trainer/distributed.py`: read, parse, mine per block + merge, match, the entity
-   shuffle to per-entity sequences; then, timed apart, every line brought to the driver), on
+1. Data half (`trainer/distributed.py`: read, parse and cut by entity owner per block; merge,
+   mine and match each distinct key in the driver; the owners' per-entity sequences; then, timed
+   apart, every line brought to the driver), on
    `--copies` copies of Loghub BGL_16k (one file per simulated host, in a temp dir), with a
    local Dask cluster of 1 worker and then of 2 (one thread each); the cluster is started
    before the clock and the best of `--repeats` runs counts. The single-process data half
@@ -77,7 +78,7 @@ def _cpu_secs() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-PHASES = ("read_parse_keys", "merge_mine", "match_shuffle")
+PHASES = ("read_parse_cut", "merge_mine_match", "shuffle")
 
 
 def _warm() -> None:

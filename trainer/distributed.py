@@ -2,16 +2,19 @@
 per-entity sequences spread over the workers of a Dask cluster (`logdetect train --dask local:N | ADDRESS`).
 
     files (fsspec: local paths, s3://…, gs://… when their fsspec package is installed)
-      ─► blocks of whole lines ─► each block's task: read, stitch + parse, and reduce to columns
-         (`BlockKeys`: each line's masked key, entity and level; the first line of every key);
-         the parsed lines stay on the worker only when the driver will ask for them (lines=True)
+      ─► blocks of whole lines, equal in size within a file ─► each block's task (one round):
+         read, stitch + parse, and reduce to columns: its `BlockKeys` (the first line of every
+         masked key, the line count) for the driver, and its lines cut by owner =
+         crc32(entity) % partitions into `KeyPiece`s (line, masked-key code, level, entity) that
+         stay on the worker; the parsed lines stay there too only when the driver will ask for
+         them (lines=True)
       ─► driver: the split point (held-back part = the last val_fraction of the lines, as in one
          process); the keys of all blocks merged (the earliest occurrence wins: the same result
          whatever the partitioning and whatever order the blocks finish in), and one miner mined
-         on the first occurrences that are training lines, in line order, then consolidated
-      ─► each block's task: one line per key matched against the merged, frozen miner, every
-         line's template id by its key, the lines cut by owner = crc32(entity) % partitions
-      ─► each partition's owner: its entities' lines sorted into per-entity sequences
+         on the first occurrences that are training lines, in line order, then consolidated;
+         each distinct key matched once against it ─► each block's key → template id table
+      ─► each partition's owner (second round): its pieces of every block, key codes turned into
+         template ids by their block's table, sorted into per-entity sequences
          (trainer/entity_shuffle.py) ─► driver: the partitions' arrays concatenated
       ─► (lines=True) every parsed line and its match, in line order, for the rest of `train`
 
@@ -26,7 +29,9 @@ block; a stack trace cut by a block boundary becomes two records (blocks are `bl
 The driver's own work up to the sequences grows with blocks × keys, templates and entities, not
 lines. `train` then still reads every parsed line (history check, features, profile,
 calibration) and fits the models in the driver process, as in a single-process run (see
-ARCHITECTURE.md, "Beyond one machine", for where that limits a fleet's history).
+ARCHITECTURE.md, "Beyond one machine", for where that limits a fleet's history). Nothing
+but numpy columns and the small per-block key tables crosses between the processes: no miner
+is shipped to the workers (unless lines=True, where they match every line with its params).
 """
 
 from __future__ import annotations
@@ -47,7 +52,7 @@ from agent.parsing import LineParser, ParserConfig
 from agent.reader import decode_line
 from agent.templates import MinerConfig, TemplateMiner, learn_templates
 from agent.types import Level, ParsedLine, Record
-from trainer.entity_shuffle import EntitySequences, Piece, entity_columns, split_block
+from trainer.entity_shuffle import EntitySequences, KeyPiece, cut_block, entity_columns
 
 DEFAULT_BLOCKSIZE = 64 * 1024 * 1024
 SAMPLE_LINES = 200  # what format detection reads (as agent.parsing.records.parse_records)
@@ -140,23 +145,27 @@ FirstKeys = dict[str, tuple[int, str]]  # masked key -> (line index, message) of
 
 @dataclass(frozen=True)
 class BlockKeys:
-    """What a block's worker hands on after parsing, in columns: its line count, the first (index
-    in the block, message) of every masked key in it (over all its lines: a key whose first line
-    is held back has no training line at all), each line's key as an index into `first`
-    (insertion order), each line's entity (an index into `entities`) and level, and the digest
-    of its raw lines. All that matching and the entity shuffle need, without the lines."""
+    """What the driver needs of a parsed block: its line count, the first (index in the block,
+    message) of every masked key in it (over all its lines: a key whose first line is held back
+    has no training line at all; insertion order = the key codes of the block's `KeyPiece`s),
+    and the digest of its raw lines. Small: grows with the block's distinct keys, not its lines."""
 
     count: int
     first: FirstKeys
-    codes: np.ndarray  # int32, per line
-    entities: tuple[str, ...]
-    entity_codes: np.ndarray  # int32, per line
-    levels: np.ndarray  # int8, per line
     digest: bytes = b""
 
 
-def _first_keys(parsed: list[ParsedLine], config: MinerConfig, data: bytes | None = None) -> BlockKeys:
-    """A block's `BlockKeys` (`data`: its raw bytes, for the digest)."""
+@dataclass(frozen=True)
+class CutBlock:
+    """A parsed block reduced to columns on its worker: its `BlockKeys` (gathered by the driver)
+    and its lines cut by entity owner (`KeyPiece`s, which go only to their owners)."""
+
+    keys: BlockKeys
+    pieces: tuple[KeyPiece, ...]
+
+
+def _cut(parsed: list[ParsedLine], config: MinerConfig, parts: int, data: bytes | None = None) -> CutBlock:
+    """A block's `CutBlock` for `parts` owners (`data`: its raw bytes, for the digest)."""
     miner = TemplateMiner(config)
     out: FirstKeys = {}
     index: dict[str, int] = {}
@@ -169,11 +178,8 @@ def _first_keys(parsed: list[ParsedLine], config: MinerConfig, data: bytes | Non
             out[key] = (i, p.message)
         codes[i] = code
     entities, entity_codes, levels = entity_columns(parsed)
-    return BlockKeys(len(parsed), out, codes, entities, entity_codes, levels,
-                     b"" if data is None else _digest(data))
-
-
-ParsedBlock = tuple[list[ParsedLine], BlockKeys]
+    keys = BlockKeys(len(parsed), out, b"" if data is None else _digest(data))
+    return CutBlock(keys, cut_block(entities, entity_codes, levels, codes, parts))
 
 
 @dataclass(frozen=True)
@@ -202,7 +208,9 @@ class Block:
 
 def list_blocks(paths: Sequence[str], blocksize: int) -> tuple[list[Block], bytes]:
     """The blocks of every input file (fsspec: local paths, s3://…) and the first 256 KiB of
-    whole lines of the first file (what format detection samples)."""
+    whole lines of the first file (what format detection samples). A file is cut into the fewest
+    blocks of at most `blocksize` bytes, all of the same size (as dask.bytes.read_bytes does):
+    equal tasks keep the workers equally busy up to the merge."""
     from fsspec.core import get_fs_token_paths
     from fsspec.utils import read_block
 
@@ -212,32 +220,40 @@ def list_blocks(paths: Sequence[str], blocksize: int) -> tuple[list[Block], byte
     blocks = []
     for path in expanded:
         size = int(fs.info(path)["size"])
-        blocks += [Block(fs, path, offset, blocksize) for offset in range(0, max(size, 1), blocksize)]
+        n = max(1, -(-size // blocksize))
+        cuts = [size * i // n for i in range(n + 1)]
+        blocks += [Block(fs, path, cuts[i], max(cuts[i + 1] - cuts[i], 1)) for i in range(n)]
     with fs.open(expanded[0], "rb") as f:
         sample = bytes(read_block(f, 0, 256 * 1024, b"\n"))
     return blocks, sample
 
 
-def _parse_block(block: Block, parser: ParserConfig, sample: list[str], config: MinerConfig) -> ParsedBlock:
-    """One block read and parsed (kept on its worker for `_packed`) with its `BlockKeys`."""
+# A block's task result: its columns, and its parsed lines (kept on the worker only when the
+# driver will ask for them, `prepare(lines=True)`; else empty).
+ParsedBlock = tuple[CutBlock, list[ParsedLine]]
+
+
+def _parse_block(
+    block: Block, parser: ParserConfig, sample: list[str], config: MinerConfig, parts: int, keep: bool,
+) -> ParsedBlock:
+    """One block read, parsed and cut by entity owner (`keep`: also keep the parsed lines)."""
     data = block.read()
     parsed = _parse(data, block.source, parser, sample)
-    return parsed, _first_keys(parsed, config, data)
-
-
-def _parse_keys(block: Block, parser: ParserConfig, sample: list[str], config: MinerConfig) -> BlockKeys:
-    """One block read and parsed, reduced to its `BlockKeys` (the lines are dropped)."""
-    return _parse_block(block, parser, sample, config)[1]
+    return _cut(parsed, config, parts, data), parsed if keep else []
 
 
 def _keys_of(block: ParsedBlock) -> BlockKeys:
-    return block[1]
+    return block[0].keys
 
 
-def merge_first_keys(parts: Sequence[BlockKeys], n_train: int) -> list[str]:
-    """The training messages of all blocks' keys (`parts` in file order, as the driver lists the
-    blocks whatever order they finished in), each key's earliest occurrence, in line order. The
-    result does not depend on where the blocks were cut: the earliest line of a key is the same."""
+def _piece_of(block: ParsedBlock, k: int) -> KeyPiece:
+    return block[0].pieces[k]
+
+
+def earliest_keys(parts: Sequence[BlockKeys]) -> FirstKeys:
+    """Every masked key's earliest (line index, message) over all blocks (`parts` in file order,
+    as the driver lists the blocks whatever order they finished in). It does not depend on where
+    the blocks were cut: the earliest line of a key is the same."""
     merged: FirstKeys = {}
     start = 0
     for part in parts:
@@ -246,7 +262,27 @@ def merge_first_keys(parts: Sequence[BlockKeys], n_train: int) -> list[str]:
             if seen is None or start + i < seen[0]:
                 merged[key] = (start + i, message)
         start += part.count
-    return [message for index, message in sorted(merged.values()) if index < n_train]
+    return merged
+
+
+def merge_first_keys(parts: Sequence[BlockKeys], n_train: int) -> list[str]:
+    """The training messages of all blocks' keys, each key's earliest occurrence, in line order:
+    what the merged miner mines (`earliest_keys`)."""
+    return [message for index, message in sorted(earliest_keys(parts).values()) if index < n_train]
+
+
+def key_templates(parts: Sequence[BlockKeys], earliest: FirstKeys, miner: TemplateMiner) -> list[np.ndarray]:
+    """Each block's key → template id table (-1: no template) against the merged, frozen miner
+    (`earliest`: `earliest_keys(parts)`). Lines with one masked key match alike (the miner's memo
+    is keyed by it), so each distinct key is matched once, on its earliest message, in line
+    order, as one process matching every line in order meets it first: O(distinct keys) in the
+    driver, nothing per line."""
+    found: dict[str, int] = {}
+    for key, (_, message) in sorted(earliest.items(), key=lambda item: item[1][0]):
+        m = miner.match(message)
+        found[key] = -1 if m is None else m.template_id
+    return [np.fromiter((found[key] for key in part.first), dtype=np.int64, count=len(part.first))
+            for part in parts]
 
 
 Packed = tuple[Any, ...]  # a ParsedLine's fields as a plain tuple: pickles ~2.5x faster
@@ -261,31 +297,15 @@ def _unpack(t: Packed) -> ParsedLine:
     return ParsedLine(t[0], t[1], t[2], _LEVELS[t[3]], t[4], t[5], t[6], t[7], t[8])
 
 
-Matched = tuple[list[Piece], list[Match]]
-
-
-def _match(keys: BlockKeys, state: dict[str, Any], start: int, parts: int) -> list[Piece]:
-    """A block's lines matched against the merged miner (frozen: match never learns) and cut
-    into one piece per entity partition for the shuffle. Lines with the same masked key match
-    alike (the miner's memo is keyed by it), so one line per key is matched: O(keys), not lines,
-    and from the block's columns alone (the parsed lines never travel between workers)."""
-    miner = TemplateMiner.from_state(state)
-    by_key = np.empty(len(keys.first), dtype=np.int64)
-    for code, (_, message) in enumerate(keys.first.values()):
-        m = miner.match(message)
-        by_key[code] = -1 if m is None else m.template_id
-    ids = by_key[keys.codes] if len(keys.codes) else np.empty(0, dtype=np.int64)
-    return split_block(keys.entities, keys.entity_codes, keys.levels, ids, start, parts)
-
-
-def _assemble(k: int, *matched: list[Piece]) -> EntitySequences:
-    """Partition k's owner: its pieces of every block, grouped by entity, in line order."""
-    return EntitySequences.assemble([pieces[k] for pieces in matched])
+def _own(k: int, templates: list[np.ndarray], starts: list[int], *pieces: KeyPiece) -> EntitySequences:
+    """Partition k's owner: its pieces of every block (`pieces`, in block order) matched by their
+    block's key → template table, grouped by entity, in line order."""
+    return EntitySequences.assemble([p.matched(t, s) for p, t, s in zip(pieces, templates, starts, strict=True)])
 
 
 def _packed(block: ParsedBlock, state: dict[str, Any]) -> tuple[list[Packed], list[Match]]:
     """A block's lines packed for the trip to the driver, with their matches (params included)."""
-    parsed = block[0]
+    parsed = block[1]
     miner = TemplateMiner.from_state(state)
     out: list[Match] = []
     for p in parsed:
@@ -332,35 +352,31 @@ def prepare(
         raise UserError(f"--input: cannot read {', '.join(paths)}: {exc}") from None
     sample = [line for line in _lines(sample_bytes)[:SAMPLE_LINES] if line.strip()]
     fmt = LineParser(parser, sample).format
-    if lines:  # the parsed lines stay on their workers until the driver asks for them
-        parsed_futures = [client.submit(_parse_block, block, parser, sample, miner_config, pure=False)
-                          for block in blocks]
-        key_futures = [client.submit(_keys_of, pf, pure=False) for pf in parsed_futures]
-    else:  # only the columns are kept
-        parsed_futures = []
-        key_futures = [client.submit(_parse_keys, block, parser, sample, miner_config, pure=False)
-                       for block in blocks]
-    keys: list[BlockKeys] = client.gather(key_futures)
-    phase("read_parse_keys")
+    parts = max(1, len(client.scheduler_info().get("workers", {})))  # one entity partition per worker
+    block_futures = [client.submit(_parse_block, block, parser, sample, miner_config, parts, lines, pure=False)
+                     for block in blocks]
+    keys: list[BlockKeys] = client.gather([client.submit(_keys_of, f, pure=False) for f in block_futures])
+    phase("read_parse_cut")
     total = sum(k.count for k in keys)
     n_train = total - int(total * val_fraction)
-    miner = learn_templates(merge_first_keys(keys, n_train), miner_config)
-    phase("merge_mine")
-    state = client.scatter(miner.to_state(), broadcast=True)
-    parts = max(1, len(client.scheduler_info().get("workers", {})))
-    starts = np.cumsum([0] + [k.count for k in keys])
-    matched = [client.submit(_match, kf, state, int(start), parts, pure=False)
-               for kf, start in zip(key_futures, starts, strict=False)]
-    owners = [client.submit(_assemble, k, *matched, pure=False) for k in range(parts)]
+    earliest = earliest_keys(keys)
+    miner = learn_templates((m for i, m in sorted(earliest.values()) if i < n_train), miner_config)
+    templates = key_templates(keys, earliest, miner)
+    phase("merge_mine_match")
+    starts = [int(s) for s in np.cumsum([0] + [k.count for k in keys])[:-1]]
+    owners = [client.submit(_own, k, templates, starts, *(client.submit(_piece_of, f, k, pure=False)
+                                                          for f in block_futures), pure=False)
+              for k in range(parts)]
     sequences = EntitySequences.concat(client.gather(owners))
     h = hashlib.sha256()
     for k in keys:
         h.update(k.digest)
-    phase("match_shuffle")
+    phase("shuffle")
     parsed: list[ParsedLine] = []
     matches: list[Match] = []
     if lines:
-        packed_futures = [client.submit(_packed, pf, state, pure=False) for pf in parsed_futures]
+        state = client.scatter(miner.to_state(), broadcast=True)
+        packed_futures = [client.submit(_packed, f, state, pure=False) for f in block_futures]
         order = {f.key: i for i, f in enumerate(packed_futures)}
         results: list[tuple[list[ParsedLine], list[Match]]] = [([], [])] * len(packed_futures)
         for future, (packed, found) in as_completed(packed_futures, with_results=True):  # type: ignore[no-untyped-call]

@@ -1,9 +1,12 @@
 """Per-entity sequences built by a shuffle keyed by entity (the Dask data half, trainer/distributed.py).
 
-    each block's worker: every line matched ─► its lines split by owner = crc32(entity) % parts,
-        as columns (global line index, template id, level, entity code) — a `Piece` per owner
-    each owner (one task per partition): the pieces of all blocks for its entities ─► sorted by
-        (entity, line index) ─► `EntitySequences` (one contiguous run of lines per entity)
+    each block's worker, right after parsing (before any template is known): its lines cut by
+        owner = crc32(entity) % parts into columns (line index in the block, masked-key code,
+        level, entity code) — a `KeyPiece` per owner
+    driver: one template id per masked key (the merged miner) ─► each block's key → template table
+    each owner (one task per partition): the key pieces of all blocks for its entities, their key
+        codes turned into template ids by the block's table and their line indices made global
+        (`KeyPiece.matched` ─► `Piece`) ─► sorted by (entity, line index) ─► `EntitySequences`
     driver: the partitions' arrays concatenated (`EntitySequences.concat`); `select` then gives
         the sequences `trainer.train.sequences_by_entity` gives in one process: each entity's
         tokens and levels in line order, entities in the order of their first selected line
@@ -40,6 +43,42 @@ class Piece:
     levels: np.ndarray  # int8, per line
 
 
+@dataclass(frozen=True)
+class KeyPiece:
+    """One block's lines of one partition's entities before matching: as `Piece`, with each
+    line's masked-key code (an index into the block's keys) in place of its template id and its
+    index in the block in place of its index in the whole input."""
+
+    entities: tuple[str, ...]
+    codes: np.ndarray  # int32, per line: index into `entities`
+    lines: np.ndarray  # int32, per line: index in the block
+    keys: np.ndarray  # int32, per line: the block's masked-key code
+    levels: np.ndarray  # int8, per line
+
+    def matched(self, templates: np.ndarray, start: int) -> Piece:
+        """This piece with template ids (`templates[key code]`, the block's key → template table)
+        and global line indices (`start`: the block's first line's index in the whole input)."""
+        ids = templates[self.keys] if len(self.keys) else np.empty(0, dtype=np.int64)
+        return Piece(self.entities, self.codes, self.lines.astype(np.int64) + start, ids, self.levels)
+
+
+def cut_block(
+    entities: tuple[str, ...], codes: np.ndarray, levels: np.ndarray, keys: np.ndarray, parts: int,
+) -> tuple[KeyPiece, ...]:
+    """A parsed block's lines (as `entity_columns`, and each line's masked-key code) cut into one
+    `KeyPiece` per partition."""
+    owners = np.array([owner(e, parts) for e in entities], dtype=np.int32)
+    line_owner = owners[codes] if len(codes) else codes
+    lines = np.arange(len(codes), dtype=np.int32)
+    if parts == 1:
+        return (KeyPiece(entities, codes, lines, keys, levels),)
+    out = []
+    for k in range(parts):
+        mask = line_owner == k
+        out.append(KeyPiece(entities, codes[mask], lines[mask], keys[mask], levels[mask]))
+    return tuple(out)
+
+
 def entity_columns(parsed: Sequence[ParsedLine]) -> tuple[tuple[str, ...], np.ndarray, np.ndarray]:
     """A block's entities (first appearance order), each line's entity code and level."""
     codes = np.empty(len(parsed), dtype=np.int32)
@@ -52,22 +91,6 @@ def entity_columns(parsed: Sequence[ParsedLine]) -> tuple[tuple[str, ...], np.nd
         codes[i] = code
         levels[i] = int(p.level)
     return tuple(names), codes, levels
-
-
-def split_block(
-    entities: tuple[str, ...], codes: np.ndarray, levels: np.ndarray, template_ids: np.ndarray, start: int,
-    parts: int,
-) -> list[Piece]:
-    """A block's matched lines (as `entity_columns` and their template ids) cut into one `Piece`
-    per partition (`start`: the block's first line's index in the whole input)."""
-    owners = np.array([owner(e, parts) for e in entities], dtype=np.int32)
-    line_owner = owners[codes] if len(codes) else codes
-    lines = np.arange(start, start + len(codes), dtype=np.int64)
-    out = []
-    for k in range(parts):
-        mask = line_owner == k
-        out.append(Piece(entities, codes[mask], lines[mask], template_ids[mask], levels[mask]))
-    return out
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from agent.parsing import ParserConfig
 from agent.templates import MinerConfig, learn_templates
-from trainer.distributed import _first_keys, _lines, _parse, merge_first_keys
+from trainer.distributed import _cut, _lines, _parse, list_blocks, merge_first_keys
 
 
 def test_merge_is_the_same_for_any_blocks_and_mines_the_single_process_templates(data_dir: Path) -> None:
@@ -23,10 +23,21 @@ def test_merge_is_the_same_for_any_blocks_and_mines_the_single_process_templates
 
     def merged(size: int) -> list[str]:
         blocks = [b"".join(lines[i : i + size]) for i in range(0, len(lines), size)]
-        parts = [_first_keys(_parse(block, "BGL_4k.log", parser, sample), config) for block in blocks]
+        parts = [_cut(_parse(block, "BGL_4k.log", parser, sample), config, 2).keys for block in blocks]
         return merge_first_keys(parts, n_train)
 
     by_1000, by_333, whole = merged(1000), merged(333), merged(len(lines))
     assert by_1000 == by_333 == whole
     single = learn_templates(p.message for p in _parse(data, "BGL_4k.log", parser, sample)[:n_train])
     assert learn_templates(whole, config).templates() == single.templates()
+
+
+def test_blocks_are_equal_and_hold_every_line_once(data_dir: Path) -> None:
+    """A file is cut into the fewest blocks of at most `blocksize` bytes, all of one size (equal
+    tasks for the workers), and the blocks' whole lines are the file's lines, each once."""
+    path = data_dir / "bgl" / "BGL_4k.log"
+    size = path.stat().st_size
+    blocks, _ = list_blocks([str(path)], size // 3 - 1000)  # 3 blocks and a bit: 4 equal ones
+    assert len(blocks) == 4
+    assert max(b.length for b in blocks) - min(b.length for b in blocks) <= 1
+    assert b"".join(b.read() for b in blocks) == path.read_bytes()

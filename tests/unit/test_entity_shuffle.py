@@ -1,15 +1,16 @@
 """The entity shuffle of the Dask data half (trainer/entity_shuffle.py) on real HDFS lines (one
 entity per block id): the
-per-entity sequences the owners build equal the ones one process builds, whatever the number of
-partitions and wherever the blocks are cut."""
+per-entity sequences the owners build from the blocks' key pieces and the driver's key → template
+tables equal the ones one process builds, whatever the number of partitions and wherever the
+blocks are cut."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from agent.parsing import ParserConfig
-from agent.templates import MinerConfig, learn_templates
-from trainer.distributed import _first_keys, _lines, _match, _parse
+from agent.templates import MinerConfig, TemplateMiner, learn_templates
+from trainer.distributed import _cut, _lines, _own, _parse, earliest_keys, key_templates
 from trainer.entity_shuffle import EntitySequences
 from trainer.train import sequences_by_entity, template_lines
 
@@ -35,8 +36,11 @@ def test_shuffled_sequences_equal_one_process_for_any_partitioning(data_dir: Pat
             blocks = [_parse(b"".join(raw[i : i + size]), "HDFS.log", parser, sample)
                       for i in range(0, len(raw), size)]
             starts = [sum(len(b) for b in blocks[:j]) for j in range(len(blocks))]
-            matched = [_match(_first_keys(b, config), state, s, parts) for b, s in zip(blocks, starts, strict=True)]
-            owners = [EntitySequences.assemble([m[k] for m in matched]) for k in range(parts)]
+            cut = [_cut(b, config, parts) for b in blocks]
+            keys = [c.keys for c in cut]
+            merged = TemplateMiner.from_state(state)  # the driver's miner, as the run mined it
+            templates = key_templates(keys, earliest_keys(keys), merged)
+            owners = [_own(k, templates, starts, *(c.pieces[k] for c in cut)) for k in range(parts)]
             sequences = EntitySequences.concat(owners)
             assert len(sequences) == len(parsed)
             for lo, hi in ((0, 3200), (3200, 3600), (3600, len(parsed))):
