@@ -147,9 +147,28 @@ def is_strong(anomaly: Anomaly) -> bool:
     return anomaly.verdict is Verdict.DANGER or any(e.kind in STRONG_KINDS for e in anomaly.explanations)
 
 
+# Per-anomaly memos of pure functions of a text (emptied when full): an anomaly storm repeats a
+# few templates and actors, and each anomaly needs their words and service several times.
+_MEMO_ENTRIES = 4096
+_MEMO_CHARS = 1024  # longer texts are worked out each time (the memo's bytes stay bounded)
+_WORDS_MEMO: dict[str, frozenset[str]] = {}
+_SERVICE_MEMO: dict[str, str] = {}
+
+
 def template_words(template: str) -> frozenset[str]:
     """Lower-case content words of a template (placeholders and stop words left out): the first
     `_MAX_TEMPLATE_WORDS` of them (a 64 KiB line would otherwise keep thousands)."""
+    found = _WORDS_MEMO.get(template)
+    if found is None:
+        found = _template_words(template)
+        if len(template) <= _MEMO_CHARS:
+            if len(_WORDS_MEMO) >= _MEMO_ENTRIES:
+                _WORDS_MEMO.clear()
+            _WORDS_MEMO[template] = found
+    return found
+
+
+def _template_words(template: str) -> frozenset[str]:
     words: set[str] = set()
     for w in _WORD.findall(_MASK.sub(" ", template[:_MAX_TEMPLATE_CHARS])):
         lw = w.lower()
@@ -180,8 +199,17 @@ def related_templates(profile: Mapping[str, Any], min_probability: float) -> dic
 
 def service_of(entity: str) -> str:
     """The service part of an entity name: `db` for `db-replica-2`, `web` for `web-1`."""
-    head = re.split(r"[-_.:/\s]", entity.strip(), maxsplit=1)[0]
-    return head.lower()
+    found = _SERVICE_MEMO.get(entity)
+    if found is None:
+        found = _SERVICE_SPLIT.split(entity.strip(), maxsplit=1)[0].lower()
+        if len(entity) <= _MEMO_CHARS:
+            if len(_SERVICE_MEMO) >= _MEMO_ENTRIES:
+                _SERVICE_MEMO.clear()
+            _SERVICE_MEMO[entity] = found
+    return found
+
+
+_SERVICE_SPLIT = re.compile(r"[-_.:/\s]")
 
 
 def title_from(templates: Sequence[tuple[int, str, int]], new_only: bool) -> str:
@@ -275,12 +303,25 @@ class _Open:
         self.episodes = 0
 
 
+_KIND_VALUE: dict[ExplanationKind, str] = {k: k.value for k in ExplanationKind}
+
+
 def _key(anomaly: Anomaly) -> tuple[int, str, tuple[str, ...]]:
+    kind = _KIND_VALUE
     return (
         anomaly.line.template_id,
         anomaly.line.line.entity,
-        tuple(sorted(e.kind.value for e in anomaly.explanations)),
+        tuple(sorted([kind[e.kind] for e in anomaly.explanations])),
     )
+
+
+def _first_seen(inc: _Open) -> float:
+    return inc.first_seen
+
+
+def _first_seen_order(inc: _Open) -> tuple[float, int]:
+    """First seen first; among equals the first to (re)enter the open set (the open set's order)."""
+    return inc.first_seen, inc.order
 
 
 class IncidentGrouper:
@@ -434,10 +475,11 @@ class IncidentGrouper:
             heapq.heappop(heap)
         return min(self._open.values(), key=lambda i: i.last_seen)
 
-    def _would_emit(self, inc: _Open | None, anomaly: Anomaly) -> bool:
+    def _would_emit(self, inc: _Open | None, anomaly: Anomaly,
+                    key: tuple[int, str, tuple[str, ...]] | None = None) -> bool:
         if inc is None:
             return True
-        return inc.repeats.get(_key(anomaly), 0) < self.config.repeat_emit_limit
+        return inc.repeats.get(key or _key(anomaly), 0) < self.config.repeat_emit_limit
 
     # ---- the public surface
 
@@ -460,8 +502,7 @@ class IncidentGrouper:
         t = anomaly.line.time
         if self._advance_clock(t) and t - self._swept_at >= _SWEEP_EVERY_SECS:
             self._swept_at = t
-            quiet = [i for i in self._open.values() if self._is_stale(i, t)]
-            events += [self._resolve(i) for i in sorted(quiet, key=lambda i: i.first_seen)]
+            events += [self._resolve(i) for i in self._quiet(t)]
         self._expire_held(t)
         inc = self._match(anomaly)
         held: list[Anomaly] = []
@@ -485,9 +526,10 @@ class IncidentGrouper:
                 self._index.add_line(inc, h)
                 self._touch(inc)
                 self.isolated -= 1
-        emit = self._decide(inc, anomaly)
+        key = _key(anomaly)
+        emit = self._decide(inc, anomaly, key)
         self._last_decision = (id(anomaly), emit)
-        self._absorb(inc, anomaly)
+        self._absorb(inc, anomaly, key)
         self._index.add_line(inc, anomaly)
         self._touch(inc)
         if anomaly.line.is_new:
@@ -501,9 +543,9 @@ class IncidentGrouper:
             events.append(self._snapshot(inc, IncidentState.UPDATE))
         return inc.incident_id, events
 
-    def _decide(self, inc: _Open, anomaly: Anomaly) -> bool:
+    def _decide(self, inc: _Open, anomaly: Anomaly, key: tuple[int, str, tuple[str, ...]] | None = None) -> bool:
         """Queue `anomaly`'s event with the incident's id, unless it is an identical repeat."""
-        emit = self._would_emit(inc, anomaly)
+        emit = self._would_emit(inc, anomaly, key)
         if emit:
             self._decided.append((anomaly, inc.incident_id))
         else:
@@ -568,6 +610,23 @@ class IncidentGrouper:
         while self._held and self._held[0].line.time < horizon:
             self._decided.append((self._held.popleft(), None))
 
+    def _quiet(self, now: float) -> list[_Open]:
+        """The open incidents stale at `now`, first seen first (the first opened among equals).
+        Staleness is a bound on last_seen, so they are the stale head of the `_by_last_seen`
+        heap: a sweep costs what it resolves, not what is open (a scan when times are unordered)."""
+        if self._unordered:
+            return sorted([i for i in self._open.values() if self._is_stale(i, now)], key=_first_seen)
+        heap, is_open = self._by_last_seen, self._open
+        found: dict[int, _Open] = {}
+        while heap:
+            last_seen, order, _, inc = heap[0]
+            if is_open.get(inc.incident_id) is inc and inc.order == order and inc.last_seen == last_seen:
+                if not self._is_stale(inc, now):
+                    break
+                found[id(inc)] = inc  # (an incident touched twice at one time has two entries)
+            heapq.heappop(heap)
+        return sorted(found.values(), key=_first_seen_order)
+
     def _is_stale(self, inc: _Open, now: float) -> bool:
         cfg = self.config
         return now - inc.last_seen >= max(cfg.quiet_secs, cfg.gap_secs, cfg.episode_gap_secs) + self._disorder
@@ -619,8 +678,7 @@ class IncidentGrouper:
         """Resolve the incidents quiet at `now` on the log's clock: by the same rule as the sweep
         in `add`, so when a tick comes never changes which incident an anomaly joins."""
         self._expire_held(now)
-        quiet = [i for i in self._open.values() if self._is_stale(i, now)]
-        return [self._resolve(i) for i in sorted(quiet, key=lambda i: i.first_seen)]
+        return [self._resolve(i) for i in self._quiet(now)]
 
     def close(self) -> list[Incident]:
         """Resolve every open incident (end of a scan); held anomalies are isolated."""
@@ -634,7 +692,7 @@ class IncidentGrouper:
 
     # ---- internals
 
-    def _absorb(self, inc: _Open, anomaly: Anomaly) -> None:
+    def _absorb(self, inc: _Open, anomaly: Anomaly, key: tuple[int, str, tuple[str, ...]] | None = None) -> None:
         cfg = self.config
         line = anomaly.line
         t = line.time
@@ -677,7 +735,7 @@ class IncidentGrouper:
                 inc.extra_entities += 1
         for e in anomaly.explanations:
             inc.kinds.setdefault(e.kind, None)
-        key = _key(anomaly)
+        key = key or _key(anomaly)
         if key in inc.repeats or len(inc.repeats) < cfg.max_repeat_keys:
             inc.repeats[key] += 1
         # The raw line carries its own timestamp; only an arrival time needs saying.

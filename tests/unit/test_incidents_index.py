@@ -1,6 +1,7 @@
 """The incident index changes nothing: the grouper assigns every anomaly of a real stream to the
 same incident, emits the same events and decides the same repeats as a scan of every open
-incident (the matcher before the index, kept here as the reference)."""
+incident (the matcher before the index, kept here as the reference), and the sweep for quiet
+incidents off the last-seen heap resolves the same ones in the same order as a scan."""
 
 from __future__ import annotations
 
@@ -30,13 +31,18 @@ _WEAK = (Explanation(ExplanationKind.UNUSUAL_TIME, "UNUSUAL TIME"),)
 
 class ScanGrouper(IncidentGrouper):
     """The matcher before the index: every open incident is a candidate, in open order, and
-    the stalest is found by a scan."""
+    the stalest and the quiet ones are found by a scan."""
 
     def _candidates(self, anomaly: Anomaly, words: frozenset[str]) -> Sequence[_Open]:
         return list(self._open.values())
 
     def _stalest(self) -> _Open:
         return min(self._open.values(), key=lambda i: i.last_seen)
+
+    def _quiet(self, now: float) -> list[_Open]:
+        """The quiet incidents by a scan of every open one (the sweep before the heap)."""
+        quiet = [i for i in self._open.values() if self._is_stale(i, now)]
+        return sorted(quiet, key=lambda i: i.first_seen)
 
 
 def bgl_anomalies(path: Path) -> list[Anomaly]:
