@@ -807,7 +807,7 @@ class IncidentGrouper:
 
     def _resolve(self, inc: _Open) -> Incident:
         if self._open.pop(inc.incident_id, None) is not None:
-            self._index.remove(inc)
+            self._index.retire(inc)
         return self._snapshot(inc, IncidentState.RESOLVED)
 
 
@@ -836,6 +836,9 @@ class _OpenIndex:
         self.services: dict[str, set[_Open]] = {}
         self.values: dict[str, set[_Open]] = {}
         self.words: dict[str, set[_Open]] = {}
+        # Resolved incidents still listed (never returned): unlisted together once there are more
+        # than `_MAX_RETIRED`, so one reopened before that (new behaviour recurring) is not re-listed.
+        self.retired: set[_Open] = set()
 
     def lookup(self, templates: Sequence[int], stream: str | None, actor: str | None,
                values: Sequence[str], words: frozenset[str]) -> set[_Open]:
@@ -855,6 +858,8 @@ class _OpenIndex:
             found |= bucket
         if buckets:
             found |= self.small_words.get(buckets[-1][1], _NONE)
+        if self.retired:
+            found -= self.retired
         return found
 
     def _small(self, inc: _Open) -> bool:
@@ -884,7 +889,12 @@ class _OpenIndex:
                 _put(self.values, value[:_MAX_VALUE_CHARS], inc)
 
     def add_all(self, inc: _Open) -> None:
-        """List `inc` under every key it holds (an incident entering, or reopened)."""
+        """List `inc` under every key it holds (an incident entering, or reopened). One reopened
+        while still listed keeps its listing: every key it held when it resolved (it has not
+        changed since), so a lookup finds it wherever a fresh listing would."""
+        if inc in self.retired:
+            self.retired.discard(inc)
+            return
         for tid in inc.templates:
             _put(self.templates, tid, inc)
         for stream in inc.new_streams:
@@ -900,8 +910,17 @@ class _OpenIndex:
             if self._small(inc):
                 _put(self.small_words, word, inc)
 
+    def retire(self, inc: _Open) -> None:
+        """`inc` was resolved: no lookup returns it; it is unlisted with the others retired once
+        they are more than `_MAX_RETIRED` (the index's bytes stay bounded)."""
+        self.retired.add(inc)
+        if len(self.retired) > _MAX_RETIRED:
+            for old in self.retired:
+                self.remove(old)
+            self.retired.clear()
+
     def remove(self, inc: _Open) -> None:
-        """Unlist `inc` everywhere (it was resolved)."""
+        """Unlist `inc` everywhere."""
         _drop(self.templates, inc.templates, inc)
         _drop(self.streams, inc.new_streams, inc)
         _drop(self.actors, inc.entities, inc)
@@ -911,6 +930,7 @@ class _OpenIndex:
         _drop(self.small_words, inc.words, inc)
 
 
+_MAX_RETIRED = 64
 _K = TypeVar("_K")
 _NONE: frozenset[_Open] = frozenset()
 
