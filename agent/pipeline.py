@@ -382,7 +382,8 @@ class Pipeline:
             except Exception as exc:
                 self._reject(record.source, record.line, "parse", exc)
         self.lines += len(contexts) + short
-        kept, per_detector = self._score(contexts, due)
+        voted: dict[int, tuple[list[DetectorScore], float, Verdict]] = {}
+        kept, per_detector = self._score(contexts, due, voted)
         scored = {id(ctx): i for i, ctx in enumerate(kept)}
         for item in order if collect else kept:
             if isinstance(item, LineResult):
@@ -396,23 +397,34 @@ class Pipeline:
             if key is not None and road is not None:
                 road.learn(key[0], key[1], scores, collect)
             try:
-                out.extend(self._judge(item, scores))
+                out.extend(self._judge(item, scores, voted.get(id(item))))
             except Exception as exc:
                 self._reject(item.line.line.source, item.line.line.raw, "judge", exc)
         metrics.entities.set(len(self.features.entities))
         metrics.templates.set(len(self.miner) + len(self.online_miner))
 
     def _score(
-        self, contexts: list[LineContext], due: Mapping[int, tuple[bool, ...]]
+        self, contexts: list[LineContext], due: Mapping[int, tuple[bool, ...]],
+        voted: dict[int, tuple[list[DetectorScore], float, Verdict]] | None = None,
     ) -> tuple[list[LineContext], list[Sequence[DetectorScore | None]]]:
         """Every detector's scores for the batch (one call each; `agent/detectors/cascade.py`:
         detectors outside the vote only on lines that may be emitted, unless every line's result
         is wanted); a line a detector raises on is dropped alone. With a short road, scheduled
         detectors already counted every line (`due`: id(context) -> the flags) and score the due
-        ones only."""
+        ones only. `voted` (id(context) -> `_line_verdict` of the voters' scores) gets the lines
+        the voters find NORMAL: `_judge` need not work their verdict out again."""
         full = self.config.emit_all or bool(self.observers)
+
+        def doubtful(ctx: LineContext, scores: list[DetectorScore | None]) -> bool:
+            found = self._line_verdict(ctx, scores)
+            if found[2] is Verdict.NORMAL:
+                if voted is not None:
+                    voted[id(ctx)] = found
+                return False
+            return True
+
         kept, columns = self.cascade.score_lines(
-            contexts, full, lambda ctx, scores: self._line_verdict(ctx, scores)[2] is not Verdict.NORMAL,
+            contexts, full, doubtful,
             lambda ctx, exc: self._reject(ctx.line.line.source, ctx.line.line.raw, "score", exc),
             lambda d, batch: self._score_with(d, batch, due),
             lambda d, batch, wanted: self._score_some(d, batch, wanted, due))
@@ -458,10 +470,17 @@ class Pipeline:
             verdict = Verdict.NORMAL if self.drift.is_learned(ctx.line.template_id) else Verdict.WATCH
         return scores, score, verdict
 
-    def _judge(self, ctx: LineContext, detector_scores: list[DetectorScore | None]) -> list[Output]:
-        """Ensemble, explanation and incident grouping of one scored line."""
+    def _judge(self, ctx: LineContext, detector_scores: list[DetectorScore | None],
+               voted: tuple[list[DetectorScore], float, Verdict] | None = None) -> list[Output]:
+        """Ensemble, explanation and incident grouping of one scored line. `voted`: the verdict
+        the voters' scores gave it (NORMAL), kept when no detector outside the vote scored it
+        (its scores are then the voters'; a NORMAL verdict stays NORMAL: the explainer's counts
+        do not change after a batch is observed, and a template learned online stays learned)."""
         out: list[Output] = []
-        scores, score, verdict = self._line_verdict(ctx, detector_scores)
+        if voted is not None and len(voted[0]) == sum(1 for s in detector_scores if s is not None):
+            scores, score, verdict = voted
+        else:
+            scores, score, verdict = self._line_verdict(ctx, detector_scores)
         if verdict is not Verdict.NORMAL and self.feedback.is_expected(ctx.line.template_id):
             verdict = Verdict.NORMAL  # an operator marked this template as expected
             self.feedback.suppressed += 1
@@ -471,10 +490,12 @@ class Pipeline:
         if learned is not None:  # said once, saved at once: it survives a restart
             log.info("template_learned", message=learned.describe(), template_id=learned.template_id)
             self.drift.save()
+        if verdict is Verdict.NORMAL:
+            if self.observers or self.verdict_observers or self.config.emit_all:
+                self._observed(LineResult(ctx.line, tuple(scores), score, verdict), out)
+            return out
         result = LineResult(ctx.line, tuple(scores), score, verdict)
         self._observed(result, out)
-        if verdict is Verdict.NORMAL:
-            return out
         explanations = self.explainer.explain(ctx, result.scores)
         anomaly = Anomaly(ctx.line, score, verdict, result.scores, explanations)
         incident_id, incident_events = self.grouper.add(anomaly)
@@ -585,7 +606,7 @@ class Pipeline:
         return out
 
     def _decided(self) -> list[Output]:
-        return [dataclasses.replace(a, incident_id=incident_id) for a, incident_id in self.grouper.drain()]
+        return [a.with_incident(incident_id) for a, incident_id in self.grouper.drain()]
 
     def _session_verdicts(self, sessions: Iterable[EndedSession]) -> list[Output]:
         # Sessions ending together are judged together (agent/detectors/cascade.py: windows batched
