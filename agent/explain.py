@@ -173,26 +173,31 @@ class Explainer:
         without remembering the line for a later explanation: the pipeline's short road calls this
         alone for a line it judges NORMAL. Returns the template the actor logged before it and the
         template's window count with it (0 for a line timed by its arrival)."""
-        if line.token and line.token not in self._tokens and len(self._tokens) < self._token_cap:
-            self._tokens[line.token] = line.template_id
-        actor = actor_of(line.line)
+        return self.note_at(line.token, line.template_id, actor_of(line.line), line.time, line.time_from_arrival)
+
+    def note_at(self, token: int, template_id: int, actor: str, t: float, time_from_arrival: bool
+                ) -> tuple[int | None, int]:
+        """`note` from the line's pieces (the pipeline's short road builds no line object): its
+        model token, template id, actor (`agent.lines.actor_of`), time and whether that is its
+        arrival time."""
+        if token and token not in self._tokens and len(self._tokens) < self._token_cap:
+            self._tokens[token] = template_id
         last_by_actor = self._last_by_actor
         previous = last_by_actor.get(actor)
-        last_by_actor[actor] = line.template_id
+        last_by_actor[actor] = template_id
         last_by_actor.move_to_end(actor)
         if len(last_by_actor) > self.config.max_actors:
             last_by_actor.popitem(last=False)
-        if line.time_from_arrival or not math.isfinite(line.time):
+        if time_from_arrival or not math.isfinite(t):
             return previous, 0
-        t = line.time
-        window = self._windows.get(line.template_id)
+        window = self._windows.get(template_id)
         if window is None:
             window = deque(maxlen=self.config.max_window_events)
-            self._windows[line.template_id] = window
+            self._windows[template_id] = window
             if len(self._windows) > self.config.max_tracked_templates:
                 self._windows.popitem(last=False)
         else:
-            self._windows.move_to_end(line.template_id)
+            self._windows.move_to_end(template_id)
             if window and t < window[-1] - self.config.window_secs:
                 window.clear()  # the clock went back by more than a window: start over
         window.append(t)

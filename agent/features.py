@@ -184,22 +184,27 @@ class FeatureExtractor:
 
     def update(self, line: TemplatedLine) -> tuple[tuple[float, ...], EntityState]:
         """Advance the line's entity by this line; return its feature row and the entity state."""
-        cfg = self.config
         parsed = line.line
-        ent = parsed.entity
+        return self.advance(parsed.entity, parsed.source, line.time, line.token, parsed.level, len(parsed.message),
+                            len(line.params), line.is_new, line.template_id)
+
+    def advance(self, ent: str, source: str, now: float, token: int, line_level: int, length_chars: int,
+                n_params: int, is_new: bool, template_id: int) -> tuple[tuple[float, ...], EntityState]:
+        """`update` from the line's pieces (the pipeline's short road builds no line object): its
+        entity and source, time, model token, level, message length in characters, parameter
+        count, whether the template is new, template id."""
+        cfg = self.config
         entities = self.entities
         state = entities.get(ent)
         if state is None:
-            state = EntityState(cfg, whole_stream=ent == parsed.source)
+            state = EntityState(cfg, whole_stream=ent == source)
             entities[ent] = state
             if len(entities) > cfg.max_entities:
                 entities.popitem(last=False)
                 self.evicted_over_cap += 1
         else:
             entities.move_to_end(ent)
-        now = line.time
-        token = line.token
-        level = int(parsed.level)
+        level = int(line_level)
         window, counts = state.window, state.counts
         # Expire lines older than the window (times may go backwards: keep those, never crash).
         horizon = now - cfg.window_secs
@@ -227,7 +232,7 @@ class FeatureExtractor:
             self._clock_at = now
             self._clock = (hour_dow[0] if self._clock_used[0] else 0.0, hour_dow[1] if self._clock_used[1] else 0.0)
         hour, dow = self._clock
-        n = len(parsed.message)
+        n = length_chars
         length = self._lengths.get(n)
         if length is None:
             length = self._lengths[n] = length_bucket(n)
@@ -239,12 +244,12 @@ class FeatureExtractor:
             hour,
             dow,
             length,
-            float(len(line.params)),
+            float(n_params),
             float(freq),
             round(freq / max(mean, 1.0), 1),  # burst_ratio
             round(state.severe / len(window), 2),
             float(len(counts)),
-            1.0 if line.is_new else 0.0,
+            1.0 if is_new else 0.0,
             trans,
         )
         state.history.append(token)
@@ -252,11 +257,11 @@ class FeatureExtractor:
         state.session.append(token)
         state.session_levels.append(level)
         seen = state.session_templates
-        if seen is not None and line.template_id not in seen:
+        if seen is not None and template_id not in seen:
             if len(seen) >= cfg.max_session_tokens:
                 state.session_templates = None
             else:
-                seen.add(line.template_id)
+                seen.add(template_id)
         state.last_token = token
         state.last_seen = now
         return row, state

@@ -14,9 +14,14 @@ from agent.types import ParsedLine
 def actor_of(line: ParsedLine) -> str:
     """Who logged the line: the configured entity, or the component when the entity is only the
     stream (a file or socket name says nothing about which service spoke)."""
-    if line.entity and line.entity != line.source:
-        return line.entity
-    return line.component or line.entity
+    return actor_from(line.entity, line.source, line.component)
+
+
+def actor_from(entity: str, source: str, component: str) -> str:
+    """`actor_of` from the line's entity, source and component."""
+    if entity and entity != source:
+        return entity
+    return component or entity
 
 
 _IPV4 = re.compile(r"^\[?(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.\d{1,3}\]?(?::\d+)?$")

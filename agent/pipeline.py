@@ -38,6 +38,7 @@ from agent.errors import BundleError
 from agent.features import EndedSession, FeatureConfig, FeatureExtractor, FeatureStats
 from agent.feedback import Feedback
 from agent.incidents import NEW_BEHAVIOUR_SECS
+from agent.lines import actor_from
 from agent.multiline import Stitcher
 from agent.onnx_session import RuntimeOptions
 from agent.parsing import LineParser, ParserConfig
@@ -54,6 +55,7 @@ from agent.types import (
     LineContext,
     LineResult,
     Output,
+    ParsedLine,
     Record,
     Sensitivity,
     SessionVerdict,
@@ -286,46 +288,40 @@ class Pipeline:
             self._process_batch(logical[start : start + step], now, out)
         return out
 
-    def _templated(self, record: Record, now: float) -> TemplatedLine:
-        self.line_no += 1
-        parsed = self.parser.parse(record, self.line_no)
+    def _match(self, message: str) -> tuple[int, str, tuple[str, ...], int]:
+        """The message's template id, text, parameters and model token (0 for a template that is
+        not the training vocabulary's)."""
         # The training miner is frozen (`match` never changes it): a message seen before has the
         # same template and parameters, answered by its raw text without masking.
         raw = self._matched
-        m = raw.get(parsed.message, _UNSEEN)
+        m = raw.get(message, _UNSEEN)
         if m is _UNSEEN:
             # a message of a known raw shape is answered without masking (agent/shapes.py)
-            m = self.shapes.parts(parsed.message)
-            if len(parsed.message) <= MATCH_MEMO_CHARS:
+            m = self.shapes.parts(message)
+            if len(message) <= MATCH_MEMO_CHARS:
                 if len(raw) >= MATCH_MEMO:
                     raw.clear()
-                raw[parsed.message] = m
+                raw[message] = m
         if m is not None:
             tid, template, params = m
-            token = self.vocab.get(tid, 0)
-        else:
-            # A template born online is mined from the message's first ONLINE_MESSAGE_CHARS: what
-            # the miner keeps per template grows with the square of its token count, and a
-            # hostile stream of long never-seen lines must not cost MiBs each.
-            om = self.online_miner.add(parsed.message[:ONLINE_MESSAGE_CHARS])
-            tid, template, params, token = ONLINE_ID_BASE + om.template_id, om.template, om.params, 0
-            for old_id, new_id in self.online_miner.take_merges():  # what the old id knew follows
-                self.explainer.rename_template(ONLINE_ID_BASE + old_id, ONLINE_ID_BASE + new_id)
-            if om.change is ChangeType.CREATED:
-                metrics.templates_created.inc()
-        t = parsed.timestamp
-        from_arrival = t is None
-        if t is None:
-            t = record.received_at or now  # the parser already fell back to a sane record.time
-        is_new = token == 0 and tid not in self.known_templates and not self.drift.is_learned(tid)
-        return TemplatedLine(parsed, tid, template, params, token, is_new, t, from_arrival)
+            return tid, template, params, self.vocab.get(tid, 0)
+        # A template born online is mined from the message's first ONLINE_MESSAGE_CHARS: what
+        # the miner keeps per template grows with the square of its token count, and a
+        # hostile stream of long never-seen lines must not cost MiBs each.
+        om = self.online_miner.add(message[:ONLINE_MESSAGE_CHARS])
+        for old_id, new_id in self.online_miner.take_merges():  # what the old id knew follows
+            self.explainer.rename_template(ONLINE_ID_BASE + old_id, ONLINE_ID_BASE + new_id)
+        if om.change is ChangeType.CREATED:
+            metrics.templates_created.inc()
+        return ONLINE_ID_BASE + om.template_id, om.template, om.params, 0
 
     def _process_batch(self, records: Sequence[Record], now: float, out: list[Output]) -> None:
         """One micro-batch. A record that makes a stage raise is dropped alone (`rejected`):
         one record can only ever hurt itself, never the rest of its batch.
 
         A line whose verdict is already known takes the short road (`agent/short_road.py`): no
-        `LineContext`, no model, no judging; observers still see its `LineResult`, in order."""
+        `LineContext`, no model, no judging, and no line object at all (its parsed pieces are
+        read as a tuple, `LineParser.parts`); observers still see its `LineResult`, in order."""
         contexts: list[LineContext] = []
         # id(context) -> (feature row, context ids) of a training-template line: the full road
         # teaches the short road its scores under these keys
@@ -339,38 +335,61 @@ class Pipeline:
         explainer = self.explainer
         facts = self.ensemble.facts
         short = 0
-        templated, count_token, update = self._templated, self.drift.count, self.features.update
+        # every stage bound once per batch
+        parts_of, raw_get, match, vocab_get = self.parser.parts, self._matched.get, self._match, self.vocab.get
+        known_templates, is_learned, count_token = self.known_templates, self.drift.is_learned, self.drift.count
+        advance, note, observe = self.features.advance, explainer.note_at, explainer.observe
+        notable = self._notable_template
+        line_no = self.line_no
         for record in records:
             try:
-                tl = templated(record, now)
-                count_token(tl.token)  # what training predicts vs what comes (newly rare)
-                if tl.time > self._log_clock:  # else `_advance_log_clock` has nothing to do
-                    self._advance_log_clock(tl.time, out)
-                row, state = update(tl)
+                line_no += 1
+                self.line_no = line_no
+                parts = parts_of(record, line_no)
+                message = parts[1]
+                m = raw_get(message, _UNSEEN)
+                if m is not _UNSEEN and m is not None:  # `_match`, its memo hit inlined
+                    tid, template, params = m
+                    token = vocab_get(tid, 0)
+                else:
+                    tid, template, params, token = match(message)
+                t = parts[2]
+                from_arrival = t is None
+                if t is None:
+                    t = record.received_at or now  # the parser already fell back to a sane record.time
+                is_new = token == 0 and tid not in known_templates and not is_learned(tid)
+                count_token(token)  # what training predicts vs what comes (newly rare)
+                if t > self._log_clock:  # else `_advance_log_clock` has nothing to do
+                    self._advance_log_clock(t, out)
+                level, entity, source = parts[3], parts[4], parts[5]
+                row, state = advance(entity, source, t, token, level, len(message), len(params), is_new, tid)
                 key = None
+                flags: tuple[bool, ...] = ()
+                previous: int | None = None
+                count = -1  # the explainer has not noted the line yet
                 if road is not None:
-                    level = tl.line.level
-                    ids = road.advance(state, tl.token, level)
-                    flags = road.schedule(tl.line.entity)
-                    if tl.token:
+                    ids = road.advance(state, token, level)
+                    flags = road.schedule(entity)
+                    if token:
                         key = (row, tuple(ids))
                         if not any(flags) and road.check(row, ids, collect) and not (
-                                facts and self._notable_template(tl.template_id, level)):
-                            previous, count = explainer.note(tl)
-                            if not facts or count <= explainer.burst_floor(tl.template_id):
+                                facts and notable(tid, level)):
+                            previous, count = note(token, tid, actor_from(entity, source, parts[7]), t,
+                                                   from_arrival)
+                            if not facts or count <= explainer.burst_floor(tid):
                                 road.taken += 1
                                 short += 1
                                 if collect:
                                     known, combined = road.scores(*key)
+                                    tl = TemplatedLine(ParsedLine(*parts), tid, template, params, token, is_new, t,
+                                                       from_arrival)
                                     order.append(LineResult(tl, known, combined, Verdict.NORMAL))
                                 continue
-                            explainer.remember(tl, previous, count)
-                        else:
-                            explainer.observe(tl)
-                    else:
-                        explainer.observe(tl)
+                tl = TemplatedLine(ParsedLine(*parts), tid, template, params, token, is_new, t, from_arrival)
+                if count < 0:
+                    observe(tl)
                 else:
-                    explainer.observe(tl)
+                    explainer.remember(tl, previous, count)
                 ctx = LineContext(tl, np.asarray(row, dtype=np.float32), tuple(state.history), tuple(state.levels))
                 contexts.append(ctx)
                 if road is not None:

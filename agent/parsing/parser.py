@@ -119,6 +119,9 @@ def detect_format(lines: Sequence[str]) -> str:
 
 
 EntityFn = Callable[[Record, str, Fields, str], str]
+# A ParsedLine's fields in their order: raw, message, timestamp, level, entity, source, line_no,
+# component, fields, origin (`LineParser.parts`; `ParsedLine(*parts)` is the line).
+LineParts = tuple[str, str, float | None, Level, str, str, int, str, Fields, str]
 
 
 class LineParser:
@@ -217,6 +220,11 @@ class LineParser:
     # -- hot path --------------------------------------------------------------------------
     def parse(self, record: Record, line_no: int = 0) -> ParsedLine:
         """One record as a ParsedLine (the raw line and Level.UNKNOWN at worst)."""
+        return ParsedLine(*self.parts(record, line_no))
+
+    def parts(self, record: Record, line_no: int = 0) -> LineParts:
+        """`parse` without the object: the ParsedLine's fields in their order, as a tuple (the
+        pipeline's short road reads them and builds a ParsedLine only for a line it keeps)."""
         line = record.line
         stats = self.stats
         stats.lines += 1
@@ -247,19 +255,10 @@ class LineParser:
             fields = fields + record.fields
             if level is Level.UNKNOWN:
                 level = self._record_level(record)
-        timestamp = self._sane_time(timestamp, record)
-        return ParsedLine(
-            line,
-            message,
-            timestamp,
-            level,
-            self._entity(record, component, fields, line),
-            record.source,
-            line_no,
-            component,
-            fields,
-            record.origin,
-        )
+        if timestamp is not None or record.time is not None:
+            timestamp = self._sane_time(timestamp, record)
+        return (line, message, timestamp, level, self._entity(record, component, fields, line), record.source,
+                line_no, component, fields, record.origin)
 
     def _sane_time(self, header_time: float | None, record: Record) -> float | None:
         """The line's time: its header's, else the transport's, whichever is sane first.
