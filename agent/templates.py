@@ -74,7 +74,17 @@ import orjson
 from agent.atomic import write_atomic
 from agent.errors import BundleError, ConfigError
 from agent.masking import MASK_NAMES, Masker, drain3_instructions, masks_fingerprint, select_masks
-from agent.token_types import PARAM, is_var, is_word, key_value, shown, typed_tokens, values_of
+from agent.token_types import (
+    PARAM,
+    fits_typed,
+    is_var,
+    is_word,
+    key_value,
+    shown,
+    typed_tokens,
+    value_like,
+    values_of,
+)
 
 __all__ = ["PARAM", "ChangeType", "MinerConfig", "Snapshotter", "TemplateMatch", "TemplateMiner", "learn_templates"]
 
@@ -111,7 +121,9 @@ class TemplateMatch:
 class MinerConfig:
     """Drain settings and masks; stored in the bundle so the agent mines exactly like training."""
 
-    sim_th: float = 0.4  # kept for configs written before the variability merge; unused
+    # Drain's similarity threshold: the share of a known form's tokens a variant of it must repeat
+    # exactly to be served as it (`match`, `_by_values`); also the bare-Drain3 baseline's.
+    sim_th: float = 0.4
     depth: int = 4
     max_children: int = 100
     max_clusters: int | None = 20000
@@ -292,6 +304,7 @@ class TemplateMiner:
         self._skeletons: dict[tuple[str, ...], list[int]] = {}  # non-`<*>` tokens -> form ids
         self._word_skeletons: dict[tuple[str, ...], list[int]] = {}  # words only -> form ids
         self._shapes: dict[tuple[str, ...], list[int]] = {}  # words in place, values as `<*>`
+        self._lengths: dict[int, dict[int, None]] = {}  # token count -> form ids (`_by_values`)
         self._word_groups: dict[str, set[tuple[int, str]]] = {}  # word -> groups it is in (rebuilt)
         self._values: set[str] = set()  # words learnt to be values (key=value, merged positions)
         self._memo: OrderedDict[str, _Entry] = OrderedDict()
@@ -394,7 +407,9 @@ class TemplateMiner:
 
         A form of the same length fits, or else the message has exactly the words, in order, of
         one template's forms and values elsewhere (a value that took another number of tokens,
-        as `add` would have merged it). Never creates, merges or changes a template, never
+        as `add` would have merged it), or else it is a variant of a form of the same length
+        that differs only where both look like values (`_by_values`: a history that held one
+        host name, intent or dotted class there). Never creates, merges or changes a template, never
         touches `size` or the LRU.
         """
         tokens = self._tokens(message)
@@ -438,6 +453,8 @@ class TemplateMiner:
             tid: int | None = None if tpl is None else tpl.id
             if tpl is None:
                 tpl = self._by_words(typed, tokens, masked)
+                if tpl is None:
+                    tpl = self._by_values(typed)
                 if tpl is not None:
                     tid = _VIRTUAL
                     self._virtual[key] = tpl
@@ -465,6 +482,56 @@ class TemplateMiner:
             return None
         display: list[str | None] = [shown(t, masked[i], tokens[i]) if is_var(t) else None for i, t in enumerate(typed)]
         return _Template(owners.pop(), typed, display, 0)
+
+    def _by_values(self, typed: tuple[str, ...]) -> _Template | None:
+        """A form for `typed` under a known template it differs from only where both look like
+        values: a variant of a message whose history only ever held one or two values there.
+
+        A form of the same length qualifies when, at each of its fixed tokens, the message has
+        the same token, or both tokens are `value_like` (a host, a dotted name, a path, a quoted
+        string, a typed value), or the message's token fits the form's typed token
+        (`chdir(<*>)` ← `chdir(pwd)`); and it keeps Drain's similarity: at least `sim_th` of
+        the message's tokens equal the form's fixed tokens, one of them a word that is not
+        value-like. A different word anywhere (`syslogd` for `cupsd`, `LEADING` for `LOOKING`,
+        `file-read-data` for `mach-lookup`) is a different message. Of several, the form with
+        the fewest differences wins, then the one with more lines, then the lower id. The
+        variant is shown as the form with `<*>` at the positions that differed.
+        """
+        need = self.config.sim_th * len(typed)
+        likes: dict[int, bool] = {}
+        best: _Template | None = None
+        best_rank: tuple[int, int, int] | None = None
+        best_diffs: list[int] = []
+        templates = self._templates
+        for fid in self._lengths.get(len(typed), ()):
+            form = templates[fid]
+            diffs: list[int] = []
+            same = words = 0
+            for i, t in form.consts:
+                m = typed[i]
+                if t == m:
+                    same += 1
+                    words += not value_like(t)
+                    continue
+                like = likes.get(i)
+                if like is None:
+                    like = likes[i] = value_like(m)
+                if not ((like and value_like(t)) or fits_typed(t, m)):
+                    break
+                diffs.append(i)
+            else:
+                if not words or same < need:
+                    continue
+                rank = (len(diffs), -form.size, fid)
+                if best_rank is None or rank < best_rank:
+                    best, best_rank, best_diffs = form, rank, diffs
+        if best is None:
+            return None
+        tokens = list(best.tokens)
+        display = list(best.display)
+        for i in best_diffs:
+            tokens[i] = display[i] = PARAM
+        return _Template(self._owner(best.id), tuple(tokens), display, 0, best.fixed.difference(best_diffs))
 
     # -- the tree -----------------------------------------------------------------------------
 
@@ -584,6 +651,7 @@ class TemplateMiner:
     def _index(self, tpl: _Template) -> None:
         """File a form in the tree and the skeleton indexes (all rebuilt, never saved)."""
         self._file(tpl)
+        self._lengths.setdefault(len(tpl.tokens), {})[tpl.id] = None
         if len(tpl.skeleton) >= 2:
             self._skeletons.setdefault(tpl.skeleton, []).append(tpl.id)
         if len(tpl.words) >= 2:
@@ -603,6 +671,10 @@ class TemplateMiner:
                 ids.remove(tpl.id)
                 if not ids:
                     del index[key]
+        same_length = self._lengths.get(len(tpl.tokens), {})
+        same_length.pop(tpl.id, None)
+        if not same_length:
+            self._lengths.pop(len(tpl.tokens), None)
 
     def _show(self, tpl: _Template, typed: tuple[str, ...], tokens: list[str], masked: list[str]) -> bool:
         """Fold one more line's shown forms into the template; True when its text changed."""

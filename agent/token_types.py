@@ -20,6 +20,7 @@ rules may turn it into `<*>`.
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 PARAM = "<*>"
 _HAS_DIGIT = re.compile(r"\d").search
@@ -139,6 +140,44 @@ def values_of(typed: str, raw: str) -> tuple[str, ...]:
             _PATTERNS[typed] = pattern
     m = pattern.match(raw)
     return m.groups() if m is not None else (raw,)
+
+
+# A name of three or more dotted parts: a domain, a Java class or package, an intent action.
+_DOTTED = re.compile(r"[\w$-]+(?:\.[\w$-]+){2,}").search
+_INNER_KEY = re.compile(r"[^=]=[A-Za-z0-9]").search  # `key=value` inside a token (`Surface(name=X)`)
+_FITS: dict[str, re.Pattern[str]] = {}
+
+
+@lru_cache(maxsize=65_536)
+def value_like(typed: str) -> bool:
+    """Whether a typed token looks like a parameter even where the history saw one value only.
+
+    It holds a value (`<*>`: `hm.baidu.com:<*>`, `QQ(<*>)`), a quoted string, a path (`/`), a
+    name of three or more dotted parts (`android.intent.action.TIME_TICK`, `com.apple.networkd`),
+    or a `key=value` inside it (`Surface(name=InputMethod)`). Plain, hyphenated, CamelCase and
+    UPPER_CASE words (`cupsd`, `file-read-data`, `minSessionTimeout`, `FAIL_CONTAINER_CLEANUP`)
+    and two-part names (`autopurge.purgeInterval`) are not: where they differ, the message differs.
+    """
+    return (
+        PARAM in typed
+        or typed.count('"') >= 2
+        or "/" in typed
+        or _DOTTED(typed) is not None
+        or _INNER_KEY(typed) is not None
+    )
+
+
+def fits_typed(typed: str, token: str) -> bool:
+    """Whether `token` fits a typed token with fixed parts (`chdir(<*>)`), each `<*>` taking at
+    least one character (`chdir(pwd)` fits, `rhost=` does not fit `rhost=<*>`)."""
+    if PARAM not in typed or typed == PARAM:
+        return False
+    pattern = _FITS.get(typed)
+    if pattern is None:
+        pattern = re.compile("(.+?)".join(re.escape(part) for part in typed.split(PARAM)) + r"\Z", re.DOTALL)
+        if len(_FITS) < 4096:
+            _FITS[typed] = pattern
+    return pattern.match(token) is not None
 
 
 def _dateish(out: list[str], i: int) -> bool:
