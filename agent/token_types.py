@@ -127,25 +127,28 @@ def shown(typed: str, masked: str, raw: str) -> str:
     return typed
 
 
-_PATTERNS: dict[str, re.Pattern[str]] = {}
+_PATTERNS: dict[tuple[str, str], re.Pattern[str]] = {}
+
+
+def _pattern(typed: str, value: str) -> re.Pattern[str]:
+    """A typed token as a regex: its fixed parts literal, each `<*>` the group `value`."""
+    pattern = _PATTERNS.get((typed, value))
+    if pattern is None:
+        pattern = re.compile(value.join(re.escape(part) for part in typed.split(PARAM)) + r"\Z", re.DOTALL)
+        if len(_PATTERNS) < 4096:
+            _PATTERNS[typed, value] = pattern
+    return pattern
 
 
 def values_of(typed: str, raw: str) -> tuple[str, ...]:
     """The values at the `<*>` parts of a typed token such as `onExtend:<*>`."""
-    pattern = _PATTERNS.get(typed)
-    if pattern is None:
-        body = "(.*?)".join(re.escape(part) for part in typed.split(PARAM))
-        pattern = re.compile(body + r"\Z", re.DOTALL)
-        if len(_PATTERNS) < 4096:
-            _PATTERNS[typed] = pattern
-    m = pattern.match(raw)
+    m = _pattern(typed, "(.*?)").match(raw)
     return m.groups() if m is not None else (raw,)
 
 
 # A name of three or more dotted parts: a domain, a Java class or package, an intent action.
 _DOTTED = re.compile(r"[\w$-]+(?:\.[\w$-]+){2,}").search
 _INNER_KEY = re.compile(r"[^=]=[A-Za-z0-9]").search  # `key=value` inside a token (`Surface(name=X)`)
-_FITS: dict[str, re.Pattern[str]] = {}
 
 
 @lru_cache(maxsize=65_536)
@@ -170,14 +173,7 @@ def value_like(typed: str) -> bool:
 def fits_typed(typed: str, token: str) -> bool:
     """Whether `token` fits a typed token with fixed parts (`chdir(<*>)`), each `<*>` taking at
     least one character (`chdir(pwd)` fits, `rhost=` does not fit `rhost=<*>`)."""
-    if PARAM not in typed or typed == PARAM:
-        return False
-    pattern = _FITS.get(typed)
-    if pattern is None:
-        pattern = re.compile("(.+?)".join(re.escape(part) for part in typed.split(PARAM)) + r"\Z", re.DOTALL)
-        if len(_FITS) < 4096:
-            _FITS[typed] = pattern
-    return pattern.match(token) is not None
+    return PARAM in typed and typed != PARAM and _pattern(typed, "(.+?)").match(token) is not None
 
 
 def _dateish(out: list[str], i: int) -> bool:
