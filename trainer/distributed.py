@@ -265,10 +265,15 @@ def earliest_keys(parts: Sequence[BlockKeys]) -> FirstKeys:
     return merged
 
 
+def training_messages(earliest: FirstKeys, n_train: int) -> list[str]:
+    """What the merged miner mines: each key's earliest message (`earliest_keys`) that is a
+    training line (index < n_train), in line order."""
+    return [message for index, message in sorted(earliest.values()) if index < n_train]
+
+
 def merge_first_keys(parts: Sequence[BlockKeys], n_train: int) -> list[str]:
-    """The training messages of all blocks' keys, each key's earliest occurrence, in line order:
-    what the merged miner mines (`earliest_keys`)."""
-    return [message for index, message in sorted(earliest_keys(parts).values()) if index < n_train]
+    """The training messages of all blocks' keys (`training_messages` of `earliest_keys`)."""
+    return training_messages(earliest_keys(parts), n_train)
 
 
 def key_templates(parts: Sequence[BlockKeys], earliest: FirstKeys, miner: TemplateMiner) -> list[np.ndarray]:
@@ -360,7 +365,7 @@ def prepare(
     total = sum(k.count for k in keys)
     n_train = total - int(total * val_fraction)
     earliest = earliest_keys(keys)
-    miner = learn_templates((m for i, m in sorted(earliest.values()) if i < n_train), miner_config)
+    miner = learn_templates(training_messages(earliest, n_train), miner_config)
     templates = key_templates(keys, earliest, miner)
     phase("merge_mine_match")
     starts = [int(s) for s in np.cumsum([0] + [k.count for k in keys])[:-1]]
