@@ -34,7 +34,11 @@ learning. What it does with a message:
    so a model that knew an old id keeps being served through the survivor.
 
 `match` (the frozen miner of a bundle) never learns: a same-length form fits, or else a message
-with exactly the words, in order, of one template and values elsewhere is that template.
+with exactly the words, in order, of one template and values elsewhere is that template, or else
+a message that differs from a same-length form only where both tokens look like values (a host,
+a dotted name, a path, a quoted string: `token_types.value_like`) and repeats at least `sim_th`
+of its tokens is a variant of that template (a history that held one value there could not
+learn that it varies); a different word keeps it new.
 
 Template text: words as they are; a value position shows the one token it has always held
 (`ssh2`), or its masked form when all lines had the same one (`/<IP>`, `<NUM>`), or its typed
