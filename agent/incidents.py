@@ -4,12 +4,12 @@ An anomaly joins an incident by the first of these that holds (ARCHITECTURE.md s
 1. A never-seen template that an incident already reported, or a variant of one (most content
    words shared), rejoins that incident for `new_behaviour_secs` on either side of its span: it
    is reopened under the same id and updated (new behaviour, not a new problem).
-2. In the incident's current *episode* (`agent/episodes.py`: no quiet gap longer than
-   `episode_gap_secs`): the same template, a never-seen line of the same stream (a host's own
+2. In one of the incident's *episodes* (`agent/episodes.py`: no quiet gap longer than
+   `episode_gap_secs`; on the log's clock): the same template, a never-seen line of the same stream (a host's own
    log, no entity of its own: a reboot, a restart), or the same actor (entity, or component when
    the entity is only the stream) or service (the actor's first name part, `db` for
    `db-replica-2`).
-3. Within `gap_secs` of the incident's span: a shared distinctive parameter value (an address,
+3. Within `gap_secs` of one of the incident's episodes: a shared distinctive parameter value (an address,
    an id), templates that share content words, or templates that follow each other in training
    (when the profile is given).
 So two simultaneous unrelated failures on different actors become two incidents, while a
@@ -20,6 +20,9 @@ every `update_every_secs` (alert-storm control); `tick(now)` resolves incidents 
 `quiet_secs` and whose episode is over, `close()` resolves everything. All times are the
 anomalies' own times (log time), so a batch scan of a week behaves like the week did; times
 that run backwards never make a negative span, and a jump of years simply starts a new incident.
+A line that arrives behind the log's clock (two servers' logs one after the other) is grouped by
+its own time: the last `max_resolved` resolved incidents are candidates too, and one whose
+episode it falls in is reopened under its id.
 
 Every anomaly's own event carries the id of the incident it belongs to: a weak anomaly held
 back is decided (joined to an incident, or isolated when nothing related comes within
@@ -38,6 +41,7 @@ and each keeps at most `max_samples` sample lines, `max_templates` template coun
 
 from __future__ import annotations
 
+import bisect
 import heapq
 import math
 import re
@@ -101,6 +105,9 @@ class IncidentConfig:
     # HPC's months); the period only lets one that was gone for longer be reported afresh.
     new_behaviour_secs: float = NEW_BEHAVIOUR_SECS
     max_new_behaviour: int = 1000  # new templates remembered for that
+    # Resolved incidents kept for lines that arrive behind the log's clock (a second server's log
+    # appended after the first's): such a line joins the incident whose episode its time falls in.
+    max_resolved: int = 1000
     # A never-seen template whose content words overlap a remembered new template's this much
     # (Jaccard) is a variant of it (the miner split one message on a varying word: "ciod: LOGIN
     # chdir(pwd) failed" and "ciod: LOGIN chdir(<*>) failed"): the same new behaviour.
@@ -246,8 +253,6 @@ class _Open:
         "danger",
         "emitted_at",
         "entities",
-        "episode_end",
-        "episode_start",
         "episodes",
         "extra_entities",
         "first_line",
@@ -296,11 +301,11 @@ class _Open:
         self.state = IncidentState.OPEN
         self.arrival = False
         self.order = 0  # when it (re)entered the open set: ties in distance go to the earlier
-        # Its current episode (`agent/episodes.py`) and how many it has had: a recurring new
-        # template starts another episode of the same incident.
-        self.episode_start = t
-        self.episode_end = t
-        self.episodes = 0
+        # Its episodes (`agent/episodes.py`) on the log's clock, [start, end] in time order, at
+        # most `_MAX_EPISODES` (the earliest go first): a recurring new template starts another
+        # episode of the same incident, and a line arriving late (a second server's log appended
+        # after the first's) finds the episode its time falls in, not only the latest one.
+        self.episodes: list[list[float]] = []
 
 
 _KIND_VALUE: dict[ExplanationKind, str] = {k: k.value for k in ExplanationKind}
@@ -349,6 +354,11 @@ class IncidentGrouper:
         self._new_order: dict[int, int] = {}  # ... and when each was first remembered
         self._seen_new = 0
         self._index = _OpenIndex(config.related_word_overlap)
+        # Incidents resolved lately (the last `max_resolved`), indexed the same way: a line that
+        # arrives behind the log's clock may belong to one of them by its own time.
+        self._resolved: dict[str, _Open] = {}
+        self._resolved_index = _OpenIndex(config.related_word_overlap)
+        self._resolved_unindexed: dict[str, _Open] = {}  # resolved since the last late line
         self._order = 0
         # Open incidents by (last_seen, order), stale entries skipped lazily: the stalest one is
         # found without a scan when the open set is full. A NaN time (unordered) turns it off.
@@ -367,24 +377,25 @@ class IncidentGrouper:
         return 0.0
 
     def _episode_distance(self, inc: _Open, t: float) -> float:
-        """Seconds between `t` and the incident's current episode (0 inside it)."""
-        if not inc.episodes:
+        """Seconds between `t` and the nearest of the incident's episodes (0 inside one)."""
+        spans = inc.episodes
+        if not spans or not math.isfinite(t):
             return self._distance(inc, t)
-        if t > inc.episode_end:
-            return t - inc.episode_end
-        if t < inc.episode_start:
-            return inc.episode_start - t
-        return 0.0
+        i = bisect.bisect_right(spans, t, key=_episode_start)
+        before = t - spans[i - 1][1] if i else math.inf
+        after = spans[i][0] - t if i < len(spans) else math.inf
+        return max(0.0, min(before, after))
 
     def _related(self, inc: _Open, anomaly: Anomaly, words: frozenset[str], distance: float) -> bool:
-        """Whether `anomaly` (`distance` seconds from the incident's span) belongs to `inc`: in
-        the incident's episode of trouble on the same template, stream (never-seen lines) or
-        actor; or within `gap_secs` and sharing a value, words or a training companion."""
+        """Whether `anomaly` (`distance` seconds from the nearest of the incident's episodes, on
+        the log's clock) belongs to `inc`: in an episode of trouble of the incident on the same
+        template, stream (never-seen lines) or actor; or within `gap_secs` and sharing a value,
+        words or a training companion."""
         cfg = self.config
         line = anomaly.line
         entity = actor_of(line.line)
         informative = bool(entity) and entity != line.line.source  # the stream's name relates nothing
-        if self._episode_distance(inc, line.time) <= cfg.episode_gap_secs:
+        if distance <= cfg.episode_gap_secs:
             if line.template_id in inc.templates:
                 return True
             if line.is_new and line.line.source in inc.new_streams:
@@ -420,12 +431,20 @@ class IncidentGrouper:
         # Only incidents that share a key with the anomaly can be related (see `_OpenIndex`);
         # visited in the order they entered the open set, as a scan of all of them would.
         reach = max(self.config.gap_secs, self.config.episode_gap_secs)
-        for inc in sorted(self._candidates(anomaly, words), key=_entry_order):
-            distance = self._distance(inc, t)
+        candidates = self._candidates(anomaly, words)
+        if self._resolved and t < self._latest:
+            # A line behind the log's clock (a second log appended after the first) may fall in
+            # the time of an incident that later lines resolved: grouping is by log time, so it
+            # joins it as it would have had it come in time order.
+            candidates = {*candidates, *self._resolved_candidates(anomaly, words)}
+        for inc in sorted(candidates, key=_entry_order):
+            distance = self._episode_distance(inc, t)
             if distance > reach or distance >= best_distance:
                 continue
             if self._related(inc, anomaly, words, distance):
                 best, best_distance = inc, distance
+        if best is not None and best.incident_id not in self._open:
+            self._enter(best)  # reopened under its id, as a recurring new template reopens its own
         return best
 
     def _candidates(self, anomaly: Anomaly, words: frozenset[str]) -> Sequence[_Open] | set[_Open]:
@@ -435,18 +454,34 @@ class IncidentGrouper:
         then every open incident is a candidate."""
         if self.config.related_word_overlap <= 0:
             return list(self._open.values())
+        return self._index.lookup(*self._keys(anomaly, words))
+
+    def _resolved_candidates(self, anomaly: Anomaly, words: frozenset[str]) -> Iterable[_Open]:
+        """The kept resolved incidents `_related` can accept for `anomaly` (as `_candidates`)."""
+        if self.config.related_word_overlap <= 0:
+            return self._resolved.values()
+        for resolved in self._resolved_unindexed.values():
+            self._resolved_index.add_all(resolved)
+        self._resolved_unindexed.clear()
+        return self._resolved_index.lookup(*self._keys(anomaly, words))
+
+    def _keys(self, anomaly: Anomaly, words: frozenset[str]) -> tuple[
+            tuple[int, ...], str | None, str | None, Sequence[str], frozenset[str]]:
+        """The index keys that can relate `anomaly` to an incident (`_OpenIndex.lookup`'s
+        arguments): templates, stream (when new), actor, values, words."""
         line = anomaly.line
         entity = actor_of(line.line)
-        return self._index.lookup(
-            templates=(line.template_id, *self._linked.get(line.template_id, ())),
-            stream=line.line.source if line.is_new else None,
-            actor=entity if entity and entity != line.line.source else None,
-            values=line.params,
-            words=words,
-        )
+        return ((line.template_id, *self._linked.get(line.template_id, ())),
+                line.line.source if line.is_new else None,
+                entity if entity and entity != line.line.source else None,
+                line.params,
+                words)
 
     def _enter(self, inc: _Open) -> None:
         """Put `inc` in the open set (new, or reopened) and index what it holds."""
+        if self._resolved.pop(inc.incident_id, None) is not None:
+            if self._resolved_unindexed.pop(inc.incident_id, None) is None:
+                self._resolved_index.remove(inc)
         self._order += 1
         inc.order = self._order
         self._open[inc.incident_id] = inc
@@ -699,14 +734,7 @@ class IncidentGrouper:
         if math.isfinite(t):
             inc.first_seen = min(inc.first_seen, t) if math.isfinite(inc.first_seen) else t
             inc.last_seen = max(inc.last_seen, t) if math.isfinite(inc.last_seen) else t
-            gap = cfg.episode_gap_secs
-            if not inc.episodes or starts_new_episode(inc.episode_end, t, gap) or starts_new_episode(
-                    t, inc.episode_start, gap):
-                inc.episodes += 1
-                inc.episode_start = inc.episode_end = t
-            else:
-                inc.episode_start = min(inc.episode_start, t)
-                inc.episode_end = max(inc.episode_end, t)
+            _add_to_episodes(inc.episodes, t, cfg.episode_gap_secs)
         inc.anomalies += 1
         inc.arrival = inc.arrival or line.time_from_arrival
         if anomaly.verdict is Verdict.DANGER:
@@ -808,11 +836,45 @@ class IncidentGrouper:
     def _resolve(self, inc: _Open) -> Incident:
         if self._open.pop(inc.incident_id, None) is not None:
             self._index.retire(inc)
+            # Kept for lines that arrive behind the log's clock (`_match`), indexed only when one
+            # comes: a log in time order pays a dict entry per resolved incident, nothing more.
+            self._resolved[inc.incident_id] = inc
+            self._resolved_unindexed[inc.incident_id] = inc
+            if len(self._resolved) > self.config.max_resolved:
+                oldest = self._resolved.pop(next(iter(self._resolved)))
+                if self._resolved_unindexed.pop(oldest.incident_id, None) is None:
+                    self._resolved_index.remove(oldest)
         return self._snapshot(inc, IncidentState.RESOLVED)
 
 
 def _entry_order(inc: _Open) -> int:
     return inc.order
+
+
+_MAX_EPISODES = 64  # episodes an incident remembers (the earliest in log time are forgotten first)
+
+
+def _episode_start(span: list[float]) -> float:
+    return span[0]
+
+
+def _add_to_episodes(spans: list[list[float]], t: float, gap: float) -> None:
+    """Put a line at `t` in the episodes `spans` (sorted [start, end], no two within `gap`): it
+    extends the episode it falls in or next to, joins two that it bridges, or starts its own."""
+    i = bisect.bisect_right(spans, t, key=_episode_start)
+    left = spans[i - 1] if i and not starts_new_episode(spans[i - 1][1], t, gap) else None
+    right = spans[i] if i < len(spans) and not starts_new_episode(t, spans[i][0], gap) else None
+    if left is not None and right is not None:
+        left[1] = max(left[1], right[1])
+        del spans[i]
+    elif left is not None:
+        left[1] = max(left[1], t)
+    elif right is not None:
+        right[0] = t
+    else:
+        spans.insert(i, [t, t])
+        if len(spans) > _MAX_EPISODES:
+            del spans[0]
 
 
 class _OpenIndex:

@@ -71,6 +71,24 @@ def test_an_episode_of_never_seen_lines_is_one_incident(bundles) -> None:
     assert len(final_incidents(split)) > len(incidents)
 
 
+def test_a_late_line_joins_the_incident_of_its_own_time(bundles) -> None:
+    """Zookeeper_2k holds two servers' logs one after the other, so the log's time goes back four
+    weeks at line 1,462. The second server's "minSessionTimeout set to" at 07-30 23:52 is the
+    same restart as the first server's "Starting quorum peer" at 23:46, six minutes earlier, but
+    it arrives after lines of 08-25, when that incident is long resolved. Grouped by log time it
+    joins that restart's incident (a new incident of its own before)."""
+    model, scan, _ = bundles["Zookeeper"]
+    pipe, outputs = scan_records(model, scan)
+    assert_incident_counts_agree(pipe, outputs)
+    ids: dict[str, set[str | None]] = defaultdict(set)
+    for o in outputs:
+        if isinstance(o, Anomaly) and ("Starting quorum peer" in o.line.line.raw
+                                       or "minSessionTimeout set to" in o.line.line.raw):
+            ids[o.line.line.raw[:16]].add(o.incident_id)
+    assert {"2015-07-30 23:46", "2015-07-30 23:52"} <= set(ids)
+    assert ids["2015-07-30 23:46"] == ids["2015-07-30 23:52"] and None not in ids["2015-07-30 23:52"]
+
+
 def test_a_laptops_new_behaviour_is_grouped_by_episode_and_nothing_is_lost(bundles) -> None:
     """Mac_2k: 118 never-seen events in 3.5 days of a laptop's log (wake-ups, apps) opened 79
     incidents; by episode (an hour of quiet ends one) and recurrence they are a few, every

@@ -29,6 +29,8 @@ def _same_everywhere(bundle: Path, records: list[Record]) -> Seen:
         live = run_pass(bundle, records, RunOptions(), rate)
         assert live.lines == scanned.lines, rate.label
         assert Counter(live.sessions) == Counter(scanned.sessions), rate.label
+        # Grouped by log time, not arrival: the same incidents, each anomaly in the same one.
+        assert Counter(live.grouped) == Counter(scanned.grouped), rate.label
     return scanned
 
 

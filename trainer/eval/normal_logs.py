@@ -7,7 +7,9 @@ events, incidents and session alerts. Ground-truth event ids (Loghub-2.0's corre
 templates) split the flagged lines into known-event alarms (the event occurs in the training
 half: a person would call these false) and novel-event lines (the event never occurs there).
 The same lines are then replayed through the live path (`agent.replay`: the daemon's calls on an
-injected clock) at several arrival rates; every line whose verdict differs from `scan` counts.
+injected clock) at several arrival rates; every line whose verdict differs from `scan` counts,
+and so does every session verdict and every anomaly event (with its incident id) that one pass
+has and the other has not.
 
 Torch models train with `--epochs` and `--max-train-seconds` (default 3 epochs, 10 s each), so
 the 15 systems take a few minutes; pass larger values to measure fully trained models.
@@ -143,6 +145,7 @@ class Seen:
     members: tuple[str, ...] = ()  # the vote's members at the sensitivity
     anomaly_events: int = 0
     incidents: set[str] = field(default_factory=set)
+    grouped: list[tuple[str, str | None]] = field(default_factory=list)  # each anomaly event's line and incident
     sessions: list[tuple[str, str]] = field(default_factory=list)
 
     def take(self, outputs: Sequence[object]) -> None:
@@ -152,6 +155,7 @@ class Seen:
         for o in outputs:
             if isinstance(o, Anomaly):
                 self.anomaly_events += 1
+                self.grouped.append((o.line.line.raw, o.incident_id))
             elif isinstance(o, Incident):
                 self.incidents.add(o.incident_id)
             elif isinstance(o, SessionVerdict):
@@ -244,6 +248,8 @@ def run_system(system_dir: Path, system: str, options: RunOptions, work: Path) -
             diff = sum(a is not b for a, b in zip(verdicts, live_verdicts, strict=True))
             a, b = Counter(live.sessions), Counter(scanned.sessions)
             diff += ((a - b) + (b - a)).total()
+            g, h = Counter(live.grouped), Counter(scanned.grouped)  # anomaly events and their incidents
+            diff += ((g - h) + (h - g)).total()
             by_rate[rate.label] = diff
     return SystemRow(
         system=system,
