@@ -1,8 +1,9 @@
 """Anomalies grouped into incidents: one alert per problem, not one per line.
 
 An anomaly joins an incident by the first of these that holds (ARCHITECTURE.md states the rule):
-1. A never-seen template that an incident already reported, or a variant of one (most content
-   words shared), rejoins that incident for `new_behaviour_secs` on either side of its span: it
+1. A never-seen template that an incident already reported, a variant of one (most content
+   words shared), or one of the same family (`agent/line_families.py`: a crash report's field
+   dumps), rejoins that incident for `new_behaviour_secs` on either side of its span: it
    is reopened under the same id and updated (new behaviour, not a new problem).
 2. In one of the incident's *episodes* (`agent/episodes.py`: no quiet gap longer than
    `episode_gap_secs`; on the log's clock): the same template, a never-seen line of the same stream (a host's own
@@ -52,6 +53,7 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from agent.episodes import EPISODE_GAP_SECS, starts_new_episode
+from agent.line_families import family_of
 from agent.lines import actor_of, as_number
 from agent.types import (
     Anomaly,
@@ -352,6 +354,9 @@ class IncidentGrouper:
         self._new_words: dict[int, frozenset[str]] = {}  # ... and its content words
         self._new_by_word: dict[str, set[int]] = {}  # content word -> remembered new templates with it
         self._new_order: dict[int, int] = {}  # ... and when each was first remembered
+        # Families of never-seen lines (a crash report's field dumps) -> the incident that first
+        # reported one of them: a new field line of the family is the same new behaviour.
+        self._families: dict[tuple[str, str, Level], _Open] = {}
         self._seen_new = 0
         self._index = _OpenIndex(config.related_word_overlap)
         # Incidents resolved lately (the last `max_resolved`), indexed the same way: a line that
@@ -421,7 +426,7 @@ class IncidentGrouper:
         t = anomaly.line.time
         line = anomaly.line
         words = template_words(anomaly.line.template)
-        recurring = self._recurring(line.template_id, words, t) if line.is_new else None
+        recurring = self._recurring(line.template_id, words, t, family_of(line.line)) if line.is_new else None
         if recurring is not None:
             if recurring.incident_id not in self._open:  # resolved meanwhile: reopen it
                 self._enter(recurring)
@@ -568,7 +573,8 @@ class IncidentGrouper:
         self._index.add_line(inc, anomaly)
         self._touch(inc)
         if anomaly.line.is_new:
-            self._remember_new(anomaly.line.template_id, template_words(anomaly.line.template), inc)
+            self._remember_new(anomaly.line.template_id, template_words(anomaly.line.template), inc,
+                               family_of(anomaly.line.line))
         if inc.state is IncidentState.OPEN and inc.anomalies == 1:
             inc.emitted_at = t
             events.append(self._snapshot(inc, IncidentState.OPEN))
@@ -588,11 +594,13 @@ class IncidentGrouper:
             inc.suppressed += 1
         return emit
 
-    def _recurring(self, template_id: int, words: frozenset[str], t: float) -> _Open | None:
-        """The incident whose new behaviour this never-seen template repeats: its own, or the one
-        of a template it is a variant of (most words in common; the first remembered among equals).
-        Within the period of the incident's span on either side: a log whose lines come out of time
-        order (HPC's) must not open a new incident for every line that is earlier."""
+    def _recurring(self, template_id: int, words: frozenset[str], t: float,
+                   family: tuple[str, str, Level] | None) -> _Open | None:
+        """The incident whose new behaviour this never-seen template repeats: its own, the one
+        of a template it is a variant of (most words in common; the first remembered among equals),
+        or the one that first reported its family (`agent/line_families.py`: a crash report's
+        field dump). Within the period of the incident's span on either side: a log whose lines
+        come out of time order (HPC's) must not open a new incident for every line that is earlier."""
         period = self.config.new_behaviour_secs
         own = self._new_behaviour.get(template_id)
         if own is not None and self._distance(own, t) <= period:
@@ -611,12 +619,24 @@ class IncidentGrouper:
                 inc = self._new_behaviour[tid]
                 if self._distance(inc, t) <= period and (best is None or overlap > best_overlap):
                     best, best_overlap = inc, overlap
+        if best is None and family is not None:
+            first = self._families.get(family)
+            if first is not None and self._distance(first, t) <= period:
+                return first
         return best
 
     def _remembered_order(self, template_id: int) -> int:
         return self._new_order[template_id]
 
-    def _remember_new(self, template_id: int, words: frozenset[str], inc: _Open) -> None:
+    def _remember_new(self, template_id: int, words: frozenset[str], inc: _Open,
+                      family: tuple[str, str, Level] | None) -> None:
+        if family is not None:
+            first = self._families.get(family)
+            if first is None or self._distance(first, inc.last_seen) > self.config.new_behaviour_secs:
+                self._families.pop(family, None)
+                self._families[family] = inc  # the family's new behaviour is reported here
+                if len(self._families) > self.config.max_new_behaviour:
+                    del self._families[next(iter(self._families))]
         if template_id not in self._new_behaviour:
             self._seen_new += 1
             self._new_order[template_id] = self._seen_new

@@ -1,0 +1,57 @@
+"""Families of lines that a person reads as one thing although they share no words.
+
+A crash report dumps the machine's state as fields, one or a few per line: `r24=0x0ffea4c8
+r25=0x00000003 …`, `fpr29=0xffffffff ffffffff …`, `dbcr0=0x0 dbsr=0x0 ccr0=0x40002000`,
+`Machine State Register: 0x0002f900`, `minus normalized number..........0`, `lr:00004ad8
+cr:48000084 …`. Each field line is a
+template of its own (BGL has over a hundred), and a sample of a crash report holds a different
+few each time, so the same failure (a compute node's kernel dying) shows up as a new template
+every time it recurs. After masking their values such lines have almost no content words, so
+the incident grouper's variant rule (words in common) cannot relate them either.
+
+`family_of` names the family of a *field dump* line: the line is only fields (`name=value`
+(or `name:value`) pairs, or one label followed by `: ` or a dot leader and then values) at a severity of ERROR or
+worse (a crash report, not a status line), from one component. Two never-seen templates of one
+family are the same new behaviour (`agent/incidents.py`, rule 1). Anything with a word among its
+values ("Lustre mount FAILED : bglio559 : point …", "rts: kernel terminated for reason 1004",
+"MACHINE CHECK DCR read timeout (mc=e08x …)") is not a dump and keeps its own template's rules.
+"""
+
+from __future__ import annotations
+
+import re
+
+from agent.types import Level, ParsedLine
+
+# A value in a dump: a hex word, a number (with a unit or a dotted version), or a bracketed unit.
+_VALUE = r"(?:0x[0-9a-fA-F]+|[0-9a-fA-F]{8,}|[-+]?\d[\w.]*|\(\w*\))"
+_VALUES = rf"{_VALUE}(?:[\s,]+{_VALUE})*"
+# `name=value` (or `name:value`) fields only, maybe with bare values after them
+# (`fpr29=0xffffffff ffffffff`, `lr:00004ad8 cr:48000084 xer:20000002`).
+_FIELDS = re.compile(rf"[A-Za-z][\w.]*[=:]{_VALUE}(?:[\s,]+(?:[A-Za-z][\w.]*[=:])?{_VALUE})*")
+# One label and its values: `Machine State Register: 0x0002f900`, `fraction rounded.......0`,
+# `program interrupt: privileged instruction...0`.
+_LABELLED = re.compile(rf"[A-Za-z][\w /&()+-]*?(?::\s+|(?<=[\w)])\.{{3,}}\s*){_VALUES}"
+                       rf"|[A-Za-z][\w :/&()+-]*?(?<=[\w)])\.{{3,}}\s*{_VALUES}")
+_MAX_CHARS = 256  # a dump line is short; longer messages are not looked at
+
+FIELD_DUMP = "field dump"
+
+
+def is_field_dump(message: str) -> bool:
+    """Whether `message` is only fields: `name=value` pairs, or a label and its values."""
+    text = message.strip()
+    if not text or len(text) > _MAX_CHARS:
+        return False
+    return _FIELDS.fullmatch(text) is not None or _LABELLED.fullmatch(text) is not None
+
+
+def family_of(line: ParsedLine) -> tuple[str, str, Level] | None:
+    """The family a never-seen line belongs to beyond its template: (kind, software component,
+    level) of a severe field dump, or None (most lines: their template is their family). The
+    component is the header's `facility` where the format has one (BGL's KERNEL: its `component`
+    is the node, a place, and a crash report is the same failure on any node), else the
+    line's component (a syslog program)."""
+    if line.level < Level.ERROR or not is_field_dump(line.message):
+        return None
+    return FIELD_DUMP, line.field("facility") or line.component, line.level

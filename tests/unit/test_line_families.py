@@ -1,0 +1,44 @@
+"""A crash report's field dumps are one family (agent/line_families.py), checked on every line of
+BGL_2k against its ground-truth events: the register and status fields of the kernel's crash
+report are dumps, the kernel's and ciod's messages are not."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+from agent.line_families import FIELD_DUMP, family_of, is_field_dump
+from agent.types import Level, ParsedLine
+
+# BGL_2k events whose lines are fields of the kernel's crash report, seen in the scanned half.
+_DUMPS = {"E56", "E106", "E65", "E86", "E87", "E66", "E114", "E103"}
+# Never-seen events of the scanned half that are messages, not fields.
+_MESSAGES = {"E112", "E111", "E110", "E109", "E82", "E81", "E80", "E41", "E60", "E25", "E26", "E37", "E74"}
+
+
+def test_field_dumps_are_told_from_messages_on_bgl(data_dir: Path) -> None:
+    """The crash report's fields are dumps, the never-seen messages beside them are not, and every
+    severe dump line is the kernel's at FATAL."""
+    path = data_dir / "loghub_2k" / "BGL" / "BGL_2k.log_structured_corrected.csv"
+    with path.open(newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    dump_events = {r["EventId"] for r in rows if is_field_dump(r["Content"])}
+    assert dump_events >= _DUMPS
+    assert not _MESSAGES & dump_events
+    # Every severe dump line is the kernel's, at FATAL: the crash report's.
+    severe = {"FATAL", "FAILURE", "SEVERE", "ERROR"}
+    assert {(r["Component"], r["Level"]) for r in rows
+            if is_field_dump(r["Content"]) and r["Level"] in severe} == {("KERNEL", "FATAL")}
+
+
+def test_the_family_is_the_facility_and_level_not_the_node() -> None:
+    """Two nodes' crash reports are one family; a status line (INFO) and a message are none."""
+    def line(message: str, node: str, level: Level = Level.FATAL) -> ParsedLine:
+        return ParsedLine(raw=message, message=message, timestamp=0.0, level=level, entity="BGL_2k.log",
+                          source="BGL_2k.log", component=node, fields=(("facility", "KERNEL"),))
+
+    a = family_of(line("dbcr0=0x00000000 dbsr=0x00000000 ccr0=0x40002000", "R03-M1-NF-C:J07-U01"))
+    b = family_of(line("Machine State Register: 0x0002f900", "R61-M0-N3-C:J11-U11"))
+    assert a == b == (FIELD_DUMP, "KERNEL", Level.FATAL)
+    assert family_of(line("Machine State Register: 0x0002f900", "R61", Level.INFO)) is None  # a status line
+    assert family_of(line("rts: kernel terminated for reason 1004", "R63")) is None
