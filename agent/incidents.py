@@ -221,8 +221,9 @@ def service_of(entity: str) -> str:
 _SERVICE_SPLIT = re.compile(r"[-_.:/\s]")
 
 
-def title_from(templates: Sequence[tuple[int, str, int]], new_only: bool) -> str:
-    """A short title from the leading templates: the first one's words, `+N related`."""
+def title_from(templates: Sequence[tuple[int, str, int]], new_only: bool, total: int | None = None) -> str:
+    """A short title from the leading templates: the first one's words, `+N related` (N: the
+    other templates of the incident, `total` of them in all when more than those listed)."""
     if not templates:
         return "Anomalous lines"
     text = " ".join(_MASK.sub("…", templates[0][1]).split())
@@ -233,8 +234,9 @@ def title_from(templates: Sequence[tuple[int, str, int]], new_only: bool) -> str
         text = text[:59].rstrip() + "…"
     if new_only:
         text = f"Unknown template: {text}"
-    if len(templates) > 1:
-        text += f" (+{len(templates) - 1} related)"
+    count = max(len(templates), total or 0)
+    if count > 1:
+        text += f" (+{count - 1} related)"
     return text
 
 
@@ -832,7 +834,7 @@ class IncidentGrouper:
         ranked = sorted(inc.templates.items(), key=lambda kv: (kv[0] not in inc.new_templates, -kv[1]))
         leading = tuple((tid, inc.template_text.get(tid, ""), count) for tid, count in ranked[:5])
         new_only = bool(inc.templates) and all(tid in inc.new_templates for tid in inc.templates)
-        title = title_from(leading, new_only)
+        title = title_from(leading, new_only, len(inc.templates))
         if inc.arrival:
             title += " (times from arrival: lines carry no timestamp)"
         entities = tuple(inc.entities) + ((f"+{inc.extra_entities} more",) if inc.extra_entities else ())
