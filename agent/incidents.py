@@ -486,9 +486,9 @@ class IncidentGrouper:
 
     def _enter(self, inc: _Open) -> None:
         """Put `inc` in the open set (new, or reopened) and index what it holds."""
-        if self._resolved.pop(inc.incident_id, None) is not None:
-            if self._resolved_unindexed.pop(inc.incident_id, None) is None:
-                self._resolved_index.remove(inc)
+        if (self._resolved.pop(inc.incident_id, None) is not None
+                and self._resolved_unindexed.pop(inc.incident_id, None) is None):
+            self._resolved_index.remove(inc)  # reopened: no longer a resolved one
         self._order += 1
         inc.order = self._order
         self._open[inc.incident_id] = inc
