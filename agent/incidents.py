@@ -226,17 +226,34 @@ def title_from(templates: Sequence[tuple[int, str, int]], new_only: bool, total:
     other templates of the incident, `total` of them in all when more than those listed)."""
     if not templates:
         return "Anomalous lines"
-    text = " ".join(_MASK.sub("…", templates[0][1]).split())
-    text = re.sub(r"…(?:[\s…]*…)?", "…", text).strip(" ,;:-=") or f"template {templates[0][0]}"
-    if text == "…":
-        text = f"template {templates[0][0]}"
-    if len(text) > 60:
-        text = text[:59].rstrip() + "…"
+    text = _title_text(templates[0][0], templates[0][1])
     if new_only:
         text = f"Unknown template: {text}"
     count = max(len(templates), total or 0)
     if count > 1:
         text += f" (+{count - 1} related)"
+    return text
+
+
+_TITLE_MEMO: dict[tuple[int, str], str] = {}
+_ELLIPSES = re.compile(r"…(?:[\s…]*…)?")
+
+
+def _title_text(template_id: int, template: str) -> str:
+    """The words of a title from one template (remembered: an incident's update repeats it)."""
+    key = (template_id, template)
+    text = _TITLE_MEMO.get(key)
+    if text is None:
+        text = " ".join(_MASK.sub("…", template).split())
+        text = _ELLIPSES.sub("…", text).strip(" ,;:-=") or f"template {template_id}"
+        if text == "…":
+            text = f"template {template_id}"
+        if len(text) > 60:
+            text = text[:59].rstrip() + "…"
+        if len(template) <= _MEMO_CHARS:
+            if len(_TITLE_MEMO) >= _MEMO_ENTRIES:
+                _TITLE_MEMO.clear()
+            _TITLE_MEMO[key] = text
     return text
 
 
@@ -773,9 +790,11 @@ class IncidentGrouper:
             inc.new_templates.add(tid)
             if line.line.entity == line.line.source:
                 inc.new_streams.add(line.line.source)
+        values = inc.values
         for value in line.params:
-            if len(inc.values) < cfg.max_values and distinctive(value):
-                inc.values.add(value[:_MAX_VALUE_CHARS])
+            kept = value[:_MAX_VALUE_CHARS]
+            if kept not in values and len(values) < cfg.max_values and distinctive(value):
+                values.add(kept)
         entity = actor_of(line.line)
         if entity not in inc.entities:
             if len(inc.entities) < cfg.max_entities:
