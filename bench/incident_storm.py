@@ -44,13 +44,17 @@ _NEW = (Explanation(ExplanationKind.NEW_TEMPLATE, "NEW TEMPLATE"),)
 
 
 class ScanGrouper(IncidentGrouper):
-    """The matcher before the index: every open incident is a candidate; the stalest by a scan."""
+    """The matcher before the index: every open incident is a candidate; the stalest and the
+    quiet ones by a scan."""
 
     def _candidates(self, anomaly: Anomaly, words: frozenset[str]) -> Sequence[_Open]:
         return list(self._open.values())
 
     def _stalest(self) -> _Open:
         return min(self._open.values(), key=lambda i: i.last_seen)
+
+    def _quiet(self, now: float) -> list[_Open]:
+        return sorted([i for i in self._open.values() if self._is_stale(i, now)], key=lambda i: i.first_seen)
 
 
 def word(k: int) -> str:
