@@ -21,6 +21,7 @@ usage:
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -68,7 +69,7 @@ def bgl(bundle: Path, tests: list[Path]) -> None:
               f"{'yes' if out_f == out_c and v_f == v_c else 'NO'} | {s_f:.1f} / {s_c:.1f} |")
 
 
-def hdfs(bundle_path: Path, train: Path, test: Path, holdout: float) -> None:
+def hdfs(bundle_path: Path, test: Path) -> None:
     """Judge every labelled session with each detector and the vote, and through the cascade."""
     import numpy as np
 
@@ -77,11 +78,11 @@ def hdfs(bundle_path: Path, train: Path, test: Path, holdout: float) -> None:
     from agent.detectors.cascade import Cascade
     from agent.ensemble import Ensemble
     from agent.types import Sensitivity, Verdict
-    from trainer.sequences import build_vocab, encode, read_labelled, read_sessions
+    from trainer.sequences import encode, read_labelled
 
-    train_ids = read_sessions(train)  # the eval's encoding: vocabulary of the fitted part
-    n_held = max(2, int(len(train_ids) * holdout))
-    vocab = build_vocab(train_ids[: len(train_ids) - n_held])
+    # the eval's encoding: the bundle's own vocabulary (of the fitted part of --train)
+    vocab_json = json.loads((bundle_path / "vocab.json").read_text())["template_to_token"]
+    vocab = {int(k): int(v) for k, v in vocab_json.items()}
     test_ids, labels = read_labelled(test)
     sessions = encode(test_ids, vocab)
     bundle = load_bundle(bundle_path)
@@ -126,14 +127,12 @@ def main() -> int:
     ap.add_argument("--bgl-test", type=Path, nargs="+",
                     default=[DATA / "bgl/BGL_14k.log", DATA / "bgl/BGL_16k.log"])
     ap.add_argument("--hdfs-bundle", type=Path)
-    ap.add_argument("--hdfs-train", type=Path, default=DATA / "hdfs/deeplog/hdfs_train")
     ap.add_argument("--hdfs-test", type=Path, default=DATA / "hdfs/deeplog/robust_log_train.csv")
-    ap.add_argument("--holdout", type=float, default=0.2, help="as given to eval hdfs-sessions (default: 0.2)")
     args = ap.parse_args()
     if args.bgl_bundle:
         bgl(args.bgl_bundle, args.bgl_test)
     if args.hdfs_bundle:
-        hdfs(args.hdfs_bundle, args.hdfs_train, args.hdfs_test, args.holdout)
+        hdfs(args.hdfs_bundle, args.hdfs_test)
     return 0
 
 

@@ -10,6 +10,15 @@ share data):
   held-back units (lines or sessions) it flags while no rule does. Allowed: the level's target
   false-positive rate times the units judged, rounded down — on a few hundred units at
   medium or low that is zero.
+- **Evidence**: a level's budget must be visible on the judged units. Where ⌊rate × units⌋ = 0
+  (fewer than ⌈1 / rate⌉ units: 1,000 at medium, 100 at high) the budget is zero false alarms,
+  and zero proves nothing: on 100 lines a detector that raises false alarms at 2 %, twenty
+  times medium's rate, raises none 13 % of the time, and one at medium's own rate 90 % of the
+  time. Such a detector is left out of that level *for lack of evidence* (`Why.NO_EVIDENCE`)
+  whatever it catches. On ⌈1 / rate⌉ units a detector at the level's rate is expected to raise
+  one false alarm; zero then bounds the rate by 1 / units at 63 % confidence (a 95 % bound
+  would need 3 / rate units, 3,000 at medium: more held-back data than most histories spare),
+  so this is the least the data must show, not a proof.
 - **What the rules miss**: pseudo-anomalies made from the same held-back units by perturbing
   them (Pseudo-anomaly / "synthetic outlier" validation): a session shuffled, two of its events
   swapped, one dropped, one repeated, a known event injected; a line moved elsewhere in the
@@ -27,14 +36,15 @@ The three sensitivities are three operating points with a fixed meaning:
   vote (`QUIET_LEVEL`): the fewest alarms, at the cost of anomalies that lie only in the order or
   counts of known events.
 - **medium** (the default) adds the learned detectors that earn a place within its budget,
-  ⌊0.001 × units⌋ false alarms — none on fewer than 1,000 held-back units.
+  ⌊0.001 × units⌋ false alarms — so only where at least 1,000 units were judged.
 - **high** adds those that earn a place within ⌊0.01 × units⌋, at their looser high thresholds:
   more recall for more alarms.
 
 Where no learned detector earns a place at medium, low and medium are one point, and `train`
 says so (`same_operating_points`).
 
-A learned detector is kept at medium or high when its false alarms are within the allowance, it catches
+A learned detector is kept at medium or high when the judged units can show the level's rate
+(evidence, above), its false alarms are within the allowance, it catches
 at least `MIN_CATCH` of what the rules miss, and its catch rate is at least `MIN_LIFT` times the
 rate at which it fires on normal data (it separates, it does not just fire often). Kept
 detectors join greedily, most catches first; one joins only while the vote's false alarms stay
@@ -51,6 +61,7 @@ allowance before any learned detector joins.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -65,6 +76,25 @@ MIN_LIFT = 5.0
 SESSION_PERTURBATIONS = ("shuffle", "swap", "drop", "repeat", "inject")
 QUIET_LEVEL = "low"  # the level at which no learned detector votes
 QUIET_REASON = "learned detectors explain but do not vote at low (only what training never saw raises there)"
+
+
+class Why:
+    """Why a detector was kept or left out at a level: the code the bundle records beside the text."""
+
+    KEPT = "kept"
+    QUIET = "quiet_level"
+    NOTHING_TO_ADD = "nothing_to_add"
+    FALSE_ALARMS = "false_alarms"
+    NO_EVIDENCE = "no_evidence"  # too few judged units to show the level's false-alarm rate
+    FEW_CATCHES = "few_catches"
+    NO_LIFT = "no_lift"
+    VOTE_FALSE_ALARMS = "vote_false_alarms"
+    ADDS_NOTHING = "adds_nothing"
+
+
+def needed_units(target_fpr: float) -> int:
+    """The fewest judged units on which a level's budget allows one false alarm: ⌈1 / rate⌉."""
+    return math.ceil(1.0 / target_fpr - 1e-9) if target_fpr > 0 else 0
 
 
 @dataclass(frozen=True)
@@ -82,6 +112,8 @@ class Judgement:
     fire_rate: float
     kept: bool = False
     reason: str = ""
+    why: str = ""  # a `Why` code
+    needed: int = 0  # judged units the level's budget needs to allow one false alarm
 
     @property
     def catch_rate(self) -> float:
@@ -93,7 +125,7 @@ class Judgement:
         return {"unit": self.unit, "units": self.units, "false_alarms": self.false_alarms,
                 "allowed": self.allowed, "pseudo_anomalies": self.pseudo, "caught": self.caught,
                 "catch_rate": round(self.catch_rate, 4), "fire_rate": round(self.fire_rate, 5),
-                "kept": self.kept, "reason": self.reason}
+                "kept": self.kept, "reason": self.reason, "why": self.why, "needs_units": self.needed}
 
 
 @dataclass(frozen=True)
@@ -122,28 +154,32 @@ def decide(fired: Fired, level: str, target_fpr: float) -> list[Judgement]:
     rules_normal = _rule_union(fired.normal, n_normal)
     missed = ~_rule_union(fired.pseudo, n_pseudo)
     allowed = math.floor(target_fpr * n_normal + 1e-9)
+    needed = needed_units(target_fpr)
     alone: dict[str, Judgement] = {}
     for name in names:
         fa = fired.normal[name] & ~rules_normal
         caught = fired.pseudo[name] & missed
         alone[name] = Judgement(name, level, fired.unit, n_normal, int(fa.sum()), allowed, int(missed.sum()),
-                                int(caught.sum()), float(fired.normal[name].mean()) if n_normal else 0.0)
+                                int(caught.sum()), float(fired.normal[name].mean()) if n_normal else 0.0,
+                                needed=needed)
     out: dict[str, Judgement] = {}
     eligible: list[Judgement] = []
     for j in alone.values():
         if level == QUIET_LEVEL:
-            out[j.detector] = _left(j, QUIET_REASON)
-        elif j.pseudo == 0:
-            out[j.detector] = _left(j, "no pseudo-anomaly escapes the rules here: nothing to add")
+            out[j.detector] = _left(j, QUIET_REASON, Why.QUIET)
         elif j.false_alarms > j.allowed:
             out[j.detector] = _left(j, f"{j.false_alarms} false alarms on {j.units} held-back normal {j.unit}s "
-                                       f"where the rules are silent (allowed {j.allowed} at {level})")
+                                       f"where the rules are silent (allowed {j.allowed} at {level})", Why.FALSE_ALARMS)
+        elif j.allowed < 1:
+            out[j.detector] = _left(j, no_evidence_reason(j.units, j.unit, level, target_fpr), Why.NO_EVIDENCE)
+        elif j.pseudo == 0:
+            out[j.detector] = _left(j, "no pseudo-anomaly escapes the rules here: nothing to add", Why.NOTHING_TO_ADD)
         elif j.catch_rate < MIN_CATCH:
             out[j.detector] = _left(j, f"catches {j.caught} of {j.pseudo} pseudo-anomalies the rules miss "
-                                       f"({j.catch_rate:.1%} < {MIN_CATCH:.0%})")
+                                       f"({j.catch_rate:.1%} < {MIN_CATCH:.0%})", Why.FEW_CATCHES)
         elif j.catch_rate < MIN_LIFT * j.fire_rate:
             out[j.detector] = _left(j, f"catch rate {j.catch_rate:.1%} is under {MIN_LIFT:g}x its "
-                                       f"{j.fire_rate:.1%} firing rate on normal data")
+                                       f"{j.fire_rate:.1%} firing rate on normal data", Why.NO_LIFT)
         else:
             eligible.append(j)
     vote_fa = np.zeros(n_normal, dtype=bool)
@@ -151,33 +187,44 @@ def decide(fired: Fired, level: str, target_fpr: float) -> list[Judgement]:
     if FACTS in fired.normal:
         fa = fired.normal[FACTS] & ~rules_normal
         facts = Judgement(FACTS, level, fired.unit, n_normal, int(fa.sum()), allowed, 0, 0,
-                          float(fired.normal[FACTS].mean()) if n_normal else 0.0)
+                          float(fired.normal[FACTS].mean()) if n_normal else 0.0, needed=needed)
         if facts.false_alarms > allowed:
             out[FACTS] = _left(facts, f"{facts.false_alarms} false alarms on {n_normal} held-back normal "
-                                      f"{fired.unit}s where the rules are silent (allowed {allowed} at {level})")
-        else:
+                                      f"{fired.unit}s where the rules are silent (allowed {allowed} at {level})",
+                               Why.FALSE_ALARMS)
+        else:  # facts name what they saw: kept on no false alarm, evidence or not (module docstring)
             vote_fa = fa
-            out[FACTS] = Judgement(**{**facts.__dict__, "kept": True,
-                                      "reason": f"{facts.false_alarms} false alarms (allowed {allowed})"})
+            out[FACTS] = _kept(facts, f"{facts.false_alarms} false alarms (allowed {allowed})")
         names = [*names, FACTS]
     for j in sorted(eligible, key=lambda x: (-x.caught, x.false_alarms, x.detector)):
         fa = vote_fa | (fired.normal[j.detector] & ~rules_normal)
         caught = vote_caught | (fired.pseudo[j.detector] & missed)
         if int(fa.sum()) > allowed:
             out[j.detector] = _left(j, f"with the members before it the vote would raise {int(fa.sum())} false "
-                                       f"alarms (allowed {allowed})")
+                                       f"alarms (allowed {allowed})", Why.VOTE_FALSE_ALARMS)
         elif int(caught.sum()) == int(vote_caught.sum()):
-            out[j.detector] = _left(j, "adds no catch the vote does not already have")
+            out[j.detector] = _left(j, "adds no catch the vote does not already have", Why.ADDS_NOTHING)
         else:
             vote_fa, vote_caught = fa, caught
-            out[j.detector] = Judgement(**{**j.__dict__, "kept": True,
-                                           "reason": f"catches {j.caught} of {j.pseudo} pseudo-anomalies the "
-                                                     f"rules miss with {j.false_alarms} false alarms"})
+            out[j.detector] = _kept(j, f"catches {j.caught} of {j.pseudo} pseudo-anomalies the rules miss with "
+                                       f"{j.false_alarms} false alarms (allowed {j.allowed} on {j.units} "
+                                       f"{j.unit}s)")
     return [out[n] for n in names]
 
 
-def _left(j: Judgement, reason: str) -> Judgement:
-    return Judgement(**{**j.__dict__, "kept": False, "reason": reason})
+def no_evidence_reason(units: int, unit: str, level: str, target_fpr: float) -> str:
+    """Why `units` judged units cannot admit a learned detector at `level`."""
+    return (f"left out for lack of evidence: {units:,} held-back {unit}s cannot show a false-alarm rate of "
+            f"{target_fpr:g} (⌊{target_fpr:g} × {units:,}⌋ = 0 allowed; {level} needs ≥ "
+            f"{needed_units(target_fpr):,} judged {unit}s)")
+
+
+def _left(j: Judgement, reason: str, why: str) -> Judgement:
+    return dataclasses.replace(j, kept=False, reason=reason, why=why)
+
+
+def _kept(j: Judgement, reason: str) -> Judgement:
+    return dataclasses.replace(j, kept=True, reason=reason, why=Why.KEPT)
 
 
 # -- pseudo-anomalies -------------------------------------------------------------------------
@@ -291,15 +338,36 @@ def apply_membership(ensemble: dict[str, Any], judgements: Sequence[Judgement], 
             ensemble[FACTS] = {"levels": section[name]["levels"]}
         else:
             ensemble["members"][name]["levels"] = section[name]["levels"]
-    ensemble["membership"] = {"rule": "trainer/membership.py", "judged_on": dict(facts), "detectors": section}
+    ensemble["membership"] = {"rule": "trainer/membership.py", "judged_on": dict(facts), "detectors": section,
+                              "no_evidence": no_evidence(judgements)}
     same = same_operating_points(ensemble)
     ensemble["same_operating_point"] = [list(levels) for levels, _ in same]
     budgets = {level: sorted({(j.unit, j.units, j.allowed) for j in judgements if j.level == level})
                for level in LEVELS}
     ensemble["budgets"] = {level: [{"unit": u, "units": n, "allowed": a} for u, n, a in b]
                            for level, b in budgets.items() if b}
-    return (left_out_lines(section) + [same_point_line(levels, voters) for levels, voters in same]
-            + [operating_points_line(ensemble)])
+    return (left_out_lines(section) + no_evidence_lines(ensemble["membership"]["no_evidence"])
+            + [same_point_line(levels, voters) for levels, voters in same] + [operating_points_line(ensemble)])
+
+
+def no_evidence(judgements: Sequence[Judgement]) -> dict[str, list[dict[str, Any]]]:
+    """Per level, per kind of unit: the learned detectors left out for lack of evidence, and the
+    units judged against the units the level needs."""
+    out: dict[str, list[dict[str, Any]]] = {}
+    for level in LEVELS:
+        for unit in ("session", "line"):
+            js = [j for j in judgements if j.level == level and j.unit == unit and j.why == Why.NO_EVIDENCE]
+            if js:
+                out.setdefault(level, []).append({"unit": unit, "units": js[0].units, "needs_units": js[0].needed,
+                                                  "detectors": sorted(j.detector for j in js)})
+    return out
+
+
+def no_evidence_lines(section: Mapping[str, Sequence[Mapping[str, Any]]]) -> list[str]:
+    """`train`'s line per level: who was left out because the judged units cannot show its rate."""
+    return [f"{level}: {', '.join(e['detectors'])} left out for lack of evidence ({e['units']:,} held-back "
+            f"{e['unit']}s judged; a false-alarm rate at {level}'s budget shows only on ≥ {e['needs_units']:,})"
+            for level, entries in section.items() for e in entries]
 
 
 LEVELS = ("low", "medium", "high")
@@ -360,7 +428,7 @@ def operating_points_line(ensemble: Mapping[str, Any]) -> str:
         who = ", ".join(added) if not parts else " ".join(
             [*(f"+{n}" for n in added), *(f"-{n}" for n in dropped)]) or "the same voters"
         budget = "; ".join(f"{b['allowed']} false alarm{'' if b['allowed'] == 1 else 's'} allowed on "
-                           f"{b['units']} held-back {b['unit']}s"
+                           f"{b['units']} held-back {b['unit']}s{'' if b['allowed'] else ': no evidence'}"
                            for b in ensemble.get("budgets", {}).get(level, []))
         note = " (learned detectors do not vote)" if level == QUIET_LEVEL else (f" ({budget})" if budget else "")
         parts.append(f"{level} = {who}{note}")

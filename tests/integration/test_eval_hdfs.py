@@ -44,9 +44,10 @@ def test_eval_rows_split_baselines_and_raw_path(
         assert r["level"] == "session" and r["tp"] + r["fp"] + r["fn"] + r["tn"] == 300
         assert 0.0 <= r["precision_adjusted"] <= r["precision"] + 1e-9 or r["tp"] == 0
     assert out["results"][0]["detector"] == "deeplog@low"  # the served rows lead
-    # thresholds and membership come from held-back TRAINING sessions: the last 20 % of --train
-    assert out["fit_sessions"] == 480 and out["held_back"]["thresholds"] == 60
-    assert out["held_back"]["membership"] == 60
+    # thresholds and membership come from held-back TRAINING sessions: the last third of --train
+    # judges membership (1,000 would be needed for medium), the 10 % before it sets thresholds
+    assert out["fit_sessions"] == 340 and out["held_back"]["thresholds"] == 60
+    assert out["held_back"]["membership"] == 200
     for name in ("deeplog", "lstm_ae"):
         judged = out["membership"]["detectors"][name]["judged"]
         assert set(judged) == {"low", "medium", "high"} and all(j["reason"] for j in judged.values())
@@ -67,20 +68,21 @@ def test_eval_rows_split_baselines_and_raw_path(
 def test_low_medium_and_high_are_three_operating_points(
     data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], torch_available: bool
 ) -> None:
-    """Where DeepLog earns a vote (2,000 real training sessions), the served levels differ: low
-    votes with the plain rules only, medium adds DeepLog at no held-back false alarm, high adds
-    its looser threshold. Measured on labelled sessions whose event set training has seen (the
-    rules are silent there, so only the learned detector can tell the levels apart)."""
+    """Where DeepLog earns a vote by evidence (all 4,855 real training sessions: 1,000 judged, on
+    which medium allows one false alarm), the served levels differ: low votes with the plain
+    rules only, medium adds DeepLog, high adds its looser threshold. Measured on labelled
+    sessions whose event set training has seen (the rules are silent there, so only the learned
+    detector can tell the levels apart)."""
     from trainer.sequences import read_labelled, read_sessions
 
     deeplog = data_dir / "hdfs" / "deeplog"
-    train = tmp_path / "train"
-    train.write_text("".join((deeplog / "hdfs_train").read_text().splitlines(keepends=True)[:2000]))
+    train = deeplog / "hdfs_train"
     seen = {frozenset(s) for s in read_sessions(train)}
     ids, labels = read_labelled(deeplog / "robust_log_train.csv")
     silent = [i for i, s in enumerate(ids) if frozenset(s) in seen]
-    chosen = sorted([i for i in silent if labels[i]] + [i for i in silent if not labels[i]][:392])
-    assert len(chosen) == 400 and sum(labels[i] for i in chosen) == 8
+    anomalous = [i for i in silent if labels[i]]
+    chosen = sorted(anomalous + [i for i in silent if not labels[i]][: 400 - len(anomalous)])
+    assert len(chosen) == 400 and len(anomalous) == 9
     test = tmp_path / "test.csv"
     test.write_text("Sequence,label\n" + "".join(f"{' '.join(map(str, ids[i]))},{int(labels[i])}\n" for i in chosen))
     code = main(["eval", "hdfs-sessions", "--train", str(train), "--test", str(test), "--json", "--epochs", "2",
@@ -88,7 +90,8 @@ def test_low_medium_and_high_are_three_operating_points(
     assert code == 0
     out = json.loads(capsys.readouterr().out)
     assert out["vote_members"]["low"] == ["novel_set", "novelty"]  # learned detectors do not vote at low
-    assert "deeplog" in out["vote_members"]["medium"]
+    assert out["held_back"]["membership"] == 1000 and "deeplog" in out["vote_members"]["medium"]
+    assert out["membership"]["no_evidence"] == {}  # 1,000 judged sessions show medium's and high's rates
     rows = {r["detector"]: r for r in out["results"]}
     flagged = {level: (rows[f"ensemble:vote@{level}"]["tp"], rows[f"ensemble:vote@{level}"]["fp"])
                for level in ("low", "medium", "high")}

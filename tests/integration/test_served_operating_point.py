@@ -64,3 +64,24 @@ def test_each_learned_detector_is_judged_and_the_agent_serves_that_vote(zookeepe
         assert {"novelty", "novel_set"} <= set(pipe.ensemble.members)  # the plain rules always vote
         facts = ensemble["membership"]["detectors"]["facts"]["judged"][level]
         assert pipe.ensemble.facts == facts["kept"] == (level in ensemble["facts"]["levels"])
+
+
+def test_a_learned_detector_judged_on_too_few_lines_is_left_out_for_lack_of_evidence(
+    zookeeper: tuple[Path, str],
+) -> None:
+    """100 judged lines cannot show medium's rate (1 in 1,000): the forest raised no false alarm
+    there, and is left out of medium for lack of evidence (before its catches are weighed), the
+    bundle records why, and `train` says so per level. At high (1 in 100) 100 lines do allow
+    one false alarm, and it is judged on what it shows."""
+    model, out = zookeeper
+    ensemble = json.loads((model / "manifest.json").read_text())["ensemble"]
+    medium = ensemble["membership"]["detectors"]["isolation_forest"]["judged"]["medium"]
+    evidence = medium["evidence"][0]
+    assert not medium["kept"] and evidence["why"] == "no_evidence" and evidence["false_alarms"] == 0
+    assert evidence["units"] == 100 and evidence["needs_units"] == 1000
+    assert "lack of evidence: 100 held-back lines cannot show a false-alarm rate of 0.001" in medium["reason"]
+    assert ensemble["membership"]["no_evidence"]["medium"] == [
+        {"unit": "line", "units": 100, "needs_units": 1000, "detectors": ["isolation_forest"]}]
+    assert "medium: isolation_forest left out for lack of evidence (100 held-back lines judged" in out
+    assert "high" not in ensemble["membership"]["no_evidence"]
+    assert ensemble["membership"]["detectors"]["isolation_forest"]["judged"]["high"]["evidence"][0]["allowed"] == 1

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from trainer.eval.served import with_membership
-from trainer.membership import Fired, apply_membership, decide, perturb_sessions
+from trainer.membership import Fired, Why, apply_membership, decide, needed_units, perturb_sessions
 
 Sessions = list[list[int]]
 
@@ -94,3 +94,31 @@ def test_the_bundle_section_records_levels_and_reasons(split: tuple[Sessions, Se
     assert "(5 false alarms allowed on 500 held-back sessions)" in lines[-1]
     back_in = with_membership(ensemble, "long", "high", member=True)
     assert back_in["members"]["long"]["levels"] == ["high"] and ensemble["members"]["long"]["levels"] == []
+
+
+def test_a_member_judged_on_too_few_units_is_left_out_for_lack_of_evidence(split: tuple[Sessions, Sessions]) -> None:
+    """On 100 held-back sessions STIDE raises no false alarm, yet on all 500 it raises 3 (0.6 %,
+    six times medium's rate): "none on 100" cannot show a rate of 1 in 1,000. So at medium it is
+    left out for lack of evidence, and the bundle and `train`'s lines say why; at high 100
+    sessions do allow one false alarm, and it earns its place."""
+    train, held = split
+    bigrams = set().union(*(_pairs(s) for s in train))
+    stide = {"stide": lambda s: not _pairs(s) <= bigrams}
+    few = _fired(train, held[:100], stide)
+    judged = [j for level, fpr in (("low", 0.0001), ("medium", 0.001), ("high", 0.01)) for j in decide(few, level, fpr)]
+    by = {j.level: j for j in judged}
+    assert by["medium"].false_alarms == 0 and not by["medium"].kept and by["medium"].why == Why.NO_EVIDENCE
+    assert by["medium"].needed == needed_units(0.001) == 1000 and by["medium"].caught > 0
+    assert by["high"].kept and by["high"].allowed == 1
+    many = {j.level: j for j in decide(_fired(train, held, stide), "medium", 0.001)}
+    assert many["medium"].false_alarms == 3 and many["medium"].why == Why.FALSE_ALARMS  # what 100 could not show
+    ensemble = {"members": {"novel_set": {"kind": "rule"}, "stide": {"kind": "sequence"}}}
+    lines = apply_membership(ensemble, judged, {"sessions": {"held_back": 100}})
+    assert ensemble["members"]["stide"]["levels"] == ["high"]
+    record = ensemble["membership"]["detectors"]["stide"]["judged"]["medium"]
+    assert not record["kept"] and record["evidence"][0]["why"] == Why.NO_EVIDENCE
+    assert "lack of evidence: 100 held-back sessions cannot show a false-alarm rate of 0.001" in record["reason"]
+    assert ensemble["membership"]["no_evidence"] == {
+        "medium": [{"unit": "session", "units": 100, "needs_units": 1000, "detectors": ["stide"]}]}
+    assert ("medium: stide left out for lack of evidence (100 held-back sessions judged; a false-alarm rate at "
+            "medium's budget shows only on ≥ 1,000)") in lines

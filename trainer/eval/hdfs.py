@@ -2,17 +2,19 @@
 
 Train every model that learns from sequences on `--train` (DeepLog format, normal sessions only)
 into a real bundle, load it back the way the agent does (ONNX Runtime, the serving code), and
-score whole sessions. The last `--holdout` of `--train` is held back, as `logdetect train` does:
-its first half sets the bundle's thresholds, its second half judges which learned detectors
-join the vote. The headline rows are what a user gets — each detector
-and the vote at low/medium/high with the bundle's own settings, and the ablation of the vote at
-the same thresholds — and use no label. The labelled `--test` CSV (`Sequence,label`) is split
-deterministically, stratified, in two halves; every row is measured on the second. Rows marked
-`oracle:` had thresholds, DeepLog settings or ensemble weights chosen on the first (labelled)
-half: no user has that knowledge, they show what the models could reach. Precision is also
-adjusted to HDFS's real anomaly rate (2.93 %), since the labelled CSV is balanced. Three trivial
-rules, learned from all of `--train`, are computed in the same run: the session holds a template
-never seen in training; a pair of neighbouring templates never seen; a set never seen.
+score whole sessions. The end of `--train` is held back, as `logdetect train` does: its last
+`--judge-sessions` (default 1,000: the fewest on which medium's budget, 1 in 1,000, can show one
+false alarm; at most a third of `--train`) judge which learned detectors join the vote, and the
+`--holdout` share before them (default 0.1) sets the bundle's thresholds. The headline rows are
+what a user gets — each detector and the vote at low/medium/high with the bundle's own settings,
+and the ablation of the vote at the same thresholds — and use no label. The labelled `--test`
+CSV (`Sequence,label`) is split deterministically, stratified, in two halves; every row is
+measured on the second. Rows marked `oracle:` had thresholds, DeepLog settings or ensemble
+weights chosen on the first (labelled) half: no user has that knowledge, they show what the
+models could reach. Precision is also adjusted to HDFS's real anomaly rate (2.93 %), since the
+labelled CSV is balanced. Three trivial rules, learned from all of `--train`, are computed in
+the same run: the session holds a template never seen in training; a pair of neighbouring
+templates never seen; a set never seen.
 
 `--raw-log FILE --raw-labels FILE` also runs the raw path once as a functional check (header
 parse → Drain3 templates → block sessions → the same models); its figures are not a measure of
@@ -42,8 +44,10 @@ from agent.errors import InputError
 from agent.models import MODELS, ModelSpec, TrainingInput
 from agent.onnx_session import RuntimeOptions
 from agent.types import DetectorKind, DetectorScore
+from trainer.calibrate import DEFAULT_TARGETS
 from trainer.eval.metrics import Row, adjusted_precision, f1_of, format_table, row
 from trainer.eval.served import served_rows
+from trainer.membership import needed_units
 from trainer.sequences import build_vocab, encode, read_labelled, read_sessions, stratified_split
 from trainer.support import sensitivity_support
 from trainer.training_data import TrainingData
@@ -118,9 +122,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="normal sessions to learn from, one per line as template numbers (hdfs_train)")
     parser.add_argument("--test", required=True, type=Path, metavar="CSV",
                         help="labelled sessions, a Sequence,label CSV (robust_log_train.csv)")
-    parser.add_argument("--holdout", type=float, default=0.2, metavar="SHARE",
-                        help="last share of --train held back: its first half sets the thresholds, its second "
-                             "half judges which learned detectors join the vote (default: 0.2)")
+    parser.add_argument("--holdout", type=float, default=0.1, metavar="SHARE",
+                        help="share of --train held back, just before the judged sessions, to set the thresholds "
+                             "(default: 0.1)")
+    parser.add_argument("--judge-sessions", type=int, metavar="N",
+                        help="the last N sessions of --train judge which learned detectors join the vote "
+                             f"(default: {needed_units(DEFAULT_TARGETS['medium']):,}, the fewest on which medium's "
+                             "budget allows one false alarm; at most a third of --train)")
     parser.add_argument("--val", type=Path, metavar="FILE",
                         help="DeepLog-format normal sessions to hold back instead of part of --train "
                              "(default: none)")
@@ -270,6 +278,20 @@ def train_bundle(
     return path, seconds
 
 
+def hold_back(
+    train_ids: Sequence[list[int]], holdout: float, judge_sessions: int | None = None,
+) -> tuple[list[list[int]], list[list[int]], list[list[int]]]:
+    """`--train` split in time order: (fit, thresholds, membership). Membership takes the last
+    `judge_sessions` (default: as many as medium's budget needs to allow one false alarm), at
+    most a third of the sessions; the thresholds take the `holdout` share just before them."""
+    n = len(train_ids)
+    wanted = needed_units(DEFAULT_TARGETS["medium"]) if judge_sessions is None else judge_sessions
+    n_judge = min(wanted, n // 3)
+    n_calib = max(1, int(n * holdout))
+    cut = n - n_judge - n_calib
+    return list(train_ids[:cut]), list(train_ids[cut : n - n_judge]), list(train_ids[n - n_judge :])
+
+
 def run(args: argparse.Namespace) -> int:
     """Train, tune thresholds on one labelled half, report rows on the other, print or emit JSON."""
     known = session_models()
@@ -278,22 +300,23 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"--only names no known detector (known: {', '.join(s.name for s in known)})")
     if not 0.0 < args.tune_fraction < 1.0:
         raise InputError("--tune-fraction must be between 0 and 1")
-    if not 0.0 < args.holdout < 0.9:
-        raise InputError("--holdout must be between 0 and 0.9")
+    if not 0.0 < args.holdout < 0.5:
+        raise InputError("--holdout must be between 0 and 0.5")
+    if args.judge_sessions is not None and args.judge_sessions < 0:
+        raise InputError("--judge-sessions must be at least 0")
     train_ids = read_sessions(args.train)
-    if args.val is not None:
-        fit_ids, held_ids = train_ids, read_sessions(args.val)
+    if args.val is not None:  # held back from another file: its first half thresholds, its second membership
+        held_ids = read_sessions(args.val)
+        fit_ids, calib_ids, judge_ids = train_ids, held_ids[: len(held_ids) // 2], held_ids[len(held_ids) // 2 :]
     else:
-        n_held = max(2, int(len(train_ids) * args.holdout))
-        fit_ids, held_ids = train_ids[: len(train_ids) - n_held], train_ids[len(train_ids) - n_held :]
+        fit_ids, calib_ids, judge_ids = hold_back(train_ids, args.holdout, args.judge_sessions)
     test_ids, labels = read_labelled(args.test)
     vocab = build_vocab(fit_ids)
     train_tokens = encode(fit_ids, vocab)
     test_tokens = encode(test_ids, vocab)
     tune_idx, report_idx = stratified_split(labels, args.tune_fraction, args.seed)
     y_tune, y_report = labels[tune_idx], labels[report_idx]
-    held = encode(held_ids, vocab)
-    calib_tokens, judge_tokens = held[: len(held) // 2], held[len(held) // 2 :]
+    calib_tokens, judge_tokens = encode(calib_ids, vocab), encode(judge_ids, vocab)
 
     options = RuntimeOptions(intra_op_threads=max(1, args.threads), device=args.device)
     with tempfile.TemporaryDirectory(prefix="logdetect-eval-hdfs-") as tmp:
@@ -357,7 +380,8 @@ def run(args: argparse.Namespace) -> int:
         "vocabulary": len(vocab) + 1,
         "fit_sessions": len(fit_ids),
         "held_back": {"thresholds": len(calib_tokens), "membership": len(judge_tokens),
-                      "source": str(args.val) if args.val is not None else f"last {args.holdout:g} of --train"},
+                      "source": str(args.val) if args.val is not None else
+                      f"--train: {args.holdout:g} for thresholds, then the last {len(judge_tokens)} for membership"},
         "membership": bundle.manifest.get("ensemble", {}).get("membership"),
         "vote_members": served_facts["vote_members"],
         "sensitivity_support": sensitivity_support(bundle.models),
