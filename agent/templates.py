@@ -308,7 +308,9 @@ class TemplateMiner:
         self._skeletons: dict[tuple[str, ...], list[int]] = {}  # non-`<*>` tokens -> form ids
         self._word_skeletons: dict[tuple[str, ...], list[int]] = {}  # words only -> form ids
         self._shapes: dict[tuple[str, ...], list[int]] = {}  # words in place, values as `<*>`
-        self._lengths: dict[int, dict[int, None]] = {}  # token count -> form ids (`_by_values`)
+        # (token count, place, word) of each form's first word that is not value-like -> form ids:
+        # a variant repeats every such word of its form (`_by_values`)
+        self._first_words: dict[tuple[int, int, str], dict[int, None]] = {}
         self._word_groups: dict[str, set[tuple[int, str]]] = {}  # word -> groups it is in (rebuilt)
         self._values: set[str] = set()  # words learnt to be values (key=value, merged positions)
         self._memo: OrderedDict[str, _Entry] = OrderedDict()
@@ -499,7 +501,9 @@ class TemplateMiner:
         value-like. A different word anywhere (`syslogd` for `cupsd`, `LEADING` for `LOOKING`,
         `file-read-data` for `mach-lookup`) is a different message. Of several, the form with
         the fewest differences wins, then the one with more lines, then the lower id. The
-        variant is shown as the form with `<*>` at the positions that differed.
+        variant is shown as the form with `<*>` at the positions that differed. Only forms whose
+        first word that is not value-like stands at its place in the message are checked
+        (`_first_words`): a variant repeats every such word.
         """
         need = self.config.sim_th * len(typed)
         likes: dict[int, bool] = {}
@@ -507,7 +511,10 @@ class TemplateMiner:
         best_rank: tuple[int, int, int] | None = None
         best_diffs: list[int] = []
         templates = self._templates
-        for fid in self._lengths.get(len(typed), ()):
+        n = len(typed)
+        index = self._first_words
+        candidates = [fid for i, tok in enumerate(typed) for fid in index.get((n, i, tok), ())]
+        for fid in candidates:
             form = templates[fid]
             diffs: list[int] = []
             same = words = 0
@@ -655,7 +662,9 @@ class TemplateMiner:
     def _index(self, tpl: _Template) -> None:
         """File a form in the tree and the skeleton indexes (all rebuilt, never saved)."""
         self._file(tpl)
-        self._lengths.setdefault(len(tpl.tokens), {})[tpl.id] = None
+        first = self._first_word(tpl)
+        if first is not None:
+            self._first_words.setdefault(first, {})[tpl.id] = None
         if len(tpl.skeleton) >= 2:
             self._skeletons.setdefault(tpl.skeleton, []).append(tpl.id)
         if len(tpl.words) >= 2:
@@ -675,10 +684,20 @@ class TemplateMiner:
                 ids.remove(tpl.id)
                 if not ids:
                     del index[key]
-        same_length = self._lengths.get(len(tpl.tokens), {})
-        same_length.pop(tpl.id, None)
-        if not same_length:
-            self._lengths.pop(len(tpl.tokens), None)
+        first = self._first_word(tpl)
+        if first is not None:
+            same_word = self._first_words.get(first, {})
+            same_word.pop(tpl.id, None)
+            if not same_word:
+                self._first_words.pop(first, None)
+
+    @staticmethod
+    def _first_word(tpl: _Template) -> tuple[int, int, str] | None:
+        """(token count, place, word) of the form's first fixed token that is not value-like."""
+        for i, t in tpl.consts:
+            if not value_like(t):
+                return len(tpl.tokens), i, t
+        return None
 
     def _show(self, tpl: _Template, typed: tuple[str, ...], tokens: list[str], masked: list[str]) -> bool:
         """Fold one more line's shown forms into the template; True when its text changed."""

@@ -492,6 +492,8 @@ def test_bounded_clusters_and_memo(data_dir: Path) -> None:
         return sum(len(v) if k is None else leaves(v) for k, v in node.items())  # type: ignore[arg-type]
 
     assert leaves(miner._tree) == len(forms)
+    assert sorted(i for ids in miner._first_words.values() for i in ids) == sorted(
+        t.id for t in forms if TemplateMiner._first_word(t) is not None)
     assert miner.template(first_id) is None  # evicted long ago
     again = miner.add(lines[0])
     assert again.template_id != first_id  # documented churn: an evicted id is not reused
