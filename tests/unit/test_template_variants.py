@@ -12,6 +12,7 @@ what `match` gives on these same lines: `tests/unit/test_shapes.py`.)
 from __future__ import annotations
 
 import csv
+import time
 from pathlib import Path
 
 from agent.templates import learn_templates
@@ -89,6 +90,15 @@ def test_what_looks_like_a_value() -> None:
     for token in ("cupsd", "file-read-data", "FAIL_CONTAINER_CLEANUP", "autopurge.purgeInterval", "LOOKING",
                   "rhost=", "x+", "onWake,"):
         assert not value_like(token), token
+    started = time.process_time()
+    assert not value_like("a" * 200_000) and value_like("a" * 200_000 + ".b.c")  # read once, not per character
+    assert time.process_time() - started < 0.5
     assert fits_typed("chdir(<*>)", "chdir(pwd)")
     assert not fits_typed("rhost=<*>", "rhost=")
     assert not fits_typed("<*>", "anything")
+    assert fits_typed("<*>.tencent.com:<*>", "a.b.tencent.com:80")
+    assert not fits_typed("<*>.tencent.com:<*>", ".tencent.com:80")
+    assert not fits_typed("a<*>b<*>b", "abb") and fits_typed("a<*>b<*>b", "axbyb")
+    started = time.process_time()
+    assert not fits_typed("k=<*>:<*>:<*>:<*>:<*>:<*>!", "k=" + ":" * 50_000)  # a regex of lazy groups backtracks here
+    assert time.process_time() - started < 0.5
