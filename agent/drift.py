@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -128,6 +129,17 @@ class DriftLearner:
         self.lines += 1
         if token:
             self.seen[token] = self.seen.get(token, 0) + 1
+        self._dirty = True
+
+    def count_all(self, tokens: Sequence[int]) -> None:
+        """`count` of each of these lines' tokens, in turn (a micro-batch at once)."""
+        if not tokens:
+            return
+        self.lines += len(tokens)
+        seen = self.seen
+        for token in tokens:
+            if token:
+                seen[token] = seen.get(token, 0) + 1
         self._dirty = True
 
     def newly_rare(self, training_counts: dict[int, int], total: int, texts: dict[int, str]) -> list[Rare]:

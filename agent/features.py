@@ -247,7 +247,7 @@ class FeatureExtractor:
             float(n_params),
             float(freq),
             round(freq / max(mean, 1.0), 1),  # burst_ratio
-            round(state.severe / len(window), 2),
+            round(severe / len(window), 2) if (severe := state.severe) else 0.0,  # level_ratio
             float(len(counts)),
             1.0 if is_new else 0.0,
             trans,

@@ -222,7 +222,7 @@ class Pipeline:
         self._scheduled: dict[int, int] = (
             {id(d): j for j, d in enumerate(self.short_road.scheduled)} if self.short_road is not None else {}
         )
-        self._notable: dict[tuple[int, int], bool] = {}  # (template id, level) -> Explainer.notable_template
+        self._floors: dict[tuple[int, int], float] = {}  # (template id, level) -> `_fact_floor`
         self.line_no = 0
         self._last_input = 0.0
         # The log's own clock (the latest line time): entities go idle and incidents quiet on it,
@@ -288,13 +288,14 @@ class Pipeline:
             self._process_batch(logical[start : start + step], now, out)
         return out
 
-    def _match(self, message: str) -> tuple[int, str, tuple[str, ...], int]:
+    def _match(self, message: str, m: Parts | None = _UNSEEN) -> tuple[int, str, tuple[str, ...], int]:
         """The message's template id, text, parameters and model token (0 for a template that is
-        not the training vocabulary's)."""
+        not the training vocabulary's); `m`: its entry in the raw-message memo when looked up."""
         # The training miner is frozen (`match` never changes it): a message seen before has the
         # same template and parameters, answered by its raw text without masking.
         raw = self._matched
-        m = raw.get(message, _UNSEEN)
+        if m is _UNSEEN:
+            m = raw.get(message, _UNSEEN)
         if m is _UNSEEN:
             # a message of a known raw shape is answered without masking (agent/shapes.py)
             m = self.shapes.parts(message)
@@ -337,14 +338,15 @@ class Pipeline:
         short = 0
         # every stage bound once per batch
         parts_of, raw_get, match, vocab_get = self.parser.parts, self._matched.get, self._match, self.vocab.get
-        known_templates, is_learned, count_token = self.known_templates, self.drift.is_learned, self.drift.count
+        known_templates, is_learned = self.known_templates, self.drift.is_learned
+        tokens: list[int] = []  # every line's token, for the drift counts (counted before judging)
+        count_token = tokens.append
         advance, note, observe = self.features.advance, explainer.note_at, explainer.observe
-        notable = self._notable_template
+        fact_floor, floors_get = self._fact_floor, self._floors.get
         line_no = self.line_no
         for record in records:
             try:
                 line_no += 1
-                self.line_no = line_no
                 parts = parts_of(record, line_no)
                 message = parts[1]
                 m = raw_get(message, _UNSEEN)
@@ -352,7 +354,7 @@ class Pipeline:
                     tid, template, params = m
                     token = vocab_get(tid, 0)
                 else:
-                    tid, template, params, token = match(message)
+                    tid, template, params, token = match(message, m)
                 t = parts[2]
                 from_arrival = t is None
                 if t is None:
@@ -371,20 +373,25 @@ class Pipeline:
                     ids = road.advance(state, token, level)
                     flags = road.schedule(entity)
                     if token:
-                        key = (row, tuple(ids))
-                        if not any(flags) and road.check(row, ids, collect) and not (
-                                facts and notable(tid, level)):
+                        if not any(flags) and road.check(row, ids, collect):
+                            # noted here, remembered below if it takes the full road after all
+                            # (note + remember = observe)
                             previous, count = note(token, tid, actor_from(entity, source, parts[7]), t,
                                                    from_arrival)
-                            if not facts or count <= explainer.burst_floor(tid):
+                            floor = math.inf  # no facts: no count makes it notable
+                            if facts:
+                                known_floor = floors_get((tid, level))
+                                floor = known_floor if known_floor is not None else fact_floor(tid, level)
+                            if count <= floor:
                                 road.taken += 1
                                 short += 1
                                 if collect:
-                                    known, combined = road.scores(*key)
+                                    known, combined = road.scores(row, ids)
                                     tl = TemplatedLine(ParsedLine(*parts), tid, template, params, token, is_new, t,
                                                        from_arrival)
                                     order.append(LineResult(tl, known, combined, Verdict.NORMAL))
                                 continue
+                        key = (row, tuple(ids))
                 tl = TemplatedLine(ParsedLine(*parts), tid, template, params, token, is_new, t, from_arrival)
                 if count < 0:
                     observe(tl)
@@ -400,6 +407,8 @@ class Pipeline:
                     order.append(ctx)
             except Exception as exc:
                 self._reject(record.source, record.line, "parse", exc)
+        self.line_no = line_no
+        self.drift.count_all(tokens)
         self.lines += len(contexts) + short
         voted: dict[int, tuple[list[DetectorScore], float, Verdict]] = {}
         kept, per_detector = self._score(contexts, due, voted)
@@ -531,14 +540,18 @@ class Pipeline:
         out.extend(incident_events)
         return out
 
-    def _notable_template(self, template_id: int, level: Level) -> bool:
-        """`Explainer.notable_template` of a training template at a level, remembered."""
+    def _fact_floor(self, template_id: int, level: Level) -> float:
+        """The largest window count at which the explanation facts leave a training template's
+        line at this level NORMAL: its burst floor (`Explainer.burst_floor`), or -1 when the
+        template and level alone make it notable (`Explainer.notable_template`); remembered."""
         key = (template_id, level)
-        found = self._notable.get(key)
+        found = self._floors.get(key)
         if found is None:
-            if len(self._notable) >= 65_536:
-                self._notable.clear()
-            found = self._notable[key] = self.explainer.notable_template(template_id, False, level)
+            if len(self._floors) >= 65_536:
+                self._floors.clear()
+            explainer = self.explainer
+            found = self._floors[key] = (-1.0 if explainer.notable_template(template_id, False, level)
+                                         else explainer.burst_floor(template_id))
         return found
 
     def _observed(self, result: LineResult, out: list[Output]) -> None:

@@ -106,7 +106,12 @@ class ShapeMatcher:
         if shape is None:
             return self._learn(message, key, None)
         places, by_zeros = shape
-        zeros = tuple([message[p] == "0" for p in places]) if places else ()
+        if not places:
+            zeros: tuple[bool, ...] = ()
+        elif len(places) == 1:
+            zeros = (message[places[0]] == "0",)
+        else:
+            zeros = tuple([message[p] == "0" for p in places])
         if zeros not in by_zeros:
             return self._learn(message, key, zeros)
         entry = by_zeros[zeros]

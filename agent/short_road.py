@@ -235,6 +235,8 @@ class ShortRoad:
         """Count the line in every scheduled detector's schedule; which of them it is due for."""
         if self._one is not None:
             return _DUE if self._one.schedule(entity) else _NOT_DUE
+        if not self.scheduled:
+            return ()
         return tuple(d.schedule(entity) for d in self.scheduled)
 
     def scores(self, row: tuple[float, ...], ids: Sequence[int]) -> tuple[tuple[DetectorScore, ...], float]:
