@@ -2,14 +2,15 @@
 
 An anomaly joins an incident by the first of these that holds (ARCHITECTURE.md states the rule):
 1. A never-seen template that an incident already reported, a variant of one (most content
-   words shared), or one of the same family (`agent/line_families.py`: a crash report's field
-   dumps), rejoins that incident for `new_behaviour_secs` on either side of its span: it
-   is reopened under the same id and updated (new behaviour, not a new problem).
+   words shared, or all of one's in the other), or one of the same family
+   (`agent/line_families.py`: a crash report's field dumps), rejoins that incident for
+   `new_behaviour_secs` on either side of its span: it is reopened under the same id and
+   updated (new behaviour, not a new problem).
 2. In one of the incident's *episodes* (`agent/episodes.py`: no quiet gap longer than
-   `episode_gap_secs`; on the log's clock): the same template, a never-seen line of the same stream (a host's own
-   log, no entity of its own: a reboot, a restart), or the same actor (entity, or component when
-   the entity is only the stream) or service (the actor's first name part, `db` for
-   `db-replica-2`).
+   `episode_gap_secs`; on the log's clock): the same template, a never-seen line of the same
+   stream (a host's own log, no entity of its own: a reboot, a restart), or the same actor
+   (entity, or component when the entity is only the stream) or service (the actor's first
+   name part, `db` for `db-replica-2`).
 3. Within `gap_secs` of one of the incident's episodes: a shared distinctive parameter value (an address,
    an id), templates that share content words, or templates that follow each other in training
    (when the profile is given).
@@ -114,6 +115,9 @@ class IncidentConfig:
     # (Jaccard) is a variant of it (the miner split one message on a varying word: "ciod: LOGIN
     # chdir(pwd) failed" and "ciod: LOGIN chdir(<*>) failed"): the same new behaviour.
     variant_word_overlap: float = 0.5
+    # ... or when all of the content words of one (at least this many; 0: never) are in the other:
+    # one message is the other with more said after it.
+    variant_contained_words: int = 4
 
 
 _WORD = re.compile(r"[A-Za-z][A-Za-z_]{2,}")
@@ -616,7 +620,8 @@ class IncidentGrouper:
     def _recurring(self, template_id: int, words: frozenset[str], t: float,
                    family: tuple[str, str, Level] | None) -> _Open | None:
         """The incident whose new behaviour this never-seen template repeats: its own, the one
-        of a template it is a variant of (most words in common; the first remembered among equals),
+        of a template it is a variant of (most words in common, or all the words of one of them in
+        the other; the best overlap, the first remembered among equals),
         or the one that first reported its family (`agent/line_families.py`: a crash report's
         field dump). Within the period of the incident's span on either side: a log whose lines
         come out of time order (HPC's) must not open a new incident for every line that is earlier."""
@@ -624,8 +629,9 @@ class IncidentGrouper:
         own = self._new_behaviour.get(template_id)
         if own is not None and self._distance(own, t) <= period:
             return own
+        cfg = self.config
         best: _Open | None = None
-        best_overlap = self.config.variant_word_overlap
+        best_overlap = -1.0
         candidates: set[int] = set()
         for word in words:
             bucket = self._new_by_word.get(word, _NO_IDS)
@@ -633,8 +639,12 @@ class IncidentGrouper:
                 candidates |= bucket
         for tid in sorted(candidates, key=self._remembered_order):
             other = self._new_words[tid]
-            overlap = len(words & other) / len(words | other)
-            if overlap >= best_overlap and len(words & other) >= 2:
+            shared = len(words & other)
+            overlap = shared / len(words | other)
+            # One message's words all within the other's ("rts: kernel terminated for reason …"
+            # and the same with "bad message header: invalid cpu, type=…" after it).
+            contained = 0 < cfg.variant_contained_words <= shared == min(len(words), len(other))
+            if (overlap >= cfg.variant_word_overlap and shared >= 2) or contained:
                 inc = self._new_behaviour[tid]
                 if self._distance(inc, t) <= period and (best is None or overlap > best_overlap):
                     best, best_overlap = inc, overlap
