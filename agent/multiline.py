@@ -163,7 +163,14 @@ class Stitcher:
             return True
         if first in ("C", "S", ".") and _JAVA_CONTINUATION.match(line):
             return True
-        return first.isalpha() and _JAVA_EXCEPTION.match(line) is not None
+        if not first.isalpha():
+            return False
+        # An exception line's name is dotted before any space (`java.lang.X: `): most lines that
+        # start with a letter (a syslog month) have no `.` before their first space.
+        space = line.find(" ")
+        if line.find(".", 0, space if space >= 0 else len(line)) < 0:
+            return False
+        return _JAVA_EXCEPTION.match(line) is not None
 
     @staticmethod
     def _emit(pending: _Pending) -> Record:
