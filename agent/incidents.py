@@ -2,8 +2,9 @@
 
 An anomaly joins an incident by the first of these that holds (ARCHITECTURE.md states the rule):
 1. A never-seen template that an incident already reported, a variant of one (most content
-   words shared, or all of one's in the other), or one of the same family
-   (`agent/line_families.py`: a crash report's field dumps), rejoins that incident for
+   words shared, all of one's in the other, or the same message before a different reason), or
+   one of the same family (`agent/line_families.py`: a crash report's field dumps), rejoins that
+   incident for
    `new_behaviour_secs` on either side of its span: it is reopened under the same id and
    updated (new behaviour, not a new problem).
 2. In one of the incident's *episodes* (`agent/episodes.py`: no quiet gap longer than
@@ -54,7 +55,7 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from agent.episodes import EPISODE_GAP_SECS, starts_new_episode
-from agent.line_families import family_of
+from agent.line_families import family_of, reason_head
 from agent.lines import actor_of, as_number
 from agent.types import (
     Anomaly,
@@ -380,6 +381,10 @@ class IncidentGrouper:
         # Families of never-seen lines (a crash report's field dumps) -> the incident that first
         # reported one of them: a new field line of the family is the same new behaviour.
         self._families: dict[tuple[str, str, Level], _Open] = {}
+        # The message before a new template's reason (`line_families.reason_head`) -> the first
+        # remembered new template with it, and back.
+        self._new_by_head: dict[str, int] = {}
+        self._new_heads: dict[int, str] = {}
         self._seen_new = 0
         self._index = _OpenIndex(config.related_word_overlap)
         # Incidents resolved lately (the last `max_resolved`), indexed the same way: a line that
@@ -449,7 +454,8 @@ class IncidentGrouper:
         t = anomaly.line.time
         line = anomaly.line
         words = template_words(anomaly.line.template)
-        recurring = self._recurring(line.template_id, words, t, family_of(line.line)) if line.is_new else None
+        recurring = (self._recurring(line.template_id, words, t, family_of(line.line), reason_head(line.template))
+                     if line.is_new else None)
         if recurring is not None:
             if recurring.incident_id not in self._open:  # resolved meanwhile: reopen it
                 self._enter(recurring)
@@ -597,7 +603,7 @@ class IncidentGrouper:
         self._touch(inc)
         if anomaly.line.is_new:
             self._remember_new(anomaly.line.template_id, template_words(anomaly.line.template), inc,
-                               family_of(anomaly.line.line))
+                               family_of(anomaly.line.line), reason_head(anomaly.line.template))
         if inc.state is IncidentState.OPEN and inc.anomalies == 1:
             inc.emitted_at = t
             events.append(self._snapshot(inc, IncidentState.OPEN))
@@ -618,12 +624,13 @@ class IncidentGrouper:
         return emit
 
     def _recurring(self, template_id: int, words: frozenset[str], t: float,
-                   family: tuple[str, str, Level] | None) -> _Open | None:
+                   family: tuple[str, str, Level] | None, head: str | None) -> _Open | None:
         """The incident whose new behaviour this never-seen template repeats: its own, the one
         of a template it is a variant of (most words in common, or all the words of one of them in
         the other; the best overlap, the first remembered among equals),
-        or the one that first reported its family (`agent/line_families.py`: a crash report's
-        field dump). Within the period of the incident's span on either side: a log whose lines
+        the one of the first remembered template that ends its message with another reason after
+        the same words, or the one that first reported its family (`agent/line_families.py`: a
+        crash report's field dump). Within the period of the incident's span on either side: a log whose lines
         come out of time order (HPC's) must not open a new incident for every line that is earlier."""
         period = self.config.new_behaviour_secs
         own = self._new_behaviour.get(template_id)
@@ -648,6 +655,10 @@ class IncidentGrouper:
                 inc = self._new_behaviour[tid]
                 if self._distance(inc, t) <= period and (best is None or overlap > best_overlap):
                     best, best_overlap = inc, overlap
+        if best is None and head is not None and (same := self._new_by_head.get(head)) is not None:
+            inc = self._new_behaviour[same]
+            if self._distance(inc, t) <= period:
+                return inc
         if best is None and family is not None:
             first = self._families.get(family)
             if first is not None and self._distance(first, t) <= period:
@@ -658,7 +669,7 @@ class IncidentGrouper:
         return self._new_order[template_id]
 
     def _remember_new(self, template_id: int, words: frozenset[str], inc: _Open,
-                      family: tuple[str, str, Level] | None) -> None:
+                      family: tuple[str, str, Level] | None, head: str | None) -> None:
         if family is not None:
             first = self._families.get(family)
             if first is None or self._distance(first, inc.last_seen) > self.config.new_behaviour_secs:
@@ -672,11 +683,17 @@ class IncidentGrouper:
             self._new_words[template_id] = words
             for word in words:
                 self._new_by_word.setdefault(word, set()).add(template_id)
+            if head is not None and head not in self._new_by_head:
+                self._new_by_head[head] = template_id
+                self._new_heads[template_id] = head
         self._new_behaviour[template_id] = inc
         if len(self._new_behaviour) > self.config.max_new_behaviour:
             oldest = next(iter(self._new_behaviour))
             del self._new_behaviour[oldest]
             del self._new_order[oldest]
+            oldest_head = self._new_heads.pop(oldest, None)
+            if oldest_head is not None:
+                del self._new_by_head[oldest_head]
             for word in self._new_words.pop(oldest):
                 bucket = self._new_by_word[word]
                 bucket.discard(oldest)

@@ -15,6 +15,12 @@ worse (a crash report, not a status line), from one component. Two never-seen te
 family are the same new behaviour (`agent/incidents.py`, rule 1). Anything with a word among its
 values ("Lustre mount FAILED : bglio559 : point …", "rts: kernel terminated for reason 1004",
 "MACHINE CHECK DCR read timeout (mc=e08x …)") is not a dump and keeps its own template's rules.
+
+`reason_head` names the other family: one message ending in different reasons after its last
+`: ` ("ciod: LOGIN chdir(<*>) failed: No such file or directory" and "…: Input/output error",
+"ciod: Error loading <PATH>: invalid or missing program image, Permission denied" and "…:
+program image too big, <NUM> > <NUM>"). The part before the reason must say something (three
+content words or more): "kernel: …" or "ERROR: …" alone relates nothing.
 """
 
 from __future__ import annotations
@@ -36,6 +42,9 @@ _LABELLED = re.compile(rf"[A-Za-z][\w /&()+-]*?(?::\s+|(?<=[\w)])\.{{3,}}\s*){_V
 _MAX_CHARS = 256  # a dump line is short; longer messages are not looked at
 
 FIELD_DUMP = "field dump"
+_PLACEHOLDER = re.compile(r"<[A-Z_*]*>")
+_CONTENT_WORD = re.compile(r"[A-Za-z][A-Za-z_]{2,}")
+_MIN_HEAD_WORDS = 3
 
 
 def is_field_dump(message: str) -> bool:
@@ -55,3 +64,17 @@ def family_of(line: ParsedLine) -> tuple[str, str, Level] | None:
     if line.level < Level.ERROR or not is_field_dump(line.message):
         return None
     return FIELD_DUMP, line.field("facility") or line.component, line.level
+
+
+def reason_head(template: str) -> str | None:
+    """The message before the reason a template ends with (the text before its last `: `, every
+    token holding a placeholder written `<*>`), when it holds at least three content words;
+    None otherwise."""
+    cut = template.rfind(": ", 0, _MAX_CHARS)
+    if cut <= 0:
+        return None
+    # A token holding a value is that value's slot, however the miner wrote it: "chdir(<*>)" in
+    # a template the online miner made, "<*>" in the frozen one's.
+    head = " ".join("<*>" if _PLACEHOLDER.search(token) else token for token in template[:cut].split())
+    words = _CONTENT_WORD.findall(_PLACEHOLDER.sub(" ", head))
+    return head if len(words) >= _MIN_HEAD_WORDS else None

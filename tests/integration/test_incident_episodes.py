@@ -124,6 +124,12 @@ def test_variants_of_a_new_message_are_one_incident(bundles) -> None:
     terminated = {o.incident_id for o in outputs
                   if isinstance(o, Anomaly) and o.line.line.message.startswith("rts: kernel terminated for reason")}
     assert len(terminated) == 1 and None not in terminated
+    # The same message ending in another reason: "ciod: LOGIN chdir(…) failed: Input/output error"
+    # (12-12) and "…: No such file or directory" (August to December); "ciod: Error loading …:
+    # program image too big" (12-21) and "…: invalid or missing program image, …" (two before each).
+    for start in ("ciod: LOGIN chdir(", "ciod: Error loading"):
+        ids = {o.incident_id for o in outputs if isinstance(o, Anomaly) and o.line.line.message.startswith(start)}
+        assert len(ids) == 1 and None not in ids, start
     assert len(final_incidents(outputs)) <= 40  # 67 before the episode rule, 45 before the dump family
 
 

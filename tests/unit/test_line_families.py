@@ -7,7 +7,7 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from agent.line_families import FIELD_DUMP, family_of, is_field_dump
+from agent.line_families import FIELD_DUMP, family_of, is_field_dump, reason_head
 from agent.types import Level, ParsedLine
 
 # BGL_2k events whose lines are fields of the kernel's crash report, seen in the scanned half.
@@ -42,3 +42,13 @@ def test_the_family_is_the_facility_and_level_not_the_node() -> None:
     assert a == b == (FIELD_DUMP, "KERNEL", Level.FATAL)
     assert family_of(line("Machine State Register: 0x0002f900", "R61", Level.INFO)) is None  # a status line
     assert family_of(line("rts: kernel terminated for reason 1004", "R63")) is None
+
+
+def test_a_message_before_its_reason_is_its_head() -> None:
+    """Templates of one message ending in different reasons share a head, however the miner wrote
+    the value slots; a head of fewer than three content words is none."""
+    assert reason_head("ciod: LOGIN chdir(<*>) failed: Input/output error") == reason_head(
+        "ciod: LOGIN <*> failed: No such file or directory") == "ciod: LOGIN <*> failed"
+    assert reason_head("ciod: Error loading <PATH>: program image too big, <NUM> > <NUM>") == "ciod: Error loading <*>"
+    assert reason_head("kernel: usb <*>: new high-speed USB device") is None  # "kernel", "usb"
+    assert reason_head("rts: kernel terminated for reason <NUM>") is None  # no reason after a colon
