@@ -787,6 +787,13 @@ class IncidentGrouper:
         return [self._resolve(i) for i in sorted(list(self._open.values()), key=lambda i: i.first_seen)]
 
     @property
+    def clock(self) -> float:
+        """The grouper's log clock: the latest believed anomaly time (-inf before any). A tick
+        must not run ahead of it: a lone timestamp years ahead, which the grouper does not
+        believe, would otherwise resolve in a live run incidents that a scan keeps open."""
+        return self._latest
+
+    @property
     def open_count(self) -> int:
         """Incidents currently open."""
         return len(self._open)

@@ -615,11 +615,16 @@ class Pipeline:
         # quiet service's last sessions are judged and its incidents resolve.
         silent = now - self._last_input
         clock = self._log_clock
-        if silent >= self.config.idle_entity_secs and math.isfinite(clock):
+        idle = silent >= self.config.idle_entity_secs
+        if idle and math.isfinite(clock):
             clock += silent
             out.extend(self._session_verdicts(self.features.end_idle(clock)))
         if math.isfinite(clock):
-            resolved = self.grouper.tick(clock)
+            # Incidents resolve on the grouper's own clock (the anomalies' believed times), as
+            # its sweep in `add` does in a scan: the lines' clock may believe a lone timestamp
+            # far ahead, and a tick on it would make live grouping depend on arrival timing.
+            grouper_clock = self.grouper.clock + (silent if idle else 0.0)
+            resolved = self.grouper.tick(min(clock, grouper_clock)) if math.isfinite(grouper_clock) else []
             out.extend(self._decided())
             out.extend(resolved)
         if self.snapshotter is not None and self.snapshotter.maybe_save(now):
