@@ -57,6 +57,7 @@ from typing import Any, TypeVar
 from agent.episodes import EPISODE_GAP_SECS, starts_new_episode
 from agent.line_families import family_of, reason_head
 from agent.lines import actor_of, as_number
+from agent.text_memo import remember
 from agent.types import (
     Anomaly,
     ExplanationKind,
@@ -176,9 +177,7 @@ def template_words(template: str) -> frozenset[str]:
     if found is None:
         found = _template_words(template)
         if len(template) <= _MEMO_CHARS:
-            if len(_WORDS_MEMO) >= _MEMO_ENTRIES:
-                _WORDS_MEMO.clear()
-            _WORDS_MEMO[template] = found
+            remember(_WORDS_MEMO, template, found, _MEMO_ENTRIES)
     return found
 
 
@@ -217,9 +216,7 @@ def service_of(entity: str) -> str:
     if found is None:
         found = _SERVICE_SPLIT.split(entity.strip(), maxsplit=1)[0].lower()
         if len(entity) <= _MEMO_CHARS:
-            if len(_SERVICE_MEMO) >= _MEMO_ENTRIES:
-                _SERVICE_MEMO.clear()
-            _SERVICE_MEMO[entity] = found
+            remember(_SERVICE_MEMO, entity, found, _MEMO_ENTRIES)
     return found
 
 
@@ -256,9 +253,7 @@ def _title_text(template_id: int, template: str) -> str:
         if len(text) > 60:
             text = text[:59].rstrip() + "…"
         if len(template) <= _MEMO_CHARS:
-            if len(_TITLE_MEMO) >= _MEMO_ENTRIES:
-                _TITLE_MEMO.clear()
-            _TITLE_MEMO[key] = text
+            remember(_TITLE_MEMO, key, text, _MEMO_ENTRIES)
     return text
 
 

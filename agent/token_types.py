@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import re
 
+from agent.text_memo import remember
+
 PARAM = "<*>"
 _HAS_DIGIT = re.compile(r"\d").search
 _KEY = re.compile(r"[A-Za-z_][\w.\-]*=")
@@ -80,9 +82,7 @@ def _types(masked: list[str]) -> list[str]:
         if typed is None:
             typed = _type_token(t)
             if len(t) <= _TYPE_MEMO_CHARS:
-                if len(memo) >= _TYPE_MEMO_SIZE:
-                    memo.clear()
-                memo[t] = typed
+                remember(memo, t, typed, _TYPE_MEMO_SIZE)
         out.append(typed)
     return out
 
@@ -170,9 +170,7 @@ def value_like(typed: str) -> bool:
             or _INNER_KEY(typed) is not None
         )
         if len(typed) <= _TYPE_MEMO_CHARS:  # bounded like the typing memo: no long hostile tokens kept
-            if len(_LIKE_MEMO) >= _TYPE_MEMO_SIZE:
-                _LIKE_MEMO.clear()
-            _LIKE_MEMO[typed] = like
+            remember(_LIKE_MEMO, typed, like, _TYPE_MEMO_SIZE)
     return like
 
 
