@@ -156,7 +156,7 @@ def test_a_running_watch_picks_the_label_up_without_restart(
     tlb = [r.line for r in history if TLB in r.line][:60]
     proc = subprocess.Popen(
         [sys.executable, "-m", "agent.cli", "watch", "--model", str(bundle), "--input", str(log_file),
-         "--state-dir", str(state)],
+         "--state-dir", str(state), "--from-start"],
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     events: list[dict[str, Any]] = []
     reader = threading.Thread(target=lambda: events.extend(json.loads(x) for x in proc.stdout or () if x.strip()),
@@ -176,7 +176,8 @@ def test_a_running_watch_picks_the_label_up_without_restart(
         return False
 
     try:
-        time.sleep(3.0)  # the watcher opens the file at its end
+        # --from-start: lines written before the watcher has opened the file are still read,
+        # however long its start takes on a loaded machine.
         with log_file.open("a") as f:
             f.write("\n".join(tlb[:20]) + "\n")
         assert wait(lambda: tlb_anomalies()), "TLB lines must alert"
@@ -184,7 +185,7 @@ def test_a_running_watch_picks_the_label_up_without_restart(
         incident_id = next(str(a["incident.id"]) for a in tlb_anomalies() if a.get("incident.id"))
         assert wait(lambda: _cli("feedback", "--state", str(state), "--incident", incident_id,
                                  "--normal").returncode == 0, 30.0)
-        time.sleep(3.0)  # a few ticks
+        time.sleep(5.0)  # several ticks: the pipeline reloads feedback.json on its tick
         before = len(events)
         # Without the label these 40 lines raise ~40 events (anomalies and incident updates).
         with log_file.open("a") as f:
