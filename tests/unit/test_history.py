@@ -165,31 +165,3 @@ def test_train_prints_the_incidents_found_in_the_history(data_dir: Path, tmp_pat
     text = page.read_text()
     assert "Incidents found in your history" in text and "data TLB error interrupt" in text
 
-
-def _loghub_history(data_dir: Path, system: str, options: HistoryOptions) -> HistoryReport:
-    """The history check on a Loghub-2k system's training half (the first 1,000 raw lines), as
-    `logdetect eval normal-logs` trains on it."""
-    from agent.reader import iter_records
-
-    path = data_dir / "loghub_2k" / system / f"{system}_2k.log"
-    need(path.is_file(), f"{path} not found")
-    parsed, _ = parse_records(list(iter_records(path))[:1000], ParserConfig())
-    miner = learn_templates((p.message for p in parsed), MinerConfig())
-    ids = [m.template_id if (m := miner.match(p.message)) is not None else -1 for p in parsed]
-    return find_suspects(parsed, ids, {t: miner.template(t) or "" for t in set(ids) if t >= 0}, options)
-
-
-def test_error_is_no_incident_mark_where_it_is_the_everyday_level(data_dir: Path) -> None:
-    """Apache's history logs 29 % of its lines as `[error] mod_jk child workerEnv in error state`:
-    there a rare ERROR template (`jk2_init() Can't find child … in scoreboard`, 2 lines in one
-    4-second burst) is not held back as an incident, and `train` says why. Judged as before (the
-    share raised out of reach), the same two templates are held back; BGL's FATAL ones stay held
-    back whatever the share."""
-    report = _loghub_history(data_dir, "Apache", HistoryOptions())
-    assert report.judged and not report.suspects
-    assert "everyday level" in report.note and any("everyday level" in line for line in report.summary_lines())
-    before = _loghub_history(data_dir, "Apache", HistoryOptions(everyday_error_share=1.01))
-    assert {s.template for s in before.suspects} >= {"jk2_init() Can't find child <NUM> in scoreboard"}
-    assert all(s.level == "ERROR" for s in before.suspects) and not before.note
-    bgl = _loghub_history(data_dir, "BGL", HistoryOptions())
-    assert any("data TLB error interrupt" in s.template for s in bgl.suspects)
