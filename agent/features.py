@@ -44,6 +44,7 @@ MIN_TRAINING_SESSIONS = 10  # fewer training sessions say nothing about how a se
 CLOCK_SPANS: dict[str, float] = {"hour_of_day": 86400.0, "day_of_week": 7 * 86400.0}
 MIN_END_SHARE = 0.01
 _IDX = {name: i for i, name in enumerate(FEATURE_NAMES)}
+NO_ROW: tuple[float, ...] = ()  # `FeatureExtractor.advance` asked for no row
 _WARN = int(Level.WARN)
 
 
@@ -189,10 +190,13 @@ class FeatureExtractor:
                             len(line.params), line.is_new, line.template_id)
 
     def advance(self, ent: str, source: str, now: float, token: int, line_level: int, length_chars: int,
-                n_params: int, is_new: bool, template_id: int) -> tuple[tuple[float, ...], EntityState]:
+                n_params: int, is_new: bool, template_id: int, want_row: bool = True
+                ) -> tuple[tuple[float, ...], EntityState]:
         """`update` from the line's pieces (the pipeline's short road builds no line object): its
         entity and source, time, model token, level, message length in characters, parameter
-        count, whether the template is new, template id."""
+        count, whether the template is new, template id. Without `want_row` the entity's state
+        advances exactly the same, and the row is not built (`NO_ROW`): the short road needs no
+        row when no detector's score is keyed by it."""
         cfg = self.config
         entities = self.entities
         state = entities.get(ent)
@@ -222,8 +226,22 @@ class FeatureExtractor:
         freq = counts[token] = counts.get(token, 0) + 1
         if level >= _WARN:
             state.severe += 1
-        # The same few values recur line after line: remember them (each a pure function of its key).
         prev = state.last_token
+        state.history.append(token)
+        state.levels.append(level)
+        state.session.append(token)
+        state.session_levels.append(level)
+        seen = state.session_templates
+        if seen is not None and template_id not in seen:
+            if len(seen) >= cfg.max_session_tokens:
+                state.session_templates = None
+            else:
+                seen.add(template_id)
+        state.last_token = token
+        state.last_seen = now
+        if not want_row:
+            return NO_ROW, state
+        # The same few values recur line after line: remember them (each a pure function of its key).
         trans = self._trans.get((prev, token))
         if trans is None:
             trans = self._transition(prev, token)
@@ -252,18 +270,6 @@ class FeatureExtractor:
             1.0 if is_new else 0.0,
             trans,
         )
-        state.history.append(token)
-        state.levels.append(level)
-        state.session.append(token)
-        state.session_levels.append(level)
-        seen = state.session_templates
-        if seen is not None and template_id not in seen:
-            if len(seen) >= cfg.max_session_tokens:
-                state.session_templates = None
-            else:
-                seen.add(template_id)
-        state.last_token = token
-        state.last_seen = now
         return row, state
 
     def end_idle(self, now: float) -> list[EndedSession]:

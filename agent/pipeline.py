@@ -344,6 +344,11 @@ class Pipeline:
         advance, note, observe = self.features.advance, explainer.note_at, explainer.observe
         fact_floor, floors_get = self._fact_floor, self._floors.get
         line_no = self.line_no
+        # Lines need their keys (feature row, context ids) only when a voting score is keyed by
+        # them or observers want every score (`ShortRoad.needs_keys`); else none are built.
+        keyed = road is not None and road.needs_keys(collect)
+        if road is not None:
+            road.track(keyed, self.features.entities.values())
         for record in records:
             try:
                 line_no += 1
@@ -364,34 +369,45 @@ class Pipeline:
                 if t > self._log_clock:  # else `_advance_log_clock` has nothing to do
                     self._advance_log_clock(t, out)
                 level, entity, source = parts[3], parts[4], parts[5]
-                row, state = advance(entity, source, t, token, level, len(message), len(params), is_new, tid)
+                row: tuple[float, ...] | None = None
                 key = None
                 flags: tuple[bool, ...] = ()
                 previous: int | None = None
                 count = -1  # the explainer has not noted the line yet
                 if road is not None:
-                    ids = road.advance(state, token, level)
                     flags = road.schedule(entity)
-                    if token:
-                        if not any(flags) and road.check(row, ids, collect):
-                            # noted here, remembered below if it takes the full road after all
-                            # (note + remember = observe)
-                            previous, count = note(token, tid, actor_from(entity, source, parts[7]), t,
+                    if keyed:
+                        keys_row, state = advance(entity, source, t, token, level, len(message), len(params), is_new,
+                                                  tid)
+                        row = keys_row
+                        ids = road.advance(state, token, level)
+                        clear = token != 0 and not any(flags) and road.check(keys_row, ids, collect)
+                    else:  # no score is keyed: the line's facts and schedule alone decide
+                        clear = token != 0 and not any(flags)
+                    if clear:
+                        # noted here, remembered below if it takes the full road after all
+                        # (note + remember = observe)
+                        previous, count = note(token, tid, actor_from(entity, source, parts[7]), t, from_arrival)
+                        floor = math.inf  # no facts: no count makes it notable
+                        if facts:
+                            known_floor = floors_get((tid, level))
+                            floor = known_floor if known_floor is not None else fact_floor(tid, level)
+                        if count <= floor:
+                            if row is None:  # its entity moves on all the same, without a row
+                                advance(entity, source, t, token, level, len(message), len(params), is_new, tid,
+                                        False)
+                            road.taken += 1
+                            short += 1
+                            if collect:
+                                known, combined = road.scores(keys_row, ids)
+                                tl = TemplatedLine(ParsedLine(*parts), tid, template, params, token, is_new, t,
                                                    from_arrival)
-                            floor = math.inf  # no facts: no count makes it notable
-                            if facts:
-                                known_floor = floors_get((tid, level))
-                                floor = known_floor if known_floor is not None else fact_floor(tid, level)
-                            if count <= floor:
-                                road.taken += 1
-                                short += 1
-                                if collect:
-                                    known, combined = road.scores(row, ids)
-                                    tl = TemplatedLine(ParsedLine(*parts), tid, template, params, token, is_new, t,
-                                                       from_arrival)
-                                    order.append(LineResult(tl, known, combined, Verdict.NORMAL))
-                                continue
-                        key = (row, tuple(ids))
+                                order.append(LineResult(tl, known, combined, Verdict.NORMAL))
+                            continue
+                    if keyed and token:
+                        key = (keys_row, tuple(ids))
+                if row is None:
+                    row, state = advance(entity, source, t, token, level, len(message), len(params), is_new, tid)
                 tl = TemplatedLine(ParsedLine(*parts), tid, template, params, token, is_new, t, from_arrival)
                 if count < 0:
                     observe(tl)

@@ -41,7 +41,7 @@ stale can hit). `tests/integration/test_short_road.py` compares both roads line 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -126,15 +126,20 @@ class Contexts:
             self.known[step] = ctx
         return ctx
 
+    def rebuild(self, state: EntityState) -> int:
+        """The context of the entity's history as it stands (its ids were not kept up to date)."""
+        n = min(self.reach, len(state.history))
+        tokens = list(state.history)[len(state.history) - n :]
+        levels = list(state.levels)[len(state.levels) - n :]
+        return self._id_of(tuple(v for pair in zip(tokens, levels, strict=True) for v in pair))
+
     def _intern(self, old: int, token: int, level: int, state: EntityState) -> int:
         before = self._flat.get(old)
         if before is None:  # emptied since: rebuild from the entity's history
-            n = min(self.reach, len(state.history))
-            tokens = list(state.history)[len(state.history) - n :]
-            levels = list(state.levels)[len(state.levels) - n :]
-            flat = tuple(v for pair in zip(tokens, levels, strict=True) for v in pair)
-        else:
-            flat = (*before, token, level)[-self._span :]
+            return self.rebuild(state)
+        return self._id_of((*before, token, level)[-self._span :])
+
+    def _id_of(self, flat: tuple[int, ...]) -> int:
         ctx = self._ids.get(flat)
         if ctx is None:
             if len(self._flat) >= MAX_CONTEXTS:
@@ -178,6 +183,12 @@ class ShortRoad:
         self.clear_below = CLEAR_SHARE * ensemble.threshold
         self._scale = {k.name: m.scale for k in keyed if (m := ensemble.member(k.name, kinds)) is not None}
         self.taken = 0  # lines that took the short road
+        # Whether the entities' context ids are kept up to date. They are needed only when a
+        # member's score is keyed by one, or when observers want every detector's score: a
+        # pipeline whose vote has no keyed member (every model left out at this sensitivity)
+        # and no observer stops advancing them (`track`), and rebuilds them from each entity's
+        # history once they are needed again.
+        self.tracking = True
 
     @classmethod
     def for_detectors(
@@ -212,10 +223,27 @@ class ShortRoad:
 
     # -- every line -----------------------------------------------------------------------------
 
+    def needs_keys(self, everyone: bool) -> bool:
+        """Whether lines need their keys (the context ids, the feature row) to be checked or
+        taught: some member is keyed, or `everyone` (observers want every detector's score)."""
+        return everyone or bool(self.members)
+
+    def track(self, tracking: bool, states: Iterable[EntityState]) -> None:
+        """Keep the entities' context ids up to date from now on, or stop. Resuming forgets the
+        ids of `states` (every entity's state): `advance` rebuilds them from their history."""
+        if tracking and not self.tracking:
+            for state in states:
+                state.context = None
+        self.tracking = tracking
+
     def advance(self, state: EntityState, token: int, level: int) -> list[int]:
-        """Move the entity's contexts on by its line (every line, on either road); its context ids."""
+        """Move the entity's contexts on by its line (every line, on either road, while
+        `tracking`); its context ids."""
         ids: list[int] | None = state.context
         if ids is None:
+            if len(state.history) > 1:  # ids forgotten (`track`): the history as it stands
+                ids = state.context = [contexts.rebuild(state) for contexts in self.contexts]
+                return ids
             ids = state.context = [0] * len(self.contexts)
         for j, contexts in enumerate(self.contexts):
             old = ids[j]

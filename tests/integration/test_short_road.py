@@ -130,3 +130,29 @@ def test_sessions_judged_once_per_shape_give_the_same_outputs(stream: tuple[Path
     assert memo is not None and memo.hits > 0 and memo.misses > 0, (memo.hits, memo.misses)
     assert any(isinstance(o, SessionVerdict) for o in outputs[False])
     assert_same_outputs(outputs[True], outputs[False], pipes[True].cascade.witness_names)
+
+
+def test_an_observer_that_comes_late_sees_what_one_there_from_the_start_sees(
+        stream: tuple[Path, list[Record]]) -> None:
+    """Without observers and without a keyed member in the vote, the short road builds no keys
+    (no feature row, no context ids: `ShortRoad.needs_keys`); an observer attached later makes it
+    rebuild them from each entity's history (`ShortRoad.track`). The lines after it get exactly
+    the verdicts and scores that an observer there from the start sees, and the outputs are the
+    same."""
+    bundle, records = stream
+    early_lines, early_out, _ = _scan(bundle, records, short_road=True, observe=True)
+    pipe = Pipeline.from_bundle(bundle, PipelineConfig())
+    assert pipe.short_road is not None
+    late_lines: list[tuple[object, ...]] = []
+    outputs: list[Output] = []
+    keyless = 0
+    for start in range(0, len(records), 1000):
+        if start == 2000:
+            pipe.observers.append(lambda r: late_lines.append((r.line.line.raw, r.line.template_id, r.verdict,
+                                                               r.score, r.scores)))
+        outputs.extend(pipe.process(records[start : start + 1000], 0.0))
+        keyless += not pipe.short_road.tracking
+    outputs.extend(pipe.close(0.0))
+    assert [_key(o) for o in outputs] == early_out
+    assert late_lines == early_lines[2000:]
+    assert keyless == (0 if pipe.short_road.members else 2)  # keyless only with no keyed member
