@@ -120,6 +120,13 @@ class IncidentConfig:
     # ... or when all of the content words of one (at least this many; 0: never) are in the other:
     # one message is the other with more said after it.
     variant_contained_words: int = 4
+    # A never-seen template at a routine level (below WARN, not DANGER) from the same informative
+    # actor (a program when the entity is only the stream, `kernel`, `ftpd`; else the entity) as
+    # an earlier such line joins that line's incident for `new_behaviour_secs`, when no incident
+    # of its own time relates to it: one program's new chatter is one record of new behaviour (a
+    # laptop's kernel logs a different sample of wake-up lines each time it wakes). A WARN-or-
+    # worse new line is a new problem and is grouped by the other rules.
+    actor_new_behaviour: bool = True
 
 
 _WORD = re.compile(r"[A-Za-z][A-Za-z_]{2,}")
@@ -380,6 +387,8 @@ class IncidentGrouper:
         # remembered new template with it, and back.
         self._new_by_head: dict[str, int] = {}
         self._new_heads: dict[int, str] = {}
+        # An informative actor -> the incident that first reported a never-seen template of it.
+        self._new_by_actor: dict[str, _Open] = {}
         self._seen_new = 0
         self._index = _OpenIndex(config.related_word_overlap)
         # Incidents resolved lately (the last `max_resolved`), indexed the same way: a line that
@@ -472,6 +481,8 @@ class IncidentGrouper:
                 continue
             if self._related(inc, anomaly, words, distance):
                 best, best_distance = inc, distance
+        if best is None and line.is_new:
+            best = self._actor_behaviour(anomaly)
         if best is not None and best.incident_id not in self._open:
             self._enter(best)  # reopened under its id, as a recurring new template reopens its own
         return best
@@ -599,6 +610,7 @@ class IncidentGrouper:
         if anomaly.line.is_new:
             self._remember_new(anomaly.line.template_id, template_words(anomaly.line.template), inc,
                                family_of(anomaly.line.line), reason_head(anomaly.line.template))
+            self._remember_actor(_new_actor(anomaly), inc)
         if inc.state is IncidentState.OPEN and inc.anomalies == 1:
             inc.emitted_at = t
             events.append(self._snapshot(inc, IncidentState.OPEN))
@@ -659,6 +671,31 @@ class IncidentGrouper:
             if first is not None and self._distance(first, t) <= period:
                 return first
         return best
+
+    def _actor_behaviour(self, anomaly: Anomaly) -> _Open | None:
+        """The incident that first reported a never-seen template of this never-seen line's
+        informative actor, within `new_behaviour_secs` (`actor_new_behaviour`): asked only when
+        no incident of the line's own time relates to it, so a reboot's kernel lines stay with
+        the reboot."""
+        actor = _new_actor(anomaly)
+        if actor is None or not self.config.actor_new_behaviour:
+            return None
+        first = self._new_by_actor.get(actor)
+        if first is None or self._distance(first, anomaly.line.time) > self.config.new_behaviour_secs:
+            return None
+        return first
+
+    def _remember_actor(self, actor: str | None, inc: _Open) -> None:
+        """The first incident that reported a never-seen template of `actor` is its new behaviour's
+        (until that is more than `new_behaviour_secs` away)."""
+        if actor is None or not self.config.actor_new_behaviour:
+            return
+        first = self._new_by_actor.get(actor)
+        if first is None or self._distance(first, inc.last_seen) > self.config.new_behaviour_secs:
+            self._new_by_actor.pop(actor, None)
+            self._new_by_actor[actor] = inc
+            if len(self._new_by_actor) > self.config.max_new_behaviour:
+                del self._new_by_actor[next(iter(self._new_by_actor))]
 
     def _remembered_order(self, template_id: int) -> int:
         return self._new_order[template_id]
@@ -915,6 +952,17 @@ class IncidentGrouper:
                 if self._resolved_unindexed.pop(oldest.incident_id, None) is None:
                     self._resolved_index.remove(oldest)
         return self._snapshot(inc, IncidentState.RESOLVED)
+
+
+def _new_actor(anomaly: Anomaly) -> str | None:
+    """The informative actor (`_related`'s: an entity, or the component when the entity is only
+    the stream) of a never-seen line at a routine level (below WARN) and not DANGER: new chatter
+    of a program, not a new problem. None otherwise."""
+    line = anomaly.line.line
+    if line.level >= Level.WARN or anomaly.verdict is Verdict.DANGER:
+        return None
+    actor = actor_of(line)
+    return actor if actor and actor != line.source else None
 
 
 def _entry_order(inc: _Open) -> int:
