@@ -15,6 +15,9 @@ An anomaly joins an incident by the first of these that holds (ARCHITECTURE.md s
 3. Within `gap_secs` of one of the incident's episodes: a shared distinctive parameter value (an address,
    an id), templates that share content words, or templates that follow each other in training
    (when the profile is given).
+4. Nothing of its own time relates to it, and it is a never-seen line at a routine level (below
+   WARN, not DANGER): the incident of its actor's first such line, within `new_behaviour_secs`
+   (`actor_new_behaviour`: a program's new chatter is one record).
 So two simultaneous unrelated failures on different actors become two incidents, while a
 database failover that touches the primary and two replicas is one.
 
