@@ -148,6 +148,9 @@ class Explainer:
         self._levels: dict[str, dict[str, Any]] = dict(profile.get("levels") or {})
         self._entities: dict[str, dict[str, int]] = dict(profile.get("entities") or {})
         self._entity_hours: dict[str, dict[str, list[int]]] = dict(profile.get("entity_hours") or {})
+        # Templates the history check held back as a suspected incident -> where the history has
+        # them (`trainer/history.py`): a scanned line of one is not new, and says so.
+        self._held_back: dict[int, str] = {int(k): str(v) for k, v in (profile.get("held_back") or {}).items()}
         # actor -> its latest template; observed line -> the template its actor logged before it.
         self._last_by_actor: OrderedDict[str, int] = OrderedDict()
         self._previous: OrderedDict[int, tuple[tuple[int, int, float, str], int | None]] = OrderedDict()
@@ -297,6 +300,13 @@ class Explainer:
             return None
         if not line.is_new and not self._profile:
             return None  # no profile at all: nothing to compare with
+        held = self._held_back.get(line.template_id) if line.is_new else None
+        if held is not None:
+            return Explanation(
+                ExplanationKind.NEW_TEMPLATE,
+                f"HELD BACK: in your history only as a suspected incident ({held}); not learned as normal",
+                (("template_id", line.template_id), ("template", line.template[:300]), ("held_back", held)),
+            )
         return Explanation(
             ExplanationKind.NEW_TEMPLATE,
             "NEW TEMPLATE: Never seen before in training data",

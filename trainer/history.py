@@ -106,6 +106,14 @@ class Suspect:
         return (f"{self.template[:80]!r}: {self.lines:,} {self.level} lines in {len(self.bursts)} "
                 f"burst{'s' if len(self.bursts) != 1 else ''} on {where}{more} — {'; '.join(self.reasons)}")
 
+    def brief(self) -> str:
+        """What a scanned line of this template says about its history (`profile.json` `held_back`):
+        how many lines, on how many buckets, and when the last one came."""
+        last = max(b.end for b in self.bursts) if self.bursts else None
+        when = f", the last on {datetime.fromtimestamp(last, UTC):%Y-%m-%d}" if last is not None else ""
+        return (f"{self.lines:,} {self.level} line{'s' if self.lines != 1 else ''} on {self.buckets} of "
+                f"{self.history_buckets} {self.bucket}s{when}")
+
     def to_json(self) -> dict[str, object]:
         """As stored in the bundle's history.json."""
         return {
@@ -193,6 +201,12 @@ class HistoryReport:
                 "suspects": [s.to_json() for s in self.suspects],
                 "details": [d.to_json() for d in self.details],
                 "periods": [p.to_json() for p in self.periods]}
+
+    def held_back(self) -> dict[str, str]:
+        """Template id (as text) -> `Suspect.brief`, for the explanation of a scanned line whose
+        template the history held back (`profile.json` `held_back`): it is not new, and the
+        operator is told where the history has it."""
+        return {str(s.template_id): s.brief() for s in self.suspects}
 
     def summary_lines(self, limit: int = 12) -> list[str]:
         """What `train` prints: the incidents found in the history, largest first (all of them

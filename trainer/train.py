@@ -292,6 +292,7 @@ def train(
 
         profile = build_profile(train_tl)
         profile["feature_ranges"] = feature_ranges(x_train)  # what a model's alert is compared with
+        profile["held_back"] = history.held_back()  # the history's suspects: not new, held back
         writer.add_json("profile.json", profile)
         if prepared is None:
             train_seqs, train_levels = sequences_by_entity(train_tl)
@@ -351,7 +352,7 @@ def train(
                 _say(options.progress, msg)
             notes += checked.summary_lines()[1:]
         known = _serve_whole_history(writer, miner, served, vocab, served_suspect, history_normal,
-                                     profile["feature_ranges"])
+                                     {k: profile[k] for k in ("feature_ranges", "held_back")})
         manifest_fields["training"]["held_back_templates"] = len(known)
         if known:
             _say(options.progress, f"{len(known)} template(s) first seen in the held-back part: served as known")
@@ -384,11 +385,12 @@ class Judged:
 
 def _serve_whole_history(
     writer: BundleWriter, miner: TemplateMiner, served: TemplateMiner, vocab: dict[int, int],
-    served_suspect: frozenset[int], history: Sequence[ParsedLine], feature_ranges: dict[str, Any],
+    served_suspect: frozenset[int], history: Sequence[ParsedLine], kept: dict[str, Any],
 ) -> frozenset[int]:
     """Serve the whole history's templates (`trainer/whole_history.py`): the extended miner, its
     held-back-only templates listed as known in the vocabulary, and the explanation profile
-    rebuilt over every non-suspect line of the history. Returns the held-back-only templates."""
+    rebuilt over every non-suspect line of the history (with the first profile's `kept` keys).
+    Returns the held-back-only templates."""
     from trainer.profile import build_profile
 
     known = served_only(miner, served, served_suspect)
@@ -404,7 +406,8 @@ def _serve_whole_history(
     profile_vocab = {**{served.resolve(t) or t: k for t, k in vocab.items()}, **dict.fromkeys(known, 0)}
     lines, _ = template_lines(history, served, profile_vocab)
     profile = build_profile([tl for tl in lines if tl.template_id >= 0 and tl.template_id not in served_suspect])
-    profile["feature_ranges"] = feature_ranges  # what the Isolation Forest learnt from: the training part
+    # what the Isolation Forest learnt from (the training part), and the history's held-back templates
+    profile.update(kept)
     writer.add_json("profile.json", profile)
     return known
 

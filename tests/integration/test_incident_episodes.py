@@ -192,3 +192,23 @@ def test_a_programs_new_chatter_is_one_record_and_a_reboot_stays_its_own(bundles
     assert len(before["ftpd"]) == 2 and len(after["ftpd"]) == 1 and n_after == n_before - 1
     reboot = after["irqbalance"] | after["portmap"]
     assert len(reboot) == 1 and reboot.isdisjoint(after["ftpd"]) and reboot.isdisjoint(after["named"])
+
+
+def test_a_held_back_template_says_where_the_history_has_it(bundles) -> None:
+    """BGL_2k's history holds one FATAL "ciod: LOGIN chdir(…) failed: No such file or directory"
+    line, held back as a suspected incident; its 10 scanned lines were explained "NEW TEMPLATE:
+    Never seen before in training data", which the operator's own history contradicts. They now
+    say it was held back, with the history's count and date; a template the history never held
+    still says it is new."""
+    model, scan, _ = bundles["BGL"]
+    _, outputs = scan_records(model, scan)
+    texts: dict[str, set[str]] = defaultdict(set)
+    for o in outputs:
+        if isinstance(o, Anomaly):
+            for e in o.explanations:
+                if e.kind.value == "NEW_TEMPLATE":
+                    texts[o.line.template].add(e.text)
+    held = texts["ciod: LOGIN chdir(<*>) failed: No such file or directory"]
+    assert held == {"HELD BACK: in your history only as a suspected incident (1 FATAL line on 1 of 42 days, "
+                    "the last on 2005-06-08); not learned as normal"}
+    assert any(t == {"NEW TEMPLATE: Never seen before in training data"} for t in texts.values())
