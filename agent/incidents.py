@@ -233,14 +233,16 @@ def service_of(entity: str) -> str:
 _SERVICE_SPLIT = re.compile(r"[-_.:/\s]")
 
 
-def title_from(templates: Sequence[tuple[int, str, int]], new_only: bool, total: int | None = None) -> str:
+def title_from(templates: Sequence[tuple[int, str, int]], new_only: bool, total: int | None = None,
+               held: bool = False) -> str:
     """A short title from the leading templates: the first one's words, `+N related` (N: the
-    other templates of the incident, `total` of them in all when more than those listed)."""
+    other templates of the incident, `total` of them in all when more than those listed).
+    `held`: the first template is one the history held back as an incident (seen, not unknown)."""
     if not templates:
         return "Anomalous lines"
     text = _title_text(templates[0][0], templates[0][1])
     if new_only:
-        text = f"Unknown template: {text}"
+        text = f"{'Held back in your history' if held else 'Unknown template'}: {text}"
     count = max(len(templates), total or 0)
     if count > 1:
         text += f" (+{count - 1} related)"
@@ -288,6 +290,7 @@ class _Open:
         "extra_entities",
         "first_line",
         "first_seen",
+        "held_templates",
         "incident_id",
         "kinds",
         "last_seen",
@@ -318,6 +321,7 @@ class _Open:
         self.templates: Counter[int] = Counter()
         self.template_text: dict[int, str] = {}
         self.new_templates: set[int] = set()
+        self.held_templates: set[int] = set()  # of those, templates the history held back as an incident
         self.new_streams: set[str] = set()  # streams (no entity of their own) with new templates here
         self.entities: list[str] = []
         self.extra_entities = 0
@@ -857,6 +861,8 @@ class IncidentGrouper:
             inc.templates[tid] += 1
         if line.is_new:
             inc.new_templates.add(tid)
+            if tid not in inc.held_templates and _held_back(anomaly):
+                inc.held_templates.add(tid)
             if line.line.entity == line.line.source:
                 inc.new_streams.add(line.line.source)
         values = inc.values
@@ -922,7 +928,7 @@ class IncidentGrouper:
         ranked = sorted(inc.templates.items(), key=lambda kv: (kv[0] not in inc.new_templates, -kv[1]))
         leading = tuple((tid, inc.template_text.get(tid, ""), count) for tid, count in ranked[:5])
         new_only = bool(inc.templates) and all(tid in inc.new_templates for tid in inc.templates)
-        title = title_from(leading, new_only, len(inc.templates))
+        title = title_from(leading, new_only, len(inc.templates), held=leading[0][0] in inc.held_templates)
         if inc.arrival:
             title += " (times from arrival: lines carry no timestamp)"
         entities = tuple(inc.entities) + ((f"+{inc.extra_entities} more",) if inc.extra_entities else ())
@@ -955,6 +961,13 @@ class IncidentGrouper:
                 if self._resolved_unindexed.pop(oldest.incident_id, None) is None:
                     self._resolved_index.remove(oldest)
         return self._snapshot(inc, IncidentState.RESOLVED)
+
+
+def _held_back(anomaly: Anomaly) -> bool:
+    """Whether this never-seen line's template is one the history held back (its NEW_TEMPLATE
+    explanation says where the history has it: `Explainer`, `profile.json` `held_back`)."""
+    return any(e.kind is ExplanationKind.NEW_TEMPLATE and any(k == "held_back" for k, _ in e.facts)
+               for e in anomaly.explanations)
 
 
 def _new_actor(anomaly: Anomaly) -> str | None:

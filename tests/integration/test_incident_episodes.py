@@ -198,10 +198,14 @@ def test_a_held_back_template_says_where_the_history_has_it(bundles) -> None:
     """BGL_2k's history holds one FATAL "ciod: LOGIN chdir(…) failed: No such file or directory"
     line, held back as a suspected incident; its 10 scanned lines were explained "NEW TEMPLATE:
     Never seen before in training data", which the operator's own history contradicts. They now
-    say it was held back, with the history's count and date; a template the history never held
-    still says it is new."""
+    say it was held back, with the history's count and date, and so does their incident's title
+    (it was "Unknown template: ciod: LOGIN … failed"); a template the history never held still
+    says it is new."""
     model, scan, _ = bundles["BGL"]
     _, outputs = scan_records(model, scan)
+    titles = {i.title for i in final_incidents(outputs).values()}
+    assert any(t.startswith("Held back in your history: ciod: LOGIN") for t in titles)
+    assert any(t.startswith("Unknown template: ") for t in titles)
     texts: dict[str, set[str]] = defaultdict(set)
     for o in outputs:
         if isinstance(o, Anomaly):
