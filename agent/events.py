@@ -24,6 +24,7 @@ from typing import Any
 import orjson
 
 from agent.explain_models import raised_by
+from agent.text_memo import remember
 from agent.types import (
     Anomaly,
     DataGap,
@@ -128,23 +129,36 @@ def event_id(event: Event) -> str | None:
 
 def anomaly_event(a: Anomaly, observed: float, provider: str, scope: str = "line") -> dict[str, Any]:
     """The event of one anomalous line (or session with scope='session')."""
+    return _anomaly_event(a, rfc3339(observed), provider, scope)
+
+
+def _anomaly_event(a: Anomaly, observed: str, provider: str, scope: str = "line", shared: bool = False
+                   ) -> dict[str, Any]:
+    """`anomaly_event` with the observed time as text. `shared`: its score and explanation
+    objects may be shared with other events (`_Shared`): only for an event encoded at once."""
     tl = a.line
     pl = tl.line
-    level = _VERDICT_LEVEL[a.verdict]
-    verdict = _VALUE[a.verdict]
-    body = f"{verdict.upper()} {pl.entity}: {pl.message[:200]} — {said_in_body(a.explanations, a.scores)}"
+    verdict_of = a.verdict
+    level = _VERDICT_LEVEL[verdict_of]
+    verdict = _VALUE[verdict_of]
+    if shared:
+        explained = [_SHARED.explanation(e) for e in a.explanations]
+        said = "; ".join([first for _, first in explained if first is not None]) or raised_by(a.scores, a.explanations)
+        scores = [_SHARED.score(s) for s in a.scores]
+        explanations = [d for d, _ in explained]
+    else:
+        said = said_in_body(a.explanations, a.scores)
+        scores = [_score_dict(s) for s in a.scores]
+        explanations = [explanation_dict(e) for e in a.explanations]
+    body = f"{verdict.upper()} {pl.entity}: {pl.message[:200]} — {said}"
     attrs: dict[str, Any] = {
         "event.kind": "alert",
         "event.category": "anomaly",
         "event.type": scope,
         "anomaly.score": round(a.score, 6),
         "anomaly.verdict": verdict,
-        "anomaly.scores": [
-            {"detector": s.detector, "score": round(s.score, 6), "threshold": round(s.threshold, 6),
-             "fired": s.fired}
-            for s in a.scores
-        ],
-        "anomaly.explanations": [explanation_dict(e) for e in a.explanations],
+        "anomaly.scores": scores,
+        "anomaly.explanations": explanations,
         "log.raw": pl.raw,
         "log.level": _LEVEL_NAME[pl.level],
         "log.line_no": pl.line_no,
@@ -159,7 +173,58 @@ def anomaly_event(a: Anomaly, observed: float, provider: str, scope: str = "line
     }
     if pl.origin:
         attrs["event.id"] = f"{pl.origin}/anomaly"
-    return _envelope(ANOMALY, tl.time, observed, level, body, attrs, {"log.source": pl.source})
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "event_name": ANOMALY,
+        "timestamp": rfc3339(tl.time),
+        "observed_timestamp": observed,
+        "severity_text": _LEVEL_NAME[level],
+        "severity_number": _OTEL[level],
+        "body": body,
+        "resource": {"log.source": pl.source},
+        "attributes": attrs,
+    }
+
+
+def _score_dict(s: DetectorScore) -> dict[str, Any]:
+    return {"detector": s.detector, "score": round(s.score, 6), "threshold": round(s.threshold, 6), "fired": s.fired}
+
+
+class _Shared:
+    """The parts of anomaly events that repeat, built once (`encode_all` only: the objects are
+    shared between events, so they must not reach a caller that could change them). An
+    explanation by identity (the explainer hands the same object to every line whose facts are
+    the same: `Explainer._fixed_facts`), with the first line of its text (what the body says);
+    a detector's score by (detector, score, threshold, fired) where that key tells two scores
+    apart (floats, not zero: 0.0 == -0.0 and 1 == 1.0, but they are written differently)."""
+
+    def __init__(self, max_entries: int = 4096) -> None:
+        self.max_entries = max_entries
+        self.explanations: dict[int, tuple[Explanation, dict[str, Any], str | None]] = {}
+        self.scores: dict[tuple[str, float, float, bool], dict[str, Any]] = {}
+
+    def explanation(self, e: Explanation) -> tuple[dict[str, Any], str | None]:
+        """The explanation's event object and the first line of its text (None for no text)."""
+        found = self.explanations.get(id(e))
+        if found is None or found[0] is not e:
+            found = (e, explanation_dict(e), e.text.splitlines()[0] if e.text else None)
+            remember(self.explanations, id(e), found, self.max_entries)  # (holds `e`: its id stays its own)
+        return found[1], found[2]
+
+    def score(self, s: DetectorScore) -> dict[str, Any]:
+        """The score's event object."""
+        score, threshold = s.score, s.threshold
+        if type(score) is not float or type(threshold) is not float or not score or not threshold:
+            return _score_dict(s)
+        key = (s.detector, score, threshold, s.fired)
+        found = self.scores.get(key)
+        if found is None:
+            found = _score_dict(s)
+            remember(self.scores, key, found, self.max_entries)
+        return found
+
+
+_SHARED = _Shared()
 
 
 def incident_event(i: Incident, observed: float) -> dict[str, Any]:
@@ -278,13 +343,18 @@ def encode_all(
     `resource` (the agent's `host.name`, `logdetect.bundle.id`) joins every event's resource:
     what lets `logdetect fleet` tell the hosts apart and join their events."""
     out = []
+    stamp = ""
     for e in events:
-        obj = render(e, observed, provider)
+        if isinstance(e, Anomaly):  # the many: its repeating parts built once (`_Shared`)
+            stamp = stamp or rfc3339(observed)
+            obj = _anomaly_event(e, stamp, provider, shared=True)
+        else:
+            obj = render(e, observed, provider)
         if resource:
             obj["resource"] = {**resource, **obj["resource"]}
         line = encode(obj)
         if len(line) > MAX_FIELD_CHARS:  # only then can a field be over the cap
-            line = encode(cap_fields(obj))
+            line = encode(cap_fields(obj))  # (builds new objects: the shared ones stay as they are)
         out.append(line)
     return out
 

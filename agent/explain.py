@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from agent.lines import actor_of, as_number, ip_prefix
+from agent.text_memo import remember
 from agent.types import DetectorScore, Explanation, ExplanationKind, Level, LineContext, TemplatedLine
 
 
@@ -162,6 +163,13 @@ class Explainer:
         # template id -> recent times of its lines, newest right; LRU over templates.
         self._windows: OrderedDict[int, deque[float]] = OrderedDict()
         self._floors: dict[int, float] = {}  # template id -> burst_floor (from the profile)
+        # The facts fixed by a line's template, level, actor and hour (`_fixed_facts`), by those:
+        # an anomaly storm repeats a few templates, and these facts read only the profile.
+        self._fixed: dict[tuple[int, str, bool, int, str, int], tuple[tuple[Explanation, ...],
+                                                                     tuple[Explanation, ...]]] = {}
+        # template id -> what a BURST of it says besides the count (`_burst`)
+        self._burst_said: dict[int, tuple[str, float, float, float, float | None]] = {}
+        self._bursts: dict[tuple[int, int], Explanation] = {}  # (template id, count) -> its BURST fact
         self._models = ModelExplainer(profile, self._named, self._token_template, model_types)
 
     # ---- live state
@@ -278,10 +286,13 @@ class Explainer:
     def _token_template(self, token: int) -> int | None:
         return self._tokens.get(int(token)) if token else None
 
-    def previous_template(self, ctx: LineContext) -> int | None:
+    def previous_template(self, ctx: LineContext,
+                          seen: tuple[tuple[int, int, float, str], int | None] | None = None) -> int | None:
         """The template the line's actor logged just before it (from `observe`), else the one
-        before it in the entity history the pipeline keeps."""
-        seen = self._previous.get(id(ctx.line))
+        before it in the entity history the pipeline keeps. `seen`: the line's `_previous` entry
+        when the caller looked it up."""
+        if seen is None:
+            seen = self._previous.get(id(ctx.line))
         if seen is not None and seen[0] == _fingerprint(ctx.line):
             return seen[1]
         return self._token_template(ctx.history[-2]) if len(ctx.history) >= 2 else None
@@ -371,36 +382,62 @@ class Explainer:
             )
         return None
 
-    def _burst_numbers(self, line: TemplatedLine) -> tuple[int, float, float, float] | None:
-        """(count, mean, std, p99) when this template's window count is a burst."""
+    def _burst_count(self, line: TemplatedLine, seen: tuple[tuple[int, int, float, str], int | None] | None
+                     ) -> int | None:
+        """The template's window count of the line when it is a burst (None otherwise): its count
+        on arrival when the line was remembered (`seen`: its `_previous` entry), else the
+        template's current count. A count above `burst_floor` is one: at least `min_burst`,
+        above `burst_factor` x the normal p99 and `burst_sigmas` deviations above the mean, on a
+        history that covers enough windows."""
         if line.time_from_arrival:
             return None
-        seen = self._previous.get(id(line))
         count = self._count_at.get(id(line), 0) if seen is not None and seen[0] == _fingerprint(line) \
             else self.window_count(line.template_id)
-        cfg = self.config
-        if count < cfg.min_burst:
+        if count < self.config.min_burst:
             return None
-        entry = self._profile.get(line.template_id)
-        burst = (entry or {}).get("burst") or {}
-        if not self._burst_judged(burst):
+        return count if count > self.burst_floor(line.template_id) else None
+
+    def _burst_numbers(self, line: TemplatedLine) -> tuple[int, float, float, float] | None:
+        """(count, mean, std, p99) when this template's window count is a burst."""
+        count = self._burst_count(line, self._previous.get(id(line)))
+        if count is None:
             return None
-        mean = float(burst.get("mean", 0.0))
-        std = float(burst.get("std", 0.0))
-        p99 = max(float(burst.get("p99", 0.0)), float(burst.get("p99_present", 0.0)))
-        if count <= cfg.burst_factor * p99 or count <= mean + cfg.burst_sigmas * std:
-            return None
+        _, mean, std, p99, _ = self._burst_normal(line.template_id)
         return count, mean, std, p99
 
-    def _burst(self, line: TemplatedLine) -> Explanation | None:
-        numbers = self._burst_numbers(line)
-        if numbers is None:
+    def _burst_normal(self, template_id: int) -> tuple[str, float, float, float, float | None]:
+        """What a BURST of the template says besides its count: the normal text, the profile's
+        mean, std and p99 of its window counts, and the mean to divide by (None: no mean)."""
+        said = self._burst_said.get(template_id)
+        if said is None:
+            burst = (self._profile.get(template_id) or {}).get("burst") or {}
+            mean = float(burst.get("mean", 0.0))
+            std = float(burst.get("std", 0.0))
+            p99 = max(float(burst.get("p99", 0.0)), float(burst.get("p99_present", 0.0)))
+            normal = "never seen" if template_id not in self._profile else f"≤{p99:g} when it occurs, mean {mean:.2f}"
+            said = (normal, mean, std, p99, max(mean, 1e-9) if mean > 0 else None)
+            if len(self._burst_said) >= self.config.max_tracked_templates:
+                self._burst_said.clear()
+            self._burst_said[template_id] = said
+        return said
+
+    def _burst(self, line: TemplatedLine,
+               seen: tuple[tuple[int, int, float, str], int | None] | None = None) -> Explanation | None:
+        count = self._burst_count(line, seen if seen is not None else self._previous.get(id(line)))
+        if count is None:
             return None
-        count, mean, std, p99 = numbers
+        key = (line.template_id, count)
+        found = self._bursts.get(key)
+        if found is None:
+            found = self._burst_fact(line.template_id, count)
+            remember(self._bursts, key, found, _FIXED_MEMO_ENTRIES)
+        return found
+
+    def _burst_fact(self, template_id: int, count: int) -> Explanation:
+        """The BURST fact of `count` lines of the template in the window."""
+        normal, mean, std, p99, per = self._burst_normal(template_id)
         minutes = self.config.window_secs / 60
         span = f"{minutes:g} minute{'s' if minutes != 1 else ''}"
-        normal = "never seen" if line.template_id not in self._profile else f"≤{p99:g} when it occurs, mean {mean:.2f}"
-        ratio = count / max(mean, 1e-9) if mean > 0 else None
         return Explanation(
             ExplanationKind.BURST,
             f"BURST DETECTED: {count:,} similar lines in last {span} (normal: {normal})",
@@ -410,15 +447,17 @@ class Explainer:
                 ("normal_mean", mean),
                 ("normal_std", std),
                 ("normal_p99", p99),
-                ("ratio_to_mean", ratio),
+                ("ratio_to_mean", count / per if per is not None else None),
             ),
         )
 
-    def _sequence(self, ctx: LineContext, scores: Sequence[DetectorScore]) -> list[Explanation]:
+    def _sequence(self, ctx: LineContext, scores: Sequence[DetectorScore],
+                  seen: tuple[tuple[int, int, float, str], int | None] | None = None) -> list[Explanation]:
         """What each fired next-template model (DeepLog, LogAnomaly) expected here and what came;
-        without one, the training profile's transition probabilities (`_profile_sequence`)."""
+        without one, the training profile's transition probabilities (`_profile_sequence`).
+        `seen`: the line's `_previous` entry when the caller looked it up."""
         line = ctx.line
-        previous = self.previous_template(ctx)
+        previous = self.previous_template(ctx, seen)
         out: list[Explanation] = []
         for score in scores:
             if not score.fired:  # (before reading its details: most scores of an anomaly did not fire)
@@ -617,22 +656,55 @@ class Explainer:
         return out
 
     def explain(self, ctx: LineContext, scores: Sequence[DetectorScore]) -> tuple[Explanation, ...]:
-        """Every fact that holds for this line, most decisive first."""
+        """Every fact that holds for this line, most decisive first: a new or rare template, a
+        burst, the sequence, an unusual severity, time or parameter, then the fired models'."""
         line = ctx.line
-        found = [
-            self._new_template(line),
-            self._rare_template(line),
-            self._burst(line),
-            *self._sequence(ctx, scores),
-            self._severity(line),
-            self._unusual_time(line),
-            self._unusual_parameter(line),
-            *self._models.explain(ctx, scores),
-        ]
-        out = tuple(self._witnessed([e for e in found if e is not None]))
+        head, tail = self._fixed_facts(line)
+        seen = self._previous.get(id(line))
+        found = [*head]
+        burst = self._burst(line, seen)
+        if burst is not None:
+            found.append(burst)
+        # (only a model's explanation names a detector, so only those can be a witness's)
+        sequence = self._sequence(ctx, scores, seen)
+        if sequence:
+            found += self._witnessed(sequence)
+        found += tail
+        unusual = self._unusual_parameter(line)
+        if unusual is not None:
+            found.append(unusual)
+        models = self._models.explain(ctx, scores)
+        if models:
+            found += self._witnessed(models)
+        out = tuple(found)
         if line.time_from_arrival:
             out = tuple(Explanation(e.kind, e.text, (*e.facts, ("time_from_arrival", True))) for e in out)
         return out
+
+    def _fixed_facts(self, line: TemplatedLine) -> tuple[tuple[Explanation, ...], tuple[Explanation, ...]]:
+        """The facts that read only the profile and the line's template, level, actor and hour:
+        (a new or rare template) and (an unusual severity or time), remembered by those (the
+        actor only at WARN or worse and when the profile knows it; the hour only with a usable
+        line time)."""
+        pl = line.line
+        level = pl.level
+        t = line.time
+        hour = -1 if line.time_from_arrival or not math.isfinite(t) else _hour_of(t)
+        # (the level as an int: an enum member's hash is a Python call)
+        actor = ""
+        if level >= Level.WARN:  # (an actor the profile does not know is said by no fact)
+            actor = actor_of(pl)
+            if actor not in self._entities and actor not in self._entity_hours:
+                actor = ""
+        key = (line.template_id, line.template, line.is_new, int(level), actor, hour)
+        fixed = self._fixed.get(key)
+        if fixed is None:
+            head = tuple(e for e in (self._new_template(line), self._rare_template(line)) if e is not None)
+            tail = tuple(e for e in (self._severity(line), self._unusual_time(line)) if e is not None)
+            fixed = (head, tail)
+            if len(line.template) <= _FIXED_MEMO_CHARS:
+                remember(self._fixed, key, fixed, _FIXED_MEMO_ENTRIES)
+        return fixed
 
     def is_notable(self, ctx: LineContext) -> bool:
         """True when the facts alone make the line anomalous (no model needs to fire).
@@ -656,6 +728,10 @@ class Explainer:
         if level >= Level.ERROR and float(entry.get("frequency", 0.0)) < self.config.rare_frequency:
             return True
         return level >= Level.ERROR and not is_new and self._template_level_rare(entry, level) is not None
+
+_FIXED_MEMO_ENTRIES = 4096  # `Explainer._fixed_facts` (emptied when full) ...
+_FIXED_MEMO_CHARS = 1024  # ... for templates up to this long
+
 
 def _fingerprint(line: TemplatedLine) -> tuple[int, int, float, str]:
     """Enough to tell a line from another object that reuses its id (the parser numbers lines)."""

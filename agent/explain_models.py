@@ -95,6 +95,7 @@ def raised_by(scores: Sequence[DetectorScore], explanations: Sequence[Explanatio
 
 
 _RULES = frozenset({"novelty", "novel_set"})  # 1.0 against 0.5: the score says nothing more than "fired"
+_SAID_ELSEWHERE = frozenset({"novelty", "novel_set"})  # a line's alert by these is its NEW_TEMPLATE fact
 
 
 def _back(n: int) -> str:
@@ -275,7 +276,13 @@ class ModelExplainer:
         """One explanation per fired model, read by its type (a next-template model's is the
         line explainer's SEQUENCE fact, `deeplog_line`); a model of no known type says its score."""
         out: list[Explanation] = []
-        for score, details, kind in self._fired(scores):
+        for score in scores:
+            if not score.fired:
+                continue
+            kind = self._types.get(score.detector, score.detector)
+            if kind in _SAID_ELSEWHERE:
+                continue  # the NEW_TEMPLATE fact says it
+            details = dict(score.details)
             found: Explanation | None = None
             if kind == "lstm_ae":
                 found = self._lstm_ae(ctx, score, details)

@@ -167,6 +167,9 @@ STRONG_KINDS = frozenset(
 )
 
 
+_STRONG_VALUES = frozenset(k.value for k in STRONG_KINDS)  # (what `_Open.kinds` is keyed by)
+
+
 def is_strong(anomaly: Anomaly) -> bool:
     """DANGER, or a strong fact: enough to open an incident on its own."""
     return anomaly.verdict is Verdict.DANGER or any(e.kind in STRONG_KINDS for e in anomaly.explanations)
@@ -178,6 +181,7 @@ _MEMO_ENTRIES = 4096
 _MEMO_CHARS = 1024  # longer texts are worked out each time (the memo's bytes stay bounded)
 _WORDS_MEMO: dict[str, frozenset[str]] = {}
 _SERVICE_MEMO: dict[str, str] = {}
+_HEAD_MEMO: dict[str, str | None] = {}
 
 
 def template_words(template: str) -> frozenset[str]:
@@ -189,6 +193,19 @@ def template_words(template: str) -> frozenset[str]:
         if len(template) <= _MEMO_CHARS:
             remember(_WORDS_MEMO, template, found, _MEMO_ENTRIES)
     return found
+
+
+def head_of(template: str) -> str | None:
+    """`line_families.reason_head` of a template (remembered: a new template's every line asks)."""
+    found = _HEAD_MEMO.get(template, _NO_HEAD)
+    if found is _NO_HEAD:
+        found = reason_head(template)
+        if len(template) <= _MEMO_CHARS:
+            remember(_HEAD_MEMO, template, found, _MEMO_ENTRIES)
+    return found
+
+
+_NO_HEAD = "\x00"  # (not a head: `reason_head` returns a template's text before `: ` or None)
 
 
 def _template_words(template: str) -> frozenset[str]:
@@ -298,6 +315,8 @@ class _Open:
         "new_streams",
         "new_templates",
         "order",
+        "pushed_order",
+        "pushed_seen",
         "repeats",
         "samples",
         "services",
@@ -328,7 +347,8 @@ class _Open:
         self.services: set[str] = set()
         self.words: set[str] = set()
         self.values: set[str] = set()
-        self.kinds: dict[ExplanationKind, None] = {}
+        # explanation kinds by value, in the order first seen (a member's hash is a Python call)
+        self.kinds: dict[str, ExplanationKind] = {}
         self.samples: list[str] = []
         self.repeats: Counter[tuple[int, str, tuple[str, ...]]] = Counter()
         self.first_line = anomaly.line.line.raw[:_MAX_LINE_CHARS]
@@ -336,6 +356,9 @@ class _Open:
         self.state = IncidentState.OPEN
         self.arrival = False
         self.order = 0  # when it (re)entered the open set: ties in distance go to the earlier
+        # (last_seen, order) of its latest entry on the grouper's last-seen heap (`_touch`)
+        self.pushed_seen = math.nan
+        self.pushed_order = -1
         # Its episodes (`agent/episodes.py`) on the log's clock, [start, end] in time order, at
         # most `_MAX_EPISODES` (the earliest go first): a recurring new template starts another
         # episode of the same incident, and a line arriving late (a second server's log appended
@@ -347,11 +370,10 @@ _KIND_VALUE: dict[ExplanationKind, str] = {k: k.value for k in ExplanationKind}
 
 
 def _key(anomaly: Anomaly) -> tuple[int, str, tuple[str, ...]]:
-    kind = _KIND_VALUE
     return (
         anomaly.line.template_id,
         anomaly.line.line.entity,
-        tuple(sorted([kind[e.kind] for e in anomaly.explanations])),
+        tuple(sorted([e.kind._value_ for e in anomaly.explanations])),  # (`.value` is a Python call)
     )
 
 
@@ -397,6 +419,7 @@ class IncidentGrouper:
         # An informative actor -> the incident that first reported a never-seen template of it.
         self._new_by_actor: dict[str, _Open] = {}
         self._seen_new = 0
+        self._family_of: tuple[Anomaly, tuple[str, str, Level] | None] | None = None  # the last `_family`
         self._index = _OpenIndex(config.related_word_overlap)
         # Incidents resolved lately (the last `max_resolved`), indexed the same way: a line that
         # arrives behind the log's clock may belong to one of them by its own time.
@@ -465,7 +488,7 @@ class IncidentGrouper:
         t = anomaly.line.time
         line = anomaly.line
         words = template_words(anomaly.line.template)
-        recurring = (self._recurring(line.template_id, words, t, family_of(line.line), reason_head(line.template))
+        recurring = (self._recurring(line.template_id, words, t, self._family(anomaly), head_of(line.template))
                      if line.is_new else None)
         if recurring is not None:
             if recurring.incident_id not in self._open:  # resolved meanwhile: reopen it
@@ -541,6 +564,9 @@ class IncidentGrouper:
             self._unordered = True
         if self._unordered:
             return
+        if inc.pushed_seen == inc.last_seen and inc.pushed_order == inc.order:
+            return  # its entry is on the heap already (one leaves it only as the incident resolves)
+        inc.pushed_seen, inc.pushed_order = inc.last_seen, inc.order
         self._pushes += 1
         heapq.heappush(self._by_last_seen, (inc.last_seen, inc.order, self._pushes, inc))
         if len(self._by_last_seen) > 4 * len(self._open) + 64:
@@ -616,7 +642,7 @@ class IncidentGrouper:
         self._touch(inc)
         if anomaly.line.is_new:
             self._remember_new(anomaly.line.template_id, template_words(anomaly.line.template), inc,
-                               family_of(anomaly.line.line), reason_head(anomaly.line.template))
+                               self._family(anomaly), head_of(anomaly.line.template))
             self._remember_actor(_new_actor(anomaly), inc)
         if inc.state is IncidentState.OPEN and inc.anomalies == 1:
             inc.emitted_at = t
@@ -703,6 +729,15 @@ class IncidentGrouper:
             self._new_by_actor[actor] = inc
             if len(self._new_by_actor) > self.config.max_new_behaviour:
                 del self._new_by_actor[next(iter(self._new_by_actor))]
+
+    def _family(self, anomaly: Anomaly) -> tuple[str, str, Level] | None:
+        """`family_of` the anomaly's line, worked out once per anomaly (`_match`, then `add`)."""
+        last = self._family_of
+        if last is not None and last[0] is anomaly:
+            return last[1]
+        family = family_of(anomaly.line.line)
+        self._family_of = (anomaly, family)
+        return family
 
     def _remembered_order(self, template_id: int) -> int:
         return self._new_order[template_id]
@@ -877,8 +912,11 @@ class IncidentGrouper:
                 inc.services.add(service_of(entity))
             else:
                 inc.extra_entities += 1
+        kinds = inc.kinds
         for e in anomaly.explanations:
-            inc.kinds.setdefault(e.kind, None)
+            kind = e.kind
+            if kind._value_ not in kinds:
+                kinds[kind._value_] = kind
         key = key or _key(anomaly)
         if key in inc.repeats or len(inc.repeats) < cfg.max_repeat_keys:
             inc.repeats[key] += 1
@@ -910,7 +948,7 @@ class IncidentGrouper:
             points += 1
         if len(inc.new_templates) >= 2:
             points += 1
-        if inc.danger == 0 and STRONG_KINDS.isdisjoint(inc.kinds):
+        if inc.danger == 0 and _STRONG_VALUES.isdisjoint(inc.kinds):
             # Weak facts only: LOW, unless so many related lines agree that it is a pattern
             # (an attacker's new address failing dozens of logins) rather than a fluke.
             return IncidentSeverity.MEDIUM if inc.anomalies >= 4 * self.config.weak_cluster else IncidentSeverity.LOW
@@ -946,7 +984,7 @@ class IncidentGrouper:
             leading_templates=leading,
             first_line=inc.first_line,
             samples=tuple(inc.samples),
-            explanation_kinds=tuple(inc.kinds),
+            explanation_kinds=tuple(inc.kinds.values()),
         )
 
     def _resolve(self, inc: _Open) -> Incident:
@@ -995,7 +1033,15 @@ def _episode_start(span: list[float]) -> float:
 def _add_to_episodes(spans: list[list[float]], t: float, gap: float) -> None:
     """Put a line at `t` in the episodes `spans` (sorted [start, end], no two within `gap`): it
     extends the episode it falls in or next to, joins two that it bridges, or starts its own."""
-    i = bisect.bisect_right(spans, t, key=_episode_start)
+    if spans and spans[-1][0] <= t:  # in or after the latest episode (most lines): no search
+        last = spans[-1]
+        if not starts_new_episode(last[1], t, gap):
+            if t > last[1]:
+                last[1] = t
+            return
+        i = len(spans)
+    else:
+        i = bisect.bisect_right(spans, t, key=_episode_start)
     left = spans[i - 1] if i and not starts_new_episode(spans[i - 1][1], t, gap) else None
     right = spans[i] if i < len(spans) and not starts_new_episode(t, spans[i][0], gap) else None
     if left is not None and right is not None:
