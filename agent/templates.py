@@ -78,6 +78,7 @@ import orjson
 from agent.atomic import write_atomic
 from agent.errors import BundleError, ConfigError
 from agent.masking import MASK_NAMES, Masker, drain3_instructions, masks_fingerprint, select_masks
+from agent.text_memo import remember
 from agent.token_types import (
     PARAM,
     fits_typed,
@@ -101,6 +102,8 @@ _SHAPE_MIN_FORMS = 3
 _MAX_MERGE_LOG = 4096
 _VIRTUAL = -1  # memo: `match` fitted the message to a template through its words (`_by_words`)
 _MAX_VIRTUAL = 4096  # forms with the same words in place before the rest is taken as values
+_PREPARED_ENTRIES = 1024  # messages whose tokens and masking `add` remembers (emptied when full) ...
+_PREPARED_CHARS = 256  # ... when at most this long: ≤ ≈ 1.5 MiB
 
 
 class ChangeType(enum.Enum):
@@ -314,6 +317,7 @@ class TemplateMiner:
         self._word_groups: dict[str, set[tuple[int, str]]] = {}  # word -> groups it is in (rebuilt)
         self._values: set[str] = set()  # words learnt to be values (key=value, merged positions)
         self._memo: OrderedDict[str, _Entry] = OrderedDict()
+        self._prepared: dict[str, tuple[list[str], list[str], dict[int, tuple[str, ...]], str]] = {}  # `_prepare`
         self._virtual: OrderedDict[str, _Template] = OrderedDict()  # memo key -> `_by_words` form
         self._generation: dict[int, int] = {}
         self._counter = 0
@@ -363,12 +367,23 @@ class TemplateMiner:
         self._memo.move_to_end(key)
         return entry
 
+    def _prepare(self, message: str) -> tuple[list[str], list[str], dict[int, tuple[str, ...]], str]:
+        """The message's tokens, masked tokens, mask values and memo key (a pure function of the
+        message: remembered for short messages, since a learning miner sees the same lines
+        again and again). The lists are shared: read, never changed."""
+        found = self._prepared.get(message)
+        if found is None:
+            tokens = self._tokens(message)
+            masked, values = self._masker.mask_tokens(tokens)
+            found = (tokens, masked, values, " ".join(masked))
+            if len(message) <= _PREPARED_CHARS:
+                remember(self._prepared, message, found, _PREPARED_ENTRIES)
+        return found
+
     def add(self, message: str) -> TemplateMatch:
         """Learn from one message (training, and online mining) and return its template."""
         self.revision += 1
-        tokens = self._tokens(message)
-        masked, values = self._masker.mask_tokens(tokens)
-        key = " ".join(masked)
+        tokens, masked, values, key = self._prepare(message)
         ntokens = len(masked)
         entry = self._cached(key, ntokens)
         if entry is not None and entry[0] is not None:
