@@ -17,6 +17,17 @@ masked message is the first one's, and so is the frozen miner's template. What c
 parameters, read straight off the message's tokens by the form's slots (a wholly masked token
 is its own value), with no regex except inside partly masked tokens.
 
+Hex values print letters too (`iar 0245a8c4`, `at 0x1b45e3a0`): each value would be its own
+shape. Where a run of ASCII letters and digits (none before or after it) is a `0x` value, or
+eight or more hex characters holding a digit and a letter, some mask covers it whole, whatever
+its characters: the hex mask takes any such run (`0x…`, and hex runs that mix digits and
+letters), no mask can start or end inside it (none starts or ends next to a letter or digit),
+and the masks that could cover more (path, UUID) take any hex character alike (the one literal
+letter, `blk_`'s b, is followed by an l, which no such run holds). So a message whose raw shape
+is new is looked up again by its *general* shape (`general_key`: such a run's hex characters
+read as the byte 0xFF, which UTF-8 never holds, so no raw shape is a general one; its length
+kept, so every place stays where it was), and learnt under that.
+
 Only real forms are kept: a form fitted by a template's words alone (`_by_words`) is
 remembered by the miner under its first message, and is left to it. The cache is bounded
 (emptied when full). `tests/unit/test_shapes.py` compares it with `TemplateMiner.match` on
@@ -39,6 +50,10 @@ _ASCII_DIGIT = re.compile(r"[0-9]").search
 # A digit run where a mask may start (no letter or digit before it): its `0` may start a hex value
 _RUN_START = re.compile(r"(?<![A-Za-z0-9])0")
 _HEX_RUN = re.compile(r"[0-9a-fA-F]*")
+# A whole run of ASCII letters and digits that is a `0x` value or only hex characters (in a shape)
+_HEX_WORD = re.compile(rb"(?<![A-Za-z0-9])(?:0[xX])?[0-9a-fA-F]+(?![A-Za-z0-9])")
+_HEX_LETTERS = re.compile(rb"[a-fA-F]")
+_ANY_HEX = bytes.maketrans(b"0123456789abcdefABCDEF", b"\xff" * 22)
 
 # How a form's parameter slot reads the message's token (`_Template.slots`, by `kind`).
 _TOKEN = 0  # the whole token (a whole-token mask value, or a `<*>` position)
@@ -56,6 +71,24 @@ _Entry = tuple[int | None, str, tuple[tuple[int, str], ...], _Plan]
 def shape_key(message: str) -> bytes:
     """The message (UTF-8) with every ASCII digit as `0`: one C-level pass."""
     return message.encode("utf-8", "surrogatepass").translate(_AS_ZERO)
+
+
+def _general_run(m: re.Match[bytes]) -> bytes:
+    run = m.group()
+    if run[1:2] in (b"x", b"X") and run[:1] == b"0":  # a `0x` value (or a digit, x: its zero flag tells)
+        return run[:2] + run[2:].translate(_ANY_HEX)
+    if len(run) >= 8 and b"0" in run and _HEX_LETTERS.search(run) is not None:  # digits and letters
+        return run.translate(_ANY_HEX)
+    return run
+
+
+def general_key(shape: bytes) -> bytes | None:
+    """The shape with its hex values' characters read as the byte 0xFF (see the module
+    docstring): in a run of ASCII letters and digits, none before or after it, those after a
+    `0x`, or all of eight or more hex characters holding a digit (a `0` in a shape) and a
+    letter. None when the shape holds no such run."""
+    general = _HEX_WORD.sub(_general_run, shape)
+    return general if general != shape else None
 
 
 def zero_places(shape: str) -> tuple[int, ...]:
@@ -86,6 +119,8 @@ class ShapeMatcher:
         # Extra delimiters with a digit would split messages by their digits' values.
         self._usable = not any(_ASCII_DIGIT(d) for d in miner.config.extra_delimiters)
         self._split = miner.config.extra_delimiters == ()
+        # (an extra delimiter could be a hex letter: then only raw shapes are kept)
+        self._general = self._split
         # shape -> (zero places, zero flags there -> the entry, None for a virtual form)
         self._shapes: dict[bytes, tuple[tuple[int, ...], dict[tuple[bool, ...], _Entry | None]]] = {}
         self._entries = 0  # entries across all shapes (bounded by MAX_SHAPES)
@@ -104,7 +139,13 @@ class ShapeMatcher:
         key = message.encode("utf-8", "surrogatepass").translate(_AS_ZERO)  # shape_key
         shape = self._shapes.get(key)
         if shape is None:
-            return self._learn(message, key, None)
+            general = general_key(key) if self._general else None
+            if general is None:
+                return self._learn(message, key, None)
+            key = general
+            shape = self._shapes.get(key)
+            if shape is None:
+                return self._learn(message, key, None)
         places, by_zeros = shape
         if not places:
             zeros: tuple[bool, ...] = ()

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from agent import shapes as shapes_module
-from agent.shapes import ShapeMatcher, shape_key, zero_places
+from agent.shapes import ShapeMatcher, general_key, shape_key, zero_places
 from agent.templates import MinerConfig, TemplateMiner, learn_templates
 
 SYSTEMS = ("Android", "Apache", "BGL", "HDFS", "HPC", "Hadoop", "HealthApp", "Linux", "Mac", "OpenSSH",
@@ -72,6 +72,37 @@ def test_shapes_match_as_the_miner_on_the_edges_of_the_masks() -> None:
     miner = learn_templates(TRAINING)
     for first in (TRAINING + VARIANTS, VARIANTS + TRAINING, VARIANTS[::-1] + TRAINING[::-1]):
         _same(miner, first + first)  # the second pass meets every shape again
+
+
+HEX_TRAINING = ["iar 00106570 dear 0245a8c4", "iar 00106574 dear 0245a8b0", "at 0x1b45e3a0 mask 0x10",
+                "at 0x1b45e3b0 mask 0x1f", "w deadbeef 1", "w cafebabe 2", "k ab12 m", "k cd34 m"]
+HEX_VARIANTS = [
+    "iar 0010ffff dear 0245a8c4", "iar 0010ABCD dear 0a45a8c4", "iar 00106570 dear 1245a8c4", "iar abcdefab dear 0",
+    "iar 1234567a dear 0245a8c4", "iar g0106570 dear 0245a8c4", "iar 00106570g dear 0245a8c4",
+    "at 0x1b45e3a0 mask 0xff",
+    "at 0xFFFF mask 0x1", "at 5x1b45e3a0 mask 0x10", "at 5x1b45e3b0 mask 0x10", "at 0xg mask 0x10", "w deadbeee 1",
+    "w 0eadbeef 1", "k ab13 m", "k ef12 m", "iar 0245a8c4.0245a8c4 dear x", "iar a.0245a8c4 dear 0245a8c4",
+    "id 123e4567-e89b-12d3-a456-426614174000 x", "id 123e4567-f89b-12d3-a456-426614174000 x",
+    "id 123f4567-e89b-12d3-a456-426614174000 x", "blk_0245a8c4 q", "blk_0245a8c5 q", "/p/0245a8c4 r", "/p/0245a8c5 r",
+]
+
+
+def test_hex_letters_share_a_shape_and_match_as_the_miner() -> None:
+    """Hex values that differ in their letters are looked up by one general shape (and answered
+    as the miner does); runs that are no hex value (no digit, too short, next to another letter,
+    not `0x`) keep their letters."""
+    miner = learn_templates(HEX_TRAINING)
+    for first in (HEX_TRAINING + HEX_VARIANTS, HEX_VARIANTS + HEX_TRAINING, HEX_VARIANTS[::-1]):
+        _same(miner, first + first)
+    # (other digits and letters: one shape; a leading zero or not: one entry each, as for digits)
+    shapes = _same(miner, ["iar 0245a8c4 dear 0245a8c4", "iar 0245b8f4 dear 01bbe8c4", "iar 0945F8C4 dear a245a8a4",
+                           "iar 0bcdef01 dear 1245a8a4", "at 0x1b45e3a0 mask 0x10", "at 0xcccccccc mask 0x20"])
+    assert shapes.hits == 3 and len(shapes) == 2
+    assert general_key(shape_key("w deadbeef 1")) is None  # no digit: a word
+    assert general_key(shape_key("k ab12 m")) is None  # too short
+    assert general_key(shape_key("x g0245a8c4 y")) is None  # a letter before it
+    assert general_key(shape_key("iar 0245a8c4")) == general_key(shape_key("iar a0000000")) == b"iar " + b"\xff" * 8
+    assert general_key(shape_key("at 0X1F")) == b"at 0X\xff\xff"
 
 
 def test_shape_key_and_zero_places() -> None:
