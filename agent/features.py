@@ -9,9 +9,10 @@ evicted after `idle_secs`, and each entity's window holds at most `max_window_li
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections import OrderedDict, deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -309,55 +310,145 @@ class FeatureExtractor:
     ) -> tuple[FeatureExtractor, np.ndarray]:
         """Learn the statistics from training lines and return the extractor with their features.
 
-        Two passes over the same code path: the first counts templates and transitions; the
-        second computes every line's features exactly as the agent will.
+        Two passes over the same code path: the first counts templates and transitions
+        (`FeatureCounts.count`); the second computes every line's features exactly as the agent
+        will (`training_rows`), then `finish_rows` sets what needs every row. Distributed training
+        runs the same three steps on each entity owner's lines and merges the counts
+        (`FeatureCounts.merge`; trainer/distributed.py).
         """
         cfg = config or FeatureConfig()
-        lines = list(lines)
-        stats = FeatureStats()
+        inputs = [feature_input(tl) for tl in lines]
+        counts, prevs = FeatureCounts.count(inputs)
+        stats = FeatureCounts.merge([counts])
+        rows = training_rows(inputs, prevs, stats, cfg)
+        finish_rows(rows, stats)
+        return cls(cfg, stats), rows
+
+
+# One line as `FeatureExtractor.advance` takes it: entity, source, time, model token, level,
+# message length in characters, parameter count, whether the template is new, template id.
+FeatureInput = tuple[str, str, float, int, int, int, int, bool, int]
+
+
+def feature_input(tl: TemplatedLine) -> FeatureInput:
+    """A templated line as `advance`'s arguments."""
+    p = tl.line
+    return (p.entity, p.source, tl.time, tl.token, int(p.level), len(p.message), len(tl.params), tl.is_new,
+            tl.template_id)
+
+
+@dataclass
+class FeatureCounts:
+    """The first pass of `FeatureExtractor.fit` over some entities' training lines: what
+    `FeatureStats` counts. Every count is per line or per entity, so the counts of disjoint sets
+    of entities merge into exactly the counts of all their lines (`merge`)."""
+
+    token_counts: dict[int, int] = field(default_factory=dict)
+    transitions: dict[int, dict[int, int]] = field(default_factory=dict)
+    session_ends: dict[int, int] = field(default_factory=dict)
+    sessions: int = 0
+    session_min_len: int = 0  # over `sessions` (0: none)
+    total: int = 0
+    first_time: float = math.inf
+    last_time: float = -math.inf
+
+    @classmethod
+    def count(cls, lines: Sequence[FeatureInput]) -> tuple[FeatureCounts, list[int | None]]:
+        """The counts of `lines` (every line of each of their entities, in line order) and each
+        line's predecessor token in its entity (None for an entity's first line)."""
+        out = cls()
         last: dict[str, int] = {}
-        prevs: list[int | None] = []  # each line's predecessor in its entity
-        for tl in lines:
-            stats.token_counts[tl.token] = stats.token_counts.get(tl.token, 0) + 1
-            prev = last.get(tl.line.entity)
+        prevs: list[int | None] = []
+        lengths: dict[str, int] = {}
+        for ent, source, now, token, *_ in lines:
+            out.token_counts[token] = out.token_counts.get(token, 0) + 1
+            prev = last.get(ent)
             prevs.append(prev)
             if prev is not None:
-                row = stats.transitions.setdefault(prev, {})
-                row[tl.token] = row.get(tl.token, 0) + 1
-            last[tl.line.entity] = tl.token
-        stats.total = len(lines)
-        lengths: dict[str, int] = {}
-        for tl in lines:
-            if tl.line.entity != tl.line.source:
-                lengths[tl.line.entity] = lengths.get(tl.line.entity, 0) + 1
+                row = out.transitions.setdefault(prev, {})
+                row[token] = row.get(token, 0) + 1
+            last[ent] = token
+            if ent != source:
+                lengths[ent] = lengths.get(ent, 0) + 1
+            out.first_time = min(out.first_time, now)
+            out.last_time = max(out.last_time, now)
         for entity in lengths:
-            stats.session_ends[last[entity]] = stats.session_ends.get(last[entity], 0) + 1
-        stats.sessions = len(lengths)
-        stats.session_min_len = min(lengths.values(), default=0)
-        times = [tl.time for tl in lines]
-        stats.span_secs = max(times) - min(times) if times else 0.0
-        extractor = cls(cfg, stats)
-        rows = np.array([extractor.update(tl)[0] for tl in lines], dtype=np.float32).reshape(-1, N_FEATURES)
-        # Mean in-window frequency per template, then the burst ratio column it normalises.
-        tokens = rows[:, _IDX["template_token"]].astype(np.int64)
-        freq = rows[:, _IDX["template_freq_window"]]
-        for token in np.unique(tokens):
-            stats.mean_window_freq[int(token)] = float(freq[tokens == token].mean())
-        rows[:, _IDX["burst_ratio"]] = [burst_ratio(f, stats.mean_window_freq[int(t)])
-                                        for f, t in zip(freq.tolist(), tokens.tolist(), strict=True)]
-        # Each training row's transition probability leaves its own transition out. Counted in,
-        # every training transition has been seen at least once, so a model learns that "never
-        # seen" (0) does not happen and then flags every new pair of routine templates (most of
-        # Mac_2k's Isolation Forest alarms); left out, a pair seen once in training reads 0 there
-        # too, as a new pair will when served.
-        totals = {a: sum(row.values()) for a, row in stats.transitions.items()}
-        column = _IDX["transition_prob"]
-        for i, (prev, tl) in enumerate(zip(prevs, lines, strict=True)):
-            if prev is not None:
-                total = totals[prev] - 1
-                rows[i, column] = round((stats.transitions[prev][tl.token] - 1) / total, 2) if total else 0.0
-        fresh = cls(cfg, stats)
-        return fresh, rows
+            out.session_ends[last[entity]] = out.session_ends.get(last[entity], 0) + 1
+        out.sessions = len(lengths)
+        out.session_min_len = min(lengths.values(), default=0)
+        out.total = len(lines)
+        return out, prevs
+
+    @staticmethod
+    def merge(parts: Sequence[FeatureCounts]) -> FeatureStats:
+        """The statistics of all the parts' lines (`mean_window_freq` is left to `finish_rows`).
+        Keys are sorted: the same JSON whatever the parts' order."""
+        tokens: dict[int, int] = {}
+        transitions: dict[int, dict[int, int]] = {}
+        ends: dict[int, int] = {}
+        for part in parts:
+            for t, c in part.token_counts.items():
+                tokens[t] = tokens.get(t, 0) + c
+            for a, row in part.transitions.items():
+                into = transitions.setdefault(a, {})
+                for b, c in row.items():
+                    into[b] = into.get(b, 0) + c
+            for t, c in part.session_ends.items():
+                ends[t] = ends.get(t, 0) + c
+        total = sum(p.total for p in parts)
+        first = min((p.first_time for p in parts), default=math.inf)
+        last = max((p.last_time for p in parts), default=-math.inf)
+        return FeatureStats(
+            token_counts=dict(sorted(tokens.items())),
+            transitions={a: dict(sorted(row.items())) for a, row in sorted(transitions.items())},
+            total=total,
+            session_ends=dict(sorted(ends.items())),
+            sessions=sum(p.sessions for p in parts),
+            session_min_len=min((p.session_min_len for p in parts if p.sessions), default=0),
+            span_secs=last - first if total else 0.0,
+        )
+
+
+def training_rows(
+    lines: Sequence[FeatureInput], prevs: Sequence[int | None], stats: FeatureStats, config: FeatureConfig,
+) -> np.ndarray:
+    """The second pass of `fit` over some entities' training lines (`prevs` from
+    `FeatureCounts.count`, `stats` merged over all lines): every line's row as the agent computes
+    it, except the transition probability, which leaves the row's own transition out. Counted
+    in, every training transition has been seen at least once, so a model learns that "never
+    seen" (0) does not happen and then flags every new pair of routine templates (most of
+    Mac_2k's Isolation Forest alarms); left out, a pair seen once in training reads 0 there too,
+    as a new pair will when served. The burst ratio is set by `finish_rows`."""
+    extractor = FeatureExtractor(config, dataclasses.replace(stats, mean_window_freq={}))
+    rows = np.array([extractor.advance(*x)[0] for x in lines], dtype=np.float32).reshape(-1, N_FEATURES)
+    totals = {a: sum(row.values()) for a, row in stats.transitions.items()}
+    column = _IDX["transition_prob"]
+    for i, (prev, x) in enumerate(zip(prevs, lines, strict=True)):
+        if prev is not None:
+            total = totals[prev] - 1
+            rows[i, column] = round((stats.transitions[prev][x[3]] - 1) / total, 2) if total else 0.0
+    return rows
+
+
+def finish_rows(rows: np.ndarray, stats: FeatureStats) -> None:
+    """What needs every training row (in line order): the mean in-window frequency per template
+    (into `stats`), then the burst ratio column it normalises (in place)."""
+    tokens = rows[:, _IDX["template_token"]].astype(np.int64)
+    freq = rows[:, _IDX["template_freq_window"]]
+    stats.mean_window_freq.clear()
+    for token in np.unique(tokens):
+        stats.mean_window_freq[int(token)] = float(freq[tokens == token].mean())
+    set_burst_ratios(rows, stats)
+
+
+def set_burst_ratios(rows: np.ndarray, stats: FeatureStats) -> None:
+    """Rows computed before `stats.mean_window_freq` was known, given their burst ratio (in place):
+    the value `advance` computes with the final statistics."""
+    tokens = rows[:, _IDX["template_token"]].astype(np.int64)
+    freq = rows[:, _IDX["template_freq_window"]]
+    means = stats.mean_window_freq
+    rows[:, _IDX["burst_ratio"]] = [burst_ratio(f, means.get(t, 1.0))
+                                    for f, t in zip(freq.tolist(), tokens.tolist(), strict=True)]
 
 
 # Continuous features are kept coarse on purpose: the Isolation Forest cannot tell 1,000 from

@@ -41,10 +41,13 @@ show what recurs, so nothing is set aside then (and the result says so).
 
 from __future__ import annotations
 
+import math
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+
+import numpy as np
 
 from agent.episodes import EPISODE_GAP_SECS, split_episodes
 from agent.types import Level, ParsedLine
@@ -245,23 +248,101 @@ def _level_name(levels: Counter[int]) -> str:
     return Level(levels.most_common(1)[0][0]).name
 
 
+@dataclass(frozen=True)
+class HistoryLines:
+    """What the history check reads of each line, as columns: its time, template id, level and
+    actor (the component, else the entity). Distributed training has each block's worker build
+    its lines' columns and concatenates them (trainer/distributed.py); one process builds them
+    from its parsed lines (`of`)."""
+
+    times: np.ndarray  # float64, per line; NaN: the line has no timestamp
+    ids: np.ndarray  # int64, per line; < 0: no template matched
+    levels: np.ndarray  # int8, per line
+    actors: np.ndarray  # int32, per line: index into `names`
+    names: tuple[str, ...]
+
+    @classmethod
+    def of(cls, lines: Sequence[ParsedLine], template_ids: Sequence[int] | np.ndarray) -> HistoryLines:
+        """The columns of `lines`, matched to `template_ids`."""
+        names: dict[str, int] = {}
+        actors = np.fromiter((names.setdefault(p.component or p.entity, len(names)) for p in lines),
+                             dtype=np.int32, count=len(lines))
+        times = np.fromiter((math.nan if p.timestamp is None else p.timestamp for p in lines), dtype=np.float64,
+                            count=len(lines))
+        levels = np.fromiter((int(p.level) for p in lines), dtype=np.int8, count=len(lines))
+        return cls(times, np.asarray(template_ids, dtype=np.int64).reshape(-1), levels, actors, tuple(names))
+
+    @classmethod
+    def concat(cls, parts: Sequence[HistoryLines]) -> HistoryLines:
+        """The parts' lines one after the other (actor names merged)."""
+        names: dict[str, int] = {}
+        actors = []
+        for part in parts:
+            remap = np.array([names.setdefault(n, len(names)) for n in part.names], dtype=np.int32)
+            actors.append(remap[part.actors] if len(part.actors) else np.empty(0, dtype=np.int32))
+
+        def joined(arrays: list[np.ndarray], dtype: type) -> np.ndarray:
+            return np.concatenate(arrays) if arrays else np.empty(0, dtype=dtype)
+
+        return cls(joined([p.times for p in parts], np.float64), joined([p.ids for p in parts], np.int64),
+                   joined([p.levels for p in parts], np.int8), joined(actors, np.int32), tuple(names))
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+@dataclass(frozen=True)
+class _Stamped:
+    """The lines with a timestamp and a template, in line order, grouped by template."""
+
+    times: np.ndarray
+    ids: np.ndarray
+    levels: np.ndarray
+    actors: np.ndarray
+    names: tuple[str, ...]
+    groups: dict[int, np.ndarray]  # template -> its lines' indices, templates by first line
+
+    @classmethod
+    def of(cls, lines: HistoryLines) -> _Stamped:
+        keep = ~np.isnan(lines.times) & (lines.ids >= 0)
+        ids = lines.ids[keep]
+        order = np.argsort(ids, kind="stable")
+        unique, starts = np.unique(ids[order], return_index=True)
+        runs = np.split(order, starts[1:]) if len(order) else []
+        firsts = np.array([r[0] for r in runs], dtype=np.int64)
+        groups = {int(unique[j]): runs[j] for j in np.argsort(firsts, kind="stable")}
+        return cls(lines.times[keep], ids, lines.levels[keep], lines.actors[keep], lines.names, groups)
+
+    def stamps(self, tid: int) -> list[float]:
+        return self.times[self.groups[tid]].tolist()  # type: ignore[no-any-return]
+
+    def level_counts(self, tid: int) -> Counter[int]:
+        return Counter(self.levels[self.groups[tid]].tolist())
+
+    def entities(self, tid: int) -> Counter[str]:
+        names = self.names
+        return Counter(names[a] for a in self.actors[self.groups[tid]].tolist())
+
+
 def find_suspects(
     lines: Sequence[ParsedLine], template_ids: Sequence[int], texts: dict[int, str], options: HistoryOptions
 ) -> HistoryReport:
     """Score every template of the history (ids < 0 are lines no template matched: skipped)."""
-    stamped = [(p, t) for p, t in zip(lines, template_ids, strict=True) if p.timestamp is not None and t >= 0]
+    return find_suspects_in(HistoryLines.of(lines, template_ids), texts, options)
+
+
+def find_suspects_in(lines: HistoryLines, texts: dict[int, str], options: HistoryOptions) -> HistoryReport:
+    """`find_suspects` on the lines' columns."""
     if not options.enabled:
         return HistoryReport((), len(lines), 0, "day", False, "turned off")
-    if not stamped:
+    stamped = _Stamped.of(lines)
+    if not len(stamped.ids):
         return HistoryReport((), len(lines), 0, "day", False, "the lines carry no timestamps")
-    times = [p.timestamp or 0.0 for p, _ in stamped]
-    span = max(times) - min(times)
+    start, end = float(stamped.times.min()), float(stamped.times.max())
+    span = end - start
     width, bucket = (DAY, "day") if span >= 7 * DAY else (HOUR, "hour")
-    history_buckets = len({int(t // width) for t in times})
-    by_template: dict[int, list[ParsedLine]] = {}
-    for p, t in stamped:
-        by_template.setdefault(t, []).append(p)
-    storm = _late_storm(by_template, texts, min(times), max(times), history_buckets, bucket, options)
+    history_buckets = len(np.unique(np.floor_divide(stamped.times, width)))
+    storm = _late_storm(stamped, texts, start, end, history_buckets, bucket, options)
     if history_buckets < options.min_buckets:
         note = (f"it covers {history_buckets} {bucket}(s); at least {options.min_buckets} are needed to tell "
                 "steady behaviour from bursts")
@@ -273,14 +354,14 @@ def find_suspects(
                                               options.burst_gap_secs))
     suspects: list[Suspect] = list(storm)
     storm_ids = {s.template_id for s in storm}
-    for tid, group in by_template.items():
+    for tid in stamped.groups:
         if tid in storm_ids:
             continue
-        suspect = _judge(tid, group, texts, len(stamped), width, bucket, history_buckets, options)
+        suspect = _judge(tid, stamped, texts, width, bucket, history_buckets, options)
         if suspect is not None:
             suspects.append(suspect)
     note = ""
-    everyday = _everyday_error_share(by_template, {s.template_id for s in suspects}, len(stamped))
+    everyday = _everyday_error_share(stamped, {s.template_id for s in suspects})
     released = [s for s in suspects if s.template_id not in storm_ids and FATAL_REASON not in s.reasons]
     if everyday >= options.everyday_error_share and released:
         suspects = [s for s in suspects if s not in released]
@@ -294,18 +375,19 @@ def find_suspects(
 
 
 def _judge(
-    tid: int, group: Sequence[ParsedLine], texts: dict[int, str], total: int, width: float, bucket: str,
-    history_buckets: int, options: HistoryOptions,
+    tid: int, stamped: _Stamped, texts: dict[int, str], width: float, bucket: str, history_buckets: int,
+    options: HistoryOptions,
 ) -> Suspect | None:
     """One template of the history: a Suspect with its reasons, or None when it is routine."""
-    n = len(group)
-    levels = Counter(int(p.level) for p in group)
+    total = len(stamped.ids)
+    n = len(stamped.groups[tid])
+    levels = stamped.level_counts(tid)
     fatal = sum(k for lv, k in levels.items() if lv >= Level.FATAL) / n
     error = sum(k for lv, k in levels.items() if lv >= Level.ERROR) / n
     rare = n / total < options.rare_share
     if not (fatal >= 0.5 or (error >= 0.5 and rare)):
         return None  # routine severities never mark an incident on their own
-    stamps = [p.timestamp or 0.0 for p in group]
+    stamps = stamped.stamps(tid)
     buckets = len({int(t // width) for t in stamps})
     bursts = _bursts(stamps, options.burst_gap_secs)
     top3 = sum(b.lines for b in bursts[:3]) / n
@@ -322,23 +404,23 @@ def _judge(
     if not reasons:
         return None
     reasons.append(FATAL_REASON if fatal >= 0.5 else f"ERROR and rare ({n / total:.2%} of lines)")
-    entities = Counter(p.component or p.entity for p in group)
+    entities = stamped.entities(tid)
     return Suspect(tid, texts.get(tid, ""), n, buckets, history_buckets, bucket, tuple(bursts),
                    tuple(entities.most_common(3)), len(entities), _level_name(levels), tuple(reasons))
 
 
-def _everyday_error_share(by_template: dict[int, list[ParsedLine]], suspect: set[int], total: int) -> float:
+def _everyday_error_share(stamped: _Stamped, suspect: set[int]) -> float:
     """The share of the history's lines logged at ERROR or worse by the templates not held back
     (the steady ones): how much of an ordinary day is ERROR here."""
+    total = len(stamped.ids)
     if not total:
         return 0.0
-    lines = sum(1 for tid, group in by_template.items() if tid not in suspect
-                for p in group if p.level >= Level.ERROR)
-    return lines / total
+    held = np.isin(stamped.ids, np.fromiter(suspect, dtype=np.int64, count=len(suspect)))
+    return int(((stamped.levels >= Level.ERROR) & ~held).sum()) / total
 
 
 def _late_storm(
-    by_template: dict[int, list[ParsedLine]], texts: dict[int, str], start: float, end: float,
+    stamped: _Stamped, texts: dict[int, str], start: float, end: float,
     history_buckets: int, bucket: str, options: HistoryOptions,
 ) -> list[Suspect]:
     """An incident still going on when the history ends: WARN-or-worse templates first logged in
@@ -352,37 +434,46 @@ def _late_storm(
     span = end - start
     if span <= 0:
         return []
-    first = {t: min(p.timestamp or 0.0 for p in g) for t, g in by_template.items()}
+    groups = stamped.groups
+    first = {t: float(stamped.times[g].min()) for t, g in groups.items()}
     cut = end - options.storm_tail * span
-    severe = [t for t, g in by_template.items()
-              if first[t] >= cut and sum(int(p.level) >= Level.WARN for p in g) >= 0.5 * len(g)]
+    severe = [t for t, g in groups.items()
+              if first[t] >= cut and int((stamped.levels[g] >= Level.WARN).sum()) >= 0.5 * len(g)]
     if not severe:
         return []
     began = min(first[t] for t in severe)
-    since = sum(1 for g in by_template.values() for p in g if (p.timestamp or 0.0) >= began)
-    lines = sum(len(by_template[t]) for t in severe)
+    since = int((stamped.times >= began).sum())
+    lines = sum(len(groups[t]) for t in severe)
     if lines < options.storm_min_lines or lines < options.storm_share * since:
         return []
     stamp = datetime.fromtimestamp(began, UTC).strftime("%Y-%m-%d %H:%M:%S")
     why = (f"first logged at the history's end, in a storm of new WARN-or-worse lines since {stamp} UTC "
            f"({lines:,} of the {since:,} lines since)")
     out = []
-    for tid in sorted((t for t in by_template if first[t] >= began), key=lambda t: -len(by_template[t])):
-        group = by_template[tid]
-        stamps = [p.timestamp or 0.0 for p in group]
-        levels = Counter(int(p.level) for p in group)
+    for tid in sorted((t for t in groups if first[t] >= began), key=lambda t: -len(groups[t])):
+        stamps = stamped.stamps(tid)
+        levels = stamped.level_counts(tid)
         width = DAY if bucket == "day" else HOUR
-        entities = Counter(p.component or p.entity for p in group)
-        out.append(Suspect(tid, texts.get(tid, ""), len(group), len({int(t // width) for t in stamps}),
+        entities = stamped.entities(tid)
+        out.append(Suspect(tid, texts.get(tid, ""), len(groups[tid]), len({int(t // width) for t in stamps}),
                            history_buckets, bucket, tuple(_bursts(stamps, options.burst_gap_secs)),
                            tuple(entities.most_common(3)), len(entities), _level_name(levels), (why,)))
     return out
 
 
-def _periods(stamped: Sequence[tuple[ParsedLine, int]], held: dict[int, str], gap: float) -> tuple[Period, ...]:
+def _held(stamped: _Stamped, held: Iterable[int]) -> np.ndarray:
+    """Indices of the stamped lines of the `held` templates, in line order."""
+    wanted = np.fromiter(held, dtype=np.int64)
+    return np.flatnonzero(np.isin(stamped.ids, wanted))
+
+
+def _periods(stamped: _Stamped, held: dict[int, str], gap: float) -> tuple[Period, ...]:
     """The held-back lines split where no suspect line came for `gap` seconds."""
-    lines = sorted(((p.timestamp or 0.0, t, p.component or p.entity) for p, t in stamped if t in held),
-                   key=lambda x: x[0])
+    idx = _held(stamped, held)
+    idx = idx[np.argsort(stamped.times[idx], kind="stable")]
+    names = stamped.names
+    lines = list(zip(stamped.times[idx].tolist(), stamped.ids[idx].tolist(),
+                     [names[a] for a in stamped.actors[idx].tolist()], strict=True))
     groups = split_episodes(lines, lambda x: x[0], gap)
     out = []
     for g in groups:
@@ -392,11 +483,11 @@ def _periods(stamped: Sequence[tuple[ParsedLine, int]], held: dict[int, str], ga
     return tuple(out)
 
 
-def _details(
-    stamped: Sequence[tuple[ParsedLine, int]], suspects: dict[int, Suspect], options: HistoryOptions
-) -> tuple[Detail, ...]:
+def _details(stamped: _Stamped, suspects: dict[int, Suspect], options: HistoryOptions) -> tuple[Detail, ...]:
     """Suspects that mostly arrive after another template opened a many-template episode."""
-    times = sorted((p.timestamp or 0.0, t) for p, t in stamped if t in suspects)
+    idx = _held(stamped, suspects)
+    idx = idx[np.lexsort((stamped.ids[idx], stamped.times[idx]))]
+    times = list(zip(stamped.times[idx].tolist(), stamped.ids[idx].tolist(), strict=True))
     episodes = [[tid for _, tid in run] for run in split_episodes(times, lambda x: x[0], options.burst_gap_secs)]
     following: Counter[int] = Counter()
     openers: dict[int, Counter[int]] = {}

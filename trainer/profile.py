@@ -18,6 +18,7 @@ histograms and the burst statistics (and counted as `untimed`).
 from __future__ import annotations
 
 import math
+import sys
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -50,9 +51,10 @@ _ENTITY_TRACK_CAP = 50_000
 class _SlotStats:
     """Values seen in one parameter slot, bounded."""
 
-    __slots__ = ("maximum", "minimum", "numbers", "prefixes", "seen", "untracked", "values")
+    __slots__ = ("cap", "maximum", "minimum", "numbers", "prefixes", "seen", "untracked", "values")
 
-    def __init__(self) -> None:
+    def __init__(self, cap: int = _VALUE_TRACK_CAP) -> None:
+        self.cap = cap
         self.values: Counter[str] = Counter()
         self.seen = 0
         self.untracked = 0
@@ -64,18 +66,28 @@ class _SlotStats:
     def add(self, value: str) -> None:
         self.seen += 1
         value = value[:MAX_VALUE_CHARS]
-        if value in self.values or len(self.values) < _VALUE_TRACK_CAP:
+        if value in self.values or len(self.values) < self.cap:
             self.values[value] += 1
         else:
             self.untracked += 1
         prefix = ip_prefix(value)
-        if prefix is not None and (prefix in self.prefixes or len(self.prefixes) < _VALUE_TRACK_CAP):
+        if prefix is not None and (prefix in self.prefixes or len(self.prefixes) < self.cap):
             self.prefixes[prefix] += 1
         number = as_number(value)
         if number is not None:
             self.numbers += 1
             self.minimum = min(self.minimum, number)
             self.maximum = max(self.maximum, number)
+
+    def merge(self, later: _SlotStats) -> None:
+        """Add the values of a slot of later lines, as if added here one by one (exact when
+        `later` tracked all its values: what this slot's cap leaves out then goes untracked)."""
+        self.seen += later.seen
+        self.untracked += later.untracked + _capped_update(self.values, later.values, self.cap)
+        _capped_update(self.prefixes, later.prefixes, self.cap)
+        self.numbers += later.numbers
+        self.minimum = min(self.minimum, later.minimum)
+        self.maximum = max(self.maximum, later.maximum)
 
     def to_json(self) -> dict[str, Any]:
         top = self.values.most_common(MAX_VALUES)
@@ -98,8 +110,21 @@ class _SlotStats:
         return out
 
 
+def _capped_update(into: Counter[Any], later: Counter[Any], cap: int) -> int:
+    """Add `later`'s counts to `into` in `later`'s first-seen order, tracking no more than `cap`
+    keys (as counting the lines one by one does); returns the count left untracked."""
+    untracked = 0
+    for key, n in later.items():
+        if key in into or len(into) < cap:
+            into[key] += n
+        else:
+            untracked += n
+    return untracked
+
+
 class _TemplateStats:
-    __slots__ = ("count", "entities", "follows", "hours", "levels", "next", "slots", "template", "windows")
+    __slots__ = ("count", "entities", "follows", "hours", "levels", "next", "next_first", "slots", "template",
+                 "windows")
 
     def __init__(self, template: str) -> None:
         self.template = template[:MAX_TEMPLATE_CHARS]
@@ -111,6 +136,7 @@ class _TemplateStats:
         self.next: Counter[int] = Counter()
         self.follows: Counter[int] = Counter()
         self.entities: Counter[str] = Counter()
+        self.next_first: dict[int, int] = {}  # successor -> position of its first count (merging)
 
 
 def _hour(t: float) -> int:
@@ -164,110 +190,221 @@ def build_profile(
     lines: Sequence[TemplatedLine] | Iterable[TemplatedLine], window_secs: float = 120.0
 ) -> dict[str, Any]:
     """Per-template and per-level statistics of the training lines (JSON-safe, bounded)."""
-    if not window_secs > 0:
-        window_secs = 120.0
-    stats: dict[int, _TemplateStats] = {}
-    level_hours: dict[str, list[int]] = defaultdict(lambda: [0] * 24)
-    level_counts: Counter[str] = Counter()
-    entity_levels: dict[str, Counter[str]] = {}
-    # actor -> level -> hour histogram, for WARN and worse only (what UNUSUAL_TIME quotes).
-    actor_hours: dict[str, dict[str, list[int]]] = {}
-    tokens: dict[int, int] = {}
-    active: set[int] = set()
-    last_by_entity: dict[str, int] = {}
-    last_line: tuple[int, float] | None = None  # (template, time) of the previous line in the stream
-    total = 0
-    untimed = 0
-    first_time = math.inf
-    last_time = -math.inf
+    builder = ProfileBuilder(window_secs)
+    builder.add_all(lines)
+    return builder.result()
 
-    for tl in lines:
-        total += 1
-        tid = tl.template_id
-        st = stats.get(tid)
-        if st is None:
-            st = stats[tid] = _TemplateStats(tl.template)
-        st.count += 1
-        level = tl.line.level.name
-        st.levels[level] += 1
-        level_counts[level] += 1
-        # Per actor (the entity, or the component when the entity is only the stream): a stream
-        # interleaves every service, so its "previous line" says nothing about order.
-        entity = actor_of(tl.line)
-        if entity in entity_levels or len(entity_levels) < _ENTITY_TRACK_CAP:
-            entity_levels.setdefault(entity, Counter())[level] += 1
-        if tl.token and tl.token not in tokens:
-            tokens[tl.token] = tid
-        if tl.time_from_arrival or not math.isfinite(tl.time):
-            untimed += 1
-        else:
-            hour = _hour(tl.time)
-            st.hours[hour] += 1
-            level_hours[level][hour] += 1
-            if tl.line.level >= Level.WARN and (entity in actor_hours or len(actor_hours) < _ENTITY_TRACK_CAP):
-                actor_hours.setdefault(entity, {}).setdefault(level, [0] * 24)[hour] += 1
-            window = int(tl.time // window_secs)
-            st.windows[window] += 1
-            active.add(window)
-            first_time = min(first_time, tl.time)
-            last_time = max(last_time, tl.time)
-            if last_line is not None and last_line[0] != tid and 0 <= tl.time - last_line[1] <= FOLLOW_SECS:
-                before = stats.get(last_line[0])
-                if before is not None and (tid in before.follows or len(before.follows) < _VALUE_TRACK_CAP):
-                    before.follows[tid] += 1
-            last_line = (tid, tl.time)
-        for i, value in enumerate(tl.params[:MAX_SLOTS]):
-            if i >= len(st.slots):
-                st.slots.append(_SlotStats())
-            st.slots[i].add(value)
-        previous = last_by_entity.get(entity)
-        if previous is not None and previous in stats:
-            stats[previous].next[tid] += 1
-        if entity in last_by_entity or len(last_by_entity) < _ENTITY_TRACK_CAP:
-            last_by_entity[entity] = tid
 
-    kept = sorted(stats.items(), key=lambda item: (-item[1].count, item[0]))[:MAX_TEMPLATES]
-    nexts = {tid: st.next for tid, st in stats.items()}
-    templates: dict[str, Any] = {}
-    for tid, st in kept:
-        next_total = sum(st.next.values())
-        top_next = st.next.most_common(MAX_NEXT)
-        templates[str(tid)] = {
-            "template": st.template,
-            "count": st.count,
-            "frequency": st.count / total if total else 0.0,
-            "levels": dict(st.levels),
-            "hours": st.hours,
-            "burst": _burst_stats(st.windows, len(active)),
-            "params": [slot.to_json() for slot in st.slots],
-            "next_total": next_total,
-            "next": {str(n): c / next_total for n, c in top_next} if next_total else {},
-            # Share of successors the stored ones cover: only near 1.0 is an unlisted one "never".
-            "next_coverage": sum(c for _, c in top_next) / next_total if next_total else 0.0,
-            "path": _most_common_path(tid, nexts),
-            "follows": {str(n): c / st.count for n, c in st.follows.most_common(MAX_FOLLOWS)},
+class ProfileBuilder:
+    """`build_profile`'s statistics, line by line. A builder over consecutive runs of lines
+    (`partial=True`: nothing capped, successor positions kept) merges into the builder of the
+    lines before them exactly as if it had read them itself (`merge`): distributed training
+    profiles each block of lines on its worker and merges the blocks in line order
+    (trainer/distributed.py). Exact while the actors stay under `_ENTITY_TRACK_CAP`."""
+
+    def __init__(self, window_secs: float = 120.0, partial: bool = False) -> None:
+        if not window_secs > 0:
+            window_secs = 120.0
+        self.window_secs = window_secs
+        self.partial = partial
+        self.cap = sys.maxsize if partial else _VALUE_TRACK_CAP
+        self.entity_cap = sys.maxsize if partial else _ENTITY_TRACK_CAP
+        self.stats: dict[int, _TemplateStats] = {}
+        self.level_hours: dict[str, list[int]] = defaultdict(lambda: [0] * 24)
+        self.level_counts: Counter[str] = Counter()
+        self.entity_levels: dict[str, Counter[str]] = {}
+        # actor -> level -> hour histogram, for WARN and worse only (what UNUSUAL_TIME quotes).
+        self.actor_hours: dict[str, dict[str, list[int]]] = {}
+        self.tokens: dict[int, int] = {}
+        self.active: set[int] = set()
+        self.last_by_entity: dict[str, int] = {}
+        self.last_line: tuple[int, float] | None = None  # (template, time) of the previous line in the stream
+        self.first_line: tuple[int, float] | None = None  # (template, time) of the first timed line
+        self.entries: list[tuple[str, int, int]] = []  # (actor, template, position): an actor's first line here
+        self.total = 0
+        self.untimed = 0
+        self.first_time = math.inf
+        self.last_time = -math.inf
+
+    def add_all(self, lines: Iterable[TemplatedLine]) -> None:
+        """Count the lines that follow the ones already counted."""
+        stats, level_hours, level_counts = self.stats, self.level_hours, self.level_counts
+        entity_levels, actor_hours, tokens, active = self.entity_levels, self.actor_hours, self.tokens, self.active
+        last_by_entity, last_line, window_secs = self.last_by_entity, self.last_line, self.window_secs
+        cap, entity_cap, partial = self.cap, self.entity_cap, self.partial
+        total, untimed, first_time, last_time = self.total, self.untimed, self.first_time, self.last_time
+        for tl in lines:
+            position = total
+            total += 1
+            tid = tl.template_id
+            st = stats.get(tid)
+            if st is None:
+                st = stats[tid] = _TemplateStats(tl.template)
+            st.count += 1
+            level = tl.line.level.name
+            st.levels[level] += 1
+            level_counts[level] += 1
+            # Per actor (the entity, or the component when the entity is only the stream): a stream
+            # interleaves every service, so its "previous line" says nothing about order.
+            entity = actor_of(tl.line)
+            if entity in entity_levels or len(entity_levels) < entity_cap:
+                entity_levels.setdefault(entity, Counter())[level] += 1
+            if tl.token and tl.token not in tokens:
+                tokens[tl.token] = tid
+            if tl.time_from_arrival or not math.isfinite(tl.time):
+                untimed += 1
+            else:
+                hour = _hour(tl.time)
+                st.hours[hour] += 1
+                level_hours[level][hour] += 1
+                if tl.line.level >= Level.WARN and (entity in actor_hours or len(actor_hours) < entity_cap):
+                    actor_hours.setdefault(entity, {}).setdefault(level, [0] * 24)[hour] += 1
+                window = int(tl.time // window_secs)
+                st.windows[window] += 1
+                active.add(window)
+                first_time = min(first_time, tl.time)
+                last_time = max(last_time, tl.time)
+                if last_line is not None and last_line[0] != tid and 0 <= tl.time - last_line[1] <= FOLLOW_SECS:
+                    before = stats.get(last_line[0])
+                    if before is not None and (tid in before.follows or len(before.follows) < cap):
+                        before.follows[tid] += 1
+                elif last_line is None:
+                    self.first_line = (tid, tl.time)
+                last_line = (tid, tl.time)
+            for i, value in enumerate(tl.params[:MAX_SLOTS]):
+                if i >= len(st.slots):
+                    st.slots.append(_SlotStats(cap))
+                st.slots[i].add(value)
+            previous = last_by_entity.get(entity)
+            if previous is not None and previous in stats:
+                nexts = stats[previous].next
+                if partial and tid not in nexts:
+                    stats[previous].next_first[tid] = position
+                nexts[tid] += 1
+            elif previous is None and partial:
+                self.entries.append((entity, tid, position))
+            if entity in last_by_entity or len(last_by_entity) < entity_cap:
+                last_by_entity[entity] = tid
+        self.last_line = last_line
+        self.total, self.untimed, self.first_time, self.last_time = total, untimed, first_time, last_time
+
+    def merge(self, later: ProfileBuilder) -> None:
+        """Count a partial builder of the lines that follow these (see the class docstring)."""
+        stats = self.stats
+        # the stream's previous line for the later run's first timed line
+        if later.first_line is not None and self.last_line is not None:
+            (before_id, before_time), (tid, t) = self.last_line, later.first_line
+            before = stats.get(before_id)
+            if before_id != tid and 0 <= t - before_time <= FOLLOW_SECS and before is not None and (
+                    tid in before.follows or len(before.follows) < self.cap):
+                before.follows[tid] += 1
+        # each actor's previous line for its first line in the later run, in line order with
+        # the later run's own successors (the first counted decides the order ties keep)
+        successions: dict[int, list[tuple[int, int, int]]] = {}  # template -> (position, successor, count)
+        for entity, tid, position in later.entries:
+            previous = self.last_by_entity.get(entity)
+            if previous is not None and previous in stats:
+                successions.setdefault(previous, []).append((position, tid, 1))
+        for tid, other in later.stats.items():
+            st = stats.get(tid)
+            if st is None:
+                st = stats[tid] = _TemplateStats(other.template)
+            st.count += other.count
+            st.levels.update(other.levels)
+            st.hours = [a + b for a, b in zip(st.hours, other.hours, strict=True)]
+            st.windows.update(other.windows)
+            for i, slot in enumerate(other.slots):
+                if i >= len(st.slots):
+                    st.slots.append(_SlotStats(self.cap))
+                st.slots[i].merge(slot)
+            _capped_update(st.follows, other.follows, self.cap)
+            if other.next:
+                successions.setdefault(tid, []).extend(
+                    (other.next_first[n], n, c) for n, c in other.next.items())
+        for tid, events in successions.items():
+            st = stats[tid]
+            for position, n, c in sorted(events, key=lambda e: e[0]):
+                if self.partial and n not in st.next:
+                    st.next_first[n] = self.total + position
+                st.next[n] += c
+        if self.partial:
+            self.entries += [(e, t, self.total + p) for e, t, p in later.entries
+                             if e not in self.last_by_entity]
+        self.level_counts.update(later.level_counts)
+        for level, hours in later.level_hours.items():
+            mine = self.level_hours[level]
+            self.level_hours[level] = [a + b for a, b in zip(mine, hours, strict=True)]
+        for entity, levels in later.entity_levels.items():
+            if entity in self.entity_levels or len(self.entity_levels) < self.entity_cap:
+                self.entity_levels.setdefault(entity, Counter()).update(levels)
+        for entity, by_level in later.actor_hours.items():
+            if entity in self.actor_hours or len(self.actor_hours) < self.entity_cap:
+                mine_levels = self.actor_hours.setdefault(entity, {})
+                for level, hours in by_level.items():
+                    row = mine_levels.setdefault(level, [0] * 24)
+                    mine_levels[level] = [a + b for a, b in zip(row, hours, strict=True)]
+        for token, tid in later.tokens.items():
+            self.tokens.setdefault(token, tid)
+        self.active |= later.active
+        for entity, tid in later.last_by_entity.items():
+            if entity in self.last_by_entity or len(self.last_by_entity) < self.entity_cap:
+                self.last_by_entity[entity] = tid
+        if self.first_line is None:
+            self.first_line = later.first_line
+        if later.last_line is not None:
+            self.last_line = later.last_line
+        self.total += later.total
+        self.untimed += later.untimed
+        self.first_time = min(self.first_time, later.first_time)
+        self.last_time = max(self.last_time, later.last_time)
+
+    def result(self) -> dict[str, Any]:
+        """The profile (what `build_profile` returns)."""
+        stats, total, active = self.stats, self.total, self.active
+        kept = sorted(stats.items(), key=lambda item: (-item[1].count, item[0]))[:MAX_TEMPLATES]
+        nexts = {tid: st.next for tid, st in stats.items()}
+        templates: dict[str, Any] = {}
+        for tid, st in kept:
+            next_total = sum(st.next.values())
+            top_next = st.next.most_common(MAX_NEXT)
+            templates[str(tid)] = {
+                "template": st.template,
+                "count": st.count,
+                "frequency": st.count / total if total else 0.0,
+                "levels": dict(st.levels),
+                "hours": st.hours,
+                "burst": _burst_stats(st.windows, len(active)),
+                "params": [slot.to_json() for slot in st.slots],
+                "next_total": next_total,
+                "next": {str(n): c / next_total for n, c in top_next} if next_total else {},
+                # Share of successors the stored ones cover: only near 1.0 is an unlisted one "never".
+                "next_coverage": sum(c for _, c in top_next) / next_total if next_total else 0.0,
+                "path": _most_common_path(tid, nexts),
+                "follows": {str(n): c / st.count for n, c in st.follows.most_common(MAX_FOLLOWS)},
+            }
+        top_entities = sorted(self.entity_levels.items(), key=lambda item: -sum(item[1].values()))[:MAX_ENTITIES]
+        first_time, last_time = self.first_time, self.last_time
+        return {
+            "version": PROFILE_VERSION,
+            "window_secs": float(self.window_secs),
+            "totals": {
+                "lines": total,
+                "templates": len(stats),
+                "templates_kept": len(templates),
+                "untimed": self.untimed,
+                "first_time": first_time if math.isfinite(first_time) else None,
+                "last_time": last_time if math.isfinite(last_time) else None,
+                "active_windows": len(active),
+            },
+            "levels": {
+                name: {"count": count, "hours": self.level_hours.get(name, [0] * 24)}
+                for name, count in self.level_counts.items()
+            },
+            "entities": {name: dict(levels) for name, levels in top_entities},
+            "entity_hours": {name: self.actor_hours[name] for name, _ in top_entities if name in self.actor_hours},
+            "tokens": {str(token): tid for token, tid in sorted(self.tokens.items())},
+            "templates": templates,
         }
-    top_entities = sorted(entity_levels.items(), key=lambda item: -sum(item[1].values()))[:MAX_ENTITIES]
-    return {
-        "version": PROFILE_VERSION,
-        "window_secs": float(window_secs),
-        "totals": {
-            "lines": total,
-            "templates": len(stats),
-            "templates_kept": len(templates),
-            "untimed": untimed,
-            "first_time": first_time if math.isfinite(first_time) else None,
-            "last_time": last_time if math.isfinite(last_time) else None,
-            "active_windows": len(active),
-        },
-        "levels": {
-            name: {"count": count, "hours": level_hours.get(name, [0] * 24)} for name, count in level_counts.items()
-        },
-        "entities": {name: dict(levels) for name, levels in top_entities},
-        "entity_hours": {name: actor_hours[name] for name, _ in top_entities if name in actor_hours},
-        "tokens": {str(token): tid for token, tid in sorted(tokens.items())},
-        "templates": templates,
-    }
 
 
 def hour_multipliers(

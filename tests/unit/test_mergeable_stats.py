@@ -1,0 +1,74 @@
+"""The training statistics distributed training computes in pieces (trainer/distributed.py) on
+real HDFS lines (one entity per block id, a few thousand lines): the explanation profile built
+per run of consecutive lines and merged in line order, and the feature statistics and rows
+counted per entity owner and merged, equal what one process computes over all the lines."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from agent.features import (
+    FeatureConfig,
+    FeatureCounts,
+    FeatureExtractor,
+    feature_input,
+    finish_rows,
+    training_rows,
+)
+from agent.parsing import ParserConfig
+from agent.templates import learn_templates
+from agent.types import TemplatedLine
+from trainer.distributed import _lines, _parse
+from trainer.entity_shuffle import owner
+from trainer.profile import ProfileBuilder, build_profile
+from trainer.train import template_lines
+
+
+def _templated(data_dir: Path) -> list[TemplatedLine]:
+    raw = (data_dir / "hdfs" / "HDFS_v1_head20k_dev.log").read_bytes().splitlines(keepends=True)[:4000]
+    data = b"".join(raw)
+    parser = ParserConfig(log_format="hdfs", entity=r"regex:(blk_-?\d+)")
+    parsed = _parse(data, "HDFS.log", parser, _lines(data)[:200])
+    miner = learn_templates(p.message for p in parsed[:3200])
+    ids = sorted(miner.templates())
+    vocab = {t: i + 1 for i, t in enumerate(ids[1:])}  # one template unknown (token 0)
+    lines, _ = template_lines(parsed, miner, vocab)
+    return lines
+
+
+def test_profile_merged_from_runs_of_lines_equals_one_pass(data_dir: Path) -> None:
+    """Runs cut anywhere (an entity's lines in several runs, a follow across a cut): the merged
+    profile is the one-pass profile, byte for byte."""
+    lines = _templated(data_dir)
+    whole = json.dumps(build_profile(lines))
+    for cuts in ((1000, 2500), (1, 777, 778, 3999), (2000,)):
+        edges = [0, *cuts, len(lines)]
+        merged = ProfileBuilder()
+        for lo, hi in zip(edges, edges[1:], strict=False):
+            part = ProfileBuilder(partial=True)
+            part.add_all(lines[lo:hi])
+            merged.merge(part)
+        assert json.dumps(merged.result()) == whole, cuts
+
+
+def test_features_counted_per_entity_owner_equal_fit(data_dir: Path) -> None:
+    """1, 2 and 3 owners: the merged statistics and the rows (put back in line order) equal
+    `FeatureExtractor.fit` over every line."""
+    lines = _templated(data_dir)
+    assert len({tl.line.entity for tl in lines}) > 50
+    fitted, rows = FeatureExtractor.fit(lines)
+    cfg = FeatureConfig()
+    inputs = [feature_input(tl) for tl in lines]
+    for parts in (1, 2, 3):
+        mine = [[i for i, x in enumerate(inputs) if owner(x[0], parts) == k] for k in range(parts)]
+        counted = [FeatureCounts.count([inputs[i] for i in idx]) for idx in mine]
+        stats = FeatureCounts.merge([c for c, _ in counted])
+        out = np.zeros_like(rows)
+        for idx, (_, prevs) in zip(mine, counted, strict=True):
+            out[idx] = training_rows([inputs[i] for i in idx], prevs, stats, cfg)
+        finish_rows(out, stats)
+        assert np.array_equal(out, rows), parts
+        assert stats.to_json() == fitted.stats.to_json(), parts
