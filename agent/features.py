@@ -444,11 +444,13 @@ def finish_rows(rows: np.ndarray, stats: FeatureStats) -> None:
 def set_burst_ratios(rows: np.ndarray, stats: FeatureStats) -> None:
     """Rows computed before `stats.mean_window_freq` was known, given their burst ratio (in place):
     the value `advance` computes with the final statistics."""
-    tokens = rows[:, _IDX["template_token"]].astype(np.int64)
-    freq = rows[:, _IDX["template_freq_window"]]
+    if not len(rows):
+        return
+    pairs = np.stack([rows[:, _IDX["template_token"]], rows[:, _IDX["template_freq_window"]]], axis=1)
+    unique, back = np.unique(pairs, axis=0, return_inverse=True)  # few: templates x window counts
     means = stats.mean_window_freq
-    rows[:, _IDX["burst_ratio"]] = [burst_ratio(f, means.get(t, 1.0))
-                                    for f, t in zip(freq.tolist(), tokens.tolist(), strict=True)]
+    ratios = np.array([burst_ratio(f, means.get(int(t), 1.0)) for t, f in unique.tolist()], dtype=np.float32)
+    rows[:, _IDX["burst_ratio"]] = ratios[back.reshape(-1)]
 
 
 # Continuous features are kept coarse on purpose: the Isolation Forest cannot tell 1,000 from

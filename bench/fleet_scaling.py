@@ -1,16 +1,19 @@
 """Fleet scaling benchmark: the data half of training on Dask with 1 and 2 workers, and
 JetStream ingest with 1 and 2 agents, each pair on the same input in the same run.
 
-    .venv/bin/python bench/fleet_scaling.py [--copies 8] [--messages 2000] [--skip-nats] [--json]
+    .venv/bin/python bench/fleet_scaling.py [--copies 8] [--repeats 2] [--end-to-end 1] [--messages 2000]
+                                            [--skip-nats] [--json]
 
-1. Data half (`trainer/distributed.py`: read, parse and cut by entity owner per block; merge,
-   mine and match each distinct key in the driver; the owners' per-entity sequences; then, timed
-   apart, every line brought to the driver), on
-   `--copies` copies of Loghub BGL_16k (one file per simulated host, in a temp dir), with a
-   local Dask cluster of 1 worker and then of 2 (one thread each); the cluster is started
-   before the clock and the best of `--repeats` runs counts (the ratio of the median runs is
-   printed too). The single-process data half (`parse_records` + `learn_templates` + matching
-   every line) on the same files is the baseline.
+1. Data half, as `train --dask` runs it (`trainer/distributed.py`, `trainer.train.assemble_on_cluster`:
+   read, parse, mine, match, the history check, per-entity sequences, features, the explanation
+   profile and the held-back split, up to the assembled training set in the driver: all that
+   reaches the driver is in the clock), on `--copies` copies of Loghub BGL_16k (one file per
+   simulated host, in a temp dir), with a local Dask cluster of 1 worker and then of 2 (one
+   thread each); the cluster is started before the clock and the best of `--repeats` runs
+   counts (the ratio of the median runs is printed too). The single-process data half
+   (`assemble_in_process`) on the same files is the baseline. Then `train` end to end (the data
+   half and fitting novelty + Isolation Forest, judging, calibration, the bundle) in one process,
+   on 1 worker and on 2, alternating, `--end-to-end` times each.
 2. JetStream ingest: a real nats-server (Debian's, on 127.0.0.1, a free port), `--messages`
    Fluent Bit-style messages of 50 OpenSSH lines each published into a work-queue stream, then
    consumed by 1, then 2 real `logdetect agent` processes (a `nats` source sharing one durable
@@ -52,24 +55,26 @@ def host_files(tmp: Path, copies: int) -> list[Path]:
     return out
 
 
+MODELS = ("novelty", "isolation_forest")  # what the end-to-end runs fit (as the closing notes' runs)
+
+
+def _options(output: Path, models: tuple[str, ...] = MODELS) -> Any:
+    from trainer.train import TrainOptions
+
+    return TrainOptions(output=output, models=models, progress=False)
+
+
 def single_process(paths: list[Path]) -> tuple[float, int, int]:
-    """The data half in this process (parse, mine, match every line, each entity's template ids
-    in line order): seconds, lines, templates."""
-    from agent.parsing import ParserConfig
-    from agent.parsing.records import parse_records
+    """The data half in this process, as `train` runs it (read, parse, mine, match every line,
+    the history check, per-entity sequences, features, the explanation profile, the held-back
+    split): seconds, lines, templates."""
     from agent.reader import iter_records
-    from agent.templates import MinerConfig, learn_templates
+    from trainer.train import assemble_in_process
 
     started = time.perf_counter()
     records = [r for p in paths for r in iter_records(p)]
-    parsed, _ = parse_records(records, ParserConfig())
-    n_train = len(parsed) - int(len(parsed) * 0.2)
-    miner = learn_templates((p.message for p in parsed[:n_train]), MinerConfig())
-    sequences: dict[str, list[int]] = {}
-    for p in parsed:
-        m = miner.match(p.message)
-        sequences.setdefault(p.entity, []).append(-1 if m is None else m.template_id)
-    return time.perf_counter() - started, len(parsed), len(miner.templates())
+    data = assemble_in_process(records, _options(Path("unused")))
+    return time.perf_counter() - started, data.lines, len(data.vocab)
 
 
 def _cpu_secs() -> float:
@@ -80,7 +85,7 @@ def _cpu_secs() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-PHASES = ("read_parse_cut", "merge_mine_match", "shuffle")
+PHASES = ("read_parse_cut", "merge_mine_match", "match_history", "shuffle_count", "features_profile")
 
 
 def _warm() -> None:
@@ -88,21 +93,26 @@ def _warm() -> None:
     import trainer.distributed  # noqa: F401
 
 
-def on_dask(paths: list[Path], workers: int, repeats: int) -> dict[str, Any]:
-    """The data half on a local cluster of `workers`: the best of `repeats` runs (wall seconds,
-    templates, entities, its phases, the CPU seconds of each worker and of the driver), then one
-    more run that also brings every line to the driver (`prepare(lines=True)`, what `train`
-    needs today) for its extra cost. On a machine other jobs load, the CPU seconds show how the
-    work was split where the wall clock cannot: the busiest worker's plus the driver's CPU time
-    is the run's critical path on idle cores. The driver process also runs the local cluster's
-    scheduler: its main thread's CPU time (our code) is reported apart."""
+def on_dask(paths: list[Path], workers: int, repeats: int, blocksize: int) -> dict[str, Any]:
+    """The data half on a local cluster of `workers`, as `train --dask` runs it: round 1 and the
+    merge (`prepare`), then every round `assemble_on_cluster` asks for, up to the assembled
+    training set in the driver (features, profile, history check, sequences, the judged lines):
+    everything that reaches the driver is in the clock. The best of `repeats` runs (wall
+    seconds, its phases, the CPU seconds of each worker and of the driver). On a machine other
+    jobs load, the CPU seconds show how the work was split where the wall clock cannot: the
+    busiest worker's plus the driver's CPU time is the run's critical path on idle cores. The
+    driver process also runs the local cluster's scheduler: its main thread's CPU time (our
+    code) is reported apart."""
     from agent.parsing import ParserConfig
     from agent.templates import MinerConfig
     from trainer.distributed import connect, prepare
+    from trainer.train import assemble_on_cluster
 
+    started = time.perf_counter()
     client = connect(f"local:{workers}")
     try:
         client.run(_warm)  # the workers' imports are start-up, as the cluster's start is
+        start_secs = time.perf_counter() - started
         best: dict[str, Any] | None = None
         critical_paths = []
         walls = []
@@ -110,14 +120,14 @@ def on_dask(paths: list[Path], workers: int, repeats: int) -> dict[str, Any]:
             before, driver = client.run(_cpu_secs), time.process_time()
             main_thread = time.thread_time()
             started = time.perf_counter()
-            data = prepare([str(p) for p in paths], ParserConfig(), MinerConfig(), 0.2, client, 2 * 1024 * 1024,
-                           lines=False)
+            data = prepare([str(p) for p in paths], ParserConfig(), MinerConfig(), 0.2, client, blocksize)
+            assembled = assemble_on_cluster(data, _options(Path("unused")))
             secs = time.perf_counter() - started
             main_thread = time.thread_time() - main_thread
             after, driver = client.run(_cpu_secs), time.process_time() - driver
             cpu = sorted(round(after[w] - before[w], 2) for w in after)
-            run = {"secs": round(secs, 2), "templates": len(data.miner.templates()),
-                   "lines": len(data.sequences), "entities": len(data.sequences.entities), **data.seconds,
+            run = {"secs": round(secs, 2), "templates": len(assembled.vocab), "lines": assembled.lines,
+                   "training_rows": len(assembled.x_train), "entities": data.entities, **data.seconds,
                    "worker_cpu_secs": cpu, "driver_cpu_secs": round(driver, 2),
                    "driver_main_thread_cpu_secs": round(main_thread, 2),
                    "critical_path_cpu_secs": round(max(cpu) + driver, 2)}
@@ -128,30 +138,59 @@ def on_dask(paths: list[Path], workers: int, repeats: int) -> dict[str, Any]:
         assert best is not None
         best["critical_path_cpu_secs_per_run"] = critical_paths
         best["secs_per_run"] = walls
-        started = time.perf_counter()
-        data = prepare([str(p) for p in paths], ParserConfig(), MinerConfig(), 0.2, client, 2 * 1024 * 1024)
-        best["with_lines_secs"] = round(time.perf_counter() - started, 2)
-        best["lines_to_driver"] = data.seconds["lines_to_driver"]
+        best["cluster_start_secs"] = round(start_secs, 2)
         return best
     finally:
         client.close()
         client.cluster.close()
 
 
+def end_to_end(paths: list[Path], workers: int, blocksize: int, out: Path) -> float:
+    """`train` end to end (data half + fitting `MODELS` + judging + calibration + the bundle) on
+    these files: in this process (workers 0) or as `train --dask local:N` runs it (the cluster's
+    start not counted; its stop, before the models are fitted, is)."""
+    from agent.parsing import ParserConfig
+    from agent.reader import iter_records
+    from agent.templates import MinerConfig
+    from trainer.distributed import connect, prepare
+    from trainer.train import assemble_on_cluster, fit, train
+
+    if workers == 0:
+        started = time.perf_counter()
+        train([r for p in paths for r in iter_records(p)], _options(out))
+        return time.perf_counter() - started
+    client = connect(f"local:{workers}")
+    try:
+        client.run(_warm)
+        started = time.perf_counter()
+        data = prepare([str(p) for p in paths], ParserConfig(), MinerConfig(), 0.2, client, blocksize)
+        assembled = assemble_on_cluster(data, _options(out))
+    finally:
+        client.close()
+        client.cluster.close()
+    fit(assembled, _options(out))
+    return time.perf_counter() - started
+
+
 def _ratio(a: float, b: float) -> float:
     return round(a / b, 2) if b > 0 else 0.0
 
 
-def data_half(copies: int, repeats: int) -> dict[str, Any]:
-    """Section 1: the data half on 1 and 2 Dask workers, and in one process."""
+def data_half(copies: int, repeats: int, blocksize: int, e2e: int) -> dict[str, Any]:
+    """Section 1: the data half on 1 and 2 Dask workers, and in one process; then (`e2e` times
+    each, alternating) `train` end to end in one process, on 1 and on 2 workers."""
     with tempfile.TemporaryDirectory() as tmp:
         paths = host_files(Path(tmp), copies)
         size = sum(p.stat().st_size for p in paths)
         single_secs, lines, single_templates = single_process(paths)
-        one = on_dask(paths, 1, repeats)
-        two = on_dask(paths, 2, repeats)
-    return {
-        "files": copies, "bytes": size, "lines": lines,
+        one = on_dask(paths, 1, repeats, blocksize)
+        two = on_dask(paths, 2, repeats, blocksize)
+        ends: dict[str, list[float]] = {"one_process": [], "dask_1": [], "dask_2": []}
+        for i in range(e2e):
+            for name, workers in (("one_process", 0), ("dask_1", 1), ("dask_2", 2)):
+                ends[name].append(round(end_to_end(paths, workers, blocksize, Path(tmp) / f"b-{name}-{i}"), 2))
+    out = {
+        "files": copies, "bytes": size, "lines": lines, "blocksize": blocksize,
         "single_process_secs": round(single_secs, 2), "single_process_templates": single_templates,
         "dask_1": one, "dask_2": two,
         "speedup_2_over_1": _ratio(one["secs"], two["secs"]),
@@ -160,8 +199,12 @@ def data_half(copies: int, repeats: int) -> dict[str, Any]:
         "phase_ratios_2_over_1": {k: _ratio(one[k], two[k]) for k in PHASES},
         "critical_path_ratio_2_over_1": _ratio(min(one["critical_path_cpu_secs_per_run"]),
                                                min(two["critical_path_cpu_secs_per_run"])),
-        "with_lines_ratio_2_over_1": _ratio(one["with_lines_secs"], two["with_lines_secs"]),
     }
+    if e2e:
+        out["end_to_end_secs"] = ends
+        out["end_to_end_best"] = {k: min(v) for k, v in ends.items()}
+        out["end_to_end_median"] = {k: statistics.median(v) for k, v in ends.items()}
+    return out
 
 
 def nats_ingest(messages: int, bundle: Path | None) -> dict[str, Any]:
@@ -235,13 +278,16 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--copies", type=int, default=8, help="copies of BGL_16k, one per host (default: 8)")
     ap.add_argument("--repeats", type=int, default=2, help="runs per cluster size, best counts (default: 2)")
+    ap.add_argument("--blocksize", type=int, default=2 * 1024 * 1024, help="bytes per Dask block (default: 2 MiB)")
+    ap.add_argument("--end-to-end", type=int, default=1, metavar="N",
+                    help="end-to-end `train` runs per mode, alternating (default: 1; 0: none)")
     ap.add_argument("--messages", type=int, default=2000, help="JetStream messages of 50 lines (default: 2000)")
     ap.add_argument("--model", type=Path, default=None, help="bundle for the agents (default: train one)")
     ap.add_argument("--skip-nats", action="store_true", help="only the data half (default: both)")
     ap.add_argument("--json", action="store_true", help="print one JSON object (default: text)")
     args = ap.parse_args()
     out: dict[str, Any] = {"cpus": os.cpu_count(), "load_average": [round(x, 1) for x in os.getloadavg()]}
-    out["data_half"] = data_half(args.copies, args.repeats)
+    out["data_half"] = data_half(args.copies, args.repeats, args.blocksize, args.end_to_end)
     if not args.skip_nats:
         out["jetstream_ingest"] = nats_ingest(args.messages, args.model)
     out["load_average_after"] = [round(x, 1) for x in os.getloadavg()]
@@ -249,23 +295,28 @@ def main() -> int:
         print(json.dumps(out))
         return 0
     d = out["data_half"]
-    print(f"data half on {d['files']} files, {d['lines']:,} lines, {d['bytes'] / 1e6:.1f} MB "
+    print(f"data half (read to assembled training set: features, profile, history check, sequences) on "
+          f"{d['files']} files, {d['lines']:,} lines, {d['bytes'] / 1e6:.1f} MB, blocks of {d['blocksize']:,} bytes "
           f"(load average {out['load_average']}, {out['cpus']} CPUs)")
     print(f"  one process      {d['single_process_secs']:7.2f} s  ({d['single_process_templates']} templates)")
     for k, name in (("dask_1", "Dask, 1 worker "), ("dask_2", "Dask, 2 workers")):
         r = d[k]
         phases = ", ".join(f"{p} {r[p]:.2f} s" for p in PHASES)
-        print(f"  {name}  {r['secs']:7.2f} s  ({r['templates']} templates, {r['entities']} entities; {phases}; "
+        print(f"  {name}  {r['secs']:7.2f} s  ({r['templates']} templates, {r['entities']} entities, "
+              f"{r['training_rows']:,} training rows; {phases}; "
               f"CPU s: workers {r['worker_cpu_secs']}, driver {r['driver_cpu_secs']} "
               f"(our code's thread {r['driver_main_thread_cpu_secs']}, the rest the local scheduler), "
               f"critical path {r['critical_path_cpu_secs']} (every run: {r['critical_path_cpu_secs_per_run']}); "
-              f"wall every run {r['secs_per_run']}; "
-              f"+ lines to the driver {r['lines_to_driver']:.2f} s = {r['with_lines_secs']:.2f} s)")
+              f"wall every run {r['secs_per_run']}; cluster start {r['cluster_start_secs']} s)")
     ratios = ", ".join(f"{p} {v}x" for p, v in d["phase_ratios_2_over_1"].items())
     print(f"  2 workers vs 1: {d['speedup_2_over_1']}x wall clock, best runs ({ratios}); "
           f"{d['median_speedup_2_over_1']}x on the median runs; "
-          f"{d['critical_path_ratio_2_over_1']}x on the CPU-time critical path (best runs); "
-          f"{d['with_lines_ratio_2_over_1']}x with the lines brought to the driver")
+          f"{d['critical_path_ratio_2_over_1']}x on the CPU-time critical path (best runs)")
+    if "end_to_end_secs" in d:
+        e = d["end_to_end_secs"]
+        print(f"  train end to end ({', '.join(MODELS)}; cluster start not counted), best / median, every run: "
+              + "; ".join(f"{k} {d['end_to_end_best'][k]:.2f} / {d['end_to_end_median'][k]:.2f} s {e[k]}"
+                          for k in e))
     if "jetstream_ingest" in out:
         j = out["jetstream_ingest"]
         print(f"JetStream ingest, {j['lines']:,} lines in {j['messages']:,} messages, real agents:")

@@ -1,22 +1,29 @@
-"""The data half of training on Dask: reading, header parsing, template mining, matching and
-per-entity sequences spread over the workers of a Dask cluster (`logdetect train --dask local:N | ADDRESS`).
+"""The data half of training on Dask: reading, header parsing, template mining, matching,
+per-entity sequences, features and the explanation profile spread over the workers of a Dask
+cluster (`logdetect train --dask local:N | ADDRESS`). Only counts, columns and the sampled
+training set reach the driver; no parsed line does.
 
     files (fsspec: local paths, s3://…, gs://… when their fsspec package is installed)
-      ─► blocks of whole lines, equal in size within a file ─► each block's task (one round):
-         read, stitch + parse, and reduce to columns: its `BlockKeys` (the first line of every
-         masked key, the line count) for the driver, and its lines cut by owner =
-         crc32(entity) % partitions into `KeyPiece`s (line, masked-key code, level, entity) that
-         stay on the worker; the parsed lines stay there too only when the driver will ask for
-         them (lines=True)
+      ─► blocks of whole lines, equal in size within a file ─► round 1, one task per block:
+         read, stitch + parse; each line's masked key (`ParsedBlock`, kept on the worker); its
+         `BlockKeys` (the first line of every masked key, the line count) to the driver
       ─► driver: the split point (held-back part = the last val_fraction of the lines, as in one
          process); the keys of all blocks merged (the earliest occurrence wins: the same result
-         whatever the partitioning and whatever order the blocks finish in), and one miner mined
-         on the first occurrences that are training lines, in line order, then consolidated;
-         each distinct key matched once against it ─► each block's key → template id table
-      ─► each partition's owner (second round): its pieces of every block, key codes turned into
-         template ids by their block's table, sorted into per-entity sequences
-         (trainer/entity_shuffle.py) ─► driver: the partitions' arrays concatenated
-      ─► (lines=True) every parsed line and its match, in line order, for the rest of `train`
+         whatever the partitioning and whatever order the blocks finish in); one miner mined on
+         the first occurrences that are training lines, in line order, then consolidated; each
+         distinct key matched once against it ─► each block's key → template id table
+      ─► `train` (trainer/train.py, `assemble_on_cluster`) then asks the cluster, round by round:
+         the held-back part's first line of each key (`held_back_messages`: what the served
+         miner learns); round 2, per block (`MatchedBlock`, kept on the worker): every line
+         matched (params) and cut by entity owner (`Owners`: the busiest entities spread
+         evenly by their line counts over the partitions, one per worker), its history
+         columns (time, served template, level, actor: `HistoryLines`) to the driver for the
+         history check; round 3, per owner (trainer/entity_shuffle.py): its pieces of every
+         block grouped by entity, the feature counts of its training lines (`FeatureCounts`)
+         and its sequences to the driver; round 4, per owner: the feature rows of its training
+         and threshold lines with the merged statistics, and per block: the partial explanation
+         profile(s) of its lines (`ProfileBuilder`), the held-back lines the vote is judged and
+         calibrated on (raw text), and the lines of operator-labelled problem templates
 
 Why the first occurrence per masked key: the miner learns lines with the same masked key alike
 (a memo hit only counts them), so one process and the merged run see the same sequence of
@@ -26,19 +33,20 @@ reason (the frozen miner's memo is keyed by it). Multi-line records are stitched
 block; a stack trace cut by a block boundary becomes two records (blocks are `blocksize` bytes,
 64 MiB by default, so this is rare).
 
-The driver's own work up to the sequences grows with blocks × keys, templates and entities, not
-lines. `train` then still reads every parsed line (history check, features, profile,
-calibration) and fits the models in the driver process, as in a single-process run (see
-ARCHITECTURE.md, "Beyond one machine", for where that limits a fleet's history). Nothing
-but numpy columns and the small per-block key tables crosses between the processes: no miner
-is shipped to the workers (unless lines=True, where they match every line with its params).
+What reaches the driver: per block its keys, its history columns (~21 bytes a line), its
+partial profile and its judged lines' text (the second half of the held-back part, what the
+pipeline runs over to calibrate); per owner its feature counts, its sequences (17 bytes a line)
+and its feature rows (52 bytes a training or threshold line, what the Isolation Forest fits).
+No miner is shipped except as state, broadcast once per round that matches lines.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import time
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
@@ -47,40 +55,27 @@ from typing import Any
 import numpy as np
 
 from agent.errors import UserError
+from agent.features import (
+    N_FEATURES,
+    FeatureConfig,
+    FeatureCounts,
+    FeatureExtractor,
+    FeatureInput,
+    FeatureStats,
+    training_rows,
+)
 from agent.multiline import Stitcher
 from agent.parsing import LineParser, ParserConfig
 from agent.reader import decode_line
 from agent.templates import MinerConfig, TemplateMiner, learn_templates
 from agent.types import Level, ParsedLine, Record
-from trainer.entity_shuffle import EntitySequences, KeyPiece, cut_block, entity_columns
+from trainer.entity_shuffle import PLACED, EntitySequences, OwnedLines, Owners, Piece, entity_columns
+from trainer.history import HistoryLines
+from trainer.profile import ProfileBuilder
+from trainer.templated import Match, templated_line
 
 DEFAULT_BLOCKSIZE = 64 * 1024 * 1024
 SAMPLE_LINES = 200  # what format detection reads (as agent.parsing.records.parse_records)
-
-# (template id, template text, params) of a line; None: no template. A block's matches of one
-# form share one text object, which pickle sends once.
-Match = tuple[int, str, tuple[str, ...]] | None
-
-
-@dataclass(frozen=True)
-class DataHalf:
-    """What the cluster hands back to `train`: every line parsed, the merged miner, each line's
-    match against it, and how the run went."""
-
-    parsed: list[ParsedLine]  # empty unless `prepare(lines=True)`
-    log_format: str
-    miner: TemplateMiner
-    matches: list[Match]  # as `parsed`
-    sequences: EntitySequences  # every line's template id and level, by entity (the shuffle)
-    data_sha256: str
-    workers: int
-    blocks: int
-    seconds: dict[str, float] = field(default_factory=dict)  # per phase
-
-    def facts(self) -> dict[str, Any]:
-        """What the manifest records of the distributed run."""
-        return {"workers": self.workers, "blocks": self.blocks, "partitions": self.workers,
-                "entities": len(self.sequences.entities), "seconds": self.seconds}
 
 
 def connect(spec: str) -> Any:
@@ -147,25 +142,28 @@ FirstKeys = dict[str, tuple[int, str]]  # masked key -> (line index, message) of
 class BlockKeys:
     """What the driver needs of a parsed block: its line count, the first (index in the block,
     message) of every masked key in it (over all its lines: a key whose first line is held back
-    has no training line at all; insertion order = the key codes of the block's `KeyPiece`s),
+    has no training line at all; insertion order = the key codes of its `ParsedBlock`),
     and the digest of its raw lines. Small: grows with the block's distinct keys, not its lines."""
 
     count: int
     first: FirstKeys
     digest: bytes = b""
+    entities: dict[str, int] = field(default_factory=dict)  # lines of its busiest entities (`PLACED`)
 
 
 @dataclass(frozen=True)
-class CutBlock:
-    """A parsed block reduced to columns on its worker: its `BlockKeys` (gathered by the driver)
-    and its lines cut by entity owner (`KeyPiece`s, which go only to their owners)."""
+class ParsedBlock:
+    """A parsed block on its worker: its `BlockKeys` (gathered by the driver), each line's
+    masked-key code (an index into its keys), its parsed lines and its source."""
 
     keys: BlockKeys
-    pieces: tuple[KeyPiece, ...]
+    codes: np.ndarray  # int32, per line
+    parsed: list[ParsedLine]
+    source: str
 
 
-def _cut(parsed: list[ParsedLine], config: MinerConfig, parts: int, data: bytes | None = None) -> CutBlock:
-    """A block's `CutBlock` for `parts` owners (`data`: its raw bytes, for the digest)."""
+def _cut(parsed: list[ParsedLine], config: MinerConfig, source: str = "", data: bytes | None = None) -> ParsedBlock:
+    """A block's `ParsedBlock` (`data`: its raw bytes, for the digest)."""
     miner = TemplateMiner(config)
     out: FirstKeys = {}
     index: dict[str, int] = {}
@@ -177,9 +175,9 @@ def _cut(parsed: list[ParsedLine], config: MinerConfig, parts: int, data: bytes 
             code = index[key] = len(index)
             out[key] = (i, p.message)
         codes[i] = code
-    entities, entity_codes, levels = entity_columns(parsed)
-    keys = BlockKeys(len(parsed), out, b"" if data is None else _digest(data))
-    return CutBlock(keys, cut_block(entities, entity_codes, levels, codes, parts))
+    entities = dict(Counter(p.entity for p in parsed).most_common(PLACED))
+    keys = BlockKeys(len(parsed), out, b"" if data is None else _digest(data), entities)
+    return ParsedBlock(keys, codes, parsed, source)
 
 
 @dataclass(frozen=True)
@@ -228,26 +226,24 @@ def list_blocks(paths: Sequence[str], blocksize: int) -> tuple[list[Block], byte
     return blocks, sample
 
 
-# A block's task result: its columns, and its parsed lines (kept on the worker only when the
-# driver will ask for them, `prepare(lines=True)`; else empty).
-ParsedBlock = tuple[CutBlock, list[ParsedLine]]
-
-
-def _parse_block(
-    block: Block, parser: ParserConfig, sample: list[str], config: MinerConfig, parts: int, keep: bool,
-) -> ParsedBlock:
-    """One block read, parsed and cut by entity owner (`keep`: also keep the parsed lines)."""
+def _parse_block(block: Block, parser: ParserConfig, sample: list[str], config: MinerConfig) -> ParsedBlock:
+    """Round 1: one block read, parsed and keyed."""
     data = block.read()
-    parsed = _parse(data, block.source, parser, sample)
-    return _cut(parsed, config, parts, data), parsed if keep else []
+    return _cut(_parse(data, block.source, parser, sample), config, block.source, data)
 
 
 def _keys_of(block: ParsedBlock) -> BlockKeys:
-    return block[0].keys
+    return block.keys
 
 
-def _piece_of(block: ParsedBlock, k: int) -> KeyPiece:
-    return block[0].pieces[k]
+def _firsts_from(block: ParsedBlock, local: int) -> FirstKeys:
+    """The first (index in the block, message) of every masked key among the block's lines from
+    `local` on (the block the split point cuts: its held-back lines)."""
+    keys = list(block.keys.first)
+    codes = block.codes[local:]
+    found, first = np.unique(codes, return_index=True)
+    return {keys[c]: (local + int(i), block.parsed[local + int(i)].message)
+            for c, i in zip(found.tolist(), first.tolist(), strict=True)}
 
 
 def earliest_keys(parts: Sequence[BlockKeys]) -> FirstKeys:
@@ -290,6 +286,23 @@ def key_templates(parts: Sequence[BlockKeys], earliest: FirstKeys, miner: Templa
             for part in parts]
 
 
+def held_back_messages(parts: Sequence[BlockKeys], straddle: FirstKeys, at: int | None, n_train: int) -> list[str]:
+    """The first held-back line (index >= n_train) of every masked key, in line order: what the
+    served miner learns (`trainer/whole_history.extend_miner` learns a key's first message alike
+    and only matches the others). `straddle`: the first keys of the held-back lines of the block
+    the split point cuts (`_firsts_from`), whose first line is line `at`."""
+    found: FirstKeys = {}
+    start = 0
+    for part in parts:
+        first = straddle if start == at else part.first
+        if start + part.count > n_train:
+            for key, (i, message) in first.items():
+                if start + i >= n_train and key not in found:
+                    found[key] = (start + i, message)
+        start += part.count
+    return [message for _, message in sorted(found.values())]
+
+
 Packed = tuple[Any, ...]  # a ParsedLine's fields as a plain tuple: pickles ~2.5x faster
 _LEVELS = {int(level): level for level in Level}
 
@@ -302,21 +315,158 @@ def _unpack(t: Packed) -> ParsedLine:
     return ParsedLine(t[0], t[1], t[2], _LEVELS[t[3]], t[4], t[5], t[6], t[7], t[8])
 
 
-def _own(k: int, templates: list[np.ndarray], starts: list[int], *pieces: KeyPiece) -> EntitySequences:
-    """Partition k's owner: its pieces of every block (`pieces`, in block order) matched by their
-    block's key → template table, grouped by entity, in line order."""
-    return EntitySequences.assemble([p.matched(t, s) for p, t, s in zip(pieces, templates, starts, strict=True)])
+@dataclass(frozen=True)
+class MatchedBlock:
+    """Round 2's block on its worker: every line's match against the training miner (the
+    template from the driver's key table, the text and params from matching the line), and its
+    lines cut by entity owner (`pieces`, which go only to their owners)."""
+
+    start: int  # the block's first line's index in the whole input
+    parsed: list[ParsedLine]
+    source: str
+    codes: np.ndarray  # per line: masked-key code
+    matches: list[Match]
+    history: HistoryLines
+    pieces: tuple[Piece, ...]
 
 
-def _packed(block: ParsedBlock, state: dict[str, Any]) -> tuple[list[Packed], list[Match]]:
-    """A block's lines packed for the trip to the driver, with their matches (params included)."""
-    parsed = block[1]
+def _match_block(
+    block: ParsedBlock, start: int, table: np.ndarray, state: dict[str, Any], owners: Owners,
+) -> MatchedBlock:
+    """Round 2: a block's lines matched and cut by owner (`table`: the block's key → template
+    table of the training miner; `state`: the miner's). Its history columns carry each line's
+    masked-key code as its template: the driver names them with the served miner's table."""
     miner = TemplateMiner.from_state(state)
-    out: list[Match] = []
-    for p in parsed:
-        m = miner.match(p.message)
-        out.append(None if m is None else (m.template_id, m.template, m.params))
-    return [_pack(p) for p in parsed], out
+    parsed, codes = block.parsed, block.codes
+    ids = table[codes] if len(codes) else np.empty(0, dtype=np.int64)
+    matches: list[Match] = []
+    for p, tid in zip(parsed, ids.tolist(), strict=True):
+        if tid < 0:
+            matches.append(None)
+            continue
+        found = miner.match(p.message)
+        matches.append((tid, miner.template(tid) or p.message, ()) if found is None else
+                       (tid, found.template, found.params))
+    entities, entity_codes, levels = entity_columns(parsed)
+    times = np.fromiter((p.timestamp if p.timestamp is not None else 0.0 for p in parsed), dtype=np.float64,
+                        count=len(parsed))
+    lengths = np.fromiter((len(p.message) for p in parsed), dtype=np.int32, count=len(parsed))
+    n_params = np.fromiter((0 if m is None else len(m[2]) for m in matches), dtype=np.int32, count=len(parsed))
+    own = np.array([e == block.source for e in entities], dtype=np.bool_)
+    piece = Piece(entities, entity_codes, np.arange(start, start + len(parsed), dtype=np.int64), ids, levels,
+                  times, lengths, n_params, own[entity_codes] if len(entity_codes) else np.empty(0, dtype=np.bool_))
+    history = HistoryLines.of(parsed, codes)
+    return MatchedBlock(start, parsed, block.source, codes, matches, history, piece.cut(owners))
+
+
+def _history_of(block: MatchedBlock) -> HistoryLines:
+    return block.history
+
+
+def _piece_of(block: MatchedBlock, k: int) -> Piece:
+    return block.pieces[k]
+
+
+@dataclass(frozen=True)
+class Owned:
+    """Round 3's partition on its owner: its lines, and its training lines' feature input and
+    counts (`train_index`: their line indices)."""
+
+    lines: OwnedLines
+    train_index: np.ndarray
+    train_inputs: list[FeatureInput]
+    prevs: list[int | None]
+    counts: FeatureCounts
+
+
+def _own(n_train: int, suspect: frozenset[int], vocab: dict[int, int], *pieces: Piece) -> Owned:
+    """Round 3: partition k's owner: its pieces of every block (in block order) grouped by
+    entity, and the first pass of the feature extractor over its training lines."""
+    lines = OwnedLines.assemble(pieces)
+    index, inputs = lines.feature_inputs(0, n_train, suspect, vocab)
+    counts, prevs = FeatureCounts.count(inputs)
+    return Owned(lines, index, inputs, prevs, counts)
+
+
+def _counts_of(owned: Owned) -> FeatureCounts:
+    return owned.counts
+
+
+def _sequences_of(owned: Owned) -> EntitySequences:
+    return owned.lines.sequences
+
+
+FeatureRows = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]  # training index, rows; threshold index, rows
+
+
+def _rows(
+    owned: Owned, stats: FeatureStats, config: FeatureConfig, lo: int, hi: int, suspect: frozenset[int],
+    vocab: dict[int, int],
+) -> FeatureRows:
+    """Round 4, per owner: the feature rows of its training lines (`training_rows`, with the
+    merged statistics) and of its threshold lines [lo, hi) (a fresh extractor with those
+    statistics, as one process serves them; the burst ratio is set by the driver)."""
+    rows = training_rows(owned.train_inputs, owned.prevs, stats, config)
+    index, inputs = owned.lines.feature_inputs(lo, hi, suspect, vocab)
+    extractor = FeatureExtractor(config, stats)
+    served = np.array([extractor.advance(*x)[0] for x in inputs], dtype=np.float32).reshape(-1, N_FEATURES)
+    return owned.train_index, rows, index, served
+
+
+@dataclass(frozen=True)
+class BlockOutputs:
+    """Round 4, per block: what the driver reads of the block's lines."""
+
+    profile: ProfileBuilder  # partial: its training lines (suspect templates left out)
+    judged: list[tuple[str, str]]  # (raw line, source) of its lines the vote is judged on
+    problem: list[Packed]  # its lines of operator-labelled problem templates
+    whole: ProfileBuilder | None  # partial: its normal lines with the served miner's templates
+
+
+@dataclass(frozen=True)
+class BlockAsk:
+    """What round 4 asks of each block (the same for all)."""
+
+    n_train: int
+    judged_from: int  # lines from here on (suspect templates left out) are judged
+    suspect: frozenset[int]
+    vocab: dict[int, int]
+    problem: frozenset[int]
+    served: dict[str, Any] | None  # the served miner's state, when its templates are served
+    served_suspect: frozenset[int]
+    served_vocab: dict[int, int]
+
+
+def _outputs(block: MatchedBlock, served_table: np.ndarray, ask: BlockAsk) -> BlockOutputs:
+    """Round 4: a block's partial profiles, judged lines and problem lines."""
+    start, n_train, suspect = block.start, ask.n_train, ask.suspect
+    ids = [-1 if m is None else m[0] for m in block.matches]
+    train_end = max(0, min(len(ids), n_train - start))
+    profile = ProfileBuilder(partial=True)
+    profile.add_all(templated_line(block.parsed[i], block.matches[i], ask.vocab)
+                    for i in range(train_end) if ids[i] not in suspect)
+    judged = [(block.parsed[i].raw, block.source) for i in range(max(0, ask.judged_from - start), len(ids))
+              if ids[i] not in suspect]
+    problem = [_pack(p) for p, t in zip(block.parsed, ids, strict=True) if t in ask.problem] if ask.problem else []
+    whole = None
+    if ask.served is not None:
+        served = TemplateMiner.from_state(ask.served)
+        whole = ProfileBuilder(partial=True)
+        normal = (i for i in range(len(ids)) if i < train_end or ids[i] not in suspect)
+        tids = served_table[block.codes] if len(block.codes) else np.empty(0, dtype=np.int64)
+        lines = (templated_line(block.parsed[i], _served_match(served, block.parsed[i].message, int(tids[i])),
+                                ask.served_vocab) for i in normal)
+        whole.add_all(tl for tl in lines if tl.template_id >= 0 and tl.template_id not in ask.served_suspect)
+    return BlockOutputs(profile, judged, problem, whole)
+
+
+def _served_match(served: TemplateMiner, message: str, tid: int) -> Match:
+    """A line's match against the served miner: the template from the driver's key table, the
+    text and params from matching the line."""
+    if tid < 0:
+        return None
+    found = served.match(message)
+    return (tid, served.template(tid) or message, ()) if found is None else (tid, found.template, found.params)
 
 
 def _digest(data: bytes) -> bytes:
@@ -327,6 +477,163 @@ def _digest(data: bytes) -> bytes:
     return h.digest()
 
 
+@dataclass(frozen=True)
+class TrainingOutputs:
+    """What round 4 brings to the driver (see `ClusterData.outputs`)."""
+
+    x_train: np.ndarray  # training rows in line order (burst ratio not yet set)
+    x_val: np.ndarray  # threshold rows in line order (burst ratio not yet set)
+    profile: ProfileBuilder
+    judged: list[Record]
+    problem: list[ParsedLine]
+    whole: ProfileBuilder | None
+
+
+@dataclass
+class ClusterData:
+    """The data half on a Dask cluster after round 1 and the merge: the merged miner and the
+    cluster's handles on the parsed blocks; `train` asks for the rest round by round."""
+
+    client: Any
+    parsed: list[Any]  # round 1's futures, one per block, in file order
+    keys: list[BlockKeys]
+    earliest: FirstKeys
+    log_format: str
+    miner: TemplateMiner
+    templates: list[np.ndarray]  # per block: key → training template id
+    lines: int
+    n_train: int
+    data_sha256: str
+    workers: int
+    seconds: dict[str, float] = field(default_factory=dict)  # per phase
+    entities: int = 0  # known after round 3
+    matched: list[Any] = field(default_factory=list)  # round 2's futures
+    served_tables: list[np.ndarray] = field(default_factory=list)
+    owners: list[Any] = field(default_factory=list)  # round 3's futures
+    straddle: Any = None  # the future of `_firsts_from` on the block the split point cuts
+    straddle_at: int | None = None  # that block's first line
+    _clock: float = field(default_factory=time.monotonic)
+
+    @property
+    def starts(self) -> list[int]:
+        """Each block's first line's index in the whole input."""
+        return [int(s) for s in np.cumsum([0] + [k.count for k in self.keys])[:-1]]
+
+    def phase(self, name: str) -> None:
+        """Record the seconds since the last phase under `name`."""
+        now = time.monotonic()
+        self.seconds[name] = round(self.seconds.get(name, 0.0) + now - self._clock, 3)
+        self._clock = now
+
+    def facts(self) -> dict[str, Any]:
+        """What the manifest records of the distributed run."""
+        return {"workers": self.workers, "blocks": len(self.keys), "partitions": self.workers,
+                "entities": self.entities, "seconds": self.seconds}
+
+    def held_back_messages(self) -> list[str]:
+        """The held-back part's first line of each masked key, in line order (the block the split
+        point cuts was asked for its own by `prepare`)."""
+        straddle = {} if self.straddle is None else self.straddle.result()
+        return held_back_messages(self.keys, straddle, self.straddle_at, self.n_train)
+
+    def _on(self, where: Any, fn: Any, *args: Any) -> Any:
+        """`fn(*args)` on the worker that holds `where`'s result: a block's lines stay where they
+        were parsed (Dask's queuing would otherwise move them to whichever worker is free)."""
+        workers = self.client.who_has([where]).get(where.key) or None
+        return self.client.submit(fn, *args, workers=workers, pure=False)
+
+    def match(self) -> None:
+        """Round 2 (submitted by `prepare`): every block's lines matched and cut by owner on its
+        worker."""
+        client = self.client
+        state = client.scatter(self.miner.to_state(), broadcast=True)
+        counts: Counter[str] = Counter()
+        for k in self.keys:
+            counts.update(k.entities)
+        owners = client.scatter(Owners.balanced(dict(counts), self.workers), broadcast=True)
+        self.matched = [self._on(f, _match_block, f, s, t, state, owners)
+                        for f, s, t in zip(self.parsed, self.starts, self.templates, strict=True)]
+        for f in self.parsed:
+            f.release()
+        self.parsed = []
+
+    def history_lines(self, served: TemplateMiner) -> HistoryLines:
+        """Round 2's history columns, each line named by the served miner (each distinct key
+        matched once, here)."""
+        self.served_tables = key_templates(self.keys, self.earliest, served)
+        parts: list[HistoryLines] = self.client.gather([self._on(f, _history_of, f) for f in self.matched])
+        out = HistoryLines.concat([dataclasses.replace(p, ids=table[p.ids] if len(p.ids) else p.ids.astype(np.int64))
+                                   for p, table in zip(parts, self.served_tables, strict=True)])
+        self.phase("match_history")
+        return out
+
+    def sequences(self, suspect: frozenset[int], vocab: dict[int, int]) -> tuple[EntitySequences, list[FeatureCounts]]:
+        """Round 3: each owner's lines grouped by entity (owner k on the k-th worker); the
+        sequences and the feature counts of the training lines (`suspect` templates left out,
+        tokens by `vocab`)."""
+        client = self.client
+        workers = sorted(client.scheduler_info().get("workers", {}))
+        pieces = [[self._on(f, _piece_of, f, k) for f in self.matched] for k in range(self.workers)]
+        self.owners = [client.submit(_own, self.n_train, suspect, vocab, *pieces[k],
+                                     workers=[workers[k % len(workers)]] if workers else None, pure=False)
+                       for k in range(self.workers)]
+        counts: list[FeatureCounts] = client.gather([self._on(o, _counts_of, o) for o in self.owners])
+        sequences = EntitySequences.concat(client.gather([self._on(o, _sequences_of, o) for o in self.owners]))
+        self.entities = len(sequences.entities)
+        self.phase("shuffle_count")
+        return sequences, counts
+
+    def outputs(self, stats: FeatureStats, config: FeatureConfig, judged_from: int, ask: BlockAsk) -> TrainingOutputs:
+        """Round 4: the feature rows (training lines; threshold lines [n_train, judged_from)), the
+        partial profiles merged in line order (each as soon as the ones before it are in), the
+        judged lines and the problem lines."""
+        from dask.distributed import as_completed
+
+        client = self.client
+        shared = client.scatter(ask, broadcast=True)
+        rows = [self._on(o, _rows, o, stats, config, self.n_train, judged_from, ask.suspect, ask.vocab)
+                for o in self.owners]
+        outs = [self._on(f, _outputs, f, t, shared) for f, t in zip(self.matched, self.served_tables, strict=True)]
+        order = {f.key: i for i, f in enumerate(outs)}
+        profile = ProfileBuilder()
+        whole = ProfileBuilder() if ask.served is not None else None
+        judged: list[Record] = []
+        problem: list[ParsedLine] = []
+        done: dict[int, BlockOutputs] = {}
+        merged = 0
+        for future, result in as_completed(outs, with_results=True):  # type: ignore[no-untyped-call]
+            done[order[future.key]] = result
+            future.release()
+            while merged in done:  # in line order, while later blocks still run
+                out = done.pop(merged)
+                merged += 1
+                profile.merge(out.profile)
+                if whole is not None and out.whole is not None:
+                    whole.merge(out.whole)
+                judged += [Record(raw, source) for raw, source in out.judged]
+                problem += [_unpack(t) for t in out.problem]
+        parts: list[FeatureRows] = client.gather(rows)
+        x_train = _in_line_order([p[0] for p in parts], [p[1] for p in parts])
+        x_val = _in_line_order([p[2] for p in parts], [p[3] for p in parts])
+        self.phase("features_profile")
+        return TrainingOutputs(x_train, x_val, profile, judged, problem, whole)
+
+    def close(self) -> None:
+        """Release what the workers hold for this run."""
+        for f in (*self.parsed, *self.matched, *self.owners):
+            f.release()
+        self.parsed, self.matched, self.owners, self.straddle = [], [], [], None
+
+
+def _in_line_order(index: list[np.ndarray], rows: list[np.ndarray]) -> np.ndarray:
+    """The owners' rows put back in line order."""
+    if not index:
+        return np.zeros((0, N_FEATURES), dtype=np.float32)
+    idx = np.concatenate(index)
+    x = np.concatenate([r.reshape(-1, N_FEATURES) for r in rows])
+    return x[np.argsort(idx, kind="stable")]
+
+
 def prepare(
     paths: Sequence[str],
     parser: ParserConfig,
@@ -334,23 +641,10 @@ def prepare(
     val_fraction: float,
     client: Any,
     blocksize: int = DEFAULT_BLOCKSIZE,
-    lines: bool = True,
-) -> DataHalf:
-    """Run the data half on the cluster behind `client` (see the module docstring). `lines`:
-    also bring every parsed line and its match to the driver (what `train`'s features, history
-    check, profile and calibration still read); without it, only the merged miner and the
-    per-entity sequences come back."""
-    from dask.distributed import as_completed
-
-    clock = time.monotonic()
-    seconds: dict[str, float] = {}
-
-    def phase(name: str) -> None:
-        nonlocal clock
-        now = time.monotonic()
-        seconds[name] = round(now - clock, 3)
-        clock = now
-
+) -> ClusterData:
+    """Round 1 and the merge on the cluster behind `client` (see the module docstring): the
+    merged miner and each block's key → template table; the parsed blocks stay on the workers."""
+    started = time.monotonic()
     try:
         blocks, sample_bytes = list_blocks(paths, blocksize)
     except (OSError, ValueError) as exc:
@@ -358,46 +652,23 @@ def prepare(
     sample = [line for line in _lines(sample_bytes)[:SAMPLE_LINES] if line.strip()]
     fmt = LineParser(parser, sample).format
     parts = max(1, len(client.scheduler_info().get("workers", {})))  # one entity partition per worker
-    block_futures = [client.submit(_parse_block, block, parser, sample, miner_config, parts, lines, pure=False)
-                     for block in blocks]
-    keys: list[BlockKeys] = client.gather([client.submit(_keys_of, f, pure=False) for f in block_futures])
-    phase("read_parse_cut")
+    parsed = [client.submit(_parse_block, block, parser, sample, miner_config, pure=False) for block in blocks]
+    keys: list[BlockKeys] = client.gather([client.submit(_keys_of, f, pure=False) for f in parsed])
+    read = time.monotonic()
     total = sum(k.count for k in keys)
     n_train = total - int(total * val_fraction)
     earliest = earliest_keys(keys)
     miner = learn_templates(training_messages(earliest, n_train), miner_config)
     templates = key_templates(keys, earliest, miner)
-    phase("merge_mine_match")
-    starts = [int(s) for s in np.cumsum([0] + [k.count for k in keys])[:-1]]
-    owners = [client.submit(_own, k, templates, starts, *(client.submit(_piece_of, f, k, pure=False)
-                                                          for f in block_futures), pure=False)
-              for k in range(parts)]
-    sequences = EntitySequences.concat(client.gather(owners))
     h = hashlib.sha256()
     for k in keys:
         h.update(k.digest)
-    phase("shuffle")
-    parsed: list[ParsedLine] = []
-    matches: list[Match] = []
-    if lines:
-        state = client.scatter(miner.to_state(), broadcast=True)
-        packed_futures = [client.submit(_packed, f, state, pure=False) for f in block_futures]
-        order = {f.key: i for i, f in enumerate(packed_futures)}
-        results: list[tuple[list[ParsedLine], list[Match]]] = [([], [])] * len(packed_futures)
-        for future, (packed, found) in as_completed(packed_futures, with_results=True):  # type: ignore[no-untyped-call]
-            results[order[future.key]] = ([_unpack(t) for t in packed], found)  # while the others still run
-            future.release()
-        parsed = [p for block, _ in results for p in block]
-        matches = [m for _, found in results for m in found]
-        phase("lines_to_driver")
-    return DataHalf(
-        parsed=parsed,
-        log_format=fmt,
-        miner=miner,
-        matches=matches,
-        sequences=sequences,
-        data_sha256=h.hexdigest(),
-        workers=parts,
-        blocks=len(blocks),
-        seconds=seconds,
-    )
+    data = ClusterData(client, parsed, keys, earliest, fmt, miner, templates, total, n_train, h.hexdigest(), parts)
+    for future, k, start in zip(parsed, keys, data.starts, strict=True):  # asked first: the workers
+        if start < n_train < start + k.count:  # run tasks in the order they were submitted
+            data.straddle, data.straddle_at = data._on(future, _firsts_from, future, n_train - start), start
+    data.match()
+    data.seconds["read_parse_cut"] = round(read - started, 3)
+    data._clock = read
+    data.phase("merge_mine_match")
+    return data

@@ -1,82 +1,105 @@
-"""Per-entity sequences built by a shuffle keyed by entity (the Dask data half, trainer/distributed.py).
+"""Per-entity sequences and feature rows built by a shuffle keyed by entity (the Dask data half,
+trainer/distributed.py).
 
-    each block's worker, right after parsing (before any template is known): its lines cut by
-        owner = crc32(entity) % parts into columns (line index in the block, masked-key code,
-        level, entity code) — a `KeyPiece` per owner
-    driver: one template id per masked key (the merged miner) ─► each block's key → template table
-    each owner (one task per partition): the key pieces of all blocks for its entities, their key
-        codes turned into template ids by the block's table and their line indices made global
-        (`KeyPiece.matched` ─► `Piece`) ─► sorted by (entity, line index) ─► `EntitySequences`
-    driver: the partitions' arrays concatenated (`EntitySequences.concat`); `select` then gives
+    each block's worker, once the driver's key → template tables are known: its lines as columns
+        (`Piece`: entity, global line index, template id, level, and what the feature extractor
+        reads: time, message length, parameter count) cut by entity owner (`Owners`: the busiest
+        entities spread evenly by their line counts, the rest by a hash of the entity)
+    each owner (one task per partition): its pieces of every block, sorted by (entity, line
+        index) ─► `OwnedLines` (kept on the owner: its `EntitySequences` and feature columns);
+        `feature_inputs` gives the extractor's input for its lines, in line order
+    driver: the partitions' sequences concatenated (`EntitySequences.concat`); `select` then gives
         the sequences `trainer.train.sequences_by_entity` gives in one process: each entity's
         tokens and levels in line order, entities in the order of their first selected line
 
-The owner of an entity does not depend on the process (crc32, not Python's salted `hash`), and
-the result does not depend on the number of partitions: every line is in exactly one piece,
+The owner of an entity does not depend on the process (a keyed hash, not Python's salted `hash`),
+and the result does not depend on the number of partitions or on who owns what: every line is in exactly one piece,
 and line indices are global (the block's first line's index in the whole input).
 """
-
 from __future__ import annotations
 
-import zlib
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
+from agent.features import FeatureInput
 from agent.types import ParsedLine
 
 
 def owner(entity: str, parts: int) -> int:
-    """The partition that builds `entity`'s sequence: the same in every process and run."""
-    return zlib.crc32(entity.encode("utf-8", "surrogatepass")) % parts
+    """The partition that builds `entity`'s sequence when no `Owners` placed it: the same in
+    every process and run (a keyed hash, not Python's salted `hash`; crc32's low bits are the
+    same for names that differ in one digit, such as host-00 … host-07)."""
+    digest = hashlib.blake2b(entity.encode("utf-8", "surrogatepass"), digest_size=8).digest()
+    return int.from_bytes(digest, "big") % parts
+
+
+PLACED = 4096  # the busiest entities are placed by their line counts; the others hashed
+
+
+@dataclass(frozen=True)
+class Owners:
+    """Which partition owns each entity: the `PLACED` busiest entities spread by their line counts
+    (the busiest first, each to the partition with the fewest lines so far: a fleet of a few
+    hosts, one entity each, gives the owners equal work), every other entity by `owner`. The
+    result of a run does not depend on it (see the module docstring), only how evenly the
+    owners work."""
+
+    parts: int
+    placed: dict[str, int]
+
+    @classmethod
+    def balanced(cls, counts: dict[str, int], parts: int) -> Owners:
+        """Owners for entities with these line counts (approximate counts do: they only balance)."""
+        busiest = sorted(counts.items(), key=lambda item: (-item[1], item[0]))[:PLACED]
+        load = [0] * parts
+        for entity, n in counts.items():
+            if len(counts) > PLACED:  # the hashed ones' share, so the placed ones even it out
+                load[owner(entity, parts)] += n
+        placed: dict[str, int] = {}
+        for entity, n in busiest:
+            if len(counts) > PLACED:
+                load[owner(entity, parts)] -= n
+            k = min(range(parts), key=lambda j: (load[j], j))
+            placed[entity] = k
+            load[k] += n
+        return cls(parts, placed)
+
+    def of(self, entity: str) -> int:
+        """The partition that owns `entity`."""
+        k = self.placed.get(entity)
+        return owner(entity, self.parts) if k is None else k
 
 
 @dataclass(frozen=True)
 class Piece:
-    """One block's lines of one partition's entities, as columns (codes index `entities`)."""
+    """Lines of one block as columns (codes index `entities`): a whole block's lines on its
+    worker, or (`cut`) the ones of one partition's entities, which go to that partition's owner.
+    Besides what the sequences need, what the feature extractor reads of a line."""
 
     entities: tuple[str, ...]
     codes: np.ndarray  # int32, per line: index into `entities`
     lines: np.ndarray  # int64, per line: index in the whole input
     template_ids: np.ndarray  # int64, per line: -1 when no template matched
     levels: np.ndarray  # int8, per line
+    times: np.ndarray  # float64, per line: its timestamp, else 0.0 (`TemplatedLine.time`)
+    lengths: np.ndarray  # int32, per line: message length in characters
+    params: np.ndarray  # int32, per line: parameter count of its match
+    own_stream: np.ndarray  # bool, per line: its entity is its source (the whole stream)
 
+    def cut(self, owners: Owners) -> tuple[Piece, ...]:
+        """This block's lines cut into one piece per partition."""
+        if owners.parts == 1:
+            return (self,)
+        of = np.array([owners.of(e) for e in self.entities], dtype=np.int32)
+        line_owner = of[self.codes] if len(self.codes) else self.codes
+        return tuple(self._select(line_owner == k) for k in range(owners.parts))
 
-@dataclass(frozen=True)
-class KeyPiece:
-    """One block's lines of one partition's entities before matching: as `Piece`, with each
-    line's masked-key code (an index into the block's keys) in place of its template id and its
-    index in the block in place of its index in the whole input."""
-
-    entities: tuple[str, ...]
-    codes: np.ndarray  # int32, per line: index into `entities`
-    lines: np.ndarray  # int32, per line: index in the block
-    keys: np.ndarray  # int32, per line: the block's masked-key code
-    levels: np.ndarray  # int8, per line
-
-    def matched(self, templates: np.ndarray, start: int) -> Piece:
-        """This piece with template ids (`templates[key code]`, the block's key → template table)
-        and global line indices (`start`: the block's first line's index in the whole input)."""
-        ids = templates[self.keys] if len(self.keys) else np.empty(0, dtype=np.int64)
-        return Piece(self.entities, self.codes, self.lines.astype(np.int64) + start, ids, self.levels)
-
-
-def cut_block(
-    entities: tuple[str, ...], codes: np.ndarray, levels: np.ndarray, keys: np.ndarray, parts: int,
-) -> tuple[KeyPiece, ...]:
-    """A parsed block's lines (as `entity_columns`, and each line's masked-key code) cut into one
-    `KeyPiece` per partition."""
-    owners = np.array([owner(e, parts) for e in entities], dtype=np.int32)
-    line_owner = owners[codes] if len(codes) else codes
-    lines = np.arange(len(codes), dtype=np.int32)
-    if parts == 1:
-        return (KeyPiece(entities, codes, lines, keys, levels),)
-    out = []
-    for k in range(parts):
-        mask = line_owner == k
-        out.append(KeyPiece(entities, codes[mask], lines[mask], keys[mask], levels[mask]))
-    return tuple(out)
+    def _select(self, mask: np.ndarray) -> Piece:
+        return Piece(self.entities, self.codes[mask], self.lines[mask], self.template_ids[mask], self.levels[mask],
+                     self.times[mask], self.lengths[mask], self.params[mask], self.own_stream[mask])
 
 
 def entity_columns(parsed: Sequence[ParsedLine]) -> tuple[tuple[str, ...], np.ndarray, np.ndarray]:
@@ -93,6 +116,28 @@ def entity_columns(parsed: Sequence[ParsedLine]) -> tuple[tuple[str, ...], np.nd
     return tuple(names), codes, levels
 
 
+def _grouped(pieces: Sequence[Piece]) -> tuple[tuple[str, ...], np.ndarray, np.ndarray]:
+    """The pieces' lines grouped by entity, in line order: the entities (in order of their
+    first piece), the offsets of each one's run, and the order of the concatenated lines."""
+    names: dict[str, int] = {}
+    codes = []
+    for piece in pieces:
+        remap = np.array([names.setdefault(e, len(names)) for e in piece.entities], dtype=np.int64)
+        codes.append(remap[piece.codes] if len(piece.codes) else np.empty(0, dtype=np.int64))
+    code = np.concatenate(codes) if codes else np.empty(0, dtype=np.int64)
+    lines = _joined([p.lines for p in pieces], np.int64)
+    order = np.lexsort((lines, code))
+    counts = np.bincount(code[order], minlength=len(names))
+    present = counts > 0  # an entity of a block may own no line of this partition
+    entities = tuple(e for e, keep in zip(names, present, strict=True) if keep)
+    offsets = np.concatenate([[0], np.cumsum(counts[present])]).astype(np.int64)
+    return entities, offsets, order
+
+
+def _joined(arrays: Sequence[np.ndarray], dtype: type) -> np.ndarray:
+    return np.concatenate(arrays) if len(arrays) else np.empty(0, dtype=dtype)
+
+
 @dataclass(frozen=True)
 class EntitySequences:
     """Every line's template id and level grouped by entity: entity j's lines are
@@ -107,22 +152,7 @@ class EntitySequences:
     @classmethod
     def assemble(cls, pieces: Sequence[Piece]) -> EntitySequences:
         """An owner's partition: the pieces of every block, grouped by entity, in line order."""
-        names: dict[str, int] = {}
-        codes = []
-        for piece in pieces:
-            remap = np.array([names.setdefault(e, len(names)) for e in piece.entities], dtype=np.int64)
-            codes.append(remap[piece.codes] if len(piece.codes) else np.empty(0, dtype=np.int64))
-        code = np.concatenate(codes) if codes else np.empty(0, dtype=np.int64)
-        lines = np.concatenate([p.lines for p in pieces]) if pieces else np.empty(0, dtype=np.int64)
-        order = np.lexsort((lines, code))
-        code = code[order]
-        counts = np.bincount(code, minlength=len(names))
-        present = counts > 0  # an entity of a block may own no line of this partition
-        entities = tuple(e for e, keep in zip(names, present, strict=True) if keep)
-        offsets = np.concatenate([[0], np.cumsum(counts[present])]).astype(np.int64)
-        tids = np.concatenate([p.template_ids for p in pieces]) if pieces else np.empty(0, dtype=np.int64)
-        levels = np.concatenate([p.levels for p in pieces]) if pieces else np.empty(0, dtype=np.int8)
-        return cls(entities, offsets, lines[order], tids[order], levels[order])
+        return OwnedLines.assemble(pieces).sequences
 
     @classmethod
     def concat(cls, parts: Sequence[EntitySequences]) -> EntitySequences:
@@ -163,3 +193,53 @@ class EntitySequences:
         token_runs = np.split(tokens, first[1:])
         level_runs = np.split(levels.astype(np.int64), first[1:])
         return [token_runs[j].tolist() for j in order], [level_runs[j].tolist() for j in order]
+
+
+@dataclass(frozen=True)
+class OwnedLines:
+    """An owner's partition with what the feature extractor reads of each line, in the
+    sequences' order (by entity, then line)."""
+
+    sequences: EntitySequences
+    times: np.ndarray  # float64
+    lengths: np.ndarray  # int32
+    params: np.ndarray  # int32
+    own_stream: np.ndarray  # bool
+
+    @classmethod
+    def assemble(cls, pieces: Sequence[Piece]) -> OwnedLines:
+        """The pieces of every block, grouped by entity, in line order."""
+        entities, offsets, order = _grouped(pieces)
+
+        def column(name: str, dtype: type) -> np.ndarray:
+            picked: np.ndarray = _joined([getattr(p, name) for p in pieces], dtype)[order]
+            return picked
+
+        sequences = EntitySequences(entities, offsets, column("lines", np.int64), column("template_ids", np.int64),
+                                    column("levels", np.int8))
+        return cls(sequences, column("times", np.float64), column("lengths", np.int32), column("params", np.int32),
+                   column("own_stream", np.bool_))
+
+    def feature_inputs(
+        self, lo: int, hi: int, exclude: frozenset[int], vocab: dict[int, int],
+    ) -> tuple[np.ndarray, list[FeatureInput]]:
+        """The lines with index in [lo, hi) whose template is not in `exclude`, in line order: their
+        indices and their `FeatureInput`s (token = vocab[template id], 0 when absent), what
+        `feature_input` gives for the same lines in one process."""
+        seq = self.sequences
+        entity = np.repeat(np.arange(len(seq.entities), dtype=np.int64), np.diff(seq.offsets))
+        mask = (seq.lines >= lo) & (seq.lines < hi)
+        if exclude:
+            mask &= ~np.isin(seq.template_ids, np.fromiter(exclude, dtype=np.int64, count=len(exclude)))
+        idx = np.flatnonzero(mask)
+        idx = idx[np.argsort(seq.lines[idx], kind="stable")]
+        names = seq.entities
+        out: list[FeatureInput] = []
+        columns = zip(entity[idx].tolist(), self.own_stream[idx].tolist(), self.times[idx].tolist(),
+                      seq.template_ids[idx].tolist(), seq.levels[idx].tolist(), self.lengths[idx].tolist(),
+                      self.params[idx].tolist(), strict=True)
+        for e, own, now, tid, level, length, n_params in columns:
+            ent = names[e]
+            token = vocab.get(tid, 0)
+            out.append((ent, ent if own else "", now, token, level, length, n_params, token == 0, tid))
+        return seq.lines[idx], out

@@ -139,6 +139,10 @@ class _TemplateStats:
         self.next_first: dict[int, int] = {}  # successor -> position of its first count (merging)
 
 
+def _day() -> list[int]:
+    return [0] * 24
+
+
 def _hour(t: float) -> int:
     return int((t // 3600) % 24)
 
@@ -210,9 +214,9 @@ class ProfileBuilder:
         self.cap = sys.maxsize if partial else _VALUE_TRACK_CAP
         self.entity_cap = sys.maxsize if partial else _ENTITY_TRACK_CAP
         self.stats: dict[int, _TemplateStats] = {}
-        self.level_hours: dict[str, list[int]] = defaultdict(lambda: [0] * 24)
+        self.level_hours: dict[str, list[int]] = defaultdict(_day)
         self.level_counts: Counter[str] = Counter()
-        self.entity_levels: dict[str, Counter[str]] = {}
+        self.entity_levels: dict[str, dict[str, int]] = {}  # actor -> level -> lines (plain dicts: cheap to ship)
         # actor -> level -> hour histogram, for WARN and worse only (what UNUSUAL_TIME quotes).
         self.actor_hours: dict[str, dict[str, list[int]]] = {}
         self.tokens: dict[int, int] = {}
@@ -247,8 +251,11 @@ class ProfileBuilder:
             # Per actor (the entity, or the component when the entity is only the stream): a stream
             # interleaves every service, so its "previous line" says nothing about order.
             entity = actor_of(tl.line)
-            if entity in entity_levels or len(entity_levels) < entity_cap:
-                entity_levels.setdefault(entity, Counter())[level] += 1
+            levels = entity_levels.get(entity)
+            if levels is None and len(entity_levels) < entity_cap:
+                levels = entity_levels[entity] = {}
+            if levels is not None:
+                levels[level] = levels.get(level, 0) + 1
             if tl.token and tl.token not in tokens:
                 tokens[tl.token] = tid
             if tl.time_from_arrival or not math.isfinite(tl.time):
@@ -334,9 +341,15 @@ class ProfileBuilder:
         for level, hours in later.level_hours.items():
             mine = self.level_hours[level]
             self.level_hours[level] = [a + b for a, b in zip(mine, hours, strict=True)]
+        entity_levels = self.entity_levels
         for entity, levels in later.entity_levels.items():
-            if entity in self.entity_levels or len(self.entity_levels) < self.entity_cap:
-                self.entity_levels.setdefault(entity, Counter()).update(levels)
+            counted = entity_levels.get(entity)
+            if counted is None:
+                if len(entity_levels) < self.entity_cap:
+                    entity_levels[entity] = dict(levels)
+                continue
+            for level, n in levels.items():
+                counted[level] = counted.get(level, 0) + n
         for entity, by_level in later.actor_hours.items():
             if entity in self.actor_hours or len(self.actor_hours) < self.entity_cap:
                 mine_levels = self.actor_hours.setdefault(entity, {})

@@ -25,25 +25,28 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import structlog
 
 from agent.bundle import BundleWriter
 from agent.errors import InputError, UserError
-from agent.features import FeatureConfig, FeatureExtractor
+from agent.features import FeatureConfig, FeatureCounts, FeatureExtractor, finish_rows, set_burst_ratios
 from agent.feedback import Label, Labelled
 from agent.models import DEFAULT_NAMES, MODELS, NAMES, ModelSpec, TrainingInput
 from agent.parsing import ParserConfig
 from agent.parsing.records import parse_records
 from agent.templates import MinerConfig, TemplateMiner, learn_templates
 from agent.types import DetectorKind, ParsedLine, Record, TemplatedLine
-from trainer.distributed import DataHalf, Match
-from trainer.history import HistoryOptions, HistoryReport, find_suspects
+from trainer.history import HistoryLines, HistoryOptions, HistoryReport, find_suspects_in
 from trainer.labels import Labels, label_lines, only_in_anomalies
+from trainer.templated import template_lines
 from trainer.training_data import LabelledSequences, TrainingData
 from trainer.whole_history import extend_miner, served_only
+
+if TYPE_CHECKING:
+    from trainer.distributed import ClusterData
 
 log = structlog.get_logger(__name__)
 
@@ -102,32 +105,6 @@ def _say(progress: bool, msg: str) -> None:
         sys.stderr.flush()
 
 
-def template_lines(
-    lines: Sequence[ParsedLine], miner: TemplateMiner, vocab: dict[int, int],
-    matches: Sequence[Match] | None = None,
-) -> tuple[list[TemplatedLine], int]:
-    """Match lines the way the agent does (frozen miner); unknown → UNK token 0. `matches`:
-    the lines already matched against this miner (by the Dask workers, trainer/distributed.py)."""
-    out: list[TemplatedLine] = []
-    unmatched = 0
-    for i, p in enumerate(lines):
-        if matches is not None:
-            m = matches[i]
-        else:
-            found = miner.match(p.message)
-            m = None if found is None else (found.template_id, found.template, found.params)
-        params: tuple[str, ...]
-        if m is None:
-            unmatched += 1
-            tid, template, params, token = -1, p.message, (), 0
-        else:
-            tid, template, params = m
-            token = vocab.get(tid, 0)
-        t = p.timestamp if p.timestamp is not None else 0.0
-        out.append(TemplatedLine(p, tid, template, params, token, token == 0, t, p.timestamp is None))
-    return out, unmatched
-
-
 def sequences_by_entity(lines: Sequence[TemplatedLine]) -> tuple[list[list[int]], list[list[int]]]:
     """Each entity's tokens and levels in line order."""
     seqs: dict[str, list[int]] = {}
@@ -173,87 +150,168 @@ def library_versions() -> dict[str, str]:
     return versions
 
 
+@dataclass(frozen=True)
+class TrainingSet:
+    """The data half's result: the assembled training set every model is fitted, judged and
+    calibrated on, with the statistics the bundle stores. One process builds it from every
+    parsed line (`assemble_in_process`); a Dask cluster from its workers' counts, columns and
+    samples, without bringing a parsed line to the driver (`assemble_on_cluster`)."""
+
+    log_format: str
+    lines: int
+    train_lines: int
+    held_back_lines: int
+    miner: TemplateMiner  # the training miner (frozen)
+    served: TemplateMiner  # the whole history's miner (`trainer/whole_history.py`)
+    vocab: dict[int, int]
+    history: HistoryReport
+    normal_ids: frozenset[int]  # operator feedback: templates labelled normal
+    problem: dict[int, str]  # operator feedback: templates labelled a problem
+    served_suspect: frozenset[int]
+    unmatched: int
+    extractor: FeatureExtractor
+    x_train: np.ndarray
+    x_val: np.ndarray
+    profile: dict[str, Any]  # over the training lines (feature ranges are added by `train`)
+    train_seqs: list[list[int]]
+    train_levels: list[list[int]]
+    val_seqs: list[list[int]]
+    val_levels: list[list[int]]
+    judged: Judged
+    calibration: list[Record]  # the held-back normal lines the real pipeline is run over
+    problem_lines: list[ParsedLine]  # the history's lines of problem templates (a sample)
+    known: frozenset[int]  # templates first seen in the held-back part, served as known
+    whole_profile: dict[str, Any] | None  # the profile over the whole history (when `known`)
+    data_sha256: str
+    distributed: dict[str, Any] | None = None
+    labelled: LabelledSequences | None = None
+    labels_record: dict[str, Any] | None = None
+
+
 def train(
     records: Sequence[Record],
     options: TrainOptions,
     keep_line: Callable[[int], bool] | None = None,
-    prepared: DataHalf | None = None,
+    prepared: ClusterData | None = None,
 ) -> TrainResult:
     """Train every requested model on `records` and write the bundle to `options.output`.
 
     `keep_line(i)` (optional) says whether record i may be learned from — `eval` uses it to
     train on normal lines only; dropped lines are simply not seen. `prepared`: the data half
-    (parsing, mining, matching) already done on a Dask cluster (`records` is then unused).
+    started on a Dask cluster (`trainer/distributed.prepare`; `records` is then unused).
     """
     started = time.monotonic()
     if keep_line is not None and options.labels is not None:
         raise UserError("train: labels and a line filter cannot be combined")
-    if keep_line is not None:
-        records = [r for i, r in enumerate(records) if keep_line(i)]
+    check_models(options)
     if options.labels is not None and options.labels.by_line and options.parser.multiline:
         # one label per input line: every line is its own record (no stack-trace joining)
         options = dataclasses.replace(options, parser=dataclasses.replace(options.parser, multiline=False))
-    if not records and prepared is None:
-        raise InputError("no log lines to train on")
+    if prepared is None:
+        data = assemble_in_process(records, options, keep_line)
+    else:
+        data = assemble_on_cluster(prepared, options)
+    return fit(data, options, started)
+
+
+def check_models(options: TrainOptions) -> None:
+    """Refuse model names no row of agent/models.py has."""
     unknown = [m for m in options.models if m not in ALL_MODELS]
     if unknown:
         raise UserError(f"unknown model(s) {unknown}: choose from {', '.join(ALL_MODELS)}")
-    if prepared is None:
-        _say(options.progress, f"reading {len(records):,} lines")
-        parsed, fmt = parse_records(records, options.parser)
-    else:
-        parsed, fmt = prepared.parsed, prepared.log_format
-        _say(options.progress, f"read and parsed {len(parsed):,} lines on {prepared.workers} Dask workers")
-    n_val = int(len(parsed) * options.val_fraction)
-    if len(parsed) - n_val < 20:
-        raise InputError(f"only {len(parsed)} log lines: need at least a few hundred normal lines to learn from")
-    train_part, val_part = parsed[: len(parsed) - n_val], parsed[len(parsed) - n_val :]
 
-    # Templates an operator labelled normal join the training data even when this history lacks them
-    # (with `--dask` the workers' merged miner is kept as it is: the labels still match by sample).
-    expected = [lab.sample for lab in options.feedback if lab.label is Label.NORMAL and lab.sample]
-    if prepared is None:
-        _say(options.progress, f"mining templates ({fmt} format) on {len(train_part):,} lines")
-        miner = learn_templates([*(p.message for p in train_part), *expected], options.miner)
-        matches: list[Match] | None = None
-    else:  # mined per block and merged; every line matched by the workers
-        miner, matches = prepared.miner, prepared.matches
-    # What the bundle serves as "seen": the templates of the whole history, held-back part
-    # included (`trainer/whole_history.py`); calibration below still uses the training miner.
-    served = extend_miner(miner, (p.message for p in val_part))
-    # Incidents in the history must not define normal: their templates stay out of the vocabulary
-    # (so the novelty rule flags them) and their lines out of every learned model. Labelled
-    # training (keep_line, labels) is trusted as it is. The whole history is judged with the served
-    # templates (with `--dask`, the workers' matches, resolved in the served miner).
-    history = _check_history(parsed, served, options,
-                             trusted=keep_line is not None or options.labels is not None,
-                             matches=matches)
+
+def _enough(lines: int, val_fraction: float) -> int:
+    """The held-back line count, refusing a history too short to learn from."""
+    n_val = int(lines * val_fraction)
+    if lines - n_val < 20:
+        raise InputError(f"only {lines} log lines: need at least a few hundred normal lines to learn from")
+    return n_val
+
+
+def _feedback(
+    miner: TemplateMiner, history: HistoryReport, options: TrainOptions,
+) -> tuple[HistoryReport, frozenset[int], dict[int, str]]:
+    """Operator feedback applied to the history check (said): the history, the templates
+    labelled normal, the ones labelled a problem."""
     normal_ids, problem = feedback_templates(miner, options.feedback)
     if normal_ids:  # an operator said these are expected: never held back as suspect
         history = dataclasses.replace(
             history, suspects=tuple(s for s in history.suspects if s.template_id not in normal_ids))
     for msg in history.summary_lines() + feedback_lines(normal_ids, problem):
         _say(options.progress, msg)
+    return history, normal_ids, problem
+
+
+def _vocabulary(
+    miner: TemplateMiner, served: TemplateMiner, served_suspect: frozenset[int],
+) -> tuple[frozenset[int], dict[int, int]]:
+    """The training templates left out of normal (`served_suspect` as the training miner names
+    them), and the vocabulary of the others."""
+    suspect = served_suspect | {t for t in miner.templates() if served.resolve(t) in served_suspect}
+    vocab = {tid: i + 1 for i, tid in enumerate(sorted(t for t in miner.templates() if t not in suspect))}
+    return frozenset(suspect), vocab
+
+
+def _profile_vocab(served: TemplateMiner, vocab: dict[int, int], known: frozenset[int]) -> dict[int, int]:
+    """The tokens the whole history's profile reads (held-back-only templates known, token 0)."""
+    return {**{served.resolve(t) or t: k for t, k in vocab.items()}, **dict.fromkeys(known, 0)}
+
+
+def assemble_in_process(
+    records: Sequence[Record], options: TrainOptions, keep_line: Callable[[int], bool] | None = None,
+) -> TrainingSet:
+    """The data half in this process, from every record (see `train` for `keep_line`)."""
+    if keep_line is not None:
+        records = [r for i, r in enumerate(records) if keep_line(i)]
+    if not records:
+        raise InputError("no log lines to train on")
+    _say(options.progress, f"reading {len(records):,} lines")
+    parsed, fmt = parse_records(records, options.parser)
+    n_val = _enough(len(parsed), options.val_fraction)
+    train_part, val_part = parsed[: len(parsed) - n_val], parsed[len(parsed) - n_val :]
+
+    # Templates an operator labelled normal join the training data even when this history lacks them
+    # (with `--dask` the workers' merged miner is kept as it is: the labels still match by sample).
+    expected = [lab.sample for lab in options.feedback if lab.label is Label.NORMAL and lab.sample]
+    _say(options.progress, f"mining templates ({fmt} format) on {len(train_part):,} lines")
+    miner = learn_templates([*(p.message for p in train_part), *expected], options.miner)
+    # What the bundle serves as "seen": the templates of the whole history, held-back part
+    # included (`trainer/whole_history.py`); calibration below still uses the training miner.
+    served = extend_miner(miner, (p.message for p in val_part))
+    # Incidents in the history must not define normal: their templates stay out of the vocabulary
+    # (so the novelty rule flags them) and their lines out of every learned model. Labelled
+    # training (keep_line, labels) is trusted as it is. The whole history is judged with the served
+    # templates.
+    if keep_line is not None or options.labels is not None:
+        history = _trusted_history(len(parsed), options)
+    else:
+        ids = [m.template_id if (m := served.match(p.message)) is not None else -1 for p in parsed]
+        history = _check_history(HistoryLines.of(parsed, ids), served, options)
+    history, normal_ids, problem = _feedback(miner, history, options)
     flags = np.zeros(len(parsed), dtype=bool)
     alert_only: frozenset[int] = frozenset()
+    labels_record = None
     if options.labels is not None:
         # labelled anomalies are not normal; templates seen only in them stay out of the vocabulary
-        ids = [m[0] if m is not None else -1 for m in matches] if matches is not None else [
-            m.template_id if (m := miner.match(p.message)) is not None else -1 for p in parsed]
+        ids = [m.template_id if (m := miner.match(p.message)) is not None else -1 for p in parsed]
         flags = options.labels.flags(parsed, ids, problem)
         alert_only = only_in_anomalies(ids, flags)
         for msg in label_lines(options.labels, flags, alert_only):
             _say(options.progress, msg)
+    served_suspect = history.suspect_ids | frozenset(problem) | alert_only
+    suspect, vocab = _vocabulary(miner, served, served_suspect)
     if options.labels is not None:  # labelled anomalies of the held-back part never become "seen"
         served = extend_miner(miner, (p.message for p, f in zip(val_part, flags[len(train_part):], strict=True)
                                       if not f))
-    served_suspect = history.suspect_ids | frozenset(problem) | alert_only
-    suspect = served_suspect | {t for t in miner.templates() if served.resolve(t) in served_suspect}
-    vocab = {tid: i + 1 for i, tid in enumerate(sorted(t for t in miner.templates() if t not in suspect))}
     n_train = len(train_part)
-    all_train_tl, unmatched = template_lines(train_part, miner, vocab, None if matches is None else matches[:n_train])
-    all_val_tl, _ = template_lines(val_part, miner, vocab, None if matches is None else matches[n_train:])
+    all_train_tl, unmatched = template_lines(train_part, miner, vocab)
+    all_val_tl, _ = template_lines(val_part, miner, vocab)
     train_flags, val_flags = flags[:n_train], flags[n_train:]
+    if options.labels is not None:
+        labels_record = {**options.labels.to_json(), "anomalous_lines": int(flags.sum()),
+                         "anomalous_train_lines": int(train_flags.sum()),
+                         "templates_only_in_anomalies": len(alert_only)}
     # what the unsupervised models learn and are judged on: normal lines only
     train_tl = [tl for i, tl in enumerate(all_train_tl) if tl.template_id not in suspect and not train_flags[i]]
     kept = [i for i, tl in enumerate(all_val_tl) if tl.template_id not in suspect and not val_flags[i]]
@@ -263,21 +321,87 @@ def train(
     cut = kept[half] if half < len(kept) else len(all_val_tl)
     val_tl = [all_val_tl[i] for i in kept[:half]]
     judge_tl = [all_val_tl[i] for i in kept[half:]]
-    judge_part = [val_part[i] for i in kept[half:]]
+    judge_part = [Record(val_part[i].raw, val_part[i].source) for i in kept[half:]]
     judged = Judged(judge_part, judge_tl)
-    if prepared is not None:  # the sessions the workers' shuffle built (trainer/entity_shuffle.py)
-        n_judged = n_train + cut
-        judged = Judged(judge_part, judge_tl, given=prepared.sequences.select(
-            n_judged, len(parsed), suspect, vocab)[0])
-    # the history's normal lines, for the served profile (`_serve_whole_history`)
-    history_normal = [p for p, f in zip(train_part, train_flags, strict=True) if not f] + [val_part[i] for i in kept]
     if val_flags[cut:].any():  # the held-back part's labelled anomalies judge the vote
-        judged = Judged(val_part[cut:], all_val_tl[cut:], val_flags[cut:])
+        judged = Judged([Record(p.raw, p.source) for p in val_part[cut:]], all_val_tl[cut:], val_flags[cut:])
     _say(options.progress, f"{len(vocab)} templates; {unmatched} training lines did not match back")
 
     extractor, x_train = FeatureExtractor.fit(train_tl, options.features)
     x_val = np.array([extractor.update(tl)[0] for tl in val_tl], dtype=np.float32).reshape(len(val_tl), -1)
+    from trainer.problem_check import problem_lines
+    from trainer.profile import build_profile
 
+    known = served_only(miner, served, served_suspect)
+    whole_profile = None
+    if known:  # the history's normal lines, for the served profile (`_serve_whole_history`)
+        history_normal = [p for p, f in zip(train_part, train_flags, strict=True) if not f] + \
+            [val_part[i] for i in kept]
+        lines, _ = template_lines(history_normal, served, _profile_vocab(served, vocab, known))
+        whole_profile = build_profile([tl for tl in lines if tl.template_id >= 0
+                                       and tl.template_id not in served_suspect])
+    train_seqs, train_levels = sequences_by_entity(train_tl)
+    val_seqs, val_levels = sequences_by_entity(val_tl)
+    labelled = None
+    if options.labels is not None:
+        labelled = LabelledSequences(*labelled_sequences(all_train_tl, train_flags),
+                                     *labelled_sequences(all_val_tl[:cut], val_flags[:cut]))
+    return TrainingSet(
+        fmt, len(parsed), n_train, len(val_part), miner, served, vocab, history, normal_ids, problem,
+        served_suspect, unmatched, extractor, x_train, x_val, build_profile(train_tl),
+        train_seqs, train_levels, val_seqs, val_levels, judged, judge_part,
+        problem_lines(parsed, miner, list(problem)) if problem else [], known, whole_profile,
+        data_hash(records), None, labelled, labels_record)
+
+
+def assemble_on_cluster(data: ClusterData, options: TrainOptions) -> TrainingSet:
+    """The data half on a Dask cluster (`trainer/distributed.py`): the same training set as
+    `assemble_in_process` on the same files, built from the workers' counts, columns and samples
+    (no parsed line comes to this process)."""
+    from trainer.distributed import BlockAsk
+
+    _say(options.progress, f"read and parsed {data.lines:,} lines on {data.workers} Dask workers")
+    n_val = _enough(data.lines, options.val_fraction)
+    n_train, miner = data.lines - n_val, data.miner
+    # the workers' merged miner is kept as it is (operator labels still match by sample)
+    served = extend_miner(miner, data.held_back_messages())
+    history, normal_ids, problem = _feedback(miner, _check_history(data.history_lines(served), served, options),
+                                             options)
+    served_suspect = history.suspect_ids | frozenset(problem)
+    suspect, vocab = _vocabulary(miner, served, served_suspect)
+    sequences, counts = data.sequences(suspect, vocab)
+    unmatched = int(((sequences.lines < n_train) & (sequences.template_ids < 0)).sum())
+    normal = ~np.isin(sequences.template_ids, np.fromiter(suspect, dtype=np.int64, count=len(suspect)))
+    kept = np.sort(sequences.lines[(sequences.lines >= n_train) & normal])
+    half = len(kept) // 2
+    judged_from = int(kept[half]) if half < len(kept) else data.lines  # as `cut` in one process
+    _say(options.progress, f"{len(vocab)} templates; {unmatched} training lines did not match back")
+    known = served_only(miner, served, served_suspect)
+    stats = FeatureCounts.merge(counts)
+    out = data.outputs(stats, options.features, judged_from, BlockAsk(
+        n_train, judged_from, suspect, vocab, frozenset(problem), served.to_state() if known else None,
+        served_suspect, _profile_vocab(served, vocab, known)))
+    data.close()  # what the workers hold for this run: the models are fitted here
+    finish_rows(out.x_train, stats)
+    set_burst_ratios(out.x_val, stats)
+    from trainer.problem_check import problem_lines
+
+    train_seqs, train_levels = sequences.select(0, n_train, suspect, vocab)
+    val_seqs, val_levels = sequences.select(n_train, judged_from, suspect, vocab)
+    judged = Judged(out.judged, (), given=sequences.select(judged_from, data.lines, suspect, vocab)[0])
+    return TrainingSet(
+        data.log_format, data.lines, n_train, n_val, miner, served, vocab, history, normal_ids, problem,
+        served_suspect, unmatched, FeatureExtractor(options.features, stats), out.x_train, out.x_val,
+        out.profile.result(), train_seqs, train_levels, val_seqs, val_levels, judged, out.judged,
+        problem_lines(out.problem, miner, list(problem)) if problem else [], known,
+        out.whole.result() if out.whole is not None else None, data.data_sha256, data.facts())
+
+
+def fit(data: TrainingSet, options: TrainOptions, started: float | None = None) -> TrainResult:
+    """The models fitted on the assembled training set, judged, calibrated; the bundle written
+    (`started`: when training began, for the seconds reported)."""
+    started = time.monotonic() if started is None else started
+    miner, vocab, history, problem = data.miner, data.vocab, data.history, data.problem
     writer = BundleWriter(options.output)
     try:
         writer.add_json("drain_state.json", miner.to_state())
@@ -286,82 +410,68 @@ def train(
             "templates": {str(k): miner.template(t) for t, k in vocab.items()},
             "unk": 0,
         })
-        writer.add_json("features.json", extractor.stats.to_json())
+        writer.add_json("features.json", data.extractor.stats.to_json())
         writer.add_json("history.json", history.to_json())
-        from trainer.profile import build_profile, feature_ranges
+        from trainer.profile import feature_ranges
 
-        profile = build_profile(train_tl)
-        profile["feature_ranges"] = feature_ranges(x_train)  # what a model's alert is compared with
+        profile = data.profile
+        profile["feature_ranges"] = feature_ranges(data.x_train)  # what a model's alert is compared with
         profile["held_back"] = history.held_back()  # the history's suspects: not new, held back
         writer.add_json("profile.json", profile)
-        if prepared is None:
-            train_seqs, train_levels = sequences_by_entity(train_tl)
-            val_seqs, val_levels = sequences_by_entity(val_tl)
-        else:  # the same sessions, built by the Dask workers' shuffle keyed by entity
-            train_seqs, train_levels = prepared.sequences.select(0, n_train, suspect, vocab)
-            val_seqs, val_levels = prepared.sequences.select(n_train, n_train + cut, suspect, vocab)
-        labelled = None
-        if options.labels is not None:
-            labelled = LabelledSequences(*labelled_sequences(all_train_tl, train_flags),
-                                         *labelled_sequences(all_val_tl[:cut], val_flags[:cut]))
         texts = {k: miner.template(t) or "" for t, k in vocab.items()}
-        data = TrainingData(len(vocab) + 1, train_seqs, val_seqs, train_levels, val_levels, x_train, x_val,
-                            labelled, texts)
+        training = TrainingData(len(vocab) + 1, data.train_seqs, data.val_seqs, data.train_levels, data.val_levels,
+                                data.x_train, data.x_val, data.labelled, texts)
         specs = [m for m in MODELS if m.name in options.models or m.builtin]
-        kinds = _train_models(specs, data, writer, options)
+        kinds = _train_models(specs, training, writer, options)
         trained = list(kinds)
         from agent.ensemble import default_section
 
         feedback_record: dict[str, Any] = {
-            "normal_templates": len(normal_ids),
+            "normal_templates": len(data.normal_ids),
             "problem_templates": [{"template_id": t, "template": x} for t, x in problem.items()]}
         manifest_fields: dict[str, Any] = {
-            "parser": {**asdict(options.parser), "log_format": fmt},
+            "parser": {**asdict(options.parser), "log_format": data.log_format},
             "miner": asdict(options.miner),
             "features": asdict(options.features),
             "training": {
-                "lines": len(parsed),
-                "train_lines": len(train_part),
-                "held_back_lines": len(val_part),
-                "unmatched_train_lines": unmatched,
+                "lines": data.lines,
+                "train_lines": data.train_lines,
+                "held_back_lines": data.held_back_lines,
+                "unmatched_train_lines": data.unmatched,
                 "templates": len(vocab),
-                "data_sha256": data_hash(records) if prepared is None else prepared.data_sha256,
-                **({"distributed": prepared.facts()} if prepared is not None else {}),
+                "data_sha256": data.data_sha256,
+                **({"distributed": data.distributed} if data.distributed is not None else {}),
                 "seed": options.seed,
                 "target_fpr": options.target_fpr,
                 "held_back_as_suspect": {"templates": len(history.suspects), "lines": history.held_lines},
                 "feedback": feedback_record,
-                **({"labels": {**options.labels.to_json(), "anomalous_lines": int(flags.sum()),
-                               "anomalous_train_lines": int(train_flags.sum()),
-                               "templates_only_in_anomalies": len(alert_only)}}
-                   if options.labels is not None else {}),
+                **({"labels": data.labels_record} if data.labels_record is not None else {}),
             },
             "libraries": library_versions(),
             "vocab_size": len(vocab) + 1,
         }
         writer.manifest["ensemble"] = default_section(kinds, target_fpr=options.target_fpr)
-        notes = _judge_members(writer, manifest_fields, train_seqs + val_seqs, judged, options)
-        alert_rate = _calibrate_ensemble(writer, manifest_fields, judge_part, options)
+        notes = _judge_members(writer, manifest_fields, data.train_seqs + data.val_seqs, data.judged, options)
+        alert_rate = _calibrate_ensemble(writer, manifest_fields, data.calibration, options)
         if problem:  # the operator's problem labels: held out above, they check every operating point
-            from trainer.problem_check import check, problem_lines
+            from trainer.problem_check import check
 
-            checked = check(writer.draft(**manifest_fields), problem_lines(parsed, miner, list(problem)),
-                            options.parser, len(problem))
+            checked = check(writer.draft(**manifest_fields), data.problem_lines, options.parser, len(problem))
             feedback_record["problem_check"] = checked.to_json()
             for msg in checked.summary_lines():
                 _say(options.progress, msg)
             notes += checked.summary_lines()[1:]
-        known = _serve_whole_history(writer, miner, served, vocab, served_suspect, history_normal,
-                                     {k: profile[k] for k in ("feature_ranges", "held_back")})
-        manifest_fields["training"]["held_back_templates"] = len(known)
-        if known:
-            _say(options.progress, f"{len(known)} template(s) first seen in the held-back part: served as known")
+        _serve_whole_history(writer, miner, data.served, vocab, data.known, data.whole_profile,
+                             {k: profile[k] for k in ("feature_ranges", "held_back")})
+        manifest_fields["training"]["held_back_templates"] = len(data.known)
+        if data.known:
+            _say(options.progress, f"{len(data.known)} template(s) first seen in the held-back part: served as known")
         out = writer.finish(**manifest_fields)
     except BaseException:
         writer.abort()
         raise
-    return TrainResult(out, len(parsed), len(train_part), len(val_part), len(vocab), unmatched, trained,
-                       time.monotonic() - started, fmt, alert_rate, history, tuple(notes))
+    return TrainResult(out, data.lines, data.train_lines, data.held_back_lines, len(vocab), data.unmatched, trained,
+                       time.monotonic() - started, data.log_format, alert_rate, history, tuple(notes))
 
 
 @dataclass(frozen=True)
@@ -369,7 +479,7 @@ class Judged:
     """The second half of the held-back lines, on which the vote's members are judged: normal
     lines only, or (given labels) every line with its label."""
 
-    part: Sequence[ParsedLine]
+    records: Sequence[Record]
     lines: Sequence[TemplatedLine]
     anomalous: np.ndarray | None = None  # given labels: True where a line is a labelled anomaly
     given: list[list[int]] | None = None  # the normal sessions, already built (by the Dask shuffle)
@@ -385,17 +495,14 @@ class Judged:
 
 def _serve_whole_history(
     writer: BundleWriter, miner: TemplateMiner, served: TemplateMiner, vocab: dict[int, int],
-    served_suspect: frozenset[int], history: Sequence[ParsedLine], kept: dict[str, Any],
-) -> frozenset[int]:
+    known: frozenset[int], profile: dict[str, Any] | None, kept: dict[str, Any],
+) -> None:
     """Serve the whole history's templates (`trainer/whole_history.py`): the extended miner, its
-    held-back-only templates listed as known in the vocabulary, and the explanation profile
-    rebuilt over every non-suspect line of the history (with the first profile's `kept` keys).
-    Returns the held-back-only templates."""
-    from trainer.profile import build_profile
-
-    known = served_only(miner, served, served_suspect)
-    if not known:
-        return known
+    held-back-only templates (`known`) listed as known in the vocabulary, and the explanation
+    profile over every non-suspect line of the history (`profile`, built with `known`; with the
+    first profile's `kept` keys)."""
+    if not known or profile is None:
+        return
     writer.add_json("drain_state.json", served.to_state())
     writer.add_json("vocab.json", {
         "template_to_token": {str(t): k for t, k in vocab.items()},
@@ -403,13 +510,9 @@ def _serve_whole_history(
         "known_templates": sorted(known),
         "unk": 0,
     })
-    profile_vocab = {**{served.resolve(t) or t: k for t, k in vocab.items()}, **dict.fromkeys(known, 0)}
-    lines, _ = template_lines(history, served, profile_vocab)
-    profile = build_profile([tl for tl in lines if tl.template_id >= 0 and tl.template_id not in served_suspect])
     # what the Isolation Forest learnt from (the training part), and the history's held-back templates
     profile.update(kept)
     writer.add_json("profile.json", profile)
-    return known
 
 
 def _judge_members(
@@ -429,7 +532,7 @@ def _judge_members(
     judged_sessions, anomalous_sessions = judged.sessions()
     judgements, facts = judge(
         writer.draft(**manifest_fields), level_targets(options.target_fpr), sessions=judged_sessions,
-        known_sessions=known, records=[Record(p.raw, p.source) for p in judged.part], parser=options.parser,
+        known_sessions=known, records=judged.records, parser=options.parser,
         seed=options.seed, anomalous_sessions=anomalous_sessions,
         anomalous_lines=None if judged.anomalous is None else [bool(f) for f in judged.anomalous])
     return support_lines(support) + apply_membership(writer.manifest["ensemble"], judgements, facts)
@@ -462,25 +565,19 @@ def feedback_lines(normal: frozenset[int], problem: dict[int, str]) -> list[str]
     return out
 
 
-def _check_history(
-    parsed: Sequence[ParsedLine], miner: TemplateMiner, options: TrainOptions, *, trusted: bool,
-    matches: Sequence[Match] | None = None,
-) -> HistoryReport:
+def _trusted_history(lines: int, options: TrainOptions) -> HistoryReport:
+    """No history check: the training lines are labelled (`keep_line` or labels)."""
+    reason = "the training lines are labelled" if options.labels is not None else \
+        "the training lines are labelled normal"
+    return HistoryReport((), lines, 0, "day", False, reason)
+
+
+def _check_history(lines: HistoryLines, miner: TemplateMiner, options: TrainOptions) -> HistoryReport:
     """Incidents in the whole history (training and held-back part), by the served miner's templates
-    (the training miner extended with the held-back part, `trainer/whole_history.py`)."""
-    if trusted:
-        reason = "the training lines are labelled" if options.labels is not None else \
-            "the training lines are labelled normal"
-        return HistoryReport((), len(parsed), 0, "day", False, reason)
-    if matches is not None:  # the workers' ids (training miner) as `miner` serves them; the lines
-        # they could not match (held-back-only templates) matched here, as one process does
-        ids = [(miner.resolve(m[0]) or m[0]) if m is not None else
-               (s.template_id if (s := miner.match(p.message)) is not None else -1)
-               for m, p in zip(matches, parsed, strict=True)]
-    else:
-        ids = [m.template_id if (m := miner.match(p.message)) is not None else -1 for p in parsed]
-    texts = {t: miner.template(t) or "" for t in set(ids) if t >= 0}
-    return find_suspects(parsed, ids, texts, options.history)
+    (the training miner extended with the held-back part, `trainer/whole_history.py`): `lines`
+    holds each line's time, served template, level and actor."""
+    texts = {t: miner.template(t) or "" for t in np.unique(lines.ids).tolist() if t >= 0}
+    return find_suspects_in(lines, texts, options.history)
 
 
 def _train_models(
@@ -517,14 +614,14 @@ def _train_models(
 
 
 def _calibrate_ensemble(
-    writer: BundleWriter, manifest_fields: dict[str, Any], val_part: Sequence[ParsedLine], options: TrainOptions
+    writer: BundleWriter, manifest_fields: dict[str, Any], records: Sequence[Record], options: TrainOptions
 ) -> float:
     """Run the real agent pipeline over the held-back lines: store the score distribution the
     report compares against, and the end-to-end alert rate on normal data."""
     from agent.pipeline import Pipeline, PipelineConfig
     from agent.types import LineResult
 
-    if not val_part:
+    if not records:
         writer.add_json("score_sample.json", {"scores": []})
         return 0.0
     pipe = Pipeline(writer.draft(**manifest_fields), PipelineConfig(parser=options.parser))
@@ -539,7 +636,6 @@ def _calibrate_ensemble(
         alerts += r.verdict.value != "normal"
 
     pipe.observers.append(observe)
-    records = [Record(p.raw, p.source) for p in val_part]
     for start in range(0, len(records), 1024):
         pipe.process(records[start : start + 1024], 0.0)
     rng = np.random.default_rng(options.seed)

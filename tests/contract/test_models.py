@@ -118,7 +118,7 @@ def _normal_lines(data_dir: Path) -> list[str]:
 def _contexts(bundle: Bundle, lines: Sequence[str]) -> list[LineContext]:
     """Lines through the agent's parser, the bundle's frozen miner and a fresh feature extractor."""
     from agent.parsing.records import parse_records
-    from trainer.train import template_lines
+    from trainer.templated import template_lines
 
     parsed, _ = parse_records([Record(line, "hdfs") for line in lines], PARSER)
     vocab = {int(k): int(v) for k, v in bundle.read_json("vocab.json")["template_to_token"].items()}

@@ -23,7 +23,7 @@ def test_merge_is_the_same_for_any_blocks_and_mines_the_single_process_templates
 
     def merged(size: int) -> list[str]:
         blocks = [b"".join(lines[i : i + size]) for i in range(0, len(lines), size)]
-        parts = [_cut(_parse(block, "BGL_4k.log", parser, sample), config, 2).keys for block in blocks]
+        parts = [_cut(_parse(block, "BGL_4k.log", parser, sample), config).keys for block in blocks]
         return merge_first_keys(parts, n_train)
 
     by_1000, by_333, whole = merged(1000), merged(333), merged(len(lines))

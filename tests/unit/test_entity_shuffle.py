@@ -1,7 +1,7 @@
 """The entity shuffle of the Dask data half (trainer/entity_shuffle.py) on real HDFS lines (one
 entity per block id): the
-per-entity sequences the owners build from the blocks' key pieces and the driver's key → template
-tables equal the ones one process builds, whatever the number of partitions and wherever the
+per-entity sequences the owners build from the blocks' pieces (matched by the driver's key → template
+tables) equal the ones one process builds, whatever the number of partitions and wherever the
 blocks are cut."""
 
 from __future__ import annotations
@@ -10,9 +10,10 @@ from pathlib import Path
 
 from agent.parsing import ParserConfig
 from agent.templates import MinerConfig, TemplateMiner, learn_templates
-from trainer.distributed import _cut, _lines, _own, _parse, earliest_keys, key_templates
-from trainer.entity_shuffle import EntitySequences
-from trainer.train import sequences_by_entity, template_lines
+from trainer.distributed import _cut, _lines, _match_block, _parse, earliest_keys, key_templates
+from trainer.entity_shuffle import EntitySequences, OwnedLines, Owners
+from trainer.templated import template_lines
+from trainer.train import sequences_by_entity
 
 
 def test_shuffled_sequences_equal_one_process_for_any_partitioning(data_dir: Path) -> None:
@@ -36,13 +37,17 @@ def test_shuffled_sequences_equal_one_process_for_any_partitioning(data_dir: Pat
             blocks = [_parse(b"".join(raw[i : i + size]), "HDFS.log", parser, sample)
                       for i in range(0, len(raw), size)]
             starts = [sum(len(b) for b in blocks[:j]) for j in range(len(blocks))]
-            cut = [_cut(b, config, parts) for b in blocks]
+            cut = [_cut(b, config) for b in blocks]
             keys = [c.keys for c in cut]
             merged = TemplateMiner.from_state(state)  # the driver's miner, as the run mined it
             templates = key_templates(keys, earliest_keys(keys), merged)
-            owners = [_own(k, templates, starts, *(c.pieces[k] for c in cut)) for k in range(parts)]
-            sequences = EntitySequences.concat(owners)
-            assert len(sequences) == len(parsed)
-            for lo, hi in ((0, 3200), (3200, 3600), (3600, len(parsed))):
-                kept = [tl for tl in lines[lo:hi] if tl.template_id not in suspect]
-                assert sequences.select(lo, hi, suspect, vocab) == sequences_by_entity(kept), (size, parts, lo)
+            counts = {e: n for c in cut for e, n in c.keys.entities.items()}
+            for owners in (Owners(parts, {}), Owners.balanced(counts, parts)):  # hashed, and placed by counts
+                matched = [_match_block(c, s, t, state, owners)
+                           for c, s, t in zip(cut, starts, templates, strict=True)]
+                sequences = EntitySequences.concat(
+                    [OwnedLines.assemble([m.pieces[k] for m in matched]).sequences for k in range(parts)])
+                assert len(sequences) == len(parsed)
+                for lo, hi in ((0, 3200), (3200, 3600), (3600, len(parsed))):
+                    kept = [tl for tl in lines[lo:hi] if tl.template_id not in suspect]
+                    assert sequences.select(lo, hi, suspect, vocab) == sequences_by_entity(kept), (size, parts, lo)

@@ -5,6 +5,7 @@ counted per entity owner and merged, equal what one process computes over all th
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 
@@ -24,7 +25,7 @@ from agent.types import TemplatedLine
 from trainer.distributed import _lines, _parse
 from trainer.entity_shuffle import owner
 from trainer.profile import ProfileBuilder, build_profile
-from trainer.train import template_lines
+from trainer.templated import template_lines
 
 
 def _templated(data_dir: Path) -> list[TemplatedLine]:
@@ -47,7 +48,7 @@ def test_profile_merged_from_runs_of_lines_equals_one_pass(data_dir: Path) -> No
     for cuts in ((1000, 2500), (1, 777, 778, 3999), (2000,)):
         edges = [0, *cuts, len(lines)]
         merged = ProfileBuilder()
-        for lo, hi in zip(edges, edges[1:], strict=False):
+        for lo, hi in itertools.pairwise(edges):
             part = ProfileBuilder(partial=True)
             part.add_all(lines[lo:hi])
             merged.merge(part)

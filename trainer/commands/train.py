@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
+import time
 from pathlib import Path
 
 from agent.parsing import ParserConfig
@@ -149,20 +150,24 @@ def _train_on_dask(args: argparse.Namespace, options: TrainOptions) -> TrainResu
     """The data half on a Dask cluster, then the rest of training here."""
     from agent.errors import UserError
     from trainer.distributed import connect, prepare
+    from trainer.train import assemble_on_cluster, check_models, fit
 
     if "-" in args.input:
         raise UserError("--dask reads files (local paths or fsspec URLs), not standard input")
     local = [p for p in args.input if "://" not in p]
     check_inputs(local)  # local files must exist; remote ones are checked by fsspec
+    check_models(options)
+    started = time.monotonic()
     client = connect(args.dask)
     try:
         data = prepare(args.input, options.parser, options.miner, options.val_fraction, client, args.dask_blocksize)
-    finally:
+        assembled = assemble_on_cluster(data, options)
+    finally:  # the models are fitted here: the cluster's workers are let go first
         client.close()
         cluster = getattr(client, "cluster", None)
         if cluster is not None:
             cluster.close()
-    return train([], options, prepared=data)
+    return fit(assembled, options, started)
 
 
 def _read(args: argparse.Namespace) -> list[Record]:

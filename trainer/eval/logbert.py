@@ -232,7 +232,7 @@ def _bgl_parts(
     from agent.parsing import LineParser, ParserConfig
     from agent.templates import MinerConfig, TemplateMiner
     from trainer.eval.bgl_data import read_labelled
-    from trainer.train import template_lines
+    from trainer.templated import template_lines
 
     seen: set[str] = set()
     train_set = read_labelled(list(train_files), seen)
