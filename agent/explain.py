@@ -193,26 +193,26 @@ class Explainer:
         arrival time."""
         if token and token not in self._tokens and len(self._tokens) < self._token_cap:
             self._tokens[token] = template_id
+        cfg = self.config
         last_by_actor = self._last_by_actor
-        previous = last_by_actor.get(actor)
+        previous = last_by_actor.pop(actor, None)  # popped and put back: now the most recent
         last_by_actor[actor] = template_id
-        last_by_actor.move_to_end(actor)
-        if len(last_by_actor) > self.config.max_actors:
+        if previous is None and len(last_by_actor) > cfg.max_actors:
             last_by_actor.popitem(last=False)
         if time_from_arrival or not math.isfinite(t):
             return previous, 0
-        window = self._windows.get(template_id)
+        windows = self._windows
+        window = windows.pop(template_id, None)
         if window is None:
-            window = deque(maxlen=self.config.max_window_events)
-            self._windows[template_id] = window
-            if len(self._windows) > self.config.max_tracked_templates:
-                self._windows.popitem(last=False)
+            window = windows[template_id] = deque(maxlen=cfg.max_window_events)
+            if len(windows) > cfg.max_tracked_templates:
+                windows.popitem(last=False)
         else:
-            self._windows.move_to_end(template_id)
-            if window and t < window[-1] - self.config.window_secs:
+            windows[template_id] = window
+            if window and t < window[-1] - cfg.window_secs:
                 window.clear()  # the clock went back by more than a window: start over
         window.append(t)
-        horizon = t - self.config.window_secs
+        horizon = t - cfg.window_secs
         while window and window[0] <= horizon:
             window.popleft()
         return previous, len(window)

@@ -42,7 +42,7 @@ from agent.lines import actor_from
 from agent.multiline import Stitcher
 from agent.onnx_session import RuntimeOptions
 from agent.parsing import LineParser, ParserConfig
-from agent.shapes import Parts, ShapeMatcher
+from agent.shapes import ShapeMatcher
 from agent.short_road import ShortRoad
 from agent.templates import ChangeType, MinerConfig, Snapshotter, TemplateMiner, remap_ids
 from agent.types import (
@@ -73,7 +73,10 @@ SWEEP_SECS = 1.0  # how often (in log time) idle entities are looked for
 
 MATCH_MEMO = 8_192  # raw messages whose frozen-miner match is remembered (emptied when full) ...
 MATCH_MEMO_CHARS = 512  # ... when at most this long: ≤ ≈ 7 MiB in all
-_UNSEEN: Parts = (-1, "", ())  # not in the memo (compared by identity)
+# A frozen match as remembered: (template id, text, params), params None while not read yet
+# (`ShapeMatcher.template`: a short-road line without keys needs none).
+Found = tuple[int, str, tuple[str, ...] | None]
+_UNSEEN: Found = (-1, "", ())  # not in the memo (compared by identity)
 
 # The labelled counters of the anomaly path, each looked up once, when first counted (`labels`
 # costs a lock and a dict lookup per call).
@@ -150,7 +153,7 @@ class Pipeline:
         self.miner = TemplateMiner.from_state(bundle.read_json("drain_state.json"))
         self.shapes = ShapeMatcher(self.miner)  # the frozen miner's matches by raw shape
         # raw message -> frozen match (template id, text, params)
-        self._matched: dict[str, Parts | None] = {}
+        self._matched: dict[str, Found | None] = {}
         # Online ids come from the first message's form (content ids): a template found after a
         # crash that lost the snapshot, or on another host, gets the same id.
         trained_cfg = MinerConfig(**manifest.get("miner", {}))
@@ -288,9 +291,11 @@ class Pipeline:
             self._process_batch(logical[start : start + step], now, out)
         return out
 
-    def _match(self, message: str, m: Parts | None = _UNSEEN) -> tuple[int, str, tuple[str, ...], int]:
+    def _match(self, message: str, m: Found | None = _UNSEEN, lazy: bool = False
+               ) -> tuple[int, str, tuple[str, ...] | None, int]:
         """The message's template id, text, parameters and model token (0 for a template that is
-        not the training vocabulary's); `m`: its entry in the raw-message memo when looked up."""
+        not the training vocabulary's); `m`: its entry in the raw-message memo when looked up.
+        `lazy`: the parameters may be left unread (None; `_params` reads them when needed)."""
         # The training miner is frozen (`match` never changes it): a message seen before has the
         # same template and parameters, answered by its raw text without masking.
         raw = self._matched
@@ -298,7 +303,8 @@ class Pipeline:
             m = raw.get(message, _UNSEEN)
         if m is _UNSEEN:
             # a message of a known raw shape is answered without masking (agent/shapes.py)
-            m = self.shapes.parts(message)
+            found = self.shapes.template(message) if lazy else None
+            m = (*found, None) if found is not None else self.shapes.parts(message)
             if len(message) <= MATCH_MEMO_CHARS:
                 if len(raw) >= MATCH_MEMO:
                     raw.clear()
@@ -315,6 +321,13 @@ class Pipeline:
         if om.change is ChangeType.CREATED:
             metrics.templates_created.inc()
         return ONLINE_ID_BASE + om.template_id, om.template, om.params, 0
+
+    def _params(self, message: str) -> tuple[str, ...]:
+        """The parameters of a message whose frozen match was found without them (`_match`)."""
+        found = self.shapes.parts(message)
+        if message in self._matched:
+            self._matched[message] = found
+        return found[2] if found is not None else ()
 
     def _process_batch(self, records: Sequence[Record], now: float, out: list[Output]) -> None:
         """One micro-batch. A record that makes a stage raise is dropped alone (`rejected`):
@@ -338,6 +351,7 @@ class Pipeline:
         short = 0
         # every stage bound once per batch
         parts_of, raw_get, match, vocab_get = self.parser.parts, self._matched.get, self._match, self.vocab.get
+        params_of = self._params
         known_templates, is_learned = self.known_templates, self.drift.is_learned
         tokens: list[int] = []  # every line's token, for the drift counts (counted before judging)
         count_token = tokens.append
@@ -347,6 +361,7 @@ class Pipeline:
         # Lines need their keys (feature row, context ids) only when a voting score is keyed by
         # them or observers want every score (`ShortRoad.needs_keys`); else none are built.
         keyed = road is not None and road.needs_keys(collect)
+        lazy = road is not None and not keyed  # a short-road line then needs no parameters
         if road is not None:
             road.track(keyed, self.features.entities.values())
         for record in records:
@@ -359,7 +374,9 @@ class Pipeline:
                     tid, template, params = m
                     token = vocab_get(tid, 0)
                 else:
-                    tid, template, params, token = match(message, m)
+                    tid, template, params, token = match(message, m, lazy)
+                if params is None and not lazy:
+                    params = params_of(message)
                 t = parts[2]
                 from_arrival = t is None
                 if t is None:
@@ -376,9 +393,9 @@ class Pipeline:
                 count = -1  # the explainer has not noted the line yet
                 if road is not None:
                     flags = road.schedule(entity)
-                    if keyed:
-                        keys_row, state = advance(entity, source, t, token, level, len(message), len(params), is_new,
-                                                  tid)
+                    if keyed:  # (params read: not lazy)
+                        keys_row, state = advance(entity, source, t, token, level, len(message), len(params or ()),
+                                                  is_new, tid)
                         row = keys_row
                         ids = road.advance(state, token, level)
                         clear = token != 0 and not any(flags) and road.check(keys_row, ids, collect)
@@ -394,18 +411,18 @@ class Pipeline:
                             floor = known_floor if known_floor is not None else fact_floor(tid, level)
                         if count <= floor:
                             if row is None:  # its entity moves on all the same, without a row
-                                advance(entity, source, t, token, level, len(message), len(params), is_new, tid,
-                                        False)
-                            road.taken += 1
+                                advance(entity, source, t, token, level, 0, 0, is_new, tid, False)
                             short += 1
                             if collect:
                                 known, combined = road.scores(keys_row, ids)
-                                tl = TemplatedLine(ParsedLine(*parts), tid, template, params, token, is_new, t,
-                                                   from_arrival)
+                                tl = TemplatedLine(ParsedLine(*parts), tid, template, params or (), token, is_new,
+                                                   t, from_arrival)
                                 order.append(LineResult(tl, known, combined, Verdict.NORMAL))
                             continue
                     if keyed and token:
                         key = (keys_row, tuple(ids))
+                if params is None:
+                    params = params_of(message)
                 if row is None:
                     row, state = advance(entity, source, t, token, level, len(message), len(params), is_new, tid)
                 tl = TemplatedLine(ParsedLine(*parts), tid, template, params, token, is_new, t, from_arrival)
@@ -424,6 +441,8 @@ class Pipeline:
             except Exception as exc:
                 self._reject(record.source, record.line, "parse", exc)
         self.line_no = line_no
+        if road is not None:
+            road.taken += short
         self.drift.count_all(tokens)
         self.lines += len(contexts) + short
         voted: dict[int, tuple[list[DetectorScore], float, Verdict]] = {}

@@ -107,6 +107,15 @@ def zero_places(shape: str) -> tuple[int, ...]:
     return tuple(places)
 
 
+def _zeros_at(message: str, places: tuple[int, ...]) -> tuple[bool, ...]:
+    """Whether the message holds a `0` at each of its shape's zero places."""
+    if not places:
+        return ()
+    if len(places) == 1:
+        return (message[places[0]] == "0",)
+    return tuple([message[p] == "0" for p in places])
+
+
 def _parts(found: TemplateMatch | None) -> Parts | None:
     return None if found is None else (found.template_id, found.template, found.params)
 
@@ -147,12 +156,7 @@ class ShapeMatcher:
             if shape is None:
                 return self._learn(message, key, None)
         places, by_zeros = shape
-        if not places:
-            zeros: tuple[bool, ...] = ()
-        elif len(places) == 1:
-            zeros = (message[places[0]] == "0",)
-        else:
-            zeros = tuple([message[p] == "0" for p in places])
+        zeros = _zeros_at(message, places)
         if zeros not in by_zeros:
             return self._learn(message, key, zeros)
         entry = by_zeros[zeros]
@@ -181,6 +185,20 @@ class ShapeMatcher:
             elif kind == _MASKED:
                 params.extend(self.miner.values_within(tokens[i]))
         return tid, text, tuple(params)
+
+    def template(self, message: str) -> tuple[int, str] | None:
+        """`parts(message)`'s template id and text without its parameters, when the message's
+        shape is known and no token of it needs checking; None: ask `parts` (which learns). A
+        line that needs no parameters (the pipeline's short road without keys) skips reading them."""
+        if not self._usable or len(message) > MAX_SHAPE_CHARS:
+            return None
+        shape = self._shapes.get(message.encode("utf-8", "surrogatepass").translate(_AS_ZERO))
+        if shape is None:
+            return None
+        entry = shape[1].get(_zeros_at(message, shape[0]))
+        if entry is None or entry[0] is None or entry[2]:  # virtual, no template, or tokens to check
+            return None
+        return entry[0], entry[1]
 
     def _learn(self, message: str, key: bytes, zeros: tuple[bool, ...] | None) -> Parts | None:
         self.misses += 1
