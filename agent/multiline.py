@@ -85,10 +85,22 @@ class Stitcher:
         for record in records:
             source = record.source
             pending = pending_by.get(source)
-            if pending is not None and not continues(pending, record.line):
-                del pending_by[source]  # `_restart`, inlined: the usual case of a line
-                pending_by[source] = start(record)
-                out.append(pending.first if len(pending.lines) == 1 else self._emit(pending))
+            line = record.line
+            if pending is not None and not continues(pending, line):
+                # `_restart`, inlined: the usual case of a line
+                if len(pending_by) > 1:  # re-insert: dict order = least recently started first
+                    del pending_by[source]
+                    pending_by[source] = pending
+                lines = pending.lines
+                if len(lines) == 1:  # a record of one line: the pending entry starts the next one
+                    out.append(pending.first)
+                    pending.first = record
+                    lines[0] = line
+                    pending.chars = len(line)
+                    pending.py_state = _PY_FRAMES if line.startswith(_PY_TRACEBACK) else _NONE
+                else:
+                    out.append(self._emit(pending))
+                    pending_by[source] = start(record)
             else:
                 out.extend(self._held(record, pending))
         return out

@@ -384,7 +384,10 @@ class Pipeline:
                 is_new = token == 0 and tid not in known_templates and not is_learned(tid)
                 count_token(token)  # what training predicts vs what comes (newly rare)
                 if t > self._log_clock:  # else `_advance_log_clock` has nothing to do
-                    self._advance_log_clock(t, out)
+                    if t - self._swept_at < SWEEP_SECS:  # ... but move the clock (t is finite here)
+                        self._log_clock = t
+                    else:
+                        self._advance_log_clock(t, out)
                 level, entity, source = parts[3], parts[4], parts[5]
                 row: tuple[float, ...] | None = None
                 key = None
