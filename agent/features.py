@@ -277,11 +277,13 @@ class FeatureExtractor:
         """Remove entities idle for `idle_secs` and hand back their sessions for verdicts."""
         ended: list[EndedSession] = []
         horizon = now - self.config.idle_secs
-        while self.entities:
-            ent, state = next(iter(self.entities.items()))
+        entities = self.entities
+        while entities:
+            ent = next(iter(entities))  # the least recently seen
+            state = entities[ent]
             if state.last_seen >= horizon:
                 break
-            del self.entities[ent]
+            del entities[ent]
             ended.append(_ended(ent, state))
         return ended
 

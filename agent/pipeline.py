@@ -617,7 +617,9 @@ class Pipeline:
         self._log_clock = t
         if t - self._swept_at >= SWEEP_SECS:
             self._swept_at = t
-            out.extend(self._session_verdicts(self.features.end_idle(t)))
+            ended = self.features.end_idle(t)
+            if ended:  # most sweeps end nothing: no call
+                out.extend(self._session_verdicts(ended))
 
     # -- records held back (multi-line stitching) ------------------------------------------------
 

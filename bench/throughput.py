@@ -218,6 +218,8 @@ class StageTimers:
         self.patch("incident grouping", pipe.grouper, "add")
         self.patch("incident grouping", pipe.grouper, "tick")
         self.patch("session verdicts", pipe, "_session_verdicts")
+        self.patch("session verdicts", pipe.features, "end_idle")  # sessions ending (idle) ...
+        self.patch("session verdicts", pipe.features, "end_all")  # ... or at the end of input
 
 
 # The child reports VmHWM (peak RSS of its own address space): getrusage's ru_maxrss would keep
