@@ -32,10 +32,14 @@ MAX_BATCH = 1024
 class OnnxScorer(ABC, Generic[K, V]):
     """One ONNX model behind a memo (see the module docstring)."""
 
-    def __init__(self, model: OnnxModel, name: str, cache_size: int = 65536, max_batch: int = MAX_BATCH) -> None:
+    # Rows per ONNX Runtime call unless the caller says otherwise: a subclass sets the cap its
+    # model is measured fastest at (`bench/batch_shapes.py`; every cap gives the same values).
+    ROWS_PER_CALL = MAX_BATCH
+
+    def __init__(self, model: OnnxModel, name: str, cache_size: int = 65536, max_batch: int | None = None) -> None:
         self.model = model
         self.name = name
-        self.max_batch = max(1, max_batch)
+        self.max_batch = max(1, self.ROWS_PER_CALL if max_batch is None else max_batch)
         self.cache: BoundedCache[K, V] = BoundedCache(cache_size)
         self.calls = 0
         self.rows = 0
