@@ -485,6 +485,11 @@ class LogBertDetector:
                   for ws, start in zip(self.score_windows(chunks), starts, strict=True)]
         return max(scored, key=lambda s: s.score)
 
+    def prefetch_sessions(self, sessions: Sequence[tuple[Sequence[int], Sequence[int]]]) -> None:
+        """The chunks of these sessions, into the memo in as few calls as `max_tokens` allows
+        (sessions that end together; a window's scores do not depend on the call it is in)."""
+        self.scorer.fill([w for tokens, levels in sessions if tokens for w in self.session_windows(tokens, levels)])
+
     def session_windows(self, tokens: Sequence[int], levels: Sequence[int] | None) -> list[Window]:
         """A session's tokens and levels as windows of at most max_len positions."""
         toks, levs = sanitise(tokens, levels, self.layout)

@@ -128,6 +128,18 @@ def test_one_onnx_call_holds_every_masked_variant(hdfs_bundle: Path) -> None:
     assert first == again
 
 
+def test_sessions_ending_together_are_scored_in_few_calls(hdfs_bundle: Path, data_dir: Path) -> None:
+    """Sessions that end together: their chunks go to the model in calls of up to `max_tokens`
+    (`prefetch_sessions`), and each session's score is the one it gets judged alone."""
+    sessions = _hdfs_sessions(data_dir)[2000:2040]
+    alone = _detector(hdfs_bundle)
+    expected = [alone.score_session(s, []) for s in sessions]
+    together = _detector(hdfs_bundle)
+    together.prefetch_sessions([(s, []) for s in sessions])
+    assert [together.score_session(s, []) for s in sessions] == expected
+    assert together.stats()["calls"] < alone.stats()["calls"] / 4
+
+
 def test_long_session_is_split_into_chunks_and_scores_as_its_worst(hdfs_bundle: Path) -> None:
     """A session longer than max_len is scored in chunks and takes its worst chunk's score."""
     det = _detector(hdfs_bundle)
