@@ -120,8 +120,8 @@ class Contexts:
     def advance(self, old: int, token: int, level: int, state: EntityState) -> int:
         """The context after a line (`state`'s history already ends with it)."""
         # Plain ints (not `Level` members): the garbage collector stops tracking a tuple of ints, so
-        # the remembered contexts add nothing to its full collections (one was 80 ms on the
-        # incident day, with ~70,000 of these tuples tracked).
+        # the remembered contexts add nothing to its full collections (~70,000 of them tracked on
+        # the incident day made one full collection cost 80 ms).
         level = int(level)
         step = (old, token, level)
         ctx = self.known.get(step)
