@@ -273,8 +273,9 @@ class FeatureExtractor:
         )
         return row, state
 
-    def end_idle(self, now: float) -> list[EndedSession]:
-        """Remove entities idle for `idle_secs` and hand back their sessions for verdicts."""
+    def end_idle(self, now: float, min_tokens: int = 0) -> list[EndedSession]:
+        """Remove entities idle for `idle_secs` and hand back their sessions for verdicts (those of
+        at least `min_tokens` lines: the shorter ones end without a verdict and without an object)."""
         ended: list[EndedSession] = []
         horizon = now - self.config.idle_secs
         entities = self.entities
@@ -284,7 +285,8 @@ class FeatureExtractor:
             if state.last_seen >= horizon:
                 break
             del entities[ent]
-            ended.append(_ended(ent, state))
+            if len(state.session) >= min_tokens:
+                ended.append(_ended(ent, state))
         return ended
 
     def looks_complete(self, session: EndedSession) -> bool:
@@ -298,9 +300,10 @@ class FeatureExtractor:
             return False
         return st.session_ends.get(session.tokens[-1], 0) >= MIN_END_SHARE * st.sessions
 
-    def end_all(self) -> list[EndedSession]:
-        """End every entity's session and forget all state (stream end, reload)."""
-        ended = [_ended(ent, state) for ent, state in self.entities.items()]
+    def end_all(self, min_tokens: int = 0) -> list[EndedSession]:
+        """End every entity's session and forget all state (stream end, reload); hand back the
+        sessions of at least `min_tokens` lines."""
+        ended = [_ended(ent, state) for ent, state in self.entities.items() if len(state.session) >= min_tokens]
         self.entities.clear()
         return ended
 

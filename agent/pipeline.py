@@ -69,6 +69,7 @@ ONLINE_ID_BASE = 1_000_000
 ONLINE_STATE = "templates_online.json"
 STITCH_IDLE_SECS = 0.5
 SWEEP_SECS = 1.0  # how often (in log time) idle entities are looked for
+SESSION_MIN_TOKENS = 2  # a shorter session gets no verdict (and ends without an EndedSession)
 
 
 MATCH_MEMO = 8_192  # raw messages whose frozen-miner match is remembered (emptied when full) ...
@@ -617,7 +618,7 @@ class Pipeline:
         self._log_clock = t
         if t - self._swept_at >= SWEEP_SECS:
             self._swept_at = t
-            ended = self.features.end_idle(t)
+            ended = self.features.end_idle(t, SESSION_MIN_TOKENS)
             if ended:  # most sweeps end nothing: no call
                 out.extend(self._session_verdicts(ended))
 
@@ -658,7 +659,7 @@ class Pipeline:
         idle = silent >= self.config.idle_entity_secs
         if idle and math.isfinite(clock):
             clock += silent
-            out.extend(self._session_verdicts(self.features.end_idle(clock)))
+            out.extend(self._session_verdicts(self.features.end_idle(clock, SESSION_MIN_TOKENS)))
         if math.isfinite(clock):
             # Incidents resolve on the grouper's own clock (the anomalies' believed times), as
             # its sweep in `add` does in a scan: the lines' clock may believe a lone timestamp
@@ -675,7 +676,7 @@ class Pipeline:
     def close(self, now: float) -> list[Output]:
         """End of input: everything held, every open session and incident, then a snapshot."""
         out = self.flush_pending(now)
-        out.extend(self._session_verdicts(self.features.end_all()))
+        out.extend(self._session_verdicts(self.features.end_all(SESSION_MIN_TOKENS)))
         resolved = self.grouper.close()
         out.extend(self._decided())
         out.extend(resolved)
@@ -715,7 +716,7 @@ class Pipeline:
         # end of input) and does not end the way training sessions end is a fragment: its
         # set and order say nothing, so it is judged only when it holds a template never
         # seen in training (then it is anomalous however it would have gone on).
-        if len(s.tokens) < 2 or s.whole_stream:
+        if len(s.tokens) < SESSION_MIN_TOKENS or s.whole_stream:
             return False
         return 0 in s.tokens or self.features.looks_complete(s)
 
