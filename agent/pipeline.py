@@ -363,6 +363,7 @@ class Pipeline:
         # them or observers want every score (`ShortRoad.needs_keys`); else none are built.
         keyed = road is not None and road.needs_keys(collect)
         lazy = road is not None and not keyed  # a short-road line then needs no parameters
+        schedule = road.schedule if road is not None and road.scheduled else None  # else no line is due
         if road is not None:
             road.track(keyed, self.features.entities.values())
         for record in records:
@@ -396,7 +397,8 @@ class Pipeline:
                 previous: int | None = None
                 count = -1  # the explainer has not noted the line yet
                 if road is not None:
-                    flags = road.schedule(entity)
+                    if schedule is not None:
+                        flags = schedule(entity)
                     if keyed:  # (params read: not lazy)
                         keys_row, state = advance(entity, source, t, token, level, len(message), len(params or ()),
                                                   is_new, tid)
