@@ -192,9 +192,13 @@ class ShapeMatcher:
         line that needs no parameters (the pipeline's short road without keys) skips reading them."""
         if not self._usable or len(message) > MAX_SHAPE_CHARS:
             return None
-        shape = self._shapes.get(message.encode("utf-8", "surrogatepass").translate(_AS_ZERO))
-        if shape is None:
-            return None
+        key = message.encode("utf-8", "surrogatepass").translate(_AS_ZERO)
+        shape = self._shapes.get(key)
+        if shape is None:  # as in `parts`: perhaps known by its general shape
+            general = general_key(key) if self._general else None
+            shape = self._shapes.get(general) if general is not None else None
+            if shape is None:
+                return None
         entry = shape[1].get(_zeros_at(message, shape[0]))
         if entry is None or entry[0] is None or entry[2]:  # virtual, no template, or tokens to check
             return None
