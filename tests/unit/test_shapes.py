@@ -56,7 +56,7 @@ def test_shapes_match_as_the_miner_on_real_logs(data_dir: Path) -> None:
         shapes = _same(miner, lines, bare)
         hits, total = hits + shapes.hits, total + len(lines)
     assert total >= 20_000
-    assert len(bare) > 0.3 * total, (len(bare), total)  # most known shapes need no token checked
+    assert len(bare) > 0.6 * total, (len(bare), total)  # most known shapes need no token checked (74 %)
     assert hits > 0.5 * total, (hits, total)
 
 
