@@ -31,7 +31,7 @@ from agent import __version__, metrics
 from agent.bundle import Bundle, load_bundle
 from agent.dead_letter import Rejected, rejected
 from agent.detectors.base import Detector, load_detectors
-from agent.detectors.cascade import Cascade, SessionMemo, score_where
+from agent.detectors.cascade import Cascade, Judged, SessionMemo, score_where
 from agent.drift import DriftConfig, DriftLearner
 from agent.episodes import EPISODE_GAP_SECS
 from agent.errors import BundleError
@@ -722,7 +722,7 @@ class Pipeline:
             return False
         return 0 in s.tokens or self.features.looks_complete(s)
 
-    def _judge_session(self, s: EndedSession) -> tuple[list[DetectorScore], float, Verdict] | None:
+    def _judge_session(self, s: EndedSession) -> Judged | None:
         """The session models' verdict on one ended session, None when it is not judged."""
         if not self._judged(s):
             return None

@@ -77,8 +77,9 @@ class Session(Protocol):
         """Their `Level` values."""
 
 
-Judged = tuple[list[DetectorScore], float, Verdict]
-"""A session's scores (pipeline order), combined score and verdict."""
+Judged = tuple[tuple[DetectorScore, ...], float, Verdict]
+"""A session's scores (pipeline order), combined score and verdict (immutable: the memo shares it)."""
+Shape = tuple[tuple[int, ...], tuple[int, ...]]  # a session's (tokens, levels)
 
 MEMO_SESSIONS = 4096  # session shapes remembered (the memo is emptied when full) ...
 MEMO_SESSION_TOKENS = 256  # ... of at most this many lines: ≤ ≈ 16 MiB of keys in all
@@ -90,36 +91,36 @@ class SessionMemo:
     def __init__(self, capacity: int = MEMO_SESSIONS, max_tokens: int = MEMO_SESSION_TOKENS) -> None:
         self.capacity = capacity
         self.max_tokens = max_tokens
-        self._known: dict[tuple[tuple[int, ...], tuple[int, ...]], Judged | None] = {}
+        self._known: dict[Shape, Judged | None] = {}
         self.hits = 0
         self.misses = 0
 
     @staticmethod
-    def key(session: Session) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    def key(session: Session) -> Shape:
         """What a session's verdict is a function of."""
         return tuple(session.tokens), tuple(session.levels)
 
     def judge(self, sessions: Sequence[Session], judge: Callable[[Sequence[Session]], list[Judged | None]]
               ) -> list[Judged | None]:
-        """Each session's verdict: remembered, or `judge`d once per distinct shape not remembered."""
-        keys = [self.key(s) for s in sessions]
-        todo: dict[tuple[tuple[int, ...], tuple[int, ...]], int] = {}
+        """Each session's verdict: remembered, or `judge`d once per distinct shape not remembered
+        (one lookup per remembered session; the judgement itself is shared, not copied)."""
+        known = self._known
+        keys = [(tuple(s.tokens), tuple(s.levels)) for s in sessions]
+        todo: dict[Shape, int] = {}
         for k, key in enumerate(keys):
-            if key not in self._known and key not in todo:
+            if key not in known and key not in todo:
                 todo[key] = k
         self.misses += len(todo)
         self.hits += len(sessions) - len(todo)
-        fresh = dict(zip(todo, judge([sessions[k] for k in todo.values()]), strict=True)) if todo else {}
+        if not todo:
+            return [known[key] for key in keys]
+        fresh = dict(zip(todo, judge([sessions[k] for k in todo.values()]), strict=True))
         for key, judged in fresh.items():
             if len(key[0]) <= self.max_tokens:
-                if len(self._known) >= self.capacity:
-                    self._known.clear()
-                self._known[key] = judged
-        out: list[Judged | None] = []
-        for key in keys:
-            judged = fresh[key] if key in fresh else self._known[key]
-            out.append(None if judged is None else (list(judged[0]), judged[1], judged[2]))
-        return out
+                if len(known) >= self.capacity:
+                    known.clear()
+                known[key] = judged
+        return [fresh[key] if key in fresh else known[key] for key in keys]
 
     def __len__(self) -> int:
         return len(self._known)
@@ -223,7 +224,7 @@ class Cascade:
         out: list[Judged | None] = []
         doubtful = []
         for k in range(len(sessions)):
-            scores = [s for s in (col[k] for col in voted) if s is not None]
+            scores = tuple(s for s in (col[k] for col in voted) if s is not None)
             score, verdict = ensemble.combine(scores, kinds)
             out.append((scores, score, verdict) if scores else None)
             if verdict is not Verdict.NORMAL:
@@ -233,7 +234,7 @@ class Cascade:
         witnessed = session_columns(self.witnesses, [sessions[k] for k in doubtful])
         for j, k in enumerate(doubtful):
             merged = self.merge([[col[k]] for col in voted], [[col[j]] for col in witnessed])
-            scores = [col[0] for col in merged if col[0] is not None]
+            scores = tuple(col[0] for col in merged if col[0] is not None)
             if scores:
                 score, verdict = ensemble.combine(scores, kinds)
                 out[k] = (scores, score, verdict)
