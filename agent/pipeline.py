@@ -480,17 +480,15 @@ class Pipeline:
         detectors outside the vote only on lines that may be emitted, unless every line's result
         is wanted); a line a detector raises on is dropped alone. With a short road, scheduled
         detectors already counted every line (`due`: id(context) -> the flags) and score the due
-        ones only. `voted` (id(context) -> `_line_verdict` of the voters' scores) gets the lines
-        the voters find NORMAL: `_judge` need not work their verdict out again."""
+        ones only. `voted` (id(context) -> `_line_verdict` of the voters' scores) gets every line
+        the voters judged: `_judge` need not work their verdict out again."""
         full = self.config.emit_all or bool(self.observers)
 
         def doubtful(ctx: LineContext, scores: list[DetectorScore | None]) -> bool:
             found = self._line_verdict(ctx, scores)
-            if found[2] is Verdict.NORMAL:
-                if voted is not None:
-                    voted[id(ctx)] = found
-                return False
-            return True
+            if voted is not None:
+                voted[id(ctx)] = found
+            return found[2] is not Verdict.NORMAL
 
         kept, columns = self.cascade.score_lines(
             contexts, full, doubtful,
@@ -542,14 +540,24 @@ class Pipeline:
     def _judge(self, ctx: LineContext, detector_scores: list[DetectorScore | None],
                voted: tuple[list[DetectorScore], float, Verdict] | None = None) -> list[Output]:
         """Ensemble, explanation and incident grouping of one scored line. `voted`: the verdict
-        the voters' scores gave it (NORMAL), kept when no detector outside the vote scored it
-        (its scores are then the voters'; a NORMAL verdict stays NORMAL: the explainer's counts
-        do not change after a batch is observed, and a template learned online stays learned)."""
+        the voters' scores gave it, kept when no detector outside the vote scored it (its scores
+        are then the voters'; a NORMAL verdict stays NORMAL: the explainer's counts do not change
+        after a batch is observed, and a template learned online stays learned). When detectors
+        outside the vote scored a line the voters found anomalous, their scores join its list
+        and the vote stays the voters' (the ensemble counts no detector outside the vote)."""
         out: list[Output] = []
-        if voted is not None and len(voted[0]) == sum(1 for s in detector_scores if s is not None):
-            scores, score, verdict = voted
-        else:
+        if voted is None:
             scores, score, verdict = self._line_verdict(ctx, detector_scores)
+        else:
+            present = [s for s in detector_scores if s is not None]
+            if len(voted[0]) == len(present):
+                scores, score, verdict = voted
+            elif voted[2] is not Verdict.NORMAL:
+                scores = present if self.hour_multipliers is None else _at_hour(
+                    present, self.hour_multipliers[int(ctx.line.time // 3600) % 24], self.kinds)
+                score, verdict = voted[1], voted[2]
+            else:
+                scores, score, verdict = self._line_verdict(ctx, detector_scores)
         if verdict is not Verdict.NORMAL and self.feedback.is_expected(ctx.line.template_id):
             verdict = Verdict.NORMAL  # an operator marked this template as expected
             self.feedback.suppressed += 1
@@ -563,10 +571,11 @@ class Pipeline:
             if self.observers or self.verdict_observers or self.config.emit_all:
                 self._observed(LineResult(ctx.line, tuple(scores), score, verdict), out)
             return out
-        result = LineResult(ctx.line, tuple(scores), score, verdict)
-        self._observed(result, out)
-        explanations = self.explainer.explain(ctx, result.scores)
-        anomaly = Anomaly(ctx.line, score, verdict, result.scores, explanations)
+        line_scores = tuple(scores)
+        if self.observers or self.verdict_observers or self.config.emit_all:
+            self._observed(LineResult(ctx.line, line_scores, score, verdict), out)
+        explanations = self.explainer.explain(ctx, line_scores)
+        anomaly = Anomaly(ctx.line, score, verdict, line_scores, explanations)
         incident_id, incident_events = self.grouper.add(anomaly)
         if incident_id is not None:  # the incident's signature, for `logdetect feedback --incident`
             self.feedback.remember(incident_id, ctx.line.template_id, ctx.line.template, ctx.line.line.message)
