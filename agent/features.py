@@ -452,8 +452,10 @@ def finish_rows(rows: np.ndarray, stats: FeatureStats) -> None:
     tokens = rows[:, _IDX["template_token"]].astype(np.int64)
     freq = rows[:, _IDX["template_freq_window"]]
     stats.mean_window_freq.clear()
-    for token in np.unique(tokens):
-        stats.mean_window_freq[int(token)] = float(freq[tokens == token].mean())
+    order = np.argsort(tokens, kind="stable")  # each token's rows in row order, as a mask takes them
+    unique, starts = np.unique(tokens[order], return_index=True)
+    for token, group in zip(unique.tolist(), np.split(freq[order], starts[1:]), strict=True):
+        stats.mean_window_freq[token] = float(group.mean())
     set_burst_ratios(rows, stats)
 
 
@@ -462,10 +464,14 @@ def set_burst_ratios(rows: np.ndarray, stats: FeatureStats) -> None:
     the value `advance` computes with the final statistics."""
     if not len(rows):
         return
-    pairs = np.stack([rows[:, _IDX["template_token"]], rows[:, _IDX["template_freq_window"]]], axis=1)
-    unique, back = np.unique(pairs, axis=0, return_inverse=True)  # few: templates x window counts
+    tokens = rows[:, _IDX["template_token"]].astype(np.int64)
+    freq = rows[:, _IDX["template_freq_window"]].astype(np.int64)  # a count of lines
+    key = tokens * (int(freq.max()) + 1) + freq
+    unique, back = np.unique(key, return_inverse=True)  # few: templates x window counts
     means = stats.mean_window_freq
-    ratios = np.array([burst_ratio(f, means.get(int(t), 1.0)) for t, f in unique.tolist()], dtype=np.float32)
+    width = int(freq.max()) + 1
+    ratios = np.array([burst_ratio(float(k % width), means.get(k // width, 1.0)) for k in unique.tolist()],
+                      dtype=np.float32)
     rows[:, _IDX["burst_ratio"]] = ratios[back.reshape(-1)]
 
 

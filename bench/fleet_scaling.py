@@ -69,11 +69,12 @@ def single_process(paths: list[Path]) -> tuple[float, int, int]:
     the history check, per-entity sequences, features, the explanation profile, the held-back
     split): seconds, lines, templates."""
     from agent.reader import iter_records
+    from trainer.distributed import paused_gc
     from trainer.train import assemble_in_process
 
     started = time.perf_counter()
     records = [r for p in paths for r in iter_records(p)]
-    data = assemble_in_process(records, _options(Path("unused")))
+    data = paused_gc(assemble_in_process)(records, _options(Path("unused")))  # as `train` runs it
     return time.perf_counter() - started, data.lines, len(data.vocab)
 
 

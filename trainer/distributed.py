@@ -43,14 +43,16 @@ No miner is shipped except as state, broadcast once per round that matches lines
 from __future__ import annotations
 
 import dataclasses
+import functools
+import gc
 import hashlib
 import logging
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -114,6 +116,28 @@ def connect(spec: str) -> Any:
         return Client(spec, timeout=30)  # type: ignore[no-untyped-call]
     except OSError as exc:
         raise UserError(f"--dask {spec}: cannot reach the scheduler: {exc}") from None
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def paused_gc(fn: F) -> F:
+    """Run `fn` with Python's cyclic garbage collector paused (restored after): the tasks and the
+    driver's assembly allocate many small objects while large heaps of parsed lines, miners and
+    profiles are alive, and each full collection walks all of them (freed by reference counting
+    all the same; the lines, matches and statistics hold no cycles)."""
+
+    @functools.wraps(fn)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        was = gc.isenabled()
+        gc.disable()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            if was:
+                gc.enable()
+
+    return run  # type: ignore[return-value]
 
 
 def _lines(data: bytes) -> list[str]:
@@ -226,6 +250,7 @@ def list_blocks(paths: Sequence[str], blocksize: int) -> tuple[list[Block], byte
     return blocks, sample
 
 
+@paused_gc
 def _parse_block(block: Block, parser: ParserConfig, sample: list[str], config: MinerConfig) -> ParsedBlock:
     """Round 1: one block read, parsed and keyed."""
     data = block.read()
@@ -236,6 +261,7 @@ def _keys_of(block: ParsedBlock) -> BlockKeys:
     return block.keys
 
 
+@paused_gc
 def _firsts_from(block: ParsedBlock, local: int) -> FirstKeys:
     """The first (index in the block, message) of every masked key among the block's lines from
     `local` on (the block the split point cuts: its held-back lines)."""
@@ -330,12 +356,15 @@ class MatchedBlock:
     pieces: tuple[Piece, ...]
 
 
+@paused_gc
 def _match_block(
-    block: ParsedBlock, start: int, table: np.ndarray, state: dict[str, Any], owners: Owners,
+    block: ParsedBlock, start: int, table: np.ndarray, shared: tuple[dict[str, Any], Owners],
 ) -> MatchedBlock:
     """Round 2: a block's lines matched and cut by owner (`table`: the block's key → template
-    table of the training miner; `state`: the miner's). Its history columns carry each line's
-    masked-key code as its template: the driver names them with the served miner's table."""
+    table of the training miner; `shared`: the miner's state and the owners). Its history
+    columns carry each line's masked-key code as its template: the driver names them with the
+    served miner's table."""
+    state, owners = shared
     miner = TemplateMiner.from_state(state)
     parsed, codes = block.parsed, block.codes
     ids = table[codes] if len(codes) else np.empty(0, dtype=np.int64)
@@ -379,10 +408,17 @@ class Owned:
     counts: FeatureCounts
 
 
-def _own(n_train: int, suspect: frozenset[int], vocab: dict[int, int], *pieces: Piece) -> Owned:
-    """Round 3: partition k's owner: its pieces of every block (in block order) grouped by
-    entity, and the first pass of the feature extractor over its training lines."""
-    lines = OwnedLines.assemble(pieces)
+@paused_gc
+def _own(*pieces: Piece) -> OwnedLines:
+    """Round 3 (submitted with round 2): partition k's owner: its pieces of every block (in
+    block order) grouped by entity."""
+    return OwnedLines.assemble(pieces)
+
+
+@paused_gc
+def _count(lines: OwnedLines, n_train: int, suspect: frozenset[int], vocab: dict[int, int]) -> Owned:
+    """Round 3, once the vocabulary is known: the first pass of the feature extractor over the
+    owner's training lines."""
     index, inputs = lines.feature_inputs(0, n_train, suspect, vocab)
     counts, prevs = FeatureCounts.count(inputs)
     return Owned(lines, index, inputs, prevs, counts)
@@ -392,13 +428,14 @@ def _counts_of(owned: Owned) -> FeatureCounts:
     return owned.counts
 
 
-def _sequences_of(owned: Owned) -> EntitySequences:
-    return owned.lines.sequences
+def _sequences_of(lines: OwnedLines) -> EntitySequences:
+    return lines.sequences
 
 
 FeatureRows = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]  # training index, rows; threshold index, rows
 
 
+@paused_gc
 def _rows(
     owned: Owned, stats: FeatureStats, config: FeatureConfig, lo: int, hi: int, suspect: frozenset[int],
     vocab: dict[int, int],
@@ -415,20 +452,19 @@ def _rows(
 
 @dataclass(frozen=True)
 class BlockOutputs:
-    """Round 4, per block: what the driver reads of the block's lines."""
+    """Round 3, per block, once the vocabulary is known: what the driver reads of the block's
+    lines besides the judged ones."""
 
     profile: ProfileBuilder  # partial: its training lines (suspect templates left out)
-    judged: list[tuple[str, str]]  # (raw line, source) of its lines the vote is judged on
     problem: list[Packed]  # its lines of operator-labelled problem templates
     whole: ProfileBuilder | None  # partial: its normal lines with the served miner's templates
 
 
 @dataclass(frozen=True)
 class BlockAsk:
-    """What round 4 asks of each block (the same for all)."""
+    """What round 3 asks of each block (the same for all)."""
 
     n_train: int
-    judged_from: int  # lines from here on (suspect templates left out) are judged
     suspect: frozenset[int]
     vocab: dict[int, int]
     problem: frozenset[int]
@@ -437,16 +473,15 @@ class BlockAsk:
     served_vocab: dict[int, int]
 
 
+@paused_gc
 def _outputs(block: MatchedBlock, served_table: np.ndarray, ask: BlockAsk) -> BlockOutputs:
-    """Round 4: a block's partial profiles, judged lines and problem lines."""
+    """A block's partial profiles and problem lines."""
     start, n_train, suspect = block.start, ask.n_train, ask.suspect
     ids = [-1 if m is None else m[0] for m in block.matches]
     train_end = max(0, min(len(ids), n_train - start))
     profile = ProfileBuilder(partial=True)
     profile.add_all(templated_line(block.parsed[i], block.matches[i], ask.vocab)
                     for i in range(train_end) if ids[i] not in suspect)
-    judged = [(block.parsed[i].raw, block.source) for i in range(max(0, ask.judged_from - start), len(ids))
-              if ids[i] not in suspect]
     problem = [_pack(p) for p, t in zip(block.parsed, ids, strict=True) if t in ask.problem] if ask.problem else []
     whole = None
     if ask.served is not None:
@@ -457,7 +492,16 @@ def _outputs(block: MatchedBlock, served_table: np.ndarray, ask: BlockAsk) -> Bl
         lines = (templated_line(block.parsed[i], _served_match(served, block.parsed[i].message, int(tids[i])),
                                 ask.served_vocab) for i in normal)
         whole.add_all(tl for tl in lines if tl.template_id >= 0 and tl.template_id not in ask.served_suspect)
-    return BlockOutputs(profile, judged, problem, whole)
+    return BlockOutputs(profile, problem, whole)
+
+
+@paused_gc
+def _judged(block: MatchedBlock, judged_from: int, suspect: frozenset[int]) -> list[tuple[str, str]]:
+    """Round 4, per block: (raw line, source) of its lines from `judged_from` on whose template
+    is not suspect: the held-back lines the vote is judged and calibrated on."""
+    first = max(0, judged_from - block.start)
+    return [(block.parsed[i].raw, block.source) for i in range(first, len(block.matches))
+            if (-1 if (m := block.matches[i]) is None else m[0]) not in suspect]
 
 
 def _served_match(served: TemplateMiner, message: str, tid: int) -> Match:
@@ -509,7 +553,10 @@ class ClusterData:
     entities: int = 0  # known after round 3
     matched: list[Any] = field(default_factory=list)  # round 2's futures
     served_tables: list[np.ndarray] = field(default_factory=list)
-    owners: list[Any] = field(default_factory=list)  # round 3's futures
+    assembled: list[Any] = field(default_factory=list)  # round 3's futures: the owners' lines
+    owners: list[Any] = field(default_factory=list)  # round 3's futures: the owners' feature counts
+    outs: list[Any] = field(default_factory=list)  # round 3's futures: the blocks' profiles
+    homes: dict[Any, list[str] | None] = field(default_factory=dict)  # future key -> the worker holding it
     straddle: Any = None  # the future of `_firsts_from` on the block the split point cuts
     straddle_at: int | None = None  # that block's first line
     _clock: float = field(default_factory=time.monotonic)
@@ -538,24 +585,35 @@ class ClusterData:
 
     def _on(self, where: Any, fn: Any, *args: Any) -> Any:
         """`fn(*args)` on the worker that holds `where`'s result: a block's lines stay where they
-        were parsed (Dask's queuing would otherwise move them to whichever worker is free)."""
-        workers = self.client.who_has([where]).get(where.key) or None
-        return self.client.submit(fn, *args, workers=workers, pure=False)
+        were parsed (Dask's queuing would otherwise move them to whichever worker is free). Where
+        each result lives is asked once, after round 1 (`homes`); later results are where their
+        tasks were pinned."""
+        home = self.homes.get(where.key)
+        urgent = fn in _URGENT  # the driver waits for these: ahead of the blocks' profiles
+        future = self.client.submit(fn, *args, workers=home, pure=False, priority=1 if urgent else 0)
+        self.homes[future.key] = home
+        return future
 
     def match(self) -> None:
         """Round 2 (submitted by `prepare`): every block's lines matched and cut by owner on its
         worker."""
         client = self.client
-        state = client.scatter(self.miner.to_state(), broadcast=True)
         counts: Counter[str] = Counter()
         for k in self.keys:
             counts.update(k.entities)
-        owners = client.scatter(Owners.balanced(dict(counts), self.workers), broadcast=True)
-        self.matched = [self._on(f, _match_block, f, s, t, state, owners)
+        shared = client.scatter((self.miner.to_state(), Owners.balanced(dict(counts), self.workers)), broadcast=True)
+        self.matched = [self._on(f, _match_block, f, s, t, shared)
                         for f, s, t in zip(self.parsed, self.starts, self.templates, strict=True)]
         for f in self.parsed:
             f.release()
         self.parsed = []
+        workers = sorted(client.scheduler_info().get("workers", {}))  # owner k on the k-th worker
+        self.assembled = []
+        for part in range(self.workers):
+            home = [workers[part % len(workers)]] if workers else None
+            self.assembled.append(client.submit(_own, *[self._on(f, _piece_of, f, part) for f in self.matched],
+                                                workers=home, pure=False))
+            self.homes[self.assembled[-1].key] = home
 
     def history_lines(self, served: TemplateMiner) -> HistoryLines:
         """Round 2's history columns, each line named by the served miner (each distinct key
@@ -567,41 +625,43 @@ class ClusterData:
         self.phase("match_history")
         return out
 
-    def sequences(self, suspect: frozenset[int], vocab: dict[int, int]) -> tuple[EntitySequences, list[FeatureCounts]]:
-        """Round 3: each owner's lines grouped by entity (owner k on the k-th worker); the
-        sequences and the feature counts of the training lines (`suspect` templates left out,
-        tokens by `vocab`)."""
+    def sequences(
+        self, ask: BlockAsk,
+    ) -> tuple[EntitySequences, list[FeatureCounts]]:
+        """Round 3, once the vocabulary is known: the feature counts of each owner's training lines
+        (`ask.suspect` templates left out, tokens by `ask.vocab`) and the owners' sequences; the
+        blocks' partial profiles start too (`outputs` collects them)."""
         client = self.client
-        workers = sorted(client.scheduler_info().get("workers", {}))
-        pieces = [[self._on(f, _piece_of, f, k) for f in self.matched] for k in range(self.workers)]
-        self.owners = [client.submit(_own, self.n_train, suspect, vocab, *pieces[k],
-                                     workers=[workers[k % len(workers)]] if workers else None, pure=False)
-                       for k in range(self.workers)]
-        counts: list[FeatureCounts] = client.gather([self._on(o, _counts_of, o) for o in self.owners])
-        sequences = EntitySequences.concat(client.gather([self._on(o, _sequences_of, o) for o in self.owners]))
+        self.owners = [self._on(o, _count, o, self.n_train, ask.suspect, ask.vocab) for o in self.assembled]
+        counts_futures = [self._on(o, _counts_of, o) for o in self.owners]
+        shared = client.scatter(ask, broadcast=True)
+        self.outs = [self._on(f, _outputs, f, t, shared) for f, t in zip(self.matched, self.served_tables,
+                                                                         strict=True)]
+        counts: list[FeatureCounts] = client.gather(counts_futures)
+        sequences = EntitySequences.concat(client.gather([self._on(o, _sequences_of, o) for o in self.assembled]))
         self.entities = len(sequences.entities)
         self.phase("shuffle_count")
         return sequences, counts
 
-    def outputs(self, stats: FeatureStats, config: FeatureConfig, judged_from: int, ask: BlockAsk) -> TrainingOutputs:
-        """Round 4: the feature rows (training lines; threshold lines [n_train, judged_from)), the
-        partial profiles merged in line order (each as soon as the ones before it are in), the
-        judged lines and the problem lines."""
+    def outputs(
+        self, stats: FeatureStats, config: FeatureConfig, judged_from: int, ask: BlockAsk,
+    ) -> TrainingOutputs:
+        """Round 4: the feature rows (training lines; threshold lines [n_train, judged_from)) and
+        the judged lines; round 3's partial profiles merged in line order (each as soon as the
+        ones before it are in) and its problem lines."""
         from dask.distributed import as_completed
 
         client = self.client
-        shared = client.scatter(ask, broadcast=True)
         rows = [self._on(o, _rows, o, stats, config, self.n_train, judged_from, ask.suspect, ask.vocab)
                 for o in self.owners]
-        outs = [self._on(f, _outputs, f, t, shared) for f, t in zip(self.matched, self.served_tables, strict=True)]
-        order = {f.key: i for i, f in enumerate(outs)}
+        judged_futures = [self._on(f, _judged, f, judged_from, ask.suspect) for f in self.matched]
+        order = {f.key: i for i, f in enumerate(self.outs)}
         profile = ProfileBuilder()
         whole = ProfileBuilder() if ask.served is not None else None
-        judged: list[Record] = []
         problem: list[ParsedLine] = []
         done: dict[int, BlockOutputs] = {}
         merged = 0
-        for future, result in as_completed(outs, with_results=True):  # type: ignore[no-untyped-call]
+        for future, result in as_completed(self.outs, with_results=True):  # type: ignore[no-untyped-call]
             done[order[future.key]] = result
             future.release()
             while merged in done:  # in line order, while later blocks still run
@@ -610,8 +670,9 @@ class ClusterData:
                 profile.merge(out.profile)
                 if whole is not None and out.whole is not None:
                     whole.merge(out.whole)
-                judged += [Record(raw, source) for raw, source in out.judged]
                 problem += [_unpack(t) for t in out.problem]
+        self.outs = []
+        judged = [Record(raw, source) for part in client.gather(judged_futures) for raw, source in part]
         parts: list[FeatureRows] = client.gather(rows)
         x_train = _in_line_order([p[0] for p in parts], [p[1] for p in parts])
         x_val = _in_line_order([p[2] for p in parts], [p[3] for p in parts])
@@ -620,9 +681,12 @@ class ClusterData:
 
     def close(self) -> None:
         """Release what the workers hold for this run."""
-        for f in (*self.parsed, *self.matched, *self.owners):
+        for f in (*self.parsed, *self.matched, *self.assembled, *self.owners, *self.outs):
             f.release()
-        self.parsed, self.matched, self.owners, self.straddle = [], [], [], None
+        self.parsed, self.matched, self.assembled, self.owners, self.outs, self.straddle = [], [], [], [], [], None
+
+
+_URGENT = frozenset({_count, _counts_of, _sequences_of, _history_of, _firsts_from})
 
 
 def _in_line_order(index: list[np.ndarray], rows: list[np.ndarray]) -> np.ndarray:
@@ -664,6 +728,7 @@ def prepare(
     for k in keys:
         h.update(k.digest)
     data = ClusterData(client, parsed, keys, earliest, fmt, miner, templates, total, n_train, h.hexdigest(), parts)
+    data.homes = {key: list(where) or None for key, where in client.who_has(parsed).items()}
     for future, k, start in zip(parsed, keys, data.starts, strict=True):  # asked first: the workers
         if start < n_train < start + k.count:  # run tasks in the order they were submitted
             data.straddle, data.straddle_at = data._on(future, _firsts_from, future, n_train - start), start

@@ -308,10 +308,12 @@ class ProfileBuilder:
         # each actor's previous line for its first line in the later run, in line order with
         # the later run's own successors (the first counted decides the order ties keep)
         successions: dict[int, list[tuple[int, int, int]]] = {}  # template -> (position, successor, count)
+        last_by_entity = self.last_by_entity
         for entity, tid, position in later.entries:
-            previous = self.last_by_entity.get(entity)
+            previous = last_by_entity.get(entity)
             if previous is not None and previous in stats:
                 successions.setdefault(previous, []).append((position, tid, 1))
+        crossing = set(successions)  # templates whose successors need putting in line order
         for tid, other in later.stats.items():
             st = stats.get(tid)
             if st is None:
@@ -330,7 +332,8 @@ class ProfileBuilder:
                     (other.next_first[n], n, c) for n, c in other.next.items())
         for tid, events in successions.items():
             st = stats[tid]
-            for position, n, c in sorted(events, key=lambda e: e[0]):
+            # positions are distinct (one line, one successor): tuples sort by position
+            for position, n, c in (sorted(events) if tid in crossing else events):
                 if self.partial and n not in st.next:
                     st.next_first[n] = self.total + position
                 st.next[n] += c
@@ -341,27 +344,40 @@ class ProfileBuilder:
         for level, hours in later.level_hours.items():
             mine = self.level_hours[level]
             self.level_hours[level] = [a + b for a, b in zip(mine, hours, strict=True)]
-        entity_levels = self.entity_levels
+        # per actor (`later` is consumed: its tables are taken over, not copied)
+        entity_levels, cap = self.entity_levels, self.entity_cap
         for entity, levels in later.entity_levels.items():
             counted = entity_levels.get(entity)
             if counted is None:
-                if len(entity_levels) < self.entity_cap:
-                    entity_levels[entity] = dict(levels)
+                if len(entity_levels) < cap:
+                    entity_levels[entity] = levels
                 continue
             for level, n in levels.items():
                 counted[level] = counted.get(level, 0) + n
+        actor_hours = self.actor_hours
         for entity, by_level in later.actor_hours.items():
-            if entity in self.actor_hours or len(self.actor_hours) < self.entity_cap:
-                mine_levels = self.actor_hours.setdefault(entity, {})
-                for level, hours in by_level.items():
-                    row = mine_levels.setdefault(level, [0] * 24)
-                    mine_levels[level] = [a + b for a, b in zip(row, hours, strict=True)]
+            mine_levels = actor_hours.get(entity)
+            if mine_levels is None:
+                if len(actor_hours) < cap:
+                    actor_hours[entity] = by_level
+                continue
+            for level, hours in by_level.items():
+                row = mine_levels.get(level)
+                if row is None:
+                    mine_levels[level] = hours
+                    continue
+                for h, n in enumerate(hours):
+                    if n:
+                        row[h] += n
         for token, tid in later.tokens.items():
             self.tokens.setdefault(token, tid)
         self.active |= later.active
-        for entity, tid in later.last_by_entity.items():
-            if entity in self.last_by_entity or len(self.last_by_entity) < self.entity_cap:
-                self.last_by_entity[entity] = tid
+        if len(last_by_entity) + len(later.last_by_entity) <= cap:
+            last_by_entity.update(later.last_by_entity)
+        else:
+            for entity, tid in later.last_by_entity.items():
+                if entity in last_by_entity or len(last_by_entity) < cap:
+                    last_by_entity[entity] = tid
         if self.first_line is None:
             self.first_line = later.first_line
         if later.last_line is not None:

@@ -208,7 +208,9 @@ def train(
         # one label per input line: every line is its own record (no stack-trace joining)
         options = dataclasses.replace(options, parser=dataclasses.replace(options.parser, multiline=False))
     if prepared is None:
-        data = assemble_in_process(records, options, keep_line)
+        from trainer.distributed import paused_gc
+
+        data = paused_gc(assemble_in_process)(records, options, keep_line)
     else:
         data = assemble_on_cluster(prepared, options)
     return fit(data, options, started)
@@ -357,7 +359,14 @@ def assemble_in_process(
 def assemble_on_cluster(data: ClusterData, options: TrainOptions) -> TrainingSet:
     """The data half on a Dask cluster (`trainer/distributed.py`): the same training set as
     `assemble_in_process` on the same files, built from the workers' counts, columns and samples
-    (no parsed line comes to this process)."""
+    (no parsed line comes to this process); the garbage collector paused meanwhile (`paused_gc`)."""
+    from trainer.distributed import paused_gc
+
+    assembled: TrainingSet = paused_gc(_assemble_on_cluster)(data, options)
+    return assembled
+
+
+def _assemble_on_cluster(data: ClusterData, options: TrainOptions) -> TrainingSet:
     from trainer.distributed import BlockAsk
 
     _say(options.progress, f"read and parsed {data.lines:,} lines on {data.workers} Dask workers")
@@ -369,18 +378,18 @@ def assemble_on_cluster(data: ClusterData, options: TrainOptions) -> TrainingSet
                                              options)
     served_suspect = history.suspect_ids | frozenset(problem)
     suspect, vocab = _vocabulary(miner, served, served_suspect)
-    sequences, counts = data.sequences(suspect, vocab)
+    known = served_only(miner, served, served_suspect)
+    ask = BlockAsk(n_train, suspect, vocab, frozenset(problem), served.to_state() if known else None,
+                   served_suspect, _profile_vocab(served, vocab, known))
+    sequences, counts = data.sequences(ask)
     unmatched = int(((sequences.lines < n_train) & (sequences.template_ids < 0)).sum())
     normal = ~np.isin(sequences.template_ids, np.fromiter(suspect, dtype=np.int64, count=len(suspect)))
     kept = np.sort(sequences.lines[(sequences.lines >= n_train) & normal])
     half = len(kept) // 2
     judged_from = int(kept[half]) if half < len(kept) else data.lines  # as `cut` in one process
     _say(options.progress, f"{len(vocab)} templates; {unmatched} training lines did not match back")
-    known = served_only(miner, served, served_suspect)
     stats = FeatureCounts.merge(counts)
-    out = data.outputs(stats, options.features, judged_from, BlockAsk(
-        n_train, judged_from, suspect, vocab, frozenset(problem), served.to_state() if known else None,
-        served_suspect, _profile_vocab(served, vocab, known)))
+    out = data.outputs(stats, options.features, judged_from, ask)
     data.close()  # what the workers hold for this run: the models are fitted here
     finish_rows(out.x_train, stats)
     set_burst_ratios(out.x_val, stats)

@@ -43,7 +43,7 @@ def test_shuffled_sequences_equal_one_process_for_any_partitioning(data_dir: Pat
             templates = key_templates(keys, earliest_keys(keys), merged)
             counts = {e: n for c in cut for e, n in c.keys.entities.items()}
             for owners in (Owners(parts, {}), Owners.balanced(counts, parts)):  # hashed, and placed by counts
-                matched = [_match_block(c, s, t, state, owners)
+                matched = [_match_block(c, s, t, (state, owners))
                            for c, s, t in zip(cut, starts, templates, strict=True)]
                 sequences = EntitySequences.concat(
                     [OwnedLines.assemble([m.pieces[k] for m in matched]).sequences for k in range(parts)])
