@@ -12,18 +12,26 @@ training set reach the driver; no parsed line does.
          whatever the partitioning and whatever order the blocks finish in); one miner mined on
          the first occurrences that are training lines, in line order, then consolidated; each
          distinct key matched once against it ─► each block's key → template id table
-      ─► `train` (trainer/train.py, `assemble_on_cluster`) then asks the cluster, round by round:
-         the held-back part's first line of each key (`held_back_messages`: what the served
-         miner learns); round 2, per block (`MatchedBlock`, kept on the worker): every line
-         matched (params) and cut by entity owner (`Owners`: the busiest entities spread
-         evenly by their line counts over the partitions, one per worker), its history
-         columns (time, served template, level, actor: `HistoryLines`) to the driver for the
-         history check; round 3, per owner (trainer/entity_shuffle.py): its pieces of every
-         block grouped by entity, the feature counts of its training lines (`FeatureCounts`)
-         and its sequences to the driver; round 4, per owner: the feature rows of its training
-         and threshold lines with the merged statistics, and per block: the partial explanation
-         profile(s) of its lines (`ProfileBuilder`), the held-back lines the vote is judged and
-         calibrated on (raw text), and the lines of operator-labelled problem templates
+      ─► round 2, per block (submitted with the merge; `MatchedBlock`, kept on the worker):
+         every line matched (params) and cut by entity owner (`Owners`: the busiest entities
+         spread evenly by their line counts over the partitions, one per worker); its history
+         columns (time, masked-key code, level, actor: `HistoryLines`) to the driver, which names
+         each key by the served miner (learnt from each key's first held-back line, the block
+         the split point cuts asked first for its own) and runs the history check; and each
+         owner's pieces of every block grouped by entity (trainer/entity_shuffle.py)
+      ─► round 3, once the vocabulary is known: per owner the feature extractor's first pass over
+         its training lines (`FeatureCounts`) and its sequences to the driver, which takes the
+         held-back split from them; per block the partial explanation profile(s) of its lines
+         (`ProfileBuilder`) and its lines of operator-labelled problem templates
+      ─► round 4: per owner the feature rows of its training and threshold lines with the merged
+         statistics; per block the held-back lines the vote is judged and calibrated on (raw
+         text); the driver merges the profiles in line order as they come in
+
+Tasks run on the worker that holds their block (or owner k on the k-th worker): Dask's queuing
+would otherwise move parsed blocks between workers. What the driver waits for runs ahead of the
+profiles in the workers' queues. The tasks and the driver's assembly run with the cyclic garbage
+collector paused (`paused_gc`): the data half allocates many small objects beside large live
+heaps, and each full collection walked all of them.
 
 Why the first occurrence per masked key: the miner learns lines with the same masked key alike
 (a memo hit only counts them), so one process and the merged run see the same sequence of
@@ -37,7 +45,8 @@ What reaches the driver: per block its keys, its history columns (~21 bytes a li
 partial profile and its judged lines' text (the second half of the held-back part, what the
 pipeline runs over to calibrate); per owner its feature counts, its sequences (17 bytes a line)
 and its feature rows (52 bytes a training or threshold line, what the Isolation Forest fits).
-No miner is shipped except as state, broadcast once per round that matches lines.
+No miner is shipped except as state, broadcast once (with the owners) for round 2, and the
+served miner's once for round 3 when held-back-only templates are served.
 """
 
 from __future__ import annotations
@@ -496,6 +505,16 @@ def _outputs(block: MatchedBlock, served_table: np.ndarray, ask: BlockAsk) -> Bl
 
 
 @paused_gc
+@paused_gc
+def _joined_outputs(first: BlockOutputs, then: BlockOutputs) -> BlockOutputs:
+    """Two consecutive runs of blocks' outputs as one (a tree of these merges the blocks'
+    partial profiles on the workers, in line order, so the driver merges one)."""
+    first.profile.merge(then.profile)
+    if first.whole is not None and then.whole is not None:
+        first.whole.merge(then.whole)
+    return BlockOutputs(first.profile, first.problem + then.problem, first.whole)
+
+
 def _judged(block: MatchedBlock, judged_from: int, suspect: frozenset[int]) -> list[tuple[str, str]]:
     """Round 4, per block: (raw line, source) of its lines from `judged_from` on whose template
     is not suspect: the held-back lines the vote is judged and calibrated on."""
@@ -635,8 +654,12 @@ class ClusterData:
         self.owners = [self._on(o, _count, o, self.n_train, ask.suspect, ask.vocab) for o in self.assembled]
         counts_futures = [self._on(o, _counts_of, o) for o in self.owners]
         shared = client.scatter(ask, broadcast=True)
-        self.outs = [self._on(f, _outputs, f, t, shared) for f, t in zip(self.matched, self.served_tables,
-                                                                         strict=True)]
+        level = [self._on(f, _outputs, f, t, shared) for f, t in zip(self.matched, self.served_tables,
+                                                                     strict=True)]
+        while len(level) > 1:  # merged pairwise on the workers, in line order
+            level = [self._on(level[i + 1], _joined_outputs, level[i], level[i + 1]) if i + 1 < len(level)
+                     else level[i] for i in range(0, len(level), 2)]
+        self.outs = level
         counts: list[FeatureCounts] = client.gather(counts_futures)
         sequences = EntitySequences.concat(client.gather([self._on(o, _sequences_of, o) for o in self.assembled]))
         self.entities = len(sequences.entities)

@@ -42,17 +42,32 @@ def _templated(data_dir: Path) -> list[TemplatedLine]:
 
 def test_profile_merged_from_runs_of_lines_equals_one_pass(data_dir: Path) -> None:
     """Runs cut anywhere (an entity's lines in several runs, a follow across a cut): the merged
-    profile is the one-pass profile, byte for byte."""
+    profile is the one-pass profile, byte for byte, merged one by one or pairwise first."""
     lines = _templated(data_dir)
     whole = json.dumps(build_profile(lines))
-    for cuts in ((1000, 2500), (1, 777, 778, 3999), (2000,)):
+    for cuts in ((1000, 2500), (1, 777, 778, 3999), (2000,), (500, 1000, 1500, 2000, 2500, 3000)):
         edges = [0, *cuts, len(lines)]
+
+        def parts(edges: list[int] = edges) -> list[ProfileBuilder]:
+            out = []
+            for lo, hi in itertools.pairwise(edges):
+                part = ProfileBuilder(partial=True)
+                part.add_all(lines[lo:hi])
+                out.append(part)
+            return out
+
         merged = ProfileBuilder()
-        for lo, hi in itertools.pairwise(edges):
-            part = ProfileBuilder(partial=True)
-            part.add_all(lines[lo:hi])
+        for part in parts():
             merged.merge(part)
         assert json.dumps(merged.result()) == whole, cuts
+        level = parts()  # merged pairwise first (a tree, as the workers do), then into one
+        while len(level) > 1:
+            for first, then in zip(level[::2], level[1::2], strict=False):
+                first.merge(then)
+            level = level[::2]
+        merged = ProfileBuilder()
+        merged.merge(level[0])
+        assert json.dumps(merged.result()) == whole, ("tree", cuts)
 
 
 def test_features_counted_per_entity_owner_equal_fit(data_dir: Path) -> None:
