@@ -11,11 +11,14 @@ the same bundles (`--bundles`: trained once by whichever tree gets there first).
 Per stream and tree it prints the median ratio pipeline / bare Drain3 (and its quartiles), the
 pipeline's µs per line, the CPU time inside the session verdicts (`_session_verdicts`,
 `FeatureExtractor.end_idle/end_all`) per line, the garbage collector's time per line and the
-full collections per run.
+full collections per run. `--stages` adds, per stream, the medians of three instrumented runs
+per tree stage by stage (`bench/throughput.py`'s table); `--no-gc` turns the collector off in
+both workers (a full collection lands in whichever stage allocates at that moment).
 
 usage (a tree is any checkout: a git worktree, or `git archive REV | tar -x -C DIR`):
   python bench/lockstep_ab.py --before /tmp/main-tree --after . --bundles /tmp/ab-bundles
   python bench/lockstep_ab.py --before A --after B --streams simulated,openssh --models isolation_forest,deeplog
+  python bench/lockstep_ab.py --before A --after B --streams bgl --stages --no-gc
 """
 
 from __future__ import annotations
@@ -32,8 +35,9 @@ from pathlib import Path
 from typing import Any
 
 
-def worker(tree: Path, bundles: Path) -> int:
-    """Answer requests 'STREAM MODELS drain|pipeline' on stdin with one JSON line each."""
+def worker(tree: Path, bundles: Path, collect: bool = True) -> int:
+    """Answer requests 'STREAM MODELS drain|pipeline|stages' on stdin with one JSON line each
+    (`collect`: False turns the garbage collector off)."""
     sys.path.insert(0, str(tree))
     import bench.throughput as tp
 
@@ -48,6 +52,8 @@ def worker(tree: Path, bundles: Path) -> int:
         collector["full"] += info["generation"] == 2
 
     gc.callbacks.append(on_gc)
+    if not collect:
+        gc.disable()
     streams: dict[str, Any] = {}
     for request in sys.stdin:
         name, models, what = request.split()
@@ -57,6 +63,10 @@ def worker(tree: Path, bundles: Path) -> int:
         bundle = tp.bundle_for(stream, tuple(models.split(",")), bundles)
         if what == "drain":
             answer: dict[str, float] = {"seconds": tp.run_drain(stream, bundle)}
+        elif what == "stages":
+            timers = tp.StageTimers()
+            seconds, _ = tp.run_pipeline(stream, bundle, timers)
+            answer = dict(tp._stage_table(timers, len(stream.scan), seconds))
         else:
             answer = run_pipeline(tp, stream, bundle, collector)
         answer["lines"] = len(stream.scan)
@@ -100,10 +110,11 @@ def run_pipeline(tp: Any, stream: Any, bundle: Path, collector: dict[str, Any]) 
 class Worker:
     """A worker process over one tree."""
 
-    def __init__(self, tree: Path, bundles: Path) -> None:
+    def __init__(self, tree: Path, bundles: Path, collect: bool = True) -> None:
         env = {**os.environ, "PYTHONPATH": str(tree)}
         self.proc = subprocess.Popen(
-            [sys.executable, str(Path(__file__).resolve()), "--worker", str(tree), "--bundles", str(bundles)],
+            [sys.executable, str(Path(__file__).resolve()), "--worker", str(tree), "--bundles", str(bundles),
+             *(() if collect else ("--no-gc",))],
             cwd=tree, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
         )
 
@@ -137,15 +148,17 @@ def main() -> int:
     ap.add_argument("--models", default="isolation_forest,deeplog,lstm_ae,logbert")
     ap.add_argument("--runs", type=int, default=9, help="alternations per stream (default 9)")
     ap.add_argument("--bundles", type=Path, default=Path("/tmp/lockstep-bundles"))
+    ap.add_argument("--stages", action="store_true", help="also three instrumented runs per tree, stage by stage")
+    ap.add_argument("--no-gc", action="store_true", help="the garbage collector off in both workers")
     ap.add_argument("--worker", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker is not None:
-        return worker(args.worker.resolve(), args.bundles)
+        return worker(args.worker.resolve(), args.bundles, collect=not args.no_gc)
     if args.before is None or args.after is None:
         ap.error("--before and --after name the two trees")
     args.bundles.mkdir(parents=True, exist_ok=True)
     trees = {"before": args.before.resolve(), "after": args.after.resolve()}
-    workers = {label: Worker(tree, args.bundles) for label, tree in trees.items()}
+    workers = {label: Worker(tree, args.bundles, collect=not args.no_gc) for label, tree in trees.items()}
     print(f"before {trees['before']}\nafter  {trees['after']}\nmodels {args.models}; CPU time; "
           f"load {os.getloadavg()[0]:.1f} at {time.strftime('%H:%M:%S', time.gmtime())} UTC")
     print("| stream | tree | pipeline / bare Drain3 (quartiles) | pipeline µs/line | session verdicts µs/line "
@@ -170,10 +183,24 @@ def main() -> int:
             print(f"| {stream} | {label} | {statistics.median(g['ratio']):.2f}× ({q[0]:.2f}–{q[2]:.2f}) | "
                   f"{statistics.median(g['us']):.1f} | {statistics.median(g['sessions']):.2f} | "
                   f"{statistics.median(g['gc']):.2f} | {statistics.median(g['full']):g} |", flush=True)
+        if args.stages:
+            print_stages(stream, {label: [w.ask(stream, args.models, "stages") for _ in range(3)]
+                                  for label, w in workers.items()})
     for w in workers.values():
         w.close()
     print(f"load {os.getloadavg()[0]:.1f} at {time.strftime('%H:%M:%S', time.gmtime())} UTC")
     return 0
+
+
+def print_stages(stream: str, tables: dict[str, list[dict[str, float]]]) -> None:
+    """Each stage's median µs per line over the instrumented runs, before and after."""
+    medians = {label: {stage: statistics.median(run.get(stage, 0.0) for run in runs) for stage in runs[0]
+                       if stage != "lines"} for label, runs in tables.items()}
+    print(f"\n{stream}, µs per line by stage (median of {len(tables['before'])} instrumented runs per tree)")
+    print("| stage | before | after |\n|---|---|---|")
+    before, after = medians["before"], medians["after"]
+    for stage in sorted(set(before) | set(after), key=lambda s: -before.get(s, 0.0)):
+        print(f"| {stage} | {before.get(stage, 0.0):.2f} | {after.get(stage, 0.0):.2f} |", flush=True)
 
 
 if __name__ == "__main__":
