@@ -20,8 +20,8 @@ from __future__ import annotations
 import math
 import sys
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -120,6 +120,37 @@ def _capped_update(into: Counter[Any], later: Counter[Any], cap: int) -> int:
         else:
             untracked += n
     return untracked
+
+
+T = TypeVar("T")
+
+
+def _take_over(into: dict[str, T], later: dict[str, T], cap: int, add: Callable[[T, T], None]) -> None:
+    """Per-actor tables of later lines into `into`, in their first-seen order: an actor's table
+    taken over when `into` has none (while under `cap` actors), else added to its own."""
+    for actor, table in later.items():
+        mine = into.get(actor)
+        if mine is None:
+            if len(into) < cap:
+                into[actor] = table
+            continue
+        add(mine, table)
+
+
+def _add_counts(into: dict[str, int], later: dict[str, int]) -> None:
+    for key, n in later.items():
+        into[key] = into.get(key, 0) + n
+
+
+def _add_hours(into: dict[str, list[int]], later: dict[str, list[int]]) -> None:
+    for level, hours in later.items():
+        row = into.get(level)
+        if row is None:
+            into[level] = hours
+            continue
+        for h, n in enumerate(hours):
+            if n:
+                row[h] += n
 
 
 class _TemplateStats:
@@ -345,30 +376,9 @@ class ProfileBuilder:
             mine = self.level_hours[level]
             self.level_hours[level] = [a + b for a, b in zip(mine, hours, strict=True)]
         # per actor (`later` is consumed: its tables are taken over, not copied)
-        entity_levels, cap = self.entity_levels, self.entity_cap
-        for entity, levels in later.entity_levels.items():
-            counted = entity_levels.get(entity)
-            if counted is None:
-                if len(entity_levels) < cap:
-                    entity_levels[entity] = levels
-                continue
-            for level, n in levels.items():
-                counted[level] = counted.get(level, 0) + n
-        actor_hours = self.actor_hours
-        for entity, by_level in later.actor_hours.items():
-            mine_levels = actor_hours.get(entity)
-            if mine_levels is None:
-                if len(actor_hours) < cap:
-                    actor_hours[entity] = by_level
-                continue
-            for level, hours in by_level.items():
-                row = mine_levels.get(level)
-                if row is None:
-                    mine_levels[level] = hours
-                    continue
-                for h, n in enumerate(hours):
-                    if n:
-                        row[h] += n
+        cap = self.entity_cap
+        _take_over(self.entity_levels, later.entity_levels, cap, _add_counts)
+        _take_over(self.actor_hours, later.actor_hours, cap, _add_hours)
         for token, tid in later.tokens.items():
             self.tokens.setdefault(token, tid)
         self.active |= later.active
