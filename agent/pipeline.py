@@ -78,6 +78,7 @@ MATCH_MEMO_CHARS = 512  # ... when at most this long: ≤ ≈ 7 MiB in all
 # (`ShapeMatcher.template`: a short-road line without keys needs none).
 Found = tuple[int, str, tuple[str, ...] | None]
 _UNSEEN: Found = (-1, "", ())  # not in the memo (compared by identity)
+_NO_IDS: list[int] = []  # a line's context ids when none are kept (`ShortRoad.needs_ids`); never mutated
 
 # The labelled counters of the anomaly path, each looked up once, when first counted (`labels`
 # costs a lock and a dict lookup per call).
@@ -362,10 +363,12 @@ class Pipeline:
         # Lines need their keys (feature row, context ids) only when a voting score is keyed by
         # them or observers want every score (`ShortRoad.needs_keys`); else none are built.
         keyed = road is not None and road.needs_keys(collect)
+        # ... and the context ids only when a context-keyed score votes or observers want every score
+        with_ids = road is not None and road.needs_ids(collect)
         lazy = road is not None and not keyed  # a short-road line then needs no parameters
         schedule = road.schedule if road is not None and road.scheduled else None  # else no line is due
         if road is not None:
-            road.track(keyed, self.features.entities.values())
+            road.track(with_ids, self.features.entities.values())
         for record in records:
             try:
                 line_no += 1
@@ -403,7 +406,7 @@ class Pipeline:
                         keys_row, state = advance(entity, source, t, token, level, len(message), len(params or ()),
                                                   is_new, tid)
                         row = keys_row
-                        ids = road.advance(state, token, level)
+                        ids = road.advance(state, token, level) if with_ids else _NO_IDS
                         clear = token != 0 and not any(flags) and road.check(keys_row, ids, collect)
                     else:  # no score is keyed: the line's facts and schedule alone decide
                         clear = token != 0 and not any(flags)

@@ -232,6 +232,12 @@ class ShortRoad:
         taught: some member is keyed, or `everyone` (observers want every detector's score)."""
         return everyone or bool(self.members)
 
+    def needs_ids(self, everyone: bool) -> bool:
+        """Whether lines need their context ids: some member is keyed by a context (a sequence
+        model that votes), or `everyone`. A vote whose only keyed member is the feature row's
+        (the Isolation Forest) checks and teaches by the row alone."""
+        return everyone or any(k.slot != ROW for k in self.members)
+
     def track(self, tracking: bool, states: Iterable[EntityState]) -> None:
         """Keep the entities' context ids up to date from now on, or stop. Resuming forgets the
         ids of `states` (every entity's state): `advance` rebuilds them from their history."""

@@ -155,4 +155,24 @@ def test_an_observer_that_comes_late_sees_what_one_there_from_the_start_sees(
     outputs.extend(pipe.close(0.0))
     assert [_key(o) for o in outputs] == early_out
     assert late_lines == early_lines[2000:]
-    assert keyless == (0 if pipe.short_road.members else 2)  # keyless only with no keyed member
+    # context ids are kept only while a context-keyed score votes (or someone observes)
+    assert keyless == (0 if pipe.short_road.needs_ids(False) else 2)
+
+
+def test_context_ids_are_kept_only_for_a_voter_keyed_by_them(stream: tuple[Path, list[Record]]) -> None:
+    """A vote whose only keyed member is the Isolation Forest (keyed by the feature row) checks
+    and teaches the short road by the row alone: no context ids are advanced for it
+    (`ShortRoad.needs_ids`); a sequence model in the vote, or an observer, needs them."""
+    from agent.short_road import ROW, Keyed
+
+    bundle, _ = stream
+    road = Pipeline.from_bundle(bundle, PipelineConfig()).short_road
+    assert road is not None and road.contexts  # the bundle's sequence models are keyed by contexts
+    forest = [k for k in road.keyed if k.slot == ROW]
+    sequence = [k for k in road.keyed if k.slot != ROW]
+    assert forest and sequence
+    road.members = [Keyed(k.name, k.slot, True) for k in forest]
+    assert road.needs_keys(False) and not road.needs_ids(False)
+    assert road.needs_ids(True)  # observers want every detector's score
+    road.members.append(Keyed(sequence[0].name, sequence[0].slot, True))
+    assert road.needs_ids(False)
