@@ -99,13 +99,14 @@ def said_in_body(explanations: Sequence[Explanation], scores: Sequence[DetectorS
     return said or raised_by(scores, explanations)
 
 
-def _envelope(name: str, t: float, observed: float, level: Level, body: str, attrs: dict[str, Any],
+def _envelope(name: str, t: float, observed: str, level: Level, body: str, attrs: dict[str, Any],
               resource: dict[str, str]) -> dict[str, Any]:
+    """An event of the schema; `observed` already as RFC 3339 text (one stamp for many events)."""
     return {
         "schema_version": SCHEMA_VERSION,
         "event_name": name,
         "timestamp": rfc3339(t),
-        "observed_timestamp": rfc3339(observed),
+        "observed_timestamp": observed,
         "severity_text": _LEVEL_NAME[level],
         "severity_number": _OTEL[level],
         "body": body,
@@ -173,17 +174,7 @@ def _anomaly_event(a: Anomaly, observed: str, provider: str, scope: str = "line"
     }
     if pl.origin:
         attrs["event.id"] = f"{pl.origin}/anomaly"
-    return {
-        "schema_version": SCHEMA_VERSION,
-        "event_name": ANOMALY,
-        "timestamp": rfc3339(tl.time),
-        "observed_timestamp": observed,
-        "severity_text": _LEVEL_NAME[level],
-        "severity_number": _OTEL[level],
-        "body": body,
-        "resource": {"log.source": pl.source},
-        "attributes": attrs,
-    }
+    return _envelope(ANOMALY, tl.time, observed, level, body, attrs, {"log.source": pl.source})
 
 
 def _score_dict(s: DetectorScore) -> dict[str, Any]:
@@ -254,7 +245,7 @@ def incident_event(i: Incident, observed: float) -> dict[str, Any]:
         "incident.explanation_kinds": [_VALUE[k] for k in i.explanation_kinds],
         "aggregation_key": i.incident_id,
     }
-    return _envelope(INCIDENT, i.last_seen, observed, level, body, attrs, {})
+    return _envelope(INCIDENT, i.last_seen, rfc3339(observed), level, body, attrs, {})
 
 
 def session_event(v: SessionVerdict, observed: float, provider: str) -> dict[str, Any]:
@@ -279,7 +270,7 @@ def session_event(v: SessionVerdict, observed: float, provider: str) -> dict[str
         "anomaly.explanations": [explanation_dict(e) for e in v.explanations],
         "model.provider": provider,
     }
-    return _envelope(SESSION, v.last_seen, observed, _VERDICT_LEVEL[verdict], body, attrs, {})
+    return _envelope(SESSION, v.last_seen, rfc3339(observed), _VERDICT_LEVEL[verdict], body, attrs, {})
 
 
 def line_event(tl_raw: str, entity: str, t: float, observed: float, level: Level, template_id: int,
@@ -297,7 +288,7 @@ def line_event(tl_raw: str, entity: str, t: float, observed: float, level: Level
     }
     if origin:
         attrs["event.id"] = f"{origin}/line"
-    return _envelope(LINE, t, observed, level, tl_raw[:200], attrs, {"log.source": source})
+    return _envelope(LINE, t, rfc3339(observed), level, tl_raw[:200], attrs, {"log.source": source})
 
 
 def data_gap_event(gap: DataGap, observed: float) -> dict[str, Any]:
@@ -313,7 +304,7 @@ def data_gap_event(gap: DataGap, observed: float) -> dict[str, Any]:
         "gap.lost_messages": gap.lost,
     }
     body = f"{gap.lost} message(s) from producer {gap.producer!r} never arrived at source {gap.source!r}"
-    return _envelope(DATA_GAP, gap.at, observed, Level.WARN, body, attrs, {"log.source": gap.source})
+    return _envelope(DATA_GAP, gap.at, rfc3339(observed), Level.WARN, body, attrs, {"log.source": gap.source})
 
 
 def render(event: Event, observed: float, provider: str) -> dict[str, Any]:

@@ -416,9 +416,7 @@ class Explainer:
             p99 = max(float(burst.get("p99", 0.0)), float(burst.get("p99_present", 0.0)))
             normal = "never seen" if template_id not in self._profile else f"≤{p99:g} when it occurs, mean {mean:.2f}"
             said = (normal, mean, std, p99, max(mean, 1e-9) if mean > 0 else None)
-            if len(self._burst_said) >= self.config.max_tracked_templates:
-                self._burst_said.clear()
-            self._burst_said[template_id] = said
+            remember(self._burst_said, template_id, said, self.config.max_tracked_templates)
         return said
 
     def _burst(self, line: TemplatedLine,

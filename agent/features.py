@@ -466,10 +466,9 @@ def set_burst_ratios(rows: np.ndarray, stats: FeatureStats) -> None:
         return
     tokens = rows[:, _IDX["template_token"]].astype(np.int64)
     freq = rows[:, _IDX["template_freq_window"]].astype(np.int64)  # a count of lines
-    key = tokens * (int(freq.max()) + 1) + freq
-    unique, back = np.unique(key, return_inverse=True)  # few: templates x window counts
-    means = stats.mean_window_freq
     width = int(freq.max()) + 1
+    unique, back = np.unique(tokens * width + freq, return_inverse=True)  # few: templates x window counts
+    means = stats.mean_window_freq
     ratios = np.array([burst_ratio(float(k % width), means.get(k // width, 1.0)) for k in unique.tolist()],
                       dtype=np.float32)
     rows[:, _IDX["burst_ratio"]] = ratios[back.reshape(-1)]

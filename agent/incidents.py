@@ -366,7 +366,6 @@ class _Open:
         self.episodes: list[list[float]] = []
 
 
-_KIND_VALUE: dict[ExplanationKind, str] = {k: k.value for k in ExplanationKind}
 
 
 def _key(anomaly: Anomaly) -> tuple[int, str, tuple[str, ...]]:

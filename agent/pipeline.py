@@ -531,14 +531,18 @@ class Pipeline:
     ) -> tuple[list[DetectorScore], float, Verdict]:
         """The line's scores (at the hour's thresholds), combined score and verdict before operator
         feedback: the ensemble's vote, or WATCH when the explanation facts alone are notable."""
-        scores: list[DetectorScore] = [s for s in detector_scores if s is not None]
-        if self.hour_multipliers is not None:
-            scores = _at_hour(scores, self.hour_multipliers[int(ctx.line.time // 3600) % 24], self.kinds)
+        scores = self._at_line_hour(ctx, [s for s in detector_scores if s is not None])
         score, verdict = self.ensemble.combine(scores, self.kinds)
         if verdict is Verdict.NORMAL and self.ensemble.facts and self.explainer.is_notable(ctx):
             # A template learned online is not in the training profile, but it is no longer news.
             verdict = Verdict.NORMAL if self.drift.is_learned(ctx.line.template_id) else Verdict.WATCH
         return scores, score, verdict
+
+    def _at_line_hour(self, ctx: LineContext, scores: list[DetectorScore]) -> list[DetectorScore]:
+        """The scores judged against the thresholds of the line's hour (`hour_multipliers`)."""
+        if self.hour_multipliers is None:
+            return scores
+        return _at_hour(scores, self.hour_multipliers[int(ctx.line.time // 3600) % 24], self.kinds)
 
     def _judge(self, ctx: LineContext, detector_scores: list[DetectorScore | None],
                voted: tuple[list[DetectorScore], float, Verdict] | None = None) -> list[Output]:
@@ -556,8 +560,7 @@ class Pipeline:
             if len(voted[0]) == len(present):
                 scores, score, verdict = voted
             elif voted[2] is not Verdict.NORMAL:
-                scores = present if self.hour_multipliers is None else _at_hour(
-                    present, self.hour_multipliers[int(ctx.line.time // 3600) % 24], self.kinds)
+                scores = self._at_line_hour(ctx, present)
                 score, verdict = voted[1], voted[2]
             else:
                 scores, score, verdict = self._line_verdict(ctx, detector_scores)

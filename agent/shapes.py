@@ -66,6 +66,8 @@ Parts = tuple[int, str, tuple[str, ...]]  # a match as (template id, template te
 _Plan = tuple[tuple[int, int, int, int, str], ...]  # (token index, kind, chars before, chars after, typed)
 # (template id or None, template text, (token index, text) every message of the shape repeats, plan)
 _Entry = tuple[int | None, str, tuple[tuple[int, str], ...], _Plan]
+# A shape key's entry: its zero places, and (zero flags there -> the entry, None for a virtual form)
+_Shape = tuple[tuple[int, ...], dict[tuple[bool, ...], _Entry | None]]
 
 
 def shape_key(message: str) -> bytes:
@@ -131,7 +133,7 @@ class ShapeMatcher:
         # (an extra delimiter could be a hex letter: then only raw shapes are kept)
         self._general = self._split
         # shape -> (zero places, zero flags there -> the entry, None for a virtual form)
-        self._shapes: dict[bytes, tuple[tuple[int, ...], dict[tuple[bool, ...], _Entry | None]]] = {}
+        self._shapes: dict[bytes, _Shape] = {}
         self._entries = 0  # entries across all shapes (bounded by MAX_SHAPES)
         self.hits = 0
         self.misses = 0
@@ -146,15 +148,9 @@ class ShapeMatcher:
         if not self._usable or len(message) > MAX_SHAPE_CHARS:
             return _parts(self.miner.match(message))
         key = message.encode("utf-8", "surrogatepass").translate(_AS_ZERO)  # shape_key
-        shape = self._shapes.get(key)
+        key, shape = self._known(key)
         if shape is None:
-            general = general_key(key) if self._general else None
-            if general is None:
-                return self._learn(message, key, None)
-            key = general
-            shape = self._shapes.get(key)
-            if shape is None:
-                return self._learn(message, key, None)
+            return self._learn(message, key, None)
         places, by_zeros = shape
         zeros = _zeros_at(message, places)
         if zeros not in by_zeros:
@@ -193,16 +189,23 @@ class ShapeMatcher:
         if not self._usable or len(message) > MAX_SHAPE_CHARS:
             return None
         key = message.encode("utf-8", "surrogatepass").translate(_AS_ZERO)
-        shape = self._shapes.get(key)
-        if shape is None:  # as in `parts`: perhaps known by its general shape
-            general = general_key(key) if self._general else None
-            shape = self._shapes.get(general) if general is not None else None
-            if shape is None:
-                return None
+        shape = self._known(key)[1]
+        if shape is None:
+            return None
         entry = shape[1].get(_zeros_at(message, shape[0]))
         if entry is None or entry[0] is None or entry[2]:  # virtual, no template, or tokens to check
             return None
         return entry[0], entry[1]
+
+    def _known(self, key: bytes) -> tuple[bytes, _Shape | None]:
+        """The shape entry of a message's shape key, else of its general shape (hex values read
+        as any hex): the key it is (or would be learnt) under, and the entry, None if unknown."""
+        shape = self._shapes.get(key)
+        if shape is None and self._general:
+            general = general_key(key)
+            if general is not None:
+                return general, self._shapes.get(general)
+        return key, shape
 
     def _learn(self, message: str, key: bytes, zeros: tuple[bool, ...] | None) -> Parts | None:
         self.misses += 1
