@@ -130,9 +130,10 @@ def run(args: argparse.Namespace) -> int:
     now = time.time()
 
     def handle(outputs: list[Output]) -> None:
+        if json_out:  # through the sinks' encoder: every field capped as the daemon's are
+            for line in events.encode_all(outputs, now, pipe.provider):
+                out.write(line + b"\n")
         for o in outputs:
-            if json_out:
-                out.write(events.encode(events.render(o, now, pipe.provider)) + b"\n")
             if isinstance(o, Anomaly):
                 anomalies.append(o)
                 if collector is not None:

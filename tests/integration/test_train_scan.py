@@ -13,7 +13,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from agent.events import json_schema, rfc3339
+from agent.events import MAX_FIELD_CHARS, json_schema, rfc3339
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -115,6 +115,11 @@ def test_bad_bytes_never_lose_the_next_line(sim: dict[str, Path], tmp_path: Path
     path.write_bytes(b"\n".join(good[:25] + bad + good[25:]) + b"\n")
     r = cli("scan", "--model", str(sim["model"]), "--input", str(path), "--format", "json")
     assert r.returncode == 0, r.stderr.decode()[-2000:]
+    # The 10 MB record is an event like any other, its fields cut as the daemon's sinks cut them.
+    long = [json.loads(line) for line in r.stdout.splitlines() if b"xxxxxxxx" in line]
+    assert long and all(len(json.dumps(e)) < 4 * MAX_FIELD_CHARS for e in long)
+    anomalies = [e for e in long if e["event_name"] == "logdetect.anomaly"]
+    assert anomalies and all("log.raw" in e["attributes"]["truncated"] for e in anomalies)
     r2 = cli("scan", "--model", str(sim["model"]), "--input", str(path))
     assert f"Scanned {len(good) + len(bad)}" in r2.stdout.decode().replace(",", "")
 
