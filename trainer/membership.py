@@ -407,13 +407,18 @@ def same_operating_points(ensemble: Mapping[str, Any]) -> list[tuple[tuple[str, 
     return out
 
 
+def voter_label(name: str) -> str:
+    """A voter's name as `train` prints it: the facts are no detector a user has heard of."""
+    return "explanation facts" if name == FACTS else name
+
+
 def same_point_line(levels: Sequence[str], voters: frozenset[str]) -> str:
     """`train`'s plain note that the data cannot tell these sensitivities apart."""
     judged = [level for level in levels if level != QUIET_LEVEL]
     why = (f"learned detectors never vote at {QUIET_LEVEL}, and none earned a place at {' or '.join(judged)}"
            if QUIET_LEVEL in levels else "no learned detector earned a place at any of them")
     return (f"sensitivity {' and '.join(levels)} are ONE operating point on this data: the same vote "
-            f"({', '.join(sorted(voters)) or 'nobody'}), whose rules do not depend on the level; {why} on the "
+            f"({', '.join(voter_label(v) for v in sorted(voters)) or 'nobody'}), whose rules do not depend on the level; {why} on the "
             "held-back data (train on more lines to separate them)")
 
 
@@ -425,8 +430,8 @@ def operating_points_line(ensemble: Mapping[str, Any]) -> str:
     for level in LEVELS:
         voters = voters_at(ensemble, level) - (set() if FACTS in ensemble else {FACTS})  # facts judge lines
         added, dropped = sorted(voters - below), sorted(below - voters)
-        who = ", ".join(added) if not parts else " ".join(
-            [*(f"+{n}" for n in added), *(f"-{n}" for n in dropped)]) or "the same voters"
+        who = ", ".join(map(voter_label, added)) if not parts else " ".join(
+            [*(f"+{voter_label(n)}" for n in added), *(f"-{voter_label(n)}" for n in dropped)]) or "the same voters"
         budget = "; ".join(f"{b['allowed']} false alarm{'' if b['allowed'] == 1 else 's'} allowed on "
                            f"{b['units']} held-back {b['unit']}s{'' if b['allowed'] else ': no evidence'}"
                            for b in ensemble.get("budgets", {}).get(level, []))
