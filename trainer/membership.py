@@ -417,8 +417,9 @@ def same_point_line(levels: Sequence[str], voters: frozenset[str]) -> str:
     judged = [level for level in levels if level != QUIET_LEVEL]
     why = (f"learned detectors never vote at {QUIET_LEVEL}, and none earned a place at {' or '.join(judged)}"
            if QUIET_LEVEL in levels else "no learned detector earned a place at any of them")
+    vote = ", ".join(voter_label(v) for v in sorted(voters)) or "nobody"
     return (f"sensitivity {' and '.join(levels)} are ONE operating point on this data: the same vote "
-            f"({', '.join(voter_label(v) for v in sorted(voters)) or 'nobody'}), whose rules do not depend on the level; {why} on the "
+            f"({vote}), whose rules do not depend on the level; {why} on the "
             "held-back data (train on more lines to separate them)")
 
 

@@ -152,6 +152,11 @@ def run(args: argparse.Namespace) -> int:
             if len(batch) >= 4096:
                 handle(pipe.process(batch, now))
                 batch = []
+        # A file's end ends its last record: held back by the stitcher (it waits for the next
+        # line), it would otherwise be scored after the next file's lines.
+        handle(pipe.process(batch, now))
+        batch = []
+        handle(pipe.flush_pending(now))
         problem = check.problem()
         if problem is not None:
             sys.stderr.write(f"logdetect: warning: {problem}; scores of such lines mean little\n")

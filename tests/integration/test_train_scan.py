@@ -124,6 +124,23 @@ def test_bad_bytes_never_lose_the_next_line(sim: dict[str, Path], tmp_path: Path
     assert f"Scanned {len(good) + len(bad)}" in r2.stdout.decode().replace(",", "")
 
 
+def test_each_file_ends_its_last_record(sim: dict[str, Path], tmp_path: Path) -> None:
+    """Scanning two files: the first file's last line (held back by the multi-line stitcher until
+    the next line shows it complete) is scored before the second file's lines, not after them."""
+    lines = sim["incident"].read_text().splitlines()
+    first, second = tmp_path / "first.log", tmp_path / "second.log"
+    ts = lines[40].split(" ")[0]
+    first.write_text("\n".join([*lines[:40], f"{ts} ERROR api: quux reactor melted down beyond repair"]) + "\n")
+    second.write_text("\n".join([*lines[41:80], f"{ts} ERROR db: zorg table vanished without trace", *lines[80:200]])
+                      + "\n")
+    r = cli("scan", "--model", str(sim["model"]), "--input", str(first), str(second), "--format", "json")
+    assert r.returncode == 0, r.stderr.decode()[-2000:]
+    sources = [e["resource"]["log.source"] for e in map(json.loads, r.stdout.splitlines())
+               if e["event_name"] == "logdetect.anomaly"]
+    assert "first.log" in sources and "second.log" in sources
+    assert sources == sorted(sources, key=lambda s: s != "first.log"), sources
+
+
 def test_edited_bundle_refused(sim: dict[str, Path], tmp_path: Path) -> None:
     """A bundle file edited after training fails its sha256 check: exit 2."""
     import shutil
