@@ -133,33 +133,22 @@ def anomaly_event(a: Anomaly, observed: float, provider: str, scope: str = "line
     return _anomaly_event(a, rfc3339(observed), provider, scope)
 
 
-def _anomaly_event(a: Anomaly, observed: str, provider: str, scope: str = "line", shared: bool = False
-                   ) -> dict[str, Any]:
-    """`anomaly_event` with the observed time as text. `shared`: its score and explanation
-    objects may be shared with other events (`_Shared`): only for an event encoded at once."""
+def _anomaly_event(a: Anomaly, observed: str, provider: str, scope: str = "line") -> dict[str, Any]:
+    """`anomaly_event` with the observed time as text."""
     tl = a.line
     pl = tl.line
     verdict_of = a.verdict
     level = _VERDICT_LEVEL[verdict_of]
     verdict = _VALUE[verdict_of]
-    if shared:
-        explained = [_SHARED.explanation(e) for e in a.explanations]
-        said = "; ".join([first for _, first in explained if first is not None]) or raised_by(a.scores, a.explanations)
-        scores = [_SHARED.score(s) for s in a.scores]
-        explanations = [d for d, _ in explained]
-    else:
-        said = said_in_body(a.explanations, a.scores)
-        scores = [_score_dict(s) for s in a.scores]
-        explanations = [explanation_dict(e) for e in a.explanations]
-    body = f"{verdict.upper()} {pl.entity}: {pl.message[:200]} — {said}"
+    body = f"{verdict.upper()} {pl.entity}: {pl.message[:200]} — {said_in_body(a.explanations, a.scores)}"
     attrs: dict[str, Any] = {
         "event.kind": "alert",
         "event.category": "anomaly",
         "event.type": scope,
         "anomaly.score": round(a.score, 6),
         "anomaly.verdict": verdict,
-        "anomaly.scores": scores,
-        "anomaly.explanations": explanations,
+        "anomaly.scores": [_score_dict(s) for s in a.scores],
+        "anomaly.explanations": [explanation_dict(e) for e in a.explanations],
         "log.raw": pl.raw,
         "log.level": _LEVEL_NAME[pl.level],
         "log.line_no": pl.line_no,
@@ -181,41 +170,104 @@ def _score_dict(s: DetectorScore) -> dict[str, Any]:
     return {"detector": s.detector, "score": round(s.score, 6), "threshold": round(s.threshold, 6), "fired": s.fired}
 
 
-class _Shared:
-    """The parts of anomaly events that repeat, built once (`encode_all` only: the objects are
-    shared between events, so they must not reach a caller that could change them). An
-    explanation by identity (the explainer hands the same object to every line whose facts are
-    the same: `Explainer._fixed_facts`), with the first line of its text (what the body says);
-    a detector's score by (detector, score, threshold, fired) where that key tells two scores
-    apart (floats, not zero: 0.0 == -0.0 and 1 == 1.0, but they are written differently)."""
+_J = orjson.dumps
+# What an anomaly event line holds before and after its varying values (`_Spliced`).
+_ANOMALY_HEAD = b'{"schema_version":' + _J(SCHEMA_VERSION) + b',"event_name":' + _J(ANOMALY) + b',"timestamp":'
+_SEVERITY_BODY = {v: b',"severity_text":' + _J(_LEVEL_NAME[lv]) + b',"severity_number":' + _J(_OTEL[lv]) + b',"body":'
+                  for v, lv in _VERDICT_LEVEL.items()}
+_ANOMALY_ATTRS_HEAD = (b',"attributes":{"event.kind":"alert","event.category":"anomaly","event.type":"line",'
+               b'"anomaly.score":')
+_LEVEL_BYTES: dict[Level, bytes] = {m: _J(m.name) for m in Level}
+_BOOL = {True: b"true", False: b"false"}
+
+
+class _Spliced:
+    """Anomaly event lines for `encode_all`, spliced from encoded pieces: the same bytes as
+    `encode(anomaly_event(...))` (orjson writes an object as its keys and values, each encoded
+    as on its own, in order and with no spaces), without building the event's dicts. The pieces
+    that repeat across a storm's anomalies are encoded once: an explanation by identity (the
+    explainer hands the same object to every line whose facts are the same:
+    `Explainer._fixed_facts`), with the first line of its text (what the body says); a
+    detector's score by (detector, score, threshold, fired) where that key tells two scores
+    apart (floats, not zero: 0.0 == -0.0 and 1 == 1.0, but they are written differently); a
+    short template's id, text and newness by their values."""
 
     def __init__(self, max_entries: int = 4096) -> None:
         self.max_entries = max_entries
-        self.explanations: dict[int, tuple[Explanation, dict[str, Any], str | None]] = {}
-        self.scores: dict[tuple[str, float, float, bool], dict[str, Any]] = {}
+        self.explanations: dict[int, tuple[Explanation, bytes, str | None]] = {}
+        self.scores: dict[tuple[str, float, float, bool], bytes] = {}
+        self.templates: dict[tuple[int, str, bool], bytes] = {}
 
-    def explanation(self, e: Explanation) -> tuple[dict[str, Any], str | None]:
-        """The explanation's event object and the first line of its text (None for no text)."""
+    def explanation(self, e: Explanation) -> tuple[bytes, str | None]:
+        """The explanation's encoded object and the first line of its text (None for no text)."""
         found = self.explanations.get(id(e))
         if found is None or found[0] is not e:
-            found = (e, explanation_dict(e), e.text.splitlines()[0] if e.text else None)
+            found = (e, _J(explanation_dict(e)), e.text.splitlines()[0] if e.text else None)
             remember(self.explanations, id(e), found, self.max_entries)  # (holds `e`: its id stays its own)
         return found[1], found[2]
 
-    def score(self, s: DetectorScore) -> dict[str, Any]:
-        """The score's event object."""
+    def score(self, s: DetectorScore) -> bytes:
+        """The score's encoded object."""
         score, threshold = s.score, s.threshold
         if type(score) is not float or type(threshold) is not float or not score or not threshold:
-            return _score_dict(s)
+            return _J(_score_dict(s))
         key = (s.detector, score, threshold, s.fired)
         found = self.scores.get(key)
         if found is None:
-            found = _score_dict(s)
+            found = _J(_score_dict(s))
             remember(self.scores, key, found, self.max_entries)
         return found
 
+    def template(self, template_id: int, template: str, is_new: bool) -> bytes:
+        """`,"template.id":…,"template.text":…,"template.is_new":…` (remembered for short texts)."""
+        key = (template_id, template, is_new)
+        found = self.templates.get(key)
+        if found is None:
+            found = (b',"template.id":' + _J(template_id) + b',"template.text":' + _J(template)
+                     + b',"template.is_new":' + _BOOL[bool(is_new)])
+            if type(is_new) is not bool:  # (written as it is: only a bool has the bytes above)
+                found = (b',"template.id":' + _J(template_id) + b',"template.text":' + _J(template)
+                         + b',"template.is_new":' + _J(is_new))
+            if len(template) <= 1024:
+                remember(self.templates, key, found, self.max_entries)
+        return found
 
-_SHARED = _Shared()
+    def line(self, a: Anomaly, observed: bytes, provider: bytes, resource: bytes) -> bytes:
+        """The event line of `a`; `observed` (`,"observed_timestamp":"…"`), `provider` (the
+        encoded provider) and `resource` (the encoded resource object) as the caller has them."""
+        tl = a.line
+        pl = tl.line
+        verdict_of = a.verdict
+        verdict = _VALUE[verdict_of]
+        explanation = self.explanation
+        parts = [explanation(e) for e in a.explanations]
+        said = "; ".join([first for _, first in parts if first is not None]) or raised_by(a.scores, a.explanations)
+        score = self.score
+        arrival = tl.time_from_arrival
+        pieces = [
+            _ANOMALY_HEAD, _J(rfc3339(tl.time)), observed, _SEVERITY_BODY[verdict_of],
+            _J(f"{verdict.upper()} {pl.entity}: {pl.message[:200]} — {said}"),
+            b',"resource":', resource, _ANOMALY_ATTRS_HEAD, _J(round(a.score, 6)),
+            b',"anomaly.verdict":', _J(verdict),
+            b',"anomaly.scores":[', b",".join([score(s) for s in a.scores]),
+            b'],"anomaly.explanations":[', b",".join([encoded for encoded, _ in parts]),
+            b'],"log.raw":', _J(pl.raw),
+            b',"log.level":', _LEVEL_BYTES[pl.level],
+            b',"log.line_no":', _J(pl.line_no),
+            b',"log.time_from_arrival":', _BOOL[arrival] if type(arrival) is bool else _J(arrival),
+            b',"entity":', _J(pl.entity),
+            self.template(tl.template_id, tl.template, tl.is_new),
+            b',"template.params":', _J(list(tl.params)),
+            b',"incident.id":', _J(a.incident_id),
+            b',"model.provider":', provider,
+        ]
+        if pl.origin:
+            pieces += (b',"event.id":', _J(f"{pl.origin}/anomaly"))
+        pieces.append(b"}}")
+        return b"".join(pieces)
+
+
+_SPLICED = _Spliced()
 
 
 def incident_event(i: Incident, observed: float) -> dict[str, Any]:
@@ -334,18 +386,32 @@ def encode_all(
     `resource` (the agent's `host.name`, `logdetect.bundle.id`) joins every event's resource:
     what lets `logdetect fleet` tell the hosts apart and join their events."""
     out = []
-    stamp = ""
+    spliced = _SPLICED
+    observed_piece = provider_piece = b""
+    resources: dict[str, bytes] = {}  # log.source -> the encoded resource object
     for e in events:
-        if isinstance(e, Anomaly):  # the many: its repeating parts built once (`_Shared`)
-            stamp = stamp or rfc3339(observed)
-            obj = _anomaly_event(e, stamp, provider, shared=True)
-        else:
-            obj = render(e, observed, provider)
+        if isinstance(e, Anomaly):  # the many: spliced from pieces, the repeating ones encoded once
+            if not observed_piece:
+                observed_piece, provider_piece = b',"observed_timestamp":' + _J(rfc3339(observed)), _J(provider)
+            source = e.line.line.source
+            resource_piece = resources.get(source)
+            if resource_piece is None:
+                resource_piece = resources[source] = _J({**resource, "log.source": source} if resource
+                                                        else {"log.source": source})
+            line = spliced.line(e, observed_piece, provider_piece, resource_piece)
+            if len(line) > MAX_FIELD_CHARS:  # only then can a field be over the cap
+                obj = anomaly_event(e, observed, provider)
+                if resource:
+                    obj["resource"] = {**resource, **obj["resource"]}
+                line = encode(cap_fields(obj))
+            out.append(line)
+            continue
+        obj = render(e, observed, provider)
         if resource:
             obj["resource"] = {**resource, **obj["resource"]}
         line = encode(obj)
         if len(line) > MAX_FIELD_CHARS:  # only then can a field be over the cap
-            line = encode(cap_fields(obj))  # (builds new objects: the shared ones stay as they are)
+            line = encode(cap_fields(obj))
         out.append(line)
     return out
 
