@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import structlog
@@ -45,10 +45,12 @@ from agent.parsing import LineParser, ParserConfig
 from agent.shapes import ShapeMatcher
 from agent.short_road import ShortRoad
 from agent.templates import ChangeType, MinerConfig, Snapshotter, TemplateMiner, remap_ids
+from agent.text_memo import remember
 from agent.types import (
     Anomaly,
     DetectorKind,
     DetectorScore,
+    Explanation,
     IncidentSeverity,
     IncidentState,
     Level,
@@ -228,6 +230,10 @@ class Pipeline:
             {id(d): j for j, d in enumerate(self.short_road.scheduled)} if self.short_road is not None else {}
         )
         self._floors: dict[tuple[int, int], float] = {}  # (template id, level) -> `_fact_floor`
+        # An anomaly's scores and explanations as one tuple per distinct sequence of objects
+        # (`_shared`): a storm's anomalies share them, so each keeps fewer objects alive.
+        self._score_tuples: dict[tuple[int, ...], tuple[DetectorScore, ...]] = {}
+        self._explanation_tuples: dict[tuple[int, ...], tuple[Explanation, ...]] = {}
         self.line_no = 0
         self._last_input = 0.0
         # The log's own clock (the latest line time): entities go idle and incidents quiet on it,
@@ -577,10 +583,10 @@ class Pipeline:
             if self.observers or self.verdict_observers or self.config.emit_all:
                 self._observed(LineResult(ctx.line, tuple(scores), score, verdict), out)
             return out
-        line_scores = tuple(scores)
+        line_scores = _shared(self._score_tuples, tuple(scores))
         if self.observers or self.verdict_observers or self.config.emit_all:
             self._observed(LineResult(ctx.line, line_scores, score, verdict), out)
-        explanations = self.explainer.explain(ctx, line_scores)
+        explanations = _shared(self._explanation_tuples, self.explainer.explain(ctx, line_scores))
         anomaly = Anomaly(ctx.line, score, verdict, line_scores, explanations)
         incident_id, incident_events = self.grouper.add(anomaly)
         if incident_id is not None:  # the incident's signature, for `logdetect feedback --incident`
@@ -805,6 +811,22 @@ def _at_hour(
         threshold = s.threshold * multiplier if s.threshold > 0 else s.threshold
         out.append(dataclasses.replace(s, threshold=threshold, fired=s.score > threshold))
     return out
+
+
+SHARED_TUPLES = 1024  # distinct tuples `_shared` keeps (emptied when full)
+_T = TypeVar("_T")
+
+
+def _shared(memo: dict[tuple[int, ...], tuple[_T, ...]], items: tuple[_T, ...]) -> tuple[_T, ...]:
+    """The tuple of these very objects kept in `memo` (keyed by their ids: the kept tuple holds
+    them, so an id in a key stays theirs), else `items`, now kept. A tracked object fewer for
+    every anomaly that repeats another's scores or explanations (the collector's work)."""
+    key = tuple(map(id, items))
+    found = memo.get(key)
+    if found is None:
+        remember(memo, key, items, SHARED_TUPLES)
+        return items
+    return found
 
 
 def _ort_version() -> str:

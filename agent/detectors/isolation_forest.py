@@ -21,6 +21,7 @@ from agent.detectors.section import ModelLoad
 from agent.errors import BundleError
 from agent.features import FEATURE_NAMES
 from agent.onnx_session import OnnxModel
+from agent.text_memo import remember
 from agent.types import DetectorKind, DetectorScore, LineContext
 
 log = structlog.get_logger(__name__)
@@ -88,6 +89,9 @@ def stored_trees(load: ModelLoad, model: OnnxModel, input_name: str, output_name
     return trees
 
 
+SCORE_OBJECTS = 2048  # distinct scores whose DetectorScore is kept (emptied when full)
+
+
 class IsolationForestDetector:
     """Isolation Forest on the per-line feature vector (numpy trees or the ONNX graph)."""
 
@@ -98,6 +102,8 @@ class IsolationForestDetector:
         self.scorer = scorer
         self.model = scorer.model
         self.threshold = threshold
+        self._scores: dict[float, DetectorScore] = {}  # score -> its one object at `threshold`
+        self._threshold_of_scores = threshold
 
     @classmethod
     def from_bundle(cls, load: ModelLoad) -> IsolationForestDetector:
@@ -123,7 +129,21 @@ class IsolationForestDetector:
         scores = self.scorer.score(keys)
         publish_hit_ratio(self.name, self.scorer.cache)
         th = self.threshold
-        return [DetectorScore(self.name, s, th, s > th) for s in scores]
+        if th != self._threshold_of_scores:
+            self._scores.clear()
+            self._threshold_of_scores = th
+        known = self._scores
+        out: list[DetectorScore | None] = []
+        for s in scores:
+            # one object per score value (rows repeat their scores: an emitted anomaly keeps
+            # fewer objects alive); a float's value is its key (the scorer gives Python floats)
+            found = known.get(s)
+            if found is None:
+                found = DetectorScore(self.name, s, th, s > th)
+                if type(s) is float and s == s and s:  # (not NaN; not 0.0, which equals -0.0)
+                    remember(known, s, found, SCORE_OBJECTS)
+            out.append(found)
+        return out
 
     def score_session(self, tokens: Sequence[int], levels: Sequence[int]) -> DetectorScore | None:
         """None: a per-line model; sessions are judged by the sequence models."""

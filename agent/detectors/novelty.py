@@ -34,6 +34,8 @@ class NoveltyDetector:
         self.lines = 0
         self.new_lines = 0
         self.new_sessions = 0
+        # every new line's score is this one object (an emitted anomaly keeps fewer objects alive)
+        self._score = DetectorScore(self.name, 1.0, self.threshold, self.threshold < 1.0)
 
     @classmethod
     def from_bundle(cls, load: ModelLoad) -> NoveltyDetector:
@@ -41,7 +43,9 @@ class NoveltyDetector:
         return cls(load.name, load.threshold)
 
     def _new(self) -> DetectorScore:
-        return DetectorScore(self.name, 1.0, self.threshold, self.threshold < 1.0)
+        if self._score.threshold != self.threshold:  # (set anew after it was built)
+            self._score = DetectorScore(self.name, 1.0, self.threshold, self.threshold < 1.0)
+        return self._score
 
     def score_lines(self, contexts: Sequence[LineContext]) -> list[DetectorScore | None]:
         """A firing score for each line with a new template, None for the others."""
