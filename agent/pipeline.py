@@ -88,11 +88,11 @@ _ANOMALY_COUNTS: dict[Verdict, Any] = {}
 _INCIDENT_COUNTS: dict[IncidentSeverity, Any] = {}
 
 
-def _count_anomaly(verdict: Verdict) -> None:
+def _count_anomalies(verdict: Verdict, count: int) -> None:
     counter = _ANOMALY_COUNTS.get(verdict)
     if counter is None:
         counter = _ANOMALY_COUNTS[verdict] = metrics.anomalies.labels(verdict=verdict.value)
-    counter.inc()
+    counter.inc(count)
 
 
 def _count_incident(severity: IncidentSeverity) -> None:
@@ -242,6 +242,7 @@ class Pipeline:
         self._swept_at = -math.inf
         self.lines = 0
         self.anomalies = 0
+        self._uncounted = [0, 0]  # anomalies judged WATCH and DANGER, not yet in the metric
         self.observers: list[Callable[[LineResult], None]] = []
         # Observers of every line's verdict and combined score only: they leave the cascade on, so
         # their LineResult of a normal line may lack the scores of detectors outside the vote.
@@ -478,8 +479,18 @@ class Pipeline:
                 out.extend(self._judge(item, scores, voted.get(id(item))))
             except Exception as exc:
                 self._reject(item.line.line.source, item.line.line.raw, "judge", exc)
+        self._count()
         metrics.entities.set(len(self.features.entities))
         metrics.templates.set(len(self.miner) + len(self.online_miner))
+
+    def _count(self) -> None:
+        """The batch's anomalies into the labelled metric: one increment per verdict (each costs
+        a lock and a dict lookup)."""
+        uncounted = self._uncounted
+        for verdict, count in zip((Verdict.WATCH, Verdict.DANGER), uncounted, strict=True):
+            if count:
+                _count_anomalies(verdict, count)
+        uncounted[0] = uncounted[1] = 0
 
     def _score(
         self, contexts: list[LineContext], due: Mapping[int, tuple[bool, ...]],
@@ -592,7 +603,7 @@ class Pipeline:
         if incident_id is not None:  # the incident's signature, for `logdetect feedback --incident`
             self.feedback.remember(incident_id, ctx.line.template_id, ctx.line.template, ctx.line.line.message)
         self.anomalies += 1
-        _count_anomaly(verdict)
+        self._uncounted[verdict is Verdict.DANGER] += 1  # (counted once per batch: `_count`)
         # Each anomaly's event goes out once it is decided, with its incident's id (a weak one
         # waits for a related strong one); identical repeats are counted, not emitted.
         out.extend(self._decided())
