@@ -268,6 +268,34 @@ class _Spliced:
 
 
 _SPLICED = _Spliced()
+_INCIDENT_HEAD = b'{"schema_version":' + _J(SCHEMA_VERSION) + b',"event_name":' + _J(INCIDENT) + b',"timestamp":'
+_INCIDENT_SEVERITY = {s: (b',"severity_text":' + _J(_LEVEL_NAME[lv]) + b',"severity_number":' + _J(_OTEL[lv])
+                          + b',"body":') for s, lv in _INCIDENT_LEVEL.items()}
+_INCIDENT_STATE = {s: (b',"attributes":{"event.kind":"alert","event.category":"incident","event.type":'
+                       + _J(s.value) + b',"incident.id":') for s in IncidentState}
+
+
+def _incident_line(i: Incident, observed: bytes, resource: bytes) -> bytes:
+    """`encode(incident_event(i, …))` spliced from its values (as `_Spliced.line` does for an
+    anomaly: orjson writes a tuple as it writes a list); `observed` and `resource` as there."""
+    state, severity = i.state._value_, _SEVERITY_NAME[i.severity]
+    last_seen = _J(rfc3339(i.last_seen))
+    count = _J(i.anomaly_count)
+    return b"".join((
+        _INCIDENT_HEAD, last_seen, observed, _INCIDENT_SEVERITY[i.severity],
+        _J(f"Incident {i.incident_id} {state}: {i.title} [{severity}] — {i.anomaly_count} anomalous lines"),
+        b',"resource":', resource, _INCIDENT_STATE[i.state], _J(i.incident_id),
+        b',"incident.state":', _J(state), b',"incident.severity":', _J(severity.lower()),
+        b',"incident.title":', _J(i.title), b',"incident.first_seen":', _J(rfc3339(i.first_seen)),
+        b',"incident.last_seen":', last_seen, b',"incident.anomaly_count":', count,
+        b',"incident.line_count":', _J(i.line_count), b',"incident.repeats_not_emitted":', _J(i.repeats_not_emitted),
+        b',"incident.entities":', _J(i.entities),
+        b',"incident.leading_templates":',
+        _J([{"id": tid, "text": text, "count": n} for tid, text, n in i.leading_templates]),
+        b',"incident.first_line":', _J(i.first_line), b',"incident.samples":', _J(i.samples),
+        b',"incident.explanation_kinds":', _J([k._value_ for k in i.explanation_kinds]),
+        b',"aggregation_key":', _J(i.incident_id), b"}}",
+    ))
 
 
 def incident_event(i: Incident, observed: float) -> dict[str, Any]:
@@ -389,6 +417,7 @@ def encode_all(
     spliced = _SPLICED
     observed_piece = provider_piece = b""
     resources: dict[str, bytes] = {}  # log.source -> the encoded resource object
+    incident_resource: bytes | None = None
     for e in events:
         if isinstance(e, Anomaly):  # the many: spliced from pieces, the repeating ones encoded once
             if not observed_piece:
@@ -406,6 +435,15 @@ def encode_all(
                 line = encode(cap_fields(obj))
             out.append(line)
             continue
+        if isinstance(e, Incident) and type(e.entities) is tuple and type(e.samples) is tuple:
+            if not observed_piece:
+                observed_piece, provider_piece = b',"observed_timestamp":' + _J(rfc3339(observed)), _J(provider)
+            if incident_resource is None:
+                incident_resource = _J(dict(resource) if resource else {})
+            line = _incident_line(e, observed_piece, incident_resource)
+            if len(line) <= MAX_FIELD_CHARS:
+                out.append(line)
+                continue
         obj = render(e, observed, provider)
         if resource:
             obj["resource"] = {**resource, **obj["resource"]}

@@ -1,5 +1,5 @@
-"""`encode_all` splices anomaly event lines from encoded pieces: the bytes must be exactly those
-of the event object encoded whole (`encode(anomaly_event(...))`), whatever the line holds."""
+"""`encode_all` splices anomaly and incident event lines from encoded pieces: the bytes must be
+exactly those of the event object encoded whole (`encode(render(...))`), whatever they hold."""
 
 from __future__ import annotations
 
@@ -9,12 +9,13 @@ from pathlib import Path
 from log_fixtures import bgl_lines
 
 from agent import events
-from agent.types import Anomaly, DetectorScore, Explanation, ExplanationKind, Verdict
+from agent.incidents import IncidentGrouper
+from agent.types import Anomaly, DetectorScore, Explanation, ExplanationKind, Incident, IncidentState, Verdict
 
 
-def _whole(a: Anomaly, observed: float, provider: str, resource: dict[str, str] | None) -> bytes:
+def _whole(a: Anomaly | Incident, observed: float, provider: str, resource: dict[str, str] | None) -> bytes:
     """The event line as built whole, capped as `encode_all` caps it."""
-    obj = events.anomaly_event(a, observed, provider)
+    obj = events.render(a, observed, provider)
     if resource:
         obj["resource"] = {**resource, **obj["resource"]}
     line = events.encode(obj)
@@ -51,3 +52,12 @@ def test_spliced_anomaly_lines_are_the_whole_events_bytes(data_dir: Path) -> Non
             assert got == [_whole(a, observed, "CPUExecutionProvider", resource) for a in anomalies]
     capped = events.encode_all(anomalies[-1:], 0.0, "none")[0]
     assert b'"truncated":["log.raw"]' in capped
+
+    # the incidents these anomalies open, update and resolve (and one with a sample over the cap)
+    grouper = IncidentGrouper()
+    incidents = [i for a in anomalies for i in grouper.add(a)[1]] + grouper.close()
+    assert {i.state for i in incidents} == set(IncidentState)
+    incidents.append(replace(incidents[0], samples=("y" * (events.MAX_FIELD_CHARS + 1),)))
+    for resource in (None, {"host.name": "bgl-1"}):
+        got = events.encode_all([*incidents, anomalies[0]], 5.5, "CPUExecutionProvider", resource)
+        assert got == [_whole(i, 5.5, "CPUExecutionProvider", resource) for i in [*incidents, anomalies[0]]]
