@@ -63,6 +63,7 @@ from agent.lines import actor_of, as_number
 from agent.text_memo import remember
 from agent.types import (
     Anomaly,
+    Explanation,
     ExplanationKind,
     Incident,
     IncidentSeverity,
@@ -369,11 +370,24 @@ class _Open:
 
 
 def _key(anomaly: Anomaly) -> tuple[int, str, tuple[str, ...]]:
-    return (
-        anomaly.line.template_id,
-        anomaly.line.line.entity,
-        tuple(sorted([e.kind._value_ for e in anomaly.explanations])),  # (`.value` is a Python call)
-    )
+    return anomaly.line.template_id, anomaly.line.line.entity, _explained(anomaly.explanations)[1]
+
+
+# explanations -> (them, their kinds' values sorted, `_held_back`), by the tuple's id (the kept
+# entry holds it, so the id stays its own): a storm's anomalies share one tuple (the pipeline's
+# `_shared`), and each anomaly asks for its key and whether its template is held back.
+_EXPLAINED: dict[int, tuple[tuple[Explanation, ...], tuple[str, ...], bool]] = {}
+
+
+def _explained(explanations: tuple[Explanation, ...]) -> tuple[tuple[Explanation, ...], tuple[str, ...], bool]:
+    found = _EXPLAINED.get(id(explanations))
+    if found is None or found[0] is not explanations:
+        found = (explanations, tuple(sorted([e.kind._value_ for e in explanations])),  # (`.value` is a Python call)
+                 any(e.kind is ExplanationKind.NEW_TEMPLATE and any(k == "held_back" for k, _ in e.facts)
+                     for e in explanations))
+        if type(explanations) is tuple:  # (immutable: what is worked out stays true)
+            remember(_EXPLAINED, id(explanations), found, _MEMO_ENTRIES)
+    return found
 
 
 def _first_seen(inc: _Open) -> float:
@@ -558,12 +572,15 @@ class IncidentGrouper:
         self._touch(inc)
 
     def _touch(self, inc: _Open) -> None:
-        """Record the open incident's current last_seen for `_stalest`."""
+        """Record the open incident's current last_seen for `_stalest`. An incident keeps one
+        entry on the heap while open: its last_seen only grows, so the entry's time is a lower
+        bound of it, and an entry behind its incident is moved up when it comes to the top
+        (`_settled`); a storm's every anomaly would otherwise push one."""
         if math.isnan(inc.last_seen):
             self._unordered = True
         if self._unordered:
             return
-        if inc.pushed_seen == inc.last_seen and inc.pushed_order == inc.order:
+        if inc.pushed_order == inc.order and inc.pushed_seen <= inc.last_seen:
             return  # its entry is on the heap already (one leaves it only as the incident resolves)
         inc.pushed_seen, inc.pushed_order = inc.last_seen, inc.order
         self._pushes += 1
@@ -571,15 +588,33 @@ class IncidentGrouper:
         if len(self._by_last_seen) > 4 * len(self._open) + 64:
             self._by_last_seen = [(i.last_seen, i.order, n, i) for n, i in enumerate(self._open.values())]
             heapq.heapify(self._by_last_seen)
+            for i in self._open.values():
+                i.pushed_seen, i.pushed_order = i.last_seen, i.order
+
+    def _settled(self) -> _Open | None:
+        """The heap's head once it is an open incident's entry at its current last_seen: the
+        open incident seen longest ago (the first opened among equals), as a scan finds; the
+        entries of resolved incidents are dropped and one behind its incident moved up on the
+        way. None when the heap is empty."""
+        heap, is_open = self._by_last_seen, self._open
+        while heap:
+            last_seen, order, _, inc = heap[0]
+            if is_open.get(inc.incident_id) is inc and inc.order == order:
+                if inc.last_seen == last_seen:
+                    return inc
+                self._pushes += 1
+                inc.pushed_seen = inc.last_seen
+                heapq.heapreplace(heap, (inc.last_seen, order, self._pushes, inc))
+            else:
+                heapq.heappop(heap)
+        return None
 
     def _stalest(self) -> _Open:
         """The open incident seen longest ago (the first opened among equals), as a scan finds."""
-        heap = self._by_last_seen
-        while heap and not self._unordered:
-            last_seen, order, _, inc = heap[0]
-            if self._open.get(inc.incident_id) is inc and inc.order == order and inc.last_seen == last_seen:
-                return inc
-            heapq.heappop(heap)
+        if not self._unordered:
+            head = self._settled()
+            if head is not None:
+                return head
         return min(self._open.values(), key=lambda i: i.last_seen)
 
     def _would_emit(self, inc: _Open | None, anomaly: Anomaly,
@@ -790,16 +825,11 @@ class IncidentGrouper:
         heap: a sweep costs what it resolves, not what is open (a scan when times are unordered)."""
         if self._unordered:
             return sorted([i for i in self._open.values() if self._is_stale(i, now)], key=_first_seen)
-        heap, is_open = self._by_last_seen, self._open
-        found: dict[int, _Open] = {}
-        while heap:
-            last_seen, order, _, inc = heap[0]
-            if is_open.get(inc.incident_id) is inc and inc.order == order and inc.last_seen == last_seen:
-                if not self._is_stale(inc, now):
-                    break
-                found[id(inc)] = inc  # (an incident touched twice at one time has two entries)
-            heapq.heappop(heap)
-        return sorted(found.values(), key=_first_seen_order)
+        found: list[_Open] = []
+        while (inc := self._settled()) is not None and self._is_stale(inc, now):
+            found.append(inc)
+            heapq.heappop(self._by_last_seen)
+        return sorted(found, key=_first_seen_order)
 
     def _is_stale(self, inc: _Open, now: float) -> bool:
         cfg = self.config
@@ -1003,8 +1033,7 @@ class IncidentGrouper:
 def _held_back(anomaly: Anomaly) -> bool:
     """Whether this never-seen line's template is one the history held back (its NEW_TEMPLATE
     explanation says where the history has it: `Explainer`, `profile.json` `held_back`)."""
-    return any(e.kind is ExplanationKind.NEW_TEMPLATE and any(k == "held_back" for k, _ in e.facts)
-               for e in anomaly.explanations)
+    return _explained(anomaly.explanations)[2]
 
 
 def _new_actor(anomaly: Anomaly) -> str | None:
