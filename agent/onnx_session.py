@@ -23,6 +23,9 @@ log = structlog.get_logger(__name__)
 CPU = "CPUExecutionProvider"
 CUDA = "CUDAExecutionProvider"
 _warned_no_cuda = False
+# ONNX tensor types `OnnxModel.warm_up` feeds zeros of
+_ZERO_TYPES: dict[str, Any] = {"tensor(int64)": np.int64, "tensor(int32)": np.int32, "tensor(float)": np.float32,
+                               "tensor(double)": np.float64, "tensor(bool)": np.bool_}
 
 
 def import_onnxruntime() -> Any:
@@ -97,6 +100,26 @@ class OnnxModel:
                 raise ModelError(
                     f"{self.path}: input {name!r} has rank {len(shape)}, the manifest expects {rank}"
                 )
+
+    def warm_up(self) -> bool:
+        """Run the graph once on zeros, every symbolic axis 1, and drop the result: ONNX Runtime's
+        first run of a session (memory plan, kernel set-up) costs 0.3–0.5 ms more than the next
+        ones for each of a bundle's sequence models (BENCHMARKS.md, issue 16), which would
+        otherwise land on the first line or session scored after a (re)load. The same scores come
+        out afterwards (the runtime keeps no state between runs). False when an input's type is
+        not a plain tensor or the graph refuses zeros: the session is then left as it was."""
+        feeds: dict[str, np.ndarray] = {}
+        for i in self.session.get_inputs():
+            dtype = _ZERO_TYPES.get(i.type)
+            if dtype is None:
+                return False
+            shape = [d if isinstance(d, int) and d > 0 else 1 for d in i.shape]
+            feeds[i.name] = np.zeros(shape, dtype=dtype)
+        try:
+            self.session.run(None, feeds)
+        except Exception:  # ORT raises its own types; a model that needs real values stays cold
+            return False
+        return True
 
     def run(self, feeds: dict[str, np.ndarray], outputs: list[str] | None = None) -> list[np.ndarray]:
         """Run the graph on `feeds` and return the outputs asked for (all by default)."""

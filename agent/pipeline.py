@@ -42,7 +42,7 @@ from agent.lines import actor_from
 from agent.multiline import Stitcher
 from agent.onnx_session import RuntimeOptions
 from agent.parsing import LineParser, ParserConfig
-from agent.shapes import ShapeMatcher
+from agent.shapes import Found, ShapeMatcher
 from agent.short_road import ShortRoad
 from agent.templates import ChangeType, MinerConfig, Snapshotter, TemplateMiner, remap_ids
 from agent.text_memo import remember
@@ -76,9 +76,8 @@ SESSION_MIN_TOKENS = 2  # a shorter session gets no verdict (and ends without an
 
 MATCH_MEMO = 8_192  # raw messages whose frozen-miner match is remembered (emptied when full) ...
 MATCH_MEMO_CHARS = 512  # ... when at most this long: ≤ ≈ 7 MiB in all
-# A frozen match as remembered: (template id, text, params), params None while not read yet
-# (`ShapeMatcher.template`: a short-road line without keys needs none).
-Found = tuple[int, str, tuple[str, ...] | None]
+# A frozen match is remembered as `Found`: (template id, text, params), params None while not
+# read yet (`ShapeMatcher.lookup`: a short-road line without keys needs none).
 _UNSEEN: Found = (-1, "", ())  # not in the memo (compared by identity)
 _NO_IDS: list[int] = []  # a line's context ids when none are kept (`ShortRoad.needs_ids`); never mutated
 
@@ -312,8 +311,7 @@ class Pipeline:
             m = raw.get(message, _UNSEEN)
         if m is _UNSEEN:
             # a message of a known raw shape is answered without masking (agent/shapes.py)
-            found = self.shapes.template(message) if lazy else None
-            m = (*found, None) if found is not None else self.shapes.parts(message)
+            m = self.shapes.lookup(message) if lazy else self.shapes.parts(message)
             if len(message) <= MATCH_MEMO_CHARS:
                 if len(raw) >= MATCH_MEMO:
                     raw.clear()

@@ -63,6 +63,7 @@ _TYPED = 3  # the values at the `<*>` parts of a typed token (`key=<*>`)
 _SLICE = 4  # the one mask value inside a token, between text of fixed lengths (`/<IP>`)
 
 Parts = tuple[int, str, tuple[str, ...]]  # a match as (template id, template text, params)
+Found = tuple[int, str, tuple[str, ...] | None]  # ... params None while not read (`ShapeMatcher.lookup`)
 _Plan = tuple[tuple[int, int, int, int, str], ...]  # (token index, kind, chars before, chars after, typed)
 # (template id or None, template text, (token index, text) every message of the shape repeats, plan)
 _Entry = tuple[int | None, str, tuple[tuple[int, str], ...], _Plan]
@@ -145,6 +146,17 @@ class ShapeMatcher:
 
     def parts(self, message: str) -> Parts | None:
         """`match(message)` as (template id, template text, params), None when nothing fits."""
+        found = self._find(message, True)
+        return None if found is None else (found[0], found[1], found[2] or ())
+
+    def lookup(self, message: str) -> Found | None:
+        """`parts(message)`, its parameters left unread (None) when the message's shape is known
+        and they are not empty: a line that needs none (the pipeline's short road without keys)
+        skips reading them (`parts` reads them later, when needed). One shape lookup per message:
+        a shape not known yet is learnt, and answered with its parameters."""
+        return self._find(message, False)
+
+    def _find(self, message: str, with_params: bool) -> Found | None:
         if not self._usable or len(message) > MAX_SHAPE_CHARS:
             return _parts(self.miner.match(message))
         key = message.encode("utf-8", "surrogatepass").translate(_AS_ZERO)  # shape_key
@@ -159,16 +171,19 @@ class ShapeMatcher:
         if entry is None:  # a virtual form: the miner's own memo answers it
             return _parts(self.miner.match(message))
         tid, text, checks, plan = entry
-        tokens = message.split() if self._split else self.miner.tokens(message)
-        for i, held in checks:
-            if tokens[i] != held:  # another masked message: ask the miner (not remembered)
-                self.misses += 1
-                return _parts(self.miner.match(message))
+        if checks or (plan and with_params):
+            tokens = message.split() if self._split else self.miner.tokens(message)
+            for i, held in checks:
+                if tokens[i] != held:  # another masked message: ask the miner (not remembered)
+                    self.misses += 1
+                    return _parts(self.miner.match(message))
         self.hits += 1
         if tid is None:
             return None
         if not plan:
             return tid, text, ()
+        if not with_params:
+            return tid, text, None
         params: list[str] = []
         for i, kind, start, end, typed in plan:
             if kind == _TOKEN:
@@ -181,21 +196,6 @@ class ShapeMatcher:
             elif kind == _MASKED:
                 params.extend(self.miner.values_within(tokens[i]))
         return tid, text, tuple(params)
-
-    def template(self, message: str) -> tuple[int, str] | None:
-        """`parts(message)`'s template id and text without its parameters, when the message's
-        shape is known and no token of it needs checking; None: ask `parts` (which learns). A
-        line that needs no parameters (the pipeline's short road without keys) skips reading them."""
-        if not self._usable or len(message) > MAX_SHAPE_CHARS:
-            return None
-        key = message.encode("utf-8", "surrogatepass").translate(_AS_ZERO)
-        shape = self._known(key)[1]
-        if shape is None:
-            return None
-        entry = shape[1].get(_zeros_at(message, shape[0]))
-        if entry is None or entry[0] is None or entry[2]:  # virtual, no template, or tokens to check
-            return None
-        return entry[0], entry[1]
 
     def _known(self, key: bytes) -> tuple[bytes, _Shape | None]:
         """The shape entry of a message's shape key, else of its general shape (hex values read

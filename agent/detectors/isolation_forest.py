@@ -79,6 +79,7 @@ def stored_trees(load: ModelLoad, model: OnnxModel, input_name: str, output_name
         tail = OnnxModel(load.bundle.file(str(section.raw["tail"])), load.options)
         trees = TreeTail(stored.arrays, tail, str(section.raw.get("tail_input", tail.input_names[0])), output_name)
         got = trees.scores(stored.probe)
+        tail.warm_up()  # (the probe rows are one batch shape; the lines come a few at a time)
     except (OSError, ValueError, KeyError) as exc:
         log.warning("forest_arrays_unusable", model=load.name, error=str(exc))
         return None
@@ -114,11 +115,13 @@ class IsolationForestDetector:
                 f"model {name!r} was trained on features {section.get('features')}, this agent computes "
                 f"{list(FEATURE_NAMES)}: retrain the bundle with this version"
             )
-        model = load.onnx()
+        model = load.onnx(warm_up=False)  # run on the probe rows instead when the trees are stored
         input_name = str(section.get("input", "X"))
         output_name = str(section.get("output", "scores"))
         model.check_inputs({input_name: 2})
         trees = stored_trees(load, model, input_name, output_name) if load.options.numpy_trees else None
+        if trees is None:
+            model.warm_up()
         return cls(name, IsolationForestScorer(model, name, input_name, output_name, trees=trees), load.threshold)
 
     def score_lines(self, contexts: Sequence[LineContext]) -> list[DetectorScore | None]:

@@ -148,6 +148,10 @@ class ModelLoad:
         """The session threshold at this sensitivity."""
         return self.section.session_threshold(self.sensitivity)
 
-    def onnx(self) -> OnnxModel:
-        """The section's ONNX file, opened with the runtime options."""
-        return OnnxModel(self.bundle.file(self.section.file()), self.options)
+    def onnx(self, warm_up: bool = True) -> OnnxModel:
+        """The section's ONNX file, opened with the runtime options and (`warm_up`) run once on
+        zeros: the first run's set-up belongs to the load (`OnnxModel.warm_up`)."""
+        model = OnnxModel(self.bundle.file(self.section.file()), self.options)
+        if warm_up:
+            model.warm_up()
+        return model

@@ -119,3 +119,16 @@ def test_manifest_window_disagreeing_with_onnx_is_refused(bundle: Any) -> None:
         LstmAeScorer(model, {**bundle.models["lstm_ae"], "window": 12})
     with pytest.raises(ModelError, match="no input"):
         LstmAeScorer(model, {**bundle.models["lstm_ae"], "inputs": ["tokens", "severity"]})
+
+
+def test_warm_up_changes_no_score(bundle: Any, hdfs: tuple[list[list[int]], dict[int, int]]) -> None:
+    """A session run once on zeros at load (`OnnxModel.warm_up`, as `ModelLoad.onnx` does) gives
+    bit-identical outputs on real windows to a cold one, at several batch sizes."""
+    tokens, vocab = hdfs
+    toks, lvls, _ = reconstruction_rows(tokens[200:260], None, 20, len(vocab) + 1)
+    warm, cold = OnnxModel(bundle.file("lstm_ae.onnx")), OnnxModel(bundle.file("lstm_ae.onnx"))
+    assert warm.warm_up()
+    for n in (1, 3, 64):
+        feeds = {"tokens": toks[:n], "levels": lvls[:n]}
+        for got, expected in zip(warm.run(feeds), cold.run(feeds), strict=True):
+            assert np.array_equal(got, expected)

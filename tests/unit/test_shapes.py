@@ -28,18 +28,23 @@ def _contents(data_dir: Path, system: str) -> list[str]:
 
 
 def _same(miner: TemplateMiner, messages: list[str], bare: list[str] | None = None) -> ShapeMatcher:
-    """Match every message with `miner` and with a shape lookup over a copy of it; where the
-    lookup answers without parameters (`template`), the miner's template id and text (those
-    messages go to `bare`)."""
+    """Match every message with `miner` and with a shape lookup over a copy of it (`match`,
+    returned); and with another that leaves parameters unread (`lookup`): where that answers
+    without them, the miner's template id and text (those messages go to `bare`), else its
+    whole match."""
     shapes = ShapeMatcher(TemplateMiner.from_state(miner.to_state()))
+    lazy = ShapeMatcher(TemplateMiner.from_state(miner.to_state()))  # the pipeline's short road's way
     for message in messages:
-        found = shapes.template(message)
         expected = miner.match(message)
-        assert shapes.match(message) == expected, message
-        if found is not None:
-            assert expected is not None and found == (expected.template_id, expected.template), message
+        found = lazy.lookup(message)
+        if found is not None and found[2] is None:
+            assert expected is not None and found[:2] == (expected.template_id, expected.template), message
             if bare is not None:
                 bare.append(message)
+        else:
+            assert found == (None if expected is None else (expected.template_id, expected.template,
+                                                             expected.params)), message
+        assert shapes.match(message) == expected, message
     return shapes
 
 
@@ -56,7 +61,7 @@ def test_shapes_match_as_the_miner_on_real_logs(data_dir: Path) -> None:
         shapes = _same(miner, lines, bare)
         hits, total = hits + shapes.hits, total + len(lines)
     assert total >= 20_000
-    assert len(bare) > 0.6 * total, (len(bare), total)  # most known shapes need no token checked (74 %)
+    assert len(bare) > 0.6 * total, (len(bare), total)  # most lines: known shapes, parameters unread (69 %)
     assert hits > 0.5 * total, (hits, total)
 
 
