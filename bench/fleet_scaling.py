@@ -86,7 +86,7 @@ def _cpu_secs() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-PHASES = ("read_parse_cut", "merge_mine_match", "match_history", "shuffle_count", "features_profile")
+PHASES = ("read_parse_cut", "merge_mine_match", "history_check", "match_shuffle_count", "features_profile")
 
 
 def _warm() -> None:

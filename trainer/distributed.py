@@ -185,6 +185,16 @@ class BlockKeys:
 
 
 @dataclass(frozen=True)
+class BlockFacts:
+    """What the driver gathers of each parsed block in round 1: its `BlockKeys` and its history
+    columns (each line's masked-key code as its template: the driver names them with the served
+    miner's key table), so that the history check runs in the driver while round 2 runs."""
+
+    keys: BlockKeys
+    history: HistoryLines
+
+
+@dataclass(frozen=True)
 class ParsedBlock:
     """A parsed block on its worker: its `BlockKeys` (gathered by the driver), each line's
     masked-key code (an index into its keys), its parsed lines and its source."""
@@ -266,8 +276,9 @@ def _parse_block(block: Block, parser: ParserConfig, sample: list[str], config: 
     return _cut(_parse(data, block.source, parser, sample), config, block.source, data)
 
 
-def _keys_of(block: ParsedBlock) -> BlockKeys:
-    return block.keys
+@paused_gc
+def _facts_of(block: ParsedBlock) -> BlockFacts:
+    return BlockFacts(block.keys, HistoryLines.of(block.parsed, block.codes))
 
 
 @paused_gc
@@ -361,7 +372,6 @@ class MatchedBlock:
     source: str
     codes: np.ndarray  # per line: masked-key code
     matches: list[Match]
-    history: HistoryLines
     pieces: tuple[Piece, ...]
 
 
@@ -370,9 +380,7 @@ def _match_block(
     block: ParsedBlock, start: int, table: np.ndarray, shared: tuple[dict[str, Any], Owners],
 ) -> MatchedBlock:
     """Round 2: a block's lines matched and cut by owner (`table`: the block's key → template
-    table of the training miner; `shared`: the miner's state and the owners). Its history
-    columns carry each line's masked-key code as its template: the driver names them with the
-    served miner's table."""
+    table of the training miner; `shared`: the miner's state and the owners)."""
     state, owners = shared
     miner = TemplateMiner.from_state(state)
     parsed, codes = block.parsed, block.codes
@@ -393,16 +401,13 @@ def _match_block(
     own = np.array([e == block.source for e in entities], dtype=np.bool_)
     piece = Piece(entities, entity_codes, np.arange(start, start + len(parsed), dtype=np.int64), ids, levels,
                   times, lengths, n_params, own[entity_codes] if len(entity_codes) else np.empty(0, dtype=np.bool_))
-    history = HistoryLines.of(parsed, codes)
-    return MatchedBlock(start, parsed, block.source, codes, matches, history, piece.cut(owners))
+    return MatchedBlock(start, parsed, block.source, codes, matches, piece.cut(owners))
 
 
-def _history_of(block: MatchedBlock) -> HistoryLines:
-    return block.history
-
-
-def _piece_of(block: MatchedBlock, k: int) -> Piece:
-    return block.pieces[k]
+def _pieces_of(k: int, *blocks: tuple[int, MatchedBlock]) -> list[tuple[int, Piece]]:
+    """Partition k's pieces of the (block index, block)s one worker holds: one task per worker
+    and partition, not per block and partition."""
+    return [(i, block.pieces[k]) for i, block in blocks]
 
 
 @dataclass(frozen=True)
@@ -418,10 +423,10 @@ class Owned:
 
 
 @paused_gc
-def _own(*pieces: Piece) -> OwnedLines:
-    """Round 3 (submitted with round 2): partition k's owner: its pieces of every block (in
-    block order) grouped by entity."""
-    return OwnedLines.assemble(pieces)
+def _own(*held: list[tuple[int, Piece]]) -> OwnedLines:
+    """Round 3 (submitted with round 2): partition k's owner: its pieces of every block (from
+    each worker's `_pieces_of`; put in block order) grouped by entity."""
+    return OwnedLines.assemble([piece for _, piece in sorted((p for part in held for p in part), key=lambda p: p[0])])
 
 
 @paused_gc
@@ -515,12 +520,47 @@ def _joined_outputs(first: BlockOutputs, then: BlockOutputs) -> BlockOutputs:
     return BlockOutputs(first.profile, first.problem + then.problem, first.whole)
 
 
-def _judged(block: MatchedBlock, judged_from: int, suspect: frozenset[int]) -> list[tuple[str, str]]:
-    """Round 4, per block: (raw line, source) of its lines from `judged_from` on whose template
-    is not suspect: the held-back lines the vote is judged and calibrated on."""
+@dataclass(frozen=True)
+class FinishedOutputs:
+    """The root of the blocks' profile tree, finished on its worker: the profiles as the driver
+    serves them (`ProfileBuilder.result`) and the problem lines."""
+
+    profile: dict[str, Any]
+    problem: list[Packed]
+    whole: dict[str, Any] | None
+
+
+@paused_gc
+def _finished(out: BlockOutputs | None, served: bool) -> FinishedOutputs:
+    """The merged partial profiles finished where they were merged: what the driver did with the
+    tree's root, but the result (~0.15 MB on 128,000 BGL lines) is shipped instead of the
+    uncapped partial tables (~1 MB of small objects, 0.1-0.3 s to unpickle in the driver)."""
+    profile = ProfileBuilder()
+    whole = ProfileBuilder() if served else None
+    if out is not None:
+        profile.merge(out.profile)
+        if whole is not None and out.whole is not None:
+            whole.merge(out.whole)
+    return FinishedOutputs(profile.result(), [] if out is None else out.problem,
+                           None if whole is None else whole.result())
+
+
+@dataclass(frozen=True)
+class JudgedLines:
+    """A block's judged lines: their raw text, and the block's source. One object, pickled at
+    once: Dask ships a plain list of tuples element by element (12,800 lines took 0.6-1.0 s
+    to reach the driver, against 0.06 s as one object)."""
+
+    raw: list[str]
+    source: str
+
+
+def _judged(block: MatchedBlock, judged_from: int, suspect: frozenset[int]) -> JudgedLines:
+    """Round 4, per block: the raw text of its lines from `judged_from` on whose template is not
+    suspect: the held-back lines the vote is judged and calibrated on."""
     first = max(0, judged_from - block.start)
-    return [(block.parsed[i].raw, block.source) for i in range(first, len(block.matches))
-            if (-1 if (m := block.matches[i]) is None else m[0]) not in suspect]
+    return JudgedLines([block.parsed[i].raw for i in range(first, len(block.matches))
+                        if (-1 if (m := block.matches[i]) is None else m[0]) not in suspect], block.source)
 
 
 def _served_match(served: TemplateMiner, message: str, tid: int) -> Match:
@@ -546,10 +586,10 @@ class TrainingOutputs:
 
     x_train: np.ndarray  # training rows in line order (burst ratio not yet set)
     x_val: np.ndarray  # threshold rows in line order (burst ratio not yet set)
-    profile: ProfileBuilder
+    profile: dict[str, Any]
     judged: list[Record]
     problem: list[ParsedLine]
-    whole: ProfileBuilder | None
+    whole: dict[str, Any] | None
 
 
 @dataclass
@@ -572,6 +612,7 @@ class ClusterData:
     entities: int = 0  # known after round 3
     matched: list[Any] = field(default_factory=list)  # round 2's futures
     served_tables: list[np.ndarray] = field(default_factory=list)
+    histories: list[HistoryLines] = field(default_factory=list)  # round 1's, per block
     assembled: list[Any] = field(default_factory=list)  # round 3's futures: the owners' lines
     owners: list[Any] = field(default_factory=list)  # round 3's futures: the owners' feature counts
     outs: list[Any] = field(default_factory=list)  # round 3's futures: the blocks' profiles
@@ -608,8 +649,7 @@ class ClusterData:
         each result lives is asked once, after round 1 (`homes`); later results are where their
         tasks were pinned."""
         home = self.homes.get(where.key)
-        urgent = fn in _URGENT  # the driver waits for these: ahead of the blocks' profiles
-        future = self.client.submit(fn, *args, workers=home, pure=False, priority=1 if urgent else 0)
+        future = self.client.submit(fn, *args, workers=home, pure=False, priority=_PRIORITY.get(fn, 0))
         self.homes[future.key] = home
         return future
 
@@ -617,31 +657,41 @@ class ClusterData:
         """Round 2 (submitted by `prepare`): every block's lines matched and cut by owner on its
         worker."""
         client = self.client
-        counts: Counter[str] = Counter()
-        for k in self.keys:
-            counts.update(k.entities)
-        shared = client.scatter((self.miner.to_state(), Owners.balanced(dict(counts), self.workers)), broadcast=True)
+        workers = sorted(client.scheduler_info().get("workers", {}))  # owner k on the k-th worker
+        homes = [h[0] if (h := self.homes.get(f.key)) else None for f in self.parsed]
+        weights, base = owner_work(self.keys, self.starts, homes, workers, self.n_train)
+        owners = Owners.balanced(weights, self.workers)
+        shared = _shared(client, (self.miner.to_state(), owners))
         self.matched = [self._on(f, _match_block, f, s, t, shared)
                         for f, s, t in zip(self.parsed, self.starts, self.templates, strict=True)]
         for f in self.parsed:
             f.release()
         self.parsed = []
-        workers = sorted(client.scheduler_info().get("workers", {}))  # owner k on the k-th worker
+        held = self._held()
         self.assembled = []
+        where = partition_homes(owners.loads(weights), base, workers)
         for part in range(self.workers):
-            home = [workers[part % len(workers)]] if workers else None
-            self.assembled.append(client.submit(_own, *[self._on(f, _piece_of, f, part) for f in self.matched],
-                                                workers=home, pure=False))
+            home = [where[part]] if where else None
+            pieces = [self._on(group[0][1], _pieces_of, part, *group) for group in held]
+            self.assembled.append(client.submit(_own, *pieces, workers=home, pure=False, priority=_PRIORITY[_own]))
             self.homes[self.assembled[-1].key] = home
 
+    def _held(self) -> list[list[tuple[int, Any]]]:
+        """Round 2's (block index, future)s grouped by the worker holding them (in block order;
+        a block whose home is not known alone)."""
+        groups: dict[Any, list[tuple[int, Any]]] = {}
+        for i, f in enumerate(self.matched):
+            home = self.homes.get(f.key)
+            groups.setdefault(i if home is None else tuple(home), []).append((i, f))
+        return list(groups.values())
+
     def history_lines(self, served: TemplateMiner) -> HistoryLines:
-        """Round 2's history columns, each line named by the served miner (each distinct key
-        matched once, here)."""
+        """Round 1's history columns, each line named by the served miner (each distinct key
+        matched once, here), while the workers run round 2."""
         self.served_tables = key_templates(self.keys, self.earliest, served)
-        parts: list[HistoryLines] = self.client.gather([self._on(f, _history_of, f) for f in self.matched])
         out = HistoryLines.concat([dataclasses.replace(p, ids=table[p.ids] if len(p.ids) else p.ids.astype(np.int64))
-                                   for p, table in zip(parts, self.served_tables, strict=True)])
-        self.phase("match_history")
+                                   for p, table in zip(self.histories, self.served_tables, strict=True)])
+        self.histories = []
         return out
 
     def sequences(
@@ -650,57 +700,61 @@ class ClusterData:
         """Round 3, once the vocabulary is known: the feature counts of each owner's training lines
         (`ask.suspect` templates left out, tokens by `ask.vocab`) and the owners' sequences; the
         blocks' partial profiles start too (`outputs` collects them)."""
+        self.phase("history_check")  # the served miner and the history check, while round 2 runs
         client = self.client
         self.owners = [self._on(o, _count, o, self.n_train, ask.suspect, ask.vocab) for o in self.assembled]
         counts_futures = [self._on(o, _counts_of, o) for o in self.owners]
-        shared = client.scatter(ask, broadcast=True)
+        shared = _shared(client, ask)
         level = [self._on(f, _outputs, f, t, shared) for f, t in zip(self.matched, self.served_tables,
                                                                      strict=True)]
+        sizes = [1] * len(level)  # blocks under each node
+        merged: Counter[str | None] = Counter()  # blocks merged in by each worker so far
         while len(level) > 1:  # merged pairwise on the workers, in line order
-            level = [self._on(level[i + 1], _joined_outputs, level[i], level[i + 1]) if i + 1 < len(level)
-                     else level[i] for i in range(0, len(level), 2)]
-        self.outs = level
+            joined, joined_sizes = [], []
+            for i in range(0, len(level), 2):
+                if i + 1 == len(level):
+                    joined.append(level[i])
+                    joined_sizes.append(sizes[i])
+                    continue
+                # on the home of either half (the merge adds the second half to the first): the
+                # worker that merged less so far, so the tree's work is shared
+                left, right = (h[0] if (h := self.homes.get(f.key)) else None for f in level[i : i + 2])
+                where = level[i] if merged[left] < merged[right] else level[i + 1]
+                merged[left if where is level[i] else right] += sizes[i + 1]
+                joined.append(self._on(where, _joined_outputs, level[i], level[i + 1]))
+                joined_sizes.append(sizes[i] + sizes[i + 1])
+            level, sizes = joined, joined_sizes
+        served = ask.served is not None
+        self.outs = [self._on(level[0], _finished, level[0], served) if level else
+                     client.submit(_finished, None, served, pure=False)]
         counts: list[FeatureCounts] = client.gather(counts_futures)
         sequences = EntitySequences.concat(client.gather([self._on(o, _sequences_of, o) for o in self.assembled]))
         self.entities = len(sequences.entities)
-        self.phase("shuffle_count")
+        self.phase("match_shuffle_count")
         return sequences, counts
 
     def outputs(
         self, stats: FeatureStats, config: FeatureConfig, judged_from: int, ask: BlockAsk,
     ) -> TrainingOutputs:
         """Round 4: the feature rows (training lines; threshold lines [n_train, judged_from)) and
-        the judged lines; round 3's partial profiles merged in line order (each as soon as the
-        ones before it are in) and its problem lines."""
-        from dask.distributed import as_completed
-
+        the judged lines; round 3's profiles (merged in line order and finished on the workers)
+        and its problem lines."""
         client = self.client
         rows = [self._on(o, _rows, o, stats, config, self.n_train, judged_from, ask.suspect, ask.vocab)
                 for o in self.owners]
-        judged_futures = [self._on(f, _judged, f, judged_from, ask.suspect) for f in self.matched]
-        order = {f.key: i for i, f in enumerate(self.outs)}
-        profile = ProfileBuilder()
-        whole = ProfileBuilder() if ask.served is not None else None
-        problem: list[ParsedLine] = []
-        done: dict[int, BlockOutputs] = {}
-        merged = 0
-        for future, result in as_completed(self.outs, with_results=True):  # type: ignore[no-untyped-call]
-            done[order[future.key]] = result
-            future.release()
-            while merged in done:  # in line order, while later blocks still run
-                out = done.pop(merged)
-                merged += 1
-                profile.merge(out.profile)
-                if whole is not None and out.whole is not None:
-                    whole.merge(out.whole)
-                problem += [_unpack(t) for t in out.problem]
+        judged_futures = [self._on(f, _judged, f, judged_from, ask.suspect)  # the blocks past `judged_from`
+                          for f, start, k in zip(self.matched, self.starts, self.keys, strict=True)
+                          if start + k.count > judged_from]
+        finished: FinishedOutputs = self.outs[0].result()
         self.outs = []
-        judged = [Record(raw, source) for part in client.gather(judged_futures) for raw, source in part]
+        problem = [_unpack(t) for t in finished.problem]
+        parts_judged: list[JudgedLines] = client.gather(judged_futures)
+        judged = [Record(raw, part.source) for part in parts_judged for raw in part.raw]
         parts: list[FeatureRows] = client.gather(rows)
         x_train = _in_line_order([p[0] for p in parts], [p[1] for p in parts])
         x_val = _in_line_order([p[2] for p in parts], [p[3] for p in parts])
         self.phase("features_profile")
-        return TrainingOutputs(x_train, x_val, profile, judged, problem, whole)
+        return TrainingOutputs(x_train, x_val, finished.profile, judged, problem, finished.whole)
 
     def close(self) -> None:
         """Release what the workers hold for this run."""
@@ -709,7 +763,71 @@ class ClusterData:
         self.parsed, self.matched, self.assembled, self.owners, self.outs, self.straddle = [], [], [], [], [], None
 
 
-_URGENT = frozenset({_count, _counts_of, _sequences_of, _history_of, _firsts_from})
+# What the rest of a run costs a worker, per line, in microseconds (the task stream of a 2-worker
+# run on 128,000 BGL lines): matching a line and cutting it by owner ~9, a block's partial profile
+# ~8 per training line, an owner's feature counts and rows ~4.7 per training or threshold line.
+MATCH_COST, PROFILE_COST, ROWS_COST = 9.0, 8.0, 4.7
+
+
+def partition_homes(loads: Sequence[float], base: Sequence[float], workers: Sequence[str]) -> list[str]:
+    """The worker of each partition: the partition with the most owner work on the worker with
+    the least block work (entities are whole: 8 equal hosts over 2 owners of a history whose
+    held-back tail is judged, not featured, leave one owner a host's work more). Empty without
+    workers; with fewer workers than partitions, the k-th partition on worker k % n."""
+    if not workers:
+        return []
+    if len(workers) < len(loads):
+        return [workers[k % len(workers)] for k in range(len(loads))]
+    free = sorted(range(len(workers)), key=lambda w: (base[w], w))
+    out = [""] * len(loads)
+    for i, k in enumerate(sorted(range(len(loads)), key=lambda k: (-loads[k], k))):
+        out[k] = workers[free[i]]
+    return out
+
+
+def owner_work(
+    keys: Sequence[BlockKeys], starts: Sequence[int], homes: Sequence[str | None], workers: Sequence[str],
+    n_train: int,
+) -> tuple[dict[str, float], list[float]]:
+    """Once round 1 is in: each busy entity's owner work (its lines up to about where the judged
+    lines start, `ROWS_COST` each: the threshold lines are about the first half of the held-back
+    part), what `Owners.balanced` evens out; and each worker's work on the blocks it holds
+    (matching every line, profiling the training lines), what `partition_homes` reads."""
+    total = starts[-1] + keys[-1].count if keys else 0
+    rows_end = n_train + (total - n_train) // 2
+    weights: dict[str, float] = {}
+    base = dict.fromkeys(workers, 0.0)
+    for k, start, home in zip(keys, starts, homes, strict=True):
+        share = min(1.0, max(0.0, (rows_end - start) / k.count)) if k.count else 0.0
+        for entity, n in k.entities.items():
+            weights[entity] = weights.get(entity, 0.0) + n * share * ROWS_COST
+        if home in base:
+            base[home] += k.count * MATCH_COST + min(k.count, max(0, n_train - start)) * PROFILE_COST
+    return weights, [base[w] for w in workers]
+
+
+# Which tasks a worker runs first when several are ready (Dask's `priority`, higher first): what
+# the driver waits for between rounds and the owners' chain to it (matching, pieces, owners,
+# counts); then
+# the blocks' profiles, their merges and the judged lines, which fill the workers' time while
+# the driver works; the feature rows last (they need the driver's merged statistics): at the end
+# both workers run their owner's rows side by side instead of one worker merging the top of the
+# profile tree alone.
+_PRIORITY: dict[Callable[..., Any], int] = {
+    **dict.fromkeys((_match_block, _pieces_of, _own, _count, _counts_of, _sequences_of, _firsts_from), 2),
+    **dict.fromkeys((_outputs, _joined_outputs, _finished, _judged), 1),
+}
+
+
+def _same(value: Any) -> Any:
+    return value
+
+
+def _shared(client: Any, value: Any) -> Any:
+    """A future holding `value` for many tasks: sent with one task, fetched once by each worker
+    that needs it. Unlike `client.scatter(broadcast=True)`, the driver does not wait for the
+    workers to have it (a round trip while they sat idle between rounds)."""
+    return client.submit(_same, value, pure=False, priority=3)
 
 
 def _in_line_order(index: list[np.ndarray], rows: list[np.ndarray]) -> np.ndarray:
@@ -740,7 +858,8 @@ def prepare(
     fmt = LineParser(parser, sample).format
     parts = max(1, len(client.scheduler_info().get("workers", {})))  # one entity partition per worker
     parsed = [client.submit(_parse_block, block, parser, sample, miner_config, pure=False) for block in blocks]
-    keys: list[BlockKeys] = client.gather([client.submit(_keys_of, f, pure=False) for f in parsed])
+    facts: list[BlockFacts] = client.gather([client.submit(_facts_of, f, pure=False) for f in parsed])
+    keys = [f.keys for f in facts]
     read = time.monotonic()
     total = sum(k.count for k in keys)
     n_train = total - int(total * val_fraction)
@@ -751,6 +870,7 @@ def prepare(
     for k in keys:
         h.update(k.digest)
     data = ClusterData(client, parsed, keys, earliest, fmt, miner, templates, total, n_train, h.hexdigest(), parts)
+    data.histories = [f.history for f in facts]
     data.homes = {key: list(where) or None for key, where in client.who_has(parsed).items()}
     for future, k, start in zip(parsed, keys, data.starts, strict=True):  # asked first: the workers
         if start < n_train < start + k.count:  # run tasks in the order they were submitted

@@ -19,7 +19,7 @@ and line indices are global (the block's first line's index in the whole input).
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -51,10 +51,10 @@ class Owners:
     placed: dict[str, int]
 
     @classmethod
-    def balanced(cls, counts: dict[str, int], parts: int) -> Owners:
+    def balanced(cls, counts: Mapping[str, float], parts: int) -> Owners:
         """Owners for entities with these line counts (approximate counts do: they only balance)."""
         busiest = sorted(counts.items(), key=lambda item: (-item[1], item[0]))[:PLACED]
-        load = [0] * parts
+        load = [0.0] * parts
         for entity, n in counts.items():
             if len(counts) > PLACED:  # the hashed ones' share, so the placed ones even it out
                 load[owner(entity, parts)] += n
@@ -71,6 +71,13 @@ class Owners:
         """The partition that owns `entity`."""
         k = self.placed.get(entity)
         return owner(entity, self.parts) if k is None else k
+
+    def loads(self, counts: Mapping[str, float]) -> list[float]:
+        """Each partition's share of these line counts."""
+        out = [0.0] * self.parts
+        for entity, n in counts.items():
+            out[self.of(entity)] += n
+        return out
 
 
 @dataclass(frozen=True)

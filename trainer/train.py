@@ -401,9 +401,9 @@ def _assemble_on_cluster(data: ClusterData, options: TrainOptions) -> TrainingSe
     return TrainingSet(
         data.log_format, data.lines, n_train, n_val, miner, served, vocab, history, normal_ids, problem,
         served_suspect, unmatched, FeatureExtractor(options.features, stats), out.x_train, out.x_val,
-        out.profile.result(), train_seqs, train_levels, val_seqs, val_levels, judged, out.judged,
+        out.profile, train_seqs, train_levels, val_seqs, val_levels, judged, out.judged,
         problem_lines(out.problem, miner, list(problem)) if problem else [], known,
-        out.whole.result() if out.whole is not None else None, data.data_sha256, data.facts())
+        out.whole, data.data_sha256, data.facts())
 
 
 def fit(data: TrainingSet, options: TrainOptions, started: float | None = None) -> TrainResult:
