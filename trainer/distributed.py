@@ -6,7 +6,8 @@ training set reach the driver; no parsed line does.
     files (fsspec: local paths, s3://…, gs://… when their fsspec package is installed)
       ─► blocks of whole lines, equal in size within a file ─► round 1, one task per block:
          read, stitch + parse; each line's masked key (`ParsedBlock`, kept on the worker); its
-         `BlockKeys` (the first line of every masked key, the line count) to the driver
+         `BlockKeys` (the first line of every masked key, the line count) and its history columns
+         (time, masked-key code, level, actor: `HistoryLines`) to the driver
       ─► driver: the split point (held-back part = the last val_fraction of the lines, as in one
          process); the keys of all blocks merged (the earliest occurrence wins: the same result
          whatever the partitioning and whatever order the blocks finish in); one miner mined on
@@ -14,23 +15,25 @@ training set reach the driver; no parsed line does.
          distinct key matched once against it ─► each block's key → template id table
       ─► round 2, per block (submitted with the merge; `MatchedBlock`, kept on the worker):
          every line matched (params) and cut by entity owner (`Owners`: the busiest entities
-         spread evenly by their line counts over the partitions, one per worker); its history
-         columns (time, masked-key code, level, actor: `HistoryLines`) to the driver, which names
-         each key by the served miner (learnt from each key's first held-back line, the block
-         the split point cuts asked first for its own) and runs the history check; and each
-         owner's pieces of every block grouped by entity (trainer/entity_shuffle.py)
+         spread evenly by their feature lines over the partitions, one per worker, the heavier
+         partition on the worker with less block work); meanwhile the driver names each line's
+         key in round 1's history columns by the served miner (learnt from each key's first
+         held-back line, the block the split point cuts asked first for its own) and runs the
+         history check; and each owner's pieces of every block grouped by entity
+         (trainer/entity_shuffle.py)
       ─► round 3, once the vocabulary is known: per owner the feature extractor's first pass over
          its training lines (`FeatureCounts`) and its sequences to the driver, which takes the
          held-back split from them; per block the partial explanation profile(s) of its lines
          (`ProfileBuilder`) and its lines of operator-labelled problem templates
       ─► round 4: per owner the feature rows of its training and threshold lines with the merged
          statistics; per block the held-back lines the vote is judged and calibrated on (raw
-         text); the driver merges the profiles in line order as they come in
+         text); the profiles merged pairwise in line order on the workers and finished at the
+         root
 
-Tasks run on the worker that holds their block (or owner k on the k-th worker): Dask's queuing
-would otherwise move parsed blocks between workers. What the driver waits for runs ahead of the
-profiles in the workers' queues. The tasks and the driver's assembly run with the cyclic garbage
-collector paused (`paused_gc`): the data half allocates many small objects beside large live
+Tasks run on the worker that holds their block (an owner's on its worker, `partition_homes`):
+Dask's queuing would otherwise move parsed blocks between workers. Task priorities
+(`_PRIORITY`) order each worker's queue. The tasks and the driver's assembly run with the cyclic
+garbage collector paused (`paused_gc`): the data half allocates many small objects beside large live
 heaps, and each full collection walked all of them.
 
 Why the first occurrence per masked key: the miner learns lines with the same masked key alike
@@ -117,9 +120,13 @@ def connect(spec: str) -> Any:
             n = 0
         if n < 1:
             raise UserError(f"--dask {spec}: use local:N with N >= 1 workers, or a scheduler address")
+        # Its workers log at CRITICAL only: when the cluster stops, a worker's heartbeat that
+        # meets the closing scheduler logs a CommClosedError traceback at ERROR (dask/distributed
+        # #7105), which a user saw at the end of every `train --dask local:N`. Nothing is lost: a
+        # task's error, or a worker's death, reaches this process as an exception.
         cluster = LocalCluster(  # type: ignore[no-untyped-call]
             n_workers=n, threads_per_worker=1, processes=True, dashboard_address=":0",
-                               silence_logs=logging.ERROR)
+            silence_logs=logging.CRITICAL)
         return Client(cluster)  # type: ignore[no-untyped-call]
     try:
         return Client(spec, timeout=30)  # type: ignore[no-untyped-call]

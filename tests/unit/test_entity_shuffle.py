@@ -51,3 +51,31 @@ def test_shuffled_sequences_equal_one_process_for_any_partitioning(data_dir: Pat
                 for lo, hi in ((0, 3200), (3200, 3600), (3600, len(parsed))):
                     kept = [tl for tl in lines[lo:hi] if tl.template_id not in suspect]
                     assert sequences.select(lo, hi, suspect, vocab) == sequences_by_entity(kept), (size, parts, lo)
+
+
+def test_owner_work_places_the_heavier_partition_where_fewer_training_blocks_are(data_dir: Path) -> None:
+    """8 simulated hosts of BGL lines (one entity each, by source), blocks alternating between two
+    workers as Dask's queue hands them out: the entities split 4 / 4 by their lines up to the
+    judged part, and the partition with the odd host's extra rows goes to the worker whose blocks
+    hold fewer training lines (the held-back tail's blocks are not profiled)."""
+    from trainer.distributed import owner_work, partition_homes
+
+    raw = b"".join((data_dir / "bgl" / "BGL_4k.log").read_bytes().splitlines(keepends=True)[:2000])
+    sample = _lines(raw)[:200]
+    parser = ParserConfig()  # the entity is the stream: the host's file
+    config = MinerConfig()
+    halves = [b"".join(raw.splitlines(keepends=True)[i : i + 1000]) for i in (0, 1000)]
+    keys = [_cut(_parse(half, f"host-{h}.log", parser, sample), config).keys for h in range(8) for half in halves]
+    starts = [sum(k.count for k in keys[:j]) for j in range(len(keys))]
+    workers = ["tcp://a", "tcp://b"]
+    homes = [workers[j % 2] for j in range(len(keys))]  # blocks 0, 2, 4 … on a; 1, 3, 5 … on b
+    n_train = int(starts[-1] + keys[-1].count) * 8 // 10
+    weights, base = owner_work(keys, starts, homes, workers, n_train)
+    assert sorted(weights) == [f"host-{h}.log" for h in range(8)]
+    assert weights["host-7.log"] < weights["host-0.log"] == weights["host-5.log"]  # the tail: judged, not featured
+    owners = Owners.balanced(weights, 2)
+    loads = owners.loads(weights)
+    assert sorted(sum(1 for e in weights if owners.of(e) == k) for k in (0, 1)) == [4, 4]
+    heavy = max((0, 1), key=lambda k: loads[k])
+    assert base[0] != base[1]
+    assert partition_homes(loads, base, workers)[heavy] == workers[base.index(min(base))]
