@@ -41,6 +41,11 @@ class ExplainConfig:
     # Android and Spark histories span under a minute, Hadoop's 4.5 minutes) its counts cannot
     # say what a normal window holds, so nothing is called a burst.
     min_burst_windows: int = 30
+    # A burst raises a line on its own once, not on every line past the floor (`burst_alert`):
+    # on the line whose window count first passes the floor, then each time the count reaches
+    # this many times the count it last raised at (the incident is updated as the burst grows).
+    # The burst is over once no line of the template has been past the floor for a whole window.
+    burst_escalation: float = 2.0
     # UNUSUAL_TIME: this hour holds less than rare_hour_share of the template's (or level's)
     # timed training lines, judged only with at least min_hour_samples of them.
     rare_hour_share: float = 0.005
@@ -170,6 +175,10 @@ class Explainer:
         # template id -> what a BURST of it says besides the count (`_burst`)
         self._burst_said: dict[int, tuple[str, float, float, float, float | None]] = {}
         self._bursts: dict[tuple[int, int], Explanation] = {}  # (template id, count) -> its BURST fact
+        # template id -> [latest time a line of it was past the floor, the count it last raised at]
+        self._runs: OrderedDict[int, list[float]] = OrderedDict()
+        # observed line -> whether its burst raised it (`burst_alert` decides each line once)
+        self._raised: dict[int, bool] = {}
         self._models = ModelExplainer(profile, self._named, self._token_template, model_types)
 
     # ---- live state
@@ -227,7 +236,9 @@ class Explainer:
         if len(self._previous) > self.config.max_pending:
             old, _ = self._previous.popitem(last=False)
             self._count_at.pop(old, None)
+            self._raised.pop(old, None)
         self._count_at.pop(id(line), None)
+        self._raised.pop(id(line), None)
         if count and not line.time_from_arrival:
             self._count_at[id(line)] = count
 
@@ -714,7 +725,52 @@ class Explainer:
         line = ctx.line
         if self.notable_template(line.template_id, line.is_new, line.line.level):
             return True
-        return line.template_id in self._profile and self._burst_numbers(line) is not None
+        return line.template_id in self._profile and self.burst_alert(line)
+
+    def burst_alert(self, line: TemplatedLine) -> bool:
+        """Whether the line's burst raises it on its own: it is past its template's burst floor
+        and either starts a burst (no line of the template was past the floor in the window
+        before it) or has grown it to `burst_escalation` times the count last raised at. The
+        other lines of a burst keep their BURST fact when something else raises them, but the
+        count alone does not: one burst, one alert and its updates. Decided once per observed
+        line, in the order lines are judged (their order in the log), so a scan and a live run
+        raise the same lines."""
+        seen = self._previous.get(id(line))
+        mine = seen is not None and seen[0] == _fingerprint(line)
+        if mine:
+            decided = self._raised.get(id(line))
+            if decided is not None:
+                return decided
+        count = self._burst_count(line, seen)
+        if count is None:
+            return False
+        raised = self._extend_run(line.template_id, line.time, count)
+        if mine:
+            self._raised[id(line)] = raised
+        return raised
+
+    def burst_continues(self, line: TemplatedLine) -> bool:
+        """Whether `burst_alert` judged this line past its floor in a burst it did not raise: a
+        line of a burst already reported (its incident counts it, `IncidentGrouper.count_burst_line`)."""
+        return self._raised.get(id(line)) is False
+
+    def _extend_run(self, template_id: int, t: float, count: int) -> bool:
+        """Put a line past the floor (at `t`, window count `count`) in its template's burst;
+        True when it starts the burst or escalates it."""
+        runs = self._runs
+        run = runs.get(template_id)
+        if run is None or t - run[0] > self.config.window_secs:
+            runs[template_id] = [t, float(count)]
+            runs.move_to_end(template_id)
+            if len(runs) > self.config.max_tracked_templates:
+                runs.popitem(last=False)
+            return True
+        if t > run[0]:
+            run[0] = t
+        if count >= self.config.burst_escalation * run[1]:
+            run[1] = float(count)
+            return True
+        return False
 
     def notable_template(self, template_id: int, is_new: bool, level: Level) -> bool:
         """The part of `is_notable` fixed by the template and the level (all of it but the burst)."""

@@ -3,10 +3,9 @@
 An anomaly joins an incident by the first of these that holds (ARCHITECTURE.md states the rule):
 1. A never-seen template that an incident already reported, a variant of one (most content
    words shared, all of one's in the other, or the same message before a different reason), or
-   one of the same family (`agent/line_families.py`: a crash report's field dumps), rejoins that
-   incident for
-   `new_behaviour_secs` on either side of its span: it is reopened under the same id and
-   updated (new behaviour, not a new problem).
+   one of the same family (`agent/line_families.py`: a crash report's field dumps, the machine's
+   corrected errors), rejoins that incident for `new_behaviour_secs` on either side of its
+   span: it is reopened under the same id and updated (new behaviour, not a new problem).
 2. In one of the incident's *episodes* (`agent/episodes.py`: no quiet gap longer than
    `episode_gap_secs`; on the log's clock): the same template, a never-seen line of the same
    stream (a host's own log, no entity of its own: a reboot, a restart), or the same actor
@@ -69,6 +68,7 @@ from agent.types import (
     IncidentSeverity,
     IncidentState,
     Level,
+    TemplatedLine,
     Verdict,
 )
 
@@ -301,6 +301,7 @@ class _Open:
     __slots__ = (
         "anomalies",
         "arrival",
+        "burst_lines",
         "danger",
         "emitted_at",
         "entities",
@@ -337,6 +338,7 @@ class _Open:
         self.anomalies = 0
         self.danger = 0
         self.suppressed = 0  # identical repeats counted here but not emitted as events
+        self.burst_lines = 0  # lines of its bursts that did not raise alone (`count_burst_line`)
         self.max_level = Level.UNKNOWN
         self.templates: Counter[int] = Counter()
         self.template_text: dict[int, str] = {}
@@ -630,6 +632,35 @@ class IncidentGrouper:
         if self._last_decision is not None and self._last_decision[0] == id(anomaly):
             return self._last_decision[1]
         return self._would_emit(self._match(anomaly), anomaly)
+
+    def count_burst_line(self, line: TemplatedLine) -> list[Incident]:
+        """A line of a burst that did not raise on its own (`Explainer.burst_alert`: one burst,
+        one alert and its updates) is counted in the incident that holds its template, the one
+        whose episode is nearest its time (within `episode_gap_secs`): its `line_count` and span
+        grow, and it is updated (at most every `update_every_secs`), so the incident tells how
+        big the burst got. Not an anomaly: `anomaly_count` and the anomaly events do not change.
+        Returns the update due, if any."""
+        t = line.time
+        best: _Open | None = None
+        best_distance = math.inf
+        for inc in sorted(self._index.templates.get(line.template_id, _NONE), key=_entry_order):
+            if inc.incident_id not in self._open:
+                continue
+            distance = self._episode_distance(inc, t)
+            if distance <= self.config.episode_gap_secs and distance < best_distance:
+                best, best_distance = inc, distance
+        if best is None:
+            return []
+        best.burst_lines += 1
+        if math.isfinite(t):
+            best.first_seen = min(best.first_seen, t) if math.isfinite(best.first_seen) else t
+            best.last_seen = max(best.last_seen, t) if math.isfinite(best.last_seen) else t
+            _add_to_episodes(best.episodes, t, self.config.episode_gap_secs)
+            self._touch(best)
+            if t - best.emitted_at >= self.config.update_every_secs:
+                best.emitted_at = t
+                return [self._snapshot(best, IncidentState.UPDATE)]
+        return []
 
     def add(self, anomaly: Anomaly) -> tuple[str | None, list[Incident]]:
         """Put `anomaly` in an incident; returns its id and the incident events due now.
@@ -971,9 +1002,10 @@ class IncidentGrouper:
             points += 1
         if inc.danger:
             points += 2
-        if inc.anomalies >= 50:
+        lines = inc.anomalies + inc.burst_lines  # a burst's size is its lines, not its one alert
+        if lines >= 50:
             points += 2
-        elif inc.anomalies >= 10:
+        elif lines >= 10:
             points += 1
         if len(inc.new_templates) >= 2:
             points += 1
@@ -1007,7 +1039,7 @@ class IncidentGrouper:
             first_seen=inc.first_seen,
             last_seen=max(inc.last_seen, inc.first_seen),
             anomaly_count=inc.anomalies,
-            line_count=inc.anomalies,
+            line_count=inc.anomalies + inc.burst_lines,
             repeats_not_emitted=inc.suppressed,
             entities=entities,
             leading_templates=leading,

@@ -21,6 +21,15 @@ values ("Lustre mount FAILED : bglio559 : point …", "rts: kernel terminated fo
 "ciod: Error loading <PATH>: invalid or missing program image, Permission denied" and "…:
 program image too big, <NUM> > <NUM>"). The part before the reason must say something (three
 content words or more): "kernel: …" or "ERROR: …" alone relates nothing.
+
+A third family is the machine's *corrected errors*: a line below ERROR that reports errors
+detected and corrected ("3 L3 EDRAM error(s) (dcr 0x0157) detected and corrected", "1 ddr
+error(s) detected and corrected on rank 0, symbol 24 over 335 seconds", "1 torus receiver x+
+input pipe error(s) … detected and corrected", "torus sender z- retransmission error(s) …
+detected and corrected"). The hardware healed itself; what an operator reads from them is one
+story, the machine's hardware health (their rate, and which part keeps reporting them), whatever
+unit each names. Uncorrected or uncorrectable errors ("not corrected", "uncorrectable") are
+failures and are not in it, nor is a line without an error word ("… a correctable ddr.").
 """
 
 from __future__ import annotations
@@ -42,6 +51,12 @@ _LABELLED = re.compile(rf"[A-Za-z][\w /&()+-]*?(?::\s+|(?<=[\w)])\.{{3,}}\s*){_V
 _MAX_CHARS = 256  # a dump line is short; longer messages are not looked at
 
 FIELD_DUMP = "field dump"
+CORRECTED_ERRORS = "corrected errors"
+# "corrected" or "correctable" (not "uncorrected", "uncorrectable": \b), not negated, with an
+# error word; checked on the masked template or the message alike.
+_CORRECTED = re.compile(r"\b(?:corrected|correctable)\b", re.IGNORECASE)
+_NEGATED = re.compile(r"\b(?:not|never|cannot|can't|couldn't)\s+(?:be\s+|been\s+)?corrected\b", re.IGNORECASE)
+_ERROR_WORD = re.compile(r"\berrors?\b", re.IGNORECASE)
 _PLACEHOLDER = re.compile(r"<[A-Z_*]*>")
 _CONTENT_WORD = re.compile(r"[A-Za-z][A-Za-z_]{2,}")
 _MIN_HEAD_WORDS = 3
@@ -55,15 +70,26 @@ def is_field_dump(message: str) -> bool:
     return _FIELDS.fullmatch(text) is not None or _LABELLED.fullmatch(text) is not None
 
 
+def is_corrected_error(message: str) -> bool:
+    """Whether `message` reports errors that were corrected (and not that they were not)."""
+    text = message[:_MAX_CHARS]
+    return (_CORRECTED.search(text) is not None and _ERROR_WORD.search(text) is not None
+            and _NEGATED.search(text) is None)
+
+
 def family_of(line: ParsedLine) -> tuple[str, str, Level] | None:
     """The family a never-seen line belongs to beyond its template: (kind, software component,
-    level) of a severe field dump, or None (most lines: their template is their family). The
-    component is the header's `facility` where the format has one (BGL's KERNEL: its `component`
-    is the node, a place, and a crash report is the same failure on any node), else the
-    line's component (a syslog program)."""
-    if line.level < Level.ERROR or not is_field_dump(line.message):
+    level) of a severe field dump or of a corrected-error report below ERROR, or None (most
+    lines: their template is their family). The component is the header's `facility` where the
+    format has one (BGL's KERNEL: its `component` is the node, a place, and a crash report is
+    the same failure on any node), else the line's component (a syslog program)."""
+    if line.level >= Level.ERROR:
+        if not is_field_dump(line.message):
+            return None
+        return FIELD_DUMP, line.field("facility") or line.component, line.level
+    if not is_corrected_error(line.message):
         return None
-    return FIELD_DUMP, line.field("facility") or line.component, line.level
+    return CORRECTED_ERRORS, line.field("facility") or line.component, line.level
 
 
 def reason_head(template: str) -> str | None:

@@ -591,6 +591,8 @@ class Pipeline:
         if verdict is Verdict.NORMAL:
             if self.observers or self.verdict_observers or self.config.emit_all:
                 self._observed(LineResult(ctx.line, tuple(scores), score, verdict), out)
+            if self.explainer.burst_continues(ctx.line):  # a reported burst goes on: its incident counts it
+                out.extend(self.grouper.count_burst_line(ctx.line))
             return out
         line_scores = _shared(self._score_tuples, tuple(scores))
         if self.observers or self.verdict_observers or self.config.emit_all:

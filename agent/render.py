@@ -180,12 +180,15 @@ def render_summary(
         if members:
             first = members[0].line.line.message
         count = inc.anomaly_count
+        # A burst raises one alert (and one per doubling); its other lines are counted, not raised.
+        burst = inc.line_count - count
+        more = f" (+{burst:,} more line{'s' if burst != 1 else ''} of its burst)" if burst > 0 else ""
         if count == 1:
-            out.append(f"  └─ 1 anomalous line: {_quote(first)}")
+            out.append(f"  └─ 1 anomalous line{more}: {_quote(first)}")
         else:
             entities = len(inc.entities)
             where = f" across {entities} entities" if entities > 1 else ""
-            out.append(f"  └─ {count:,} anomalous lines{where}, started with {_quote(first, 40)}")
+            out.append(f"  └─ {count:,} anomalous lines{where}{more}, started with {_quote(first, 40)}")
         if inc.explanation_kinds:
             kinds = ", ".join(k.value for k in inc.explanation_kinds)
             out.append(paint(f"     why: {kinds}", _DIM))

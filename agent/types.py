@@ -249,7 +249,7 @@ class Incident:
     first_seen: float
     last_seen: float
     anomaly_count: int
-    line_count: int
+    line_count: int  # anomaly_count + lines of its bursts that raised no alert of their own
     entities: tuple[str, ...]
     leading_templates: tuple[tuple[int, str, int], ...]  # (template id, text, count)
     first_line: str

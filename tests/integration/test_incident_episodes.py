@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 from loghub_halves import assert_incident_counts_agree, final_incidents, halves, scan_records
 
-from agent.line_families import is_field_dump
+from agent.line_families import is_corrected_error, is_field_dump
 from agent.pipeline import Pipeline, PipelineConfig
-from agent.types import Anomaly, Level, Record
+from agent.types import Anomaly, ExplanationKind, Level, LineResult, Record
 from trainer.train import TrainOptions, train
 
 Trained = tuple[Path, list[Record], list[bool]]  # bundle, scanned half, whether each line's event is novel
@@ -152,6 +152,50 @@ def test_a_crash_reports_field_dumps_are_one_new_behaviour(bundles) -> None:
     ids = set().union(*dumps.values())
     assert len(ids) == 1 and None not in ids
     assert ids.isdisjoint(others)
+
+
+def test_corrected_hardware_errors_are_one_record(bundles) -> None:
+    """BGL_2k's scanned half reports errors the hardware detected and corrected on four units,
+    never seen in its history: torus receiver input pipes (09-03, 09-09), torus sender
+    retransmissions (11-17), L3 EDRAM (11-10, 12-18), DDR (12-03 to 12-19, 11 lines). They were
+    three incidents, and the retransmissions sat in the "ciod: Error loading … program image"
+    incident (a never-seen line of the stream in its episode). They are one story, the machine's
+    hardware health, so one record (`line_families.CORRECTED_ERRORS`), holding nothing else."""
+    model, scan, _ = bundles["BGL"]
+    pipe, outputs = scan_records(model, scan)
+    assert_incident_counts_agree(pipe, outputs)
+    anomalies = [o for o in outputs if isinstance(o, Anomaly)]
+    corrected = [a for a in anomalies if is_corrected_error(a.line.line.message)]
+    assert {a.line.line.message.split(" error")[0].split()[-1] for a in corrected} >= {"ddr", "EDRAM", "pipe",
+                                                                                        "retransmission"}
+    ids = {a.incident_id for a in corrected}
+    assert len(ids) == 1 and None not in ids
+    assert all(is_corrected_error(a.line.line.message) for a in anomalies if a.incident_id in ids)
+    loading = {a.incident_id for a in anomalies if a.line.line.message.startswith("ciod: Error loading")}
+    assert loading.isdisjoint(ids)
+
+
+def test_a_burst_of_a_known_template_is_one_alert_and_its_incident_counts_its_lines(bundles) -> None:
+    """Linux_2k: an SSH brute force logs 80 `authentication failure … rhost=150.183.249.110
+    user=root` in 95 seconds, against a history whose largest 2-minute count is 12. Every line
+    past the burst floor (36) was flagged: 44 known-event alarms in one incident. One burst is one
+    alert: the line that crosses the floor raises it, the one that doubles the count updates it,
+    and the burst's other lines are counted in that incident's lines, not flagged."""
+    model, scan, _ = bundles["Linux"]
+    pipe = Pipeline.from_bundle(model, PipelineConfig())
+    flagged: list[LineResult] = []
+    pipe.observers.append(lambda r: flagged.append(r) if r.verdict.value != "normal" else None)
+    outputs = pipe.process(scan, 0.0) + pipe.close(0.0)
+    assert_incident_counts_agree(pipe, outputs)
+    brute = [r.line.line.raw[:15] for r in flagged if "rhost=150.183.249.110" in r.line.line.raw]
+    assert brute == ["Jul 10 16:02:26", "Jul 10 16:03:12"]
+    raised = [o for o in outputs if isinstance(o, Anomaly) and "rhost=150.183.249.110" in o.line.line.raw]
+    counts = [dict(e.facts)["count"] for a in raised for e in a.explanations if e.kind is ExplanationKind.BURST]
+    assert counts == [37, 74]
+    (iid,) = {a.incident_id for a in raised}
+    incident = final_incidents(outputs)[iid]
+    assert incident.anomaly_count == 2 and incident.line_count == 44
+    assert incident.last_seen - incident.first_seen == 52  # 16:02:26 to the burst's last line, 16:03:18
 
 
 def _by_actor(bundle: Path, scan: list[Record], *, actor_rule: bool) -> tuple[dict[str, set[str]], int]:
