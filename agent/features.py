@@ -446,6 +446,55 @@ def training_rows(
     return rows
 
 
+def rows_before_stats(lines: Sequence[FeatureInput], config: FeatureConfig) -> tuple[np.ndarray, np.ndarray]:
+    """The rows a fresh extractor computes for `lines` before the training statistics are known
+    (distributed training computes them while the driver merges the statistics), and each line's
+    entity's previous token (-1: none). Every column is final but the three `with_stats` fills
+    (no entity state depends on the statistics) and the burst ratio (`finish_rows`)."""
+    extractor = FeatureExtractor(config, FeatureStats())  # no span: the calendar columns computed
+    entities, advance = extractor.entities, extractor.advance
+    prevs = np.empty(len(lines), dtype=np.int64)
+    rows = []
+    for i, x in enumerate(lines):
+        state = entities.get(x[0])
+        prev = None if state is None else state.last_token
+        prevs[i] = -1 if prev is None else prev
+        rows.append(advance(*x)[0])
+    return np.array(rows, dtype=np.float32).reshape(-1, N_FEATURES), prevs
+
+
+def with_stats(rows: np.ndarray, prevs: np.ndarray, stats: FeatureStats, counted: np.ndarray | None = None) -> None:
+    """Fill in place the columns of `rows_before_stats` that read the statistics, with the values
+    an extractor holding `stats` computes: the template's log frequency, the calendar columns (0
+    where the history is too short for them), the transition probability from the entity's
+    previous token (`prevs`). `counted`: the training rows' previous tokens from
+    `FeatureCounts.count` (-1: none): where there is one, the transition leaves the row's own out,
+    as `training_rows` does."""
+    if not len(rows):
+        return
+    extractor = FeatureExtractor(FeatureConfig(), stats)
+    tokens = rows[:, _IDX["template_token"]].astype(np.int64)
+    unique, back = np.unique(tokens, return_inverse=True)
+    log_freq, floor = extractor._log_freq, extractor._floor_log_freq
+    rows[:, _IDX["template_log_freq"]] = np.array([log_freq.get(t, floor) for t in unique.tolist()],
+                                                  dtype=np.float32)[back.reshape(-1)]
+    for name, used in zip(("hour_of_day", "day_of_week"), extractor._clock_used, strict=True):
+        if not used:
+            rows[:, _IDX[name]] = 0.0
+    out = counted is not None
+    keys = np.stack([prevs, tokens, counted if counted is not None else np.full(len(tokens), -1)], axis=1)
+    pairs, back = np.unique(keys, axis=0, return_inverse=True)
+    totals = {a: sum(row.values()) for a, row in stats.transitions.items()}
+    values = []
+    for prev, token, before in pairs.tolist():
+        if out and before >= 0:
+            total = totals[before] - 1
+            values.append(round((stats.transitions[before][token] - 1) / total, 2) if total else 0.0)
+        else:
+            values.append(extractor._transition(None if prev < 0 else prev, token))
+    rows[:, _IDX["transition_prob"]] = np.array(values, dtype=np.float32)[back.reshape(-1)]
+
+
 def finish_rows(rows: np.ndarray, stats: FeatureStats) -> None:
     """What needs every training row (in line order): the mean in-window frequency per template
     (into `stats`), then the burst ratio column it normalises (in place)."""

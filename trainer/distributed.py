@@ -73,10 +73,10 @@ from agent.features import (
     N_FEATURES,
     FeatureConfig,
     FeatureCounts,
-    FeatureExtractor,
     FeatureInput,
     FeatureStats,
-    training_rows,
+    rows_before_stats,
+    with_stats,
 )
 from agent.multiline import Stitcher
 from agent.parsing import LineParser, ParserConfig
@@ -453,22 +453,34 @@ def _sequences_of(lines: OwnedLines) -> EntitySequences:
     return lines.sequences
 
 
-FeatureRows = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]  # training index, rows; threshold index, rows
+@dataclass(frozen=True)
+class RawRows:
+    """An owner's feature rows before the merged statistics (`rows_before_stats`): its training
+    lines' and its held-back lines' (the threshold lines are the first of these, up to the
+    judged split the driver takes later), with their line indices and previous tokens."""
+
+    train_index: np.ndarray
+    train: np.ndarray
+    train_prevs: np.ndarray  # from the extractor
+    counted_prevs: np.ndarray  # from `FeatureCounts.count` (-1: none)
+    held_index: np.ndarray
+    held: np.ndarray
+    held_prevs: np.ndarray
 
 
 @paused_gc
-def _rows(
-    owned: Owned, stats: FeatureStats, config: FeatureConfig, lo: int, hi: int, suspect: frozenset[int],
-    vocab: dict[int, int],
-) -> FeatureRows:
-    """Round 4, per owner: the feature rows of its training lines (`training_rows`, with the
-    merged statistics) and of its threshold lines [lo, hi) (a fresh extractor with those
-    statistics, as one process serves them; the burst ratio is set by the driver)."""
-    rows = training_rows(owned.train_inputs, owned.prevs, stats, config)
+def _raw_rows(
+    owned: Owned, lo: int, hi: int, suspect: frozenset[int], vocab: dict[int, int], config: FeatureConfig,
+) -> RawRows:
+    """Round 3, per owner, once its counts are in: the feature rows of its training lines and of
+    its held-back lines [lo, hi) (a fresh extractor, as one process serves the threshold lines),
+    without the statistics: the driver fills the columns that read them (`with_stats`), so no
+    round waits for the merged statistics."""
+    train, train_prevs = rows_before_stats(owned.train_inputs, config)
+    counted = np.fromiter((-1 if p is None else p for p in owned.prevs), dtype=np.int64, count=len(owned.prevs))
     index, inputs = owned.lines.feature_inputs(lo, hi, suspect, vocab)
-    extractor = FeatureExtractor(config, stats)
-    served = np.array([extractor.advance(*x)[0] for x in inputs], dtype=np.float32).reshape(-1, N_FEATURES)
-    return owned.train_index, rows, index, served
+    held, held_prevs = rows_before_stats(inputs, config)
+    return RawRows(owned.train_index, train, train_prevs, counted, index, held, held_prevs)
 
 
 @dataclass(frozen=True)
@@ -622,6 +634,7 @@ class ClusterData:
     histories: list[HistoryLines] = field(default_factory=list)  # round 1's, per block
     assembled: list[Any] = field(default_factory=list)  # round 3's futures: the owners' lines
     owners: list[Any] = field(default_factory=list)  # round 3's futures: the owners' feature counts
+    raw: list[Any] = field(default_factory=list)  # round 3's futures: the owners' rows before the statistics
     outs: list[Any] = field(default_factory=list)  # round 3's futures: the blocks' profiles
     homes: dict[Any, list[str] | None] = field(default_factory=dict)  # future key -> the worker holding it
     straddle: Any = None  # the future of `_firsts_from` on the block the split point cuts
@@ -702,7 +715,7 @@ class ClusterData:
         return out
 
     def sequences(
-        self, ask: BlockAsk,
+        self, ask: BlockAsk, config: FeatureConfig,
     ) -> tuple[EntitySequences, list[FeatureCounts]]:
         """Round 3, once the vocabulary is known: the feature counts of each owner's training lines
         (`ask.suspect` templates left out, tokens by `ask.vocab`) and the owners' sequences; the
@@ -711,6 +724,8 @@ class ClusterData:
         client = self.client
         self.owners = [self._on(o, _count, o, self.n_train, ask.suspect, ask.vocab) for o in self.assembled]
         counts_futures = [self._on(o, _counts_of, o) for o in self.owners]
+        self.raw = [self._on(o, _raw_rows, o, self.n_train, self.lines, ask.suspect, ask.vocab, config)
+                    for o in self.owners]
         shared = _shared(client, ask)
         level = [self._on(f, _outputs, f, t, shared) for f, t in zip(self.matched, self.served_tables,
                                                                      strict=True)]
@@ -747,8 +762,6 @@ class ClusterData:
         the judged lines; round 3's profiles (merged in line order and finished on the workers)
         and its problem lines."""
         client = self.client
-        rows = [self._on(o, _rows, o, stats, config, self.n_train, judged_from, ask.suspect, ask.vocab)
-                for o in self.owners]
         judged_futures = [self._on(f, _judged, f, judged_from, ask.suspect)  # the blocks past `judged_from`
                           for f, start, k in zip(self.matched, self.starts, self.keys, strict=True)
                           if start + k.count > judged_from]
@@ -757,17 +770,25 @@ class ClusterData:
         problem = [_unpack(t) for t in finished.problem]
         parts_judged: list[JudgedLines] = client.gather(judged_futures)
         judged = [Record(raw, part.source) for part in parts_judged for raw in part.raw]
-        parts: list[FeatureRows] = client.gather(rows)
-        x_train = _in_line_order([p[0] for p in parts], [p[1] for p in parts])
-        x_val = _in_line_order([p[2] for p in parts], [p[3] for p in parts])
+        parts: list[RawRows] = client.gather(self.raw)
+        self.raw = []
+        for p in parts:
+            with_stats(p.train, p.train_prevs, stats, p.counted_prevs)
+        threshold = [p.held_index < judged_from for p in parts]  # the threshold lines: up to the judged split
+        held = [p.held[keep] for p, keep in zip(parts, threshold, strict=True)]
+        for p, rows, keep in zip(parts, held, threshold, strict=True):
+            with_stats(rows, p.held_prevs[keep], stats)
+        x_train = _in_line_order([p.train_index for p in parts], [p.train for p in parts])
+        x_val = _in_line_order([p.held_index[keep] for p, keep in zip(parts, threshold, strict=True)], held)
         self.phase("features_profile")
         return TrainingOutputs(x_train, x_val, finished.profile, judged, problem, finished.whole)
 
     def close(self) -> None:
         """Release what the workers hold for this run."""
-        for f in (*self.parsed, *self.matched, *self.assembled, *self.owners, *self.outs):
+        for f in (*self.parsed, *self.matched, *self.assembled, *self.owners, *self.outs, *self.raw):
             f.release()
-        self.parsed, self.matched, self.assembled, self.owners, self.outs, self.straddle = [], [], [], [], [], None
+        self.parsed, self.matched, self.assembled, self.owners, self.outs, self.raw = [], [], [], [], [], []
+        self.straddle = None
 
 
 # What the rest of a run costs a worker, per line, in microseconds (the task stream of a 2-worker

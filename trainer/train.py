@@ -381,7 +381,7 @@ def _assemble_on_cluster(data: ClusterData, options: TrainOptions) -> TrainingSe
     known = served_only(miner, served, served_suspect)
     ask = BlockAsk(n_train, suspect, vocab, frozenset(problem), served.to_state() if known else None,
                    served_suspect, _profile_vocab(served, vocab, known))
-    sequences, counts = data.sequences(ask)
+    sequences, counts = data.sequences(ask, options.features)
     unmatched = int(((sequences.lines < n_train) & (sequences.template_ids < 0)).sum())
     normal = ~np.isin(sequences.template_ids, np.fromiter(suspect, dtype=np.int64, count=len(suspect)))
     kept = np.sort(sequences.lines[(sequences.lines >= n_train) & normal])

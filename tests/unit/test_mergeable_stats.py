@@ -17,7 +17,9 @@ from agent.features import (
     FeatureExtractor,
     feature_input,
     finish_rows,
+    rows_before_stats,
     training_rows,
+    with_stats,
 )
 from agent.parsing import ParserConfig
 from agent.templates import learn_templates
@@ -88,3 +90,28 @@ def test_features_counted_per_entity_owner_equal_fit(data_dir: Path) -> None:
         finish_rows(out, stats)
         assert np.array_equal(out, rows), parts
         assert stats.to_json() == fitted.stats.to_json(), parts
+
+
+def test_rows_before_the_statistics_then_filled_equal_the_rows_with_them(data_dir: Path) -> None:
+    """Per owner (1, 2, 3 of them), rows computed before the merged statistics and then filled
+    (`rows_before_stats`, `with_stats`) equal `training_rows` for the training lines, and a fresh
+    extractor's rows with the statistics for the lines after them (the threshold lines)."""
+    lines = _templated(data_dir)
+    cfg = FeatureConfig()
+    inputs = [feature_input(tl) for tl in lines]
+    train, later = inputs[:3200], inputs[3200:]
+    for parts in (1, 2, 3):
+        mine = [[x for x in train if owner(x[0], parts) == k] for k in range(parts)]
+        counted = [FeatureCounts.count(m) for m in mine]
+        stats = FeatureCounts.merge([c for c, _ in counted])
+        for m, (_, prevs) in zip(mine, counted, strict=True):
+            rows, seen = rows_before_stats(m, cfg)
+            with_stats(rows, seen, stats, np.array([-1 if p is None else p for p in prevs], dtype=np.int64))
+            assert np.array_equal(rows, training_rows(m, prevs, stats, cfg)), parts
+        for k in range(parts):
+            m = [x for x in later if owner(x[0], parts) == k]
+            rows, seen = rows_before_stats(m, cfg)
+            with_stats(rows, seen, stats)
+            served = FeatureExtractor(cfg, stats)
+            expected = np.array([served.advance(*x)[0] for x in m], dtype=np.float32).reshape(len(m), -1)
+            assert np.array_equal(rows, expected), parts
