@@ -30,7 +30,7 @@ training set reach the driver; no parsed line does.
          text); the profiles merged pairwise in line order on the workers and finished at the
          root
 
-Tasks run on the worker that holds their block (an owner's on its worker, `partition_homes`):
+Tasks run on the worker that holds their block (blocks parsed in runs, `runs_of`):
 Dask's queuing would otherwise move parsed blocks between workers. Task priorities
 (`_PRIORITY`) order each worker's queue. The tasks and the driver's assembly run with the cyclic
 garbage collector paused (`paused_gc`): the data half allocates many small objects beside large live
@@ -680,7 +680,7 @@ class ClusterData:
         workers = sorted(client.scheduler_info().get("workers", {}))  # owner k on the k-th worker
         homes = [h[0] if (h := self.homes.get(f.key)) else None for f in self.parsed]
         weights, base = owner_work(self.keys, self.starts, homes, workers, self.n_train)
-        owners = Owners.balanced(weights, self.workers)
+        owners = Owners.balanced(weights, self.workers, base)  # partition k on the k-th worker
         shared = _shared(client, (self.miner.to_state(), owners))
         self.matched = [self._on(f, _match_block, f, s, t, shared)
                         for f, s, t in zip(self.parsed, self.starts, self.templates, strict=True)]
@@ -689,9 +689,8 @@ class ClusterData:
         self.parsed = []
         held = self._held()
         self.assembled = []
-        where = partition_homes(owners.loads(weights), base, workers)
         for part in range(self.workers):
-            home = [where[part]] if where else None
+            home = [workers[part % len(workers)]] if workers else None
             pieces = [self._on(group[0][1], _pieces_of, part, *group) for group in held]
             self.assembled.append(client.submit(_own, *pieces, workers=home, pure=False, priority=_PRIORITY[_own]))
             self.homes[self.assembled[-1].key] = home
@@ -765,11 +764,8 @@ class ClusterData:
         judged_futures = [self._on(f, _judged, f, judged_from, ask.suspect)  # the blocks past `judged_from`
                           for f, start, k in zip(self.matched, self.starts, self.keys, strict=True)
                           if start + k.count > judged_from]
-        finished: FinishedOutputs = self.outs[0].result()
-        self.outs = []
-        problem = [_unpack(t) for t in finished.problem]
-        parts_judged: list[JudgedLines] = client.gather(judged_futures)
-        judged = [Record(raw, part.source) for part in parts_judged for raw in part.raw]
+        # the rows and the judged lines first: the driver finishes them while the profile tree's
+        # top merges run
         parts: list[RawRows] = client.gather(self.raw)
         self.raw = []
         for p in parts:
@@ -780,6 +776,11 @@ class ClusterData:
             with_stats(rows, p.held_prevs[keep], stats)
         x_train = _in_line_order([p.train_index for p in parts], [p.train for p in parts])
         x_val = _in_line_order([p.held_index[keep] for p, keep in zip(parts, threshold, strict=True)], held)
+        parts_judged: list[JudgedLines] = client.gather(judged_futures)
+        judged = [Record(raw, part.source) for part in parts_judged for raw in part.raw]
+        finished: FinishedOutputs = self.outs[0].result()
+        self.outs = []
+        problem = [_unpack(t) for t in finished.problem]
         self.phase("features_profile")
         return TrainingOutputs(x_train, x_val, finished.profile, judged, problem, finished.whole)
 
@@ -797,19 +798,21 @@ class ClusterData:
 MATCH_COST, PROFILE_COST, ROWS_COST = 9.0, 8.0, 4.7
 
 
-def partition_homes(loads: Sequence[float], base: Sequence[float], workers: Sequence[str]) -> list[str]:
-    """The worker of each partition: the partition with the most owner work on the worker with
-    the least block work (entities are whole: 8 equal hosts over 2 owners of a history whose
-    held-back tail is judged, not featured, leave one owner a host's work more). Empty without
-    workers; with fewer workers than partitions, the k-th partition on worker k % n."""
-    if not workers:
-        return []
-    if len(workers) < len(loads):
-        return [workers[k % len(workers)] for k in range(len(loads))]
-    free = sorted(range(len(workers)), key=lambda w: (base[w], w))
-    out = [""] * len(loads)
-    for i, k in enumerate(sorted(range(len(loads)), key=lambda k: (-loads[k], k))):
-        out[k] = workers[free[i]]
+def runs_of(blocks: Sequence[Block], workers: Sequence[str]) -> list[list[str] | None]:
+    """Where each block is parsed (and so matched and profiled): consecutive runs of blocks of
+    about equal bytes, one run per worker in order. A worker then holds a run of lines, so the
+    partial profiles of its blocks merge where they are (only the two halves' merge crosses
+    between 2 workers; blocks handed out by Dask's queue alternate between workers, and each
+    merge moved a partial of ~0.1-1 MB of small objects, 0.05-0.3 s to unpickle), and a host's
+    file mostly sits on one worker. None (anywhere) with one worker or none."""
+    if len(workers) < 2:
+        return [None] * len(blocks)
+    total = sum(b.length for b in blocks) or 1
+    out: list[list[str] | None] = []
+    done = 0
+    for b in blocks:
+        out.append([workers[min(len(workers) - 1, (2 * done + b.length) * len(workers) // (2 * total))]])
+        done += b.length
     return out
 
 
@@ -817,10 +820,11 @@ def owner_work(
     keys: Sequence[BlockKeys], starts: Sequence[int], homes: Sequence[str | None], workers: Sequence[str],
     n_train: int,
 ) -> tuple[dict[str, float], list[float]]:
-    """Once round 1 is in: each busy entity's owner work (its lines up to about where the judged
-    lines start, `ROWS_COST` each: the threshold lines are about the first half of the held-back
-    part), what `Owners.balanced` evens out; and each worker's work on the blocks it holds
-    (matching every line, profiling the training lines), what `partition_homes` reads."""
+    """Once round 1 is in, what `Owners.balanced` evens out: each busy entity's owner work (its
+    lines up to about where the judged lines start, `ROWS_COST` each: the threshold lines are
+    about the first half of the held-back part), on top of each worker's work on the blocks it
+    holds (matching every line, profiling the training lines), `workers[k]` holding partition k.
+    A worker holding the held-back tail's blocks (matched, not profiled) then owns more hosts."""
     total = starts[-1] + keys[-1].count if keys else 0
     rows_end = n_train + (total - n_train) // 2
     weights: dict[str, float] = {}
@@ -884,8 +888,10 @@ def prepare(
         raise UserError(f"--input: cannot read {', '.join(paths)}: {exc}") from None
     sample = [line for line in _lines(sample_bytes)[:SAMPLE_LINES] if line.strip()]
     fmt = LineParser(parser, sample).format
-    parts = max(1, len(client.scheduler_info().get("workers", {})))  # one entity partition per worker
-    parsed = [client.submit(_parse_block, block, parser, sample, miner_config, pure=False) for block in blocks]
+    workers = sorted(client.scheduler_info().get("workers", {}))
+    parts = max(1, len(workers))  # one entity partition per worker
+    parsed = [client.submit(_parse_block, block, parser, sample, miner_config, pure=False, workers=home)
+              for block, home in zip(blocks, runs_of(blocks, workers), strict=True)]
     facts: list[BlockFacts] = client.gather([client.submit(_facts_of, f, pure=False) for f in parsed])
     keys = [f.keys for f in facts]
     read = time.monotonic()

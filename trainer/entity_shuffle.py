@@ -51,10 +51,12 @@ class Owners:
     placed: dict[str, int]
 
     @classmethod
-    def balanced(cls, counts: Mapping[str, float], parts: int) -> Owners:
-        """Owners for entities with these line counts (approximate counts do: they only balance)."""
+    def balanced(cls, counts: Mapping[str, float], parts: int, base: Sequence[float] = ()) -> Owners:
+        """Owners for entities with these line counts (approximate counts do: they only balance).
+        `base`: the work each partition's worker has besides its entities, in the same unit (its
+        blocks' work in `trainer/distributed.py`): the entities even out the total."""
         busiest = sorted(counts.items(), key=lambda item: (-item[1], item[0]))[:PLACED]
-        load = [0.0] * parts
+        load = [float(b) for b in base] if len(base) == parts else [0.0] * parts
         for entity, n in counts.items():
             if len(counts) > PLACED:  # the hashed ones' share, so the placed ones even it out
                 load[owner(entity, parts)] += n

@@ -53,29 +53,31 @@ def test_shuffled_sequences_equal_one_process_for_any_partitioning(data_dir: Pat
                     assert sequences.select(lo, hi, suspect, vocab) == sequences_by_entity(kept), (size, parts, lo)
 
 
-def test_owner_work_places_the_heavier_partition_where_fewer_training_blocks_are(data_dir: Path) -> None:
-    """8 simulated hosts of BGL lines (one entity each, by source), blocks alternating between two
-    workers as Dask's queue hands them out: the entities split 4 / 4 by their lines up to the
-    judged part, and the partition with the odd host's extra rows goes to the worker whose blocks
-    hold fewer training lines (the held-back tail's blocks are not profiled)."""
-    from trainer.distributed import owner_work, partition_homes
+def test_owners_even_out_the_block_work_of_runs_of_blocks(data_dir: Path) -> None:
+    """8 simulated hosts of BGL lines (one entity each: the stream is the host's file), the first
+    half of the blocks on one worker and the second on the other (`runs_of`): the second holds the
+    held-back tail, matched but not profiled, so it owns more hosts, and each worker's total work
+    (its blocks' and its hosts') ends within one host's of the other's."""
+    from trainer.distributed import Block, owner_work, runs_of
 
     raw = b"".join((data_dir / "bgl" / "BGL_4k.log").read_bytes().splitlines(keepends=True)[:2000])
     sample = _lines(raw)[:200]
-    parser = ParserConfig()  # the entity is the stream: the host's file
+    parser = ParserConfig()
     config = MinerConfig()
     halves = [b"".join(raw.splitlines(keepends=True)[i : i + 1000]) for i in (0, 1000)]
     keys = [_cut(_parse(half, f"host-{h}.log", parser, sample), config).keys for h in range(8) for half in halves]
     starts = [sum(k.count for k in keys[:j]) for j in range(len(keys))]
     workers = ["tcp://a", "tcp://b"]
-    homes = [workers[j % 2] for j in range(len(keys))]  # blocks 0, 2, 4 … on a; 1, 3, 5 … on b
-    n_train = int(starts[-1] + keys[-1].count) * 8 // 10
+    blocks = [Block(None, f"host-{j // 2}.log", (j % 2) * len(halves[0]), len(halves[j % 2])) for j in range(16)]
+    homes = [h[0] if h else None for h in runs_of(blocks, workers)]
+    assert homes == ["tcp://a"] * 8 + ["tcp://b"] * 8
+    n_train = (starts[-1] + keys[-1].count) * 8 // 10
     weights, base = owner_work(keys, starts, homes, workers, n_train)
     assert sorted(weights) == [f"host-{h}.log" for h in range(8)]
     assert weights["host-7.log"] < weights["host-0.log"] == weights["host-5.log"]  # the tail: judged, not featured
-    owners = Owners.balanced(weights, 2)
-    loads = owners.loads(weights)
-    assert sorted(sum(1 for e in weights if owners.of(e) == k) for k in (0, 1)) == [4, 4]
-    heavy = max((0, 1), key=lambda k: loads[k])
-    assert base[0] != base[1]
-    assert partition_homes(loads, base, workers)[heavy] == workers[base.index(min(base))]
+    assert base[0] > base[1]
+    owners = Owners.balanced(weights, 2, base)
+    hosts = [sum(1 for e in weights if owners.of(e) == k) for k in (0, 1)]
+    assert hosts[1] > hosts[0]
+    totals = [b + load for b, load in zip(base, owners.loads(weights), strict=True)]
+    assert abs(totals[0] - totals[1]) <= weights["host-0.log"]
