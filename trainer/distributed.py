@@ -23,12 +23,12 @@ training set reach the driver; no parsed line does.
          (trainer/entity_shuffle.py)
       ─► round 3, once the vocabulary is known: per owner the feature extractor's first pass over
          its training lines (`FeatureCounts`) and its sequences to the driver, which takes the
-         held-back split from them; per block the partial explanation profile(s) of its lines
-         (`ProfileBuilder`) and its lines of operator-labelled problem templates
-      ─► round 4: per owner the feature rows of its training and threshold lines with the merged
-         statistics; per block the held-back lines the vote is judged and calibrated on (raw
-         text); the profiles merged pairwise in line order on the workers and finished at the
-         root
+         held-back split from them, then the feature rows of its training and held-back lines
+         before the merged statistics (`RawRows`: the driver fills the columns that read them);
+         per block the partial explanation profile(s) of its lines (`ProfileBuilder`) and its
+         lines of operator-labelled problem templates, merged pairwise in line order on the
+         workers and finished at the root
+      ─► round 4: per block the held-back lines the vote is judged and calibrated on (raw text)
 
 Tasks run on the worker that holds their block (blocks parsed in runs, `runs_of`):
 Dask's queuing would otherwise move parsed blocks between workers. Task priorities
@@ -44,10 +44,11 @@ reason (the frozen miner's memo is keyed by it). Multi-line records are stitched
 block; a stack trace cut by a block boundary becomes two records (blocks are `blocksize` bytes,
 64 MiB by default, so this is rare).
 
-What reaches the driver: per block its keys, its history columns (~21 bytes a line), its
-partial profile and its judged lines' text (the second half of the held-back part, what the
-pipeline runs over to calibrate); per owner its feature counts, its sequences (17 bytes a line)
-and its feature rows (52 bytes a training or threshold line, what the Isolation Forest fits).
+What reaches the driver: per block its keys, its history columns (~21 bytes a line) and its
+judged lines' text (the second half of the held-back part, what the pipeline runs over to
+calibrate); one finished profile; per owner its feature counts, its sequences (17 bytes a line)
+and its feature rows (52 bytes and two previous tokens a training or held-back line, what the
+Isolation Forest fits).
 No miner is shipped except as state, broadcast once (with the owners) for round 2, and the
 served miner's once for round 3 when held-back-only templates are served.
 """
