@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 import numpy as np
 import structlog
@@ -372,6 +372,12 @@ class Pipeline:
         with_ids = road is not None and road.needs_ids(collect)
         lazy = road is not None and not keyed  # a short-road line then needs no parameters
         schedule = road.schedule if road is not None and road.scheduled else None  # else no line is due
+        # a due line takes the full road only when the detector votes or observers want its score
+        due_matters = road is not None and road.due_matters(collect)
+        # A line whose row score alone is unknown waits for the batch's one forest call (`_settle`)
+        # when the vote's one keyed member reads the row and can score rows without line objects.
+        settle = keyed and road is not None and road.settles_rows(collect) and self._row_scorer() is not None
+        pending: list[Pending] = []
         if road is not None:
             road.track(with_ids, self.features.entities.values())
         for record in records:
@@ -404,17 +410,18 @@ class Pipeline:
                 flags: tuple[bool, ...] = ()
                 previous: int | None = None
                 count = -1  # the explainer has not noted the line yet
+                unknown = False  # its row's score is not known yet (settled with the batch)
                 if road is not None:
                     if schedule is not None:
                         flags = schedule(entity)
+                    clear = token != 0 and not (due_matters and any(flags))
                     if keyed:  # (params read: not lazy)
                         keys_row, state = advance(entity, source, t, token, level, len(message), len(params or ()),
                                                   is_new, tid)
                         row = keys_row
                         ids = road.advance(state, token, level) if with_ids else _NO_IDS
-                        clear = token != 0 and not any(flags) and road.check(keys_row, ids, collect)
-                    else:  # no score is keyed: the line's facts and schedule alone decide
-                        clear = token != 0 and not any(flags)
+                        if clear and not road.check(keys_row, ids, collect):
+                            clear = unknown = settle
                     if clear:
                         # noted here, remembered below if it takes the full road after all
                         # (note + remember = observe)
@@ -424,6 +431,11 @@ class Pipeline:
                             known_floor = floors_get((tid, level))
                             floor = known_floor if known_floor is not None else fact_floor(tid, level)
                         if count <= floor:
+                            if unknown:  # clear unless its row's score is not: `_settle` says
+                                pending.append(Pending(len(contexts), keys_row, parts, tid, template, params or (),
+                                                       token, is_new, t, from_arrival, tuple(state.history),
+                                                       tuple(state.levels), flags, previous, count))
+                                continue
                             if row is None:  # its entity moves on all the same, without a row
                                 advance(entity, source, t, token, level, 0, 0, is_new, tid, False)
                             short += 1
@@ -455,6 +467,8 @@ class Pipeline:
             except Exception as exc:
                 self._reject(record.source, record.line, "parse", exc)
         self.line_no = line_no
+        if pending:
+            short += self._settle(pending, contexts, due, keys)
         if road is not None:
             road.taken += short
         self.drift.count_all(tokens)
@@ -489,6 +503,47 @@ class Pipeline:
             if count:
                 _count_anomalies(verdict, count)
         uncounted[0] = uncounted[1] = 0
+
+    def _row_scorer(self) -> RowScorer | None:
+        """The detector behind the short road's one row-keyed member, when it scores feature rows
+        without line objects (`ShortRoad.settles_rows`)."""
+        road = self.short_road
+        if road is None or len(road.members) != 1:
+            return None
+        name = road.members[0].name
+        found = next((d for d in self.detectors if d.name == name), None)
+        return found if isinstance(found, RowScorer) else None
+
+    def _settle(self, pending: list[Pending], contexts: list[LineContext], due: dict[int, tuple[bool, ...]],
+                keys: dict[int, tuple[tuple[float, ...], tuple[int, ...]]]) -> int:
+        """Lines that would take the short road but for their row's unknown score: the rows
+        scored in one call; a clear one's line is done (its score kept for the rows to come),
+        the others take the full road in their place among `contexts`, exactly as they would
+        have from the loop (their entity's history and explainer counts as at their turn). Lines
+        done."""
+        road, scorer = self.short_road, self._row_scorer()
+        if road is None or scorer is None:  # (checked by the caller)
+            return 0
+        try:
+            scores = scorer.score_rows([p.row for p in pending])
+        except Exception:  # the full road scores them one by one and rejects what fails
+            scores = [None] * len(pending)  # type: ignore[list-item]
+        full: list[tuple[int, LineContext]] = []
+        for p, score in zip(pending, scores, strict=True):
+            if score is not None and road.settle(p.row, score):
+                continue
+            tl = TemplatedLine(ParsedLine(*p.parts), p.tid, p.template, p.params, p.token, p.is_new, p.t,
+                               p.from_arrival)
+            self.explainer.remember(tl, p.previous, p.count)
+            ctx = LineContext(tl, np.asarray(p.row, dtype=np.float32), p.history, p.levels)
+            due[id(ctx)] = p.flags
+            keys[id(ctx)] = (p.row, ())
+            full.append((p.at, ctx))
+        for at, ctx in reversed(full):  # from the last: the earlier places still hold
+            contexts.insert(at, ctx)
+        settled = len(pending) - len(full)
+        road.settled += settled
+        return settled
 
     def _score(
         self, contexts: list[LineContext], due: Mapping[int, tuple[bool, ...]],
@@ -781,6 +836,38 @@ class Pipeline:
     def detector_stats(self) -> dict[str, dict[str, float]]:
         """Each detector's counters, by name."""
         return {d.name: d.stats() for d in self.detectors}
+
+
+@runtime_checkable
+class RowScorer(Protocol):
+    """A detector that scores lines from their feature rows alone (the Isolation Forest)."""
+
+    name: str
+
+    def score_rows(self, rows: Sequence[Sequence[float]]) -> list[DetectorScore]:
+        """`score_lines` of lines with these feature rows."""
+
+
+@dataclass(frozen=True, slots=True)
+class Pending:
+    """A line that takes the short road unless its row's score is not clear (`Pipeline._settle`):
+    what the full road needs of it, as it stood at its turn."""
+
+    at: int  # its place among the batch's full-road contexts
+    row: tuple[float, ...]
+    parts: tuple[Any, ...]  # `LineParser.parts`
+    tid: int
+    template: str
+    params: tuple[str, ...]
+    token: int
+    is_new: bool
+    t: float
+    from_arrival: bool
+    history: tuple[int, ...]
+    levels: tuple[int, ...]
+    flags: tuple[bool, ...]
+    previous: int | None
+    count: int
 
 
 class TemplateTexts(Mapping[int, str]):

@@ -25,10 +25,21 @@ most `CLEAR_SHARE` of the ensemble's threshold. A line takes the short road (`ch
 3. the explanation facts cannot make it notable: not by its template and level
    (`Explainer.notable_template`, fixed per pair), nor by a burst (its template's window count
    is at most `Explainer.burst_floor`);
-4. no scheduled detector is due on it. With a short road the pipeline runs every scheduled
-   detector's schedule itself, on every line in line order (`schedule`), and has the due lines
-   of the full road scored (`score_due`): the detector counts exactly as its `score_lines`
-   would have, short-road lines included.
+4. no scheduled detector of the vote is due on it (any scheduled detector with observers). With a
+   short road the pipeline runs every scheduled detector's schedule itself, on every line in
+   line order (`schedule`), and has the due lines of the full road scored (`score_due`): the
+   detector counts exactly as its `score_lines` would have, short-road lines included. A
+   scheduled witness (outside the vote) scores only lines the vote flags (the cascade), so its
+   due line that the vote clears is never scored on either road (`due_matters`).
+
+When the vote's one keyed member is keyed by the feature row (the Isolation Forest) and nobody
+observes, a line that meets 1, 3 and 4 but whose row is not in the cache yet does not take the
+full road at once (`settles_rows`): the pipeline keeps what the full road would need of it (its
+entity's history and explainer counts as at its turn) and scores the batch's unknown rows in one
+call at the end of the loop (`Pipeline._settle`, the same memo and scores as `score_lines`).
+A clear row's line is done and its score is kept (`settle`, as `learn` keeps it); the others take
+the full road in their place among the batch's lines. The row holds per-line values (message
+length, hour), so on a day of many hours about half its lines met a row not seen yet.
 
 Drift learning and operator feedback act only on lines that are not NORMAL, so they are not
 concerned. With observers (`scan`, `eval`, reports), every detector's score for the line comes
@@ -187,6 +198,9 @@ class ShortRoad:
         self.clear_below = CLEAR_SHARE * ensemble.threshold
         self._scale = {k.name: m.scale for k in keyed if (m := ensemble.member(k.name, kinds)) is not None}
         self.taken = 0  # lines that took the short road
+        self.settled = 0  # ... of them, lines whose row was scored with their batch (`settles_rows`)
+        # which scheduled detectors vote: a witness's due line need not take the full road
+        self._voting_scheduled = any(ensemble.member(d.name, kinds) is not None for d in self.scheduled)
         # Whether the entities' context ids are kept up to date. They are needed only when a
         # member's score is keyed by one, or when observers want every detector's score: a
         # pipeline whose vote has no keyed member (every model left out at this sensitivity)
@@ -237,6 +251,33 @@ class ShortRoad:
         model that votes), or `everyone`. A vote whose only keyed member is the feature row's
         (the Isolation Forest) checks and teaches by the row alone."""
         return everyone or any(k.slot != ROW for k in self.members)
+
+    def due_matters(self, everyone: bool) -> bool:
+        """Whether a line due for a scheduled detector must take the full road: the detector votes
+        (its score enters the combined score), or `everyone` (observers want every score). A
+        witness (outside the vote) scores only the lines the vote flags (the cascade), and the
+        short road already counted the line in its schedule: on a line the vote clears, its due
+        score is never computed on either road."""
+        return everyone or self._voting_scheduled
+
+    def settles_rows(self, everyone: bool) -> bool:
+        """Whether a line whose only unknown is its feature row's score may wait for its batch:
+        the vote's one keyed member is keyed by the row (the Isolation Forest) and nobody
+        observes. The pipeline then scores the batch's unknown rows in one call (`settle`), and
+        only the lines whose row is not clear take the full road, in their place."""
+        return not everyone and len(self.members) == 1 and self.members[0].slot == ROW
+
+    def settle(self, row: tuple[float, ...], score: DetectorScore) -> bool:
+        """The row member's score of a row scored with its batch (`settles_rows`): kept when
+        clear, as `learn` keeps it; whether it is clear."""
+        k = self.members[0]
+        if score.fired or self._scale[k.name](score) > self.clear_below:
+            return False
+        cache = k.scores
+        if len(cache) >= MAX_SCORES:
+            cache.clear()
+        cache[row] = score
+        return True
 
     def track(self, tracking: bool, states: Iterable[EntityState]) -> None:
         """Keep the entities' context ids up to date from now on, or stop. Resuming forgets the

@@ -148,6 +148,18 @@ class IsolationForestDetector:
             out.append(found)
         return out
 
+    def score_rows(self, rows: Sequence[Sequence[float]]) -> list[DetectorScore]:
+        """`score_lines` of lines with these feature rows (the pipeline's short road scores a
+        batch's unknown rows before it builds any line object): the same float32 keys, memo and
+        scores."""
+        if not rows:
+            return []
+        x = np.asarray(rows, dtype=np.float32)
+        scores = self.scorer.score([r.tobytes() for r in x])
+        publish_hit_ratio(self.name, self.scorer.cache)
+        th = self.threshold
+        return [DetectorScore(self.name, s, th, s > th) for s in scores]
+
     def score_session(self, tokens: Sequence[int], levels: Sequence[int]) -> DetectorScore | None:
         """None: a per-line model; sessions are judged by the sequence models."""
         return None  # a per-line model: sessions are judged by the sequence models

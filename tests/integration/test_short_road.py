@@ -176,3 +176,56 @@ def test_context_ids_are_kept_only_for_a_voter_keyed_by_them(stream: tuple[Path,
     assert road.needs_ids(True)  # observers want every detector's score
     road.members.append(Keyed(sequence[0].name, sequence[0].slot, True))
     assert road.needs_ids(False)
+
+
+def test_a_forest_voting_alone_settles_unknown_rows_with_their_batch(stream: tuple[Path, list[Record]]) -> None:
+    """With the Isolation Forest the vote's only learned member (as on the incident day at
+    medium), a line whose feature row's score is not known yet waits for its batch's one forest
+    call (`ShortRoad.settles_rows`, `Pipeline._settle`): only the lines whose row is not clear take
+    the full road, in their place; a line due for LogBERT (a witness here) takes the short road
+    (`ShortRoad.due_matters`). Without observers the outputs are the full road's, and every row
+    the short road holds as clear is clear by the forest's whole ONNX graph, scored afresh."""
+    import numpy as np
+
+    from agent.bundle import Bundle, load_bundle
+    from agent.short_road import ROW
+
+    path, records = stream
+    loaded = load_bundle(path)
+    ensemble = loaded.manifest["ensemble"]
+    members = {name: ({**m, "levels": ["low", "medium", "high"]} if name == "isolation_forest" else m)
+               for name, m in ensemble["members"].items()}
+    bundle = Bundle(loaded.path, {**loaded.manifest, "ensemble": {**ensemble, "members": members}})
+
+    def scan(short_road: bool) -> tuple[list[tuple[object, ...]], Pipeline]:
+        pipe = Pipeline(bundle, PipelineConfig(short_road=short_road))
+        outputs: list[Output] = []
+        for start in range(0, len(records), 1000):
+            outputs.extend(pipe.process(records[start : start + 1000], 0.0))
+        outputs.extend(pipe.close(0.0))
+        return [_key(o) for o in outputs], pipe
+
+    full_out, _ = scan(short_road=False)
+    short_out, short = scan(short_road=True)
+    road = short.short_road
+    assert road is not None and [k.name for k in road.members] == ["isolation_forest"]
+    assert road.settles_rows(False) and not road.settles_rows(True)
+    assert not road.due_matters(False) and road.scheduled  # LogBERT is scheduled, and a witness
+    assert short_out == full_out
+    assert sum(1 for o in full_out if o[0] == "anomaly") > 0
+    assert road.settled > 0.1 * len(records), road.settled
+    assert road.taken > 0.8 * len(records), road.taken
+
+    # the rows held clear (taught by the full road or settled with their batch), scored again by
+    # the whole ONNX graph in a fresh pipeline: none fired, every one at most the clear share
+    (k,) = road.members
+    assert k.slot == ROW and k.scores
+    forest = next(d for d in Pipeline(bundle, PipelineConfig()).detectors if d.name == k.name)
+    forest.scorer.trees = None  # type: ignore[attr-defined]  # the whole graph, not the numpy trees
+    rows = list(k.scores)
+    again = forest.score_rows(rows)  # type: ignore[attr-defined]
+    member = short.ensemble.member(k.name, short.kinds)
+    assert member is not None
+    for row, s in zip(rows, again, strict=True):
+        assert not s.fired and member.scale(s) <= road.clear_below, row
+        assert np.float32(s.score) == np.float32(k.scores[row].score)
