@@ -524,13 +524,14 @@ class Pipeline:
         road, scorer = self.short_road, self._row_scorer()
         if road is None or scorer is None:  # (checked by the caller)
             return 0
+        rows = list(dict.fromkeys(p.row for p in pending))  # rows repeat within a batch too
         try:
-            scores = scorer.score_rows([p.row for p in pending])
+            clear = {row: road.settle(row, score) for row, score in zip(rows, scorer.score_rows(rows), strict=True)}
         except Exception:  # the full road scores them one by one and rejects what fails
-            scores = [None] * len(pending)  # type: ignore[list-item]
+            clear = {}
         full: list[tuple[int, LineContext]] = []
-        for p, score in zip(pending, scores, strict=True):
-            if score is not None and road.settle(p.row, score):
+        for p in pending:
+            if clear.get(p.row, False):
                 continue
             tl = TemplatedLine(ParsedLine(*p.parts), p.tid, p.template, p.params, p.token, p.is_new, p.t,
                                p.from_arrival)
