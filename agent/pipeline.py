@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, TypeVar, runtime_checkable
+from typing import Any, NamedTuple, Protocol, TypeVar, runtime_checkable
 
 import numpy as np
 import structlog
@@ -378,6 +378,8 @@ class Pipeline:
         # when the vote's one keyed member reads the row and can score rows without line objects.
         settle = keyed and road is not None and road.settles_rows(collect) and self._row_scorer() is not None
         pending: list[Pending] = []
+        # ... and then `road.check` is whether the row is in its one member's scores
+        row_scores = road.members[0].scores if settle and road is not None else {}
         if road is not None:
             road.track(with_ids, self.features.entities.values())
         for record in records:
@@ -420,7 +422,7 @@ class Pipeline:
                                                   is_new, tid)
                         row = keys_row
                         ids = road.advance(state, token, level) if with_ids else _NO_IDS
-                        if clear and not road.check(keys_row, ids, collect):
+                        if clear and not (keys_row in row_scores if settle else road.check(keys_row, ids, collect)):
                             clear = unknown = settle
                     if clear:
                         # noted here, remembered below if it takes the full road after all
@@ -535,7 +537,7 @@ class Pipeline:
                 continue
             tl = TemplatedLine(ParsedLine(*p.parts), p.tid, p.template, p.params, p.token, p.is_new, p.t,
                                p.from_arrival)
-            self.explainer.remember(tl, p.previous, p.count)
+            self.explainer.remember(tl, p.previous, p.noted)
             ctx = LineContext(tl, np.asarray(p.row, dtype=np.float32), p.history, p.levels)
             due[id(ctx)] = p.flags
             keys[id(ctx)] = (p.row, ())
@@ -849,10 +851,10 @@ class RowScorer(Protocol):
         """`score_lines` of lines with these feature rows."""
 
 
-@dataclass(frozen=True, slots=True)
-class Pending:
+class Pending(NamedTuple):
     """A line that takes the short road unless its row's score is not clear (`Pipeline._settle`):
-    what the full road needs of it, as it stood at its turn."""
+    what the full road needs of it, as it stood at its turn (a named tuple: one per line that
+    missed the row cache, built in the loop, where a frozen dataclass costs several times more)."""
 
     at: int  # its place among the batch's full-road contexts
     row: tuple[float, ...]
@@ -868,7 +870,7 @@ class Pending:
     levels: tuple[int, ...]
     flags: tuple[bool, ...]
     previous: int | None
-    count: int
+    noted: int  # its template's window count when noted (`Explainer.note_at`)
 
 
 class TemplateTexts(Mapping[int, str]):
