@@ -213,6 +213,7 @@ class StageTimers:
         for d in pipe.detectors:
             self.patch(f"detector {d.name}", d, "score_lines")
             self.patch(f"detector {d.name}", d, "score_due")  # scheduled (LogBERT) beside a short road
+            self.patch(f"detector {d.name}", d, "score_rows")  # rows the short road settles with their batch
             self.patch("session verdicts", d, "score_session")
         self.patch("ensemble", pipe.ensemble, "combine")
         self.patch("explanations", pipe.explainer, "explain")
