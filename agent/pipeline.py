@@ -372,8 +372,9 @@ class Pipeline:
         with_ids = road is not None and road.needs_ids(collect)
         lazy = road is not None and not keyed  # a short-road line then needs no parameters
         schedule = road.schedule if road is not None and road.scheduled else None  # else no line is due
-        # a due line takes the full road only when the detector votes or observers want its score
-        due_matters = road is not None and road.due_matters(collect)
+        # a due line takes the full road only when the detector votes, or observers want its score,
+        # or the cascade is off (every detector scores every full-road line)
+        due_matters = road is not None and road.due_matters(collect or not self.config.cascade)
         # A line whose row score alone is unknown waits for the batch's one forest call (`_settle`)
         # when the vote's one keyed member reads the row and can score rows without line objects.
         settle = keyed and road is not None and road.settles_rows(collect) and self._row_scorer() is not None

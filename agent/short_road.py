@@ -30,7 +30,8 @@ most `CLEAR_SHARE` of the ensemble's threshold. A line takes the short road (`ch
    line order (`schedule`), and has the due lines of the full road scored (`score_due`): the
    detector counts exactly as its `score_lines` would have, short-road lines included. A
    scheduled witness (outside the vote) scores only lines the vote flags (the cascade), so its
-   due line that the vote clears is never scored on either road (`due_matters`).
+   due line that the vote clears is never scored on either road (`due_matters`; with the
+   cascade off, every due line takes the full road as before).
 
 When the vote's one keyed member is keyed by the feature row (the Isolation Forest) and nobody
 observes, a line that meets 1, 3 and 4 but whose row is not in the cache yet does not take the
@@ -254,10 +255,10 @@ class ShortRoad:
 
     def due_matters(self, everyone: bool) -> bool:
         """Whether a line due for a scheduled detector must take the full road: the detector votes
-        (its score enters the combined score), or `everyone` (observers want every score). A
-        witness (outside the vote) scores only the lines the vote flags (the cascade), and the
-        short road already counted the line in its schedule: on a line the vote clears, its due
-        score is never computed on either road."""
+        (its score enters the combined score), or `everyone` (observers want every score, or the
+        cascade is off). A witness (outside the vote) scores only the lines the vote flags (the
+        cascade), and the short road already counted the line in its schedule: on a line the vote
+        clears, its due score is never computed on either road."""
         return everyone or self._voting_scheduled
 
     def settles_rows(self, everyone: bool) -> bool:
