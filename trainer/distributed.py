@@ -664,6 +664,21 @@ class ClusterData:
         straddle = {} if self.straddle is None else self.straddle.result()
         return held_back_messages(self.keys, straddle, self.straddle_at, self.n_train)
 
+    def _home(self, future: Any) -> str | None:
+        """The worker holding `future`'s result, when known."""
+        home = self.homes.get(future.key)
+        return home[0] if home else None
+
+    def _shared(self, value: Any, workers: Sequence[str]) -> dict[str | None, Any]:
+        """`value` for many tasks, by worker: one task per worker carries it there. Unlike
+        `client.scatter(broadcast=True)`, the driver does not wait for the workers to have it
+        (a round trip while they sat idle between rounds), and unlike one shared future, no
+        worker waits to fetch it from another."""
+        out: dict[str | None, Any] = {w: self.client.submit(_same, value, workers=[w], pure=False, priority=3)
+                                      for w in workers}
+        out[None] = next(iter(out.values())) if out else self.client.submit(_same, value, pure=False, priority=3)
+        return out
+
     def _on(self, where: Any, fn: Any, *args: Any) -> Any:
         """`fn(*args)` on the worker that holds `where`'s result: a block's lines stay where they
         were parsed (Dask's queuing would otherwise move them to whichever worker is free). Where
@@ -682,8 +697,8 @@ class ClusterData:
         homes = [h[0] if (h := self.homes.get(f.key)) else None for f in self.parsed]
         weights, base = owner_work(self.keys, self.starts, homes, workers, self.n_train)
         owners = Owners.balanced(weights, self.workers, base)  # partition k on the k-th worker
-        shared = _shared(client, (self.miner.to_state(), owners))
-        self.matched = [self._on(f, _match_block, f, s, t, shared)
+        shared = self._shared((self.miner.to_state(), owners), workers)
+        self.matched = [self._on(f, _match_block, f, s, t, shared[self._home(f)])
                         for f, s, t in zip(self.parsed, self.starts, self.templates, strict=True)]
         for f in self.parsed:
             f.release()
@@ -726,26 +741,19 @@ class ClusterData:
         counts_futures = [self._on(o, _counts_of, o) for o in self.owners]
         self.raw = [self._on(o, _raw_rows, o, self.n_train, self.lines, ask.suspect, ask.vocab, config)
                     for o in self.owners]
-        shared = _shared(client, ask)
-        level = [self._on(f, _outputs, f, t, shared) for f, t in zip(self.matched, self.served_tables,
-                                                                     strict=True)]
-        sizes = [1] * len(level)  # blocks under each node
-        merged: Counter[str | None] = Counter()  # blocks merged in by each worker so far
-        while len(level) > 1:  # merged pairwise on the workers, in line order
-            joined, joined_sizes = [], []
-            for i in range(0, len(level), 2):
-                if i + 1 == len(level):
-                    joined.append(level[i])
-                    joined_sizes.append(sizes[i])
-                    continue
-                # on the home of either half (the merge adds the second half to the first): the
-                # worker that merged less so far, so the tree's work is shared
-                left, right = (h[0] if (h := self.homes.get(f.key)) else None for f in level[i : i + 2])
-                where = level[i] if merged[left] < merged[right] else level[i + 1]
-                merged[left if where is level[i] else right] += sizes[i + 1]
-                joined.append(self._on(where, _joined_outputs, level[i], level[i + 1]))
-                joined_sizes.append(sizes[i] + sizes[i + 1])
-            level, sizes = joined, joined_sizes
+        shared = self._shared(ask, sorted(client.scheduler_info().get("workers", {})))
+        level = [self._on(f, _outputs, f, t, shared[self._home(f)])
+                 for f, t in zip(self.matched, self.served_tables, strict=True)]
+        while len(level) > 1:  # merged pairwise on the workers, in line order, where the second half is
+            joined = []
+            for i in range(0, len(level) - 1, 2):
+                first = level[i]
+                if self.homes.get(first.key) != self.homes.get(level[i + 1].key):
+                    # the two runs' merge: the first half moved as soon as it is done, while the
+                    # second still works (Dask would fetch it only once both are done)
+                    first = self._on(level[i + 1], _same, first)
+                joined.append(self._on(level[i + 1], _joined_outputs, first, level[i + 1]))
+            level = joined + level[len(joined) * 2 :]
         served = ask.served is not None
         self.outs = [self._on(level[0], _finished, level[0], served) if level else
                      client.submit(_finished, None, served, pure=False)]
@@ -791,6 +799,10 @@ class ClusterData:
             f.release()
         self.parsed, self.matched, self.assembled, self.owners, self.outs, self.raw = [], [], [], [], [], []
         self.straddle = None
+
+
+def _same(value: Any) -> Any:
+    return value
 
 
 # What the rest of a run costs a worker, per line, in microseconds (the task stream of a 2-worker
@@ -848,19 +860,10 @@ def owner_work(
 # profile tree alone.
 _PRIORITY: dict[Callable[..., Any], int] = {
     **dict.fromkeys((_match_block, _pieces_of, _own, _count, _counts_of, _sequences_of, _firsts_from), 2),
-    **dict.fromkeys((_outputs, _joined_outputs, _finished, _judged), 1),
+    **dict.fromkeys((_outputs, _joined_outputs, _same, _finished, _judged), 1),
 }
 
 
-def _same(value: Any) -> Any:
-    return value
-
-
-def _shared(client: Any, value: Any) -> Any:
-    """A future holding `value` for many tasks: sent with one task, fetched once by each worker
-    that needs it. Unlike `client.scatter(broadcast=True)`, the driver does not wait for the
-    workers to have it (a round trip while they sat idle between rounds)."""
-    return client.submit(_same, value, pure=False, priority=3)
 
 
 def _in_line_order(index: list[np.ndarray], rows: list[np.ndarray]) -> np.ndarray:
