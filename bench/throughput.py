@@ -204,6 +204,7 @@ class StageTimers:
         self.patch("template match", pipe.miner, "match")
         self.patch("template match", getattr(pipe, "shapes", None), "parts")
         self.patch("template match", getattr(pipe, "shapes", None), "template")
+        self.patch("template match", getattr(pipe, "shapes", None), "lookup")
         self.patch("template match", pipe.online_miner, "add")
         self.patch("features", pipe.features, "update")
         self.patch("features", pipe.features, "advance")

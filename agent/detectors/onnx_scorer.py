@@ -44,6 +44,9 @@ class OnnxScorer(ABC, Generic[K, V]):
         self.calls = 0
         self.rows = 0
         self.seconds = 0.0
+        # the model's labelled histograms, looked up once (`labels` costs a lock and a lookup)
+        self._seconds_metric = metrics.inference_seconds.labels(model=name)
+        self._batch_metric = metrics.inference_batch.labels(model=name)
 
     @abstractmethod
     def compute(self, keys: list[K]) -> list[V]:
@@ -65,8 +68,8 @@ class OnnxScorer(ABC, Generic[K, V]):
         self.calls += 1
         self.rows += rows
         self.seconds += elapsed
-        metrics.inference_seconds.labels(model=self.name).observe(elapsed)
-        metrics.inference_batch.labels(model=self.name).observe(rows)
+        self._seconds_metric.observe(elapsed)
+        self._batch_metric.observe(rows)
 
     def score_uncached(self, keys: Sequence[K]) -> list[V]:
         """Values of `keys` without the memo, in calls of at most `max_batch` keys."""
