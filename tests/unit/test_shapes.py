@@ -109,10 +109,15 @@ def test_hex_letters_share_a_shape_and_match_as_the_miner() -> None:
     miner = learn_templates(HEX_TRAINING)
     for first in (HEX_TRAINING + HEX_VARIANTS, HEX_VARIANTS + HEX_TRAINING, HEX_VARIANTS[::-1]):
         _same(miner, first + first)
-    # (other digits and letters: one shape; a leading zero or not: one entry each, as for digits)
-    shapes = _same(miner, ["iar 0245a8c4 dear 0245a8c4", "iar 0245b8f4 dear 01bbe8c4", "iar 0945F8C4 dear a245a8a4",
-                           "iar 0bcdef01 dear 1245a8a4", "at 0x1b45e3a0 mask 0x10", "at 0xcccccccc mask 0x20"])
-    assert shapes.hits == 3 and len(shapes) == 2
+    # (other digits and letters: one shape; a leading zero or not: one entry each, as for digits;
+    # a shape's first message is the miner's, its second learns it)
+    hexes = ["iar 0245a8c4 dear 0245a8c4", "iar 0245b8f4 dear 01bbe8c4", "iar 0945F8C4 dear a245a8a4",
+             "iar 0bcdef01 dear 1245a8a4", "at 0x1b45e3a0 mask 0x10", "at 0xcccccccc mask 0x20"]
+    shapes = _same(miner, hexes)
+    assert shapes.hits == 1 and len(shapes) == 2
+    for message in hexes:  # every one answered by its shape now
+        shapes.match(message)
+    assert shapes.hits == 1 + len(hexes)
     assert general_key(shape_key("w deadbeef 1")) is None  # no digit: a word
     assert general_key(shape_key("k ab12 m")) is None  # too short
     assert general_key(shape_key("x g0245a8c4 y")) is None  # a letter before it
