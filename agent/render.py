@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 from agent.explain_models import raised_by
 from agent.lines import actor_of
 from agent.types import Anomaly, Incident, IncidentSeverity
+from agent.wording import burst_more
 
 MAX_INCIDENTS_SHOWN = 20
 MAX_BLOCKS = 5  # incidents (the most severe) shown with their full ANOMALY DETECTED block
@@ -180,9 +181,7 @@ def render_summary(
         if members:
             first = members[0].line.line.message
         count = inc.anomaly_count
-        # A burst raises one alert (and one per doubling); its other lines are counted, not raised.
-        burst = inc.line_count - count
-        more = f" (+{burst:,} more line{'s' if burst != 1 else ''} of its burst)" if burst > 0 else ""
+        more = burst_more(count, inc.line_count)
         if count == 1:
             out.append(f"  └─ 1 anomalous line{more}: {_quote(first)}")
         else:

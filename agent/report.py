@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.types import Anomaly, Explanation, Incident, TemplatedLine
-from agent.wording import plural
+from agent.wording import burst_more, plural
 
 MAX_BUCKETS = 2000
 MAX_SCORE_SAMPLES = 20_000
@@ -290,7 +290,8 @@ class ReportCollector:
                 rows.append(
                     f"<tr><td>{n}</td><td><span class='badge sev-{inc.severity.name.lower()}'>"
                     f"{inc.severity.name}</span></td><td>{html.escape(_stamp(inc.first_seen, self.year_known))}</td>"
-                    f"<td>{inc.anomaly_count:,}</td><td>{html.escape(inc.title)}</td></tr>"
+                    f"<td>{inc.anomaly_count:,}{html.escape(burst_more(inc.anomaly_count, inc.line_count))}</td>"
+                    f"<td>{html.escape(inc.title)}</td></tr>"
                 )
                 continue
             span = _stamp(inc.first_seen, self.year_known)
@@ -313,8 +314,8 @@ class ReportCollector:
                 f'<section class="incident sev-{sev.lower()}" id="incident-{n}">'
                 f'<h3><span class="badge sev-{sev.lower()}">{sev}</span> '
                 f"Incident {n}: {html.escape(inc.title)}</h3>"
-                f'<p class="meta">{html.escape(span)} · {inc.anomaly_count:,} anomalous line'
-                f"{'s' if inc.anomaly_count != 1 else ''} · {html.escape(inc.state.value)} · "
+                f'<p class="meta">{html.escape(span)} · {plural(inc.anomaly_count, "anomalous line")}'
+                f"{html.escape(burst_more(inc.anomaly_count, inc.line_count))} · {html.escape(inc.state.value)} · "
                 f"<code>{html.escape(inc.incident_id)}</code></p>"
                 f'<p class="meta">Entities: {entities or "–"}</p>'
                 f'<p class="meta">Leading templates: {leading or "–"}</p>'

@@ -15,3 +15,11 @@ def plural(count: int | float, word: str, many: str | None = None) -> str:
     form = word if count == 1 else many or f"{head + ' ' if head else ''}{_IRREGULAR.get(last, last + 's')}"
     number = f"{count:,}" if isinstance(count, int) else f"{count:,.0f}"
     return f"{number} {form}"
+
+
+def burst_more(anomaly_count: int, line_count: int) -> str:
+    """What an incident counts beyond its anomalous lines: a burst raises one alert (and one per
+    doubling), its other lines are counted in `line_count`, not raised (" (+42 more lines of its
+    burst)"); empty when there are none."""
+    more = line_count - anomaly_count
+    return f" (+{plural(more, 'more line')} of its burst)" if more > 0 else ""

@@ -14,6 +14,8 @@ from loghub_halves import assert_incident_counts_agree, final_incidents, halves,
 
 from agent.line_families import is_corrected_error, is_field_dump
 from agent.pipeline import Pipeline, PipelineConfig
+from agent.render import render_summary
+from agent.report import ReportCollector
 from agent.types import Anomaly, ExplanationKind, Level, LineResult, Record
 from trainer.train import TrainOptions, train
 
@@ -175,7 +177,7 @@ def test_corrected_hardware_errors_are_one_record(bundles) -> None:
     assert loading.isdisjoint(ids)
 
 
-def test_a_burst_of_a_known_template_is_one_alert_and_its_incident_counts_its_lines(bundles) -> None:
+def test_a_burst_of_a_known_template_is_one_alert_and_its_incident_counts_its_lines(bundles, tmp_path: Path) -> None:
     """Linux_2k: an SSH brute force logs 80 `authentication failure … rhost=150.183.249.110
     user=root` in 95 seconds, against a history whose largest 2-minute count is 12. Every line
     past the burst floor (36) was flagged: 44 known-event alarms in one incident. One burst is one
@@ -196,6 +198,18 @@ def test_a_burst_of_a_known_template_is_one_alert_and_its_incident_counts_its_li
     incident = final_incidents(outputs)[iid]
     assert incident.anomaly_count == 2 and incident.line_count == 44
     assert incident.last_seen - incident.first_seen == 52  # 16:02:26 to the burst's last line, 16:03:18
+    # The summary and the HTML report both say how big the burst got, not only its 2 alerts.
+    anomalies = [o for o in outputs if isinstance(o, Anomaly)]
+    incidents = list(final_incidents(outputs).values())
+    said = "2 anomalous lines (+42 more lines of its burst)"
+    assert said in render_summary(len(scan), anomalies, incidents, False, False)
+    collector = ReportCollector(year_known=False)
+    for a in anomalies:
+        collector.add_anomaly(a)
+    for i in incidents:
+        collector.add_incident(i)
+    collector.write_html(tmp_path / "report.html")
+    assert said in (tmp_path / "report.html").read_text()
 
 
 def _by_actor(bundle: Path, scan: list[Record], *, actor_rule: bool) -> tuple[dict[str, set[str]], int]:
