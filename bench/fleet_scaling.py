@@ -287,6 +287,9 @@ def main() -> int:
     ap.add_argument("--skip-nats", action="store_true", help="only the data half (default: both)")
     ap.add_argument("--json", action="store_true", help="print one JSON object (default: text)")
     args = ap.parse_args()
+    from agent.logging_setup import configure_logging
+
+    configure_logging(stream=sys.stderr)  # stdout carries the figures (or the JSON) only
     out: dict[str, Any] = {"cpus": os.cpu_count(), "load_average": [round(x, 1) for x in os.getloadavg()]}
     out["data_half"] = data_half(args.copies, args.repeats, args.blocksize, args.end_to_end)
     if not args.skip_nats:

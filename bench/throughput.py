@@ -276,6 +276,9 @@ def main() -> int:
                     help="also the agent's peak RSS per stream: `logdetect scan` in a fresh process, idle "
                          "(empty input) and over the scanned lines")
     args = ap.parse_args()
+    from agent.logging_setup import configure_logging
+
+    configure_logging(stream=sys.stderr)  # stdout carries the figures (or the JSON) only
     models = tuple(m for m in args.models.split(",") if m)
     if args.cpu:
         global CLOCK
