@@ -22,6 +22,7 @@ from typing import Any
 from agent.lines import actor_of, as_number, ip_prefix
 from agent.text_memo import remember
 from agent.types import DetectorScore, Explanation, ExplanationKind, Level, LineContext, TemplatedLine
+from agent.wording import clip
 
 
 @dataclass(frozen=True)
@@ -110,9 +111,9 @@ def busy_hours(hours: Sequence[int]) -> str:
 
 
 def short_template(text: str, limit: int = 48) -> str:
-    """A template on one line, cut to `limit` characters with an ellipsis."""
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    """A template on one line, cut to `limit` characters with an ellipsis at a word boundary
+    (`wording.clip`)."""
+    return clip(text, limit)
 
 
 def _hour_of(t: float) -> int:
@@ -647,8 +648,12 @@ class Explainer:
     # ---- the public surface
 
     def explain_session(self, tokens: Sequence[int], scores: Sequence[DetectorScore]) -> tuple[Explanation, ...]:
-        """Why a session was judged anomalous, in the terms of its lines (`agent.explain_models`)."""
-        return tuple(self._witnessed(self._models.explain_session(tokens, scores)))
+        """Why a session was judged anomalous, in the terms of its lines (`agent.explain_models`):
+        what the voters saw first (what raised it), then the witnesses' (models outside the vote),
+        so an event's body and the summary open with the reason, not with a model that did not
+        raise it."""
+        found = self._witnessed(self._models.explain_session(tokens, scores))
+        return tuple(sorted(found, key=lambda e: dict(e.facts).get("in_vote") is False))
 
     def _witnessed(self, found: Sequence[Explanation]) -> list[Explanation]:
         """Explanations of models outside the vote (the cascade's witnesses) say so: what they saw

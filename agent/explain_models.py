@@ -31,6 +31,7 @@ from typing import Any
 
 from agent.features import FEATURE_NAMES
 from agent.types import DetectorScore, Explanation, ExplanationKind, Level, LineContext
+from agent.wording import clip
 
 MAX_FEATURES = 3  # features quoted per Isolation Forest alert
 MAX_NAMED = 3  # templates named on an explanation's first line (expected ones, missed lines)
@@ -43,10 +44,10 @@ _FEATURE_TEXT = {
     "level": "level",
     "hour_of_day": "hour of day (UTC)",
     "day_of_week": "day of week (0 = Monday)",
-    "msg_length": "message length (bucket)",
+    "msg_length": "message length in characters (to a quarter octave)",
     "param_count": "parameters in the message",
     "template_freq_window": "lines of this template in the last minute",
-    "burst_ratio": "that count over its training mean",
+    "burst_ratio": "this template's lines in the last minute over its training mean",
     "level_ratio": "share of WARN-or-worse lines in the last minute",
     "distinct_templates_window": "distinct templates in the last minute",
     "new_template": "template never seen in training",
@@ -54,6 +55,23 @@ _FEATURE_TEXT = {
 }
 # A token id is a name, not a magnitude: "outside its range" says nothing about it.
 _NOT_A_MAGNITUDE = frozenset({"template_token"})
+# A never-seen line's features in its own words. Every new template is the one unknown token, so
+# its window count is of never-seen lines; its frequency is a floor and its burst ratio the same
+# count again (a never-seen template has no training mean): "never seen" says both.
+_NEW_LINE_TEXT = {"template_freq_window": ("never-seen lines in the last minute", " lines of one template")}
+_SAID_BY_NEW = frozenset({"template_log_freq", "burst_ratio"})
+_NEW = FEATURE_NAMES.index("new_template")
+
+
+def _level_name(x: float) -> str:
+    try:
+        return Level(round(x)).name
+    except ValueError:
+        return _num(x)
+
+
+# Values said in their own units: a level by its name ("FATAL", not 7), a length in whole characters.
+_SAY_VALUE: dict[str, Callable[[float], str]] = {"level": _level_name, "msg_length": lambda x: f"{x:,.0f}"}
 # Sequence models whose details carry the templates they expected next.
 NEXT_TEMPLATE_TYPES = frozenset({"deeplog", "loganomaly"})
 
@@ -360,8 +378,10 @@ class ModelExplainer:
             return None
         outside: list[tuple[float, int, float, float, float]] = []
         inside: list[tuple[float, int, float, float, float]] = []
+        new = row[_NEW] > 0.5
         for i, value in enumerate(row):
-            if i not in self._ranges or FEATURE_NAMES[i] in _NOT_A_MAGNITUDE:
+            name = FEATURE_NAMES[i]
+            if i not in self._ranges or name in _NOT_A_MAGNITUDE or (new and name in _SAID_BY_NEW):
                 continue
             low, high = self._ranges[i]
             span = max(high - low, 1e-9 if high != low else 1.0)
@@ -382,7 +402,12 @@ class ModelExplainer:
             parts, listed = [], []
             for _, i, value, low, high in picked[:MAX_FEATURES]:
                 name = FEATURE_NAMES[i]
-                parts.append(f"{_FEATURE_TEXT[name]} = {_num(value)} (training {_num(low)} – {_num(high)})")
+                if i == _NEW and value > high:
+                    parts.append("a template never seen in training")
+                else:
+                    what, unit = (_NEW_LINE_TEXT.get(name) if new else None) or (_FEATURE_TEXT[name], "")
+                    say = _SAY_VALUE.get(name, _num)
+                    parts.append(f"{what} = {say(value)} (training {say(low)} – {say(high)}{unit})")
                 listed.append({"feature": name, "value": value, "min": low, "max": high})
             return "; ".join(parts), listed
 
@@ -496,8 +521,7 @@ class ModelExplainer:
 
 
 def _short(text: str, limit: int = 40) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    return clip(text, limit)
 
 
 def _ints(raw: object) -> list[int]:

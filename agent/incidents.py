@@ -71,6 +71,7 @@ from agent.types import (
     TemplatedLine,
     Verdict,
 )
+from agent.wording import clip
 
 NEW_BEHAVIOUR_SECS = 365 * 86400.0  # how long a never-seen template stays its first incident's
 
@@ -268,7 +269,7 @@ def title_from(templates: Sequence[tuple[int, str, int]], new_only: bool, total:
 
 
 _TITLE_MEMO: dict[tuple[int, str], str] = {}
-_ELLIPSES = re.compile(r"…(?:[\s…]*…)?")
+_ELLIPSES = re.compile(r"(?:\.{2,}\s*)?…(?:[\s…]*…)?")  # "…", "… …", a dot leader's "........…"
 
 
 def _title_text(template_id: int, template: str) -> str:
@@ -280,8 +281,7 @@ def _title_text(template_id: int, template: str) -> str:
         text = _ELLIPSES.sub("…", text).strip(" ,;:-=") or f"template {template_id}"
         if text == "…":
             text = f"template {template_id}"
-        if len(text) > 60:
-            text = text[:59].rstrip() + "…"
+        text = clip(text, 60)
         if len(template) <= _MEMO_CHARS:
             remember(_TITLE_MEMO, key, text, _MEMO_ENTRIES)
     return text

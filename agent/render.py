@@ -22,12 +22,13 @@ from datetime import UTC, datetime
 
 from agent.explain_models import raised_by
 from agent.lines import actor_of
-from agent.types import Anomaly, Incident, IncidentSeverity
-from agent.wording import burst_more
+from agent.types import Anomaly, Incident, IncidentSeverity, SessionVerdict
+from agent.wording import burst_more, clip, plural
 
 MAX_INCIDENTS_SHOWN = 20
 MAX_BLOCKS = 5  # incidents (the most severe) shown with their full ANOMALY DETECTED block
 MAX_RELATED = 3
+MAX_SESSIONS = 5  # session verdicts named in the summary, each with what raised it
 _RULE = "━" * 30
 
 _RESET = "\x1b[0m"
@@ -73,8 +74,7 @@ def _printable(text: str) -> str:
 
 
 def _quote(text: str, limit: int = 60) -> str:
-    text = _printable(" ".join(text.split()))
-    return f'"{text}"' if len(text) <= limit else f'"{text[: limit - 3]}..."'
+    return f'"{clip(_printable(" ".join(text.split())), limit, "...")}"'
 
 
 def _day(t: float) -> str:
@@ -185,8 +185,11 @@ def render_summary(
         if count == 1:
             out.append(f"  └─ 1 anomalous line{more}: {_quote(first)}")
         else:
-            entities = len(inc.entities)
-            where = f" across {entities} entities" if entities > 1 else ""
+            entities = inc.entity_count
+            # The incident lists actors: a line's entity, or its component when the entity is only
+            # the stream (the block below then says "Entity: Linux.log", "Component: kernel").
+            streams = bool(members) and all(m.line.line.entity == m.line.line.source for m in members)
+            where = f" across {entities:,} {'components' if streams else 'entities'}" if entities > 1 else ""
             out.append(f"  └─ {count:,} anomalous lines{where}{more}, started with {_quote(first, 40)}")
         if inc.explanation_kinds:
             kinds = ", ".join(k.value for k in inc.explanation_kinds)
@@ -203,4 +206,20 @@ def render_summary(
             "",
             paint(f"... and {hidden:,} more incident{'s' if hidden != 1 else ''} (lower severity)", _YELLOW),
         ]
+    return "\n".join(out) + "\n"
+
+
+def render_sessions(sessions: Sequence[SessionVerdict], year_known: bool = True) -> str:
+    """The sessions judged anomalous as a whole, after the summary: each entity, its length and
+    end, and what raised it (the first line of its first explanation: a voter's, `explain_session`
+    puts the witnesses last), not a bare count. Empty without sessions."""
+    if not sessions:
+        return ""
+    out = ["", f"{plural(len(sessions), 'session')} judged anomalous as a whole (each in --format json):"]
+    for v in sessions[:MAX_SESSIONS]:
+        why = v.explanations[0].text.splitlines()[0] if v.explanations else raised_by(v.scores)
+        end = _time(v.last_seen, True, year_known)
+        out.append(f"  • {_printable(v.entity)} ({plural(len(v.tokens), 'line')}, ended {end}): {clip(why, 240)}")
+    if len(sessions) > MAX_SESSIONS:
+        out.append(f"  … and {len(sessions) - MAX_SESSIONS:,} more")
     return "\n".join(out) + "\n"

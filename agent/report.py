@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.types import Anomaly, Explanation, Incident, TemplatedLine
-from agent.wording import burst_more, plural
+from agent.wording import burst_more, clip, plural
 
 MAX_BUCKETS = 2000
 MAX_SCORE_SAMPLES = 20_000
@@ -304,12 +304,13 @@ class ReportCollector:
                 items = "".join(f"<li><b>{html.escape(k.value)}</b></li>" for k in inc.explanation_kinds)
             samples = "\n".join(html.escape(s) for s in inc.samples) or html.escape(inc.first_line)
             leading = ", ".join(
-                f"{html.escape(text[:80])} <span class='muted'>×{count:,}</span>"
+                f"{html.escape(clip(text, 80))} <span class='muted'>×{count:,}</span>"
                 for _, text, count in inc.leading_templates[:3]
             )
-            entities = ", ".join(html.escape(e) for e in inc.entities[:8])
-            if len(inc.entities) > 8:
-                entities += f" … (+{len(inc.entities) - 8})"
+            listed = [e for e in inc.entities if not (e.startswith("+") and e.endswith(" more"))]
+            entities = ", ".join(html.escape(e) for e in listed[:8])
+            if inc.entity_count > 8:
+                entities += f" … (+{inc.entity_count - 8:,})"
             parts.append(
                 f'<section class="incident sev-{sev.lower()}" id="incident-{n}">'
                 f'<h3><span class="badge sev-{sev.lower()}">{sev}</span> '

@@ -258,6 +258,16 @@ class Incident:
     # anomaly_count = this incident's anomaly events + identical repeats counted, not emitted
     repeats_not_emitted: int = 0
 
+    @property
+    def entity_count(self) -> int:
+        """How many entities (or components) it holds: those listed in `entities` and the
+        "+N more" its last item counts when the list is full."""
+        if self.entities and self.entities[-1].startswith("+") and self.entities[-1].endswith(" more"):
+            more = self.entities[-1][1:-5]
+            if more.isdigit():
+                return len(self.entities) - 1 + int(more)
+        return len(self.entities)
+
 
 @dataclass(frozen=True, slots=True)
 class LineResult:

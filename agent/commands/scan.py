@@ -28,7 +28,6 @@ from agent.parsing.clock import year_is_known
 from agent.pipeline import Pipeline, PipelineConfig
 from agent.reader import TextCheck, check_inputs, input_name, iter_records
 from agent.types import Anomaly, Incident, LineResult, Output, Sensitivity, SessionVerdict
-from agent.wording import plural
 
 
 def add_model_options(p: argparse.ArgumentParser) -> None:
@@ -170,13 +169,12 @@ def run(args: argparse.Namespace) -> int:
             collector.add_incident(inc)
         collector.write_html(Path(args.report), title=f"logdetect scan of {', '.join(input_name(p) for p in paths)}")
     if not json_out:
-        from agent.render import render_summary
+        from agent.render import render_sessions, render_summary
 
         color = args.color == "always" or (args.color == "auto" and sys.stdout.isatty())
         text = render_summary(pipe.lines, anomalies, list(incidents.values()), color, year_known,
                               anomalous_lines=pipe.anomalies)
-        if sessions:
-            text += f"\n{plural(len(sessions), 'session')} judged anomalous as a whole (see --format json).\n"
+        text += render_sessions(sessions, year_known)
         sys.stdout.write(text)
     sys.stdout.flush()
     return 0

@@ -10,6 +10,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from conftest import DEMO_TIMEOUT, DemoRun
 from loghub_halves import assert_incident_counts_agree, final_incidents, halves, scan_records
 
 from agent.pipeline import Pipeline
@@ -88,6 +89,12 @@ def test_sessions_are_judged_only_when_they_are_sessions(data_dir: Path, tmp_pat
            "line 2" in said
     body = session_event(verdict, 0.0, "cpu")["body"]
     assert all(t in body for t in said) and not re.search(r"\(score \d+\.\d\d\)", body)
+    # The text summary names the session and says what raised it, not only how many there were.
+    from agent.render import render_sessions
+
+    text = render_sessions([verdict])
+    assert "1 session judged anomalous as a whole" in text
+    assert "• blk_222222222222 (2 lines, ended " in text and said[0] in text
 
 
 def test_model_alerts_name_what_the_model_saw(data_dir: Path, tmp_path: Path) -> None:
@@ -117,7 +124,8 @@ def test_model_alerts_name_what_the_model_saw(data_dir: Path, tmp_path: Path) ->
         assert not [t for t in firsts if t.startswith("MODEL SCORE")], firsts  # every model here is read
         if "isolation_forest" in fired:
             (text,) = [t for t in firsts if t.startswith("ISOLATION FOREST")]
-            assert re.search(r"= [-\d.,]+ \(training [-\d.,]+ – [-\d.,]+\)", text), text
+            assert re.search(r"= [-\d.,]+ \(training [-\d.,]+ – [-\d.,]+( lines of one template)?\)|"
+                             r"a template never seen in training", text), text
             checked["isolation_forest"] += 1
         if "lstm_ae" in fired:
             (text,) = [t for t in firsts if t.startswith("SEQUENCE RECONSTRUCTION")]
@@ -143,3 +151,54 @@ def test_model_alerts_name_what_the_model_saw(data_dir: Path, tmp_path: Path) ->
     assert checked["isolation_forest"] > 0
     if torch:
         assert checked["deeplog"] > 0 and checked["lstm_ae"] + checked["logbert"] > 0, checked
+
+
+def test_isolation_forest_says_what_a_never_seen_line_is_in_words(
+    linux: tuple[Pipeline, list[Output], list[str]],
+) -> None:
+    """Linux_2k's reboot: the Isolation Forest's alert on a boot message never seen in training
+    says so ("a template never seen in training"), not "= 1 (training 0 – 0)" beside a floor
+    frequency of "-3.2"; the window count of a never-seen line is of never-seen lines (every new
+    template is the one unknown token), and no feature is named "that count"."""
+    _, outputs, _ = linux
+    said = [(a, e.text.splitlines()[0]) for a in outputs if isinstance(a, Anomaly) for e in a.explanations
+            if e.text.startswith("ISOLATION FOREST")]
+    new = [t for a, t in said if a.line.is_new]
+    assert new and any("a template never seen in training" in t for t in new)
+    for a, text in said:
+        assert "that count" not in text and "(training 0 – 0)" not in text, text
+        assert not re.search(r"\blevel = \d|\(bucket\)", text), text  # "level = FATAL", lengths in characters
+        if a.line.is_new:
+            assert "template frequency" not in text and "lines of this template" not in text, text
+
+
+def test_the_summary_counts_components_when_the_entity_is_the_stream(
+    linux: tuple[Pipeline, list[Output], list[str]],
+) -> None:
+    """Linux_2k has no entity of its own (every line's entity is the file): the reboot's incident
+    lists the programs that logged it, and the summary says "across N components", as each block
+    says "Entity: Linux.log" and "Component: kernel", never "across N entities"."""
+    from agent.render import render_summary
+
+    pipe, outputs, _ = linux
+    incidents = list(final_incidents(outputs).values())
+    anomalies = [o for o in outputs if isinstance(o, Anomaly)]
+    text = render_summary(pipe.lines, anomalies, incidents, False, anomalous_lines=pipe.anomalies)
+    boot = max(incidents, key=lambda i: i.entity_count)
+    assert boot.entity_count >= 10
+    assert f"across {boot.entity_count} components" in text and " entities" not in text
+
+
+@pytest.mark.timeout(DEMO_TIMEOUT + 60)  # the session's demo run (shared with test_readme) counts as setup
+def test_the_demo_says_which_session_was_anomalous_and_what_raised_it(demo_run: DemoRun) -> None:
+    """The demo's one anomalous session (worker-1, which holds the crash loop) is named in the
+    summary with what raised it: the voters' facts (its never-seen lines, its new set of
+    templates) come before what models outside the vote saw, so the line does not open with a
+    witness ("… [witness: not in the vote at this sensitivity]"). It was "1 session judged
+    anomalous as a whole (see --format json)", and the event's body opened with a witness."""
+    text = demo_run.stdout
+    (line,) = [row for row in text.splitlines() if row.startswith("  • worker-1 (")]
+    assert "1 session judged anomalous as a whole" in text
+    assert "[witness" not in line and ("NEW TEMPLATE" in line or "NEW COMBINATION" in line), line
+    # The crash loop's FATAL panic: the Isolation Forest names the level, not its number ("level = 7").
+    assert "level = FATAL (training DEBUG – ERROR)" in text and not re.search(r"\blevel = \d", text)
