@@ -19,6 +19,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from agent.episodes import EPISODE_GAP_SECS
+from agent.held_back import OngoingHistory, OngoingIncident
 from agent.lines import actor_of, as_number, ip_prefix
 from agent.text_memo import remember
 from agent.types import DetectorScore, Explanation, ExplanationKind, Level, LineContext, TemplatedLine
@@ -47,6 +49,10 @@ class ExplainConfig:
     # this many times the count it last raised at (the incident is updated as the burst grows).
     # The burst is over once no line of the template has been past the floor for a whole window.
     burst_escalation: float = 2.0
+    # The suspected incident the history ends in goes on (`agent/held_back.py`): its lines are one
+    # incident counted from the history's count, raised on its first line and at each doubling,
+    # until no line of it comes for this long (an episode's quiet hour, `agent/episodes.py`).
+    ongoing_gap_secs: float = EPISODE_GAP_SECS
     # UNUSUAL_TIME: this hour holds less than rare_hour_share of the template's (or level's)
     # timed training lines, judged only with at least min_hour_samples of them.
     rare_hour_share: float = 0.005
@@ -158,6 +164,14 @@ class Explainer:
         # Templates the history check held back as a suspected incident -> where the history has
         # them (`trainer/history.py`): a scanned line of one is not new, and says so.
         self._held_back: dict[int, str] = {int(k): str(v) for k, v in (profile.get("held_back") or {}).items()}
+        # ... and the suspected incident the history ends in, counted as it goes on (None: none)
+        ongoing = OngoingHistory.from_profile(profile)
+        self.ongoing: OngoingIncident | None = (
+            OngoingIncident(ongoing, config.ongoing_gap_secs, config.burst_escalation) if ongoing is not None else None)
+        self._ongoing_templates: frozenset[int] = ongoing.templates if ongoing is not None else frozenset()
+        self.ongoing_templates = self._ongoing_templates
+        # observed line -> (whether the ongoing incident raised it, its count then) (`held_back_repeat`)
+        self._ongoing_seen: dict[int, tuple[tuple[int, int, float, str], bool, int]] = {}
         # actor -> its latest template; observed line -> the template its actor logged before it.
         self._last_by_actor: OrderedDict[str, int] = OrderedDict()
         self._previous: OrderedDict[int, tuple[tuple[int, int, float, str], int | None]] = OrderedDict()
@@ -238,8 +252,10 @@ class Explainer:
             old, _ = self._previous.popitem(last=False)
             self._count_at.pop(old, None)
             self._raised.pop(old, None)
+            self._ongoing_seen.pop(old, None)
         self._count_at.pop(id(line), None)
         self._raised.pop(id(line), None)
+        self._ongoing_seen.pop(id(line), None)
         if count and not line.time_from_arrival:
             self._count_at[id(line)] = count
 
@@ -679,6 +695,10 @@ class Explainer:
         burst = self._burst(line, seen)
         if burst is not None:
             found.append(burst)
+        if self._ongoing_templates:
+            ongoing = self._ongoing_fact(line)
+            if ongoing is not None:
+                found.append(ongoing)
         # (only a model's explanation names a detector, so only those can be a witness's)
         sequence = self._sequence(ctx, scores, seen)
         if sequence:
@@ -753,6 +773,50 @@ class Explainer:
         if mine:
             self._raised[id(line)] = raised
         return raised
+
+    def held_back_repeat(self, line: TemplatedLine) -> bool:
+        """Whether the line is a quiet repeat of the suspected incident the history ends in
+        (`agent/held_back.py`): a line of one of its held-back templates while it goes on, neither
+        its first since the history nor one that doubles its count. Such a line is NORMAL; its
+        incident counts it (`IncidentGrouper.count_burst_line`). Decided once per line, in the
+        order lines are judged."""
+        if line.template_id not in self._ongoing_templates or not line.is_new:
+            return False
+        decided = self._ongoing_decision(line)
+        return decided is not None and not decided[0]
+
+    def _ongoing_decision(self, line: TemplatedLine) -> tuple[bool, int] | None:
+        """(raised, count) of a line of the ongoing incident's templates, decided on first asking;
+        None when the incident is over or the line has no usable time."""
+        ongoing = self.ongoing
+        if ongoing is None or line.time_from_arrival:
+            return None
+        key = id(line)
+        fingerprint = _fingerprint(line)
+        found = self._ongoing_seen.get(key)
+        if found is not None and found[0] == fingerprint:
+            return found[1], found[2]
+        decided = ongoing.judge(line.time)
+        if decided is None:
+            return None
+        self._ongoing_seen[key] = (fingerprint, *decided)
+        if len(self._ongoing_seen) > self.config.max_pending:
+            self._ongoing_seen.pop(next(iter(self._ongoing_seen)))
+        return decided
+
+    def held_back_continues(self, line: TemplatedLine) -> bool:
+        """Whether `held_back_repeat` counted this line quietly: its incident counts it."""
+        found = self._ongoing_seen.get(id(line))
+        return found is not None and not found[1] and found[0] == _fingerprint(line)
+
+    def _ongoing_fact(self, line: TemplatedLine) -> Explanation | None:
+        """STILL GOING ON, for a line the ongoing incident raised."""
+        if self.ongoing is None or line.template_id not in self._ongoing_templates:
+            return None
+        found = self._ongoing_seen.get(id(line))
+        if found is None or not found[1] or found[0] != _fingerprint(line):
+            return None
+        return self.ongoing.fact(found[2])
 
     def burst_continues(self, line: TemplatedLine) -> bool:
         """Whether `burst_alert` judged this line past its floor in a burst it did not raise: a

@@ -52,6 +52,7 @@ import math
 import re
 from collections import Counter, deque
 from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -633,17 +634,24 @@ class IncidentGrouper:
             return self._last_decision[1]
         return self._would_emit(self._match(anomaly), anomaly)
 
-    def count_burst_line(self, line: TemplatedLine) -> list[Incident]:
+    def count_burst_line(self, line: TemplatedLine, related: AbstractSet[int] = frozenset()) -> list[Incident]:
         """A line of a burst that did not raise on its own (`Explainer.burst_alert`: one burst,
         one alert and its updates) is counted in the incident that holds its template, the one
         whose episode is nearest its time (within `episode_gap_secs`): its `line_count` and span
         grow, and it is updated (at most every `update_every_secs`), so the incident tells how
         big the burst got. Not an anomaly: `anomaly_count` and the anomaly events do not change.
+        `related`: the templates of the suspected incident the history ends in, for a quiet line
+        of it (`Explainer.held_back_repeat`): it joins the incident holding any of them, which
+        lists its template and counts its lines there (the incident hides none of its templates).
         Returns the update due, if any."""
         t = line.time
         best: _Open | None = None
         best_distance = math.inf
-        for inc in sorted(self._index.templates.get(line.template_id, _NONE), key=_entry_order):
+        templates = self._index.templates
+        candidates = templates.get(line.template_id, _NONE)
+        if related:
+            candidates = candidates.union(*(templates.get(tid, _NONE) for tid in related))
+        for inc in sorted(candidates, key=_entry_order):
             if inc.incident_id not in self._open:
                 continue
             distance = self._episode_distance(inc, t)
@@ -652,6 +660,8 @@ class IncidentGrouper:
         if best is None:
             return []
         best.burst_lines += 1
+        if related:
+            self._list_quiet(best, line)
         if math.isfinite(t):
             best.first_seen = min(best.first_seen, t) if math.isfinite(best.first_seen) else t
             best.last_seen = max(best.last_seen, t) if math.isfinite(best.last_seen) else t
@@ -661,6 +671,19 @@ class IncidentGrouper:
                 best.emitted_at = t
                 return [self._snapshot(best, IncidentState.UPDATE)]
         return []
+
+    def _list_quiet(self, inc: _Open, line: TemplatedLine) -> None:
+        """A quiet held-back line counted in `inc`: its template is listed there (with its lines)
+        as a held-back template, and the incident is found by it."""
+        tid = line.template_id
+        if tid not in inc.templates:
+            if len(inc.templates) >= self.config.max_templates:
+                return
+            inc.template_text[tid] = line.template[:_MAX_LINE_CHARS]
+            inc.new_templates.add(tid)
+            inc.held_templates.add(tid)
+        inc.templates[tid] += 1
+        _put(self._index.templates, tid, inc)
 
     def add(self, anomaly: Anomaly) -> tuple[str | None, list[Incident]]:
         """Put `anomaly` in an incident; returns its id and the incident events due now.

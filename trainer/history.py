@@ -139,6 +139,7 @@ class Period:
     templates: tuple[tuple[str, int], ...]  # the period's templates, most lines first (at most 3)
     template_count: int
     entities: int
+    counts: tuple[tuple[int, int], ...] = ()  # every template's id and lines in the period, most first
 
     def describe(self) -> str:
         """One operator-readable line: when, how much, what."""
@@ -155,7 +156,7 @@ class Period:
         """As stored in the bundle's history.json."""
         return {"start": self.start, "end": self.end, "lines": self.lines, "template_count": self.template_count,
                 "templates": [list(t) for t in self.templates], "entities": self.entities,
-                "text": self.describe()}
+                "template_ids": [list(c) for c in self.counts], "text": self.describe()}
 
 
 @dataclass(frozen=True)
@@ -186,6 +187,7 @@ class HistoryReport:
     note: str = ""
     details: tuple[Detail, ...] = ()  # severe templates that only arrived as another incident's detail
     periods: tuple[Period, ...] = ()  # the suspect periods, in time order
+    end: float = math.nan  # the history's last timestamped line
 
     @property
     def suspect_ids(self) -> frozenset[int]:
@@ -210,6 +212,22 @@ class HistoryReport:
         template the history held back (`profile.json` `held_back`): it is not new, and the
         operator is told where the history has it."""
         return {str(s.template_id): s.brief() for s in self.suspects}
+
+    def ongoing(self, gap: float = EPISODE_GAP_SECS) -> dict[str, object] | None:
+        """The suspected incident the history ends in (`profile.json` `held_back_ongoing`): its last
+        suspect period when no quiet gap of `gap` seconds separates it from the history's last
+        line, so the incident may still be going on when the scanned lines begin. Its held-back
+        templates with their lines in it, its start, end and lines; None when the history ends
+        quiet (or holds no suspect period)."""
+        if not self.periods or not math.isfinite(self.end) or self.end - self.periods[-1].end > gap:
+            return None
+        period = self.periods[-1]
+        held = self.suspect_ids
+        counts = {tid: n for tid, n in period.counts if tid in held}
+        if not counts:
+            return None
+        return {"templates": {str(tid): n for tid, n in counts.items()}, "lines": sum(counts.values()),
+                "start": period.start, "end": period.end}
 
     def summary_lines(self, limit: int = 12) -> list[str]:
         """What `train` prints: the incidents found in the history, largest first (all of them
@@ -351,7 +369,7 @@ def find_suspects_in(lines: HistoryLines, texts: dict[int, str], options: Histor
         return HistoryReport(tuple(storm), len(lines), history_buckets, bucket, True,
                              note + " (only a storm at its end was looked for)",
                              periods=_periods(stamped, {s.template_id: s.template for s in storm},
-                                              options.burst_gap_secs))
+                                              options.burst_gap_secs), end=end)
     suspects: list[Suspect] = list(storm)
     storm_ids = {s.template_id for s in storm}
     for tid in stamped.groups:
@@ -371,7 +389,8 @@ def find_suspects_in(lines: HistoryLines, texts: dict[int, str], options: Histor
     kept = [s for s in suspects if s.template_id not in {d.template_id for d in details}]
     kept.sort(key=lambda s: -s.lines)
     return HistoryReport(tuple(kept), len(lines), history_buckets, bucket, True, note, details=details,
-                         periods=_periods(stamped, {s.template_id: s.template for s in kept}, options.burst_gap_secs))
+                         periods=_periods(stamped, {s.template_id: s.template for s in kept}, options.burst_gap_secs),
+                         end=end)
 
 
 def _judge(
@@ -479,7 +498,7 @@ def _periods(stamped: _Stamped, held: dict[int, str], gap: float) -> tuple[Perio
     for g in groups:
         templates = Counter(t for _, t, _ in g)
         out.append(Period(g[0][0], g[-1][0], len(g), tuple((held[t], n) for t, n in templates.most_common(3)),
-                          len(templates), len({e for _, _, e in g})))
+                          len(templates), len({e for _, _, e in g}), tuple(templates.most_common())))
     return tuple(out)
 
 

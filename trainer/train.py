@@ -426,6 +426,9 @@ def fit(data: TrainingSet, options: TrainOptions, started: float | None = None) 
         profile = data.profile
         profile["feature_ranges"] = feature_ranges(data.x_train)  # what a model's alert is compared with
         profile["held_back"] = history.held_back()  # the history's suspects: not new, held back
+        ongoing = history.ongoing()  # the suspected incident the history ends in, if any
+        if ongoing is not None:
+            profile["held_back_ongoing"] = ongoing
         writer.add_json("profile.json", profile)
         texts = {k: miner.template(t) or "" for t, k in vocab.items()}
         training = TrainingData(len(vocab) + 1, data.train_seqs, data.val_seqs, data.train_levels, data.val_levels,
@@ -471,7 +474,7 @@ def fit(data: TrainingSet, options: TrainOptions, started: float | None = None) 
                 _say(options.progress, msg)
             notes += checked.summary_lines()[1:]
         _serve_whole_history(writer, miner, data.served, vocab, data.known, data.whole_profile,
-                             {k: profile[k] for k in ("feature_ranges", "held_back")})
+                             {k: profile[k] for k in ("feature_ranges", "held_back", "held_back_ongoing") if k in profile})
         manifest_fields["training"]["held_back_templates"] = len(data.known)
         if data.known:
             _say(options.progress, f"{len(data.known)} template(s) first seen in the held-back part: served as known")
