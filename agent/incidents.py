@@ -69,6 +69,7 @@ from agent.types import (
     IncidentSeverity,
     IncidentState,
     Level,
+    ParsedLine,
     TemplatedLine,
     Verdict,
 )
@@ -133,6 +134,17 @@ class IncidentConfig:
     # laptop's kernel logs a different sample of wake-up lines each time it wakes). A WARN-or-
     # worse new line is a new problem and is grouped by the other rules.
     actor_new_behaviour: bool = True
+    # ... and a never-seen routine line of a program with no such record, from a host whose
+    # programs' new chatter is already one record holding this many of them (within
+    # `new_behaviour_secs`), joins that record when no incident of its own time relates to it: a
+    # laptop's applications log new messages every day, split by nights of quiet (Mac_2k: Word,
+    # networkd, CalendarAgent, Mail, … in four incidents before). The host and the program are
+    # the ones a syslog header names (`host`, and the app as the component) on a stream with no
+    # entity of its own; a log whose actors are not programs of one named host (BGL's node
+    # locations, HPC's nodes) has no such record. A record of one or two programs' new lines
+    # (Linux_2k's ftpd, named, gdm) is a program's new behaviour, not the host's chatter, so a
+    # reboot after them opens its own incident. 0: off.
+    host_chatter_programs: int = 3
 
 
 _WORD = re.compile(r"[A-Za-z][A-Za-z_]{2,}")
@@ -315,6 +327,7 @@ class _Open:
         "kinds",
         "last_seen",
         "max_level",
+        "new_actors",
         "new_streams",
         "new_templates",
         "order",
@@ -346,6 +359,8 @@ class _Open:
         self.new_templates: set[int] = set()
         self.held_templates: set[int] = set()  # of those, templates the history held back as an incident
         self.new_streams: set[str] = set()  # streams (no entity of their own) with new templates here
+        # programs of its never-seen routine lines on a stream, up to `host_chatter_programs`
+        self.new_actors: set[str] = set()
         self.entities: list[str] = []
         self.extra_entities = 0
         self.services: set[str] = set()
@@ -434,6 +449,8 @@ class IncidentGrouper:
         self._new_heads: dict[int, str] = {}
         # An informative actor -> the incident that first reported a never-seen template of it.
         self._new_by_actor: dict[str, _Open] = {}
+        # (stream, host) -> its programs' new chatter record (`host_chatter_programs`).
+        self._chatter: dict[tuple[str, str], _Open] = {}
         self._seen_new = 0
         self._family_of: tuple[Anomaly, tuple[str, str, Level] | None] | None = None  # the last `_family`
         self._index = _OpenIndex(config.related_word_overlap)
@@ -731,7 +748,9 @@ class IncidentGrouper:
         if anomaly.line.is_new:
             self._remember_new(anomaly.line.template_id, template_words(anomaly.line.template), inc,
                                self._family(anomaly), head_of(anomaly.line.template))
-            self._remember_actor(_new_actor(anomaly), inc)
+            actor = _new_actor(anomaly)
+            self._remember_actor(actor, inc)
+            self._remember_chatter(anomaly, actor, inc)
         if inc.state is IncidentState.OPEN and inc.anomalies == 1:
             inc.emitted_at = t
             events.append(self._snapshot(inc, IncidentState.OPEN))
@@ -803,8 +822,42 @@ class IncidentGrouper:
             return None
         first = self._new_by_actor.get(actor)
         if first is None or self._distance(first, anomaly.line.time) > self.config.new_behaviour_secs:
-            return None
+            return self._host_chatter(anomaly)
         return first
+
+    def _host_chatter(self, anomaly: Anomaly) -> _Open | None:
+        """The stream's record of its programs' new chatter (`host_chatter_programs`), for a
+        never-seen routine line of a program with no record of its own on a stream with no entity
+        of its own; None when there is none within `new_behaviour_secs`."""
+        host = _host_of(anomaly.line.line) if self.config.host_chatter_programs > 0 else None
+        if host is None:
+            return None
+        record = self._chatter.get(host)
+        if record is None or self._distance(record, anomaly.line.time) > self.config.new_behaviour_secs:
+            return None
+        return record
+
+    def _remember_chatter(self, anomaly: Anomaly, actor: str | None, inc: _Open) -> None:
+        """Count `actor` among the incident's programs with never-seen routine lines on a stream;
+        the first incident of a stream to reach `host_chatter_programs` of them is the stream's
+        chatter record (until that is more than `new_behaviour_secs` away)."""
+        wanted = self.config.host_chatter_programs
+        if actor is None or wanted <= 0:
+            return
+        host = _host_of(anomaly.line.line)
+        if host is None:
+            return
+        if len(inc.new_actors) < wanted:
+            inc.new_actors.add(actor)
+        if len(inc.new_actors) < wanted:
+            return
+        record = self._chatter.get(host)
+        if record is None or (record is not inc
+                              and self._distance(record, inc.last_seen) > self.config.new_behaviour_secs):
+            self._chatter.pop(host, None)
+            self._chatter[host] = inc
+            if len(self._chatter) > self.config.max_new_behaviour:
+                del self._chatter[next(iter(self._chatter))]
 
     def _remember_actor(self, actor: str | None, inc: _Open) -> None:
         """The first incident that reported a never-seen template of `actor` is its new behaviour's
@@ -1100,6 +1153,18 @@ def _new_actor(anomaly: Anomaly) -> str | None:
         return None
     actor = actor_of(line)
     return actor if actor and actor != line.source else None
+
+
+def _host_of(line: ParsedLine) -> tuple[str, str] | None:
+    """(stream, host) of a line whose syslog header names its host and whose component is the
+    program that logged it, on a stream with no entity of its own (`host_chatter_programs`);
+    None for any other line."""
+    if line.entity != line.source or not line.component:
+        return None
+    host = line.field("host")
+    if not host or line.field("app") != line.component:
+        return None
+    return line.source, host
 
 
 def _entry_order(inc: _Open) -> int:

@@ -274,3 +274,40 @@ def test_a_held_back_template_says_where_the_history_has_it(bundles) -> None:
     assert held == {"HELD BACK: in your history only as a suspected incident (1 FATAL line on 1 of 42 days, "
                     "the last on 2005-06-08); not learned as normal"}
     assert any(t == {"NEW TEMPLATE: Never seen before in training data"} for t in texts.values())
+
+
+def test_a_hosts_new_chatter_is_one_record_and_a_reboot_stays_its_own(bundles) -> None:
+    """Mac_2k's laptop logs new messages from its applications every day (Word's Cocoa scripting
+    errors, networkd's CrazyIvan46, CalendarAgent, Mail, QQ …), split into four incidents by
+    nights of quiet; once one record holds three programs' new routine lines, a program's first
+    new line that nothing of its own time relates to joins it (`host_chatter_programs`): one
+    record, besides the Bluetooth daemon's "Peripheral manager is not powered on", logged before
+    the record had three programs (7 incidents before, 2 now). Linux_2k's records hold one or two
+    programs each (ftpd, named, gdm), so its reboot stays its own and nothing changes there; BGL's
+    actors are node locations, not programs of one named host, and nothing changes there either."""
+    import dataclasses
+
+    def grouped(system: str, programs: int) -> tuple[dict[str, set[str]], int]:
+        model, scan, _ = bundles[system]
+        pipe = Pipeline.from_bundle(model, PipelineConfig())
+        pipe.grouper.config = dataclasses.replace(pipe.grouper.config, host_chatter_programs=programs)
+        outputs = pipe.process(scan, 0.0) + pipe.close(0.0)
+        assert_incident_counts_agree(pipe, outputs)
+        found: dict[str, set[str]] = defaultdict(set)
+        for o in outputs:
+            if isinstance(o, Anomaly) and o.line.is_new and o.incident_id is not None:
+                found[o.line.line.component].add(o.incident_id)
+        return found, len(final_incidents(outputs))
+
+    before, n_before = grouped("Mac", 0)
+    after, n_after = grouped("Mac", 3)
+    apps = ("Microsoft Word", "networkd", "CalendarAgent", "Mail", "QQ", "configd")
+    assert len(set().union(*(before[a] for a in apps))) >= 4 and n_before >= 6
+    assert len(set().union(*(after[a] for a in apps))) == 1 and n_after <= 3
+    assert min(after["wirelessproxd"]) not in after["networkd"]  # (ids begin with their first line's time)
+    for system in ("Linux", "BGL"):
+        off, n_off = grouped(system, 0)
+        on, n_on = grouped(system, 3)
+        assert on == off and n_on == n_off, system
+    linux, _ = grouped("Linux", 3)
+    assert linux["irqbalance"].isdisjoint(linux["ftpd"] | linux["named"] | linux["gdm-binary"])
