@@ -212,15 +212,15 @@ def test_a_burst_of_a_known_template_is_one_alert_and_its_incident_counts_its_li
     assert said in (tmp_path / "report.html").read_text()
 
 
-def _by_actor(bundle: Path, scan: list[Record], *, actor_rule: bool) -> tuple[dict[str, set[str]], int]:
-    """Each actor's never-seen lines' incidents, and the number of incidents, with the actor rule
-    on or off (`IncidentConfig.actor_new_behaviour`)."""
+def _by_actor(bundle: Path, scan: list[Record], **grouping: object) -> tuple[dict[str, set[str]], int]:
+    """Each actor's never-seen lines' incidents, and the number of incidents, with these
+    `IncidentConfig` fields changed (`actor_new_behaviour`, `host_chatter_programs`)."""
     import dataclasses
 
     from agent.lines import actor_of
 
     pipe = Pipeline.from_bundle(bundle, PipelineConfig())
-    pipe.grouper.config = dataclasses.replace(pipe.grouper.config, actor_new_behaviour=actor_rule)
+    pipe.grouper.config = dataclasses.replace(pipe.grouper.config, **grouping)  # type: ignore[arg-type]
     outputs = pipe.process(scan, 0.0) + pipe.close(0.0)
     assert_incident_counts_agree(pipe, outputs)
     found: dict[str, set[str]] = defaultdict(set)
@@ -240,13 +240,13 @@ def test_a_programs_new_chatter_is_one_record_and_a_reboot_stays_its_own(bundles
     irqbalance …: 92 lines) stays one incident of its own. Verdicts do not change: grouping comes
     after them."""
     mac, scan, _ = bundles["Mac"]
-    before, n_before = _by_actor(mac, scan, actor_rule=False)
-    after, n_after = _by_actor(mac, scan, actor_rule=True)
+    before, n_before = _by_actor(mac, scan, actor_new_behaviour=False)
+    after, n_after = _by_actor(mac, scan, host_chatter_programs=0)
     assert len(before["kernel"]) >= 5 and len(after["kernel"]) <= 2
     assert n_after <= n_before - 5
     linux, scan, _ = bundles["Linux"]
-    before, n_before = _by_actor(linux, scan, actor_rule=False)
-    after, n_after = _by_actor(linux, scan, actor_rule=True)
+    before, n_before = _by_actor(linux, scan, actor_new_behaviour=False)
+    after, n_after = _by_actor(linux, scan)
     assert len(before["ftpd"]) == 2 and len(after["ftpd"]) == 1 and n_after == n_before - 1
     reboot = after["irqbalance"] | after["portmap"]
     assert len(reboot) == 1 and reboot.isdisjoint(after["ftpd"]) and reboot.isdisjoint(after["named"])
@@ -285,19 +285,9 @@ def test_a_hosts_new_chatter_is_one_record_and_a_reboot_stays_its_own(bundles) -
     the record had three programs (7 incidents before, 2 now). Linux_2k's records hold one or two
     programs each (ftpd, named, gdm), so its reboot stays its own and nothing changes there; BGL's
     actors are node locations, not programs of one named host, and nothing changes there either."""
-    import dataclasses
-
     def grouped(system: str, programs: int) -> tuple[dict[str, set[str]], int]:
         model, scan, _ = bundles[system]
-        pipe = Pipeline.from_bundle(model, PipelineConfig())
-        pipe.grouper.config = dataclasses.replace(pipe.grouper.config, host_chatter_programs=programs)
-        outputs = pipe.process(scan, 0.0) + pipe.close(0.0)
-        assert_incident_counts_agree(pipe, outputs)
-        found: dict[str, set[str]] = defaultdict(set)
-        for o in outputs:
-            if isinstance(o, Anomaly) and o.line.is_new and o.incident_id is not None:
-                found[o.line.line.component].add(o.incident_id)
-        return found, len(final_incidents(outputs))
+        return _by_actor(model, scan, host_chatter_programs=programs)
 
     before, n_before = grouped("Mac", 0)
     after, n_after = grouped("Mac", 3)
