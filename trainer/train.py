@@ -473,7 +473,8 @@ def fit(data: TrainingSet, options: TrainOptions, started: float | None = None) 
             for msg in checked.summary_lines():
                 _say(options.progress, msg)
             notes += checked.summary_lines()[1:]
-        first_keys = {k: profile[k] for k in ("feature_ranges", "held_back", "held_back_ongoing") if k in profile}
+        first_keys: dict[str, Any] = {k: profile[k] for k in ("feature_ranges", "held_back", "held_back_ongoing")
+                                      if k in profile}
         _serve_whole_history(writer, miner, data.served, vocab, data.known, data.whole_profile, first_keys)
         manifest_fields["training"]["held_back_templates"] = len(data.known)
         if data.known:
