@@ -73,7 +73,7 @@ from agent.types import (
     TemplatedLine,
     Verdict,
 )
-from agent.wording import clip
+from agent.wording import clip, plural
 
 NEW_BEHAVIOUR_SECS = 365 * 86400.0  # how long a never-seen template stays its first incident's
 
@@ -138,12 +138,12 @@ class IncidentConfig:
     # programs' new chatter is already one record holding this many of them (within
     # `new_behaviour_secs`), joins that record when no incident of its own time relates to it: a
     # laptop's applications log new messages every day, split by nights of quiet (Mac_2k: Word,
-    # networkd, CalendarAgent, Mail, … in four incidents before). The host and the program are
-    # the ones a syslog header names (`host`, and the app as the component) on a stream with no
-    # entity of its own; a log whose actors are not programs of one named host (BGL's node
-    # locations, HPC's nodes) has no such record. A record of one or two programs' new lines
-    # (Linux_2k's ftpd, named, gdm) is a program's new behaviour, not the host's chatter, so a
-    # reboot after them opens its own incident. 0: off.
+    # networkd, CalendarAgent, Mail, … in four incidents before). A host's own log is a stream
+    # with no entity of its own whose syslog header names a host and the app as the component
+    # (the record is the stream's: a laptop's host name follows its network); a log whose actors
+    # are not programs (BGL's node locations, HPC's nodes) has no such record. A record of one or
+    # two programs' new lines (Linux_2k's ftpd, named, gdm) is a program's new behaviour, not the
+    # host's chatter, so a reboot after them opens its own incident. 0: off.
     host_chatter_programs: int = 3
 
 
@@ -315,6 +315,7 @@ class _Open:
         "anomalies",
         "arrival",
         "burst_lines",
+        "chatter_host",
         "danger",
         "emitted_at",
         "entities",
@@ -361,6 +362,7 @@ class _Open:
         self.new_streams: set[str] = set()  # streams (no entity of their own) with new templates here
         # programs of its never-seen routine lines on a stream, up to `host_chatter_programs`
         self.new_actors: set[str] = set()
+        self.chatter_host = ""  # the host's log whose programs' new chatter it records (`host_chatter_programs`)
         self.entities: list[str] = []
         self.extra_entities = 0
         self.services: set[str] = set()
@@ -449,8 +451,8 @@ class IncidentGrouper:
         self._new_heads: dict[int, str] = {}
         # An informative actor -> the incident that first reported a never-seen template of it.
         self._new_by_actor: dict[str, _Open] = {}
-        # (stream, host) -> its programs' new chatter record (`host_chatter_programs`).
-        self._chatter: dict[tuple[str, str], _Open] = {}
+        # A host's own log (stream) -> its programs' new chatter record (`host_chatter_programs`).
+        self._chatter: dict[str, _Open] = {}
         self._seen_new = 0
         self._family_of: tuple[Anomaly, tuple[str, str, Level] | None] | None = None  # the last `_family`
         self._index = _OpenIndex(config.related_word_overlap)
@@ -856,6 +858,7 @@ class IncidentGrouper:
                               and self._distance(record, inc.last_seen) > self.config.new_behaviour_secs):
             self._chatter.pop(host, None)
             self._chatter[host] = inc
+            inc.chatter_host = host
             if len(self._chatter) > self.config.max_new_behaviour:
                 del self._chatter[next(iter(self._chatter))]
 
@@ -1103,7 +1106,12 @@ class IncidentGrouper:
         ranked = sorted(inc.templates.items(), key=lambda kv: (kv[0] not in inc.new_templates, -kv[1]))
         leading = tuple((tid, inc.template_text.get(tid, ""), count) for tid, count in ranked[:5])
         new_only = bool(inc.templates) and all(tid in inc.new_templates for tid in inc.templates)
-        title = title_from(leading, new_only, len(inc.templates), held=leading[0][0] in inc.held_templates)
+        if inc.chatter_host:  # what it is, then what it holds most of
+            programs = len(inc.entities) + inc.extra_entities
+            title = (f"New messages from {plural(programs, 'program')} in {inc.chatter_host}: "
+                     + title_from(leading, False, len(inc.templates)))
+        else:
+            title = title_from(leading, new_only, len(inc.templates), held=leading[0][0] in inc.held_templates)
         if inc.arrival:
             title += " (times from arrival: lines carry no timestamp)"
         entities = tuple(inc.entities) + ((f"+{inc.extra_entities} more",) if inc.extra_entities else ())
@@ -1155,16 +1163,16 @@ def _new_actor(anomaly: Anomaly) -> str | None:
     return actor if actor and actor != line.source else None
 
 
-def _host_of(line: ParsedLine) -> tuple[str, str] | None:
-    """(stream, host) of a line whose syslog header names its host and whose component is the
-    program that logged it, on a stream with no entity of its own (`host_chatter_programs`);
-    None for any other line."""
+def _host_of(line: ParsedLine) -> str | None:
+    """The stream of a line whose syslog header names a host and whose component is the program
+    that logged it, on a stream with no entity of its own (`host_chatter_programs`): a host's own
+    log. By the stream, not the host name: a laptop's name follows its network (Mac_2k's
+    `calvisitor-10-105-160-95`, `authorMacBook-Pro`, … 31 names in its scanned half). None for any other line."""
     if line.entity != line.source or not line.component:
         return None
-    host = line.field("host")
-    if not host or line.field("app") != line.component:
+    if not line.field("host") or line.field("app") != line.component:
         return None
-    return line.source, host
+    return line.source
 
 
 def _entry_order(inc: _Open) -> int:

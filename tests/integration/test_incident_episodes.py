@@ -289,6 +289,11 @@ def test_a_hosts_new_chatter_is_one_record_and_a_reboot_stays_its_own(bundles) -
         model, scan, _ = bundles[system]
         return _by_actor(model, scan, host_chatter_programs=programs)
 
+    mac, scan, _ = bundles["Mac"]
+    _, outputs = scan_records(mac, scan)
+    titles = [i.title for i in final_incidents(outputs).values()]
+    assert sum(t.startswith("New messages from ") and " programs in Mac_2k.log: " in t for t in titles) == 1
+
     before, n_before = grouped("Mac", 0)
     after, n_after = grouped("Mac", 3)
     apps = ("Microsoft Word", "networkd", "CalendarAgent", "Mail", "QQ", "configd")
