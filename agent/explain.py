@@ -22,9 +22,10 @@ from typing import Any
 from agent.episodes import EPISODE_GAP_SECS
 from agent.held_back import OngoingHistory, OngoingIncident
 from agent.lines import actor_of, as_number, ip_prefix
+from agent.template_twins import TemplateTwins
 from agent.text_memo import remember
 from agent.types import DetectorScore, Explanation, ExplanationKind, Level, LineContext, TemplatedLine
-from agent.wording import clip
+from agent.wording import clip, plural
 
 
 @dataclass(frozen=True)
@@ -195,6 +196,7 @@ class Explainer:
         # observed line -> whether its burst raised it (`burst_alert` decides each line once)
         self._raised: dict[int, bool] = {}
         self._models = ModelExplainer(profile, self._named, self._token_template, model_types)
+        self._twins: TemplateTwins | None = None  # built at the first new template (`_new_template`)
 
     # ---- live state
 
@@ -346,11 +348,19 @@ class Explainer:
                 f"HELD BACK: in your history only as a suspected incident ({held}); not learned as normal",
                 (("template_id", line.template_id), ("template", line.template[:300]), ("held_back", held)),
             )
-        return Explanation(
-            ExplanationKind.NEW_TEMPLATE,
-            "NEW TEMPLATE: Never seen before in training data",
-            (("template_id", line.template_id), ("template", line.template[:300])),
-        )
+        facts: tuple[tuple[str, object], ...] = (("template_id", line.template_id), ("template", line.template[:300]))
+        text = "NEW TEMPLATE: Never seen before in training data"
+        if self._twins is None:
+            self._twins = TemplateTwins(self._profile)
+        twin = self._twins.find(line.template)
+        if twin is not None:
+            # The known message it repeats but for a word or two (`agent.template_twins`).
+            said = ", ".join(f'"{new}" where it had "{old}"' for new, old in twin.differs) or "other values"
+            text += (f"; the same words as {self._named(twin.template_id)} "
+                     f"({plural(twin.count, 'training line')}) but {said}")
+            facts += (("like_template", twin.template_id), ("like_count", twin.count),
+                      ("differs", [list(d) for d in twin.differs]))
+        return Explanation(ExplanationKind.NEW_TEMPLATE, text, facts)
 
     def _rare_template(self, line: TemplatedLine) -> Explanation | None:
         entry = self._profile.get(line.template_id)
@@ -399,7 +409,7 @@ class Explainer:
             return Explanation(
                 ExplanationKind.UNUSUAL_TIME,
                 f"UNUSUAL TIME: {subject} rare at {hour_label(hour)} "
-                f"({_pct(share)} of {total:,} training lines; normal: {normal})",
+                f"({_pct(share)} of its {total:,} training lines; normal: {normal})",
                 (
                     ("scope", scope),
                     ("hour_utc", hour),

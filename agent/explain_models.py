@@ -432,8 +432,9 @@ class ModelExplainer:
                                            ("threshold", score.threshold)]
         lines = min(window, len(ctx.history)) or window
         margin = f"error {vs(score.score, score.threshold)}"
-        head = (f"SEQUENCE RECONSTRUCTION: {score.detector} could not rebuild the last {lines} lines of this "
-                f"entity ({margin})")
+        # (one line: the entity's first since it went idle, as BGL's stream after a quiet hour)
+        span = f"the last {lines} lines of this entity" if lines != 1 else "this entity's one line since it was idle"
+        head = f"SEQUENCE RECONSTRUCTION: {score.detector} could not rebuild {span} ({margin})"
         if isinstance(raw, int) and window:
             back = window - 1 - raw  # 0 = this line
             history = ctx.history
@@ -443,8 +444,8 @@ class ModelExplainer:
             label = self._label(template) if template is not None else "a template never seen in training"
             facts += [("worst_lines_back", back), ("worst_template", template), ("window_lines", lines)]
             return Explanation(ExplanationKind.SEQUENCE,
-                               f"SEQUENCE RECONSTRUCTION: {score.detector} rebuilt worst {where}, {label}, of the "
-                               f"last {lines} lines of this entity ({margin})\nWorst rebuilt: {where}, {label}",
+                               f"SEQUENCE RECONSTRUCTION: {score.detector} rebuilt worst {where}, {label}, of "
+                               f"{span} ({margin})\nWorst rebuilt: {where}, {label}",
                                tuple(facts))
         return Explanation(ExplanationKind.SEQUENCE, head, tuple(facts))
 

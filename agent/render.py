@@ -115,8 +115,27 @@ def render_anomaly(
     if related:
         out += ["", "Related Anomalies (same incident):"]
         for r in related[:MAX_RELATED]:
-            out.append(f"  • {_time(r.line.time, False)} - {_quote(r.line.line.message)}")
+            # the date too when it is not this line's day (an incident of a recurring line spans months)
+            other_day = _day(r.line.time) != _day(line.time)
+            when = _time(r.line.time, other_day, year_known or r.line.time_from_arrival)
+            out.append(f"  • {when} - {_quote(r.line.line.message)}")
     return "\n".join(out)
+
+
+def _related(leading: Anomaly, members: Sequence[Anomaly]) -> list[Anomaly]:
+    """Up to `MAX_RELATED` other members to show under the leading one: the first line of each
+    other template first (the story of the incident: a timeout, then the failover, then the
+    pool), then the leading template's other lines; in log order."""
+    seen = {leading.line.template_id}
+    first: list[Anomaly] = []
+    again: list[Anomaly] = []
+    for a in members:
+        if a is leading:
+            continue
+        (again if a.line.template_id in seen else first).append(a)
+        seen.add(a.line.template_id)
+    picked = {id(a) for a in (first + again)[:MAX_RELATED]}
+    return [a for a in members if id(a) in picked]
 
 
 def render_summary(
@@ -197,7 +216,7 @@ def render_summary(
         if members and inc.incident_id in block_ids:
             # The most explained member leads (seed 002's block shows why), then the top score.
             leading = max(members, key=lambda a: (len(a.explanations), a.score, -a.line.time))
-            related = [a for a in members if a is not leading][:MAX_RELATED]
+            related = _related(leading, members)
             block = render_anomaly(leading, color, related, year_known)
             out += ["", *("    " + row if row else "" for row in block.splitlines())]
     hidden = len(ordered) - len(numbered)

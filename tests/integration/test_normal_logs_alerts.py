@@ -131,6 +131,7 @@ def test_model_alerts_name_what_the_model_saw(data_dir: Path, tmp_path: Path) ->
             (text,) = [t for t in firsts if t.startswith("SEQUENCE RECONSTRUCTION")]
             assert re.search(r"rebuilt worst (this line|\d+ lines? before this one), (#\d+ \[|a template never)",
                              text), text
+            assert "the last 1 lines" not in text, text
             checked["lstm_ae"] += 1
         if "deeplog" in fired:
             (text,) = [t for t in firsts if t.startswith("SEQUENCE ANOMALY: deeplog")]
@@ -195,10 +196,42 @@ def test_the_demo_says_which_session_was_anomalous_and_what_raised_it(demo_run: 
     summary with what raised it: the voters' facts (its never-seen lines, its new set of
     templates) come before what models outside the vote saw, so the line does not open with a
     witness ("… [witness: not in the vote at this sensitivity]"). It was "1 session judged
-    anomalous as a whole (see --format json)", and the event's body opened with a witness."""
+    anomalous as a whole (see --format json)", and the event's body opened with a witness. The
+    lines shown under the failover's block are three different messages."""
     text = demo_run.stdout
     (line,) = [row for row in text.splitlines() if row.startswith("  • worker-1 (")]
     assert "1 session judged anomalous as a whole" in text
     assert "[witness" not in line and ("NEW TEMPLATE" in line or "NEW COMBINATION" in line), line
+    # The database failover's block shows the story under it (the timeout, the failover, ...), not
+    # the first timeout three times over.
+    failover = text.split("Incident 1 ")[1].split("Incident 2 ")[0]
+    related = failover.split("Related Anomalies (same incident):")[1].strip().splitlines()
+    assert len({row.split(" - ", 1)[1] for row in related}) == len(related) == 3, related
     # The crash loop's FATAL panic: the Isolation Forest names the level, not its number ("level = 7").
     assert "level = FATAL (training DEBUG – ERROR)" in text and not re.search(r"\blevel = \d", text)
+
+
+def test_related_lines_of_another_day_carry_their_date(
+    linux: tuple[Pipeline, list[Output], list[str]],
+) -> None:
+    """An incident of a new program's chatter spans days (Linux_2k's ftpd: an anonymous login on
+    Jul 24, "getpeername (ftpd): Transport endpoint is not connected" on Jul 25): the related
+    lines under an anomaly's block say their date when it is not the anomaly's day, as the
+    syslog line writes it ("Jul 24 02:38:23", no year), not a bare "02:38:23"; an unusual time
+    says of which lines its share is ("0% of its 64 training lines")."""
+    from agent.render import render_anomaly
+
+    _, outputs, _ = linux
+    anomalies = [o for o in outputs if isinstance(o, Anomaly)]
+    by_incident: dict[str | None, list[Anomaly]] = {}
+    for a in anomalies:
+        by_incident.setdefault(a.incident_id, []).append(a)
+    days = {iid: {a.line.line.raw[:6] for a in members} for iid, members in by_incident.items() if iid}
+    iid = next(i for i, d in days.items() if len(d) > 1)
+    *earlier, last = by_incident[iid]
+    block = render_anomaly(last, False, earlier, year_known=False)
+    related = block.split("Related Anomalies (same incident):")[1].splitlines()[1:]
+    other = [r for r, a in zip(related, earlier, strict=False) if a.line.line.raw[:6] != last.line.line.raw[:6]]
+    assert other and all(re.match(r"  • [A-Z][a-z]{2} \d\d \d\d:\d\d:\d\d - ", r) for r in other), related
+    said = [e.text for a in anomalies for e in a.explanations if e.text.startswith("UNUSUAL TIME")]
+    assert said and all(re.search(r"\(\d+% of its [\d,]+ training lines; normal: ", t) for t in said), said
