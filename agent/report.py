@@ -101,7 +101,11 @@ class ReportCollector:
         self._leading: dict[str, Anomaly] = {}
         self._markers: list[tuple[float, float, str]] = []
         self.lines = 0
-        self.anomalies = 0
+        self.anomalies = 0  # anomaly events
+        # Anomalous lines, as the summary's headline counts them: each incident's anomaly_count
+        # (its events and the identical repeats it counted, not emitted) and the isolated events.
+        self._incident_lines: dict[str, int] = {}
+        self._isolated = 0
         self.untimed = 0
         self.time_from_arrival = 0
         self.new_template_lines = 0
@@ -167,6 +171,7 @@ class ReportCollector:
                 self._markers.append((t, float(anomaly.score), anomaly.incident_id or ""))
         iid = anomaly.incident_id
         if iid is None:
+            self._isolated += 1
             return
         if iid not in self._explanations and len(self._explanations) >= MAX_INCIDENTS:
             return
@@ -182,10 +187,16 @@ class ReportCollector:
 
     def add_incident(self, incident: Incident) -> None:
         """Record an incident event; the latest state of each incident is shown."""
+        self._incident_lines[incident.incident_id] = incident.anomaly_count
         if incident.incident_id not in self._incidents and len(self._incidents) >= MAX_INCIDENTS:
             self._dropped_incidents += 1
             return
         self._incidents[incident.incident_id] = incident
+
+    @property
+    def anomalous_lines(self) -> int:
+        """Every anomalous line, as the text summary's headline and the incidents count them."""
+        return sum(self._incident_lines.values()) + self._isolated
 
     # ---- the page
 
@@ -390,7 +401,7 @@ class ReportCollector:
         page = _PAGE.format(
             title=html.escape(title),
             lines=f"{self.lines:,}",
-            anomalies=f"{self.anomalies:,}",
+            anomalies=f"{self.anomalous_lines:,}",
             incidents=f"{incidents:,}",
             new_lines=f"{self.new_template_lines:,}",
             span=html.escape(span),
@@ -637,7 +648,7 @@ style-src 'unsafe-inline'; img-src data:">
 <p class="muted">{span} · generated {generated} UTC</p>
 <div class="cards">
   <div class="card"><b>{lines}</b>lines scanned</div>
-  <div class="card"><b>{anomalies}</b>anomalies</div>
+  <div class="card"><b>{anomalies}</b>anomalous lines</div>
   <div class="card"><b>{incidents}</b>incidents</div>
   <div class="card"><b>{new_lines}</b>lines of new templates</div>
 </div>

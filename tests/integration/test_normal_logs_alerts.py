@@ -15,7 +15,7 @@ from loghub_halves import assert_incident_counts_agree, final_incidents, halves,
 
 from agent.pipeline import Pipeline
 from agent.reader import iter_records
-from agent.types import Anomaly, Output, Record, SessionVerdict
+from agent.types import Anomaly, Incident, Output, Record, SessionVerdict
 from trainer.train import TrainOptions, train
 
 
@@ -29,11 +29,13 @@ def linux(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Pip
     return pipe, outputs, events
 
 
-def test_counts_agree_in_every_view(linux: tuple[Pipeline, list[Output], list[str]]) -> None:
+def test_counts_agree_in_every_view(linux: tuple[Pipeline, list[Output], list[str]], tmp_path: Path) -> None:
     """Every anomaly in an incident carries its id; an incident's count is its anomaly events
     plus the identical repeats it counted; the summary's headline is all of them plus the
-    isolated ones."""
+    isolated ones, and so is the HTML report's (it said "107 anomalies", the events, beside the
+    summary's 120 anomalous lines)."""
     from agent.render import render_summary
+    from agent.report import ReportCollector
 
     pipe, outputs, _ = linux
     assert_incident_counts_agree(pipe, outputs)
@@ -41,6 +43,15 @@ def test_counts_agree_in_every_view(linux: tuple[Pipeline, list[Output], list[st
     anomalies = [o for o in outputs if isinstance(o, Anomaly)]
     text = render_summary(pipe.lines, anomalies, list(incidents.values()), False, anomalous_lines=pipe.anomalies)
     assert text.splitlines()[1].startswith(f"Found {pipe.anomalies:,} anomalous lines in {len(incidents)} ")
+    collector = ReportCollector(year_known=False)
+    for o in outputs:
+        if isinstance(o, Anomaly):
+            collector.add_anomaly(o)
+        elif isinstance(o, Incident):
+            collector.add_incident(o)
+    collector.write_html(tmp_path / "report.html")
+    assert pipe.anomalies > len(anomalies)  # identical repeats: the events alone fall short
+    assert f"<b>{pipe.anomalies:,}</b>anomalous lines" in (tmp_path / "report.html").read_text()
 
 
 def test_a_reboot_and_a_recurring_new_template_are_one_incident_each(
