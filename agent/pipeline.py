@@ -322,7 +322,8 @@ class Pipeline:
         # A template born online is mined from the message's first ONLINE_MESSAGE_CHARS: what
         # the miner keeps per template grows with the square of its token count, and a
         # hostile stream of long never-seen lines must not cost MiBs each.
-        om = self.online_miner.add(message[:ONLINE_MESSAGE_CHARS])
+        # (a message the frozen miner just masked, or whose shape it knows, is not masked again)
+        om = self.online_miner.add(message[:ONLINE_MESSAGE_CHARS], self.shapes.prepared(message))
         for old_id, new_id in self.online_miner.take_merges():  # what the old id knew follows
             self.explainer.rename_template(ONLINE_ID_BASE + old_id, ONLINE_ID_BASE + new_id)
         if om.change is ChangeType.CREATED:

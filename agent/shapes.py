@@ -51,8 +51,9 @@ _ASCII_DIGIT = re.compile(r"[0-9]").search
 # A digit run where a mask may start (no letter or digit before it): its `0` may start a hex value
 _RUN_START = re.compile(r"(?<![A-Za-z0-9])0")
 _HEX_RUN = re.compile(r"[0-9a-fA-F]*")
-# A whole run of ASCII letters and digits that is a `0x` value or only hex characters (in a shape)
-_HEX_WORD = re.compile(rb"(?<![A-Za-z0-9])(?:0[xX])?[0-9a-fA-F]+(?![A-Za-z0-9])")
+# A whole run of ASCII letters and digits (in a shape) that is a `0x` value or eight or more hex
+# characters: the only runs `_general_run` can change (a shorter one never calls it back)
+_HEX_WORD = re.compile(rb"(?<![A-Za-z0-9])(?:0[xX][0-9a-fA-F]+|[0-9a-fA-F]{8,})(?![A-Za-z0-9])")
 _HEX_LETTERS = re.compile(rb"[a-fA-F]")
 _ANY_HEX = bytes.maketrans(b"0123456789abcdefABCDEF", b"\xff" * 22)
 
@@ -64,10 +65,17 @@ _TYPED = 3  # the values at the `<*>` parts of a typed token (`key=<*>`)
 _SLICE = 4  # the one mask value inside a token, between text of fixed lengths (`/<IP>`)
 
 Parts = tuple[int, str, tuple[str, ...]]  # a match as (template id, template text, params)
+# A message as `TemplateMiner.add` prepares it: tokens, masked tokens, mask values by token index,
+# masked key (`ShapeMatcher.prepared`)
+Prepared = tuple[list[str], list[str], dict[int, tuple[str, ...]], str]
 Found = tuple[int, str, tuple[str, ...] | None]  # ... params None while not read (`ShapeMatcher.lookup`)
 _Plan = tuple[tuple[int, int, int, int, str], ...]  # (token index, kind, chars before, chars after, typed)
-# (template id or None, template text, (token index, text) every message of the shape repeats, plan)
-_Entry = tuple[int | None, str, tuple[tuple[int, str], ...], _Plan]
+# Where the masks of a shape no template fits stand: its masked tokens and key (the same for every
+# message of the shape), and per masked token (index, None for the whole token, else the spans)
+_Masking = tuple[list[str], str, tuple[tuple[int, tuple[tuple[int, int], ...] | None], ...]]
+# (template id or None, template text, (token index, text) every message of the shape repeats, plan,
+# the masking when no template fits)
+_Entry = tuple[int | None, str, tuple[tuple[int, str], ...], _Plan, _Masking | None]
 # A shape key's entry: its zero places, and (zero flags there -> the entry, None for a virtual form)
 _Shape = tuple[tuple[int, ...], dict[tuple[bool, ...], _Entry | None]]
 
@@ -141,6 +149,9 @@ class ShapeMatcher:
         # stream's user names: 85 of the 90 shapes its 1,000 scanned lines bring are seen once),
         # so a shape's entry is built on its second message; the first is the miner's to answer.
         self._once: set[bytes] = set()
+        # The last message no template fitted, and its masking (or the miner's form of it): the
+        # online miner learns it next without masking it again (`prepared`)
+        self._unmatched: tuple[str, Prepared | None, _Masking | None] | None = None
         self.hits = 0
         self.misses = 0
 
@@ -174,7 +185,7 @@ class ShapeMatcher:
                 once.clear()
             once.add(key)
             self.misses += 1
-            return _parts(self.miner.match(message))
+            return self._miner_match(message)
         places, by_zeros = shape
         zeros = _zeros_at(message, places)
         if zeros not in by_zeros:
@@ -182,15 +193,16 @@ class ShapeMatcher:
         entry = by_zeros[zeros]
         if entry is None:  # a virtual form: the miner's own memo answers it
             return _parts(self.miner.match(message))
-        tid, text, checks, plan = entry
+        tid, text, checks, plan, masking = entry
         if checks or (plan and with_params):
             tokens = message.split() if self._split else self.miner.tokens(message)
             for i, held in checks:
                 if tokens[i] != held:  # another masked message: ask the miner (not remembered)
                     self.misses += 1
-                    return _parts(self.miner.match(message))
+                    return self._miner_match(message)
         self.hits += 1
         if tid is None:
+            self._unmatched = (message, None, masking)
             return None
         if not plan:
             return tid, text, ()
@@ -208,6 +220,34 @@ class ShapeMatcher:
             elif kind == _MASKED:
                 params.extend(self.miner.values_within(tokens[i]))
         return tid, text, tuple(params)
+
+    def _miner_match(self, message: str) -> Parts | None:
+        """The frozen miner's answer (its masking kept when no template fits: `prepared`)."""
+        found, form = self.miner.match_form(message)
+        if found is None:
+            self._unmatched = (message, (form.tokens, form.masked, form.values, " ".join(form.masked)), None)
+            return None
+        return found.template_id, found.template, found.params
+
+    def prepared(self, message: str) -> Prepared | None:
+        """`message` as the online miner's `add` would prepare it (`TemplateMiner.add`'s
+        `prepared`), when it is the message the last lookup found no template for; else None.
+        Messages of one shape mask alike, at the same places (see the module docstring), so a
+        known shape's masked tokens and key are its first message's, and its values are read off
+        the tokens where that message's were."""
+        last = self._unmatched
+        if last is None or last[0] is not message:
+            return None
+        _, done, masking = last
+        if done is not None or masking is None:
+            return done
+        masked, key, spans = masking
+        tokens = message.split() if self._split else self.miner.tokens(message)
+        values: dict[int, tuple[str, ...]] = {}
+        for i, at in spans:
+            tok = tokens[i]
+            values[i] = (tok,) if at is None else tuple([tok[a:b] for a, b in at])
+        return tokens, masked, values, key
 
     def _known(self, key: bytes) -> tuple[bytes, _Shape | None]:
         """The shape entry of a message's shape key, else of its general shape (hex values read
@@ -257,9 +297,13 @@ class ShapeMatcher:
             else:
                 plan.append((i, _MASKED, 0, 0, ""))
         if found is None:
-            by_zeros[zeros] = (None, "", checks, ())
+            spans = tuple((i, None if held == (tokens[i],) else tuple(self.miner.spans_within(tokens[i])))
+                          for i, held in values.items())
+            masking = (form.masked, " ".join(form.masked), spans)
+            by_zeros[zeros] = (None, "", checks, (), masking)
+            self._unmatched = (message, None, masking)
             return None
-        by_zeros[zeros] = (found.template_id, found.template, checks, tuple(plan))
+        by_zeros[zeros] = (found.template_id, found.template, checks, tuple(plan), None)
         return _parts(found)
 
     def __len__(self) -> int:

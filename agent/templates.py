@@ -380,10 +380,18 @@ class TemplateMiner:
                 remember(self._prepared, message, found, _PREPARED_ENTRIES)
         return found
 
-    def add(self, message: str) -> TemplateMatch:
-        """Learn from one message (training, and online mining) and return its template."""
+    def add(self, message: str,
+            prepared: tuple[list[str], list[str], dict[int, tuple[str, ...]], str] | None = None) -> TemplateMatch:
+        """Learn from one message (training, and online mining) and return its template.
+        `prepared`: the message's tokens, masked tokens, mask values and memo key as `add` would
+        prepare them, when the caller already has them (`ShapeMatcher.prepared`: the frozen
+        miner masked the message, or its shape tells), so it is not masked again."""
         self.revision += 1
-        tokens, masked, values, key = self._prepare(message)
+        if prepared is None:
+            prepared = self._prepare(message)
+        elif len(message) <= _PREPARED_CHARS:
+            remember(self._prepared, message, prepared, _PREPARED_ENTRIES)
+        tokens, masked, values, key = prepared
         ntokens = len(masked)
         entry = self._cached(key, ntokens)
         if entry is not None and entry[0] is not None:

@@ -45,6 +45,13 @@ def _same(miner: TemplateMiner, messages: list[str], bare: list[str] | None = No
             assert found == (None if expected is None else (expected.template_id, expected.template,
                                                              expected.params)), message
         assert shapes.match(message) == expected, message
+        if expected is None:  # no template fits: its masking, as the online miner's `add` prepares it
+            _, form = miner.match_form(message)
+            masking = (form.tokens, form.masked, form.values, " ".join(form.masked))
+            for matcher in (lazy, shapes):
+                found = matcher.prepared(message)
+                assert found == masking or (found is None and len(message) > shapes_module.MAX_SHAPE_CHARS), message
+        assert shapes.prepared(message + " ") is None  # only for the message just looked up
     return shapes
 
 
@@ -123,6 +130,25 @@ def test_hex_letters_share_a_shape_and_match_as_the_miner() -> None:
     assert general_key(shape_key("x g0245a8c4 y")) is None  # a letter before it
     assert general_key(shape_key("iar 0245a8c4")) == general_key(shape_key("iar a0000000")) == b"iar " + b"\xff" * 8
     assert general_key(shape_key("at 0X1F")) == b"at 0X\xff\xff"
+
+
+def test_online_miner_learns_alike_from_the_shapes_masking(data_dir: Path) -> None:
+    """The online miner, handed each never-seen message's masking by the shape lookup (as the
+    pipeline does), learns exactly what it learns masking every message itself: the same
+    templates, parameters and state (BGL's second half against a miner of its first)."""
+    lines = _contents(data_dir, "BGL")
+    frozen = learn_templates(lines[: len(lines) // 2])
+    shapes = ShapeMatcher(TemplateMiner.from_state(frozen.to_state()))
+    alone, handed = TemplateMiner(MinerConfig(content_ids=True)), TemplateMiner(MinerConfig(content_ids=True))
+    prepared = 0
+    for message in lines[len(lines) // 2 :] * 2:
+        if shapes.lookup(message) is not None:
+            continue
+        masking = shapes.prepared(message)
+        prepared += masking is not None
+        assert handed.add(message, masking) == alone.add(message), message
+    assert prepared > 300
+    assert handed.to_state() == alone.to_state()
 
 
 def test_shape_key_and_zero_places() -> None:
