@@ -297,9 +297,9 @@ class ShapeMatcher:
             else:
                 plan.append((i, _MASKED, 0, 0, ""))
         if found is None:
-            spans = tuple((i, None if held == (tokens[i],) else tuple(self.miner.spans_within(tokens[i])))
-                          for i, held in values.items())
-            masking = (form.masked, " ".join(form.masked), spans)
+            at = tuple((i, None if held == (tokens[i],) else tuple(self.miner.spans_within(tokens[i])))
+                       for i, held in values.items())
+            masking: _Masking = (form.masked, " ".join(form.masked), at)
             by_zeros[zeros] = (None, "", checks, (), masking)
             self._unmatched = (message, None, masking)
             return None
