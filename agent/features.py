@@ -140,6 +140,63 @@ class EntityState:
         self.whole_stream = whole_stream  # the entity is the stream itself: no session to judge
         self.context: list[int] | None = None  # the short road's context ids (agent/short_road.py)
 
+    @classmethod
+    def from_first(cls, cfg: FeatureConfig, first: FirstLine, blank: tuple[deque[int], deque[int]]) -> EntityState:
+        """The state an entity holds after its first line (`first`), built at its second."""
+        state = cls(cfg, first.whole_stream, blank)
+        token, level = first.history[0], first.levels[0]
+        state.window.append((first.last_seen, token, level))
+        state.counts[token] = 1
+        state.severe = first.severe
+        state.history.append(token)
+        state.levels.append(level)
+        state.session.append(token)
+        state.session_levels.append(level)
+        state.session_templates = {first.template_id}
+        state.last_token = token
+        state.last_seen = first.last_seen
+        state.context = first.context
+        return state
+
+
+class FirstLine:
+    """An entity that has logged one line: what `EntityState` would hold then, without its
+    window and bounded deques (on BGL, entity = component, ~6,400 of 7,000 lines open an entity
+    and ~5,000 entities end after that one line). `FeatureExtractor.advance` turns it into an
+    `EntityState` at the entity's second line (`EntityState.from_first`); readers see the same
+    history, levels, session and templates as that state's."""
+
+    __slots__ = ("context", "history", "last_seen", "last_token", "levels", "severe", "template_id", "whole_stream")
+
+    def __init__(self, whole_stream: bool, now: float, token: int, level: int, template_id: int) -> None:
+        self.history = (token,)
+        self.levels = (level,)
+        self.severe = 1 if level >= _WARN else 0
+        self.template_id = template_id
+        self.last_token: int | None = token
+        self.last_seen = now
+        self.whole_stream = whole_stream
+        self.context: list[int] | None = None  # the short road's context ids (agent/short_road.py)
+
+    @property
+    def session(self) -> tuple[int, ...]:
+        """The session's tokens: its one line's."""
+        return self.history
+
+    @property
+    def session_levels(self) -> tuple[int, ...]:
+        """The session's levels: its one line's."""
+        return self.levels
+
+    @property
+    def session_templates(self) -> set[int]:
+        """The session's template ids: its one line's."""
+        return {self.template_id}
+
+
+# What `FeatureExtractor.advance` hands back about an entity (read: history, levels, context)
+Entity = EntityState | FirstLine
+
 
 def _blanks(cfg: FeatureConfig) -> tuple[deque[int], deque[int]]:
     """Empty deques bounded as an entity's history and session are (`EntityState`)."""
@@ -164,9 +221,11 @@ class FeatureExtractor:
     def __init__(self, config: FeatureConfig | None = None, stats: FeatureStats | None = None) -> None:
         self.config = config or FeatureConfig()
         self.stats = stats or FeatureStats()
-        self.entities: OrderedDict[str, EntityState] = OrderedDict()
+        self.entities: OrderedDict[str, Entity] = OrderedDict()
         self.evicted_over_cap = 0
         self._blank = _blanks(self.config)  # never appended to: copied for each new entity
+        # An entity's first line builds a `FirstLine` (when history and session keep a line at all)
+        self._first = self.config.history_len >= 1 and self.config.max_session_tokens >= 1
         self._refresh_cache()
 
     def _refresh_cache(self) -> None:
@@ -195,7 +254,7 @@ class FeatureExtractor:
         self._trans[(prev, token)] = trans
         return trans
 
-    def update(self, line: TemplatedLine) -> tuple[tuple[float, ...], EntityState]:
+    def update(self, line: TemplatedLine) -> tuple[tuple[float, ...], Entity]:
         """Advance the line's entity by this line; return its feature row and the entity state."""
         parsed = line.line
         return self.advance(parsed.entity, parsed.source, line.time, line.token, parsed.level, len(parsed.message),
@@ -203,24 +262,39 @@ class FeatureExtractor:
 
     def advance(self, ent: str, source: str, now: float, token: int, line_level: int, length_chars: int,
                 n_params: int, is_new: bool, template_id: int, want_row: bool = True
-                ) -> tuple[tuple[float, ...], EntityState]:
+                ) -> tuple[tuple[float, ...], Entity]:
         """`update` from the line's pieces (the pipeline's short road builds no line object): its
         entity and source, time, model token, level, message length in characters, parameter
         count, whether the template is new, template id. Without `want_row` the entity's state
         advances exactly the same, and the row is not built (`NO_ROW`): the short road needs no
-        row when no detector's score is keyed by it."""
+        row when no detector's score is keyed by it.
+
+        An entity's first line makes a `FirstLine` (no window, no deques: most BGL components log
+        one line), its second the `EntityState` it would have had (`EntityState.from_first`)."""
         cfg = self.config
         entities = self.entities
-        state = entities.get(ent)
-        if state is None:
-            state = EntityState(cfg, ent == source, self._blank)
-            entities[ent] = state
+        level = int(line_level)
+        found = entities.get(ent)
+        if found is None and self._first:
+            first = entities[ent] = FirstLine(ent == source, now, token, level, template_id)
+            if len(entities) > cfg.max_entities:
+                entities.popitem(last=False)
+                self.evicted_over_cap += 1
+            if not want_row:
+                return NO_ROW, first
+            # the row of a first line: it alone in the window, no previous token
+            return self._row(None, token, now, level, length_chars, n_params, is_new, 1, first.severe, 1, 1), first
+        if found is None:
+            state = entities[ent] = EntityState(cfg, ent == source, self._blank)
             if len(entities) > cfg.max_entities:
                 entities.popitem(last=False)
                 self.evicted_over_cap += 1
         else:
             entities.move_to_end(ent)
-        level = int(line_level)
+            if isinstance(found, FirstLine):  # its second line: the state its first left
+                state = entities[ent] = EntityState.from_first(cfg, found, self._blank)
+            else:
+                state = found
         window, counts = state.window, state.counts
         # Expire lines older than the window (times may go backwards: keep those, never crash).
         horizon = now - cfg.window_secs
@@ -253,6 +327,14 @@ class FeatureExtractor:
         state.last_seen = now
         if not want_row:
             return NO_ROW, state
+        return self._row(prev, token, now, level, length_chars, n_params, is_new, freq, state.severe, len(window),
+                         len(counts)), state
+
+    def _row(self, prev: int | None, token: int, now: float, level: int, n: int, n_params: int, is_new: bool,
+             freq: int, severe: int, n_window: int, n_distinct: int) -> tuple[float, ...]:
+        """A line's feature row (`advance`): `n` its length in characters, `freq` its template's
+        count in the entity's window of `n_window` lines, `severe` of them WARN or worse, holding
+        `n_distinct` templates; `prev` the entity's token before it."""
         # The same few values recur line after line: remember them (each a pure function of its key).
         trans = self._trans.get((prev, token))
         if trans is None:
@@ -262,12 +344,11 @@ class FeatureExtractor:
             self._clock_at = now
             self._clock = (hour_dow[0] if self._clock_used[0] else 0.0, hour_dow[1] if self._clock_used[1] else 0.0)
         hour, dow = self._clock
-        n = length_chars
         length = self._lengths.get(n)
         if length is None:
             length = self._lengths[n] = length_bucket(n)
         mean = self._mean_window_freq.get(token, 1.0)
-        row = (
+        return (
             float(token),
             self._log_freq.get(token, self._floor_log_freq),
             float(level),
@@ -277,12 +358,11 @@ class FeatureExtractor:
             float(n_params),
             float(freq),
             round(freq / max(mean, 1.0), 1),  # burst_ratio
-            round(severe / len(window), 2) if (severe := state.severe) else 0.0,  # level_ratio
-            float(len(counts)),
+            round(severe / n_window, 2) if severe else 0.0,  # level_ratio
+            float(n_distinct),
             1.0 if is_new else 0.0,
             trans,
         )
-        return row, state
 
     def end_idle(self, now: float, min_tokens: int = 0) -> list[EndedSession]:
         """Remove entities idle for `idle_secs` and hand back their sessions for verdicts (those of
@@ -536,7 +616,7 @@ def burst_ratio(freq: float, mean: float) -> float:
     return round(freq / max(mean, 1.0), 1)
 
 
-def _ended(entity: str, state: EntityState) -> EndedSession:
+def _ended(entity: str, state: Entity) -> EndedSession:
     seen = state.session_templates
     return EndedSession(entity, tuple(state.session), tuple(state.session_levels), state.last_seen,
                         state.whole_stream, frozenset(seen) if seen is not None else None)

@@ -59,7 +59,7 @@ from typing import Protocol
 
 from agent.detectors.base import Detector
 from agent.ensemble import Ensemble
-from agent.features import EntityState
+from agent.features import Entity
 from agent.types import DetectorKind, DetectorScore, LineContext
 
 CLEAR_SHARE = 0.5  # a clear score is at most this share of the ensemble threshold, once scaled
@@ -129,7 +129,7 @@ class Contexts:
         self._ids: dict[tuple[int, ...], int] = {(): 0}
         self._last_id = 0
 
-    def advance(self, old: int, token: int, level: int, state: EntityState) -> int:
+    def advance(self, old: int, token: int, level: int, state: Entity) -> int:
         """The context after a line (`state`'s history already ends with it)."""
         # Plain ints (not `Level` members): the garbage collector stops tracking a tuple of ints, so
         # the remembered contexts add nothing to its full collections (~70,000 of them tracked on
@@ -142,14 +142,14 @@ class Contexts:
             self.known[step] = ctx
         return ctx
 
-    def rebuild(self, state: EntityState) -> int:
+    def rebuild(self, state: Entity) -> int:
         """The context of the entity's history as it stands (its ids were not kept up to date)."""
         n = min(self.reach, len(state.history))
         tokens = list(state.history)[len(state.history) - n :]
         levels = list(state.levels)[len(state.levels) - n :]
         return self._id_of(tuple(v for pair in zip(tokens, levels, strict=True) for v in pair))
 
-    def _intern(self, old: int, token: int, level: int, state: EntityState) -> int:
+    def _intern(self, old: int, token: int, level: int, state: Entity) -> int:
         before = self._flat.get(old)
         if before is None:  # emptied since: rebuild from the entity's history
             return self.rebuild(state)
@@ -280,7 +280,7 @@ class ShortRoad:
         cache[row] = score
         return True
 
-    def track(self, tracking: bool, states: Iterable[EntityState]) -> None:
+    def track(self, tracking: bool, states: Iterable[Entity]) -> None:
         """Keep the entities' context ids up to date from now on, or stop. Resuming forgets the
         ids of `states` (every entity's state): `advance` rebuilds them from their history."""
         if tracking and not self.tracking:
@@ -288,7 +288,7 @@ class ShortRoad:
                 state.context = None
         self.tracking = tracking
 
-    def advance(self, state: EntityState, token: int, level: int) -> list[int]:
+    def advance(self, state: Entity, token: int, level: int) -> list[int]:
         """Move the entity's contexts on by its line (every line, on either road, while
         `tracking`); its context ids."""
         ids: list[int] | None = state.context

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from agent.features import FEATURE_NAMES, FeatureConfig, FeatureExtractor, feature_index
+from agent.features import FEATURE_NAMES, FeatureConfig, FeatureExtractor, FirstLine, feature_index
 from agent.types import Level, ParsedLine, TemplatedLine
 
 
@@ -26,6 +26,50 @@ def _lines(data_dir: Path, n: int = 2000) -> list[TemplatedLine]:
         pl = ParsedLine(raw, msg, 1_226_000_000.0 + i, level, blk.group(0) if blk else "none")
         out.append(TemplatedLine(pl, tok, key, (), tok, False, pl.timestamp or 0.0))
     return out
+
+
+def _bgl_lines(data_dir: Path) -> list[TemplatedLine]:
+    """BGL_2k lines keyed by node (most nodes log one line), token = the first 3 words' key."""
+    levels = {"INFO": Level.INFO, "WARNING": Level.WARN, "ERROR": Level.ERROR, "SEVERE": Level.ERROR,
+              "FATAL": Level.FATAL}
+    out = []
+    tokens: dict[str, int] = {}
+    for raw in (data_dir / "loghub_2k/BGL/BGL_2k.log").read_text().splitlines():
+        parts = raw.split(" ", 9)
+        msg = parts[9] if len(parts) > 9 else ""
+        key = " ".join(msg.split()[:3])
+        tok = tokens.setdefault(key, len(tokens) + 1)
+        pl = ParsedLine(raw, msg, float(parts[1]), levels.get(parts[8], Level.UNKNOWN), parts[3], "bgl")
+        out.append(TemplatedLine(pl, tok, key, (), tok if tok % 7 else 0, tok % 7 == 0, pl.timestamp or 0.0))
+    return out
+
+
+def test_first_lines_without_a_window_read_as_a_whole_state(data_dir: Path) -> None:
+    """An entity's first line keeps no window or deques (`FirstLine`); its second builds the whole
+    state. Rows, histories, levels and ended sessions are exactly what whole states give from
+    the first line on (BGL nodes: most log one line), with eviction over the entity cap and
+    idle ends between lines."""
+    lines = _bgl_lines(data_dir)
+    half = len(lines) // 2
+    cfg = FeatureConfig(max_entities=50, max_window_lines=8, idle_secs=3600.0)
+    fitted, _ = FeatureExtractor.fit(lines[:half], cfg)
+    lean, whole = FeatureExtractor(cfg, fitted.stats), FeatureExtractor(cfg, fitted.stats)
+    whole._first = False  # the reference: a whole state from an entity's first line
+    firsts = 0
+    for i, tl in enumerate(lines[half:]):
+        p = tl.line
+        args = (p.entity, p.source, tl.time, tl.token, int(p.level), len(p.message), i % 3, tl.is_new,
+                tl.template_id, i % 5 != 0)
+        (row, state), (expected_row, expected) = lean.advance(*args), whole.advance(*args)
+        firsts += isinstance(state, FirstLine)
+        assert row == expected_row
+        assert (tuple(state.history), tuple(state.levels)) == (tuple(expected.history), tuple(expected.levels))
+        if i % 50 == 0:
+            assert lean.end_idle(tl.time, i % 2 * 2) == whole.end_idle(tl.time, i % 2 * 2)
+        assert list(lean.entities) == list(whole.entities)
+    assert lean.evicted_over_cap == whole.evicted_over_cap > 0
+    assert lean.end_all() == whole.end_all()
+    assert firsts > 0.3 * (len(lines) - half)
 
 
 def test_fit_matches_serving(data_dir: Path) -> None:
@@ -109,7 +153,7 @@ def test_state_is_bounded(data_dir: Path) -> None:
     fitted, _ = FeatureExtractor.fit(lines, cfg)
     for tl in lines:
         _, state = fitted.update(tl)
-        assert len(state.window) <= 8
+        assert isinstance(state, FirstLine) or len(state.window) <= 8
     assert len(fitted.entities) <= 50
     assert fitted.evicted_over_cap > 0
     ended = fitted.end_idle(lines[-1].time + 11.0)
