@@ -40,6 +40,7 @@ from agent.types import (
     SessionVerdict,
     Verdict,
 )
+from agent.wording import burst_more, plural
 
 SCHEMA_VERSION = 1
 
@@ -275,6 +276,13 @@ _INCIDENT_STATE = {s: (b',"attributes":{"event.kind":"alert","event.category":"i
                        + _J(s.value) + b',"incident.id":') for s in IncidentState}
 
 
+def incident_body(i: Incident, state: str, severity: str) -> str:
+    """An incident event's body: its id, state, title and severity, and its lines as the summary
+    counts them ("— 1 anomalous line", "— 2 anomalous lines (+42 more lines of its burst)")."""
+    return (f"Incident {i.incident_id} {state}: {i.title} [{severity}] — "
+            f"{plural(i.anomaly_count, 'anomalous line')}{burst_more(i.anomaly_count, i.line_count)}")
+
+
 def _incident_line(i: Incident, observed: bytes, resource: bytes) -> bytes:
     """`encode(incident_event(i, …))` spliced from its values (as `_Spliced.line` does for an
     anomaly: orjson writes a tuple as it writes a list); `observed` and `resource` as there."""
@@ -283,7 +291,7 @@ def _incident_line(i: Incident, observed: bytes, resource: bytes) -> bytes:
     count = _J(i.anomaly_count)
     return b"".join((
         _INCIDENT_HEAD, last_seen, observed, _INCIDENT_SEVERITY[i.severity],
-        _J(f"Incident {i.incident_id} {state}: {i.title} [{severity}] — {i.anomaly_count} anomalous lines"),
+        _J(incident_body(i, state, severity)),
         b',"resource":', resource, _INCIDENT_STATE[i.state], _J(i.incident_id),
         b',"incident.state":', _J(state), b',"incident.severity":', _J(severity.lower()),
         b',"incident.title":', _J(i.title), b',"incident.first_seen":', _J(rfc3339(i.first_seen)),
@@ -302,7 +310,7 @@ def incident_event(i: Incident, observed: float) -> dict[str, Any]:
     """The event of an incident opening, updating or resolving."""
     level = _INCIDENT_LEVEL[i.severity]
     state, severity = _VALUE[i.state], _SEVERITY_NAME[i.severity]
-    body = f"Incident {i.incident_id} {state}: {i.title} [{severity}] — {i.anomaly_count} anomalous lines"
+    body = incident_body(i, state, severity)
     attrs: dict[str, Any] = {
         "event.kind": "alert",
         "event.category": "incident",

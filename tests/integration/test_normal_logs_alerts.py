@@ -246,3 +246,23 @@ def test_related_lines_of_another_day_carry_their_date(
     assert other and all(re.match(r"  • [A-Z][a-z]{2} \d\d \d\d:\d\d:\d\d - ", r) for r in other), related
     said = [e.text for a in anomalies for e in a.explanations if e.text.startswith("UNUSUAL TIME")]
     assert said and all(re.search(r"\(\d+% of its [\d,]+ training lines; normal: ", t) for t in said), said
+
+
+def test_an_incident_event_counts_its_lines_as_the_summary_does(
+    linux: tuple[Pipeline, list[Output], list[str]],
+) -> None:
+    """An incident event's body (what `watch` and the daemon's sinks show) counts its lines as
+    the summary does: Linux_2k's brute force "— 2 anomalous lines (+42 more lines of its burst)",
+    and a one-line incident "— 1 anomalous line" (it said "— 2 anomalous lines" and "1 anomalous
+    lines"); the spliced event line is the built event's."""
+    import orjson
+
+    from agent.events import encode_all, incident_event
+
+    _, outputs, _ = linux
+    events = [o for o in outputs if isinstance(o, Incident)]
+    bodies = [incident_event(i, 0.0)["body"] for i in events]
+    assert any(b.endswith("— 2 anomalous lines (+42 more lines of its burst)") for b in bodies), bodies
+    assert any(b.endswith("— 1 anomalous line") for b in bodies) and not any("— 1 anomalous lines" in b for b in bodies)
+    lines = [orjson.loads(line) for line in encode_all(events, 0.0, "cpu")]
+    assert [e["body"] for e in lines] == bodies
