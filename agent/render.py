@@ -122,6 +122,19 @@ def render_anomaly(
     return "\n".join(out)
 
 
+_ONLY_NEW = "NEW TEMPLATE: Never seen before in training data"  # the title's "Unknown template" says it
+
+
+def _first_fact(anomaly: Anomaly) -> str:
+    """The first line of an anomaly's first explanation that says more than its incident's title
+    (a bare NEW TEMPLATE does not) and that raised it (a witness, outside the vote, did not)."""
+    for e in anomaly.explanations:
+        first = e.text.splitlines()[0] if e.text else ""
+        if first and first != _ONLY_NEW and dict(e.facts).get("in_vote") is not False:
+            return first
+    return ""
+
+
 def _related(leading: Anomaly, members: Sequence[Anomaly]) -> list[Anomaly]:
     """Up to `MAX_RELATED` other members to show under the leading one: the first line of each
     other template first (the story of the incident: a timeout, then the failover, then the
@@ -213,9 +226,14 @@ def render_summary(
         if inc.explanation_kinds:
             kinds = ", ".join(k.value for k in inc.explanation_kinds)
             out.append(paint(f"     why: {kinds}", _DIM))
-        if members and inc.incident_id in block_ids:
-            # The most explained member leads (seed 002's block shows why), then the top score.
-            leading = max(members, key=lambda a: (len(a.explanations), a.score, -a.line.time))
+        # The most explained member leads (seed 002's block shows why), then the top score.
+        leading = max(members, key=lambda a: (len(a.explanations), a.score, -a.line.time)) if members else None
+        if leading is not None and inc.incident_id not in block_ids:
+            # No block below: what raised its leading line, in one line, so a LOW incident says why.
+            said = _first_fact(leading)
+            if said:
+                out.append(f"          {clip(_printable(said), 220)}")
+        if leading is not None and inc.incident_id in block_ids:
             related = _related(leading, members)
             block = render_anomaly(leading, color, related, year_known)
             out += ["", *("    " + row if row else "" for row in block.splitlines())]

@@ -266,3 +266,23 @@ def test_an_incident_event_counts_its_lines_as_the_summary_does(
     assert any(b.endswith("— 1 anomalous line") for b in bodies) and not any("— 1 anomalous lines" in b for b in bodies)
     lines = [orjson.loads(line) for line in encode_all(events, 0.0, "cpu")]
     assert [e["body"] for e in lines] == bodies
+
+
+def test_an_incident_without_a_block_says_why_in_one_line(
+    linux: tuple[Pipeline, list[Output], list[str]],
+) -> None:
+    """Only the most severe incidents get an ANOMALY DETECTED block; the others said only their
+    kinds ("why: BURST, UNUSUAL_TIME, UNUSUAL_PARAMETER"). Each now says under them what raised
+    its leading line, in its own words: Linux_2k's brute force "BURST DETECTED: 37 similar lines
+    in last 2 minutes (…)"; never a bare "never seen" its title already says, never a witness's."""
+    from agent.render import render_summary
+
+    pipe, outputs, _ = linux
+    incidents = list(final_incidents(outputs).values())
+    anomalies = [o for o in outputs if isinstance(o, Anomaly)]
+    text = render_summary(pipe.lines, anomalies, incidents, False, False, anomalous_lines=pipe.anomalies)
+    rows = text.splitlines()
+    said = [rows[i + 1].strip() for i, row in enumerate(rows[:-1]) if row.startswith("     why: ")
+            and rows[i + 1].startswith("          ") and not rows[i + 1].strip().startswith(("ANOMALY", "━"))]
+    assert any(s.startswith("BURST DETECTED: 37 similar lines in last 2 minutes") for s in said), said
+    assert all(s != "NEW TEMPLATE: Never seen before in training data" and "[witness" not in s for s in said), said
