@@ -611,7 +611,8 @@ class Pipeline:
         if verdict is Verdict.NORMAL and self.ensemble.facts and self.explainer.is_notable(ctx):
             # A template learned online is not in the training profile, but it is no longer news.
             verdict = Verdict.NORMAL if self.drift.is_learned(ctx.line.template_id) else Verdict.WATCH
-        if verdict is not Verdict.NORMAL and self.explainer.held_back_repeat(ctx.line):
+        if verdict is not Verdict.NORMAL and self.explainer.ongoing_templates \
+                and self.explainer.held_back_repeat(ctx.line):
             # the suspected incident the history ends in goes on: counted in its incident, raised
             # on its first line and each doubling (`agent/held_back.py`)
             verdict = Verdict.NORMAL
@@ -657,7 +658,8 @@ class Pipeline:
                 self._observed(LineResult(ctx.line, tuple(scores), score, verdict), out)
             if self.explainer.burst_continues(ctx.line):  # a reported burst goes on: its incident counts it
                 out.extend(self.grouper.count_burst_line(ctx.line))
-            elif self.explainer.held_back_continues(ctx.line):  # ... and so does the history's incident
+            elif self.explainer.ongoing_templates and self.explainer.held_back_continues(ctx.line):
+                # ... and so does the incident the history ends in
                 out.extend(self.grouper.count_burst_line(ctx.line, self.explainer.ongoing_templates))
             return out
         line_scores = _shared(self._score_tuples, tuple(scores))
