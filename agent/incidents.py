@@ -362,7 +362,8 @@ class _Open:
         self.new_streams: set[str] = set()  # streams (no entity of their own) with new templates here
         # programs of its never-seen routine lines on a stream, up to `host_chatter_programs`
         self.new_actors: set[str] = set()
-        self.chatter_host = ""  # the host's log whose programs' new chatter it records (`host_chatter_programs`)
+        # the host's log whose programs' new chatter joined it (`host_chatter_programs`): its title
+        self.chatter_host = ""
         self.entities: list[str] = []
         self.extra_entities = 0
         self.services: set[str] = set()
@@ -837,6 +838,7 @@ class IncidentGrouper:
         record = self._chatter.get(host)
         if record is None or self._distance(record, anomaly.line.time) > self.config.new_behaviour_secs:
             return None
+        record.chatter_host = host  # a line joins it as the host's chatter: its title says so
         return record
 
     def _remember_chatter(self, anomaly: Anomaly, actor: str | None, inc: _Open) -> None:
@@ -858,7 +860,6 @@ class IncidentGrouper:
                               and self._distance(record, inc.last_seen) > self.config.new_behaviour_secs):
             self._chatter.pop(host, None)
             self._chatter[host] = inc
-            inc.chatter_host = host
             if len(self._chatter) > self.config.max_new_behaviour:
                 del self._chatter[next(iter(self._chatter))]
 

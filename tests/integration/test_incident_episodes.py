@@ -293,6 +293,9 @@ def test_a_hosts_new_chatter_is_one_record_and_a_reboot_stays_its_own(bundles) -
     _, outputs = scan_records(mac, scan)
     titles = [i.title for i in final_incidents(outputs).values()]
     assert sum(t.startswith("New messages from ") and " programs in Mac_2k.log: " in t for t in titles) == 1
+    linux, scan, _ = bundles["Linux"]  # its reboot holds many programs, but nothing joined it as chatter
+    _, outputs = scan_records(linux, scan)
+    assert not any(i.title.startswith("New messages from ") for i in final_incidents(outputs).values())
 
     before, n_before = grouped("Mac", 0)
     after, n_after = grouped("Mac", 3)
