@@ -39,6 +39,8 @@ _PY_EXCEPTION = re.compile(r"[A-Za-z_][\w.]*(?::|$)")
 
 # Python traceback state of a stream
 _NONE, _PY_FRAMES, _PY_DONE = 0, 1, 2
+# First letters of a line that `_continues` looks at more closely (Caused by, Suppressed, Traceback)
+_NOT_PLAIN = frozenset("CST")
 
 
 class _Pending:
@@ -86,7 +88,24 @@ class Stitcher:
             source = record.source
             pending = pending_by.get(source)
             line = record.line
-            if pending is not None and not continues(pending, line):
+            if pending is None:
+                out.extend(self._held(record, None))
+                continue
+            first = line[:1]
+            if (pending.py_state == _NONE and first.isalpha() and first not in _NOT_PLAIN
+                    and len(pending.lines) == 1 and len(pending_by) == 1):
+                space = line.find(" ")
+                if line.find(".", 0, space if space >= 0 else len(line)) < 0:
+                    # The usual line: a new header with no traceback open (`_continues` is False:
+                    # a letter that starts neither `Caused by`, `Suppressed` nor `Traceback`, no
+                    # `.` before its first space) after a record of one line, one stream held:
+                    # `_restart`, the pending entry starting the next record (still _NONE).
+                    out.append(pending.first)
+                    pending.first = record
+                    pending.lines[0] = line
+                    pending.chars = len(line)
+                    continue
+            if not continues(pending, line):
                 # `_restart`, inlined: the usual case of a line
                 if len(pending_by) > 1:  # re-insert: dict order = least recently started first
                     del pending_by[source]

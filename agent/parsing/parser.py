@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 import orjson
 
 from agent import metrics
-from agent.parsing.clock import YearGuess, sane_time
+from agent.parsing.clock import FUTURE_SLACK_SECS, YearGuess, sane_time
 from agent.parsing.config import ParserConfig, entity_regex
 from agent.parsing.jsonline import LEVEL_FALLBACKS, JsonLineReader
 from agent.parsing.learned import learn_columns, make_columns, parse_spec
@@ -255,7 +255,9 @@ class LineParser:
             fields = fields + record.fields
             if level is Level.UNKNOWN:
                 level = self._record_level(record)
-        if timestamp is not None or record.time is not None:
+        if timestamp is not None and 0.0 < timestamp <= (record.received_at or time.time()) + FUTURE_SLACK_SECS:
+            pass  # the usual header time: sane (`_sane_time` keeps it)
+        elif timestamp is not None or record.time is not None:
             timestamp = self._sane_time(timestamp, record)
         return (line, message, timestamp, level, self._entity(record, component, fields, line), record.source,
                 line_no, component, fields, record.origin)
