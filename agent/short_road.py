@@ -16,12 +16,16 @@ Each served detector scores a line of a training template (model token > 0) from
 - LogBERT (*scheduled*) scores every `score_every` lines of an entity and nothing in between.
 
 The full road teaches the short road each score it computes under its key (`learn`). A score of
-an ensemble member is kept only when it is *clear*: not fired, and scaled (`Member.scale`) to at
-most `CLEAR_SHARE` of the ensemble's threshold. A line takes the short road (`check`) when
+an ensemble member is kept only when it is *clear* (`clear`): not fired, and, when it is the
+vote's one keyed member, the vote on that score alone is NORMAL (the other members do not score
+a line the short road may take, so that is the line's vote, computed as the full road computes
+it: exact, up to the threshold); with several keyed members, scaled (`Member.scale`) to at most
+`CLEAR_SHARE` of the ensemble's threshold. A line takes the short road (`check`) when
 
 1. its template is a training template;
-2. every member's key for it holds a clear score: the weighted mean of the scaled scores is then
-   at most `CLEAR_SHARE` of the threshold and nothing fired, so the vote is NORMAL;
+2. every member's key for it holds a clear score: the line's vote is then NORMAL (one member),
+   or the weighted mean of the scaled scores at most `CLEAR_SHARE` of the threshold with
+   nothing fired;
 3. the explanation facts cannot make it notable: not by its template and level
    (`Explainer.notable_template`, fixed per pair), nor by a burst (its template's window count
    is at most `Explainer.burst_floor`);
@@ -60,7 +64,7 @@ from typing import Protocol
 from agent.detectors.base import Detector
 from agent.ensemble import Ensemble
 from agent.features import Entity
-from agent.types import DetectorKind, DetectorScore, LineContext
+from agent.types import DetectorKind, DetectorScore, LineContext, Verdict
 
 CLEAR_SHARE = 0.5  # a clear score is at most this share of the ensemble threshold, once scaled
 MAX_SCORES = 32_768  # scores kept per detector (each cache emptied when full)
@@ -198,6 +202,10 @@ class ShortRoad:
         self.kinds = dict(kinds)
         self.clear_below = CLEAR_SHARE * ensemble.threshold
         self._scale = {k.name: m.scale for k in keyed if (m := ensemble.member(k.name, kinds)) is not None}
+        # One keyed member: the other members do not score a line the short road may take (rules
+        # never score a training template, a voting scheduled detector's due line takes the full
+        # road), so the line's vote is the vote on its one score, and that is the clear test.
+        self._alone = len(self.members) == 1
         self.taken = 0  # lines that took the short road
         self.settled = 0  # ... of them, lines whose row was scored with their batch (`settles_rows`)
         # which scheduled detectors vote: a witness's due line need not take the full road
@@ -272,13 +280,23 @@ class ShortRoad:
         """The row member's score of a row scored with its batch (`settles_rows`): kept when
         clear, as `learn` keeps it; whether it is clear."""
         k = self.members[0]
-        if score.fired or self._scale[k.name](score) > self.clear_below:
+        if not self.clear(k, score):
             return False
         cache = k.scores
         if len(cache) >= MAX_SCORES:
             cache.clear()
         cache[row] = score
         return True
+
+    def clear(self, k: Keyed, score: DetectorScore) -> bool:
+        """Whether a member's score is clear: not fired, and the vote on it alone NORMAL when it
+        is the one keyed member (exact: that is the line's vote), else scaled to at most
+        `CLEAR_SHARE` of the ensemble's threshold (several members' scores are combined)."""
+        if score.fired:
+            return False
+        if self._alone:
+            return self.ensemble.combine((score,), self.kinds)[1] is Verdict.NORMAL
+        return self._scale[k.name](score) <= self.clear_below
 
     def track(self, tracking: bool, states: Iterable[Entity]) -> None:
         """Keep the entities' context ids up to date from now on, or stop. Resuming forgets the
@@ -335,7 +353,7 @@ class ShortRoad:
             if k is None or s is None:
                 continue
             if k.member:
-                if s.fired or self._scale[k.name](s) > self.clear_below:
+                if not self.clear(k, s):
                     continue
             elif not everyone:
                 continue
