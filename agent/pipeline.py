@@ -38,7 +38,6 @@ from agent.errors import BundleError
 from agent.features import EndedSession, FeatureConfig, FeatureExtractor, FeatureStats
 from agent.feedback import Feedback
 from agent.incidents import NEW_BEHAVIOUR_SECS
-from agent.lines import actor_from
 from agent.multiline import Stitcher
 from agent.onnx_session import RuntimeOptions
 from agent.parsing import LineParser, ParserConfig
@@ -365,6 +364,7 @@ class Pipeline:
         count_token = tokens.append
         advance, note, observe = self.features.advance, explainer.note_at, explainer.observe
         fact_floor, floors_get = self._fact_floor, self._floors.get
+        inf = math.inf
         line_no = self.line_no
         # Lines need their keys (feature row, context ids) only when a voting score is keyed by
         # them or observers want every score (`ShortRoad.needs_keys`); else none are built.
@@ -428,12 +428,14 @@ class Pipeline:
                             clear = unknown = settle
                     if clear:
                         # noted here, remembered below if it takes the full road after all
-                        # (note + remember = observe)
-                        previous, count = note(token, tid, actor_from(entity, source, parts[7]), t, from_arrival)
-                        floor = math.inf  # no facts: no count makes it notable
+                        # (note + remember = observe); its actor as `actor_from` names it
+                        actor = entity if entity and entity != source else (parts[7] or entity)
+                        previous, count = note(token, tid, actor, t, from_arrival)
                         if facts:
                             known_floor = floors_get((tid, level))
                             floor = known_floor if known_floor is not None else fact_floor(tid, level)
+                        else:
+                            floor = inf  # no facts: no count makes it notable
                         if count <= floor:
                             if unknown:  # clear unless its row's score is not: `_settle` says
                                 pending.append(Pending(len(contexts), keys_row, parts, tid, template, params or (),
