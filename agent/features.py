@@ -14,7 +14,7 @@ import math
 from collections import OrderedDict, deque
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -46,6 +46,9 @@ CLOCK_SPANS: dict[str, float] = {"hour_of_day": 86400.0, "day_of_week": 7 * 8640
 MIN_END_SHARE = 0.01
 _IDX = {name: i for i, name in enumerate(FEATURE_NAMES)}
 NO_ROW: tuple[float, ...] = ()  # `FeatureExtractor.advance` asked for no row
+# Lines an entity holds back from its window and history while advanced without a row (each
+# one's (time, token, level): the same tuple its window then keeps)
+BACKLOG_LINES = 64
 _WARN = int(Level.WARN)
 
 
@@ -116,20 +119,24 @@ class FeatureStats:
 class EntityState:
     """The recent past of one entity: its time window, history and session tokens."""
 
-    __slots__ = ("context", "counts", "history", "last_seen", "last_token", "levels", "session",
+    __slots__ = ("backlog", "context", "counts", "history", "last_seen", "last_token", "levels", "session",
                  "session_levels", "session_templates", "severe", "whole_stream", "window")
 
     def __init__(self, cfg: FeatureConfig, whole_stream: bool = False,
                  blank: tuple[deque[int], deque[int]] | None = None) -> None:
-        # `blank`: empty deques bounded as the history and the session are, copied (a copy is
-        # about three times cheaper than building a bounded deque: a new entity every third line
-        # on an sshd stream)
-        short, long = blank if blank is not None else _blanks(cfg)
-        self.window: deque[tuple[float, int, int]] = deque()
+        # `blank`: empty deques bounded as the history and the session are, the session's copied
+        # here, the history's when it takes its first line in (`FeatureExtractor.advance`; a copy
+        # is about three times cheaper than building a bounded deque: a new entity every third
+        # line on an sshd stream)
+        long = (blank if blank is not None else _blanks(cfg))[1]
+        # The window and the recent history are made when they first take a line in
+        # (`FeatureExtractor.advance`): an entity whose lines all take the short road without a
+        # row (an sshd connection) never needs them. Until then they are the shared, empty `_NONE`.
+        self.window: deque[tuple[float, int, int]] = _NONE
         self.counts: dict[int, int] = {}
         self.severe = 0
-        self.history: deque[int] = short.copy()
-        self.levels: deque[int] = short.copy()
+        self.history: deque[int] = _NONE
+        self.levels: deque[int] = _NONE
         self.session: deque[int] = long.copy()
         self.session_levels: deque[int] = long.copy()
         # The distinct template ids of the session (None once more than max_session_tokens), so
@@ -139,17 +146,17 @@ class EntityState:
         self.last_seen = 0.0
         self.whole_stream = whole_stream  # the entity is the stream itself: no session to judge
         self.context: list[int] | None = None  # the short road's context ids (agent/short_road.py)
+        # Lines advanced without a row whose (time, token, level) the window and the history have
+        # not taken in yet (`FeatureExtractor.advance`, want_row False): taken in, in order,
+        # before anything reads them.
+        self.backlog: list[tuple[float, int, int]] = []
 
     @classmethod
     def from_first(cls, cfg: FeatureConfig, first: FirstLine, blank: tuple[deque[int], deque[int]]) -> EntityState:
         """The state an entity holds after its first line (`first`), built at its second."""
         state = cls(cfg, first.whole_stream, blank)
         token, level = first.history[0], first.levels[0]
-        state.window.append((first.last_seen, token, level))
-        state.counts[token] = 1
-        state.severe = first.severe
-        state.history.append(token)
-        state.levels.append(level)
+        state.backlog.append((first.last_seen, token, level))  # its window and history take it in
         state.session.append(token)
         state.session_levels.append(level)
         state.session_templates = {first.template_id}
@@ -198,14 +205,18 @@ class FirstLine:
 Entity = EntityState | FirstLine
 
 
+_NONE: deque[Any] = deque(maxlen=0)  # an entity's window or history not made yet (never appended to)
+
+
 def _blanks(cfg: FeatureConfig) -> tuple[deque[int], deque[int]]:
     """Empty deques bounded as an entity's history and session are (`EntityState`)."""
     return deque(maxlen=cfg.history_len), deque(maxlen=cfg.max_session_tokens)
 
 
-@dataclass(frozen=True, slots=True)
-class EndedSession:
-    """An entity's session when it ends (idle, evicted or closed): its tokens and levels."""
+class EndedSession(NamedTuple):
+    """An entity's session when it ends (idle, evicted or closed): its tokens and levels (a named
+    tuple: one per ended session, most of them judged NORMAL from the session memo at once,
+    where a frozen dataclass cost 1.3 µs to build, more than judging it)."""
 
     entity: str
     tokens: tuple[int, ...]
@@ -265,9 +276,10 @@ class FeatureExtractor:
                 ) -> tuple[tuple[float, ...], Entity]:
         """`update` from the line's pieces (the pipeline's short road builds no line object): its
         entity and source, time, model token, level, message length in characters, parameter
-        count, whether the template is new, template id. Without `want_row` the entity's state
-        advances exactly the same, and the row is not built (`NO_ROW`): the short road needs no
-        row when no detector's score is keyed by it.
+        count, whether the template is new, template id. Without `want_row` the row is not built
+        (`NO_ROW`: the short road needs none when no detector's score is keyed by it) and the
+        entity's window and recent history take the line in only when they are next read (its
+        backlog); its session advances at once, so sessions end as before.
 
         An entity's first line makes a `FirstLine` (no window, no deques: most BGL components log
         one line), its second the `EntityState` it would have had (`EntityState.from_first`)."""
@@ -295,26 +307,37 @@ class FeatureExtractor:
                 state = entities[ent] = EntityState.from_first(cfg, found, self._blank)
             else:
                 state = found
-        window, counts = state.window, state.counts
-        # Expire lines older than the window (times may go backwards: keep those, never crash).
-        horizon = now - cfg.window_secs
-        cap = cfg.max_window_lines
-        while window and (window[0][0] < horizon or len(window) >= cap):
-            _, old_token, old_level = window.popleft()
-            c = counts[old_token] - 1
-            if c:
-                counts[old_token] = c
-            else:
-                del counts[old_token]
-            if old_level >= _WARN:
-                state.severe -= 1
-        window.append((now, token, level))
-        freq = counts[token] = counts.get(token, 0) + 1
-        if level >= _WARN:
-            state.severe += 1
+        backlog = state.backlog
+        backlog.append((now, token, level))
+        # The window and the recent history are read only with a row (a line on the full road):
+        # without one, the line waits in the entity's backlog (bounded), taken in, in order, with
+        # the next row's line (or when the backlog is full), or never when the session ends first.
+        if want_row or len(backlog) >= BACKLOG_LINES:
+            if state.window is _NONE:  # the entity's first line taken in: make them
+                state.window, state.history, state.levels = deque(), self._blank[0].copy(), self._blank[0].copy()
+            window, counts, history, levels = state.window, state.counts, state.history, state.levels
+            window_secs, cap = cfg.window_secs, cfg.max_window_lines
+            for entry in backlog:
+                at, taken, taken_level = entry
+                # Expire lines older than the window (times may go backwards: keep those, never crash).
+                horizon = at - window_secs
+                while window and (window[0][0] < horizon or len(window) >= cap):
+                    _, old_token, old_level = window.popleft()
+                    c = counts[old_token] - 1
+                    if c:
+                        counts[old_token] = c
+                    else:
+                        del counts[old_token]
+                    if old_level >= _WARN:
+                        state.severe -= 1
+                window.append(entry)
+                counts[taken] = counts.get(taken, 0) + 1
+                if taken_level >= _WARN:
+                    state.severe += 1
+                history.append(taken)
+                levels.append(taken_level)
+            backlog.clear()
         prev = state.last_token
-        state.history.append(token)
-        state.levels.append(level)
         state.session.append(token)
         state.session_levels.append(level)
         seen = state.session_templates
@@ -327,8 +350,9 @@ class FeatureExtractor:
         state.last_seen = now
         if not want_row:
             return NO_ROW, state
-        return self._row(prev, token, now, level, length_chars, n_params, is_new, freq, state.severe, len(window),
-                         len(counts)), state
+        counts = state.counts
+        return self._row(prev, token, now, level, length_chars, n_params, is_new, counts[token], state.severe,
+                         len(state.window), len(counts)), state
 
     def _row(self, prev: int | None, token: int, now: float, level: int, n: int, n_params: int, is_new: bool,
              freq: int, severe: int, n_window: int, n_distinct: int) -> tuple[float, ...]:

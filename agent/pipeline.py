@@ -843,8 +843,8 @@ class Pipeline:
             all_expected[token] = all_expected.get(token, True) and tid in expected
         drop = {token for token, yes in all_expected.items() if yes}
         keep = [i for i, token in enumerate(s.tokens) if token not in drop]
-        rest = dataclasses.replace(s, tokens=tuple(s.tokens[i] for i in keep),
-                                   levels=tuple(s.levels[i] for i in keep if i < len(s.levels)))
+        rest = s._replace(tokens=tuple(s.tokens[i] for i in keep),
+                          levels=tuple(s.levels[i] for i in keep if i < len(s.levels)))
         judged = self._judge_session(rest)
         return judged is None or judged[2] is Verdict.NORMAL
 
