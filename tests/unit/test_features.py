@@ -6,7 +6,14 @@ from pathlib import Path
 
 import numpy as np
 
-from agent.features import FEATURE_NAMES, FeatureConfig, FeatureExtractor, FirstLine, feature_index
+from agent.features import (
+    BACKLOG_LINES,
+    FEATURE_NAMES,
+    FeatureConfig,
+    FeatureExtractor,
+    FirstLine,
+    feature_index,
+)
 from agent.types import Level, ParsedLine, TemplatedLine
 
 
@@ -63,13 +70,41 @@ def test_first_lines_without_a_window_read_as_a_whole_state(data_dir: Path) -> N
         (row, state), (expected_row, expected) = lean.advance(*args), whole.advance(*args)
         firsts += isinstance(state, FirstLine)
         assert row == expected_row
-        assert (tuple(state.history), tuple(state.levels)) == (tuple(expected.history), tuple(expected.levels))
+        if args[-1]:  # read with a row (without one, a whole state's history waits in its backlog)
+            assert (tuple(state.history), tuple(state.levels)) == (tuple(expected.history), tuple(expected.levels))
         if i % 50 == 0:
             assert lean.end_idle(tl.time, i % 2 * 2) == whole.end_idle(tl.time, i % 2 * 2)
         assert list(lean.entities) == list(whole.entities)
     assert lean.evicted_over_cap == whole.evicted_over_cap > 0
     assert lean.end_all() == whole.end_all()
     assert firsts > 0.3 * (len(lines) - half)
+
+
+def test_lines_without_a_row_wait_in_their_entitys_backlog(data_dir: Path) -> None:
+    """Without a row, a line's window and recent history wait in its entity's backlog (at most
+    BACKLOG_LINES, then taken in): the rows and histories read with a row, the LRU order and the
+    ended sessions are exactly those of an extractor that builds every line's row (HDFS blocks,
+    and one busy entity whose backlog fills between rows)."""
+    lines = _lines(data_dir)
+    cfg = FeatureConfig(max_entities=50, max_window_lines=8)
+    fitted, _ = FeatureExtractor.fit(lines[:1000], cfg)
+    lean, every = FeatureExtractor(cfg, fitted.stats), FeatureExtractor(cfg, fitted.stats)
+    full = 0
+    for i, tl in enumerate(lines[1000:]):
+        p = tl.line
+        entity = "busy" if i % 2 else p.entity
+        args = (entity, p.source, tl.time, tl.token, int(p.level), len(p.message), i % 3, tl.is_new, tl.template_id)
+        with_row = i % 200 == 0 or (i % 7 == 0 and entity != "busy")
+        (row, state), (expected_row, expected) = lean.advance(*args, with_row), every.advance(*args)
+        if with_row:
+            assert row == expected_row
+            assert (tuple(state.history), tuple(state.levels)) == (tuple(expected.history), tuple(expected.levels))
+        backlog = len(getattr(state, "backlog", ()))
+        assert backlog < BACKLOG_LINES
+        full += entity == "busy" and not with_row and backlog == 0
+        assert list(lean.entities) == list(every.entities)
+    assert full > 0  # the busy entity's backlog filled and was taken in without a row
+    assert lean.end_all() == every.end_all()
 
 
 def test_fit_matches_serving(data_dir: Path) -> None:
