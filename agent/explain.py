@@ -725,6 +725,16 @@ class Explainer:
             out = tuple(Explanation(e.kind, e.text, (*e.facts, ("time_from_arrival", True))) for e in out)
         return out
 
+    def facts(self, line: TemplatedLine) -> tuple[Explanation, ...]:
+        """The explanations `explain` gives this line that read no model score, no previous
+        template and no parameter: a new or rare template, its burst, an unusual severity or
+        time (`incidents.FACT_KINDS`), in `explain`'s order. What a storm's repeat is keyed by
+        (`IncidentGrouper.counted_repeat`): remembered objects, no text built. A line timed by
+        its arrival is not marked so here: its kinds are the same."""
+        head, tail = self._fixed_facts(line)
+        burst = self._burst(line, self._previous.get(id(line)))
+        return (*head, burst, *tail) if burst is not None else (*head, *tail)
+
     def _fixed_facts(self, line: TemplatedLine) -> tuple[tuple[Explanation, ...], tuple[Explanation, ...]]:
         """The facts that read only the profile and the line's template, level, actor and hour:
         (a new or rare template) and (an unusual severity or time), remembered by those (the

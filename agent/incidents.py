@@ -34,10 +34,17 @@ back is decided (joined to an incident, or isolated when nothing related comes w
 `gap_secs`) before its event is released. `drain()` hands over the anomalies decided so far,
 each with its incident id (None: isolated), in the order they were decided.
 
-Repeated identical anomalies (same template, entity and explanation kinds within one incident)
-are counted in the incident but not re-emitted: `should_emit(anomaly)` says whether the pipeline
-should still emit this anomaly's own event. Call it right after `add(anomaly)` with the same
-object (it then reports the decision `add` took); called before `add` it predicts that decision.
+A storm's repeats are counted, not emitted (`repeat_emitted`): within one incident, the n-th
+anomaly of a template with the same fact kinds (`FACT_KINDS`: what the profile and the window
+counts say, never what a model says), whatever its entity, is emitted as its own event when n is
+at most `repeat_emit_limit` (3), or when n is a power of two (4, 8, 16, ...) and its entity had
+fewer than `repeat_emit_limit` of them before; the others only add to the incident's counts
+(`repeats_not_emitted`), time, entities, values and samples (not its explanation kinds: a repeat's
+fact kinds are its key's, already there). `should_emit(anomaly)` says whether the pipeline should
+still emit this anomaly's own event. Call it right after `add(anomaly)` with the same object (it
+then reports the decision `add` took); called before `add` it predicts that decision.
+`counted_repeat` answers, without changing anything, whether a never-seen line will only be
+counted (the pipeline's storm road then builds no explanation text, no witness score and no event).
 
 Memory is bounded: at most `max_open` incidents are open (the stalest is resolved to make room),
 and each keeps at most `max_samples` sample lines, `max_templates` template counters,
@@ -90,8 +97,8 @@ class IncidentConfig:
     max_templates: int = 50
     max_entities: int = 50
     max_repeat_keys: int = 1000
-    # Identical anomalies (template, entity, explanation kinds) emitted per incident before the
-    # rest are only counted.
+    # A storm's repeats (template and fact kinds, any entity) emitted per incident before the rest
+    # are only counted, but for the counts that are powers of two (`repeat_emitted`).
     repeat_emit_limit: int = 3
     # Templates whose content words overlap at least this much (Jaccard) are related.
     related_word_overlap: float = 0.3
@@ -183,6 +190,27 @@ STRONG_KINDS = frozenset(
 
 
 _STRONG_VALUES = frozenset(k.value for k in STRONG_KINDS)  # (what `_Open.kinds` is keyed by)
+# Explanation kinds that say what the profile and the live window counts see in a line, never what
+# a model saw (MODEL_OUTLIER, SEQUENCE) nor its parameters: a storm's repeats are keyed by these,
+# so deciding that a line is only counted needs no model score and no explanation text.
+FACT_KINDS = frozenset(
+    {
+        ExplanationKind.NEW_TEMPLATE,
+        ExplanationKind.RARE_TEMPLATE,
+        ExplanationKind.SEVERITY,
+        ExplanationKind.UNUSUAL_TIME,
+        ExplanationKind.BURST,
+    }
+)
+_FACT_VALUES = frozenset(k.value for k in FACT_KINDS)
+
+
+def repeat_emitted(n: int, entity_count: int, limit: int) -> bool:
+    """The storm rule: whether the n-th anomaly (from 1) of a template and fact kinds in one
+    incident is emitted as its own event, its entity having had `entity_count` of them before:
+    the first `limit`, then each power of two (4, 8, 16, ...) unless its entity already had
+    `limit` (one entity repeating itself says nothing new; a storm over many is said as it grows)."""
+    return n <= limit or (n & (n - 1) == 0 and entity_count < limit)
 
 
 def is_strong(anomaly: Anomaly) -> bool:
@@ -338,6 +366,7 @@ class _Open:
         "samples",
         "services",
         "state",
+        "storms",
         "suppressed",
         "template_text",
         "templates",
@@ -352,7 +381,7 @@ class _Open:
         self.last_seen = t
         self.anomalies = 0
         self.danger = 0
-        self.suppressed = 0  # identical repeats counted here but not emitted as events
+        self.suppressed = 0  # a storm's repeats counted here (`repeat_emitted`) but not emitted as events
         self.burst_lines = 0  # lines of its bursts that did not raise alone (`count_burst_line`)
         self.max_level = Level.UNKNOWN
         self.templates: Counter[int] = Counter()
@@ -372,7 +401,9 @@ class _Open:
         # explanation kinds by value, in the order first seen (a member's hash is a Python call)
         self.kinds: dict[str, ExplanationKind] = {}
         self.samples: list[str] = []
+        # anomalies per (template, entity, fact kinds) and per (template, fact kinds): `repeat_emitted`
         self.repeats: Counter[tuple[int, str, tuple[str, ...]]] = Counter()
+        self.storms: Counter[tuple[int, tuple[str, ...]]] = Counter()
         self.first_line = anomaly.line.line.raw[:_MAX_LINE_CHARS]
         self.emitted_at = -math.inf
         self.state = IncidentState.OPEN
@@ -391,10 +422,16 @@ class _Open:
 
 
 def _key(anomaly: Anomaly) -> tuple[int, str, tuple[str, ...]]:
+    """The anomaly's repeat key: (template, entity, its fact kinds' values sorted)."""
     return anomaly.line.template_id, anomaly.line.line.entity, _explained(anomaly.explanations)[1]
 
 
-# explanations -> (them, their kinds' values sorted, `_held_back`), by the tuple's id (the kept
+def fact_key(explanations: Iterable[Explanation]) -> tuple[str, ...]:
+    """The values of the `FACT_KINDS` among these explanations, sorted and once each."""
+    return tuple(sorted({e.kind._value_ for e in explanations} & _FACT_VALUES))  # (`.value` is a Python call)
+
+
+# explanations -> (them, their fact kinds (`fact_key`), `_held_back`), by the tuple's id (the kept
 # entry holds it, so the id stays its own): a storm's anomalies share one tuple (the pipeline's
 # `_shared`), and each anomaly asks for its key and whether its template is held back.
 _EXPLAINED: dict[int, tuple[tuple[Explanation, ...], tuple[str, ...], bool]] = {}
@@ -403,7 +440,7 @@ _EXPLAINED: dict[int, tuple[tuple[Explanation, ...], tuple[str, ...], bool]] = {
 def _explained(explanations: tuple[Explanation, ...]) -> tuple[tuple[Explanation, ...], tuple[str, ...], bool]:
     found = _EXPLAINED.get(id(explanations))
     if found is None or found[0] is not explanations:
-        found = (explanations, tuple(sorted([e.kind._value_ for e in explanations])),  # (`.value` is a Python call)
+        found = (explanations, fact_key(explanations),
                  any(e.kind is ExplanationKind.NEW_TEMPLATE and any(k == "held_back" for k, _ in e.facts)
                      for e in explanations))
         if type(explanations) is tuple:  # (immutable: what is worked out stays true)
@@ -520,11 +557,18 @@ class IncidentGrouper:
                 return True
         return False
 
+    def _own(self, line: TemplatedLine) -> _Open | None:
+        """The incident a never-seen line's template's new behaviour is reported in, when within
+        `new_behaviour_secs` of the line (`_recurring`'s first answer)."""
+        own = self._new_behaviour.get(line.template_id)
+        return own if own is not None and self._distance(own, line.time) <= self.config.new_behaviour_secs else None
+
     def _match(self, anomaly: Anomaly) -> _Open | None:
         t = anomaly.line.time
         line = anomaly.line
         words = template_words(anomaly.line.template)
-        recurring = (self._recurring(line.template_id, words, t, self._family(anomaly), head_of(line.template))
+        recurring = ((self._own(line) or self._recurring(line.template_id, words, t, self._family(anomaly),
+                                                         head_of(line.template)))
                      if line.is_new else None)
         if recurring is not None:
             if recurring.incident_id not in self._open:  # resolved meanwhile: reopen it
@@ -644,9 +688,33 @@ class IncidentGrouper:
                     key: tuple[int, str, tuple[str, ...]] | None = None) -> bool:
         if inc is None:
             return True
-        return inc.repeats.get(key or _key(anomaly), 0) < self.config.repeat_emit_limit
+        key = key or _key(anomaly)
+        return repeat_emitted(inc.storms.get((key[0], key[2]), 0) + 1, inc.repeats.get(key, 0),
+                              self.config.repeat_emit_limit)
 
     # ---- the public surface
+
+    def counted_repeat(self, line: TemplatedLine, facts: tuple[Explanation, ...],
+                       ahead: dict[tuple[str, int, str | None, tuple[str, ...]], int] | None = None) -> bool:
+        """Whether an anomaly of this never-seen line with these fact explanations
+        (`Explainer.facts`), added now, is only counted: it joins the incident its template's new
+        behaviour is reported in (`add`'s first rule, which nothing else precedes for it) and
+        `repeat_emitted` says no. Changes nothing; False when the line may be emitted. The
+        pipeline's storm road then builds no explanation text, no witness score and no event.
+        `ahead`: a prediction for a line after others not added yet, counted in `ahead` by
+        (incident id, repeat key) (this line is counted in it too)."""
+        own = self._own(line) if line.is_new else None
+        if own is None:
+            return False
+        tid, entity, kinds = line.template_id, line.line.entity, _explained(facts)[1]
+        n, e = own.storms.get((tid, kinds), 0), own.repeats.get((tid, entity, kinds), 0)
+        if ahead is not None:
+            storm, key = (own.incident_id, tid, None, kinds), (own.incident_id, tid, entity, kinds)
+            n += ahead.get(storm, 0)
+            e += ahead.get(key, 0)
+            ahead[storm] = ahead.get(storm, 0) + 1
+            ahead[key] = ahead.get(key, 0) + 1
+        return not repeat_emitted(n + 1, e, self.config.repeat_emit_limit)
 
     def should_emit(self, anomaly: Anomaly) -> bool:
         """Whether this anomaly's own event should be emitted (False for a repeat)."""
@@ -720,6 +788,11 @@ class IncidentGrouper:
             self._swept_at = t
             events += [self._resolve(i) for i in self._quiet(t)]
         self._expire_held(t)
+        if anomaly.line.is_new and (own := self._own(anomaly.line)) is not None:
+            key = _key(anomaly)
+            if not self._would_emit(own, anomaly, key):  # a storm's repeat: counted, O(1)
+                self._count_repeat(own, anomaly, key, events)
+                return own.incident_id, events
         inc = self._match(anomaly)
         held: list[Anomaly] = []
         if (inc is None and cfg.hold_weak and not is_strong(anomaly)
@@ -737,15 +810,14 @@ class IncidentGrouper:
             inc = _Open(f"inc-{_clock(first.line.time)}-{self._seq}", first)
             self._enter(inc)
             for h in held:
-                self._decide(inc, h)
-                self._absorb(inc, h)
+                self._absorb(inc, h, counted=not self._decide(inc, h))
                 self._index.add_line(inc, h)
                 self._touch(inc)
                 self.isolated -= 1
         key = _key(anomaly)
         emit = self._decide(inc, anomaly, key)
         self._last_decision = (id(anomaly), emit)
-        self._absorb(inc, anomaly, key)
+        self._absorb(inc, anomaly, key, counted=not emit)
         self._index.add_line(inc, anomaly)
         self._touch(inc)
         if anomaly.line.is_new:
@@ -763,8 +835,90 @@ class IncidentGrouper:
             events.append(self._snapshot(inc, IncidentState.UPDATE))
         return inc.incident_id, events
 
+    def _count_repeat(self, inc: _Open, anomaly: Anomaly, key: tuple[int, str, tuple[str, ...]],
+                      events: list[Incident]) -> None:
+        """`add` of a never-seen line's anomaly that joins its template's own incident (`_own`) as
+        a repeat that is only counted (`repeat_emitted`). What `_absorb` would find already there
+        (the template, its newness and held-back mark, its explanation kinds) is not looked at
+        again, nor is the new-behaviour memory refreshed (the template's is this incident; its
+        family's and actor's first incidents stay): the count, span, level, entity, values and
+        sample are added (and listed in the index when new), in a few dict operations."""
+        if inc.incident_id not in self._open:  # resolved meanwhile: reopen it (as `_match`)
+            self._enter(inc)
+        self.suppressed += 1
+        inc.suppressed += 1
+        self._last_decision = (id(anomaly), False)
+        line = anomaly.line
+        pl = line.line
+        tid = key[0]
+        if (tid not in inc.templates or tid not in inc.new_templates
+                or (pl.entity == pl.source and pl.source not in inc.new_streams)
+                or (tid not in inc.held_templates and _held_back(anomaly))):
+            self._absorb(inc, anomaly, key, counted=True)  # (not met by a repeat: the general way)
+            self._index.add_line(inc, anomaly)
+        else:
+            self._absorb_repeat(inc, anomaly, key)
+        self._touch(inc)
+        t = line.time
+        if t - inc.emitted_at >= self.config.update_every_secs:
+            inc.emitted_at = t
+            events.append(self._snapshot(inc, IncidentState.UPDATE))
+
+    def _absorb_repeat(self, inc: _Open, anomaly: Anomaly, key: tuple[int, str, tuple[str, ...]]) -> None:
+        """`_absorb(counted=True)` and `_index.add_line` of a repeat whose template is in the
+        incident, new there, and marked held back there if it is (`_count_repeat` checks)."""
+        cfg = self.config
+        line = anomaly.line
+        pl = line.line
+        t = line.time
+        if math.isfinite(t):
+            inc.first_seen = min(inc.first_seen, t) if math.isfinite(inc.first_seen) else t
+            inc.last_seen = max(inc.last_seen, t) if math.isfinite(inc.last_seen) else t
+            _add_to_episodes(inc.episodes, t, cfg.episode_gap_secs)
+        inc.anomalies += 1
+        if line.time_from_arrival:
+            inc.arrival = True
+        if anomaly.verdict is Verdict.DANGER:
+            inc.danger += 1
+        if pl.level > inc.max_level:
+            inc.max_level = pl.level
+        inc.templates[key[0]] += 1
+        values = inc.values
+        if len(values) < cfg.max_values:
+            index = self._index.values
+            for value in line.params:
+                kept = value[:_MAX_VALUE_CHARS]
+                if kept not in values and len(values) < cfg.max_values and distinctive(value):
+                    values.add(kept)
+                    _put(index, kept, inc)
+        entity = actor_of(pl)
+        if entity not in inc.entities:
+            if len(inc.entities) < cfg.max_entities:
+                inc.entities.append(entity)
+                service = service_of(entity)
+                inc.services.add(service)
+                _put(self._index.actors, entity, inc)
+                _put(self._index.services, service, inc)
+            else:
+                inc.extra_entities += 1
+        repeats, storms, storm = inc.repeats, inc.storms, (key[0], key[2])
+        if key in repeats or len(repeats) < cfg.max_repeat_keys:
+            repeats[key] += 1
+        if storm in storms or len(storms) < cfg.max_repeat_keys:
+            storms[storm] += 1
+        raw = pl.raw[:_MAX_LINE_CHARS]
+        sample = f"[arrived {_stamp(t)}] {raw}" if line.time_from_arrival else raw
+        samples = inc.samples
+        if len(samples) < cfg.max_samples:
+            samples.append(sample)
+        else:
+            head = max(1, cfg.max_samples // 2)
+            if cfg.max_samples > head:
+                del samples[head]
+                samples.append(sample)
+
     def _decide(self, inc: _Open, anomaly: Anomaly, key: tuple[int, str, tuple[str, ...]] | None = None) -> bool:
-        """Queue `anomaly`'s event with the incident's id, unless it is an identical repeat."""
+        """Queue `anomaly`'s event with the incident's id, unless it is a repeat only counted (`repeat_emitted`)."""
         emit = self._would_emit(inc, anomaly, key)
         if emit:
             self._decided.append((anomaly, inc.incident_id))
@@ -785,7 +939,7 @@ class IncidentGrouper:
         period = self.config.new_behaviour_secs
         own = self._new_behaviour.get(template_id)
         if own is not None and self._distance(own, t) <= period:
-            return own
+            return own  # (asked first by `_match`: `_own`)
         cfg = self.config
         best: _Open | None = None
         best_overlap = -1.0
@@ -1014,7 +1168,11 @@ class IncidentGrouper:
 
     # ---- internals
 
-    def _absorb(self, inc: _Open, anomaly: Anomaly, key: tuple[int, str, tuple[str, ...]] | None = None) -> None:
+    def _absorb(self, inc: _Open, anomaly: Anomaly, key: tuple[int, str, tuple[str, ...]] | None = None,
+                counted: bool = False) -> None:
+        """Put `anomaly` in the incident's counts, span, templates, values, entities and samples;
+        its explanation kinds too unless it is `counted` only (a storm's repeat: its fact kinds
+        are those of its key, already there, and what its models said is not read)."""
         cfg = self.config
         line = anomaly.line
         t = line.time
@@ -1052,14 +1210,18 @@ class IncidentGrouper:
                 inc.services.add(service_of(entity))
             else:
                 inc.extra_entities += 1
-        kinds = inc.kinds
-        for e in anomaly.explanations:
-            kind = e.kind
-            if kind._value_ not in kinds:
-                kinds[kind._value_] = kind
+        if not counted:
+            kinds = inc.kinds
+            for e in anomaly.explanations:
+                kind = e.kind
+                if kind._value_ not in kinds:
+                    kinds[kind._value_] = kind
         key = key or _key(anomaly)
         if key in inc.repeats or len(inc.repeats) < cfg.max_repeat_keys:
             inc.repeats[key] += 1
+        storm = (key[0], key[2])
+        if storm in inc.storms or len(inc.storms) < cfg.max_repeat_keys:
+            inc.storms[storm] += 1
         # The raw line carries its own timestamp; only an arrival time needs saying.
         raw = line.line.raw[:_MAX_LINE_CHARS]
         sample = f"[arrived {_stamp(t)}] {raw}" if line.time_from_arrival else raw

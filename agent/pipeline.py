@@ -31,7 +31,7 @@ from agent import __version__, metrics
 from agent.bundle import Bundle, load_bundle
 from agent.dead_letter import Rejected, rejected
 from agent.detectors.base import Detector, load_detectors
-from agent.detectors.cascade import Cascade, Judged, SessionMemo, score_where
+from agent.detectors.cascade import Cascade, Judged, ScoresSomeLines, SessionMemo, score_where
 from agent.drift import DriftConfig, DriftLearner
 from agent.episodes import EPISODE_GAP_SECS
 from agent.errors import BundleError
@@ -141,6 +141,9 @@ class PipelineConfig:
     # Detectors outside the served vote run only where the vote finds something, and ended sessions
     # are judged once per (tokens, levels) (agent/detectors/cascade.py).
     cascade: bool = True
+    # A storm's repeat that will only be counted in its incident (`IncidentGrouper.counted_repeat`)
+    # gets no explanation text, no witness score and no event; off only to check that it changes nothing.
+    storm_road: bool = True
 
 
 class Pipeline:
@@ -228,6 +231,21 @@ class Pipeline:
             {id(d): j for j, d in enumerate(self.short_road.scheduled)} if self.short_road is not None else {}
         )
         self._floors: dict[tuple[int, int], float] = {}  # (template id, level) -> `_fact_floor`
+        # The storm road (`_judge`): a never-seen line that its incident will only count. Its
+        # witnesses are skipped at scoring time when it is predicted counted, which needs them
+        # scorable later one line at a time: each one with per-line state is on the short road's
+        # schedule (`_score_some`).
+        self.storm_road = config.storm_road
+        self._storm_witnesses = config.storm_road and all(
+            id(d) in self._scheduled or not isinstance(d, ScoresSomeLines) for d in self.cascade.witnesses)
+        self._skipped: set[int] = set()  # id(context) of the batch's lines whose witnesses were skipped
+        # id(context) -> its facts (`_facts`), worked out for the prediction: the same when judged
+        # (a line's burst count is taken when it is observed, before the batch is scored)
+        self._facts_at: dict[int, tuple[Explanation, ...]] = {}
+        self._due: Mapping[int, tuple[bool, ...]] = {}  # the batch's `due` (for a late witness)
+        self.storm_counted = 0  # anomalies that took the storm road
+        self.storm_unwitnessed = 0  # lines whose witnesses were skipped at scoring time (predicted counted)
+        self.storm_late = 0  # ... and of those, scored late (a prediction that did not hold)
         # An anomaly's scores and explanations as one tuple per distinct sequence of objects
         # (`_shared`): a storm's anomalies share them, so each keeps fewer objects alive.
         self._score_tuples: dict[tuple[int, ...], tuple[DetectorScore, ...]] = {}
@@ -480,6 +498,7 @@ class Pipeline:
         self.drift.count_all(tokens)
         self.lines += len(contexts) + short
         voted: dict[int, tuple[list[DetectorScore], float, Verdict]] = {}
+        self._due = due
         kept, per_detector = self._score(contexts, due, voted)
         scored = {id(ctx): i for i, ctx in enumerate(kept)}
         for item in order if collect else kept:
@@ -497,6 +516,10 @@ class Pipeline:
                 out.extend(self._judge(item, scores, voted.get(id(item))))
             except Exception as exc:
                 self._reject(item.line.line.source, item.line.line.raw, "judge", exc)
+        self.storm_unwitnessed += len(self._skipped)
+        self._skipped.clear()
+        self._facts_at.clear()
+        self._due = {}
         self._count()
         metrics.entities.set(len(self.features.entities))
         metrics.templates.set(len(self.miner) + len(self.online_miner))
@@ -563,12 +586,25 @@ class Pipeline:
         ones only. `voted` (id(context) -> `_line_verdict` of the voters' scores) gets every line
         the voters judged: `_judge` need not work their verdict out again."""
         full = self.config.emit_all or bool(self.observers)
+        # A never-seen line predicted to be only counted (a storm's repeat: `_judge` decides, in
+        # order) needs no witness: `ahead` counts the batch's lines before it into the prediction.
+        storm = self._storm_witnesses and voted is not None
+        ahead: dict[tuple[str, int, str | None, tuple[str, ...]], int] = {}
+        counted_repeat, skipped = self.grouper.counted_repeat, self._skipped
+        facts_at, facts_of = self._facts_at, self._facts
 
         def doubtful(ctx: LineContext, scores: list[DetectorScore | None]) -> bool:
             found = self._line_verdict(ctx, scores)
             if voted is not None:
                 voted[id(ctx)] = found
-            return found[2] is not Verdict.NORMAL
+            if found[2] is Verdict.NORMAL:
+                return False
+            if storm and ctx.line.is_new:
+                facts = facts_at[id(ctx)] = facts_of(ctx.line)
+                if counted_repeat(ctx.line, facts, ahead):
+                    skipped.add(id(ctx))
+                    return False
+            return True
 
         kept, columns = self.cascade.score_lines(
             contexts, full, doubtful,
@@ -664,10 +700,20 @@ class Pipeline:
                 # ... and so does the incident the history ends in
                 out.extend(self.grouper.count_burst_line(ctx.line, self.explainer.ongoing_templates))
             return out
+        explanations: tuple[Explanation, ...] | None = None
+        if self.storm_road and ctx.line.is_new:
+            facts = self._facts_at.get(id(ctx)) or self._facts(ctx.line)
+            if self.grouper.counted_repeat(ctx.line, facts):
+                explanations = facts  # the storm road: counted, never emitted, so its facts suffice
+                self.storm_counted += 1
+        if explanations is None and id(ctx) in self._skipped:  # predicted counted, but emitted after all
+            scores = self._late_witnesses(ctx, detector_scores)
+            self.storm_late += 1
         line_scores = _shared(self._score_tuples, tuple(scores))
         if self.observers or self.verdict_observers or self.config.emit_all:
             self._observed(LineResult(ctx.line, line_scores, score, verdict), out)
-        explanations = _shared(self._explanation_tuples, self.explainer.explain(ctx, line_scores))
+        if explanations is None:
+            explanations = _shared(self._explanation_tuples, self.explainer.explain(ctx, line_scores))
         anomaly = Anomaly(ctx.line, score, verdict, line_scores, explanations)
         incident_id, incident_events = self.grouper.add(anomaly)
         if incident_id is not None:  # the incident's signature, for `logdetect feedback --incident`
@@ -675,13 +721,26 @@ class Pipeline:
         self.anomalies += 1
         self._uncounted[verdict is Verdict.DANGER] += 1  # (counted once per batch: `_count`)
         # Each anomaly's event goes out once it is decided, with its incident's id (a weak one
-        # waits for a related strong one); identical repeats are counted, not emitted.
+        # waits for a related strong one); a storm's repeats are counted, not emitted.
         out.extend(self._decided())
         for inc in incident_events:
             if inc.state is IncidentState.OPEN:
                 _count_incident(inc.severity)
         out.extend(incident_events)
         return out
+
+    def _facts(self, line: TemplatedLine) -> tuple[Explanation, ...]:
+        """The line's fact explanations (`Explainer.facts`), one tuple per distinct sequence."""
+        return _shared(self._explanation_tuples, self.explainer.facts(line))
+
+    def _late_witnesses(self, ctx: LineContext, detector_scores: list[DetectorScore | None]) -> list[DetectorScore]:
+        """The line's scores with its witnesses' (skipped at scoring time on a storm prediction
+        that did not hold), as the cascade would have scored them (`_score_some`)."""
+        filled = list(detector_scores)
+        for k, d in enumerate(self.detectors):
+            if filled[k] is None and d.name in self.cascade.witness_names:
+                filled[k] = self._score_some(d, [ctx], [0], self._due)[0]
+        return self._at_line_hour(ctx, [s for s in filled if s is not None])
 
     def _fact_floor(self, template_id: int, level: Level) -> float:
         """The largest window count at which the explanation facts leave a training template's

@@ -163,7 +163,7 @@ def render_summary(
     for `year_known`).
 
     `anomalous_lines` is every line judged anomalous (the pipeline's count); `anomalies` are the
-    emitted events, which leave out identical repeats counted in their incidents. The headline
+    emitted events, which leave out a storm's repeats counted in their incidents. The headline
     counts lines, so it agrees with the incidents' own counts."""
     paint = _Paint(color)
     # The latest state of each incident (callers may pass every open/update/resolved event).

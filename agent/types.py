@@ -255,7 +255,7 @@ class Incident:
     first_line: str
     samples: tuple[str, ...] = field(default_factory=tuple)
     explanation_kinds: tuple[ExplanationKind, ...] = ()
-    # anomaly_count = this incident's anomaly events + identical repeats counted, not emitted
+    # anomaly_count = this incident's anomaly events + its storm's repeats counted, not emitted
     repeats_not_emitted: int = 0
 
     @property

@@ -58,9 +58,9 @@ def stream(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Pa
     return out, records[TRAIN_LINES : TRAIN_LINES + SCAN_LINES]
 
 
-def _scan(bundle: Path, records: Sequence[Record], short_road: bool, observe: bool) -> tuple[
-        list[tuple[object, ...]], list[tuple[object, ...]], Pipeline]:
-    pipe = Pipeline.from_bundle(bundle, PipelineConfig(short_road=short_road))
+def _scan(bundle: Path, records: Sequence[Record], short_road: bool, observe: bool, storm_road: bool = True,
+          raw: list[Output] | None = None) -> tuple[list[tuple[object, ...]], list[tuple[object, ...]], Pipeline]:
+    pipe = Pipeline.from_bundle(bundle, PipelineConfig(short_road=short_road, storm_road=storm_road))
     lines: list[tuple[object, ...]] = []
 
     def seen(r: LineResult) -> None:
@@ -72,6 +72,8 @@ def _scan(bundle: Path, records: Sequence[Record], short_road: bool, observe: bo
     for start in range(0, len(records), 1000):
         outputs.extend(pipe.process(records[start : start + 1000], 0.0))
     outputs.extend(pipe.close(0.0))
+    if raw is not None:
+        raw.extend(outputs)
     return lines, [_key(o) for o in outputs], pipe
 
 
@@ -227,3 +229,39 @@ def test_a_forest_voting_alone_settles_unknown_rows_with_their_batch(stream: tup
     for row, s in zip(rows, again, strict=True):
         assert not s.fired and short.ensemble.combine((s,), short.kinds)[1] is Verdict.NORMAL, row
         assert np.float32(s.score) == np.float32(k.scores[row].score)
+
+
+def test_a_storms_repeats_take_the_storm_road_and_change_nothing_else(
+        stream: tuple[Path, list[Record]], data_dir: Path) -> None:
+    """BGL's `iar … dear …` storm (a template never seen in training, on hundreds of nodes within
+    minutes): with the storm road (`PipelineConfig.storm_road`, the default) a repeat its incident
+    will only count gets no explanation text, no witness score and no event, yet every line's
+    verdict and scores, every anomaly event (explanations, incident id), incident and session
+    verdict are the full road's, with and without observers. The storm is one story: few anomaly
+    events for many anomalous lines over many nodes, and the counts agree everywhere."""
+    from loghub_halves import assert_incident_counts_agree
+
+    bundle, _ = stream
+    # BGL_14k's lines 9,000-10,499: the start of its `iar … dear …` storm (from line 9,175)
+    records = list(iter_records(data_dir / "bgl" / "BGL_14k.log"))[9000:10500]
+    full_lines, full_out, full = _scan(bundle, records, short_road=True, observe=True, storm_road=False)
+    storm_lines, storm_out, storm = _scan(bundle, records, short_road=True, observe=True)
+    assert storm_lines == full_lines and storm_out == full_out
+    assert full.storm_counted == 0 and storm.storm_counted > 0.5 * storm.anomalies, storm.storm_counted
+    raw: list[Output] = []
+    _, quiet_out, quiet = _scan(bundle, records, short_road=True, observe=False, raw=raw)
+    assert quiet_out == full_out
+    # without observers most of them were not scored by the witnesses either (predicted counted)
+    assert quiet.storm_unwitnessed > 0.3 * quiet.storm_counted, (quiet.storm_unwitnessed, quiet.storm_counted)
+    assert_incident_counts_agree(quiet, raw)
+    anomalies = [o for o in raw if isinstance(o, Anomaly)]
+    iar_events = [a for a in anomalies if "iar" in a.line.template]
+    incidents = {o.incident_id: o for o in raw if isinstance(o, Incident)}
+    (inc,) = {incidents[a.incident_id] for a in iar_events if a.incident_id is not None}
+    nodes = {a.line.line.entity for a in iar_events}
+    # one incident holds the storm: ≥ 300 anomalous lines on more than 50 nodes (50 named, "+N
+    # more"), a handful of anomaly events (the first 3, then at 4, 8, 16, ... lines), the rest counted
+    assert inc.anomaly_count >= 300 and len(iar_events) <= 20, (inc.anomaly_count, len(iar_events))
+    assert len(inc.entities) == 51 and inc.entities[-1].startswith("+"), inc.entities
+    assert len(nodes) == len(iar_events)  # each emitted one on a node of its own here
+

@@ -6,7 +6,7 @@ import re
 from dataclasses import replace
 from pathlib import Path
 
-from agent.incidents import IncidentConfig, IncidentGrouper, service_of, template_words
+from agent.incidents import IncidentConfig, IncidentGrouper, repeat_emitted, service_of, template_words
 from agent.types import (
     Anomaly,
     Explanation,
@@ -139,6 +139,50 @@ def test_storm_of_identical_anomalies_is_bounded():
     assert len(final.samples) == cfg.max_samples
     assert final.samples[0] == "db-primary: Database connection pool exhausted, 0 available"
     assert len(final.leading_templates) == 1
+
+
+def test_the_storm_rule():
+    """The first three of a storm's key are emitted, then its 4th, 8th, 16th, ... unless their
+    entity already had three of them."""
+    assert [n for n in range(1, 300) if repeat_emitted(n, 0, 3)] == [1, 2, 3, 4, 8, 16, 32, 64, 128, 256]
+    assert [n for n in range(1, 300) if repeat_emitted(n, 3, 3)] == [1, 2, 3]
+
+
+def test_a_storm_across_many_nodes_is_one_story_with_few_events(data_dir: Path):
+    """BGL's `iar … dear …` storm: 1,458 lines of a template never seen in training, on ~1,400
+    nodes over ten weeks. One incident; its anomaly events are the first three and the 4th, 8th,
+    ..., 1,024th of each fact-kind key (here NEW_TEMPLATE, and NEW_TEMPLATE with a BURST), the rest
+    counted (`repeats_not_emitted`), and `counted_repeat` (the pipeline's storm road, asked
+    before `add`) names exactly the anomalies that `add` then only counts. One node repeating a
+    line: three events."""
+    burst = Explanation(ExplanationKind.BURST, "BURST DETECTED: many similar lines")
+    stream = []
+    for k, raw in enumerate((data_dir / "bgl" / "BGL_14k.log").read_text(errors="replace").splitlines()):
+        parts = raw.split(" ", 9)
+        if len(parts) == 10 and parts[9].startswith("iar "):
+            a = anomaly(parts[9], float(parts[1]), parts[3], template_id=7, level=Level.INFO)
+            stream.append(replace(a, explanations=(*_NEW, burst) if k % 3 == 0 else _NEW))
+    assert len(stream) == 1458
+    grouper = IncidentGrouper()
+    events: list[Incident] = []
+    emitted = 0
+    for a in stream:
+        predicted = grouper.counted_repeat(a.line, a.explanations)
+        _, ev = grouper.add(a)
+        events += ev
+        assert grouper.should_emit(a) is not predicted
+        emitted += not predicted
+    events += grouper.close()
+    (final,) = {e.incident_id: e for e in events}.values()
+    assert final.anomaly_count == len(stream) and final.repeats_not_emitted == len(stream) - emitted
+    assert emitted == len(grouper.drain()) <= 2 * 11  # 1, 2, 3, 4, 8, ..., 1,024 of each key
+    assert len({a.line.line.entity for a in stream}) > 1000
+    assert len(final.entities) == 51 and final.entities[-1].startswith("+")
+
+    one = IncidentGrouper()
+    for a in stream[:100]:
+        one.add(replace(a, line=replace(a.line, line=replace(a.line.line, entity="R00-M0-N0")), explanations=_NEW))
+    assert len(one.drain()) == 3
 
 
 def test_many_distinct_templates_and_entities_stay_capped():
