@@ -840,9 +840,8 @@ class IncidentGrouper:
         """`add` of a never-seen line's anomaly that joins its template's own incident (`_own`) as
         a repeat that is only counted (`repeat_emitted`). What `_absorb` would find already there
         (the template, its newness and held-back mark, its explanation kinds) is not looked at
-        again, nor is the new-behaviour memory refreshed (the template's is this incident; its
-        family's and actor's first incidents stay): the count, span, level, entity, values and
-        sample are added (and listed in the index when new), in a few dict operations."""
+        again: the count, span, level, entity, values and sample are added (and listed in the
+        index when new), in a few dict operations; no candidate is searched."""
         if inc.incident_id not in self._open:  # resolved meanwhile: reopen it (as `_match`)
             self._enter(inc)
         self.suppressed += 1
@@ -859,6 +858,10 @@ class IncidentGrouper:
         else:
             self._absorb_repeat(inc, anomaly, key)
         self._touch(inc)
+        # (its template's new behaviour is this incident's already; its family's and actor's first
+        # incidents are moved here when more than `new_behaviour_secs` away, as `add` does)
+        self._remember_new(tid, template_words(line.template), inc, self._family(anomaly), head_of(line.template))
+        self._remember_actor(_new_actor(anomaly), inc)
         t = line.time
         if t - inc.emitted_at >= self.config.update_every_secs:
             inc.emitted_at = t
