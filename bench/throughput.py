@@ -218,7 +218,9 @@ class StageTimers:
             self.patch("session verdicts", d, "score_session")
         self.patch("ensemble", pipe.ensemble, "combine")
         self.patch("explanations", pipe.explainer, "explain")
+        self.patch("explanations", pipe.explainer, "facts")  # a storm's repeat: its facts only
         self.patch("incident grouping", pipe.grouper, "add")
+        self.patch("incident grouping", pipe.grouper, "counted_repeat")  # the storm road's decision
         self.patch("incident grouping", pipe.grouper, "tick")
         self.patch("session verdicts", pipe, "_session_verdicts")
         self.patch("session verdicts", pipe.features, "end_idle")  # sessions ending (idle) ...
