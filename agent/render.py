@@ -246,6 +246,12 @@ def render_summary(
     return "\n".join(out) + "\n"
 
 
+def session_reason(v: SessionVerdict) -> str:
+    """What raised a session verdict: the first line of its first explanation (`explain_session`
+    puts the voters' first), or which detectors fired when it has none."""
+    return v.explanations[0].text.splitlines()[0] if v.explanations else raised_by(v.scores)
+
+
 def render_sessions(sessions: Sequence[SessionVerdict], year_known: bool = True) -> str:
     """The sessions judged anomalous as a whole, after the summary: each entity, its length and
     end, and what raised it (the first line of its first explanation: a voter's, `explain_session`
@@ -254,7 +260,7 @@ def render_sessions(sessions: Sequence[SessionVerdict], year_known: bool = True)
         return ""
     out = ["", f"{plural(len(sessions), 'session')} judged anomalous as a whole (each in --format json):"]
     for v in sessions[:MAX_SESSIONS]:
-        why = v.explanations[0].text.splitlines()[0] if v.explanations else raised_by(v.scores)
+        why = session_reason(v)
         end = _time(v.last_seen, True, year_known)
         out.append(f"  • {_printable(v.entity)} ({plural(len(v.tokens), 'line')}, ended {end}): {clip(why, 240)}")
     if len(sessions) > MAX_SESSIONS:

@@ -29,7 +29,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from agent.types import Anomaly, Explanation, Incident, TemplatedLine
+from agent.render import session_reason
+from agent.types import Anomaly, Explanation, Incident, SessionVerdict, TemplatedLine
 from agent.wording import burst_more, clip, plural
 
 MAX_BUCKETS = 2000
@@ -38,6 +39,7 @@ MAX_TEMPLATES = 5000
 MAX_INCIDENTS = 2000
 MAX_MARKERS = 5000
 MAX_EXPLANATIONS = 10
+MAX_SESSIONS = 200  # session verdicts listed (the rest counted)
 HISTOGRAM_BINS = 40
 TEMPLATES_SHOWN = 40
 DETAILED_INCIDENTS = 50  # the most severe incidents get a full section; the rest a table row
@@ -97,6 +99,8 @@ class ReportCollector:
         self._other_templates = 0
         self._incidents: dict[str, Incident] = {}
         self._dropped_incidents = 0
+        self._sessions: list[SessionVerdict] = []
+        self.sessions = 0  # session verdicts, listed or not
         self._explanations: dict[str, dict[str, Explanation]] = {}
         self._leading: dict[str, Anomaly] = {}
         self._markers: list[tuple[float, float, str]] = []
@@ -184,6 +188,12 @@ class ReportCollector:
         leading = self._leading.get(iid)
         if leading is None or anomaly.score > leading.score:
             self._leading[iid] = anomaly
+
+    def add_session(self, verdict: SessionVerdict) -> None:
+        """Record a session judged anomalous as a whole (the text summary names them too)."""
+        self.sessions += 1
+        if len(self._sessions) < MAX_SESSIONS:
+            self._sessions.append(verdict)
 
     def add_incident(self, incident: Incident) -> None:
         """Record an incident event; the latest state of each incident is shown."""
@@ -291,6 +301,8 @@ class ReportCollector:
     def _incident_html(self) -> str:
         incidents = self._ordered_incidents()
         if not incidents:
+            if self._sessions:
+                return '<p class="empty">No incidents.</p>' + self._sessions_html()
             return '<p class="empty">No incidents: nothing anomalous was found in this scan.</p>'
         parts: list[str] = []
         ranked = sorted(incidents, key=lambda i: (-int(i.severity), -i.anomaly_count))
@@ -344,7 +356,23 @@ class ReportCollector:
             )
         if self._dropped_incidents:
             parts.append(f'<p class="muted">… and {self._dropped_incidents:,} more incidents not kept.</p>')
+        parts.append(self._sessions_html())
         return "\n".join(parts)
+
+    def _sessions_html(self) -> str:
+        """The sessions judged anomalous as a whole, as the text summary names them."""
+        if not self._sessions:
+            return ""
+        rows = "".join(
+            f"<tr><td>{html.escape(v.entity)}</td><td>{len(v.tokens):,}</td>"
+            f"<td>{html.escape(_stamp(v.last_seen, self.year_known))}</td>"
+            f"<td>{html.escape(clip(session_reason(v), 300))}</td></tr>"
+            for v in self._sessions
+        )
+        more = self.sessions - len(self._sessions)
+        return (f"<h3>{plural(self.sessions, 'session')} judged anomalous as a whole</h3><table class='compact'>"
+                "<tr><th>entity</th><th>lines</th><th>ended (UTC)</th><th>what raised it</th></tr>" + rows
+                + "</table>" + (f'<p class="muted">… and {more:,} more.</p>' if more > 0 else ""))
 
     def _history_html(self) -> str:
         """The incidents `train` found in the training history, largest periods first."""

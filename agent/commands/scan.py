@@ -141,6 +141,8 @@ def run(args: argparse.Namespace) -> int:
                 incidents[o.incident_id] = o
             elif isinstance(o, SessionVerdict):
                 sessions.append(o)
+                if collector is not None:
+                    collector.add_session(o)
 
     batch = []
     for path in paths:

@@ -106,6 +106,17 @@ def test_sessions_are_judged_only_when_they_are_sessions(data_dir: Path, tmp_pat
     text = render_sessions([verdict])
     assert "1 session judged anomalous as a whole" in text
     assert "• blk_222222222222 (2 lines, ended " in text and said[0] in text
+    # ... and so does the HTML report (it listed no session at all).
+    import html
+
+    from agent.report import ReportCollector
+
+    collector = ReportCollector()
+    collector.add_session(verdict)
+    collector.write_html(tmp_path / "report.html")
+    page = (tmp_path / "report.html").read_text()
+    assert "1 session judged anomalous as a whole" in page
+    assert "<td>blk_222222222222</td><td>2</td>" in page and html.escape(said[0]) in page
 
 
 def test_model_alerts_name_what_the_model_saw(data_dir: Path, tmp_path: Path) -> None:
@@ -213,6 +224,8 @@ def test_the_demo_says_which_session_was_anomalous_and_what_raised_it(demo_run: 
     (line,) = [row for row in text.splitlines() if row.startswith("  • worker-1 (")]
     assert "1 session judged anomalous as a whole" in text
     assert "[witness" not in line and ("NEW TEMPLATE" in line or "NEW COMBINATION" in line), line
+    page = (demo_run.workdir / "report.html").read_text()
+    assert "1 session judged anomalous as a whole" in page and "<td>worker-1</td><td>1,024</td>" in page
     # The database failover's block shows the story under it (the timeout, the failover, ...), not
     # the first timeout three times over.
     failover = text.split("Incident 1 ")[1].split("Incident 2 ")[0]
