@@ -31,7 +31,7 @@ from typing import Any
 
 from agent.features import FEATURE_NAMES
 from agent.types import DetectorScore, Explanation, ExplanationKind, Level, LineContext
-from agent.wording import clip
+from agent.wording import clip, plural
 
 MAX_FEATURES = 3  # features quoted per Isolation Forest alert
 MAX_NAMED = 3  # templates named on an explanation's first line (expected ones, missed lines)
@@ -506,7 +506,7 @@ class ModelExplainer:
             said = [f"{ws[0]}: {self._token_label(tok)}" + (f" (+{len(ws) - 1} more line{'s' if len(ws) > 2 else ''}"
                                                             " of it)" if len(ws) > 1 else "")
                     for tok, ws in groups.items()]
-            more = f"; +{len(said) - MAX_NAMED} more templates" if len(said) > MAX_NAMED else ""
+            more = f"; +{plural(len(said) - MAX_NAMED, 'more template')}" if len(said) > MAX_NAMED else ""
             named = f": {'; '.join(said[:MAX_NAMED])}{more}" if said else ""
             text = (f"SEQUENCE CONTEXT: {score.detector} could not predict {misses} of {positions} masked lines "
                     f"of {where} from their neighbours{named} ({margin})")

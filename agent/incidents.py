@@ -1278,6 +1278,9 @@ class IncidentGrouper:
                      + title_from(leading, False, len(inc.templates)))
         else:
             title = title_from(leading, new_only, len(inc.templates), held=leading[0][0] in inc.held_templates)
+            if not inc.new_templates and ExplanationKind.BURST._value_ in inc.kinds:
+                # Known lines, too many at once: what happened is the burst (Linux_2k's brute force).
+                title = f"Burst: {title}"
         if inc.arrival:
             title += " (times from arrival: lines carry no timestamp)"
         entities = tuple(inc.entities) + ((f"+{inc.extra_entities} more",) if inc.extra_entities else ())

@@ -144,6 +144,7 @@ def test_model_alerts_name_what_the_model_saw(data_dir: Path, tmp_path: Path) ->
         firsts = [e.text.splitlines()[0] for e in a.explanations]
         assert a.explanations, a.line.line.raw
         assert not [t for t in firsts if t.startswith("MODEL SCORE")], firsts  # every model here is read
+        assert not [t for t in firsts if re.search(r"\+1 more (templates|lines)\b", t)], firsts  # "+1 more template"
         if "isolation_forest" in fired:
             (text,) = [t for t in firsts if t.startswith("ISOLATION FOREST")]
             assert re.search(r"= [-\d.,]+ \(training [-\d.,]+ – [-\d.,]+( lines of one template)?\)|"
@@ -287,7 +288,8 @@ def test_an_incident_without_a_block_says_why_in_one_line(
     """Only the most severe incidents get an ANOMALY DETECTED block; the others said only their
     kinds ("why: BURST, UNUSUAL_TIME, UNUSUAL_PARAMETER"). Each now says under them what raised
     its leading line, in its own words: Linux_2k's brute force "BURST DETECTED: 37 similar lines
-    in last 2 minutes (…)"; never a bare "never seen" its title already says, never a witness's."""
+    in last 2 minutes (…)"; never a bare "never seen" its title already says, never a witness's.
+    And that incident's title says it is a burst ("Burst: authentication failure; …")."""
     from agent.render import render_summary
 
     pipe, outputs, _ = linux
@@ -299,3 +301,6 @@ def test_an_incident_without_a_block_says_why_in_one_line(
             and rows[i + 1].startswith("          ") and not rows[i + 1].strip().startswith(("ANOMALY", "━"))]
     assert any(s.startswith("BURST DETECTED: 37 similar lines in last 2 minutes") for s in said), said
     assert all(s != "NEW TEMPLATE: Never seen before in training data" and "[witness" not in s for s in said), said
+    # Its title says what happened: known lines, too many at once.
+    titles = [i.title for i in incidents if i.line_count > i.anomaly_count]
+    assert titles and all(t.startswith("Burst: authentication failure; logname= uid=") for t in titles), titles
