@@ -221,20 +221,23 @@ class Explainer:
             self._tokens[token] = template_id
         cfg = self.config
         last_by_actor = self._last_by_actor
-        previous = last_by_actor.pop(actor, None)  # popped and put back: now the most recent
+        previous = last_by_actor.get(actor)
         last_by_actor[actor] = template_id
-        if previous is None and len(last_by_actor) > cfg.max_actors:
-            last_by_actor.popitem(last=False)
+        if previous is None:
+            if len(last_by_actor) > cfg.max_actors:
+                last_by_actor.popitem(last=False)
+        else:
+            last_by_actor.move_to_end(actor)  # now the most recent
         if time_from_arrival or not math.isfinite(t):
             return previous, 0
         windows = self._windows
-        window = windows.pop(template_id, None)
+        window = windows.get(template_id)
         if window is None:
             window = windows[template_id] = deque(maxlen=cfg.max_window_events)
             if len(windows) > cfg.max_tracked_templates:
                 windows.popitem(last=False)
         else:
-            windows[template_id] = window
+            windows.move_to_end(template_id)  # now the most recent
             if window and t < window[-1] - cfg.window_secs:
                 window.clear()  # the clock went back by more than a window: start over
         window.append(t)
