@@ -340,12 +340,13 @@ class Pipeline:
         # the miner keeps per template grows with the square of its token count, and a
         # hostile stream of long never-seen lines must not cost MiBs each.
         # (a message the frozen miner just masked, or whose shape it knows, is not masked again)
-        om = self.online_miner.add(message[:ONLINE_MESSAGE_CHARS], self.shapes.prepared(message))
+        tid, template, params, change = self.online_miner.add_parts(message[:ONLINE_MESSAGE_CHARS],
+                                                                     self.shapes.prepared(message))
         for old_id, new_id in self.online_miner.take_merges():  # what the old id knew follows
             self.explainer.rename_template(ONLINE_ID_BASE + old_id, ONLINE_ID_BASE + new_id)
-        if om.change is ChangeType.CREATED:
+        if change is ChangeType.CREATED:
             metrics.templates_created.inc()
-        return ONLINE_ID_BASE + om.template_id, om.template, om.params, 0
+        return ONLINE_ID_BASE + tid, template, params, 0
 
     def _params(self, message: str) -> tuple[str, ...]:
         """The parameters of a message whose frozen match was found without them (`_match`)."""

@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import re
 
-from agent.templates import ChangeType, TemplateMatch, TemplateMiner
+from agent.templates import ChangeType, Prepared, TemplateMatch, TemplateMiner
 from agent.token_types import values_of
 
 MAX_SHAPES = 4_096  # entries kept across all shapes (all emptied when full): ≤ ≈ 12 MiB
@@ -65,9 +65,6 @@ _TYPED = 3  # the values at the `<*>` parts of a typed token (`key=<*>`)
 _SLICE = 4  # the one mask value inside a token, between text of fixed lengths (`/<IP>`)
 
 Parts = tuple[int, str, tuple[str, ...]]  # a match as (template id, template text, params)
-# A message as `TemplateMiner.add` prepares it: tokens, masked tokens, mask values by token index,
-# masked key (`ShapeMatcher.prepared`)
-Prepared = tuple[list[str], list[str], dict[int, tuple[str, ...]], str]
 Found = tuple[int, str, tuple[str, ...] | None]  # ... params None while not read (`ShapeMatcher.lookup`)
 _Plan = tuple[tuple[int, int, int, int, str], ...]  # (token index, kind, chars before, chars after, typed)
 # Where the masks of a shape no template fits stand: its masked tokens and key (the same for every

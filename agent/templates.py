@@ -124,6 +124,11 @@ class TemplateMatch:
     change: ChangeType
 
 
+# A message as `TemplateMiner.add` prepares it: tokens, masked tokens, mask values by token index,
+# memo key (the masked tokens joined)
+Prepared = tuple[list[str], list[str], dict[int, tuple[str, ...]], str]
+
+
 @dataclass(frozen=True)
 class MinerConfig:
     """Drain settings and masks; stored in the bundle so the agent mines exactly like training."""
@@ -380,12 +385,17 @@ class TemplateMiner:
                 remember(self._prepared, message, found, _PREPARED_ENTRIES)
         return found
 
-    def add(self, message: str,
-            prepared: tuple[list[str], list[str], dict[int, tuple[str, ...]], str] | None = None) -> TemplateMatch:
+    def add(self, message: str, prepared: Prepared | None = None) -> TemplateMatch:
         """Learn from one message (training, and online mining) and return its template.
         `prepared`: the message's tokens, masked tokens, mask values and memo key as `add` would
         prepare them, when the caller already has them (`ShapeMatcher.prepared`: the frozen
         miner masked the message, or its shape tells), so it is not masked again."""
+        return TemplateMatch(*self.add_parts(message, prepared))
+
+    def add_parts(self, message: str, prepared: Prepared | None = None
+                  ) -> tuple[int, str, tuple[str, ...], ChangeType]:
+        """`add`, its match as (template id, template text, params, change): no object per
+        message (the pipeline's online miner learns every never-seen line)."""
         self.revision += 1
         if prepared is None:
             prepared = self._prepare(message)
@@ -400,7 +410,7 @@ class TemplateMiner:
             hit.size += 1
             self._templates.move_to_end(hit.id)
             tid = self._alias.get(hit.id, hit.id)
-            return TemplateMatch(tid, hit.text, self._params(hit, tokens, values), ChangeType.NONE)
+            return tid, hit.text, self._params(hit, tokens, values), ChangeType.NONE
 
         self.stats.misses += 1
         typed = typed_tokens(masked)
@@ -416,7 +426,7 @@ class TemplateMiner:
         self._templates.move_to_end(tpl.id)
         self._evict()
         self._remember(key, (tpl.id, self._generation.get(ntokens, 0)))
-        return TemplateMatch(self._owner(tpl.id), tpl.text, self._params(tpl, tokens, values), change)
+        return self._owner(tpl.id), tpl.text, self._params(tpl, tokens, values), change
 
     def _learn_values(self, masked: list[str], typed: tuple[str, ...]) -> None:
         """Words that follow `key=` are values; remembered as evidence for `_variable`."""

@@ -206,6 +206,7 @@ class StageTimers:
         self.patch("template match", getattr(pipe, "shapes", None), "template")
         self.patch("template match", getattr(pipe, "shapes", None), "lookup")
         self.patch("template match", pipe.online_miner, "add")
+        self.patch("template match", pipe.online_miner, "add_parts")
         self.patch("features", pipe.features, "update")
         self.patch("features", pipe.features, "advance")
         self.patch("explainer observe + is_notable", pipe.explainer, "observe")
