@@ -224,7 +224,8 @@ def render_summary(
             where = f" across {entities:,} {'components' if streams else 'entities'}" if entities > 1 else ""
             out.append(f"  └─ {count:,} anomalous lines{where}{more}, started with {_quote(first, 40)}")
         if inc.explanation_kinds:
-            kinds = ", ".join(k.value for k in inc.explanation_kinds)
+            # in words, as the factors below are headed ("new template, unusual time", not NEW_TEMPLATE)
+            kinds = ", ".join(k.value.replace("_", " ").lower() for k in inc.explanation_kinds)
             out.append(paint(f"     why: {kinds}", _DIM))
         # The most explained member leads (seed 002's block shows why), then the top score.
         leading = max(members, key=lambda a: (len(a.explanations), a.score, -a.line.time)) if members else None

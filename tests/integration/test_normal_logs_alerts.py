@@ -301,6 +301,9 @@ def test_an_incident_without_a_block_says_why_in_one_line(
             and rows[i + 1].startswith("          ") and not rows[i + 1].strip().startswith(("ANOMALY", "━"))]
     assert any(s.startswith("BURST DETECTED: 37 similar lines in last 2 minutes") for s in said), said
     assert all(s != "NEW TEMPLATE: Never seen before in training data" and "[witness" not in s for s in said), said
+    # The kinds in words, as the factors are headed, not as enum names ("why: BURST, UNUSUAL_TIME").
+    assert "     why: burst, unusual time, unusual parameter" in rows and not any(
+        re.match(r" +why: .*[A-Z]_[A-Z]", r) for r in rows)
     # Its title says what happened: known lines, too many at once.
     titles = [i.title for i in incidents if i.line_count > i.anomaly_count]
     assert titles and all(t.startswith("Burst: authentication failure; logname= uid=") for t in titles), titles
