@@ -756,9 +756,7 @@ class IncidentGrouper:
         if related:
             self._list_quiet(best, line)
         if math.isfinite(t):
-            best.first_seen = min(best.first_seen, t) if math.isfinite(best.first_seen) else t
-            best.last_seen = max(best.last_seen, t) if math.isfinite(best.last_seen) else t
-            _add_to_episodes(best.episodes, t, self.config.episode_gap_secs)
+            _stretch(best, t, self.config.episode_gap_secs)
             self._touch(best)
             if t - best.emitted_at >= self.config.update_every_secs:
                 best.emitted_at = t
@@ -878,18 +876,7 @@ class IncidentGrouper:
         cfg = self.config
         line = anomaly.line
         pl = line.line
-        t = line.time
-        if math.isfinite(t):
-            inc.first_seen = min(inc.first_seen, t) if math.isfinite(inc.first_seen) else t
-            inc.last_seen = max(inc.last_seen, t) if math.isfinite(inc.last_seen) else t
-            _add_to_episodes(inc.episodes, t, cfg.episode_gap_secs)
-        inc.anomalies += 1
-        if line.time_from_arrival:
-            inc.arrival = True
-        if anomaly.verdict is Verdict.DANGER:
-            inc.danger += 1
-        if pl.level > inc.max_level:
-            inc.max_level = pl.level
+        _count_in(inc, anomaly, cfg.episode_gap_secs)
         inc.templates[key[0]] += 1
         values = inc.values
         if len(values) < cfg.max_values:
@@ -915,7 +902,7 @@ class IncidentGrouper:
         if storm in storms or len(storms) < cfg.max_repeat_keys:
             storms[storm] += 1
         raw = pl.raw[:_MAX_LINE_CHARS]
-        sample = f"[arrived {_stamp(t)}] {raw}" if line.time_from_arrival else raw
+        sample = f"[arrived {_stamp(line.time)}] {raw}" if line.time_from_arrival else raw
         samples = inc.samples
         if len(samples) < cfg.max_samples:
             samples.append(sample)
@@ -1183,16 +1170,7 @@ class IncidentGrouper:
         are those of its key, already there, and what its models said is not read)."""
         cfg = self.config
         line = anomaly.line
-        t = line.time
-        if math.isfinite(t):
-            inc.first_seen = min(inc.first_seen, t) if math.isfinite(inc.first_seen) else t
-            inc.last_seen = max(inc.last_seen, t) if math.isfinite(inc.last_seen) else t
-            _add_to_episodes(inc.episodes, t, cfg.episode_gap_secs)
-        inc.anomalies += 1
-        inc.arrival = inc.arrival or line.time_from_arrival
-        if anomaly.verdict is Verdict.DANGER:
-            inc.danger += 1
-        inc.max_level = max(inc.max_level, line.line.level)
+        _count_in(inc, anomaly, cfg.episode_gap_secs)
         tid = line.template_id
         if tid in inc.templates or len(inc.templates) < cfg.max_templates:
             if tid not in inc.templates:
@@ -1232,7 +1210,7 @@ class IncidentGrouper:
             inc.storms[storm] += 1
         # The raw line carries its own timestamp; only an arrival time needs saying.
         raw = line.line.raw[:_MAX_LINE_CHARS]
-        sample = f"[arrived {_stamp(t)}] {raw}" if line.time_from_arrival else raw
+        sample = f"[arrived {_stamp(line.time)}] {raw}" if line.time_from_arrival else raw
         if len(inc.samples) < cfg.max_samples:
             inc.samples.append(sample)
         else:
@@ -1390,6 +1368,27 @@ _MAX_EPISODES = 64  # episodes an incident remembers (the earliest in log time a
 
 def _episode_start(span: list[float]) -> float:
     return span[0]
+
+
+def _count_in(inc: _Open, anomaly: Anomaly, gap: float) -> None:
+    """Count `anomaly` in the incident: its span and episodes, how many, how bad, how timed."""
+    line = anomaly.line
+    if math.isfinite(line.time):
+        _stretch(inc, line.time, gap)
+    inc.anomalies += 1
+    if line.time_from_arrival:
+        inc.arrival = True
+    if anomaly.verdict is Verdict.DANGER:
+        inc.danger += 1
+    if line.line.level > inc.max_level:
+        inc.max_level = line.line.level
+
+
+def _stretch(inc: _Open, t: float, gap: float) -> None:
+    """Stretch the incident's span and episodes over a line at the finite time `t`."""
+    inc.first_seen = min(inc.first_seen, t) if math.isfinite(inc.first_seen) else t
+    inc.last_seen = max(inc.last_seen, t) if math.isfinite(inc.last_seen) else t
+    _add_to_episodes(inc.episodes, t, gap)
 
 
 def _add_to_episodes(spans: list[list[float]], t: float, gap: float) -> None:
