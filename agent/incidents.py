@@ -896,21 +896,7 @@ class IncidentGrouper:
                 _put(self._index.services, service, inc)
             else:
                 _count_extra(inc, entity)
-        repeats, storms, storm = inc.repeats, inc.storms, (key[0], key[2])
-        if key in repeats or len(repeats) < cfg.max_repeat_keys:
-            repeats[key] += 1
-        if storm in storms or len(storms) < cfg.max_repeat_keys:
-            storms[storm] += 1
-        raw = pl.raw[:_MAX_LINE_CHARS]
-        sample = f"[arrived {_stamp(line.time)}] {raw}" if line.time_from_arrival else raw
-        samples = inc.samples
-        if len(samples) < cfg.max_samples:
-            samples.append(sample)
-        else:
-            head = max(1, cfg.max_samples // 2)
-            if cfg.max_samples > head:
-                del samples[head]
-                samples.append(sample)
+        _keep_repeat(inc, line, key, cfg)
 
     def _decide(self, inc: _Open, anomaly: Anomaly, key: tuple[int, str, tuple[str, ...]] | None = None) -> bool:
         """Queue `anomaly`'s event with the incident's id, unless it is a repeat only counted (`repeat_emitted`)."""
@@ -1202,23 +1188,7 @@ class IncidentGrouper:
                 kind = e.kind
                 if kind._value_ not in kinds:
                     kinds[kind._value_] = kind
-        key = key or _key(anomaly)
-        if key in inc.repeats or len(inc.repeats) < cfg.max_repeat_keys:
-            inc.repeats[key] += 1
-        storm = (key[0], key[2])
-        if storm in inc.storms or len(inc.storms) < cfg.max_repeat_keys:
-            inc.storms[storm] += 1
-        # The raw line carries its own timestamp; only an arrival time needs saying.
-        raw = line.line.raw[:_MAX_LINE_CHARS]
-        sample = f"[arrived {_stamp(line.time)}] {raw}" if line.time_from_arrival else raw
-        if len(inc.samples) < cfg.max_samples:
-            inc.samples.append(sample)
-        else:
-            # Keep the first half (how it started) and roll the second half (how it goes now).
-            head = max(1, cfg.max_samples // 2)
-            if cfg.max_samples > head:
-                del inc.samples[head]
-                inc.samples.append(sample)
+        _keep_repeat(inc, line, key or _key(anomaly), cfg)
 
     def _severity(self, inc: _Open) -> IncidentSeverity:
         points = 0
@@ -1368,6 +1338,27 @@ _MAX_EPISODES = 64  # episodes an incident remembers (the earliest in log time a
 
 def _episode_start(span: list[float]) -> float:
     return span[0]
+
+
+def _keep_repeat(inc: _Open, line: TemplatedLine, key: tuple[int, str, tuple[str, ...]],
+                 cfg: IncidentConfig) -> None:
+    """Count the line under its repeat key and its storm (`repeat_emitted`) and keep it as a sample."""
+    if key in inc.repeats or len(inc.repeats) < cfg.max_repeat_keys:
+        inc.repeats[key] += 1
+    storm = (key[0], key[2])
+    if storm in inc.storms or len(inc.storms) < cfg.max_repeat_keys:
+        inc.storms[storm] += 1
+    # The raw line carries its own timestamp; only an arrival time needs saying.
+    raw = line.line.raw[:_MAX_LINE_CHARS]
+    sample = f"[arrived {_stamp(line.time)}] {raw}" if line.time_from_arrival else raw
+    if len(inc.samples) < cfg.max_samples:
+        inc.samples.append(sample)
+    else:
+        # Keep the first half (how it started) and roll the second half (how it goes now).
+        head = max(1, cfg.max_samples // 2)
+        if cfg.max_samples > head:
+            del inc.samples[head]
+            inc.samples.append(sample)
 
 
 def _count_in(inc: _Open, anomaly: Anomaly, gap: float) -> None:
