@@ -693,7 +693,7 @@ class Explainer:
         for e in found:
             if dict(e.facts).get("detector") in self.witnesses:
                 first, _, rest = e.text.partition("\n")
-                e = Explanation(e.kind, f"{first} [witness: not in the vote at this sensitivity]"
+                e = Explanation(e.kind, f"{first} [noticed only: this model does not vote at this sensitivity]"
                                 + (f"\n{rest}" if rest else ""), (*e.facts, ("in_vote", False)))
             out.append(e)
         return out

@@ -29,6 +29,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
+from agent.detector_words import RULES, found_by, model_name
 from agent.features import FEATURE_NAMES
 from agent.types import DetectorScore, Explanation, ExplanationKind, Level, LineContext
 from agent.wording import clip, plural
@@ -96,23 +97,36 @@ def past(score: DetectorScore) -> str:
     return vs(score.score, score.threshold, 3 if abs(score.threshold) < 1 else 2)
 
 
-def raised_by(scores: Sequence[DetectorScore], explanations: Sequence[Explanation] = ()) -> str:
-    """Which detectors raised an alert, each with its score past its threshold, for its header
-    (the ensemble's combined score is in no unit a person knows: a rule alone makes it 2.00).
-    Models outside the vote (explanations with `in_vote` False) are named apart: they fired
-    but did not raise it."""
-    witnesses = {dict(e.facts).get("detector") for e in explanations if dict(e.facts).get("in_vote") is False}
+def raised_by(scores: Sequence[DetectorScore], explanations: Sequence[Explanation] = (),
+              types: Mapping[str, str] | None = None) -> str:
+    """Which detectors raised an alert, for its header, in words: what each found
+    (`agent.detector_words`: "raised by a message never seen in training and an unusual order of
+    events (DeepLog)"). A model's score past its threshold is said only when no explanation of it
+    follows (the explanation says it; the ensemble's combined score is in no unit a person
+    knows). Models outside the vote (explanations with `in_vote` False) are named apart: they
+    noticed it but did not raise it."""
+    facts = [dict(e.facts) for e in explanations]
+    witnesses = {f.get("detector") for f in facts if f.get("in_vote") is False}
+    explained = {f.get("detector") for f in facts}
 
     def said(s: DetectorScore) -> str:
-        return s.detector if s.detector in _RULES else f"{s.detector} {past(s)}"
+        words = found_by(s.detector, types)
+        if (types or {}).get(s.detector, s.detector) in RULES or s.detector in explained:
+            return words
+        return f"{words}: {past(s)}"
 
     voted = [said(s) for s in scores if s.fired and s.detector not in witnesses]
     outside = [said(s) for s in scores if s.fired and s.detector in witnesses]
-    head = f"raised by {', '.join(voted)}" if voted else "no voting model fired: raised by the facts below"
-    return head + (f"; outside the vote, also fired: {', '.join(outside)}" if outside else "")
+    head = f"raised by {_listing(voted)}" if voted else "no voting model fired: raised by the facts below"
+    return head + (f"; also noticed by {'a model that does' if len(outside) == 1 else 'models that do'} not vote "
+                   f"at this sensitivity: {_listing(outside)}" if outside else "")
 
 
-_RULES = frozenset({"novelty", "novel_set"})  # 1.0 against 0.5: the score says nothing more than "fired"
+def _listing(items: Sequence[str]) -> str:
+    """"a", "a and b", "a, b and c"."""
+    return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} and {items[-1]}"
+
+
 _SAID_ELSEWHERE = frozenset({"novelty", "novel_set"})  # a line's alert by these is its NEW_TEMPLATE fact
 
 
@@ -135,6 +149,14 @@ class ModelExplainer:
                 self._ranges[i] = (float(pair[0]), float(pair[1]))
         self._label = label
         self._template_of = template_of
+
+    def _named(self, detector: str) -> str:
+        """A detector as a person names it ("DeepLog", `agent.detector_words`)."""
+        return model_name(detector, self._types)
+
+    def _who(self, score: DetectorScore) -> str:
+        """The detector of `score` as a person names it."""
+        return model_name(score.detector, self._types)
 
     def kind_of(self, detector: str) -> str:
         """The model type of a detector (its name when the bundle does not say)."""
@@ -187,12 +209,12 @@ class ModelExplainer:
                             details: dict[str, object]) -> Explanation:
         """The window the classifier found most like the labelled anomalies, and its last line's template."""
         where = details.get("position")
-        text = (f"LIKE A LABELLED ANOMALY: {score.detector} gives this session's most anomalous window "
+        text = (f"LIKE A LABELLED ANOMALY: {self._who(score)} gives this session's most anomalous window "
                 f"probability {score.score:.2f} (threshold {score.threshold:.2f})")
         facts: list[tuple[str, object]] = [("detector", score.detector), ("score", score.score),
                                            ("threshold", score.threshold)]
         if isinstance(where, int) and 0 <= where < len(tokens):
-            text = (f"LIKE A LABELLED ANOMALY: {score.detector} finds the window ending at line {where + 1}, "
+            text = (f"LIKE A LABELLED ANOMALY: {self._who(score)} finds the window ending at line {where + 1}, "
                     f"{self._token_label(tokens[where])}, most like the labelled anomalies (probability "
                     f"{vs(score.score, score.threshold)})\n"
                     f"That window ends at line {where + 1}, {self._token_label(tokens[where])}")
@@ -206,10 +228,10 @@ class ModelExplainer:
         inputs = {k.removeprefix("input_"): float(v) for k, v in details.items()
                   if k.startswith("input_") and isinstance(v, (int, float))}
         unknown = sum(1 for t in tokens if t == 0)
-        said = "; ".join(f"{name} at {z:.1f}× its normal p99 excess" for name, z in
+        said = "; ".join(f"{self._named(name)} at {z:.1f}× its normal p99 excess" for name, z in
                          sorted(inputs.items(), key=lambda kv: -kv[1]) if z > 1.0)
         worst = self._autolog_worst(details, "this session")
-        text = (f"COUNT RECONSTRUCTION: {score.detector} could not rebuild this session's template and level "
+        text = (f"COUNT RECONSTRUCTION: {self._who(score)} could not rebuild this session's template and level "
                 f"counts{': worst ' + worst if worst else ''} ({len(tokens)} lines, {unknown} of a template "
                 f"never seen in training; error {vs(score.score, score.threshold)})")
         if said:
@@ -223,7 +245,7 @@ class ModelExplainer:
         facts: list[tuple[str, object]] = [("detector", score.detector), ("score", score.score),
                                            ("threshold", score.threshold), ("misses", details.get("misses")),
                                            ("positions", details.get("positions"))]
-        head = (f"SEQUENCE ANOMALY: {score.detector} did not expect {details.get('misses')} of the "
+        head = (f"SEQUENCE ANOMALY: {self._who(score)} did not expect {details.get('misses')} of the "
                 f"{details.get('positions')} steps of this session (threshold {score.threshold:g})")
         where, actual, end = details.get("first_miss"), details.get("actual"), details.get("end")
         expected = _pairs(details.get("expected"))
@@ -239,7 +261,7 @@ class ModelExplainer:
         facts += [("first_miss", where), ("actual_template", None if actual == end else self._template_of(actual)),
                   ("expected_templates", [self._template_of(t) for t, _ in expected[:MAX_LISTED]]),
                   ("expected", [{**self._token_fact(t), "probability": p} for t, p in expected[:MAX_LISTED]])]
-        head = (f"SEQUENCE ANOMALY: {score.detector} did not expect {details.get('misses')} of the "
+        head = (f"SEQUENCE ANOMALY: {self._who(score)} did not expect {details.get('misses')} of the "
                 f"{details.get('positions')} steps of this session; first at step {where + 1}: expected {first}, "
                 f"but {came} (threshold {score.threshold:g} misses)")
         text = f"{head}\nFirst unexpected: {came}\nExpected there: {listing}"
@@ -249,13 +271,13 @@ class ModelExplainer:
         worst = details.get("worst_position")
         facts: list[tuple[str, object]] = [("detector", score.detector), ("score", score.score),
                                            ("threshold", score.threshold)]
-        head = (f"SEQUENCE RECONSTRUCTION: {score.detector} could not rebuild this session of {len(tokens)} lines "
+        head = (f"SEQUENCE RECONSTRUCTION: {self._who(score)} could not rebuild this session of {len(tokens)} lines "
                 f"(worst window error {vs(score.score, score.threshold)})")
         if isinstance(worst, int) and 0 <= worst < len(tokens):
             template = self._template_of(tokens[worst]) if tokens[worst] else None
             facts += [("worst_line", worst + 1), ("worst_template", template)]
             label = self._token_label(tokens[worst])
-            head = (f"SEQUENCE RECONSTRUCTION: {score.detector} rebuilt worst the window ending at line {worst + 1} "
+            head = (f"SEQUENCE RECONSTRUCTION: {self._who(score)} rebuilt worst the window ending at line {worst + 1} "
                     f"of {len(tokens)}, {label} (error {vs(score.score, score.threshold)})"
                     f"\nWorst rebuilt: the window ending at line {worst + 1}, {label}")
         return Explanation(ExplanationKind.SEQUENCE, head, tuple(facts))
@@ -314,7 +336,7 @@ class ModelExplainer:
                 size = details.get("window")
                 lines = min(size, len(ctx.history)) if isinstance(size, int) else len(ctx.history)
                 found = Explanation(ExplanationKind.MODEL_OUTLIER, (
-                    f"LIKE A LABELLED ANOMALY: {score.detector} finds the last {lines} lines of this entity, ending "
+                    f"LIKE A LABELLED ANOMALY: {self._who(score)} finds the last {lines} lines of this entity, ending "
                     f"at this one, like the labelled anomalies (probability {past(score)})"),
                     (("detector", score.detector), ("score", score.score), ("threshold", score.threshold),
                      ("window_lines", lines)))
@@ -352,7 +374,7 @@ class ModelExplainer:
             how.append(past(score))
         this = f"{'new template ' if is_new else ''}#{actual} [{_short(actual_text)}]"
         listing = ", ".join(f"{said(t)} {p:.0%}" for _, t, p in named)
-        text = (f"SEQUENCE ANOMALY: {score.detector} expected {first}; got {this} ({', '.join(how)})\n"
+        text = (f"SEQUENCE ANOMALY: {self._who(score)} expected {first}; got {this} ({', '.join(how)})\n"
                 f"Expected: {listing}")
         facts: list[tuple[str, object]] = [
             ("detector", score.detector), ("score", score.score), ("threshold", score.threshold),
@@ -369,7 +391,7 @@ class ModelExplainer:
     def _plain(self, score: DetectorScore, what: str) -> Explanation:
         """A model whose details this module cannot read: its score against its threshold."""
         return Explanation(ExplanationKind.MODEL_OUTLIER,
-                           f"MODEL SCORE: {score.detector} scores {what} {past(score)}",
+                           f"MODEL SCORE: {self._who(score)} scores {what} {past(score)}",
                            (("detector", score.detector), ("score", score.score), ("threshold", score.threshold)))
 
     def _isolation_forest(self, ctx: LineContext, score: DetectorScore) -> Explanation | None:
@@ -434,7 +456,7 @@ class ModelExplainer:
         margin = f"error {vs(score.score, score.threshold)}"
         # (one line: the entity's first since it went idle, as BGL's stream after a quiet hour)
         span = f"the last {lines} lines of this entity" if lines != 1 else "this entity's one line since it was idle"
-        head = f"SEQUENCE RECONSTRUCTION: {score.detector} could not rebuild {span} ({margin})"
+        head = f"SEQUENCE RECONSTRUCTION: {self._who(score)} could not rebuild {span} ({margin})"
         if isinstance(raw, int) and window:
             back = window - 1 - raw  # 0 = this line
             history = ctx.history
@@ -444,7 +466,7 @@ class ModelExplainer:
             label = self._label(template) if template is not None else "a template never seen in training"
             facts += [("worst_lines_back", back), ("worst_template", template), ("window_lines", lines)]
             return Explanation(ExplanationKind.SEQUENCE,
-                               f"SEQUENCE RECONSTRUCTION: {score.detector} rebuilt worst {where}, {label}, of "
+                               f"SEQUENCE RECONSTRUCTION: {self._who(score)} rebuilt worst {where}, {label}, of "
                                f"{span} ({margin})\nWorst rebuilt: {where}, {label}",
                                tuple(facts))
         return Explanation(ExplanationKind.SEQUENCE, head, tuple(facts))
@@ -469,10 +491,10 @@ class ModelExplainer:
         said = self._autolog_worst(details, "them")
         margin = f"error {vs(score.score, score.threshold, 3)}"
         if said:
-            text = (f"WINDOW PROFILE: {score.detector} rebuilt worst {said}, of what the last {lines} lines of "
+            text = (f"WINDOW PROFILE: {self._who(score)} rebuilt worst {said}, of what the last {lines} lines of "
                     f"this entity hold ({margin})\nRebuilt worst: {said}")
         else:
-            text = (f"WINDOW PROFILE: {score.detector} could not rebuild what the last {lines} lines of this "
+            text = (f"WINDOW PROFILE: {self._who(score)} could not rebuild what the last {lines} lines of this "
                     f"entity hold ({margin})")
         return Explanation(ExplanationKind.MODEL_OUTLIER, text, tuple(facts))
 
@@ -508,7 +530,7 @@ class ModelExplainer:
                     for tok, ws in groups.items()]
             more = f"; +{plural(len(said) - MAX_NAMED, 'more template')}" if len(said) > MAX_NAMED else ""
             named = f": {'; '.join(said[:MAX_NAMED])}{more}" if said else ""
-            text = (f"SEQUENCE CONTEXT: {score.detector} could not predict {misses} of {positions} masked lines "
+            text = (f"SEQUENCE CONTEXT: {self._who(score)} could not predict {misses} of {positions} masked lines "
                     f"of {where} from their neighbours{named} ({margin})")
             if len(said) > MAX_NAMED:
                 text += "\nMissed: " + "; ".join(said[:MAX_LISTED * 2])
@@ -516,7 +538,7 @@ class ModelExplainer:
             facts.append(("missed_templates", [{**self._token_fact(tok), "lines": len(ws), "nearest": ws[0]}
                                                for tok, ws in list(groups.items())[:MAX_LISTED * 2]]))
         else:
-            text = (f"SEQUENCE CONTEXT: {score.detector} places {where} far from anything in training "
+            text = (f"SEQUENCE CONTEXT: {self._who(score)} places {where} far from anything in training "
                     f"({margin})")
         return Explanation(ExplanationKind.MODEL_OUTLIER, text, tuple(facts))
 

@@ -13,10 +13,14 @@ import pytest
 from conftest import DEMO_TIMEOUT, DemoRun
 from loghub_halves import assert_incident_counts_agree, final_incidents, halves, scan_records
 
+from agent.detector_words import found_by
 from agent.pipeline import Pipeline
 from agent.reader import iter_records
 from agent.types import Anomaly, Incident, Output, Record, SessionVerdict
 from trainer.train import TrainOptions, train
+
+# A detector's id, where a person reads what it found (`agent.detector_words`).
+_DETECTOR_IDS = re.compile(r"\b(novelty|novel_set|deeplog|lstm_ae|logbert|isolation_forest)\b")
 
 
 @pytest.fixture(scope="module")
@@ -157,11 +161,11 @@ def test_model_alerts_name_what_the_model_saw(data_dir: Path, tmp_path: Path) ->
             assert "the last 1 lines" not in text, text
             checked["lstm_ae"] += 1
         if "deeplog" in fired:
-            (text,) = [t for t in firsts if t.startswith("SEQUENCE ANOMALY: deeplog")]
+            (text,) = [t for t in firsts if t.startswith("SEQUENCE ANOMALY: DeepLog")]
             assert re.search(r"expected (#\d+ \[.+\]|a template never seen in training|the end of a session) "
                              r"\d+%.*; got "
                              r"(new template )?#\d+ \[", text), text
-            facts = dict(next(e.facts for e in a.explanations if e.text.startswith("SEQUENCE ANOMALY: deeplog")))
+            facts = dict(next(e.facts for e in a.explanations if e.text.startswith("SEQUENCE ANOMALY: DeepLog")))
             assert facts["actual"] == a.line.template_id and facts["expected_templates"]
             checked["deeplog"] += 1
         if "logbert" in fired:
@@ -169,9 +173,18 @@ def test_model_alerts_name_what_the_model_saw(data_dir: Path, tmp_path: Path) ->
             assert re.search(r"could not predict \d+ of \d+ masked lines .*: (this line|\d+ lines? back): "
                              r"(#\d+ \[|a template never)", text) or "far from anything in training" in text, text
             checked["logbert"] += 1
-        body = anomaly_event(a, 0.0, "cpu")["body"]
+        event = anomaly_event(a, 0.0, "cpu")
+        body = event["body"]
         assert all(t in body for t in firsts) and not re.search(r"\(score \d+\.\d\d\)", body)
         assert "[Score:" not in render_anomaly(a, color=False)
+        # The header and every explanation say in words what each detector found, never its id
+        # ("raised by novelty; outside the vote, also fired: deeplog"); the event's machine-readable
+        # fields keep the ids (`anomaly.scores[].detector`, the explanations' `detector` fact).
+        header = render_anomaly(a, color=False).splitlines()[0]
+        assert not _DETECTOR_IDS.search(header) and not any(_DETECTOR_IDS.search(t) for t in firsts), (header, firsts)
+        assert all(found_by(d) in header for d in fired), (header, fired)
+        assert [s["detector"] for s in event["attributes"]["anomaly.scores"]] == [s.detector for s in a.scores]
+        assert {e["facts"].get("detector") for e in event["attributes"]["anomaly.explanations"]} - {None} <= fired
     assert checked["isolation_forest"] > 0
     if torch:
         assert checked["deeplog"] > 0 and checked["lstm_ae"] + checked["logbert"] > 0, checked
@@ -218,13 +231,13 @@ def test_the_demo_says_which_session_was_anomalous_and_what_raised_it(demo_run: 
     """The demo's one anomalous session (worker-1, which holds the crash loop) is named in the
     summary with what raised it: the voters' facts (its never-seen lines, its new set of
     templates) come before what models outside the vote saw, so the line does not open with a
-    witness ("… [witness: not in the vote at this sensitivity]"). It was "1 session judged
+    witness ("… [noticed only: this model does not vote at this sensitivity]"). It was "1 session judged
     anomalous as a whole (see --format json)", and the event's body opened with a witness. The
     lines shown under the failover's block are three different messages."""
     text = demo_run.stdout
     (line,) = [row for row in text.splitlines() if row.startswith("  • worker-1 (")]
     assert "1 session judged anomalous as a whole" in text
-    assert "[witness" not in line and ("NEW TEMPLATE" in line or "NEW COMBINATION" in line), line
+    assert "[noticed only" not in line and ("NEW TEMPLATE" in line or "NEW COMBINATION" in line), line
     page = (demo_run.workdir / "report.html").read_text()
     assert "1 session judged anomalous as a whole" in page and "<td>worker-1</td><td>1,024</td>" in page
     # The database failover's block shows the story under it (the timeout, the failover, ...), not
@@ -300,7 +313,7 @@ def test_an_incident_without_a_block_says_why_in_one_line(
     said = [rows[i + 1].strip() for i, row in enumerate(rows[:-1]) if row.startswith("     why: ")
             and rows[i + 1].startswith("          ") and not rows[i + 1].strip().startswith(("ANOMALY", "━"))]
     assert any(s.startswith("BURST DETECTED: 37 similar lines in last 2 minutes") for s in said), said
-    assert all(s != "NEW TEMPLATE: Never seen before in training data" and "[witness" not in s for s in said), said
+    assert all(s != "NEW TEMPLATE: Never seen before in training data" and "[noticed only" not in s for s in said), said
     # The kinds in words, as the factors are headed, not as enum names ("why: BURST, UNUSUAL_TIME").
     assert "     why: burst, unusual time, unusual parameter" in rows and not any(
         re.match(r" +why: .*[A-Z]_[A-Z]", r) for r in rows)

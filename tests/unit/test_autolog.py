@@ -159,5 +159,5 @@ def test_an_alert_names_the_entry_rebuilt_worst(bundle: Any, labelled: tuple[lis
                 assert details["worst_entry"] in ("template_token", "level", "input")
                 said += [e.text for e in explainer.explain(ctx, [score])]
     # The first line (what an event body quotes) says what it rebuilt worst.
-    assert said and all(t.startswith("WINDOW PROFILE: autolog rebuilt worst ") for t in said)
+    assert said and all(t.startswith("WINDOW PROFILE: AutoLog rebuilt worst ") for t in said)
     assert any("Rebuilt worst: the count of" in t or "Rebuilt worst: deeplog's score" in t for t in said), said[:3]

@@ -369,7 +369,8 @@ def test_isolation_forest_names_features_out_of_range_or_the_unusual_combination
     first = e.text.splitlines()[0]
     assert first.startswith("ISOLATION FOREST: parameters in the message = 7 (training 0 – 2)")
     assert "template = " not in first and "0.1812 > threshold 0.1809" in first
-    assert first.endswith("[witness: not in the vote at this sensitivity]") and dict(e.facts)["in_vote"] is False
+    assert first.endswith("[noticed only: this model does not vote at this sensitivity]")
+    assert dict(e.facts)["in_vote"] is False
     assert [f["feature"] for f in dict(e.facts)["outside_range"]] == ["param_count"]  # type: ignore[union-attr]
 
     row = np.full(len(FEATURE_NAMES), 5.0, dtype=np.float32)
