@@ -37,6 +37,12 @@ lost_messages = Counter(
     ["component"],
     registry=REGISTRY,
 )
+state_unreadable = Counter(
+    "logdetect_state_unreadable",
+    "State files in state_dir that could not be read at start (the agent starts without them), by file",
+    ["file"],
+    registry=REGISTRY,
+)
 queue_depth = Gauge("logdetect_queue_records", "Records waiting in a queue", ["stage"], registry=REGISTRY)
 templates = Gauge("logdetect_templates", "Templates the miner knows", registry=REGISTRY)
 feedback_suppressed = Counter(

@@ -37,6 +37,7 @@ from agent.episodes import EPISODE_GAP_SECS
 from agent.errors import BundleError
 from agent.features import EndedSession, FeatureConfig, FeatureExtractor, FeatureStats
 from agent.feedback import Feedback
+from agent.held_back import HELD_BACK_STATE, OngoingState
 from agent.incidents import NEW_BEHAVIOUR_SECS
 from agent.multiline import Stitcher
 from agent.onnx_session import RuntimeOptions
@@ -214,6 +215,11 @@ class Pipeline:
         witnesses = frozenset(d.name for d in self.detectors if self.ensemble.member(d.name, self.kinds) is None)
         self.explainer = Explainer(profile, TemplateTexts(self.miner, self.online_miner), model_types=model_types,
                                    witnesses=witnesses)
+        # The count of the incident the history ends in goes on after a restart (`agent/held_back.py`).
+        self.held_back_state: OngoingState | None = None
+        if config.state_dir is not None and self.explainer.ongoing is not None:
+            self.held_back_state = OngoingState(config.state_dir / HELD_BACK_STATE, self.bundle_id)
+            self.held_back_state.load(self.explainer.ongoing)
         # The profile relates templates that follow each other in training (an auth failure and
         # the web's 401 it causes), so they group into one incident.
         self.grouper = IncidentGrouper(IncidentConfig(gap_secs=config.incident_gap_secs,
@@ -286,6 +292,7 @@ class Pipeline:
                 miner = TemplateMiner.load(path)
             except Exception as exc:  # a snapshot we cannot read must not stop the agent
                 log.warning("online_template_state_unreadable", path=str(path), error=str(exc))
+                metrics.state_unreadable.labels(file=ONLINE_STATE).inc()
             else:
                 return miner
         return TemplateMiner(cfg)
@@ -294,6 +301,7 @@ class Pipeline:
         """Snapshot the online miner now when a state dir is set (shutdown, reload); record size and time."""
         self.drift.save()
         self.feedback.save()
+        self._save_held_back()
         if self.snapshotter is not None:
             started = time.perf_counter()
             size = self.snapshotter.save_now()
@@ -835,7 +843,12 @@ class Pipeline:
         if self.snapshotter is not None and self.snapshotter.maybe_save(now):
             metrics.snapshot_bytes.set((self.snapshotter.path).stat().st_size)
             self.drift.save()  # the online counts go with the snapshot
+            self._save_held_back()
         return out
+
+    def _save_held_back(self) -> None:
+        if self.held_back_state is not None and self.explainer.ongoing is not None:
+            self.held_back_state.save(self.explainer.ongoing)
 
     def close(self, now: float) -> list[Output]:
         """End of input: everything held, every open session and incident, then a snapshot."""

@@ -193,7 +193,30 @@ def test_a_storm_at_the_end_of_the_history_is_held_back_and_only_there(data_dir:
             assert other.ongoing() is None, system
 
 
-def test_the_outage_at_the_end_of_hadoops_history_is_one_incident_loud_once(data_dir: Path, tmp_path: Path) -> None:
+@dataclasses.dataclass(frozen=True)
+class Hadoop:
+    bundle: Path
+    scan_part: list[Record]
+    scanned: list[str]  # the scanned lines' event ids
+    train_events: frozenset[str]
+    results: list[LineResult]
+    outputs: list[Output]
+
+
+@pytest.fixture(scope="module")
+def hadoop(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Hadoop:
+    """Hadoop_2k trained on its first half (its history ends in a network outage), the second scanned."""
+    train_part, scan_part, events = _halves(data_dir, "Hadoop")
+    out = tmp_path_factory.mktemp("hadoop") / "m"
+    train(train_part, TrainOptions(output=out, models=MODELS, progress=False))
+    results, outputs = _scan(out, scan_part)
+    return Hadoop(out, scan_part, events[len(train_part):], frozenset(events[: len(train_part)]), results, outputs)
+
+
+_OUTAGE = frozenset({"E10", "E44", "E91", "E38"})  # the outage's events in the scanned half
+
+
+def test_the_outage_at_the_end_of_hadoops_history_is_one_incident_loud_once(hadoop: Hadoop) -> None:
     """Trained on Hadoop_2k's first half (the outage's first 1.5 minutes at its end, 142 held-back
     lines), the scan of the second half is one incident that says how big the outage got: its
     957 lines (events the history holds) raise only on the first line since the history ended and
@@ -202,22 +225,19 @@ def test_the_outage_at_the_end_of_hadoops_history_is_one_incident_loud_once(data
     lines of never-seen events are all flagged; a live replay raises the same lines."""
     from agent.replay import DEFAULT_RATES, replay
 
-    train_part, scan_part, events = _halves(data_dir, "Hadoop")
-    out = tmp_path / "m"
-    train(train_part, TrainOptions(output=out, models=MODELS, progress=False))
+    out, scan_part, scanned, results, outputs = hadoop.bundle, hadoop.scan_part, hadoop.scanned, hadoop.results, \
+        hadoop.outputs
     history = json.loads((out / "history.json").read_text())
     assert len(history["suspects"]) == 8 and len(history["periods"]) == 1
     assert json.loads((out / "profile.json").read_text())["held_back_ongoing"]["lines"] == 142
-    results, outputs = _scan(out, scan_part)
-    scanned = events[len(train_part) :]
-    outage = [r for r, e in zip(results, scanned, strict=True) if e in {"E10", "E44", "E91", "E38"}]
+    outage = [r for r, e in zip(results, scanned, strict=True) if e in _OUTAGE]
     raised = [r for r in outage if r.verdict is not Verdict.NORMAL]
     assert len(outage) == 957 and len(raised) == 3
     assert [i for i, r in enumerate(outage) if r.verdict is not Verdict.NORMAL] == [0, 143, 429]
     said = [e for o in outputs if isinstance(o, Anomaly) for e in o.explanations if e.text.startswith("STILL GOING ON")]
     assert [dict(e.facts)["count"] for e in said] == [143, 286, 572]
     assert "142 held-back lines since 2015-10-18 18:05:27 UTC" in said[0].text
-    novel = [r for r, e in zip(results, scanned, strict=True) if e not in set(events[: len(train_part)])]
+    novel = [r for r, e in zip(results, scanned, strict=True) if e not in hadoop.train_events]
     assert len(novel) == 22 and all(r.verdict is not Verdict.NORMAL for r in novel)
     incidents = {o.incident_id: o for o in outputs if isinstance(o, Incident)}
     assert len(incidents) == 1
@@ -237,4 +257,42 @@ def test_the_outage_at_the_end_of_hadoops_history_is_one_incident_loud_once(data
     later = [dataclasses.replace(r, line=r.line.replace("2015-10-18 18:", "2015-10-18 20:", 1)) for r in scan_part]
     results_later, _ = _scan(out, later)
     assert sum(r.verdict is not Verdict.NORMAL for r, e in zip(results_later, scanned, strict=True)
-               if e in {"E10", "E44", "E91", "E38"}) == 957
+               if e in _OUTAGE) == 957
+
+
+def test_a_restarted_agent_goes_on_counting_the_outage(hadoop: Hadoop, tmp_path: Path) -> None:
+    """The outage's count is saved with the online miner's snapshot in `state_dir`: an agent
+    restarted on the same `state_dir` in the middle of the outage raises exactly the lines one
+    agent running through raises (its next line is not "the first since the history" again;
+    it raised at 143 and 286, the next raise is at 572). A corrupt file is a counted warning and
+    the count starts from the history again (the first line after the restart raises)."""
+    from agent import metrics
+    from agent.held_back import HELD_BACK_STATE
+
+    state = tmp_path / "state"
+    # the restart after the outage's 300th line: its lines 0 and 143 raised before it, 429 after it
+    cut = [i for i, e in enumerate(hadoop.scanned) if e in _OUTAGE][300]
+    outage_before = 300
+
+    def run(records: list[Record]) -> list[LineResult]:
+        pipe = Pipeline.from_bundle(hadoop.bundle, PipelineConfig(state_dir=state))
+        results: list[LineResult] = []
+        pipe.observers.append(results.append)
+        pipe.process(records, 0.0)
+        pipe.close(0.0)  # a shutdown: the snapshot, the drift state and the outage's count saved
+        return results
+
+    first = run(hadoop.scan_part[:cut])
+    saved = json.loads((state / HELD_BACK_STATE).read_text())
+    assert saved["count"] == 142 + outage_before and saved["raised_at"] == 286
+    second = run(hadoop.scan_part[cut:])
+    assert [r.verdict for r in first + second] == [r.verdict for r in hadoop.results]
+
+    # A corrupt file: counted, and the agent counts from the history again.
+    (state / HELD_BACK_STATE).write_text("{not json")
+    unreadable = metrics.state_unreadable.labels(file=HELD_BACK_STATE)
+    before = unreadable._value.get()
+    again = run(hadoop.scan_part[cut:])
+    assert unreadable._value.get() == before + 1
+    outage_again = [r for r, e in zip(again, hadoop.scanned[cut:], strict=True) if e in _OUTAGE]
+    assert outage_again[0].verdict is not Verdict.NORMAL
