@@ -68,6 +68,7 @@ from typing import Any, TypeVar
 from agent.episodes import EPISODE_GAP_SECS, starts_new_episode
 from agent.line_families import family_of, reason_head
 from agent.lines import actor_of, as_number
+from agent.restarts import announces_start, restart_of, restart_title
 from agent.text_memo import remember
 from agent.types import (
     Anomaly,
@@ -153,6 +154,10 @@ class IncidentConfig:
     # two programs' new lines (Linux_2k's ftpd, named, gdm) is a program's new behaviour, not the
     # host's chatter, so a reboot after them opens its own incident. 0: off.
     host_chatter_programs: int = 3
+    # A restart is titled so (`agent/restarts.py`): never-seen lines announcing a start ("…
+    # startup succeeded", "… started") from this many actors within `restart_secs`. 0: off.
+    restart_programs: int = 5
+    restart_secs: float = 300.0
 
 
 _WORD = re.compile(r"[A-Za-z][A-Za-z_]{2,}")
@@ -368,6 +373,7 @@ class _Open:
         "repeats",
         "samples",
         "services",
+        "starts",
         "state",
         "storms",
         "suppressed",
@@ -396,6 +402,8 @@ class _Open:
         self.new_actors: set[str] = set()
         # the host's log whose programs' new chatter joined it (`host_chatter_programs`): its title
         self.chatter_host = ""
+        # actor -> the time of its first never-seen line announcing a start (`agent/restarts.py`)
+        self.starts: dict[str, float] = {}
         self.entities: list[str] = []
         # entities beyond the first `max_entities`: a linear counter (`_count_extra`), made when needed
         self.extra_bits: bytearray | None = None
@@ -1182,6 +1190,9 @@ class IncidentGrouper:
                 inc.services.add(service_of(entity))
             else:
                 _count_extra(inc, entity)
+        if (line.is_new and entity not in inc.starts and len(inc.starts) < cfg.max_entities
+                and cfg.restart_programs > 0 and announces_start(line.template)):
+            inc.starts[entity] = line.time
         if not counted:
             kinds = inc.kinds
             for e in anomaly.explanations:
@@ -1225,7 +1236,12 @@ class IncidentGrouper:
         ranked = sorted(inc.templates.items(), key=lambda kv: (kv[0] not in inc.new_templates, -kv[1]))
         leading = tuple((tid, inc.template_text.get(tid, ""), count) for tid, count in ranked[:5])
         new_only = bool(inc.templates) and all(tid in inc.new_templates for tid in inc.templates)
-        if inc.chatter_host:  # what it is, then what it holds most of
+        restart = restart_of(inc.starts, self.config.restart_programs, self.config.restart_secs)
+        if restart is not None:  # many programs starting at once: what a person calls a restart
+            streams = inc.new_streams
+            stream = inc.chatter_host or (next(iter(streams)) if len(streams) == 1 else None)
+            title = restart_title(*restart, stream)  # the block under it says its lines and programs
+        elif inc.chatter_host:  # what it is, then what it holds most of
             programs = len(inc.entities) + _extra_count(inc)
             title = (f"New messages from {plural(programs, 'program')} in {inc.chatter_host}: "
                      + title_from(leading, False, len(inc.templates)))
