@@ -23,7 +23,7 @@ _WORDS: dict[str, tuple[str, str]] = {
     "deeplog": ("an unusual order of events", "DeepLog"),
     "loganomaly": ("an unusual order of events", "LogAnomaly"),
     "lstm_ae": ("an unusual run of recent lines", "LSTM autoencoder"),
-    "logbert": ("recent lines it could not predict from their neighbours", "LogBERT"),
+    "logbert": ("recent lines it could not predict", "LogBERT"),
     "isolation_forest": ("a line unusual in its length, level, rate or time", "Isolation Forest"),
     "autolog": ("an unusual mix of recent lines", "AutoLog"),
     "supervised_lstm": ("recent lines like the labelled anomalies", "supervised LSTM"),

@@ -22,6 +22,17 @@ after every batch whose events were written (before its acks), and a shutdown ke
 instead of resolving them, so the fleet view restarted goes on updating the same incident ids.
 Without a `state_dir` a shutdown resolves every open incident.
 
+A host counts a storm's repeats in its incident without emitting them (the storm contract,
+`incidents.repeat_emitted`: the first few of a template, then each doubling), so its anomaly
+events alone undercount it. The fleet view reads the hosts' incident events too: each carries
+the host incident's count of its leading templates (`incident.leading_templates`) and its latest
+line (`incident.last_seen`: a fleet incident whose hosts go on counting repeats is not quiet), and a host's
+count in a fleet incident is the larger of its anomaly events of the template and what its
+incidents counted of it since the fleet incident first saw an anomaly of theirs (an anomaly event
+names its host incident, `incident.id`; the host incident's count before that belongs to earlier
+fleet incidents). The counts are carried by the fleet incident's next event (an update when a
+host joins, its resolution); they trigger none of their own.
+
 An anomaly event that carries an `event.id` (its line came from a JetStream message or a Forward
 chunk) is counted once: the latest `RECENT_EVENT_IDS` ids are remembered (and saved with the
 incidents), so the same line's anomaly from two agents' sinks, or redelivered to the fleet view
@@ -44,7 +55,7 @@ import structlog
 from agent.components import count_drop
 from agent.config import FleetSettings
 from agent.dead_letter import Rejected
-from agent.events import ANOMALY
+from agent.events import ANOMALY, INCIDENT
 from agent.fleet_state import FLEET_STATE, kinds_of, load_state, save_state
 from agent.pipeline import ONLINE_ID_BASE
 from agent.types import ExplanationKind, Incident, IncidentSeverity, IncidentState, Output, Record
@@ -54,6 +65,8 @@ log = structlog.get_logger(__name__)
 COMPONENT = "fleet"
 MAX_SAMPLES = 5
 RECENT_EVENT_IDS = 4096  # anomaly event ids remembered (and saved) to count each line once
+HOST_COUNTS = 4096  # (host, host incident, template key) counts remembered from incident events
+MAX_HOST_INCIDENTS = 64  # host incidents followed per fleet incident
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +82,7 @@ class FleetAnomaly:
     danger: bool
     kinds: tuple[ExplanationKind, ...]
     event_id: str = ""  # the agent's `event.id` (from the line's input message), "" when none
+    incident_id: str = ""  # the host incident it is in (`incident.id`), "" when none
 
     def to_state(self) -> list[Any]:
         """JSON-ready (`agent.fleet_state`)."""
@@ -79,6 +93,20 @@ class FleetAnomaly:
     def from_state(cls, v: list[Any]) -> FleetAnomaly:
         """The anomaly `to_state` wrote."""
         return cls(str(v[0]), int(v[1]), str(v[2]), str(v[3]), float(v[4]), str(v[5]), bool(v[6]), kinds_of(v[7]))
+
+
+@dataclass(frozen=True, slots=True)
+class HostCounts:
+    """What the fleet view reads of one agent's incident event: its leading templates' counts."""
+
+    host: str
+    incident_id: str
+    # (template key, template id, its text, anomalies of it the host incident counted)
+    counts: tuple[tuple[str, int, str, int], ...]
+    last_seen: float | None  # the host incident's latest line (`incident.last_seen`)
+    first_line: str  # its first line (`incident.first_line`): a fleet incident's first if it opens one
+    danger: bool  # a CRITICAL host incident (its anomalies' verdicts are not in its event)
+    kinds: tuple[ExplanationKind, ...]
 
 
 def template_key(template_id: int | None, text: str, bundle: str) -> str:
@@ -142,7 +170,36 @@ def read_anomaly(record: Record) -> FleetAnomaly | str:
         danger=fields.get("attributes.anomaly.verdict") == "danger",
         kinds=_kinds(fields.get("attributes.anomaly.explanations")),
         event_id=fields.get("attributes.event.id", ""),
+        incident_id=fields.get("attributes.incident.id") or "",
     )
+
+
+def read_host_counts(record: Record) -> HostCounts | None:
+    """The counts an agent's incident event carries (None: not an incident event, or no id)."""
+    fields = dict(reversed(record.fields))
+    incident_id = fields.get("attributes.incident.id")
+    if fields.get("event_name") != INCIDENT or not incident_id:
+        return None
+    try:
+        leading = orjson.loads(fields.get("attributes.incident.leading_templates") or "[]")
+    except orjson.JSONDecodeError:
+        leading = []
+    bundle = fields.get("resource.logdetect.bundle.id", "")
+    counts: list[tuple[str, int, str, int]] = []
+    for item in leading if isinstance(leading, list) else []:
+        if not isinstance(item, dict) or not isinstance(item.get("count"), int):
+            continue
+        raw_id, text = item.get("id"), str(item.get("text", ""))
+        template_id = raw_id if isinstance(raw_id, int) else None
+        counts.append((template_key(template_id, text, bundle), template_id or 0, text, item["count"]))
+    try:
+        kinds = kinds_of(orjson.loads(fields.get("attributes.incident.explanation_kinds") or "[]"))
+    except orjson.JSONDecodeError:
+        kinds = ()
+    host = fields.get("resource.host.name") or fields.get("resource.log.source") or "unknown"
+    return HostCounts(host, incident_id, tuple(counts), _event_time(fields.get("attributes.incident.last_seen")),
+                      fields.get("attributes.incident.first_line", record.line),
+                      fields.get("attributes.incident.severity") == "critical", kinds)
 
 
 @dataclass
@@ -157,11 +214,18 @@ class _Open:
     kinds: dict[ExplanationKind, None] = field(default_factory=dict)
     danger: bool = False
     emitted_hosts: int = 0  # hosts in the last emitted event (0: not emitted yet)
+    # (host, host incident) -> [its count of the template when this incident first saw an anomaly
+    # of it, the latest count its incident events said] (`FleetGrouper.host_counts`)
+    counted: dict[tuple[str, str], list[int]] = field(default_factory=dict)
 
-    def add(self, a: FleetAnomaly) -> None:
+    def add(self, a: FleetAnomaly, reported: int = 0) -> None:
+        """Take an anomaly; `reported`: what its host incident had counted of the template
+        before it (its latest incident event), the base its later counts are read from."""
         if a.host not in self.hosts and len(self.samples) < MAX_SAMPLES:
             self.samples.append(a.raw)
         self.hosts[a.host] = self.hosts.get(a.host, 0) + 1
+        if a.incident_id and len(self.counted) < MAX_HOST_INCIDENTS:
+            self.counted.setdefault((a.host, a.incident_id), [reported, reported])
         self.last_seen = max(self.last_seen, a.time)
         self.danger = self.danger or a.danger
         self.kinds.update(dict.fromkeys(a.kinds))
@@ -177,6 +241,7 @@ class _Open:
             "kinds": [k.value for k in self.kinds],
             "danger": self.danger,
             "emitted_hosts": self.emitted_hosts,
+            "counted": [[host, iid, base, latest] for (host, iid), (base, latest) in self.counted.items()],
         }
 
     @classmethod
@@ -191,13 +256,20 @@ class _Open:
             kinds=dict.fromkeys(kinds_of(v["kinds"])),
             danger=bool(v["danger"]),
             emitted_hosts=int(v["emitted_hosts"]),
+            counted={(str(h), str(i)): [int(b), int(n)] for h, i, b, n in v.get("counted", [])},
         )
+
+    def host_count(self, host: str) -> int:
+        """The host's anomalies of the template here: its anomaly events, or what its incidents
+        counted since this incident first saw them when that is more (the repeats it did not emit)."""
+        counted = sum(latest - base for (h, _), (base, latest) in self.counted.items() if h == host)
+        return max(self.hosts.get(host, 0), counted)
 
     def incident(self, state: IncidentState) -> Incident:
         n = len(self.hosts)
         severity = (IncidentSeverity.CRITICAL if n >= 10 else IncidentSeverity.HIGH if n >= 3 or self.danger
                     else IncidentSeverity.MEDIUM)
-        count = sum(self.hosts.values())
+        count = sum(self.host_count(h) for h in self.hosts)
         text = self.first.template_text or self.first.raw
         return Incident(
             incident_id=self.incident_id,
@@ -227,6 +299,8 @@ class FleetGrouper:
         self.clock = 0.0  # the latest event time seen
         self.revision = 0  # moves on with every change of the open incidents (what a save needs)
         self._seen: dict[str, None] = {}  # the latest RECENT_EVENT_IDS anomaly event ids taken
+        # (host, host incident, template key) -> its latest count in the host's incident events
+        self._reported: dict[tuple[str, str, str], int] = {}
 
     def first_sight(self, event_id: str) -> bool:
         """True the first time an anomaly event id comes (among the latest RECENT_EVENT_IDS): the
@@ -242,7 +316,7 @@ class FleetGrouper:
     def to_state(self) -> dict[str, Any]:
         """The open incidents, the clock and the recent event ids, JSON-ready (`agent.fleet_state`)."""
         return {"clock": self.clock, "open": [[key, inc.to_state()] for key, inc in self._open.items()],
-                "seen": list(self._seen)}
+                "seen": list(self._seen), "reported": [[*k, n] for k, n in self._reported.items()]}
 
     def restore(self, state: dict[str, Any]) -> None:
         """Take back the open incidents `to_state` wrote (replacing any open now)."""
@@ -252,12 +326,23 @@ class FleetGrouper:
         self._dirty.clear()
         self.clock = float(state["clock"])
         self._seen = dict.fromkeys(str(i) for i in state.get("seen", []))
+        self._reported = {(str(h), str(i), str(k)): int(n) for h, i, k, n in state.get("reported", [])}
 
     def add(self, a: FleetAnomaly) -> list[Incident]:
         """Take one anomaly; what it resolved at once (a window passed, the open limit)."""
-        out: list[Incident] = []
         self.clock = max(self.clock, a.time)
         self.revision += 1
+        out = self._admit(a)
+        current = self._open[a.key]
+        current.add(a, self._reported.get((a.host, a.incident_id, a.key), 0))
+        heapq.heappush(self._by_last_seen, (current.last_seen, a.key))
+        self._dirty[a.key] = None
+        return out
+
+    def _admit(self, a: FleetAnomaly) -> list[Incident]:
+        """Make sure an incident of `a`'s template is open for it (one past `window_secs` is
+        resolved and a new one opened); what that resolved."""
+        out: list[Incident] = []
         current = self._open.get(a.key)
         if current is not None and a.time - current.last_seen > self.settings.window_secs:
             out += self._resolve(a.key)
@@ -266,10 +351,40 @@ class FleetGrouper:
             if len(self._open) >= self.settings.max_open:
                 out += self._resolve(self._stalest())
             digest = hashlib.blake2b(f"{a.key}\x1f{a.time:.3f}".encode(), digest_size=6).hexdigest()
-            current = self._open[a.key] = _Open(f"fleet-{digest}", a, a.time)
-        current.add(a)
-        heapq.heappush(self._by_last_seen, (current.last_seen, a.key))
-        self._dirty[a.key] = None
+            self._open[a.key] = _Open(f"fleet-{digest}", a, a.time)
+        return out
+
+    def host_counts(self, counts: HostCounts) -> list[Incident]:
+        """Take a host incident's counts of its leading templates (see the module): what each grew
+        by since its last event goes to the open fleet incident of its template, which the host
+        joins (one is opened, as an anomaly would open it, when none is open: a host counting a
+        storm's repeats emits no anomaly event for them). Returns what it resolved at once."""
+        out: list[Incident] = []
+        t = counts.last_seen if counts.last_seen is not None else self.clock
+        for key, template_id, text, n in counts.counts:
+            known = (counts.host, counts.incident_id, key)
+            before = self._reported.get(known, 0)
+            if n <= before:
+                continue
+            self._reported.pop(known, None)  # (re)inserted last: the oldest go first
+            self._reported[known] = n
+            if len(self._reported) > HOST_COUNTS:
+                del self._reported[next(iter(self._reported))]
+            first = FleetAnomaly(key, template_id, text, counts.host, t, counts.first_line, counts.danger,
+                                 counts.kinds, incident_id=counts.incident_id)
+            out += self._admit(first)
+            inc = self._open[key]
+            followed = inc.counted.get((counts.host, counts.incident_id))
+            if followed is None and len(inc.counted) < MAX_HOST_INCIDENTS:
+                followed = inc.counted[(counts.host, counts.incident_id)] = [before, before]
+            if followed is not None:
+                followed[1] = max(followed[1], n)
+            inc.hosts.setdefault(counts.host, 0)  # it has anomalies of the template, if no event of them
+            if t > inc.last_seen:  # its repeats go on there: not quiet
+                inc.last_seen = t
+                heapq.heappush(self._by_last_seen, (t, key))
+            self.clock = max(self.clock, t)
+            self._dirty[key] = None
         return out
 
     def changes(self) -> list[Incident]:
@@ -316,10 +431,13 @@ class FleetGrouper:
                 return key
 
     def _resolve(self, key: str) -> list[Incident]:
+        """The incident's resolution, when it was emitted or reached `min_hosts` (within the
+        batch that resolves it: a batch spanning more than `window_secs` of event time)."""
         self.revision += 1
         inc = self._open.pop(key)
         self._dirty.pop(key, None)
-        return [inc.incident(IncidentState.RESOLVED)] if inc.emitted_hosts else []
+        emitted = inc.emitted_hosts or len(inc.hosts) >= self.settings.min_hosts
+        return [inc.incident(IncidentState.RESOLVED)] if emitted else []
 
 
 class FleetPipeline:
@@ -366,6 +484,10 @@ class FleetPipeline:
         for record in records:
             anomaly = read_anomaly(record)
             if isinstance(anomaly, str):
+                counts = read_host_counts(record)
+                if counts is not None:  # a host's incident: how many of its templates it counted
+                    out += self.grouper.host_counts(counts)
+                    continue
                 count_drop(COMPONENT, anomaly)
                 continue
             if anomaly.event_id and not self.grouper.first_sight(anomaly.event_id):
