@@ -212,16 +212,21 @@ def test_a_burst_of_a_known_template_is_one_alert_and_its_incident_counts_its_li
     assert said in (tmp_path / "report.html").read_text()
 
 
-def _by_actor(bundle: Path, scan: list[Record], **grouping: object) -> tuple[dict[str, set[str]], int]:
-    """Each actor's never-seen lines' incidents, and the number of incidents, with these
-    `IncidentConfig` fields changed (`actor_new_behaviour`, `host_chatter_programs`)."""
+def _scan_grouped(bundle: Path, scan: list[Record], **grouping: object) -> tuple[Pipeline, list[Output]]:
+    """A scan with these `IncidentConfig` fields changed: the pipeline and its outputs."""
     import dataclasses
-
-    from agent.lines import actor_of
 
     pipe = Pipeline.from_bundle(bundle, PipelineConfig())
     pipe.grouper.config = dataclasses.replace(pipe.grouper.config, **grouping)  # type: ignore[arg-type]
-    outputs = pipe.process(scan, 0.0) + pipe.close(0.0)
+    return pipe, pipe.process(scan, 0.0) + pipe.close(0.0)
+
+
+def _by_actor(bundle: Path, scan: list[Record], **grouping: object) -> tuple[dict[str, set[str]], int]:
+    """Each actor's never-seen lines' incidents, and the number of incidents, with these
+    `IncidentConfig` fields changed (`actor_new_behaviour`, `host_chatter_programs`)."""
+    from agent.lines import actor_of
+
+    pipe, outputs = _scan_grouped(bundle, scan, **grouping)
     assert_incident_counts_agree(pipe, outputs)
     found: dict[str, set[str]] = defaultdict(set)
     for o in outputs:
@@ -311,12 +316,6 @@ def test_a_hosts_new_chatter_is_one_record_and_a_reboot_stays_its_own(bundles) -
     assert linux["irqbalance"].isdisjoint(linux["ftpd"] | linux["named"] | linux["gdm-binary"])
 
 
-def _scan_grouped(bundle: Path, scan: list[Record], **grouping: object) -> list[Output]:
-    import dataclasses
-
-    pipe = Pipeline.from_bundle(bundle, PipelineConfig())
-    pipe.grouper.config = dataclasses.replace(pipe.grouper.config, **grouping)  # type: ignore[arg-type]
-    return pipe.process(scan, 0.0) + pipe.close(0.0)
 
 
 def test_a_reboot_is_titled_as_the_host_restarting(bundles) -> None:
@@ -331,7 +330,7 @@ def test_a_reboot_is_titled_as_the_host_restarting(bundles) -> None:
     import re
 
     linux, scan, _ = bundles["Linux"]
-    outputs = _scan_grouped(linux, scan)
+    _, outputs = _scan_grouped(linux, scan)
     incidents = final_incidents(outputs)
     boot = {a.incident_id for a in outputs if isinstance(a, Anomaly) and a.line.is_new
             and a.line.line.raw.startswith("Jul 27 14:4")}
@@ -345,10 +344,10 @@ def test_a_reboot_is_titled_as_the_host_restarting(bundles) -> None:
     def untitled(o: Output) -> Output:
         return dataclasses.replace(o, title="") if isinstance(o, Incident) else o
 
-    off = _scan_grouped(linux, scan, restart_programs=0)
+    _, off = _scan_grouped(linux, scan, restart_programs=0)
     assert [untitled(o) for o in off] == [untitled(o) for o in outputs]
     assert not any(o.title.startswith("Host restarted") for o in off if isinstance(o, Incident))
     for system in ("Mac", "Zookeeper", "HPC", "BGL"):
         model, scan, _ = bundles[system]
-        titles = [i.title for i in final_incidents(_scan_grouped(model, scan)).values()]
+        titles = [i.title for i in final_incidents(_scan_grouped(model, scan)[1]).values()]
         assert not [t for t in titles if t.startswith(("Host restarted", "Restart:"))], (system, titles)
