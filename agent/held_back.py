@@ -19,10 +19,10 @@ templates and says how many lines the incident reached. Once no line of it comes
 as any held-back template again (each line raises). Decided once per line in log order, so a scan
 and a live replay raise the same lines.
 
-The count survives a restart of the agent (`OngoingState`): with a `state_dir` it is saved
-with the online miner's snapshot (`held_back.json`, plain JSON written atomically, for this
-bundle's history only), and a pipeline started on the same `state_dir` goes on counting from
-it: the first line after a restart is not "the first since the history" again, and the next
+The count survives a restart of the agent (`OngoingState`): with a `state_dir` it is saved on
+the online miner's snapshot timer and at shutdown (`held_back.json`, plain JSON written
+atomically, for this bundle's history only), and a pipeline started on the same `state_dir` goes
+on counting from it: the first line after a restart is not "the first since the history" again, and the next
 raise is the next doubling. A missing file starts from the history's count; an unreadable one
 too, with a warning counted in `logdetect_state_unreadable_total{file="held_back.json"}`.
 """
@@ -132,6 +132,7 @@ class OngoingState:
         self.path = path
         self.bundle_id = bundle_id
         self._saved: tuple[int, float, int, bool] | None = None
+        self._timer: float | None = None  # when `maybe_save` last looked (None: not yet)
 
     def _history(self, ongoing: OngoingIncident) -> dict[str, Any]:
         h = ongoing.history
@@ -164,6 +165,17 @@ class OngoingState:
         ongoing.resume(count, last, raised_at, over)
         self._saved = ongoing.position()
         return True
+
+    def maybe_save(self, ongoing: OngoingIncident, now: float, interval_secs: float) -> int:
+        """`save` when `interval_secs` have passed since the last look (the first call starts
+        the timer), as the online miner's snapshot is saved; bytes written."""
+        if self._timer is None:
+            self._timer = now
+            return 0
+        if now - self._timer < interval_secs:
+            return 0
+        self._timer = now
+        return self.save(ongoing)
 
     def save(self, ongoing: OngoingIncident) -> int:
         """Write the count when it moved since the last save or load; bytes written."""

@@ -843,7 +843,10 @@ class Pipeline:
         if self.snapshotter is not None and self.snapshotter.maybe_save(now):
             metrics.snapshot_bytes.set((self.snapshotter.path).stat().st_size)
             self.drift.save()  # the online counts go with the snapshot
-            self._save_held_back()
+        if self.held_back_state is not None and self.explainer.ongoing is not None:
+            # on the snapshot's timer, whether or not the miner learnt anything (the outage's
+            # lines may all be of templates it knows)
+            self.held_back_state.maybe_save(self.explainer.ongoing, now, self.config.snapshot_interval_secs)
         return out
 
     def _save_held_back(self) -> None:

@@ -288,6 +288,14 @@ def test_a_restarted_agent_goes_on_counting_the_outage(hadoop: Hadoop, tmp_path:
     second = run(hadoop.scan_part[cut:])
     assert [r.verdict for r in first + second] == [r.verdict for r in hadoop.results]
 
+    # A crash (no shutdown): what the snapshot timer saved is where the next start goes on from.
+    crashed = Pipeline.from_bundle(hadoop.bundle, PipelineConfig(state_dir=tmp_path / "crash",
+                                                                 snapshot_interval_secs=60.0))
+    crashed.process(hadoop.scan_part[:cut], 0.0)
+    crashed.tick(1.0)  # (the first tick starts the timer)
+    crashed.tick(62.0)
+    assert json.loads((tmp_path / "crash" / HELD_BACK_STATE).read_text())["count"] == 142 + outage_before
+
     # A corrupt file: counted, and the agent counts from the history again.
     (state / HELD_BACK_STATE).write_text("{not json")
     unreadable = metrics.state_unreadable.labels(file=HELD_BACK_STATE)
