@@ -607,7 +607,15 @@ _INCIDENT_ATTRS = {
         "event.kind": {"const": "alert"},
         "event.category": {"const": "incident"},
         "incident.id": {"type": "string"},
-        "incident.state": {"enum": ["open", "update", "resolved"]},
+        "incident.state": {
+            "enum": ["open", "update", "resolved"],
+            "description": "open: the incident's first event, once. update: something a person acts on changed"
+                           " (a template, an explanation kind or the first DANGER joined, the severity rose, the"
+                           " anomalies, lines or entities doubled, or it came back after it was told resolved),"
+                           " with a backoff of 1, 2, 4, ... minutes of log time. resolved: it went quiet (held"
+                           " while a recurring incident keeps coming back); carries the totals, so an incident's"
+                           " last event is its final state (agent/incident_updates.py).",
+        },
         "incident.severity": {"enum": ["low", "medium", "high", "critical"]},
         "incident.title": {"type": "string"},
         "incident.first_seen": _TS,

@@ -20,9 +20,11 @@ An anomaly joins an incident by the first of these that holds (ARCHITECTURE.md s
 So two simultaneous unrelated failures on different actors become two incidents, while a
 database failover that touches the primary and two replicas is one.
 
-Lifecycle: the first anomaly emits the incident `open`; later anomalies emit an `update` at most
-every `update_every_secs` (alert-storm control); `tick(now)` resolves incidents quiet for
-`quiet_secs` and whose episode is over, `close()` resolves everything. All times are the
+Lifecycle: the first anomaly opens the incident; `tick(now)` resolves incidents quiet for
+`quiet_secs` and whose episode is over, `close()` resolves everything. Which of that is told to
+the sink, and when, is the update contract (`agent/incident_updates.py`): one `open`, an `update`
+when something a person would act on changed (rate-limited with a backoff), one `resolved` with
+the true totals, held back while a recurring incident keeps coming back. All times are the
 anomalies' own times (log time), so a batch scan of a week behaves like the week did; times
 that run backwards never make a negative span, and a jump of years simply starts a new incident.
 A line that arrives behind the log's clock (two servers' logs one after the other) is grouped by
@@ -66,6 +68,7 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from agent.episodes import EPISODE_GAP_SECS, starts_new_episode
+from agent.incident_updates import Told, backoff, longest_gap, notable, resolve_hold
 from agent.line_families import family_of, reason_head
 from agent.lines import actor_of, as_number
 from agent.restarts import announces_start, restart_of, restart_title
@@ -93,7 +96,14 @@ class IncidentConfig:
 
     gap_secs: float = 300.0
     quiet_secs: float = 300.0
+    # The update contract (`agent/incident_updates.py`): an update waits this long after the
+    # incident's last event, doubling with each update (1, 2, 4, ... minutes), at most the cap.
     update_every_secs: float = 60.0
+    update_backoff_max_secs: float = 3600.0
+    # An incident that came back after a quiet gap is told resolved only once it has been quiet
+    # for `resolve_hold_factor` × the longest such gap, at most `resolve_hold_max_secs` (flap damping).
+    resolve_hold_factor: float = 2.0
+    resolve_hold_max_secs: float = 30 * 86400.0
     max_samples: int = 10
     max_open: int = 1000
     max_templates: int = 50
@@ -352,7 +362,6 @@ class _Open:
         "burst_lines",
         "chatter_host",
         "danger",
-        "emitted_at",
         "entities",
         "episodes",
         "extra_bits",
@@ -374,11 +383,11 @@ class _Open:
         "samples",
         "services",
         "starts",
-        "state",
         "storms",
         "suppressed",
         "template_text",
         "templates",
+        "told",
         "values",
         "words",
     )
@@ -418,8 +427,7 @@ class _Open:
         self.repeats: Counter[tuple[int, str, tuple[str, ...]]] = Counter()
         self.storms: Counter[tuple[int, tuple[str, ...]]] = Counter()
         self.first_line = anomaly.line.line.raw[:_MAX_LINE_CHARS]
-        self.emitted_at = -math.inf
-        self.state = IncidentState.OPEN
+        self.told = Told()  # what the sink was last told of it (`agent/incident_updates.py`)
         self.arrival = False
         self.order = 0  # when it (re)entered the open set: ties in distance go to the earlier
         # (last_seen, order) of its latest entry on the grouper's last-seen heap (`_touch`)
@@ -518,6 +526,11 @@ class IncidentGrouper:
         self._by_last_seen: list[tuple[float, int, int, _Open]] = []
         self._pushes = 0
         self._unordered = False
+        # Resolved incidents not told resolved yet (they came back before: `resolve_hold`), and
+        # a heap of (release_at, its sequence, incident) to find those due (stale entries skipped).
+        self._holding: dict[str, _Open] = {}
+        self._releases: list[tuple[float, int, _Open]] = []
+        self._held_seq = 0
 
     # ---- matching
 
@@ -642,6 +655,7 @@ class IncidentGrouper:
 
     def _enter(self, inc: _Open) -> None:
         """Put `inc` in the open set (new, or reopened) and index what it holds."""
+        self._holding.pop(inc.incident_id, None)  # back within its resolve's hold: never told resolved
         if (self._resolved.pop(inc.incident_id, None) is not None
                 and self._resolved_unindexed.pop(inc.incident_id, None) is None):
             self._resolved_index.remove(inc)  # reopened: no longer a resolved one
@@ -739,8 +753,8 @@ class IncidentGrouper:
         """A line of a burst that did not raise on its own (`Explainer.burst_alert`: one burst,
         one alert and its updates) is counted in the incident that holds its template, the one
         whose episode is nearest its time (within `episode_gap_secs`): its `line_count` and span
-        grow, and it is updated (at most every `update_every_secs`), so the incident tells how
-        big the burst got. Not an anomaly: `anomaly_count` and the anomaly events do not change.
+        grow, and it is updated when the update contract says so (its lines doubled, ...), so the
+        incident tells how big the burst got. Not an anomaly: `anomaly_count` and the anomaly events do not change.
         `related`: the templates of the suspected incident the history ends in, for a quiet line
         of it (`Explainer.held_back_repeat`): it joins the incident holding any of them, which
         lists its template and counts its lines there (the incident hides none of its templates).
@@ -766,9 +780,7 @@ class IncidentGrouper:
         if math.isfinite(t):
             _stretch(best, t, self.config.episode_gap_secs)
             self._touch(best)
-            if t - best.emitted_at >= self.config.update_every_secs:
-                best.emitted_at = t
-                return [self._snapshot(best, IncidentState.UPDATE)]
+            return self._due(best, t)
         return []
 
     def _list_quiet(self, inc: _Open, line: TemplatedLine) -> None:
@@ -797,7 +809,9 @@ class IncidentGrouper:
         t = anomaly.line.time
         if self._advance_clock(t) and t - self._swept_at >= _SWEEP_EVERY_SECS:
             self._swept_at = t
-            events += [self._resolve(i) for i in self._quiet(t)]
+            events += self._release(t)
+            for i in self._quiet(t):
+                events += self._resolve(i, t)
         self._expire_held(t)
         if anomaly.line.is_new and (own := self._own(anomaly.line)) is not None:
             key = _key(anomaly)
@@ -814,8 +828,7 @@ class IncidentGrouper:
         if inc is None:
             held = self._take_held(anomaly)
             if len(self._open) >= cfg.max_open:
-                stalest = self._stalest()
-                events.append(self._resolve(stalest))
+                events += self._resolve(self._stalest(), math.inf)  # (not quiet: made room for, told now)
             self._seq += 1
             first = held[0] if held else anomaly
             inc = _Open(f"inc-{_clock(first.line.time)}-{self._seq}", first)
@@ -837,13 +850,7 @@ class IncidentGrouper:
             actor = _new_actor(anomaly)
             self._remember_actor(actor, inc)
             self._remember_chatter(anomaly, actor, inc)
-        if inc.state is IncidentState.OPEN and inc.anomalies == 1:
-            inc.emitted_at = t
-            events.append(self._snapshot(inc, IncidentState.OPEN))
-            inc.state = IncidentState.UPDATE
-        elif t - inc.emitted_at >= cfg.update_every_secs:
-            inc.emitted_at = t
-            events.append(self._snapshot(inc, IncidentState.UPDATE))
+        events += self._due(inc, t)
         return inc.incident_id, events
 
     def _count_repeat(self, inc: _Open, anomaly: Anomaly, key: tuple[int, str, tuple[str, ...]],
@@ -873,10 +880,7 @@ class IncidentGrouper:
         # incidents are moved here when more than `new_behaviour_secs` away, as `add` does)
         self._remember_new(tid, template_words(line.template), inc, self._family(anomaly), head_of(line.template))
         self._remember_actor(_new_actor(anomaly), inc)
-        t = line.time
-        if t - inc.emitted_at >= self.config.update_every_secs:
-            inc.emitted_at = t
-            events.append(self._snapshot(inc, IncidentState.UPDATE))
+        events += self._due(inc, line.time)
 
     def _absorb_repeat(self, inc: _Open, anomaly: Anomaly, key: tuple[int, str, tuple[str, ...]]) -> None:
         """`_absorb(counted=True)` and `_index.add_line` of a repeat whose template is in the
@@ -1136,12 +1140,20 @@ class IncidentGrouper:
         """Resolve the incidents quiet at `now` on the log's clock: by the same rule as the sweep
         in `add`, so when a tick comes never changes which incident an anomaly joins."""
         self._expire_held(now)
-        return [self._resolve(i) for i in self._quiet(now)]
+        events = self._release(now)
+        for i in self._quiet(now):
+            events += self._resolve(i, now)
+        return events
 
     def close(self) -> list[Incident]:
         """Resolve every open incident (end of a scan); held anomalies are isolated."""
         self._expire_held(math.inf)
-        return [self._resolve(i) for i in sorted(list(self._open.values()), key=lambda i: i.first_seen)]
+        events: list[Incident] = []
+        for i in sorted([*self._open.values(), *self._holding.values()], key=_first_seen):
+            events += self._resolve(i, math.inf) if i.incident_id in self._open else self._tell_resolved(i)
+        self._holding.clear()
+        self._releases.clear()
+        return events
 
     @property
     def clock(self) -> float:
@@ -1271,7 +1283,9 @@ class IncidentGrouper:
             explanation_kinds=tuple(inc.kinds.values()),
         )
 
-    def _resolve(self, inc: _Open) -> Incident:
+    def _resolve(self, inc: _Open, now: float) -> list[Incident]:
+        """Take `inc` out of the open set (kept for late lines); its `resolved` event if due now:
+        one that came back before is held (`resolve_hold`) and told by `_release`."""
         if self._open.pop(inc.incident_id, None) is not None:
             self._index.retire(inc)
             # Kept for lines that arrive behind the log's clock (`_match`), indexed only when one
@@ -1282,7 +1296,85 @@ class IncidentGrouper:
                 oldest = self._resolved.pop(next(iter(self._resolved)))
                 if self._resolved_unindexed.pop(oldest.incident_id, None) is None:
                     self._resolved_index.remove(oldest)
-        return self._snapshot(inc, IncidentState.RESOLVED)
+        cfg = self.config
+        # Quiet since its last line (not since the sweep that found it: a scan sweeps when the next
+        # anomaly comes, a live run on every tick) for its quiet period or the hold, the longer.
+        hold = resolve_hold(longest_gap(inc.episodes), cfg.resolve_hold_factor, cfg.resolve_hold_max_secs)
+        quiet = max(cfg.quiet_secs, cfg.gap_secs, cfg.episode_gap_secs) + self._disorder
+        release_at = max(inc.last_seen, inc.first_seen) + max(quiet, hold)
+        if not release_at > now:
+            return self._tell_resolved(inc)
+        inc.told.release_at = release_at
+        self._holding[inc.incident_id] = inc
+        self._held_seq += 1
+        heapq.heappush(self._releases, (release_at, self._held_seq, inc))
+        if len(self._releases) > 4 * len(self._holding) + 64:  # (entries of those that came back)
+            first, self._held_seq = self._held_seq, self._held_seq + len(self._holding)
+            self._releases = [(i.told.release_at, first + n, i) for n, i in enumerate(self._holding.values(), 1)]
+            heapq.heapify(self._releases)
+        if len(self._holding) <= cfg.max_resolved:
+            return []
+        return self._release(math.inf, 1)  # (bounded: the one due first is told now)
+
+    def _release(self, now: float, most: int = -1) -> list[Incident]:
+        """Tell resolved the held incidents due at `now` (at most `most` of them; -1: all)."""
+        events: list[Incident] = []
+        heap, holding = self._releases, self._holding
+        while heap and heap[0][0] <= now and most != 0:
+            release_at, _, inc = heapq.heappop(heap)
+            if holding.get(inc.incident_id) is inc and inc.told.release_at == release_at:
+                del holding[inc.incident_id]
+                events += self._tell_resolved(inc)
+                most -= 1
+        return events
+
+    def _tell_resolved(self, inc: _Open) -> list[Incident]:
+        """Its `resolved` event, unless the sink was told exactly this already (an incident told
+        resolved that a late line joined and left unchanged in every field)."""
+        inc.told.release_at = math.inf
+        event = self._snapshot(inc, IncidentState.RESOLVED)
+        if event == inc.told.event:
+            return []
+        self._remember(inc, event, self._latest)
+        return [event]
+
+    def _remember(self, inc: _Open, event: Incident, now: float) -> None:
+        cfg = self.config
+        told = inc.told
+        told.remember(event, now, backoff(told.updates, cfg.update_every_secs, cfg.update_backoff_max_secs),
+                      len(inc.templates), len(inc.entities) + inc.extra_set, len(inc.kinds), inc.danger > 0)
+
+    def _due(self, inc: _Open, t: float) -> list[Incident]:
+        """The event the update contract (`agent/incident_updates.py`) says is due after an
+        anomaly or a burst line at `t` joined `inc`: its `open`, an `update`, or none."""
+        told = inc.told
+        previous = told.event
+        if previous is None:
+            event = self._snapshot(inc, IncidentState.OPEN)
+            self._remember(inc, event, self._now(t))
+            return [event]
+        now = self._now(t)
+        if previous.state is IncidentState.RESOLVED:
+            if self._is_stale(inc, now):
+                return []  # a late line in its past: not back (`_tell_resolved` corrects its totals)
+            told.updates = -1  # back: told at once, and its backoff starts again
+        elif (now < told.next_at or not notable(told, inc.anomalies, inc.anomalies + inc.burst_lines,
+                                                len(inc.templates), len(inc.entities) + inc.extra_set,
+                                                len(inc.kinds), inc.danger > 0)
+              ) and self._severity(inc) <= told.severity:  # (a rising severity is told at once)
+            return []
+        told.updates += 1
+        event = self._snapshot(inc, IncidentState.UPDATE)
+        self._remember(inc, event, now)
+        return [event]
+
+    def _now(self, t: float) -> float:
+        """The log's clock for the update contract at a line of time `t`: the grouper's clock, or
+        `t` when a little ahead of it (a burst's line after the last anomaly)."""
+        latest = self._latest
+        if math.isfinite(t) and (latest < t <= latest + _MAX_CLOCK_STEP_SECS or not math.isfinite(latest)):
+            return t
+        return latest
 
 
 _EXTRA_BITS = 32_768  # an incident's counter of entities beyond the named ones: 4 KiB

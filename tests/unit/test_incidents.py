@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import replace
+from itertools import pairwise
 from pathlib import Path
 
 from agent.incidents import IncidentConfig, IncidentGrouper, repeat_emitted, service_of, template_words
@@ -423,3 +424,104 @@ def test_a_burst_of_new_templates_in_one_stream_is_one_incident():
     assert len(set(ids)) == 1
     ids, _ = run(IncidentGrouper(), lines("host-a", T0, boot, 100) + lines("host-b", T0 + 0.5, disk, 200))
     assert len(set(ids[: len(boot)])) == 1 and len(set(ids)) == 2
+
+
+# ---- the update contract (`agent/incident_updates.py`): what is told to the sink, and when
+
+
+def states(events: list[Incident], incident_id: str) -> list[IncidentState]:
+    """The states told of one incident, in order."""
+    return [e.state for e in events if e.incident_id == incident_id]
+
+
+def test_an_incident_opened_with_held_anomalies_is_told_open_first():
+    """Two weak anomalies held, then a strong related one opens the incident with them: its first
+    event is `open` (it was an `update`: the open was told only for an incident of one anomaly)."""
+    weak = [replace(anomaly("Slow response from backend pool", T0 + k, "web-1", template_id=5, new=False),
+                    explanations=(Explanation(ExplanationKind.UNUSUAL_TIME, "UNUSUAL TIME"),)) for k in range(2)]
+    ids, events = run(IncidentGrouper(), [*weak, anomaly("Backend pool web-1 exhausted", T0 + 5, "web-1")])
+    assert len(set(ids[2:])) == 1 and ids[2] is not None
+    assert states(events, ids[2]) == [IncidentState.OPEN, IncidentState.RESOLVED]
+    assert events[0].anomaly_count == 3
+
+
+def test_an_update_needs_a_change_and_waits_longer_each_time():
+    """One template on one entity every 10 s for two hours (720 anomalies): nothing joins but the
+    count, so it is updated only when the count doubled since the last event (or its severity
+    rose: told at once), and the n-th update comes at least 2^(n-1) minutes after the event before
+    it (it was once a minute: 119 updates)."""
+    ids, events = run(IncidentGrouper(), [anomaly("Replica-3 not responding", T0 + k * 10, "db-replica-3",
+                                                  template_id=3, new=False) for k in range(720)])
+    told = [e for e in events if e.incident_id == ids[0]]
+    assert told[0].state is IncidentState.OPEN and told[-1].state is IncidentState.RESOLVED
+    assert told[-1].anomaly_count == 720
+    updates = told[1:-1]
+    assert 5 <= len(updates) <= 10
+    for n, (before, after) in enumerate(pairwise(told[:-1])):
+        if after.severity <= max(e.severity for e in told[: n + 1]):
+            assert after.anomaly_count >= 2 * before.anomaly_count
+            assert after.last_seen - before.last_seen >= min(60 * 2**n, 3600)  # (`update_backoff_max_secs`)
+
+
+def test_every_new_template_is_told_within_the_backoff():
+    """A new template joins every minute for two hours: each is a change a person would act on,
+    but the updates back off (1, 2, 4, … minutes, at most `update_backoff_max_secs`), and the
+    resolved event lists what the last update had not said yet."""
+    cfg = IncidentConfig(update_backoff_max_secs=1800, max_templates=200)
+    stream = [anomaly(f"Service {letters(k)} failed health check", T0 + 60 * k, "db-primary") for k in range(120)]
+    ids, events = run(IncidentGrouper(cfg), stream)
+    assert len(set(ids)) == 1
+    told = [e for e in events if e.incident_id == ids[0]]
+    rises = [e for e in told if e.severity > told[0].severity]
+    gaps = [b.last_seen - a.last_seen for a, b in pairwise(told[:-1]) if b not in rises[:1]]
+    assert gaps[:3] == [60, 120, 240] and max(gaps) <= 1800
+    assert len(told) <= 2 + 4 + 7200 // 1800 + 1
+    assert told[-1].state is IncidentState.RESOLVED and told[-1].anomaly_count == 120
+
+
+def test_a_rising_severity_is_told_at_once():
+    """A WARN line opens a LOW incident; a DANGER FATAL line of it 5 s later makes it CRITICAL: told at
+    once, not after the minute the backoff asks for; nothing else is told within it."""
+    events = run(IncidentGrouper(), [
+        anomaly("Disk latency above 200 ms on sda", T0, "node-7", template_id=11, level=Level.WARN),
+        anomaly("Disk latency above 200 ms on sda", T0 + 2, "node-7", template_id=11, level=Level.WARN),
+        anomaly("Disk sda failed: I/O error", T0 + 5, "node-7", template_id=12, level=Level.FATAL,
+                verdict=Verdict.DANGER),
+    ])[1]
+    assert [(e.state, e.severity) for e in events] == [
+        (IncidentState.OPEN, IncidentSeverity.LOW), (IncidentState.UPDATE, IncidentSeverity.CRITICAL),
+        (IncidentState.RESOLVED, IncidentSeverity.CRITICAL)]
+
+
+def test_a_recurring_problem_is_not_resolved_and_reopened_at_every_pause():
+    """A never-seen template every 3 hours for three days is one incident (new behaviour). Each
+    pause used to resolve it and each recurrence reopen it: 24 `resolved` events. Once it came
+    back after 3 hours, it is told resolved only after twice that of quiet: resolved after its
+    first pause, back, and then kept open through the pauses; the last event carries all 24."""
+    stream = [anomaly("notify question section contains no SOA", T0 + k * 3 * 3600, "named", template_id=9)
+              for k in range(24)]
+    ids, events = run(IncidentGrouper(), stream)
+    told = states(events, ids[0])
+    assert told == [IncidentState.OPEN, IncidentState.RESOLVED,
+                    *[IncidentState.UPDATE] * (len(told) - 3), IncidentState.RESOLVED]
+    assert len(told) <= 3 + 6  # back, then its count doubling: 4, 8, 16 (and its severity rising)
+    assert events[-1].anomaly_count == 24
+    _, undamped = run(IncidentGrouper(IncidentConfig(resolve_hold_max_secs=0)), stream)
+    assert states(undamped, ids[0]).count(IncidentState.RESOLVED) == 24
+
+
+def test_a_late_line_in_a_resolved_incidents_past_does_not_reopen_it():
+    """An incident told resolved; then a line of its new template arrives three days behind the
+    log's clock (a second server's log appended): it joins the incident by its own time, but the
+    problem is not back, so no `update` is told; the incident is told resolved again, with the
+    corrected count, and that is its last event."""
+    first = anomaly("Machine check: bank 4 status corrupt", T0, "node-2", template_id=21)
+    # (the log's clock moves on a day at most per line: a bigger jump needs a second line to agree)
+    others = [anomaly(f"Fan {letters(k)} speed below threshold", T0 + k * 0.9 * 86400, f"rack-{k}", template_id=30 + k)
+              for k in range(1, 6)]
+    late = anomaly("Machine check: bank 4 status corrupt", T0 + 2 * 86400, "node-2", template_id=21)
+    ids, events = run(IncidentGrouper(), [first, *others, late])
+    assert ids[-1] == ids[0] and ids[0] not in ids[1:-1]
+    told = [e for e in events if e.incident_id == ids[0]]
+    assert [e.state for e in told] == [IncidentState.OPEN, IncidentState.RESOLVED, IncidentState.RESOLVED]
+    assert [e.anomaly_count for e in told] == [1, 1, 2]
