@@ -30,7 +30,11 @@ line (`incident.last_seen`: a fleet incident whose hosts go on counting repeats 
 count in a fleet incident is the larger of its anomaly events of the template and what its
 incidents counted of it since the fleet incident first saw an anomaly of theirs (an anomaly event
 names its host incident, `incident.id`; the host incident's count before that belongs to earlier
-fleet incidents). The counts are carried by the fleet incident's next event (an update when a
+fleet incidents). A host tells its incident's counts only when they changed notably (the update
+contract, `agent/incident_updates.py`: a doubling, not every minute), so each anomaly event is
+one more in its host incident's count as the fleet view knows it: the count a later incident
+event says is read from there, and an anomaly counted in one fleet incident is not counted again
+in the next. The counts are carried by the fleet incident's next event (an update when a
 host joins, its resolution); they trigger none of their own.
 
 An anomaly event that carries an `event.id` (its line came from a JetStream message or a Forward
@@ -334,7 +338,14 @@ class FleetGrouper:
         self.revision += 1
         out = self._admit(a)
         current = self._open[a.key]
-        current.add(a, self._reported.get((a.host, a.incident_id, a.key), 0))
+        known = (a.host, a.incident_id, a.key)
+        reported = self._reported.get(known, 0)
+        current.add(a, reported)
+        if a.incident_id:  # its host incident counts it: its next event's count is read from there
+            self._report(known, reported + 1)
+            followed = current.counted.get((a.host, a.incident_id))
+            if followed is not None:
+                followed[1] = max(followed[1], reported + 1)
         heapq.heappush(self._by_last_seen, (current.last_seen, a.key))
         self._dirty[a.key] = None
         return out
@@ -366,10 +377,7 @@ class FleetGrouper:
             before = self._reported.get(known, 0)
             if n <= before:
                 continue
-            self._reported.pop(known, None)  # (re)inserted last: the oldest go first
-            self._reported[known] = n
-            if len(self._reported) > HOST_COUNTS:
-                del self._reported[next(iter(self._reported))]
+            self._report(known, n)
             first = FleetAnomaly(key, template_id, text, counts.host, t, counts.first_line, counts.danger,
                                  counts.kinds, incident_id=counts.incident_id)
             out += self._admit(first)
@@ -386,6 +394,13 @@ class FleetGrouper:
             self.clock = max(self.clock, t)
             self._dirty[key] = None
         return out
+
+    def _report(self, known: tuple[str, str, str], n: int) -> None:
+        """A host incident's count of a template is known to be `n` (bounded: the oldest go first)."""
+        self._reported.pop(known, None)  # (re)inserted last
+        self._reported[known] = n
+        if len(self._reported) > HOST_COUNTS:
+            del self._reported[next(iter(self._reported))]
 
     def changes(self) -> list[Incident]:
         """The incidents to emit after a batch: newly spanning `min_hosts` hosts (open), or with
