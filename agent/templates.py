@@ -209,8 +209,8 @@ class _Template:
     """One template: typed tokens, line count, and how each variable position is shown."""
 
     __slots__ = (
-        "consts", "display", "fixed", "id", "leaf", "nwild", "shape", "size", "skeleton", "slots", "text", "tokens",
-        "words",
+        "consts", "display", "fixed", "id", "leaf", "nwild", "rests", "shape", "size", "skeleton", "slots", "text",
+        "tokens", "words",
     )
 
     def __init__(
@@ -233,6 +233,9 @@ class _Template:
         self.fixed = set(fixed)
         # The tree path to this form's leaf: (node, key) per level, the leaf last (key None).
         self.leaf: list[tuple[dict[Any, Any], Any]] | None = None
+        # Per position, the sibling-group digest of the form without it (`TemplateMiner._rest_of`),
+        # made when first asked: the tokens never change, and a group's key holds the same string.
+        self.rests: list[str | None] | None = None
         self.text = ""
         self.slots: tuple[tuple[int, int], ...] = ()
         self.refresh()
@@ -514,10 +517,11 @@ class TemplateMiner:
 
     def _by_words(self, typed: tuple[str, ...], tokens: list[str], masked: list[str]) -> _Template | None:
         """A form for `typed` under the one template whose forms have its words in order."""
-        probe = _Template(0, typed, [None] * len(typed), 0)
-        ids = [*self._skeletons.get(probe.skeleton, ()), *self._word_skeletons.get(probe.words, ())]
+        # the skeleton and words a form of `typed` would have (`_Template`), without building one
+        words = tuple([t for t in typed if is_word(t)])
+        ids = [*self._skeletons.get(tuple([t for t in typed if t != PARAM]), ()), *self._word_skeletons.get(words, ())]
         owners = {self._owner(i) for i in ids if i in self._templates}
-        if len(owners) != 1 or len(probe.words) < 2:
+        if len(owners) != 1 or len(words) < 2:
             return None
         display: list[str | None] = [shown(t, masked[i], tokens[i]) if is_var(t) else None for i, t in enumerate(typed)]
         return _Template(owners.pop(), typed, display, 0)
@@ -758,12 +762,24 @@ class TemplateMiner:
         rest = "\x1f".join(tokens[:pos]) + "\x1e" + "\x1f".join(tokens[pos + 1 :])
         return hashlib.blake2b(rest.encode("utf-8", "surrogatepass"), digest_size=12).hexdigest()
 
+    @classmethod
+    def _rest_of(cls, tpl: _Template, pos: int) -> str:
+        """`_rest(tpl.tokens, pos)`, kept on the form: grouping, ungrouping and every sibling check
+        (`_still`) of a form ask for the same digests again."""
+        rests = tpl.rests
+        if rests is None:
+            rests = tpl.rests = [None] * len(tpl.tokens)
+        rest = rests[pos]
+        if rest is None:
+            rest = rests[pos] = cls._rest(tpl.tokens, pos)
+        return rest
+
     def _group(self, tpl: _Template) -> None:
         if len(tpl.skeleton) < 2:
             return  # a merge must leave a word or typed token: no all-`<*>` templates
         groups = self._groups
         for pos, tok in enumerate(tpl.tokens):
-            key = (pos, self._rest(tpl.tokens, pos))
+            key = (pos, self._rest_of(tpl, pos))
             words = groups.setdefault(key, {})
             words.setdefault(tok, []).append(tpl.id)
             if tok != PARAM:
@@ -775,7 +791,7 @@ class TemplateMiner:
             return
         groups, word_groups = self._groups, self._word_groups
         for pos, tok in enumerate(tpl.tokens):
-            key = (pos, self._rest(tpl.tokens, pos))
+            key = (pos, self._rest_of(tpl, pos))
             words = groups.get(key)
             if words is None:
                 continue
@@ -823,7 +839,7 @@ class TemplateMiner:
             for pos, tok in enumerate(tpl.tokens):
                 if tok == PARAM:
                     continue
-                key = (pos, self._rest(tpl.tokens, pos))
+                key = (pos, self._rest_of(tpl, pos))
                 words = self._groups.get(key)
                 if not words:
                     continue
@@ -848,7 +864,7 @@ class TemplateMiner:
             tpl is not None
             and pos < len(tpl.tokens)
             and tpl.tokens[pos] == word
-            and self._rest(tpl.tokens, pos) == rest
+            and self._rest_of(tpl, pos) == rest
         )
 
     def _merge(self, members: list[_Template]) -> _Template:

@@ -309,18 +309,25 @@ _BGL = re.compile(
 )
 
 
+_TENS = tuple(10**i for i in range(7))  # 10 ** len(micros): a microseconds column holds 1-6 digits
+
+
 def make_bgl(year: YearGuess) -> HeaderParser:
     """Header parser for BGL lines (the label column already stripped or `-`)."""
     match = _BGL.match
+    levels: dict[str, Level] = {}  # level word -> Level (the words of `_LEVELS`: a few)
 
     def parse(line: str) -> Header | None:
         m = match(line)
         if m is None:
             return None
-        seconds, node, micros, kind, facility, level = m.groups()
-        ts = int(seconds) + int(micros) / 10 ** len(micros)
-        fields = (("type", kind), ("facility", facility))
-        return float(ts), parse_level(level), node, line[m.end() :], fields
+        seconds, node, micros, kind, facility, word = m.groups()
+        level = levels.get(word)
+        if level is None:
+            level = levels[word] = parse_level(word)
+        # int + int / int: a float, the same one `float(...)` of it was
+        return (int(seconds) + int(micros) / _TENS[len(micros)], level, node, line[m.end() :],
+                (("type", kind), ("facility", facility)))
 
     return parse
 
