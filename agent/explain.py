@@ -138,6 +138,9 @@ def _pct(share: float) -> str:
 # ---------------------------------------------------------------- the explainer
 
 
+_MAX_RENAMED = 256  # lazy renames kept (`Explainer.rename_template`); then all are applied at once
+
+
 class Explainer:
     """Explanations of flagged lines from the training profile and live window counts."""
 
@@ -175,6 +178,9 @@ class Explainer:
         self._ongoing_seen: dict[int, tuple[tuple[int, int, float, str], bool, int]] = {}
         # actor -> its latest template; observed line -> the template its actor logged before it.
         self._last_by_actor: OrderedDict[str, int] = OrderedDict()
+        # Merged-away template id -> its survivor, for the actors' latest templates not renamed yet
+        # (`rename_template`): read through when noted, so a merge costs no scan of the actors.
+        self._renamed: dict[int, int] = {}
         self._previous: OrderedDict[int, tuple[tuple[int, int, float, str], int | None]] = OrderedDict()
         # observed line -> its template's window count when it arrived (later lines of the same
         # micro-batch must not count: verdicts may not depend on how input was batched).
@@ -221,7 +227,12 @@ class Explainer:
             self._tokens[token] = template_id
         cfg = self.config
         last_by_actor = self._last_by_actor
+        renamed = self._renamed
+        if renamed and template_id in renamed:  # an id merged away is handed out again
+            self._rename_now(template_id)
         previous = last_by_actor.get(actor)
+        if renamed and previous is not None:
+            previous = renamed.get(previous, previous)
         last_by_actor[actor] = template_id
         if previous is None:
             if len(last_by_actor) > cfg.max_actors:
@@ -296,9 +307,29 @@ class Explainer:
                 merged = sorted((*kept, *moved))
                 kept.clear()
                 kept.extend(merged[-(kept.maxlen or len(merged)) :])
-        for actor, tid in self._last_by_actor.items():
+        # The actors whose latest template it was are renamed lazily: `note_at` reads their entry
+        # through `_renamed` (an OrderedDict of thousands of actors cost up to 1 ms per scan, and a
+        # BGL run merges a few times). Exactly as a scan now would: an entry already renamed is
+        # renamed again along with it, and an entry of the same id written later means that id.
+        renamed = self._renamed
+        for stale in (old, new):  # merged away before and handed out again: their old entries first
+            if stale in renamed:  # (so no survivor is itself renamed: one lookup reads an entry)
+                self._rename_now(stale)
+        for was, now in renamed.items():
+            if now == old:
+                renamed[was] = new
+        renamed[old] = new
+        if len(renamed) > _MAX_RENAMED:
+            for was in list(renamed):
+                self._rename_now(was)
+
+    def _rename_now(self, old: int) -> None:
+        """Rename the actors' latest template `old` to what it was merged into, now (a scan)."""
+        new = self._renamed.pop(old)
+        last_by_actor = self._last_by_actor
+        for actor, tid in last_by_actor.items():
             if tid == old:
-                self._last_by_actor[actor] = new
+                last_by_actor[actor] = new
 
     def window_count(self, template_id: int) -> int:
         """Lines of the template in the window ending at its latest observed line."""

@@ -382,3 +382,33 @@ def test_isolation_forest_names_features_out_of_range_or_the_unusual_combination
     assert "no single feature outside its training range; an unusual combination of hour of day (UTC) = 10 " \
            "(training 0 – 10); share of WARN-or-worse lines in the last minute = 0.5 (training 0 – 10)" in e.text
     assert vs(7.4441, 7.4389) == "7.444 > threshold 7.439" and vs(2.0, 1.0) == "2.00 > threshold 1.00"
+
+
+def test_lazy_renames_read_as_a_scan_at_each_merge(monkeypatch: pytest.MonkeyPatch):
+    """Actors' latest templates renamed lazily (`rename_template`) read exactly as the scan of
+    every actor at each merge did: chains of merges, ids merged away and handed out again (as
+    an online miner's content ids are, once evicted), and more renames than are kept lazily.
+    Real BGL component names as actors, a seeded random stream of notes and merges."""
+    import random
+
+    from agent import explain as explain_module
+
+    actors = [f"R{r:02d}-M{m}-N{n}" for r in range(8) for m in range(2) for n in range(4)]
+    for seed in range(8):
+        if seed >= 4:  # fewer kept lazily than ids merged: all applied at once now and then
+            monkeypatch.setattr(explain_module, "_MAX_RENAMED", 3)
+        rng = random.Random(seed)
+        explainer = Explainer({"templates": {}}, {})
+        expected: dict[str, int] = {}  # what the scan at each merge left: the reference
+        ids = [1_000_000 + i for i in range(12)]
+        for step in range(3_000):
+            if rng.random() < 0.08:
+                old, new = rng.sample(ids, 2)
+                explainer.rename_template(old, new)
+                expected = {a: new if t == old else t for a, t in expected.items()}
+                continue
+            actor, tid = rng.choice(actors), rng.choice(ids)
+            previous, _ = explainer.note_at(tid, tid, actor, T0 + step, False)
+            assert previous == expected.get(actor), (seed, step)
+            expected[actor] = tid
+        assert len(explainer._renamed) <= explain_module._MAX_RENAMED
