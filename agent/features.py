@@ -14,7 +14,7 @@ import math
 from collections import OrderedDict, deque
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 import numpy as np
 
@@ -248,6 +248,10 @@ class FeatureExtractor:
         self._lengths: dict[int, float] = {}  # message length -> length_bucket
         self._clock_at, self._clock = math.nan, (0.0, 0.0)  # the last line time -> (hour, day of week)
         self._clock_used = (self.stats.clock_used("hour_of_day"), self.stats.clock_used("day_of_week"))
+        # `round(x, n)` of a float costs ≈ 1 µs (correctly rounded, by way of its digits): the two
+        # ratios a row rounds are pure functions of a few small values, remembered by them
+        self._bursts: dict[tuple[int, float], float] = {}  # (count, template's mean) -> burst_ratio
+        self._level_ratios: dict[tuple[int, int], float] = {}  # (severe, window lines) -> level_ratio
         self._mean_window_freq = self.stats.mean_window_freq  # the same dict (fit fills it in place)
 
     def _transition(self, prev: int | None, token: int) -> float:
@@ -364,14 +368,29 @@ class FeatureExtractor:
         if trans is None:
             trans = self._transition(prev, token)
         if now != self._clock_at:
-            hour_dow = _hour_dow(now)
+            # the hour of the day and the day of the week (Monday = 0; 1970-01-01 was a Thursday),
+            # inline: most lines of a stream have a time of their own (a time that is not finite
+            # raises here, as it always did, whether the calendar is used or not)
+            days = math.floor(now / _SECONDS_PER_DAY)
             self._clock_at = now
-            self._clock = (hour_dow[0] if self._clock_used[0] else 0.0, hour_dow[1] if self._clock_used[1] else 0.0)
+            hour_used, dow_used = self._clock_used
+            if hour_used or dow_used:
+                self._clock = (float(int((now - days * _SECONDS_PER_DAY) // 3600)) if hour_used else 0.0,
+                               float((days + 3) % 7) if dow_used else 0.0)
         hour, dow = self._clock
         length = self._lengths.get(n)
         if length is None:
             length = self._lengths[n] = length_bucket(n)
         mean = self._mean_window_freq.get(token, 1.0)
+        burst = self._bursts.get((freq, mean))
+        if burst is None:
+            burst = _remember(self._bursts, (freq, mean), round(freq / max(mean, 1.0), 1))
+        if severe:
+            level_ratio = self._level_ratios.get((severe, n_window))
+            if level_ratio is None:
+                level_ratio = _remember(self._level_ratios, (severe, n_window), round(severe / n_window, 2))
+        else:
+            level_ratio = 0.0
         return (
             float(token),
             self._log_freq.get(token, self._floor_log_freq),
@@ -381,8 +400,8 @@ class FeatureExtractor:
             length,
             float(n_params),
             float(freq),
-            round(freq / max(mean, 1.0), 1),  # burst_ratio
-            round(severe / n_window, 2) if severe else 0.0,  # level_ratio
+            burst,  # burst_ratio: round(freq / max(mean, 1.0), 1)
+            level_ratio,  # round(severe / n_window, 2) if severe else 0.0
             float(n_distinct),
             1.0 if is_new else 0.0,
             trans,
@@ -649,11 +668,15 @@ def _ended(entity: str, state: Entity) -> EndedSession:
 _SECONDS_PER_DAY = 86400.0
 
 
-def _hour_dow(t: float) -> tuple[float, float]:
-    days = math.floor(t / _SECONDS_PER_DAY)
-    hour = float(int((t - days * _SECONDS_PER_DAY) // 3600))
-    dow = float((days + 3) % 7)  # 1970-01-01 was a Thursday; Monday = 0
-    return hour, dow
+_K = TypeVar("_K")
+_ROUNDED_KEPT = 65_536  # entries of each rounded-ratio memo (emptied when full)
+
+
+def _remember(memo: dict[_K, float], key: _K, value: float) -> float:
+    if len(memo) >= _ROUNDED_KEPT:
+        memo.clear()
+    memo[key] = value
+    return value
 
 
 def feature_index(name: str) -> int:
