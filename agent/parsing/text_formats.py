@@ -14,6 +14,7 @@ too), and `auto` mode falls back through it.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable
 
@@ -27,6 +28,7 @@ HeaderParser = Callable[[str], Header | None]
 FormatFactory = Callable[[YearGuess], HeaderParser]
 
 _NO_FIELDS: Fields = ()
+_UNSEEN: float = math.nan  # a timestamp cache's miss (compared by identity: never a cached value)
 _TS_CACHE_MAX = 4096
 
 
@@ -54,6 +56,7 @@ def make_syslog(year: YearGuess) -> HeaderParser:
     """Header parser for RFC 3164 syslog lines (the year guessed)."""
     match = _SYSLOG.match
     cache: dict[str, float | None] = {}
+    unknown = Level.UNKNOWN
 
     def parse(line: str) -> Header | None:
         m = match(line)
@@ -61,10 +64,8 @@ def make_syslog(year: YearGuess) -> HeaderParser:
             return None
         pri, mon, day, hh, mi, ss, frac, yyyy, host, app, pid, addr = m.groups()
         key = line[m.start(2) : m.end(8) if yyyy else m.end(6)]
-        ts: float | None
-        if key in cache:
-            ts = cache[key]
-        else:
+        ts = cache.get(key, _UNSEEN)
+        if ts is _UNSEEN:
             month = MONTHS[mon.lower()]
             if yyyy is None:
                 value = year.epoch(month, int(day), int(hh), int(mi), int(ss))
@@ -73,7 +74,10 @@ def make_syslog(year: YearGuess) -> HeaderParser:
             ts = _remember(cache, key, value)
         if ts is not None and frac:
             ts += fraction(frac)
-        level = SYSLOG_SEVERITY[int(pri) % 8] if pri else Level.UNKNOWN
+        level = SYSLOG_SEVERITY[int(pri) % 8] if pri else unknown
+        if app and pid and not addr:  # the usual tag, `app[pid]:`: its fields built at once
+            app = app.strip()
+            return ts, level, app or host, line[m.end() :], (("host", host), ("app", app), ("pid", pid))
         fields: list[tuple[str, str]] = [("host", host)]
         if app:
             app = app.strip()
