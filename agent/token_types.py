@@ -87,24 +87,43 @@ def _types(masked: list[str]) -> list[str]:
     return out
 
 
+_UNIT, _DATE = 1, 2  # what a typed word is, stripped of punctuation and lower-cased (`_word_kind`)
+_KIND_MEMO: dict[str, int] = {}  # typed token -> `_word_kind` (a pure function; emptied when full)
+
+
+def _word_kind(typed: str) -> int:
+    """Whether a typed token, stripped of punctuation and lower-cased, is a unit (`_UNIT`), the
+    name of a month or weekday (`_DATE`), both or neither (0)."""
+    word = typed.strip(_PUNCT).lower()
+    kind = (_UNIT if word in _UNITS else 0) | (_DATE if word in _DATE_WORDS else 0)
+    if len(typed) <= _TYPE_MEMO_CHARS:
+        remember(_KIND_MEMO, typed, kind, _TYPE_MEMO_SIZE)
+    return kind
+
+
 def typed_tokens(masked: list[str]) -> tuple[str, ...]:
     """Each masked token's type: words stay, values become `<*>` (quoted values span tokens)."""
     out = _types(masked)
     n = len(out)
     quoted = False  # inside a key="quoted value" that spans tokens: the rest is the value too
     for i, tok in enumerate(masked):
-        quotes = tok.count('"')
         if quoted:
             out[i] = PARAM
-            quoted = quotes % 2 == 0
-        elif quotes % 2 == 1 and '="' in tok:
+            quoted = tok.count('"') % 2 == 0
+        elif '="' in tok and tok.count('"') % 2 == 1:
             quoted = True
+    kinds = _KIND_MEMO
     for i in range(n):
-        if out[i] == PARAM:
+        typed = out[i]
+        if typed == PARAM:
             continue
-        word = out[i].strip(_PUNCT).lower()
+        kind = kinds.get(typed)
+        if kind is None:
+            kind = _word_kind(typed)
+        if not kind:  # neither a unit nor a date word: it stays
+            continue
         after_value = i > 0 and out[i - 1] == PARAM
-        if (after_value and word in _UNITS) or (word in _DATE_WORDS and (after_value or _dateish(out, i + 1))):
+        if (after_value and kind & _UNIT) or (kind & _DATE and (after_value or _dateish(out, i + 1))):
             out[i] = PARAM
     return tuple(out)
 
