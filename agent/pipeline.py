@@ -262,6 +262,8 @@ class Pipeline:
         # never on the arrival clock, so `scan` and live input give the same verdicts.
         self._log_clock = -math.inf
         self._swept_at = -math.inf
+        # Sessions the log clock ends during a micro-batch's loop: judged together after it (`_judge_ended`).
+        self._ending: list[EndedSession] = []
         self.lines = 0
         self.anomalies = 0
         self._uncounted = [0, 0]  # anomalies judged WATCH and DANGER, not yet in the metric
@@ -434,7 +436,7 @@ class Pipeline:
                     if t - self._swept_at < SWEEP_SECS:  # ... but move the clock (t is finite here)
                         self._log_clock = t
                     else:
-                        self._advance_log_clock(t, out)
+                        self._advance_log_clock(t)
                 level, entity, source = parts[3], parts[4], parts[5]
                 row: tuple[float, ...] | None = None
                 key = None
@@ -500,6 +502,8 @@ class Pipeline:
             except Exception as exc:
                 self._reject(record.source, record.line, "parse", exc)
         self.line_no = line_no
+        if self._ending:  # their verdicts go out before the batch's lines', as each sweep's did
+            self._judge_ended(out)
         if pending:
             short += self._settle(pending, contexts, due, keys)
         if road is not None:
@@ -782,17 +786,34 @@ class Pipeline:
         out, self.rejected = self.rejected, []
         return out
 
-    def _advance_log_clock(self, t: float, out: list[Output]) -> None:
+    def _advance_log_clock(self, t: float) -> None:
         """Move the log clock to line time `t`; every `SWEEP_SECS` of log time, end the sessions
-        of entities idle `idle_entity_secs` by that clock (before this line joins its entity)."""
+        of entities idle `idle_entity_secs` by that clock (before this line joins its entity).
+        The ended sessions are judged together after the micro-batch's loop (`_judge_ended`)."""
         if not math.isfinite(t) or t <= self._log_clock:
             return
         self._log_clock = t
         if t - self._swept_at >= SWEEP_SECS:
             self._swept_at = t
             ended = self.features.end_idle(t, SESSION_MIN_TOKENS)
-            if ended:  # most sweeps end nothing: no call
-                out.extend(self._session_verdicts(ended))
+            if ended:  # most sweeps end nothing
+                judged = self._judged
+                self._ending.extend(s for s in ended if judged(s))
+
+    def _judge_ended(self, out: list[Output]) -> None:
+        """Judge the sessions the log clock ended during the micro-batch's loop all together (one
+        batch per model: `Cascade.judge_sessions`), before its lines are scored (the models' memos
+        then answer the lines' windows the sessions' scoring computed). Nothing a verdict reads
+        changes inside the loop (no line is judged there: drift learns and the detectors score
+        after it; expected templates change only in `tick`; the models and the memos are pure),
+        and only session verdicts go out during it, so the outputs are those of judging each
+        sweep's sessions at once, whatever the arrival batching."""
+        ended, self._ending = self._ending, []
+        try:
+            judged = self.cascade.judge_sessions(ended, self.ensemble, self.kinds, self.session_memo)
+        except Exception:  # each judged alone, and one that fails is dropped alone
+            judged = [self._judge_alone(s) for s in ended]
+        out.extend(self._session_verdicts(ended, judged))
 
     # -- records held back (multi-line stitching) ------------------------------------------------
 
@@ -866,14 +887,18 @@ class Pipeline:
     def _decided(self) -> list[Output]:
         return [a.with_incident(incident_id) for a, incident_id in self.grouper.drain()]
 
-    def _session_verdicts(self, sessions: Iterable[EndedSession]) -> list[Output]:
+    def _session_verdicts(self, sessions: Iterable[EndedSession], verdicts: Sequence[Judged | None] | None = None
+                          ) -> list[Output]:
+        """The verdicts to emit on ended sessions (`verdicts`: the judgements of these sessions,
+        all judged, when already made)."""
         # Sessions ending together are judged together (agent/detectors/cascade.py: windows batched
         # across them; detectors outside the vote only on the sessions the vote flags).
-        ended = [s for s in sessions if self._judged(s)]
+        ended = [s for s in sessions if self._judged(s)] if verdicts is None else list(sessions)
         out: list[Output] = []
         if not ended:
             return out
-        verdicts = self.cascade.judge_sessions(ended, self.ensemble, self.kinds, self.session_memo)
+        if verdicts is None:
+            verdicts = self.cascade.judge_sessions(ended, self.ensemble, self.kinds, self.session_memo)
         for s, judged in zip(ended, verdicts, strict=True):
             if judged is None or judged[2] is Verdict.NORMAL:
                 continue
@@ -899,6 +924,14 @@ class Pipeline:
         if len(s.tokens) < SESSION_MIN_TOKENS or s.whole_stream:
             return False
         return 0 in s.tokens or self.features.looks_complete(s)
+
+    def _judge_alone(self, s: EndedSession) -> Judged | None:
+        """One judged session's judgement, None (and the session rejected) when judging raises."""
+        try:
+            return self.cascade.judge_sessions([s], self.ensemble, self.kinds, self.session_memo)[0]
+        except Exception as exc:
+            self._reject(s.entity, f"session of {len(s.tokens)} lines ending at {s.last_seen}", "session", exc)
+            return None
 
     def _judge_session(self, s: EndedSession) -> Judged | None:
         """The session models' verdict on one ended session, None when it is not judged."""

@@ -9,7 +9,7 @@ times per stream, each a bare-Drain3 run and a pipeline run (outputs encoded). B
 the same bundles (`--bundles`: trained once by whichever tree gets there first).
 
 Per stream and tree it prints the median ratio pipeline / bare Drain3 (and its quartiles), the
-pipeline's µs per line, the CPU time inside the session verdicts (`_session_verdicts`,
+pipeline's µs per line, the CPU time inside the session verdicts (`_session_verdicts`, `_judge_ended`,
 `FeatureExtractor.end_idle/end_all`) per line, the garbage collector's time per line and the
 full collections per run. `--stages` adds, per stream, the medians of three instrumented runs
 per tree stage by stage (`bench/throughput.py`'s table); `--no-gc` turns the collector off in
@@ -82,18 +82,24 @@ def run_pipeline(tp: Any, stream: Any, bundle: Path, collector: dict[str, Any]) 
 
     pipe = Pipeline.from_bundle(bundle, PipelineConfig())
     inside = [0.0]
+    depth = [0]  # `_judge_ended` calls `_session_verdicts`: only the outer call counts
 
     def timed(fn: Any) -> Any:
         def run(*args: Any, **kwargs: Any) -> Any:
+            depth[0] += 1
             began = time.process_time()
             try:
                 return fn(*args, **kwargs)
             finally:
-                inside[0] += time.process_time() - began
+                depth[0] -= 1
+                if not depth[0]:
+                    inside[0] += time.process_time() - began
 
         return run
 
     pipe._session_verdicts = timed(pipe._session_verdicts)
+    if hasattr(pipe, "_judge_ended"):  # a micro-batch's ended sessions, judged together
+        pipe._judge_ended = timed(pipe._judge_ended)
     pipe.features.end_idle = timed(pipe.features.end_idle)
     pipe.features.end_all = timed(pipe.features.end_all)
     records = stream.scan

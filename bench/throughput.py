@@ -224,6 +224,7 @@ class StageTimers:
         self.patch("incident grouping", pipe.grouper, "counted_repeat")  # the storm road's decision
         self.patch("incident grouping", pipe.grouper, "tick")
         self.patch("session verdicts", pipe, "_session_verdicts")
+        self.patch("session verdicts", pipe, "_judge_ended")  # a micro-batch's ended sessions, judged together
         self.patch("session verdicts", pipe.features, "end_idle")  # sessions ending (idle) ...
         self.patch("session verdicts", pipe.features, "end_all")  # ... or at the end of input
 

@@ -11,7 +11,7 @@ no `LineResult` is built for a short-road line) the outputs must be the same too
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -19,11 +19,22 @@ from typing import Any
 import pytest
 from conftest import need
 
+from agent.detectors.cascade import Cascade, Judged, Session, SessionMemo
+from agent.ensemble import Ensemble
 from agent.models import find
 from agent.parsing import ParserConfig
 from agent.pipeline import Pipeline, PipelineConfig
 from agent.reader import iter_records
-from agent.types import Anomaly, Incident, LineResult, Output, Record, SessionVerdict, Verdict
+from agent.types import (
+    Anomaly,
+    DetectorKind,
+    Incident,
+    LineResult,
+    Output,
+    Record,
+    SessionVerdict,
+    Verdict,
+)
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -132,6 +143,50 @@ def test_sessions_judged_once_per_shape_give_the_same_outputs(stream: tuple[Path
     assert memo is not None and memo.hits > 0 and memo.misses > 0, (memo.hits, memo.misses)
     assert any(isinstance(o, SessionVerdict) for o in outputs[False])
     assert_same_outputs(outputs[True], outputs[False], pipes[True].cascade.witness_names)
+
+
+class CountingCascade(Cascade):
+    """The pipeline's own cascade, counting its session-judging calls (the sessions in each)."""
+
+    calls: list[int]
+
+    def judge_sessions(self, sessions: Sequence[Session], ensemble: Ensemble, kinds: Mapping[str, DetectorKind],
+                       memo: SessionMemo | None = None) -> list[Judged | None]:
+        self.calls.append(len(sessions))
+        return super().judge_sessions(sessions, ensemble, kinds, memo)
+
+
+def _counting(pipe: Pipeline) -> list[int]:
+    cascade = CountingCascade(pipe.cascade.detectors, pipe.cascade.witness_names)
+    object.__setattr__(cascade, "calls", [])
+    pipe.cascade = cascade
+    return cascade.calls
+
+
+def test_sessions_ending_in_one_micro_batch_are_judged_together(stream: tuple[Path, list[Record]]) -> None:
+    """The sessions the log clock ends during a micro-batch are judged in one call after its loop
+    (`Pipeline._judge_ended`), not one call per sweep: the stream scanned as `logdetect scan`
+    batches it and one record per `process` call (each sweep's sessions then judged alone, as
+    before) gives the same outputs, with fewer judging calls."""
+    bundle, records = stream
+    records = records[:2000]
+    runs: dict[int, tuple[list[tuple[object, ...]], list[int]]] = {}
+    for step in (1000, 1):
+        pipe = Pipeline.from_bundle(bundle, PipelineConfig())
+        calls = _counting(pipe)
+        outputs: list[Output] = []
+        for start in range(0, len(records), step):
+            outputs.extend(pipe.process(records[start : start + step], 0.0))
+        outputs.extend(pipe.close(0.0))
+        runs[step] = [_key(o) for o in outputs], calls
+    (batched, together), (alone_out, alone) = runs[1000], runs[1]
+    # (a micro-batch's session verdicts go out before its lines' outputs, at any batching)
+    sessions = [o for o in batched if o[0] == "session"]
+    assert sessions == [o for o in alone_out if o[0] == "session"]
+    assert sessions
+    assert [o for o in batched if o[0] != "session"] == [o for o in alone_out if o[0] != "session"]
+    assert sum(together) == sum(alone) > 0  # every ended session judged, once
+    assert len(together) < len(alone), (len(together), len(alone))
 
 
 def test_an_observer_that_comes_late_sees_what_one_there_from_the_start_sees(
