@@ -36,17 +36,23 @@ def run(bundle: Path, records: list[Any], cascade: bool, numpy_trees: bool) -> d
                                                        runtime=RuntimeOptions(numpy_trees=numpy_trees)))
     spent = {"score": 0.0, "sessions": 0.0}
 
+    inside = {"score": 0, "sessions": 0}  # `_judge_ended` calls `_session_verdicts`: the outer call counts
+
     def timed(name: str, call: Any) -> Any:
         def wrapper(*a: Any) -> Any:
+            inside[name] += 1
             began = time.perf_counter()
             try:
                 return call(*a)
             finally:
-                spent[name] += time.perf_counter() - began
+                inside[name] -= 1
+                if not inside[name]:
+                    spent[name] += time.perf_counter() - began
         return wrapper
 
     pipe._score = timed("score", pipe._score)  # type: ignore[method-assign]
     pipe._session_verdicts = timed("sessions", pipe._session_verdicts)  # type: ignore[method-assign]
+    pipe._judge_ended = timed("sessions", pipe._judge_ended)  # type: ignore[method-assign]
     out = []
     began = time.perf_counter()
     for start in range(0, len(records), 4096):
