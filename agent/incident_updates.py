@@ -11,10 +11,12 @@ pauses. All times are the log's own clock (`IncidentGrouper.clock`).
   fact), the first DANGER anomaly came, or the anomalous lines or all its lines reached twice
   what the last event said. Rate-limited with a backoff: the n-th update since the incident was
   opened (or came back) comes no sooner than `update_every_secs` × 2^(n-1) after its last event
-  (1, 2, 4, 8, … minutes), at most `update_backoff_max_secs` apart; a change that waits is told by
-  the next event. Two changes go out at once: the severity rising above any told before (at most
-  three times: LOW → MEDIUM → HIGH → CRITICAL), and the incident coming back after it was told
-  resolved (an anomaly at the log's clock joined it again).
+  (1, 2, 4, 8, … minutes), at most `update_backoff_max_secs` apart. A change that waits is told
+  once the wait is over: by the incident's next anomaly, else by the first sweep of the log's
+  clock after it (another anomaly's) or a live tick (`IncidentGrouper._wake`), else by its
+  resolve. Two changes go out at once: the severity rising above any told before (at most three
+  times: LOW → MEDIUM → HIGH → CRITICAL), and the incident coming back after it was told resolved
+  (an anomaly at the log's clock joined it again).
 - `resolved`, once the incident has gone quiet (the grouper's rule) and stayed so: an incident
   that came back r times (it was resolved, then joined again) is told resolved only after it
   stayed quiet `resolve_hold(r)` more (its quiet period × (2^r − 1), at most

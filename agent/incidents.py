@@ -531,6 +531,10 @@ class IncidentGrouper:
         self._holding: dict[str, _Open] = {}
         self._releases: list[tuple[float, int, _Open]] = []
         self._held_seq = 0
+        # Open incidents joined within their update's backoff (a change may wait), and a heap of
+        # (when the backoff ends, sequence, incident): told by the next sweep or tick after that.
+        self._waiting: dict[str, _Open] = {}
+        self._wakes: list[tuple[float, int, _Open]] = []
 
     # ---- matching
 
@@ -802,29 +806,40 @@ class IncidentGrouper:
         The events are this incident's `open` or `update`, preceded by the `resolved` events
         of incidents that the log's own clock shows quiet: a batch scan never calls `tick`,
         and without this a month of logs would keep every incident open (and every anomaly
-        compared with all of them) until the end.
+        compared with all of them) until the end. And the updates that waited for their backoff
+        to end (`_wake`), once the anomaly is in: the update of its own incident tells it too.
         """
-        cfg = self.config
         events: list[Incident] = []
         t = anomaly.line.time
-        if self._advance_clock(t) and t - self._swept_at >= _SWEEP_EVERY_SECS:
+        swept = self._advance_clock(t) and t - self._swept_at >= _SWEEP_EVERY_SECS
+        if swept:
             self._swept_at = t
             events += self._release(t)
             for i in self._quiet(t):
                 events += self._resolve(i, t)
         self._expire_held(t)
+        incident_id = self._place(anomaly, events)
+        if swept:
+            events += self._wake(t)
+        return incident_id, events
+
+    def _place(self, anomaly: Anomaly, events: list[Incident]) -> str | None:
+        """`add` once the clock moved and quiet incidents resolved: the anomaly joins its incident
+        (or is held); the events due are appended to `events`. Returns the incident's id."""
+        cfg = self.config
+        t = anomaly.line.time
         if anomaly.line.is_new and (own := self._own(anomaly.line)) is not None:
             key = _key(anomaly)
             if not self._would_emit(own, anomaly, key):  # a storm's repeat: counted, O(1)
                 self._count_repeat(own, anomaly, key, events)
-                return own.incident_id, events
+                return own.incident_id
         inc = self._match(anomaly)
         held: list[Anomaly] = []
         if (inc is None and cfg.hold_weak and not is_strong(anomaly)
                 and len(self._related_held(anomaly)) + 1 < cfg.weak_cluster):
             self._hold(anomaly)
             self._last_decision = (id(anomaly), True)
-            return None, events
+            return None
         if inc is None:
             held = self._take_held(anomaly)
             if len(self._open) >= cfg.max_open:
@@ -851,7 +866,7 @@ class IncidentGrouper:
             self._remember_actor(actor, inc)
             self._remember_chatter(anomaly, actor, inc)
         events += self._due(inc, t)
-        return inc.incident_id, events
+        return inc.incident_id
 
     def _count_repeat(self, inc: _Open, anomaly: Anomaly, key: tuple[int, str, tuple[str, ...]],
                       events: list[Incident]) -> None:
@@ -1143,7 +1158,7 @@ class IncidentGrouper:
         events = self._release(now)
         for i in self._quiet(now):
             events += self._resolve(i, now)
-        return events
+        return events + self._wake(now)
 
     def close(self) -> list[Incident]:
         """Resolve every open incident (end of a scan); held anomalies are isolated."""
@@ -1153,6 +1168,8 @@ class IncidentGrouper:
             events += self._resolve(i, math.inf) if i.incident_id in self._open else self._tell_resolved(i)
         self._holding.clear()
         self._releases.clear()
+        self._waiting.clear()
+        self._wakes.clear()
         return events
 
     @property
@@ -1286,6 +1303,7 @@ class IncidentGrouper:
     def _resolve(self, inc: _Open, now: float) -> list[Incident]:
         """Take `inc` out of the open set (kept for late lines); its `resolved` event if due now:
         one that came back before is held (`resolve_hold`) and told by `_release`."""
+        self._waiting.pop(inc.incident_id, None)  # (its resolve tells what waited)
         if self._open.pop(inc.incident_id, None) is not None:
             self._index.retire(inc)
             # Kept for lines that arrive behind the log's clock (`_match`), indexed only when one
@@ -1341,6 +1359,7 @@ class IncidentGrouper:
     def _remember(self, inc: _Open, event: Incident, now: float) -> None:
         cfg = self.config
         told = inc.told
+        self._waiting.pop(inc.incident_id, None)  # (told now: nothing waits)
         told.remember(event, now, backoff(told.updates, cfg.update_every_secs, cfg.update_backoff_max_secs),
                       len(inc.templates), len(inc.entities) + inc.extra_set, len(inc.kinds), inc.danger > 0)
 
@@ -1358,15 +1377,44 @@ class IncidentGrouper:
             if self._is_stale(inc, now):
                 return []  # a late line in its past: not back (`_tell_resolved` corrects its totals)
             told.updates = -1  # back: told at once, and its backoff starts again
-        elif (now < told.next_at or not notable(told, inc.anomalies, inc.anomalies + inc.burst_lines,
-                                                len(inc.templates), len(inc.entities) + inc.extra_set,
-                                                len(inc.kinds), inc.danger > 0)
-              ) and self._severity(inc) <= told.severity:  # (a rising severity is told at once)
+        elif now < told.next_at:
+            if self._severity(inc) <= told.severity:  # (a rising severity is told at once)
+                if inc.incident_id not in self._waiting:  # what changed waits for the backoff's end
+                    self._waiting[inc.incident_id] = inc
+                    self._held_seq += 1
+                    heapq.heappush(self._wakes, (told.next_at, self._held_seq, inc))
+                return []
+        elif not self._changed(inc):
             return []
-        told.updates += 1
+        return [self._tell_update(inc, now)]
+
+    def _changed(self, inc: _Open) -> bool:
+        """Whether `inc` holds a change its last event did not tell (`notable`, or a severity above
+        any told)."""
+        told = inc.told
+        return (notable(told, inc.anomalies, inc.anomalies + inc.burst_lines, len(inc.templates),
+                        len(inc.entities) + inc.extra_set, len(inc.kinds), inc.danger > 0)
+                or self._severity(inc) > told.severity)
+
+    def _tell_update(self, inc: _Open, now: float) -> Incident:
+        inc.told.updates += 1
         event = self._snapshot(inc, IncidentState.UPDATE)
         self._remember(inc, event, now)
-        return [event]
+        return event
+
+    def _wake(self, now: float) -> list[Incident]:
+        """The updates of open incidents whose backoff ended by `now` with a change waiting (no
+        anomaly of theirs came since to tell it)."""
+        events: list[Incident] = []
+        heap, waiting = self._wakes, self._waiting
+        while heap and heap[0][0] <= now:
+            at, _, inc = heapq.heappop(heap)
+            if waiting.get(inc.incident_id) is not inc or inc.told.next_at != at:
+                continue  # (told since, or resolved)
+            del waiting[inc.incident_id]
+            if inc.incident_id in self._open and self._changed(inc):
+                events.append(self._tell_update(inc, now))
+        return events
 
     def _now(self, t: float) -> float:
         """The log's clock for the update contract at a line of time `t`: the grouper's clock, or

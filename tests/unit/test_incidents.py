@@ -525,3 +525,24 @@ def test_a_late_line_in_a_resolved_incidents_past_does_not_reopen_it():
     told = [e for e in events if e.incident_id == ids[0]]
     assert [e.state for e in told] == [IncidentState.OPEN, IncidentState.RESOLVED, IncidentState.RESOLVED]
     assert [e.anomaly_count for e in told] == [1, 1, 2]
+
+
+def test_a_change_that_waits_for_the_backoff_is_told_when_it_ends():
+    """A second template joins an incident 20 s after it opened (inside the first minute's
+    backoff) and nothing more of it comes: the update that lists it is told once the minute is
+    over, by the next sweep of the log's clock (an unrelated anomaly's) or by a live tick, not
+    only by its resolve an hour later."""
+    opened = anomaly("Disk sda failed: I/O error", T0, "node-3", template_id=41)
+    joined = anomaly("Filesystem on sda remounted read-only", T0 + 20, "node-3", template_id=42)
+    elsewhere = anomaly("Fan 2 speed below threshold", T0 + 90, "rack-9", template_id=43)
+    ids, events = run(IncidentGrouper(), [opened, joined, elsewhere])
+    told = [e for e in events if e.incident_id == ids[0]]
+    assert [e.state for e in told] == [IncidentState.OPEN, IncidentState.UPDATE, IncidentState.RESOLVED]
+    assert len(told[1].leading_templates) == 2 and told[1].anomaly_count == 2
+
+    live = IncidentGrouper()
+    live.add(opened)
+    live.add(joined)
+    assert live.tick(T0 + 59) == []
+    (update,) = live.tick(T0 + 60)
+    assert update.state is IncidentState.UPDATE and len(update.leading_templates) == 2
