@@ -24,7 +24,7 @@ from agent.held_back import OngoingHistory, OngoingIncident
 from agent.lines import actor_of, as_number, ip_prefix
 from agent.template_twins import TemplateTwins
 from agent.text_memo import remember
-from agent.types import DetectorScore, Explanation, ExplanationKind, Level, LineContext, TemplatedLine
+from agent.types import DetectorScore, Explanation, ExplanationKind, Level, LineContext, ParsedLine, TemplatedLine
 from agent.wording import clip, plural
 
 
@@ -465,9 +465,13 @@ class Explainer:
             return None
         count = self._count_at.get(id(line), 0) if seen is not None and seen[0] == _fingerprint(line) \
             else self.window_count(line.template_id)
+        return self._past_floor(line.template_id, count)
+
+    def _past_floor(self, template_id: int, count: int) -> int | None:
+        """`count` when a window count this big is a burst of the template (`_burst_count`), else None."""
         if count < self.config.min_burst:
             return None
-        return count if count > self.burst_floor(line.template_id) else None
+        return count if count > self.burst_floor(template_id) else None
 
     def _burst_numbers(self, line: TemplatedLine) -> tuple[int, float, float, float] | None:
         """(count, mean, std, p99) when this template's window count is a burst."""
@@ -494,12 +498,14 @@ class Explainer:
     def _burst(self, line: TemplatedLine,
                seen: tuple[tuple[int, int, float, str], int | None] | None = None) -> Explanation | None:
         count = self._burst_count(line, seen if seen is not None else self._previous.get(id(line)))
-        if count is None:
-            return None
-        key = (line.template_id, count)
+        return None if count is None else self._burst_of(line.template_id, count)
+
+    def _burst_of(self, template_id: int, count: int) -> Explanation:
+        """The BURST fact of a count past the floor, remembered by (template, count)."""
+        key = (template_id, count)
         found = self._bursts.get(key)
         if found is None:
-            found = self._burst_fact(line.template_id, count)
+            found = self._burst_fact(template_id, count)
             remember(self._bursts, key, found, _FIXED_MEMO_ENTRIES)
         return found
 
@@ -769,22 +775,42 @@ class Explainer:
         burst = self._burst(line, self._previous.get(id(line)))
         return (*head, burst, *tail) if burst is not None else (*head, *tail)
 
+    def facts_at(self, parts: Sequence[Any], template_id: int, template: str, token: int, is_new: bool, actor: str,
+                 t: float, time_from_arrival: bool, count: int) -> tuple[Explanation, ...]:
+        """`facts` of a line noted by `note_at` (`count`: the window count it returned) and not
+        remembered, from its pieces (the pipeline's counted road builds no line object): `parts`,
+        its `ParsedLine` fields in order (`LineParser.parts`), make one only when the facts fixed
+        by its template, level, actor and hour are not known yet (`_fixed_facts`, which reads
+        no parameter)."""
+        level = parts[3]
+        fixed = self._fixed.get(self._fixed_key(template_id, template, is_new, level, actor, t, time_from_arrival))
+        if fixed is None:
+            fixed = self._fixed_facts(TemplatedLine(ParsedLine(*parts), template_id, template, (), token, is_new, t,
+                                                    time_from_arrival))
+        head, tail = fixed
+        count_past = None if time_from_arrival else self._past_floor(template_id, count)
+        if count_past is None:
+            return (*head, *tail)
+        return (*head, self._burst_of(template_id, count_past), *tail)
+
+    def _fixed_key(self, template_id: int, template: str, is_new: bool, level: Level, actor: str, t: float,
+                   time_from_arrival: bool) -> tuple[int, str, bool, int, str, int]:
+        """What the fixed facts of a line are remembered by (`_fixed_facts`): the actor only at
+        WARN or worse and when the profile knows it, the hour only with a usable line time."""
+        hour = -1 if time_from_arrival or not math.isfinite(t) else _hour_of(t)
+        # (an actor the profile does not know is said by no fact)
+        if level < Level.WARN or (actor not in self._entities and actor not in self._entity_hours):
+            actor = ""
+        return template_id, template, is_new, int(level), actor, hour  # (the level as an int: an enum's hash is a call)
+
     def _fixed_facts(self, line: TemplatedLine) -> tuple[tuple[Explanation, ...], tuple[Explanation, ...]]:
         """The facts that read only the profile and the line's template, level, actor and hour:
-        (a new or rare template) and (an unusual severity or time), remembered by those (the
-        actor only at WARN or worse and when the profile knows it; the hour only with a usable
-        line time)."""
+        (a new or rare template) and (an unusual severity or time), remembered by those
+        (`_fixed_key`)."""
         pl = line.line
         level = pl.level
-        t = line.time
-        hour = -1 if line.time_from_arrival or not math.isfinite(t) else _hour_of(t)
-        # (the level as an int: an enum member's hash is a Python call)
-        actor = ""
-        if level >= Level.WARN:  # (an actor the profile does not know is said by no fact)
-            actor = actor_of(pl)
-            if actor not in self._entities and actor not in self._entity_hours:
-                actor = ""
-        key = (line.template_id, line.template, line.is_new, int(level), actor, hour)
+        key = self._fixed_key(line.template_id, line.template, line.is_new, level,
+                              actor_of(pl) if level >= Level.WARN else "", line.time, line.time_from_arrival)
         fixed = self._fixed.get(key)
         if fixed is None:
             head = tuple(e for e in (self._new_template(line), self._rare_template(line)) if e is not None)

@@ -47,6 +47,9 @@ still emit this anomaly's own event. Call it right after `add(anomaly)` with the
 then reports the decision `add` took); called before `add` it predicts that decision.
 `counted_repeat` answers, without changing anything, whether a never-seen line will only be
 counted (the pipeline's storm road then builds no explanation text, no witness score and no event).
+`plan_repeat` answers it exactly before the batch's earlier lines are added, and `count` counts
+such a line from its pieces (`CountedLine`) in its turn (the pipeline's counted road,
+`agent/counted_road.py`).
 
 Memory is bounded: at most `max_open` incidents are open (the stalest is resolved to make room),
 and each keeps at most `max_samples` sample lines, `max_templates` template counters,
@@ -65,16 +68,17 @@ from collections.abc import Iterable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from agent.episodes import EPISODE_GAP_SECS, starts_new_episode
 from agent.incident_updates import Told, backoff, longest_gap, notable, resolve_hold
-from agent.line_families import family_of, reason_head
-from agent.lines import actor_of, as_number
+from agent.line_families import family_from, family_of, reason_head
+from agent.lines import actor_from, actor_of, as_number
 from agent.restarts import announces_start, restart_of, restart_title
 from agent.text_memo import remember
 from agent.types import (
     Anomaly,
+    DetectorScore,
     Explanation,
     ExplanationKind,
     Incident,
@@ -442,6 +446,69 @@ class _Open:
 
 
 
+class Repeat(NamedTuple):
+    """A never-seen line's anomaly planned as only counted (`IncidentGrouper.plan_repeat`): the
+    incident that will count it and its repeat key (template, entity, fact kinds)."""
+
+    incident: _Open
+    key: tuple[int, str, tuple[str, ...]]
+
+
+class RepeatPlan:
+    """What `IncidentGrouper.plan_repeat` knows of a batch's never-seen lines before any is added:
+    the planned ones by repeat key (`ahead`, as `counted_repeat` counts them), the templates of
+    lines not planned (`unsure`: their later lines in the batch are not planned either) and how
+    many such lines there were (`new`: each may remember one more new template). `lines`: at
+    most how many lines the batch adds (each may add one repeat key to an incident)."""
+
+    __slots__ = ("ahead", "lines", "new", "unsure")
+
+    def __init__(self, lines: int) -> None:
+        self.lines = lines
+        self.ahead: dict[tuple[str, int, str | None, tuple[str, ...]], int] = {}
+        self.unsure: set[int] = set()
+        self.new = 0
+
+    def note_unsure(self, template_id: int) -> None:
+        """A never-seen line of this template is added in its turn without a plan."""
+        self.unsure.add(template_id)
+        self.new += 1
+
+
+class CountedLine(NamedTuple):
+    """The anomaly of a never-seen line planned as only counted (`Repeat`), as the pieces that
+    counting it reads (`IncidentGrouper.count`): the pipeline's counted road builds no line
+    object. `parts`: the line's `ParsedLine` fields in order (`LineParser.parts`)."""
+
+    incident: _Open
+    key: tuple[int, str, tuple[str, ...]]
+    parts: tuple[Any, ...]
+    template: str
+    params: tuple[str, ...]
+    time: float
+    time_from_arrival: bool
+    score: float
+    verdict: Verdict
+    scores: tuple[DetectorScore, ...]
+    explanations: tuple[Explanation, ...]
+
+    @classmethod
+    def of(cls, incident: _Open, key: tuple[int, str, tuple[str, ...]], anomaly: Anomaly) -> CountedLine:
+        """An anomaly's pieces (`add`'s repeat that is only counted)."""
+        line = anomaly.line
+        pl = line.line
+        return cls(incident, key, (pl.raw, pl.message, pl.timestamp, pl.level, pl.entity, pl.source, pl.line_no,
+                                   pl.component, pl.fields, pl.origin),
+                   line.template, line.params, line.time, line.time_from_arrival, anomaly.score, anomaly.verdict,
+                   anomaly.scores, anomaly.explanations)
+
+    def anomaly(self) -> Anomaly:
+        """The `Anomaly` these pieces are (a never-seen line: model token 0)."""
+        line = TemplatedLine(ParsedLine(*self.parts), self.key[0], self.template, self.params, 0, True, self.time,
+                             self.time_from_arrival)
+        return Anomaly(line, self.score, self.verdict, self.scores, self.explanations)
+
+
 def _key(anomaly: Anomaly) -> tuple[int, str, tuple[str, ...]]:
     """The anomaly's repeat key: (template, entity, its fact kinds' values sorted)."""
     return anomaly.line.template_id, anomaly.line.line.entity, _explained(anomaly.explanations)[1]
@@ -590,8 +657,12 @@ class IncidentGrouper:
     def _own(self, line: TemplatedLine) -> _Open | None:
         """The incident a never-seen line's template's new behaviour is reported in, when within
         `new_behaviour_secs` of the line (`_recurring`'s first answer)."""
-        own = self._new_behaviour.get(line.template_id)
-        return own if own is not None and self._distance(own, line.time) <= self.config.new_behaviour_secs else None
+        return self._own_at(line.template_id, line.time)
+
+    def _own_at(self, template_id: int, t: float) -> _Open | None:
+        """`_own` of a line of this template at time `t`."""
+        own = self._new_behaviour.get(template_id)
+        return own if own is not None and self._distance(own, t) <= self.config.new_behaviour_secs else None
 
     def _match(self, anomaly: Anomaly) -> _Open | None:
         t = anomaly.line.time
@@ -737,15 +808,63 @@ class IncidentGrouper:
         own = self._own(line) if line.is_new else None
         if own is None:
             return False
-        tid, entity, kinds = line.template_id, line.line.entity, _explained(facts)[1]
-        n, e = own.storms.get((tid, kinds), 0), own.repeats.get((tid, entity, kinds), 0)
+        return self.counted_repeat_in(own, line.template_id, line.line.entity, _explained(facts)[1], ahead)
+
+    def counted_repeat_in(self, own: _Open, template_id: int, entity: str, kinds: tuple[str, ...],
+                          ahead: dict[tuple[str, int, str | None, tuple[str, ...]], int] | None) -> bool:
+        """`counted_repeat` of a line of the template whose new behaviour `own` reports, with
+        these fact kinds (`fact_key`)."""
+        n, e = own.storms.get((template_id, kinds), 0), own.repeats.get((template_id, entity, kinds), 0)
         if ahead is not None:
-            storm, key = (own.incident_id, tid, None, kinds), (own.incident_id, tid, entity, kinds)
+            storm, key = (own.incident_id, template_id, None, kinds), (own.incident_id, template_id, entity, kinds)
             n += ahead.get(storm, 0)
             e += ahead.get(key, 0)
             ahead[storm] = ahead.get(storm, 0) + 1
             ahead[key] = ahead.get(key, 0) + 1
         return not repeat_emitted(n + 1, e, self.config.repeat_emit_limit)
+
+    def plan_repeat(self, template_id: int, entity: str, t: float, facts: tuple[Explanation, ...],
+                    plan: RepeatPlan) -> Repeat | bool | None:
+        """`counted_repeat` of a never-seen line decided in the pipeline's per-line loop, before the
+        batch's earlier lines are added, exactly: a `Repeat` when its anomaly, added in its turn,
+        will only be counted (`count` then counts it), False when it will be emitted, None when
+        that is not certain here (the line takes the full road and is decided when added). Its
+        verdict must be known not NORMAL and unchanged by judging (the caller's). Certain when
+        every earlier never-seen line of the batch with its template was planned here too (each
+        is then added to the same incident with its planned key, and counted in `plan.ahead` by
+        its repeat keys, as `counted_repeat(..., ahead)` counts them), its incident's repeat
+        counters have room for every key the batch may add (`max_repeat_keys`), and no earlier
+        line can push its template out of the remembered new templates (`max_new_behaviour`).
+        An earlier line of another template cannot change the answer: only a line of this
+        template moves its counters or its `_new_behaviour` entry, and an incident's span only
+        grows. `plan.note_unsure` must be told of every other never-seen line of the batch."""
+        if template_id in plan.unsure:
+            return None
+        own = self._own_at(template_id, t)
+        cfg = self.config
+        if own is None or len(self._new_behaviour) + plan.new >= cfg.max_new_behaviour:
+            plan.note_unsure(template_id)
+            return None
+        kinds = _explained(facts)[1]
+        key = (template_id, entity, kinds)
+        full = cfg.max_repeat_keys - plan.lines  # (each earlier line may add a key)
+        if ((key not in own.repeats and len(own.repeats) >= full)
+                or ((template_id, kinds) not in own.storms and len(own.storms) >= full)):
+            plan.note_unsure(template_id)
+            return None
+        counted = self.counted_repeat_in(own, template_id, entity, kinds, plan.ahead)
+        return Repeat(own, key) if counted else False
+
+    def count(self, line: CountedLine) -> tuple[str, list[Incident]]:
+        """`add` of the anomaly of a never-seen line that `plan_repeat` planned as only counted,
+        in its turn, from its pieces (no `Anomaly` unless the general way needs one); its
+        incident's id and the incident events due now."""
+        events: list[Incident] = []
+        swept = self._arrive(line.time, events)
+        self._count_repeat(line, None, events)
+        if swept:
+            events += self._wake(line.time)
+        return line.incident.incident_id, events
 
     def should_emit(self, anomaly: Anomaly) -> bool:
         """Whether this anomaly's own event should be emitted (False for a repeat)."""
@@ -811,13 +930,7 @@ class IncidentGrouper:
         """
         events: list[Incident] = []
         t = anomaly.line.time
-        swept = self._advance_clock(t) and t - self._swept_at >= _SWEEP_EVERY_SECS
-        if swept:
-            self._swept_at = t
-            events += self._release(t)
-            for i in self._quiet(t):
-                events += self._resolve(i, t)
-        self._expire_held(t)
+        swept = self._arrive(t, events)
         incident_id = self._place(anomaly, events)
         if swept:
             events += self._wake(t)
@@ -831,7 +944,7 @@ class IncidentGrouper:
         if anomaly.line.is_new and (own := self._own(anomaly.line)) is not None:
             key = _key(anomaly)
             if not self._would_emit(own, anomaly, key):  # a storm's repeat: counted, O(1)
-                self._count_repeat(own, anomaly, key, events)
+                self._count_repeat(CountedLine.of(own, key, anomaly), anomaly, events)
                 return own.incident_id
         inc = self._match(anomaly)
         held: list[Anomaly] = []
@@ -868,42 +981,59 @@ class IncidentGrouper:
         events += self._due(inc, t)
         return inc.incident_id
 
-    def _count_repeat(self, inc: _Open, anomaly: Anomaly, key: tuple[int, str, tuple[str, ...]],
-                      events: list[Incident]) -> None:
+    def _arrive(self, t: float, events: list[Incident]) -> bool:
+        """What an anomaly at `t` does before it is put anywhere (`add`): the log clock moves on,
+        the incidents it shows quiet resolve (into `events`), held weak anomalies expire. True
+        when the clock swept (the updates waiting for their backoff are told once it is in: `_wake`)."""
+        swept = self._advance_clock(t) and t - self._swept_at >= _SWEEP_EVERY_SECS
+        if swept:
+            self._swept_at = t
+            events += self._release(t)
+            for i in self._quiet(t):
+                events += self._resolve(i, t)
+        self._expire_held(t)
+        return swept
+
+    def _count_repeat(self, line: CountedLine, anomaly: Anomaly | None, events: list[Incident]) -> None:
         """`add` of a never-seen line's anomaly that joins its template's own incident (`_own`) as
         a repeat that is only counted (`repeat_emitted`). What `_absorb` would find already there
         (the template, its newness and held-back mark, its explanation kinds) is not looked at
         again: the count, span, level, entity, values and sample are added (and listed in the
-        index when new), in a few dict operations; no candidate is searched."""
+        index when new), in a few dict operations; no candidate is searched. `anomaly`: the line's
+        `Anomaly` when there is one (`add`; else built only for the general way)."""
+        inc, key = line.incident, line.key
         if inc.incident_id not in self._open:  # resolved meanwhile: reopen it (as `_match`)
             self._enter(inc)
         self.suppressed += 1
         inc.suppressed += 1
-        self._last_decision = (id(anomaly), False)
-        line = anomaly.line
-        pl = line.line
+        self._last_decision = (id(anomaly), False) if anomaly is not None else None
         tid = key[0]
+        parts = line.parts
+        level, entity, source, component = parts[3], parts[4], parts[5], parts[7]
         if (tid not in inc.templates or tid not in inc.new_templates
-                or (pl.entity == pl.source and pl.source not in inc.new_streams)
-                or (tid not in inc.held_templates and _held_back(anomaly))):
-            self._absorb(inc, anomaly, key, counted=True)  # (not met by a repeat: the general way)
-            self._index.add_line(inc, anomaly)
+                or (entity == source and source not in inc.new_streams)
+                or (tid not in inc.held_templates and _explained(line.explanations)[2])):
+            found = anomaly if anomaly is not None else line.anomaly()
+            self._absorb(inc, found, key, counted=True)  # (not met by a repeat: the general way)
+            self._index.add_line(inc, found)
         else:
-            self._absorb_repeat(inc, anomaly, key)
+            self._absorb_repeat(inc, line)
         self._touch(inc)
         # (its template's new behaviour is this incident's already; its family's and actor's first
         # incidents are moved here when more than `new_behaviour_secs` away, as `add` does)
-        self._remember_new(tid, template_words(line.template), inc, self._family(anomaly), head_of(line.template))
-        self._remember_actor(_new_actor(anomaly), inc)
+        family = (self._family(anomaly) if anomaly is not None
+                  else family_from(level, parts[1], component, parts[8]))
+        self._remember_new(tid, template_words(line.template), inc, family, head_of(line.template))
+        self._remember_actor(_new_actor_from(level, line.verdict, entity, source, component), inc)
         events += self._due(inc, line.time)
 
-    def _absorb_repeat(self, inc: _Open, anomaly: Anomaly, key: tuple[int, str, tuple[str, ...]]) -> None:
+    def _absorb_repeat(self, inc: _Open, line: CountedLine) -> None:
         """`_absorb(counted=True)` and `_index.add_line` of a repeat whose template is in the
         incident, new there, and marked held back there if it is (`_count_repeat` checks)."""
         cfg = self.config
-        line = anomaly.line
-        pl = line.line
-        _count_in(inc, anomaly, cfg.episode_gap_secs)
+        parts = line.parts
+        key = line.key
+        _count_in(inc, line.time, line.time_from_arrival, line.verdict, parts[3], cfg.episode_gap_secs)
         inc.templates[key[0]] += 1
         values = inc.values
         if len(values) < cfg.max_values:
@@ -913,7 +1043,7 @@ class IncidentGrouper:
                 if kept not in values and len(values) < cfg.max_values and distinctive(value):
                     values.add(kept)
                     _put(index, kept, inc)
-        entity = actor_of(pl)
+        entity = actor_from(parts[4], parts[5], parts[7])
         if entity not in inc.entities:
             if len(inc.entities) < cfg.max_entities:
                 inc.entities.append(entity)
@@ -923,7 +1053,7 @@ class IncidentGrouper:
                 _put(self._index.services, service, inc)
             else:
                 _count_extra(inc, entity)
-        _keep_repeat(inc, line, key, cfg)
+        _keep_repeat(inc, parts[0], line.time, line.time_from_arrival, key, cfg)
 
     def _decide(self, inc: _Open, anomaly: Anomaly, key: tuple[int, str, tuple[str, ...]] | None = None) -> bool:
         """Queue `anomaly`'s event with the incident's id, unless it is a repeat only counted (`repeat_emitted`)."""
@@ -1193,7 +1323,7 @@ class IncidentGrouper:
         are those of its key, already there, and what its models said is not read)."""
         cfg = self.config
         line = anomaly.line
-        _count_in(inc, anomaly, cfg.episode_gap_secs)
+        _count_in(inc, line.time, line.time_from_arrival, anomaly.verdict, line.line.level, cfg.episode_gap_secs)
         tid = line.template_id
         if tid in inc.templates or len(inc.templates) < cfg.max_templates:
             if tid not in inc.templates:
@@ -1228,7 +1358,7 @@ class IncidentGrouper:
                 kind = e.kind
                 if kind._value_ not in kinds:
                     kinds[kind._value_] = kind
-        _keep_repeat(inc, line, key or _key(anomaly), cfg)
+        _keep_repeat(inc, line.line.raw, line.time, line.time_from_arrival, key or _key(anomaly), cfg)
 
     def _severity(self, inc: _Open) -> IncidentSeverity:
         points = 0
@@ -1467,10 +1597,15 @@ def _new_actor(anomaly: Anomaly) -> str | None:
     the stream) of a never-seen line at a routine level (below WARN) and not DANGER: new chatter
     of a program, not a new problem. None otherwise."""
     line = anomaly.line.line
-    if line.level >= Level.WARN or anomaly.verdict is Verdict.DANGER:
+    return _new_actor_from(line.level, anomaly.verdict, line.entity, line.source, line.component)
+
+
+def _new_actor_from(level: Level, verdict: Verdict, entity: str, source: str, component: str) -> str | None:
+    """`_new_actor` from the line's level, verdict, entity, source and component."""
+    if level >= Level.WARN or verdict is Verdict.DANGER:
         return None
-    actor = actor_of(line)
-    return actor if actor and actor != line.source else None
+    actor = actor_from(entity, source, component)
+    return actor if actor and actor != source else None
 
 
 def _host_of(line: ParsedLine) -> str | None:
@@ -1496,17 +1631,18 @@ def _episode_start(span: list[float]) -> float:
     return span[0]
 
 
-def _keep_repeat(inc: _Open, line: TemplatedLine, key: tuple[int, str, tuple[str, ...]],
-                 cfg: IncidentConfig) -> None:
-    """Count the line under its repeat key and its storm (`repeat_emitted`) and keep it as a sample."""
+def _keep_repeat(inc: _Open, raw_line: str, t: float, time_from_arrival: bool,
+                 key: tuple[int, str, tuple[str, ...]], cfg: IncidentConfig) -> None:
+    """Count the line (its raw text, time and whether that is its arrival time) under its repeat
+    key and its storm (`repeat_emitted`) and keep it as a sample."""
     if key in inc.repeats or len(inc.repeats) < cfg.max_repeat_keys:
         inc.repeats[key] += 1
     storm = (key[0], key[2])
     if storm in inc.storms or len(inc.storms) < cfg.max_repeat_keys:
         inc.storms[storm] += 1
     # The raw line carries its own timestamp; only an arrival time needs saying.
-    raw = line.line.raw[:_MAX_LINE_CHARS]
-    sample = f"[arrived {_stamp(line.time)}] {raw}" if line.time_from_arrival else raw
+    raw = raw_line[:_MAX_LINE_CHARS]
+    sample = f"[arrived {_stamp(t)}] {raw}" if time_from_arrival else raw
     if len(inc.samples) < cfg.max_samples:
         inc.samples.append(sample)
     else:
@@ -1517,18 +1653,18 @@ def _keep_repeat(inc: _Open, line: TemplatedLine, key: tuple[int, str, tuple[str
             inc.samples.append(sample)
 
 
-def _count_in(inc: _Open, anomaly: Anomaly, gap: float) -> None:
-    """Count `anomaly` in the incident: its span and episodes, how many, how bad, how timed."""
-    line = anomaly.line
-    if math.isfinite(line.time):
-        _stretch(inc, line.time, gap)
+def _count_in(inc: _Open, t: float, time_from_arrival: bool, verdict: Verdict, level: Level, gap: float) -> None:
+    """Count an anomaly (its line's time, whether that is its arrival time, its verdict and
+    level) in the incident: its span and episodes, how many, how bad, how timed."""
+    if math.isfinite(t):
+        _stretch(inc, t, gap)
     inc.anomalies += 1
-    if line.time_from_arrival:
+    if time_from_arrival:
         inc.arrival = True
-    if anomaly.verdict is Verdict.DANGER:
+    if verdict is Verdict.DANGER:
         inc.danger += 1
-    if line.line.level > inc.max_level:
-        inc.max_level = line.line.level
+    if level > inc.max_level:
+        inc.max_level = level
 
 
 def _stretch(inc: _Open, t: float, gap: float) -> None:

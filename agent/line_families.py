@@ -35,6 +35,7 @@ failures and are not in it, nor is a line without an error word ("… a correcta
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 
 from agent.types import Level, ParsedLine
 
@@ -83,13 +84,28 @@ def family_of(line: ParsedLine) -> tuple[str, str, Level] | None:
     lines: their template is their family). The component is the header's `facility` where the
     format has one (BGL's KERNEL: its `component` is the node, a place, and a crash report is
     the same failure on any node), else the line's component (a syslog program)."""
-    if line.level >= Level.ERROR:
-        if not is_field_dump(line.message):
+    return family_from(line.level, line.message, line.component, line.fields)
+
+
+def family_from(level: Level, message: str, component: str, fields: Sequence[tuple[str, str]]
+                ) -> tuple[str, str, Level] | None:
+    """`family_of` from the line's pieces (level, message, component, header fields): the
+    pipeline's counted road builds no line object."""
+    if level >= Level.ERROR:
+        if not is_field_dump(message):
             return None
-        return FIELD_DUMP, line.field("facility") or line.component, line.level
-    if not is_corrected_error(line.message):
+        return FIELD_DUMP, _facility(fields) or component, level
+    if not is_corrected_error(message):
         return None
-    return CORRECTED_ERRORS, line.field("facility") or line.component, line.level
+    return CORRECTED_ERRORS, _facility(fields) or component, level
+
+
+def _facility(fields: Sequence[tuple[str, str]]) -> str | None:
+    """The header's `facility` field (`ParsedLine.field`)."""
+    for key, value in fields:
+        if key == "facility":
+            return value
+    return None
 
 
 def reason_head(template: str) -> str | None:

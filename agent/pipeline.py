@@ -29,6 +29,7 @@ import structlog
 
 from agent import __version__, metrics
 from agent.bundle import Bundle, load_bundle
+from agent.counted_road import NewLineVote, new_line_vote
 from agent.dead_letter import Rejected, rejected
 from agent.detectors.base import Detector, load_detectors
 from agent.detectors.cascade import Cascade, Judged, ScoresSomeLines, SessionMemo, score_where
@@ -38,7 +39,7 @@ from agent.errors import BundleError
 from agent.features import EndedSession, FeatureConfig, FeatureExtractor, FeatureStats
 from agent.feedback import Feedback
 from agent.held_back import HELD_BACK_STATE, OngoingState
-from agent.incidents import NEW_BEHAVIOUR_SECS
+from agent.incidents import NEW_BEHAVIOUR_SECS, CountedLine, Repeat, RepeatPlan
 from agent.multiline import Stitcher
 from agent.onnx_session import RuntimeOptions
 from agent.parsing import LineParser, ParserConfig
@@ -51,6 +52,7 @@ from agent.types import (
     DetectorKind,
     DetectorScore,
     Explanation,
+    Incident,
     IncidentSeverity,
     IncidentState,
     Level,
@@ -249,6 +251,10 @@ class Pipeline:
         # (a line's burst count is taken when it is observed, before the batch is scored)
         self._facts_at: dict[int, tuple[Explanation, ...]] = {}
         self._due: Mapping[int, tuple[bool, ...]] = {}  # the batch's `due` (for a late witness)
+        # id(context) of the batch's never-seen lines planned as emitted (`IncidentGrouper.plan_repeat`):
+        # certain, so neither the cascade nor `_judge` asks whether they are only counted
+        self._planned: set[int] = set()
+        self.counted_road = 0  # never-seen lines that took the counted road (agent/counted_road.py)
         self.storm_counted = 0  # anomalies that took the storm road
         self.storm_unwitnessed = 0  # lines whose witnesses were skipped at scoring time (predicted counted)
         self.storm_late = 0  # ... and of those, scored late (a prediction that did not hold)
@@ -380,7 +386,7 @@ class Pipeline:
         # With observers (or emit_all), every line's result goes out in line order: short-road
         # results wait in `order` between the contexts still to be judged.
         collect = bool(self.observers or self.verdict_observers) or self.config.emit_all
-        order: list[LineContext | LineResult] = []
+        order: list[LineContext | LineResult | CountedLine] = []
         road = self.short_road
         explainer = self.explainer
         facts = self.ensemble.facts
@@ -413,6 +419,18 @@ class Pipeline:
         row_scores = road.members[0].scores if settle and road is not None else {}
         if road is not None:
             road.track(with_ids, self.features.entities.values())
+        # The counted road (agent/counted_road.py): a never-seen line whose verdict is known from
+        # its token and that its incident will only count (planned exactly here, in line order:
+        # `IncidentGrouper.plan_repeat`) is counted in its turn among the judged lines, from its pieces.
+        vote = self._new_line_vote() if road is not None and not keyed and not collect else None
+        plan = RepeatPlan(len(records)) if vote is not None else None
+        plan_repeat, explain_facts = self.grouper.plan_repeat, explainer.facts_at
+        shared_facts = self._explanation_tuples
+        vote_score, vote_verdict, vote_scores = ((vote.score, vote.verdict, vote.scores) if vote is not None
+                                                 else (0.0, Verdict.WATCH, ()))
+        ongoing, expected = explainer.ongoing_templates, self.feedback.expected
+        planned = self._planned
+        counted = 0
         for record in records:
             try:
                 line_no += 1
@@ -443,10 +461,30 @@ class Pipeline:
                 flags: tuple[bool, ...] = ()
                 previous: int | None = None
                 count = -1  # the explainer has not noted the line yet
+                emitted = False  # a never-seen line planned as emitted (`plan_repeat`)
                 unknown = False  # its row's score is not known yet (settled with the batch)
                 if road is not None:
                     if schedule is not None:
                         flags = schedule(entity)
+                    if plan is not None and is_new:
+                        repeat: Repeat | bool | None = None
+                        if tid in ongoing or tid in expected:  # judging may change its verdict
+                            plan.note_unsure(tid)
+                        else:
+                            actor = entity if entity and entity != source else (parts[7] or entity)
+                            previous, count = note(token, tid, actor, t, from_arrival)
+                            line_facts = _shared(shared_facts, explain_facts(parts, tid, template, token, True, actor,
+                                                                             t, from_arrival, count))
+                            repeat = plan_repeat(tid, entity, t, line_facts, plan)
+                        if isinstance(repeat, Repeat):  # only counted: its entity moves on without a row
+                            advance(entity, source, t, token, level, 0, 0, True, tid, False)
+                            if params is None:
+                                params = params_of(message)
+                            order.append(CountedLine(repeat.incident, repeat.key, parts, template, params, t,
+                                                     from_arrival, vote_score, vote_verdict, vote_scores, line_facts))
+                            counted += 1
+                            continue
+                        emitted = repeat is False  # certain: no storm check on the full road
                     clear = token != 0 and not (due_matters and any(flags))
                     if keyed:  # (params read: not lazy)
                         keys_row, state = advance(entity, source, t, token, level, len(message), len(params or ()),
@@ -497,8 +535,10 @@ class Pipeline:
                     due[id(ctx)] = flags
                     if key is not None:
                         keys[id(ctx)] = key
-                if collect:
+                if collect or plan is not None:
                     order.append(ctx)
+                    if emitted:
+                        planned.add(id(ctx))
             except Exception as exc:
                 self._reject(record.source, record.line, "parse", exc)
         self.line_no = line_no
@@ -508,15 +548,24 @@ class Pipeline:
             short += self._settle(pending, contexts, due, keys)
         if road is not None:
             road.taken += short
+        if vote is not None and counted:
+            vote.count(counted)
+            self.counted_road += counted
         self.drift.count_all(tokens)
-        self.lines += len(contexts) + short
+        self.lines += len(contexts) + short + counted
         voted: dict[int, tuple[list[DetectorScore], float, Verdict]] = {}
         self._due = due
         kept, per_detector = self._score(contexts, due, voted)
         scored = {id(ctx): i for i, ctx in enumerate(kept)}
-        for item in order if collect else kept:
+        for item in order if collect or plan is not None else kept:
             if isinstance(item, LineResult):
                 self._observed(item, out)
+                continue
+            if isinstance(item, CountedLine):
+                try:
+                    self._counted(item, out)
+                except Exception as exc:
+                    self._reject(item.parts[5], item.parts[0], "judge", exc)
                 continue
             i = scored.get(id(item))
             if i is None:  # dropped by a detector that failed on it (`_score`)
@@ -531,6 +580,7 @@ class Pipeline:
                 self._reject(item.line.line.source, item.line.line.raw, "judge", exc)
         self.storm_unwitnessed += len(self._skipped)
         self._skipped.clear()
+        planned.clear()
         self._facts_at.clear()
         self._due = {}
         self._count()
@@ -603,7 +653,7 @@ class Pipeline:
         # order) needs no witness: `ahead` counts the batch's lines before it into the prediction.
         storm = self._storm_witnesses and voted is not None
         ahead: dict[tuple[str, int, str | None, tuple[str, ...]], int] = {}
-        counted_repeat, skipped = self.grouper.counted_repeat, self._skipped
+        counted_repeat, skipped, planned = self.grouper.counted_repeat, self._skipped, self._planned
         facts_at, facts_of = self._facts_at, self._facts
 
         def doubtful(ctx: LineContext, scores: list[DetectorScore | None]) -> bool:
@@ -612,7 +662,7 @@ class Pipeline:
                 voted[id(ctx)] = found
             if found[2] is Verdict.NORMAL:
                 return False
-            if storm and ctx.line.is_new:
+            if storm and ctx.line.is_new and id(ctx) not in planned:
                 facts = facts_at[id(ctx)] = facts_of(ctx.line)
                 if counted_repeat(ctx.line, facts, ahead):
                     skipped.add(id(ctx))
@@ -699,11 +749,8 @@ class Pipeline:
             verdict = Verdict.NORMAL  # an operator marked this template as expected
             self.feedback.suppressed += 1
             metrics.feedback_suppressed.inc()
-        learned = self.drift.observe(ctx.line.template_id, ctx.line.template, ctx.line.time,
-                                     verdict is not Verdict.NORMAL, ctx.line.is_new)
-        if learned is not None:  # said once, saved at once: it survives a restart
-            log.info("template_learned", message=learned.describe(), template_id=learned.template_id)
-            self.drift.save()
+        self._drift(ctx.line.template_id, ctx.line.template, ctx.line.time, verdict is not Verdict.NORMAL,
+                    ctx.line.is_new)
         if verdict is Verdict.NORMAL:
             if self.observers or self.verdict_observers or self.config.emit_all:
                 self._observed(LineResult(ctx.line, tuple(scores), score, verdict), out)
@@ -714,7 +761,7 @@ class Pipeline:
                 out.extend(self.grouper.count_burst_line(ctx.line, self.explainer.ongoing_templates))
             return out
         explanations: tuple[Explanation, ...] | None = None
-        if self.storm_road and ctx.line.is_new:
+        if self.storm_road and ctx.line.is_new and id(ctx) not in self._planned:
             facts = self._facts_at.get(id(ctx)) or self._facts(ctx.line)
             if self.grouper.counted_repeat(ctx.line, facts):
                 explanations = facts  # the storm road: counted, never emitted, so its facts suffice
@@ -731,6 +778,11 @@ class Pipeline:
         incident_id, incident_events = self.grouper.add(anomaly)
         if incident_id is not None:  # the incident's signature, for `logdetect feedback --incident`
             self.feedback.remember(incident_id, ctx.line.template_id, ctx.line.template, ctx.line.line.message)
+        self._grouped(verdict, incident_events, out)
+        return out
+
+    def _grouped(self, verdict: Verdict, incident_events: list[Incident], out: list[Output]) -> None:
+        """An anomaly put in its incident: counted, and what is decided now goes out."""
         self.anomalies += 1
         self._uncounted[verdict is Verdict.DANGER] += 1  # (counted once per batch: `_count`)
         # Each anomaly's event goes out once it is decided, with its incident's id (a weak one
@@ -740,7 +792,31 @@ class Pipeline:
             if inc.state is IncidentState.OPEN:
                 _count_incident(inc.severity)
         out.extend(incident_events)
-        return out
+
+    def _counted(self, line: CountedLine, out: list[Output]) -> None:
+        """`_judge` of a never-seen line on the counted road (agent/counted_road.py), in its turn:
+        its vote is known not NORMAL and no operator expects its template (checked in the loop),
+        so drift sees it and its incident counts it, from its pieces."""
+        template_id = line.key[0]
+        self._drift(template_id, line.template, line.time, True, True)
+        incident_id, incident_events = self.grouper.count(line)
+        self.feedback.remember(incident_id, template_id, line.template, line.parts[1])
+        self.storm_counted += 1
+        self._grouped(line.verdict, incident_events, out)
+
+    def _drift(self, template_id: int, template: str, t: float, anomalous: bool, is_new: bool) -> None:
+        """A judged line for online learning (`DriftLearner.observe`)."""
+        learned = self.drift.observe(template_id, template, t, anomalous, is_new)
+        if learned is not None:  # said once, saved at once: it survives a restart
+            log.info("template_learned", message=learned.describe(), template_id=learned.template_id)
+            self.drift.save()
+
+    def _new_line_vote(self) -> NewLineVote | None:
+        """The vote on a never-seen line when it is known from its token alone and the counted
+        road may be taken (agent/counted_road.py: the storm road and the cascade on), else None."""
+        if not (self.storm_road and self.config.cascade):
+            return None
+        return new_line_vote(self.cascade.voters, self.ensemble, self.kinds)
 
     def _facts(self, line: TemplatedLine) -> tuple[Explanation, ...]:
         """The line's fact explanations (`Explainer.facts`), one tuple per distinct sequence."""

@@ -47,6 +47,16 @@ class NoveltyDetector:
             self._score = DetectorScore(self.name, 1.0, self.threshold, self.threshold < 1.0)
         return self._score
 
+    def new_line_score(self) -> DetectorScore:
+        """What `score_lines` gives every line with a new template (read without a line: the
+        pipeline's counted road), not counted."""
+        return self._new()
+
+    def count_new(self, lines: int) -> None:
+        """Count lines with a new template that `score_lines` did not see (the counted road)."""
+        self.lines += lines
+        self.new_lines += lines
+
     def score_lines(self, contexts: Sequence[LineContext]) -> list[DetectorScore | None]:
         """A firing score for each line with a new template, None for the others."""
         self.lines += len(contexts)
