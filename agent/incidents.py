@@ -811,16 +811,21 @@ class IncidentGrouper:
         return self.counted_repeat_in(own, line.template_id, line.line.entity, _explained(facts)[1], ahead)
 
     def counted_repeat_in(self, own: _Open, template_id: int, entity: str, kinds: tuple[str, ...],
-                          ahead: dict[tuple[str, int, str | None, tuple[str, ...]], int] | None) -> bool:
+                          ahead: dict[tuple[str, int, str | None, tuple[str, ...]], int] | None,
+                          cap: int | None = None) -> bool:
         """`counted_repeat` of a line of the template whose new behaviour `own` reports, with
-        these fact kinds (`fact_key`)."""
-        n, e = own.storms.get((template_id, kinds), 0), own.repeats.get((template_id, entity, kinds), 0)
+        these fact kinds (`fact_key`). With `cap` (`max_repeat_keys`), `ahead` counts a line under
+        a key its counter does not hold only when the counter is not full (else it never will)."""
+        storms, repeats = own.storms, own.repeats
+        n, e = storms.get((template_id, kinds), 0), repeats.get((template_id, entity, kinds), 0)
         if ahead is not None:
             storm, key = (own.incident_id, template_id, None, kinds), (own.incident_id, template_id, entity, kinds)
-            n += ahead.get(storm, 0)
-            e += ahead.get(key, 0)
-            ahead[storm] = ahead.get(storm, 0) + 1
-            ahead[key] = ahead.get(key, 0) + 1
+            if cap is None or (template_id, kinds) in storms or len(storms) < cap:
+                n += ahead.get(storm, 0)
+                ahead[storm] = ahead.get(storm, 0) + 1
+            if cap is None or (template_id, entity, kinds) in repeats or len(repeats) < cap:
+                e += ahead.get(key, 0)
+                ahead[key] = ahead.get(key, 0) + 1
         return not repeat_emitted(n + 1, e, self.config.repeat_emit_limit)
 
     def plan_repeat(self, template_id: int, entity: str, t: float, facts: tuple[Explanation, ...],
@@ -847,12 +852,14 @@ class IncidentGrouper:
             return None
         kinds = _explained(facts)[1]
         key = (template_id, entity, kinds)
-        full = cfg.max_repeat_keys - plan.lines  # (each earlier line may add a key)
-        if ((key not in own.repeats and len(own.repeats) >= full)
-                or ((template_id, kinds) not in own.storms and len(own.storms) >= full)):
+        # A counter full at `max_repeat_keys` takes no key any more (`_keep_repeat`); one with
+        # room for every line of the batch takes them all; in between, which it takes is not known.
+        cap = cfg.max_repeat_keys
+        if ((key not in own.repeats and cap - plan.lines <= len(own.repeats) < cap)
+                or ((template_id, kinds) not in own.storms and cap - plan.lines <= len(own.storms) < cap)):
             plan.note_unsure(template_id)
             return None
-        counted = self.counted_repeat_in(own, template_id, entity, kinds, plan.ahead)
+        counted = self.counted_repeat_in(own, template_id, entity, kinds, plan.ahead, cap)
         return Repeat(own, key) if counted else False
 
     def count(self, line: CountedLine) -> tuple[str, list[Incident]]:

@@ -429,7 +429,7 @@ class Pipeline:
         vote_score, vote_verdict, vote_scores = ((vote.score, vote.verdict, vote.scores) if vote is not None
                                                  else (0.0, Verdict.WATCH, ()))
         ongoing, expected = explainer.ongoing_templates, self.feedback.expected
-        planned = self._planned
+        planned, facts_known = self._planned, self._facts_at
         counted = 0
         for record in records:
             try:
@@ -462,6 +462,7 @@ class Pipeline:
                 previous: int | None = None
                 count = -1  # the explainer has not noted the line yet
                 emitted = False  # a never-seen line planned as emitted (`plan_repeat`)
+                line_facts: tuple[Explanation, ...] = ()  # ... its facts, when worked out here
                 unknown = False  # its row's score is not known yet (settled with the batch)
                 if road is not None:
                     if schedule is not None:
@@ -539,6 +540,8 @@ class Pipeline:
                     order.append(ctx)
                     if emitted:
                         planned.add(id(ctx))
+                    elif line_facts:  # the storm road's check asks for them (`_facts_at`)
+                        facts_known[id(ctx)] = line_facts
             except Exception as exc:
                 self._reject(record.source, record.line, "parse", exc)
         self.line_no = line_no
@@ -663,7 +666,8 @@ class Pipeline:
             if found[2] is Verdict.NORMAL:
                 return False
             if storm and ctx.line.is_new and id(ctx) not in planned:
-                facts = facts_at[id(ctx)] = facts_of(ctx.line)
+                facts = facts_at.get(id(ctx)) or facts_of(ctx.line)
+                facts_at[id(ctx)] = facts
                 if counted_repeat(ctx.line, facts, ahead):
                     skipped.add(id(ctx))
                     return False

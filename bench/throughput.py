@@ -220,8 +220,11 @@ class StageTimers:
         self.patch("ensemble", pipe.ensemble, "combine")
         self.patch("explanations", pipe.explainer, "explain")
         self.patch("explanations", pipe.explainer, "facts")  # a storm's repeat: its facts only
+        self.patch("explanations", pipe.explainer, "facts_at")  # ... on the counted road, from its pieces
         self.patch("incident grouping", pipe.grouper, "add")
         self.patch("incident grouping", pipe.grouper, "counted_repeat")  # the storm road's decision
+        self.patch("incident grouping", pipe.grouper, "plan_repeat")  # ... on the counted road, in the loop
+        self.patch("incident grouping", pipe.grouper, "count")  # ... and its counting, in its turn
         self.patch("incident grouping", pipe.grouper, "tick")
         self.patch("session verdicts", pipe, "_session_verdicts")
         self.patch("session verdicts", pipe, "_judge_ended")  # a micro-batch's ended sessions, judged together

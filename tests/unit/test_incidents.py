@@ -7,7 +7,18 @@ from dataclasses import replace
 from itertools import pairwise
 from pathlib import Path
 
-from agent.incidents import IncidentConfig, IncidentGrouper, repeat_emitted, service_of, template_words
+import pytest
+
+from agent.incidents import (
+    CountedLine,
+    IncidentConfig,
+    IncidentGrouper,
+    Repeat,
+    RepeatPlan,
+    repeat_emitted,
+    service_of,
+    template_words,
+)
 from agent.types import (
     Anomaly,
     Explanation,
@@ -187,6 +198,49 @@ def test_a_storm_across_many_nodes_is_one_story_with_few_events(data_dir: Path):
     for a in stream[:100]:
         one.add(replace(a, line=replace(a.line, line=replace(a.line.line, entity="R00-M0-N0")), explanations=_NEW))
     assert len(one.drain()) == 3
+
+
+@pytest.mark.parametrize("max_repeat_keys", [1000, 200])
+def test_repeats_planned_before_their_batch_is_added_are_counted_as_add_counts_them(data_dir: Path,
+                                                                                    max_repeat_keys: int):
+    """The counted road (`plan_repeat` in the pipeline's per-line loop, `count` in the line's
+    turn): BGL's `iar … dear …` storm and lines of two other never-seen templates interleaved,
+    in batches of 64 planned before any of their lines is added. Every line planned as counted
+    is one `add` only counts, every line planned as emitted one `add` emits, and a grouper that
+    `count`s the planned ones from their pieces emits exactly the events, incidents and decisions
+    of one that `add`s every line; also once its repeat counters are full (`max_repeat_keys`)."""
+    burst = Explanation(ExplanationKind.BURST, "BURST DETECTED: many similar lines")
+    stream: list[Anomaly] = []
+    for k, raw in enumerate((data_dir / "bgl" / "BGL_14k.log").read_text(errors="replace").splitlines()):
+        parts = raw.split(" ", 9)
+        if len(parts) == 10 and parts[9].startswith(("iar ", "ciod: LOGIN chdir", "data TLB error")):
+            tid = 7 if parts[9].startswith("iar ") else 8 if parts[9].startswith("ciod") else 9
+            level = Level.INFO if tid == 7 else Level.FATAL
+            a = anomaly(parts[9], float(parts[1]), parts[3], template_id=tid, level=level)
+            stream.append(replace(a, explanations=(*_NEW, burst) if k % 3 == 0 else _NEW))
+    config = IncidentConfig(max_repeat_keys=max_repeat_keys)
+    reference, planned = IncidentGrouper(config), IncidentGrouper(config)
+    expected: list[object] = []
+    got: list[object] = []
+    counted = emitted = unsure = 0
+    for start in range(0, len(stream), 64):
+        batch = stream[start : start + 64]
+        plan = RepeatPlan(len(batch))
+        plans = [planned.plan_repeat(a.line.template_id, a.line.line.entity, a.line.time, a.explanations, plan)
+                 for a in batch]
+        for a, p in zip(batch, plans, strict=True):
+            expected += reference.add(a)[1] + reference.drain()
+            if p is not None:
+                assert reference.should_emit(a) is (p is False)
+            if isinstance(p, Repeat):
+                got += planned.count(CountedLine.of(p.incident, p.key, a))[1] + planned.drain()
+                counted += 1
+            else:
+                got += planned.add(a)[1] + planned.drain()
+                emitted += p is False
+                unsure += p is None
+    assert got + planned.close() == expected + reference.close()
+    assert counted > 0.8 * len(stream) and emitted > 10 and unsure > 0, (counted, emitted, unsure, len(stream))
 
 
 def test_many_distinct_templates_and_entities_stay_capped():
