@@ -448,9 +448,10 @@ class _Open:
 
 class Repeat(NamedTuple):
     """A never-seen line's anomaly planned as only counted (`IncidentGrouper.plan_repeat`): the
-    incident that will count it and its repeat key (template, entity, fact kinds)."""
+    incident that will count it (None: not known before its turn, `repeat_in_turn`) and its
+    repeat key (template, entity, fact kinds)."""
 
-    incident: _Open
+    incident: _Open | None
     key: tuple[int, str, tuple[str, ...]]
 
 
@@ -461,12 +462,13 @@ class RepeatPlan:
     many such lines there were (`new`: each may remember one more new template). `lines`: at
     most how many lines the batch adds (each may add one repeat key to an incident)."""
 
-    __slots__ = ("ahead", "lines", "new", "unsure")
+    __slots__ = ("ahead", "lines", "new", "opening", "unsure")
 
     def __init__(self, lines: int) -> None:
         self.lines = lines
         self.ahead: dict[tuple[str, int, str | None, tuple[str, ...]], int] = {}
         self.unsure: set[int] = set()
+        self.opening: set[int] = set()  # templates no incident reports yet whose first line is in the batch
         self.new = 0
 
     def note_unsure(self, template_id: int) -> None:
@@ -845,13 +847,15 @@ class IncidentGrouper:
         grows. `plan.note_unsure` must be told of every other never-seen line of the batch."""
         if template_id in plan.unsure:
             return None
-        own = self._own_at(template_id, t)
         cfg = self.config
+        kinds = _explained(facts)[1]
+        key = (template_id, entity, kinds)
+        if template_id not in self._new_behaviour:
+            return self._plan_opening(key, plan)
+        own = self._own_at(template_id, t)
         if own is None or len(self._new_behaviour) + plan.new >= cfg.max_new_behaviour:
             plan.note_unsure(template_id)
             return None
-        kinds = _explained(facts)[1]
-        key = (template_id, entity, kinds)
         # A counter full at `max_repeat_keys` takes no key any more (`_keep_repeat`); one with
         # room for every line of the batch takes them all; in between, which it takes is not known.
         cap = cfg.max_repeat_keys
@@ -861,6 +865,32 @@ class IncidentGrouper:
             return None
         counted = self.counted_repeat_in(own, template_id, entity, kinds, plan.ahead, cap)
         return Repeat(own, key) if counted else False
+
+    def _plan_opening(self, key: tuple[int, str, tuple[str, ...]], plan: RepeatPlan) -> Repeat | None:
+        """`plan_repeat` of a line of a template no incident reports yet: its first line in the
+        batch opens one or joins one in its turn, so a later line is only predicted, against the
+        counters as that first line leaves them (empty but for the batch's lines: a never-seen
+        template's lines are strong, so the first is never held back): a `Repeat` with no
+        incident when predicted counted, to be decided in its turn (`repeat_in_turn`); None
+        otherwise (the full road)."""
+        template_id, entity, kinds = key
+        opening = template_id not in plan.opening
+        if opening:
+            plan.opening.add(template_id)
+            plan.new += 1  # (it may remember one more new template)
+        ahead = plan.ahead
+        storm, repeat = ("", template_id, None, kinds), ("", template_id, entity, kinds)
+        n, e = ahead.get(storm, 0), ahead.get(repeat, 0)
+        ahead[storm], ahead[repeat] = n + 1, e + 1
+        return None if opening or repeat_emitted(n + 1, e, self.config.repeat_emit_limit) else Repeat(None, key)
+
+    def repeat_in_turn(self, template_id: int, entity: str, t: float, kinds: tuple[str, ...]) -> Repeat | None:
+        """`counted_repeat` of a never-seen line in its turn, from its pieces (a line whose
+        `plan_repeat` found no incident yet): the incident that will only count it, or None."""
+        own = self._own_at(template_id, t)
+        if own is None or not self.counted_repeat_in(own, template_id, entity, kinds, None):
+            return None
+        return Repeat(own, (template_id, entity, kinds))
 
     def count(self, line: CountedLine) -> tuple[str, list[Incident]]:
         """`add` of the anomaly of a never-seen line that `plan_repeat` planned as only counted,

@@ -255,6 +255,7 @@ class Pipeline:
         # certain, so neither the cascade nor `_judge` asks whether they are only counted
         self._planned: set[int] = set()
         self.counted_road = 0  # never-seen lines that took the counted road (agent/counted_road.py)
+        self.counted_late = 0  # ... predicted counted but emitted after all: the full road in their turn
         self.storm_counted = 0  # anomalies that took the storm road
         self.storm_unwitnessed = 0  # lines whose witnesses were skipped at scoring time (predicted counted)
         self.storm_late = 0  # ... and of those, scored late (a prediction that did not hold)
@@ -386,7 +387,7 @@ class Pipeline:
         # With observers (or emit_all), every line's result goes out in line order: short-road
         # results wait in `order` between the contexts still to be judged.
         collect = bool(self.observers or self.verdict_observers) or self.config.emit_all
-        order: list[LineContext | LineResult | CountedLine] = []
+        order: list[LineContext | LineResult | CountedLine | Deferred] = []
         road = self.short_road
         explainer = self.explainer
         facts = self.ensemble.facts
@@ -430,7 +431,8 @@ class Pipeline:
                                                  else (0.0, Verdict.WATCH, ()))
         ongoing, expected = explainer.ongoing_templates, self.feedback.expected
         planned, facts_known = self._planned, self._facts_at
-        counted = 0
+        counted = 0  # lines on the counted road (or deferred to their turn: `Deferred`)
+        counted_before = self.counted_road
         for record in records:
             try:
                 line_no += 1
@@ -477,12 +479,20 @@ class Pipeline:
                             line_facts = _shared(shared_facts, explain_facts(parts, tid, template, token, True, actor,
                                                                              t, from_arrival, count))
                             repeat = plan_repeat(tid, entity, t, line_facts, plan)
-                        if isinstance(repeat, Repeat):  # only counted: its entity moves on without a row
-                            advance(entity, source, t, token, level, 0, 0, True, tid, False)
+                        if isinstance(repeat, Repeat):
                             if params is None:
                                 params = params_of(message)
-                            order.append(CountedLine(repeat.incident, repeat.key, parts, template, params, t,
-                                                     from_arrival, vote_score, vote_verdict, vote_scores, line_facts))
+                            if repeat.incident is not None:  # only counted: its entity moves on without a row
+                                advance(entity, source, t, token, level, 0, 0, True, tid, False)
+                                order.append(CountedLine(repeat.incident, repeat.key, parts, template, params, t,
+                                                         from_arrival, vote_score, vote_verdict, vote_scores,
+                                                         line_facts))
+                            else:  # predicted counted: decided in its turn, the full road kept at hand
+                                row, state = advance(entity, source, t, token, level, len(message), len(params),
+                                                     True, tid)
+                                order.append(Deferred(repeat.key, parts, template, params, t, from_arrival,
+                                                      line_facts, row, tuple(state.history), tuple(state.levels),
+                                                      flags, previous, count))
                             counted += 1
                             continue
                         emitted = repeat is False  # certain: no storm check on the full road
@@ -551,9 +561,6 @@ class Pipeline:
             short += self._settle(pending, contexts, due, keys)
         if road is not None:
             road.taken += short
-        if vote is not None and counted:
-            vote.count(counted)
-            self.counted_road += counted
         self.drift.count_all(tokens)
         self.lines += len(contexts) + short + counted
         voted: dict[int, tuple[list[DetectorScore], float, Verdict]] = {}
@@ -564,9 +571,12 @@ class Pipeline:
             if isinstance(item, LineResult):
                 self._observed(item, out)
                 continue
-            if isinstance(item, CountedLine):
+            if isinstance(item, CountedLine | Deferred):
                 try:
-                    self._counted(item, out)
+                    if isinstance(item, CountedLine):
+                        self._counted(item, out)
+                    elif vote is not None:
+                        self._in_turn(item, vote, due, out)
                 except Exception as exc:
                     self._reject(item.parts[5], item.parts[0], "judge", exc)
                 continue
@@ -584,6 +594,8 @@ class Pipeline:
         self.storm_unwitnessed += len(self._skipped)
         self._skipped.clear()
         planned.clear()
+        if vote is not None and self.counted_road > counted_before:  # the novelty rule counts them
+            vote.count(self.counted_road - counted_before)
         self._facts_at.clear()
         self._due = {}
         self._count()
@@ -806,7 +818,32 @@ class Pipeline:
         incident_id, incident_events = self.grouper.count(line)
         self.feedback.remember(incident_id, template_id, line.template, line.parts[1])
         self.storm_counted += 1
+        self.counted_road += 1
         self._grouped(line.verdict, incident_events, out)
+
+    def _in_turn(self, line: Deferred, vote: NewLineVote, due: dict[int, tuple[bool, ...]], out: list[Output]) -> None:
+        """A never-seen line predicted counted before its template's incident was known
+        (`IncidentGrouper.plan_repeat`), in its turn: counted when `repeat_in_turn` says so,
+        else the full road it would have taken, as from the loop (its entity's history and the
+        explainer's counts as at its turn; its scores computed now: each a function of its
+        context and the schedule's flags)."""
+        key = line.key
+        repeat = self.grouper.repeat_in_turn(key[0], key[1], line.t, key[2])
+        if repeat is not None and repeat.incident is not None:
+            self._counted(CountedLine(repeat.incident, key, line.parts, line.template, line.params, line.t,
+                                      line.from_arrival, vote.score, vote.verdict, vote.scores, line.facts), out)
+            return
+        self.counted_late += 1
+        tl = TemplatedLine(ParsedLine(*line.parts), key[0], line.template, line.params, 0, True, line.t,
+                           line.from_arrival)
+        self.explainer.remember(tl, line.previous, line.noted)
+        ctx = LineContext(tl, np.asarray(line.row, dtype=np.float32), line.history, line.levels)
+        due[id(ctx)] = line.flags  # (the batch's: a late witness reads it there)
+        self._facts_at[id(ctx)] = line.facts
+        voted: dict[int, tuple[list[DetectorScore], float, Verdict]] = {}
+        kept, per_detector = self._score([ctx], due, voted)
+        if kept:
+            out.extend(self._judge(ctx, [d[0] for d in per_detector], voted.get(id(ctx))))
 
     def _drift(self, template_id: int, template: str, t: float, anomalous: bool, is_new: bool) -> None:
         """A judged line for online learning (`DriftLearner.observe`)."""
@@ -1067,6 +1104,26 @@ class Pending(NamedTuple):
     is_new: bool
     t: float
     from_arrival: bool
+    history: tuple[int, ...]
+    levels: tuple[int, ...]
+    flags: tuple[bool, ...]
+    previous: int | None
+    noted: int  # its template's window count when noted (`Explainer.note_at`)
+
+
+class Deferred(NamedTuple):
+    """A never-seen line predicted counted before its template's incident was known
+    (`IncidentGrouper.plan_repeat`): its pieces, and what the full road needs of it as it
+    stood at its turn, should it be emitted after all (`Pipeline._in_turn`)."""
+
+    key: tuple[int, str, tuple[str, ...]]  # its repeat key: template, entity, fact kinds
+    parts: tuple[Any, ...]  # `LineParser.parts`
+    template: str
+    params: tuple[str, ...]
+    t: float
+    from_arrival: bool
+    facts: tuple[Explanation, ...]
+    row: tuple[float, ...]
     history: tuple[int, ...]
     levels: tuple[int, ...]
     flags: tuple[bool, ...]

@@ -21,6 +21,7 @@ from conftest import need
 
 from agent.detectors.cascade import Cascade, Judged, Session, SessionMemo
 from agent.ensemble import Ensemble
+from agent.incidents import IncidentGrouper
 from agent.models import find
 from agent.parsing import ParserConfig
 from agent.pipeline import Pipeline, PipelineConfig
@@ -70,8 +71,12 @@ def stream(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Pa
 
 
 def _scan(bundle: Path, records: Sequence[Record], short_road: bool, observe: bool, storm_road: bool = True,
-          raw: list[Output] | None = None) -> tuple[list[tuple[object, ...]], list[tuple[object, ...]], Pipeline]:
+          raw: list[Output] | None = None, max_new_behaviour: int | None = None
+          ) -> tuple[list[tuple[object, ...]], list[tuple[object, ...]], Pipeline]:
     pipe = Pipeline.from_bundle(bundle, PipelineConfig(short_road=short_road, storm_road=storm_road))
+    if max_new_behaviour is not None:  # the grouper forgets which incident reports a new template
+        pipe.grouper = IncidentGrouper(replace(pipe.grouper.config, max_new_behaviour=max_new_behaviour),
+                                       profile=pipe.bundle.read_json("profile.json"))
     lines: list[tuple[object, ...]] = []
 
     def seen(r: LineResult) -> None:
@@ -328,3 +333,19 @@ def test_a_storms_repeats_take_the_storm_road_and_change_nothing_else(
     assert len(inc.entities) == 51 and inc.entities[-1].startswith("+"), inc.entities
     assert len(nodes) == len(iar_events)  # each emitted one on a node of its own here
 
+
+
+def test_a_counted_road_line_emitted_after_all_takes_the_full_road_in_its_turn(
+        stream: tuple[Path, list[Record]], data_dir: Path) -> None:
+    """A never-seen line whose template no incident reports yet when its batch is read is only
+    predicted counted (its first line in the batch opens or joins the incident); in its turn it is
+    counted, or takes the full road it would have taken. A grouper that remembers one new
+    template's incident at a time (`max_new_behaviour`) makes the first line of a storm's batch
+    join an incident that already counts the template, so some predictions fail: the outputs are
+    still the full road's."""
+    bundle, _ = stream
+    records = list(iter_records(data_dir / "bgl" / "BGL_14k.log"))[9000:10500]
+    _, full_out, _ = _scan(bundle, records, short_road=True, observe=False, storm_road=False, max_new_behaviour=1)
+    _, quiet_out, quiet = _scan(bundle, records, short_road=True, observe=False, max_new_behaviour=1)
+    assert quiet_out == full_out
+    assert quiet.counted_road > 0 and quiet.counted_late > 0, (quiet.counted_road, quiet.counted_late)
