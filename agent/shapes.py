@@ -122,6 +122,8 @@ def _zeros_at(message: str, places: tuple[int, ...]) -> tuple[bool, ...]:
         return ()
     if len(places) == 1:
         return (message[places[0]] == "0",)
+    if len(places) == 2:  # (BGL's `iar <HEX> dear <HEX>`)
+        return (message[places[0]] == "0", message[places[1]] == "0")
     return tuple([message[p] == "0" for p in places])
 
 
@@ -220,11 +222,10 @@ class ShapeMatcher:
 
     def _miner_match(self, message: str) -> Parts | None:
         """The frozen miner's answer (its masking kept when no template fits: `prepared`)."""
-        found, form = self.miner.match_form(message)
+        found, prepared = self.miner.match_prepared(message)
         if found is None:
-            self._unmatched = (message, (form.tokens, form.masked, form.values, " ".join(form.masked)), None)
-            return None
-        return found.template_id, found.template, found.params
+            self._unmatched = (message, prepared, None)
+        return found
 
     def prepared(self, message: str) -> Prepared | None:
         """`message` as the online miner's `add` would prepare it (`TemplateMiner.add`'s

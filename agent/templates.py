@@ -472,6 +472,18 @@ class TemplateMiner:
         found = TemplateMatch(self._owner(tpl.id), tpl.text, self._params(tpl, tokens, values), ChangeType.NONE)
         return found, MatchedForm(tokens, masked, values, found, tpl.slots, tpl.tokens, virtual)
 
+    def match_prepared(self, message: str) -> tuple[tuple[int, str, tuple[str, ...]] | None, Prepared]:
+        """`match` as (template id, text, params), None when nothing fits, and the message as
+        `add` prepares it (`agent.shapes` hands that to the online miner when nothing fits): no
+        match object, no form."""
+        tokens = self._tokens(message)
+        masked, values = self._masker.mask_tokens(tokens)
+        key = " ".join(masked)
+        tpl, _ = self._match_masked(tokens, masked, key)
+        if tpl is None:
+            return None, (tokens, masked, values, key)
+        return (self._owner(tpl.id), tpl.text, self._params(tpl, tokens, values)), (tokens, masked, values, key)
+
     def values_within(self, token: str) -> tuple[str, ...]:
         """The mask values inside a token that is not wholly one value, in order."""
         return self._masker.values_within(token)
@@ -480,10 +492,13 @@ class TemplateMiner:
         """Where `values_within` finds its values in the token."""
         return self._masker.spans_within(token)
 
-    def _match_masked(self, tokens: list[str], masked: list[str]) -> tuple[_Template | None, bool]:
-        """The form `match` finds for a masked message, and whether it was fitted by its words
-        only (a virtual form, remembered by its first message)."""
-        key = " ".join(masked)
+    def _match_masked(self, tokens: list[str], masked: list[str], key: str | None = None
+                      ) -> tuple[_Template | None, bool]:
+        """The form `match` finds for a masked message (`key`: its masked tokens joined, when
+        the caller has them), and whether it was fitted by its words only (a virtual form,
+        remembered by its first message)."""
+        if key is None:
+            key = " ".join(masked)
         ntokens = len(masked)
         memo = self._memo
         entry = memo.get(key)
