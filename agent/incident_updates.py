@@ -24,8 +24,9 @@ pauses. All times are the log's own clock (`IncidentGrouper.clock`).
   pause (flap damping). Coming back within the hold is no event at all. The resolved event
   carries the totals, so each incident's last event is its final state; a late line (behind the
   log's clock, in the incident's past) that joins an incident told resolved is no reopen: the
-  incident is told resolved again, with the corrected totals, once it settles, and only when
-  something it says changed. `close()` tells every incident still open or held resolved.
+  incident is told resolved again, with the corrected totals, once it settles, only when
+  something it says changed, and at the update backoff's pace (a live run ticks every second:
+  each late line would otherwise be a resolve of its own). `close()` tells every incident still open or held resolved.
 """
 
 from __future__ import annotations

@@ -1487,6 +1487,11 @@ class IncidentGrouper:
         hold = resolve_hold(longest_gap(inc.episodes), cfg.resolve_hold_factor, cfg.resolve_hold_max_secs)
         quiet = max(cfg.quiet_secs, cfg.gap_secs, cfg.episode_gap_secs) + self._disorder
         release_at = max(inc.last_seen, inc.first_seen) + max(quiet, hold)
+        told = inc.told.event
+        if told is not None and told.state is IncidentState.RESOLVED:
+            # told resolved before, joined since by lines behind the clock: its corrected totals
+            # at the backoff's pace (a live run ticks every second, each late line would be one)
+            release_at = max(release_at, inc.told.next_at)
         if not release_at > now:
             return self._tell_resolved(inc)
         inc.told.release_at = release_at
@@ -1516,10 +1521,13 @@ class IncidentGrouper:
     def _tell_resolved(self, inc: _Open) -> list[Incident]:
         """Its `resolved` event, unless the sink was told exactly this already (an incident told
         resolved that a late line joined and left unchanged in every field)."""
-        inc.told.release_at = math.inf
+        told = inc.told
+        told.release_at = math.inf
         event = self._snapshot(inc, IncidentState.RESOLVED)
-        if event == inc.told.event:
+        if event == told.event:
             return []
+        if told.event is not None and told.event.state is IncidentState.RESOLVED:
+            told.updates += 1  # a correction: the next one waits longer
         self._remember(inc, event, self._latest)
         return [event]
 

@@ -608,3 +608,25 @@ def test_a_change_that_waits_for_the_backoff_is_told_when_it_ends():
     assert live.tick(T0 + 59) == []
     (update,) = live.tick(T0 + 60)
     assert update.state is IncidentState.UPDATE and len(update.leading_templates) == 2
+
+
+def test_late_lines_after_a_resolve_are_corrected_at_the_backoffs_pace():
+    """Twenty lines of a resolved incident's minute arrive four days behind the log's clock (a
+    second server's log appended), a live tick after each: each joined it, and each tick told it
+    resolved again with one more line (20 resolves; HPC_2k replayed live: 91). Corrections come
+    at the update backoff's pace: the first at once, then the clock does not move (the lines are
+    behind it), so the next, with all 21 lines, is told by `close`."""
+    grouper = IncidentGrouper()
+    first = anomaly("Machine check: bank 4 status corrupt", T0, "node-2", template_id=21)
+    iid, events = grouper.add(first)
+    for k in range(1, 6):
+        events += grouper.add(anomaly(f"Fan {letters(k)} speed below threshold", T0 + k * 0.9 * 86400, f"rack-{k}",
+                                      template_id=30 + k))[1]
+    for k in range(20):
+        events += grouper.add(anomaly("Machine check: bank 4 status corrupt", T0 + 30 + k, "node-2",
+                                      template_id=21))[1]
+        events += grouper.tick(grouper.clock)
+    events += grouper.close()
+    told = [e for e in events if e.incident_id == iid]
+    assert [e.state for e in told] == [IncidentState.OPEN, *[IncidentState.RESOLVED] * 3]
+    assert [e.anomaly_count for e in told] == [1, 1, 2, 21]

@@ -77,6 +77,8 @@ class SystemRow:
     detector_known_alarms: dict[str, int] = field(default_factory=dict)
     detector_novel_flagged: dict[str, int] = field(default_factory=dict)
     vote_members: tuple[str, ...] = ()
+    # the incident events the scan emitted (open, update, resolved: what a reader of the sink gets)
+    incident_events: int = 0
 
     @property
     def known_alarm_rate(self) -> float:
@@ -145,6 +147,7 @@ class Seen:
     members: tuple[str, ...] = ()  # the vote's members at the sensitivity
     anomaly_events: int = 0
     incidents: set[str] = field(default_factory=set)
+    incident_events: int = 0
     grouped: list[tuple[str, str | None]] = field(default_factory=list)  # each anomaly event's line and incident
     sessions: list[tuple[str, str]] = field(default_factory=list)
 
@@ -158,6 +161,7 @@ class Seen:
                 self.grouped.append((o.line.line.raw, o.incident_id))
             elif isinstance(o, Incident):
                 self.incidents.add(o.incident_id)
+                self.incident_events += 1
             elif isinstance(o, SessionVerdict):
                 self.sessions.append((o.entity, o.verdict.value))
 
@@ -269,6 +273,7 @@ def run_system(system_dir: Path, system: str, options: RunOptions, work: Path) -
         detector_known_alarms=detector_known,
         detector_novel_flagged=detector_novel,
         vote_members=scanned.members,
+        incident_events=scanned.incident_events,
     )
 
 
