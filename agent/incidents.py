@@ -462,13 +462,15 @@ class RepeatPlan:
     many such lines there were (`new`: each may remember one more new template). `lines`: at
     most how many lines the batch adds (each may add one repeat key to an incident)."""
 
-    __slots__ = ("ahead", "lines", "new", "opening", "unsure")
+    __slots__ = ("ahead", "lines", "new", "opening", "unsure", "unsure_keys")
 
     def __init__(self, lines: int) -> None:
         self.lines = lines
         self.ahead: dict[tuple[str, int, str | None, tuple[str, ...]], int] = {}
         self.unsure: set[int] = set()
         self.opening: set[int] = set()  # templates no incident reports yet whose first line is in the batch
+        # repeat keys a planned line may or may not have added to a nearly full counter
+        self.unsure_keys: set[tuple[int, str, tuple[str, ...]]] = set()
         self.new = 0
 
     def note_unsure(self, template_id: int) -> None:
@@ -857,12 +859,20 @@ class IncidentGrouper:
             plan.note_unsure(template_id)
             return None
         # A counter full at `max_repeat_keys` takes no key any more (`_keep_repeat`); one with
-        # room for every line of the batch takes them all; in between, which it takes is not known.
+        # room for every line of the batch takes them all; in between, which it takes is not
+        # known: the line is decided all the same (its counts are), but a later line of its key
+        # is not planned (nor one of its template, when the storm's key is the unknown one).
         cap = cfg.max_repeat_keys
-        if ((key not in own.repeats and cap - plan.lines <= len(own.repeats) < cap)
-                or ((template_id, kinds) not in own.storms and cap - plan.lines <= len(own.storms) < cap)):
+        storm = (template_id, kinds)
+        if key in plan.unsure_keys and storm in own.storms:  # its storm's count is known: counted ahead
+            ahead_key = (own.incident_id, template_id, None, kinds)
+            plan.ahead[ahead_key] = plan.ahead.get(ahead_key, 0) + 1
+            return None
+        if key in plan.unsure_keys or (storm not in own.storms and cap - plan.lines <= len(own.storms) < cap):
             plan.note_unsure(template_id)
             return None
+        if key not in own.repeats and cap - plan.lines <= len(own.repeats) < cap:
+            plan.unsure_keys.add(key)
         counted = self.counted_repeat_in(own, template_id, entity, kinds, plan.ahead, cap)
         return Repeat(own, key) if counted else False
 
