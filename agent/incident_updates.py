@@ -7,26 +7,28 @@ pauses. All times are the log's own clock (`IncidentGrouper.clock`).
 
 - `open`: the incident's first event, always (also when held weak anomalies open it together).
 - `update`, when one of these changed since the incident's last event (`notable`):
-  a template or an entity joined, a new explanation kind came (a model newly agreed, a new
-  fact), the first DANGER anomaly came, or the anomalous lines or all its lines reached twice
-  what the last event said. Rate-limited with a backoff: the n-th update since the incident was
-  opened (or came back) comes no sooner than `update_every_secs` × 2^(n-1) after its last event
-  (1, 2, 4, 8, … minutes), at most `update_backoff_max_secs` apart. A change that waits is told
+  a template joined, a new explanation kind came (a model newly agreed, a new fact), the first
+  DANGER anomaly came, or its anomalous lines, all its lines or its entities reached twice what
+  the last event said (the second host is news, the 600th is not). Rate-limited with a backoff:
+  the n-th update since the incident was opened (or came back) comes no sooner than
+  `update_every_secs` × 2^(n-1) after its last event (1, 2, 4, 8, … minutes), at most
+  `update_backoff_max_secs` apart. A change that waits is told
   once the wait is over: by the incident's next anomaly, else by the first sweep of the log's
   clock after it (another anomaly's) or a live tick (`IncidentGrouper._wake`), else by its
   resolve. Two changes go out at once: the severity rising above any told before (at most three
   times: LOW → MEDIUM → HIGH → CRITICAL), and the incident coming back after it was told resolved
   (an anomaly at the log's clock joined it again).
 - `resolved`, once the incident has gone quiet (the grouper's rule) and stayed so: an incident
-  that came back r times (it was resolved, then joined again) is told resolved only after it
-  stayed quiet `resolve_hold(r)` more (its quiet period × (2^r − 1), at most
+  that came back after quiet gaps (resolved, then joined again: its episodes) is told resolved
+  only once it has been quiet `resolve_hold` (`resolve_hold_factor` × its longest gap, at most
   `resolve_hold_max_secs`): a problem that keeps recurring is not resolved and reopened at every
   pause (flap damping). Coming back within the hold is no event at all. The resolved event
   carries the totals, so each incident's last event is its final state; a late line (behind the
   log's clock, in the incident's past) that joins an incident told resolved is no reopen: the
   incident is told resolved again, with the corrected totals, once it settles, only when
   something it says changed, and at the update backoff's pace (a live run ticks every second:
-  each late line would otherwise be a resolve of its own). `close()` tells every incident still open or held resolved.
+  each late line would otherwise be a resolve of its own). `close()` tells every incident still
+  open or held resolved.
 """
 
 from __future__ import annotations
@@ -95,8 +97,8 @@ def longest_gap(episodes: Sequence[Sequence[float]]) -> float:
 
 def notable(told: Told, anomalies: int, lines: int, templates: int, entities: int, kinds: int,
             danger: bool) -> bool:
-    """Whether an incident with these counts says something its last event did not: a template,
-    an entity or an explanation kind joined, the first DANGER came, or its anomalies or lines
+    """Whether an incident with these counts says something its last event did not: a template or
+    an explanation kind joined, the first DANGER came, or its anomalies, lines or entities
     doubled."""
     return (templates > told.templates or entities >= 2 * told.entities or kinds > told.kinds
             or (danger and not told.danger)
