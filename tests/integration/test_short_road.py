@@ -314,10 +314,8 @@ def test_a_storms_repeats_take_the_storm_road_and_change_nothing_else(
     assert quiet_out == full_out
     # Without observers most of them took the counted road (agent/counted_road.py: the vote is the
     # novelty rule's alone, so a never-seen line's verdict is known from its token; no line object,
-    # no model, no ensemble), and the others were mostly not scored by the witnesses either
-    # (predicted counted); with observers none did (every line's scores are wanted).
-    assert quiet.counted_road > 0.4 * quiet.storm_counted, (quiet.counted_road, quiet.storm_counted)
-    assert quiet.counted_road + quiet.storm_unwitnessed > 0.45 * quiet.storm_counted, quiet.storm_unwitnessed
+    # no model, no ensemble); with observers none did (every line's scores are wanted).
+    assert quiet.counted_road > 0.9 * quiet.storm_counted, (quiet.counted_road, quiet.storm_counted)
     assert storm.counted_road == 0 and full.counted_road == 0
     # each counted-road line counted once by the novelty rule, as scoring it would have
     assert quiet.detector_stats()["novelty"]["new_lines"] == storm.detector_stats()["novelty"]["new_lines"]
