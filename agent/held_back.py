@@ -41,6 +41,7 @@ import structlog
 
 from agent import metrics
 from agent.atomic import write_atomic
+from agent.save_timer import SaveTimer
 from agent.types import Explanation, ExplanationKind
 
 log = structlog.get_logger(__name__)
@@ -128,11 +129,11 @@ class OngoingState:
     names the bundle and the history it counts for; a count saved for another bundle or
     history is not resumed."""
 
-    def __init__(self, path: Path, bundle_id: str) -> None:
+    def __init__(self, path: Path, bundle_id: str, interval_secs: float) -> None:
         self.path = path
         self.bundle_id = bundle_id
         self._saved: tuple[int, float, int, bool] | None = None
-        self._timer: float | None = None  # when `maybe_save` last looked (None: not yet)
+        self._timer = SaveTimer(interval_secs)
 
     def _history(self, ongoing: OngoingIncident) -> dict[str, Any]:
         h = ongoing.history
@@ -166,16 +167,9 @@ class OngoingState:
         self._saved = ongoing.position()
         return True
 
-    def maybe_save(self, ongoing: OngoingIncident, now: float, interval_secs: float) -> int:
-        """`save` when `interval_secs` have passed since the last look (the first call starts
-        the timer), as the online miner's snapshot is saved; bytes written."""
-        if self._timer is None:
-            self._timer = now
-            return 0
-        if now - self._timer < interval_secs:
-            return 0
-        self._timer = now
-        return self.save(ongoing)
+    def maybe_save(self, ongoing: OngoingIncident, now: float) -> int:
+        """`save` on the online miner's snapshot timer (`SaveTimer`); bytes written."""
+        return self.save(ongoing) if self._timer.due(now) else 0
 
     def save(self, ongoing: OngoingIncident) -> int:
         """Write the count when it moved since the last save or load; bytes written."""

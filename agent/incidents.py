@@ -1563,7 +1563,8 @@ class IncidentGrouper:
                 return []  # a late line in its past: not back (`_tell_resolved` corrects its totals)
             told.updates = -1  # back: told at once, and its backoff starts again
         elif now < told.next_at:
-            if self._severity(inc) <= told.severity:  # (a rising severity is told at once)
+            # (a rising severity is told at once; none rises above a CRITICAL told: not computed)
+            if told.severity is IncidentSeverity.CRITICAL or self._severity(inc) <= told.severity:
                 if inc.incident_id not in self._waiting:  # what changed waits for the backoff's end
                     self._waiting[inc.incident_id] = inc
                     self._held_seq += 1

@@ -220,7 +220,8 @@ class Pipeline:
         # The count of the incident the history ends in goes on after a restart (`agent/held_back.py`).
         self.held_back_state: OngoingState | None = None
         if config.state_dir is not None and self.explainer.ongoing is not None:
-            self.held_back_state = OngoingState(config.state_dir / HELD_BACK_STATE, self.bundle_id)
+            self.held_back_state = OngoingState(config.state_dir / HELD_BACK_STATE, self.bundle_id,
+                                                config.snapshot_interval_secs)
             self.held_back_state.load(self.explainer.ongoing)
         # The profile relates templates that follow each other in training (an auth failure and
         # the web's 401 it causes), so they group into one incident.
@@ -984,7 +985,7 @@ class Pipeline:
         if self.held_back_state is not None and self.explainer.ongoing is not None:
             # on the snapshot's timer, whether or not the miner learnt anything (the outage's
             # lines may all be of templates it knows)
-            self.held_back_state.maybe_save(self.explainer.ongoing, now, self.config.snapshot_interval_secs)
+            self.held_back_state.maybe_save(self.explainer.ongoing, now)
         return out
 
     def _save_held_back(self) -> None:

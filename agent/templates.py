@@ -78,6 +78,7 @@ import orjson
 from agent.atomic import write_atomic
 from agent.errors import BundleError, ConfigError
 from agent.masking import MASK_NAMES, Masker, drain3_instructions, masks_fingerprint, select_masks
+from agent.save_timer import SaveTimer
 from agent.text_memo import remember
 from agent.token_types import (
     PARAM,
@@ -1197,19 +1198,13 @@ class Snapshotter:
         self.miner = miner
         self.path = Path(path)
         self.interval_secs = interval_secs
-        self._last: float | None = None
+        self._timer = SaveTimer(interval_secs)
         self._saved_revision: int | None = None
         self.saves = 0
 
     def maybe_save(self, now: float) -> bool:
         """Save the miner when the interval has passed and it changed; True when it saved."""
-        if self._last is None:
-            self._last = now
-            return False
-        if now - self._last < self.interval_secs:
-            return False
-        self._last = now
-        if self.miner.revision == self._saved_revision:
+        if not self._timer.due(now) or self.miner.revision == self._saved_revision:
             return False
         self.save_now()
         return True
